@@ -1,0 +1,41 @@
+//! The lead-intake schema as SeaORM migrations.
+//!
+//! Every invariant the product relies on is a constraint or an index here, not only code:
+//! cross-account links are impossible because child tables reference `(account_id, id)`
+//! pairs; a phone number belongs to at most one contact per account; a contact has at most
+//! one active sequence enrollment and at most one queued PowerDialer entry.
+//!
+//! The migrations are plain PostgreSQL: the product targets PostgreSQL only, and partial
+//! unique indexes, composite foreign keys and CHECK constraints read best as SQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_tenancy;
+mod m20261125_000002_create_catalog;
+mod m20261125_000003_create_contacts;
+mod m20261125_000004_create_automation;
+mod m20261125_000005_create_lead_intakes;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_tenancy::Migration),
+            Box::new(m20261125_000002_create_catalog::Migration),
+            Box::new(m20261125_000003_create_contacts::Migration),
+            Box::new(m20261125_000004_create_automation::Migration),
+            Box::new(m20261125_000005_create_lead_intakes::Migration),
+        ]
+    }
+}
+
+/// Runs each statement of `sql` (separated by `;` at line ends) on the migration's connection.
+pub(crate) async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
+}

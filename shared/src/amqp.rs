@@ -1,0 +1,203 @@
+//! The RabbitMQ topology, declared in one place and idempotently.
+//!
+//! ```text
+//! receiver ──► exchange `leads` (direct) ──intake──► quorum queue `leads.intake`
+//!                                                      │  worker: transient failure
+//!                                                      ├──► `leads.retry.N` (TTL) ──► back to `leads`
+//!                                                      │  worker: poison / out of retries
+//!                                                      └──► exchange `leads.dlx` (fanout) ──► `leads.dead`
+//! ```
+//! Every name is prefixed by `amqp_prefix`, so environments and tests sharing one broker
+//! stay apart.
+
+use lapin::{
+    Channel, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable, ShortString},
+};
+
+/// Routing key of intake messages on the `leads` exchange.
+pub const INTAKE_ROUTING_KEY: &str = "intake";
+
+/// Deliveries of one message before RabbitMQ itself dead-letters it. The worker retries
+/// through delay queues (each a fresh message), so this only stops a message that crashes
+/// its consumer over and over (RabbitMQ 3.x has no default limit).
+pub const DELIVERY_LIMIT: i64 = 10;
+
+/// Names of every exchange and queue, for one prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    retry_delays_ms: Vec<u64>,
+}
+
+impl Topology {
+    /// `retry_delays_ms`: one delay queue per retry step (see `WorkerSettings`).
+    pub fn new(prefix: &str, retry_delays_ms: &[u64]) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            retry_delays_ms: retry_delays_ms.to_vec(),
+        }
+    }
+
+    /// The exchange the receiver publishes intakes to.
+    pub fn exchange(&self) -> String {
+        format!("{}leads", self.prefix)
+    }
+
+    /// The queue workers consume.
+    pub fn intake_queue(&self) -> String {
+        format!("{}leads.intake", self.prefix)
+    }
+
+    /// The exchange dead letters go through.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}leads.dlx", self.prefix)
+    }
+
+    /// Leads that could not be processed, with the reason in their headers.
+    pub fn dead_queue(&self) -> String {
+        format!("{}leads.dead", self.prefix)
+    }
+
+    /// The delays of the retry steps, in ms.
+    pub fn retry_delays_ms(&self) -> &[u64] {
+        &self.retry_delays_ms
+    }
+
+    /// The delay queue of retry step `step` (0-based); published to through the default
+    /// exchange by name. Its name carries the delay, because a queue's TTL cannot change
+    /// once declared.
+    pub fn retry_queue(&self, step: usize) -> Option<String> {
+        self.retry_delays_ms
+            .get(step)
+            .map(|ms| format!("{}leads.retry.{ms}ms", self.prefix))
+    }
+
+    /// Declares everything; safe to call from every process at every start.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.exchange().into(),
+                ExchangeKind::Direct,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.dead_exchange().into(),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut intake_args = FieldTable::default();
+        // Quorum: replicated, and survives broker restarts with confirmed messages intact.
+        put(&mut intake_args, "x-queue-type", string("quorum"));
+        // A message redelivered this often (its consumer keeps crashing) is dead-lettered
+        // instead of looping for ever.
+        put(
+            &mut intake_args,
+            "x-delivery-limit",
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        put(
+            &mut intake_args,
+            "x-dead-letter-exchange",
+            string(&self.dead_exchange()),
+        );
+        // Dead-lettering by the broker is confirmed by the target queue, so a crash-looping
+        // lead is moved, never dropped (needs reject-publish overflow).
+        put(
+            &mut intake_args,
+            "x-dead-letter-strategy",
+            string("at-least-once"),
+        );
+        put(&mut intake_args, "x-overflow", string("reject-publish"));
+        channel
+            .queue_declare(self.intake_queue().into(), durable_queue, intake_args)
+            .await?;
+        channel
+            .queue_bind(
+                self.intake_queue().into(),
+                self.exchange().into(),
+                INTAKE_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut dead_args = FieldTable::default();
+        put(&mut dead_args, "x-queue-type", string("quorum"));
+        channel
+            .queue_declare(self.dead_queue().into(), durable_queue, dead_args)
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue().into(),
+                self.dead_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        for (step, ms) in self.retry_delays_ms.iter().enumerate() {
+            let Some(name) = self.retry_queue(step) else {
+                continue;
+            };
+            let mut args = FieldTable::default();
+            // Every message of a delay queue waits the same time, so expiry at the head is
+            // exact; expired messages go back to the intake queue.
+            put(
+                &mut args,
+                "x-message-ttl",
+                AMQPValue::LongLongInt(i64::try_from(*ms).unwrap_or(i64::MAX)),
+            );
+            put(
+                &mut args,
+                "x-dead-letter-exchange",
+                string(&self.exchange()),
+            );
+            put(
+                &mut args,
+                "x-dead-letter-routing-key",
+                string(INTAKE_ROUTING_KEY),
+            );
+            channel
+                .queue_declare(name.into(), durable_queue, args)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every queue of the topology (for cleanup in tests and for operators' tooling).
+    pub fn queues(&self) -> Vec<String> {
+        let mut q = vec![self.intake_queue(), self.dead_queue()];
+        q.extend((0..self.retry_delays_ms.len()).filter_map(|s| self.retry_queue(s)));
+        q
+    }
+
+    /// Every exchange of the topology.
+    pub fn exchanges(&self) -> Vec<String> {
+        vec![self.exchange(), self.dead_exchange()]
+    }
+}
+
+fn put(table: &mut FieldTable, key: &str, value: AMQPValue) {
+    table.insert(ShortString::from(key), value);
+}
+
+fn string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}

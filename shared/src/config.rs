@@ -1,0 +1,262 @@
+//! Settings for every binary: defaults < optional file < environment.
+//!
+//! The file is `CONFIG_FILE` if set, else `config/lead-intake.toml` when it exists.
+//! Environment variables override both: the flat names of the contract (`DATABASE_URL`,
+//! `REDIS_URL`, `AMQP_URL`, `RECEIVER_ADDR`, `LOG_FORMAT`, `RATE_LIMIT_FAIL_MODE`, …) and,
+//! for any nested key, `SECTION__KEY` (e.g. `WORKER__CONCURRENCY=16`).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// PostgreSQL connection string.
+    pub database_url: String,
+    /// Redis connection string (rate limits, token-cache misses, intake status, idempotency).
+    pub redis_url: String,
+    /// RabbitMQ connection string.
+    pub amqp_url: String,
+    /// Prepended to every exchange and queue name, so environments (and tests) sharing one
+    /// broker stay apart.
+    pub amqp_prefix: String,
+    /// Prepended to every Redis key, for the same reason.
+    pub redis_prefix: String,
+    pub log_format: LogFormat,
+    pub receiver: ReceiverSettings,
+    pub rate_limit: RateLimitSettings,
+    pub worker: WorkerSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/lead_intake".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_prefix: String::new(),
+            redis_prefix: "li:".into(),
+            log_format: LogFormat::Pretty,
+            receiver: ReceiverSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            worker: WorkerSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReceiverSettings {
+    /// Listen address (`RECEIVER_ADDR`).
+    pub addr: String,
+    /// Largest accepted request body; larger gets 413.
+    pub body_limit_bytes: usize,
+    /// Time a client has to send the request head; slow clients cannot hold connections.
+    pub header_timeout_ms: u64,
+    /// Time a client has to send the whole body.
+    pub body_timeout_ms: u64,
+    /// Open connections at most; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// How long to wait for the broker's publisher confirm before answering 503.
+    pub publish_timeout_ms: u64,
+    /// How long a token lookup is cached; bounds how late a revocation takes effect.
+    pub token_cache_ttl_ms: u64,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ReceiverSettings {
+    fn default() -> Self {
+        Self {
+            addr: "0.0.0.0:8080".into(),
+            body_limit_bytes: 64 * 1024,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            max_connections: 10_000,
+            publish_timeout_ms: 5_000,
+            token_cache_ttl_ms: 30_000,
+            shutdown_grace_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Redis unreachable: accept leads anyway (and count it).
+    Open,
+    /// Redis unreachable: answer 503.
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// Intake POSTs per token per rolling 60 s, unless the account overrides it.
+    pub per_minute: u32,
+    /// Read-API requests per token per rolling 60 s.
+    pub read_per_minute: u32,
+    /// Failed authentications per client IP per rolling 60 s.
+    pub auth_failures_per_minute: u32,
+    /// What to do when Redis cannot be reached (`RATE_LIMIT_FAIL_MODE`).
+    pub fail_mode: FailMode,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_minute: 1000,
+            read_per_minute: 6000,
+            auth_failures_per_minute: 30,
+            fail_mode: FailMode::Open,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Leads processed at once by one worker process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Unacknowledged messages the broker may push to this process (`WORKER_PREFETCH`).
+    pub prefetch: u16,
+    /// Address of the worker's /healthz and /metrics (`WORKER_METRICS_ADDR`).
+    pub metrics_addr: String,
+    /// Delays before each retry of a transiently failing lead, in ms; after the last one
+    /// the lead is dead-lettered.
+    pub retry_delays_ms: Vec<u64>,
+    /// Database connection pool size.
+    pub db_pool_size: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            prefetch: 32,
+            metrics_addr: "0.0.0.0:9090".into(),
+            retry_delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
+            db_pool_size: 16,
+        }
+    }
+}
+
+/// Flat environment names of the contract, mapped onto nested keys.
+const FLAT_ENV: [(&str, &str); 7] = [
+    ("RECEIVER_ADDR", "receiver.addr"),
+    ("RATE_LIMIT_FAIL_MODE", "rate_limit.fail_mode"),
+    ("RATE_LIMIT_PER_MINUTE", "rate_limit.per_minute"),
+    ("BODY_LIMIT_BYTES", "receiver.body_limit_bytes"),
+    ("WORKER_CONCURRENCY", "worker.concurrency"),
+    ("WORKER_PREFETCH", "worker.prefetch"),
+    ("WORKER_METRICS_ADDR", "worker.metrics_addr"),
+];
+
+impl Settings {
+    /// Loads settings from the optional file and the process environment.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// Loads settings with `vars` standing in for the process environment.
+    pub fn load_from(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, config::ConfigError> {
+        let vars: std::collections::HashMap<String, String> = vars.into_iter().collect();
+        let file = vars
+            .get("CONFIG_FILE")
+            .cloned()
+            .unwrap_or_else(|| "config/lead-intake.toml".into());
+        let explicit_file = vars.contains_key("CONFIG_FILE");
+        let mut builder = config::Config::builder()
+            .add_source(config::File::with_name(&file).required(explicit_file))
+            .add_source(
+                config::Environment::default()
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("worker.retry_delays_ms")
+                    .try_parsing(true)
+                    .source(Some(vars.clone())),
+            );
+        for (env, key) in FLAT_ENV {
+            if let Some(value) = vars.get(env) {
+                builder = builder.set_override(key, value.as_str())?;
+            }
+        }
+        builder.build()?.try_deserialize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_environment() {
+        let s = Settings::load_from(env(&[])).expect("load");
+        assert_eq!(s.receiver.addr, "0.0.0.0:8080");
+        assert_eq!(s.rate_limit.per_minute, 1000);
+        assert_eq!(s.receiver.body_limit_bytes, 65536);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn flat_and_nested_environment_override_defaults() {
+        let s = Settings::load_from(env(&[
+            ("DATABASE_URL", "postgres://x@h/db"),
+            ("RECEIVER_ADDR", "127.0.0.1:9999"),
+            ("LOG_FORMAT", "json"),
+            ("RATE_LIMIT_FAIL_MODE", "closed"),
+            ("WORKER__CONCURRENCY", "3"),
+            ("WORKER__RETRY_DELAYS_MS", "10,20"),
+        ]))
+        .expect("load");
+        assert_eq!(s.database_url, "postgres://x@h/db");
+        assert_eq!(s.receiver.addr, "127.0.0.1:9999");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.rate_limit.fail_mode, FailMode::Closed);
+        assert_eq!(s.worker.concurrency, 3);
+        assert_eq!(s.worker.retry_delays_ms, vec![10, 20]);
+    }
+
+    #[test]
+    fn file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("li-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "redis_url = \"redis://file\"\n[worker]\nprefetch = 7\nconcurrency = 2\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(env(&[
+            ("CONFIG_FILE", path.to_str().expect("utf8")),
+            ("WORKER_CONCURRENCY", "5"),
+        ]))
+        .expect("load");
+        assert_eq!(s.redis_url, "redis://file");
+        assert_eq!(s.worker.prefetch, 7);
+        assert_eq!(s.worker.concurrency, 5);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        assert!(Settings::load_from(env(&[("CONFIG_FILE", "/nonexistent/x.toml")])).is_err());
+    }
+}

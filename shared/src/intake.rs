@@ -1,0 +1,109 @@
+//! The queue message contract between receiver and worker, and intake statuses.
+
+use crate::lead::Lead;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of [`IntakeMessage`]'s JSON shape; a worker dead-letters versions it does not know.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// The body of a message on `leads.intake` (JSON). The AMQP `message_id` is `intake_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeMessage {
+    pub version: u32,
+    pub intake_id: Uuid,
+    /// The token's account: the only account this lead may touch.
+    pub account_id: i64,
+    /// The token's user.
+    pub user_id: i64,
+    /// The token that sent the lead.
+    pub token_id: i64,
+    pub received_at: DateTime<Utc>,
+    pub lead: Lead,
+    /// The request's fields as received, with the API token removed, for the intake record.
+    pub payload: serde_json::Value,
+}
+
+/// AMQP header names carried by intake messages.
+pub mod headers {
+    /// The account id (also in the body), for routing and tracing without parsing.
+    pub const ACCOUNT_ID: &str = "x-account-id";
+    /// The token's user id.
+    pub const USER_ID: &str = "x-user-id";
+    /// W3C trace context of the request that accepted the lead.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// Processing attempts so far (absent = 0).
+    pub const ATTEMPTS: &str = "x-attempts";
+    /// Why a message was dead-lettered.
+    pub const DEAD_REASON: &str = "x-dead-reason";
+    /// When a dead-lettered message was replayed, and by whom.
+    pub const REPLAYED_BY: &str = "x-replayed-by";
+}
+
+/// Where an intake stands. `queued` and `processing` are transient; the rest are final
+/// (a dead-lettered intake can be replayed, which moves it back to `queued`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntakeStatus {
+    Queued,
+    Processing,
+    Created,
+    Updated,
+    Merged,
+    Duplicate,
+    DeadLettered,
+}
+
+impl IntakeStatus {
+    pub const ALL: [IntakeStatus; 7] = [
+        Self::Queued,
+        Self::Processing,
+        Self::Created,
+        Self::Updated,
+        Self::Merged,
+        Self::Duplicate,
+        Self::DeadLettered,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Merged => "merged",
+            Self::Duplicate => "duplicate",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// A contact outcome: the worker finished the lead.
+    pub fn is_outcome(&self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::Updated | Self::Merged | Self::Duplicate
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for s in IntakeStatus::ALL {
+            assert_eq!(IntakeStatus::parse(s.as_str()), Some(s));
+            let json = serde_json::to_string(&s).expect("ser");
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(IntakeStatus::parse("done"), None);
+        assert!(IntakeStatus::Created.is_outcome());
+        assert!(!IntakeStatus::DeadLettered.is_outcome());
+    }
+}

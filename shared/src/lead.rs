@@ -1,0 +1,109 @@
+//! The typed lead: what the receiver parses a request into and the worker consumes.
+//!
+//! Past the receiver nothing is re-validated: every field here already obeys the rules of
+//! the contract (§3). The wire form in the queue is this struct as JSON.
+
+use crate::phone::PhoneNumber;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// A validated lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// The primary number; required.
+    pub phone_number: PhoneNumber,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_phone_numbers: Vec<OtherPhoneNumber>,
+    #[serde(flatten)]
+    pub fields: LeadFields,
+    pub date_of_birth: Option<NaiveDate>,
+    /// IANA zone name, checked against the zone database.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Consent text or any other note; stored as a note on the contact.
+    pub notes: Option<String>,
+    #[serde(flatten)]
+    pub links: LeadLinks,
+    #[serde(flatten)]
+    pub flags: LeadFlags,
+    #[serde(default)]
+    pub powerdialer_position: PowerdialerPosition,
+}
+
+/// The plain text fields of a contact (each ≤ 255 characters, trimmed, never empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LeadFields {
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    /// A syntactically valid address, lower-cased domain.
+    pub email: Option<String>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zipcode: Option<String>,
+    pub country: Option<String>,
+    pub csf1: Option<String>,
+    pub csf2: Option<String>,
+    /// An absolute http(s) URL (a bare domain was given `https://`).
+    pub website: Option<String>,
+}
+
+/// Ids the lead names; each is looked up inside the token's account by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LeadLinks {
+    pub user_id: Option<i64>,
+    pub ring_group_id: Option<i64>,
+    /// Also given as `campaign_id`.
+    pub line_id: Option<i64>,
+    /// Also given as `automation_id`.
+    pub sequence_id: Option<i64>,
+    pub tag_id: Option<i64>,
+    /// Also given as `disposition_id`.
+    pub disposition_status_id: Option<i64>,
+}
+
+/// Switches of the lead's actions (§4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LeadFlags {
+    pub force_update: bool,
+    pub force_update_sequence: bool,
+    /// Also given as `distribute_to_right_group`.
+    pub distribute_to_ring_group: bool,
+    pub check_available_users: bool,
+    pub check_available_users_with_fallback: bool,
+    pub add_to_powerdialer: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerdialerPosition {
+    #[default]
+    Top,
+    Bottom,
+}
+
+/// One additional number of the contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherPhoneNumber {
+    pub label: Option<String>,
+    pub phone_number: PhoneNumber,
+}
+
+impl Lead {
+    /// Every number of the lead, primary first, without repeats.
+    pub fn all_numbers(&self) -> Vec<&PhoneNumber> {
+        let mut out: Vec<&PhoneNumber> = Vec::with_capacity(1 + self.other_phone_numbers.len());
+        for p in std::iter::once(&self.phone_number)
+            .chain(self.other_phone_numbers.iter().map(|o| &o.phone_number))
+        {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,23 @@
+//! Everything the lead-intake binaries share.
+//!
+//! - [`admin`]: operator operations (accounts, users, tokens, …) behind `leadctl`.
+//! - [`config`]: settings, defaults < optional file < environment.
+//! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
+//! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
+//! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
+//! - [`intake`]: the queue message contract and intake statuses.
+//! - [`amqp`]: the RabbitMQ topology, declared in one place.
+//! - [`token`]: API token generation and hashing.
+//! - [`keys`]: Redis key names shared by receiver and worker.
+//! - [`entities`]: SeaORM entities for every table.
+
+pub mod admin;
+pub mod amqp;
+pub mod config;
+pub mod entities;
+pub mod intake;
+pub mod keys;
+pub mod lead;
+pub mod phone;
+pub mod telemetry;
+pub mod token;

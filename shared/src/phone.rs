@@ -1,0 +1,230 @@
+//! Phone numbers normalized to E.164.
+//!
+//! A number is accepted when it is *possible* for its region (parseable, right length);
+//! strict validity against numbering-plan patterns is not required, because real lead
+//! forms send numbers such as `8181234567` whose exchange is not assigned.
+
+use phonenumber::{Mode, country, metadata::DATABASE};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A phone number in E.164 (`+18181234567`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("is not a phone number")]
+    NotANumber,
+    #[error("has an unknown country code")]
+    UnknownCountryCode,
+    #[error("has the wrong number of digits")]
+    WrongLength,
+}
+
+/// An ISO 3166-1 alpha-2 region used to read numbers without a country code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region(country::Id);
+
+impl Region {
+    pub const US: Region = Region(country::Id::US);
+
+    /// `"US"`, `"gb"`, … → a region; `None` for an unknown code.
+    pub fn parse(code: &str) -> Option<Self> {
+        code.trim().to_ascii_uppercase().parse().ok().map(Region)
+    }
+
+    /// The two-letter code (`"US"`).
+    pub fn code(&self) -> String {
+        self.0.as_ref().to_owned()
+    }
+}
+
+impl Default for Region {
+    fn default() -> Self {
+        Self::US
+    }
+}
+
+impl PhoneNumber {
+    /// Reads `input` in any human format; numbers without a country code are read in
+    /// `default_region`.
+    pub fn parse(input: &str, default_region: Region) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() || !trimmed.chars().any(|c| c.is_ascii_digit()) {
+            return Err(PhoneError::NotANumber);
+        }
+        // A leading "00" or "011" international prefix is understood by the parser through
+        // the region's metadata; a bare "+" needs no region.
+        let parsed = phonenumber::parse(Some(default_region.0), trimmed)
+            .map_err(|_| PhoneError::NotANumber)?;
+        let code = parsed.code().value();
+        let metas = DATABASE
+            .by_code(&code)
+            .ok_or(PhoneError::UnknownCountryCode)?;
+        let national = parsed.national().to_string();
+        let len = u16::try_from(national.len()).map_err(|_| PhoneError::WrongLength)?;
+        let possible = metas.iter().any(|m| possible_lengths(m).contains(&len));
+        if !possible {
+            return Err(PhoneError::WrongLength);
+        }
+        let e164 = parsed.format().mode(Mode::E164).to_string();
+        Self::from_e164(e164)
+    }
+
+    /// Wraps a string already in E.164 (as stored in the database).
+    pub fn from_e164(e164: String) -> Result<Self, PhoneError> {
+        let digits = e164.strip_prefix('+').ok_or(PhoneError::NotANumber)?;
+        let ok = (6..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(Self(e164))
+        } else {
+            Err(PhoneError::NotANumber)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The country calling code (`1` for NANP).
+    pub fn country_code(&self) -> u16 {
+        phonenumber::parse(None, &self.0)
+            .map(|n| n.code().value())
+            .unwrap_or(0)
+    }
+
+    /// The three-digit area code of a NANP (+1) number.
+    pub fn nanp_area_code(&self) -> Option<&str> {
+        let rest = self.0.strip_prefix("+1")?;
+        (rest.len() == 10).then(|| &rest[..3])
+    }
+
+    /// The ISO 3166-1 alpha-2 region the number belongs to, as far as the numbering plan
+    /// tells: the matching region's patterns, else the main region of its country code.
+    pub fn region(&self) -> Option<String> {
+        let parsed = phonenumber::parse(None, &self.0).ok()?;
+        if let Some(id) = parsed.country().id() {
+            return Some(Region(id).code());
+        }
+        let metas = DATABASE.by_code(&parsed.code().value())?;
+        let main = metas
+            .iter()
+            .find(|m| m.is_main_country_for_code())
+            .or_else(|| metas.first())?;
+        Region::parse(main.id()).map(|r| r.code())
+    }
+}
+
+/// Lengths of national numbers a region allows, of any number type. The metadata lists them
+/// per type; the general description often carries none.
+fn possible_lengths(meta: &phonenumber::metadata::Metadata) -> Vec<u16> {
+    let d = meta.descriptors();
+    let mut lengths: Vec<u16> = d.general().possible_length().to_vec();
+    for desc in [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        lengths.extend_from_slice(desc.possible_length());
+    }
+    lengths
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = PhoneError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::from_e164(value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(s: &str) -> Result<String, PhoneError> {
+        PhoneNumber::parse(s, Region::US).map(|p| p.0)
+    }
+
+    #[test]
+    fn human_formats_normalize_to_e164() {
+        for (input, want) in [
+            ("8181234567", "+18181234567"),
+            ("(818) 123-4567", "+18181234567"),
+            ("+1 818-740-5020", "+18187405020"),
+            ("1.818.740.5020", "+18187405020"),
+            ("818.740.5020", "+18187405020"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("  +1 (416) 555-0199 ", "+14165550199"),
+        ] {
+            assert_eq!(us(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn impossible_numbers_are_rejected() {
+        for input in [
+            "",
+            "abc",
+            "123",
+            "818123456",
+            "81812345678901",
+            "+999 123 4567",
+        ] {
+            assert!(us(input).is_err(), "{input} should be rejected");
+        }
+    }
+
+    #[test]
+    fn default_region_reads_national_numbers() {
+        let gb = Region::parse("gb").expect("GB");
+        assert_eq!(
+            PhoneNumber::parse("020 7946 0958", gb).map(|p| p.0),
+            Ok("+442079460958".to_string())
+        );
+    }
+
+    #[test]
+    fn regions_and_area_codes() {
+        let p = PhoneNumber::parse("416 555 0199", Region::US).expect("parse");
+        assert_eq!(p.nanp_area_code(), Some("416"));
+        assert_eq!(p.country_code(), 1);
+        let uk = PhoneNumber::parse("+44 20 7946 0958", Region::US).expect("parse");
+        assert_eq!(uk.region().as_deref(), Some("GB"));
+        assert_eq!(uk.nanp_area_code(), None);
+    }
+
+    #[test]
+    fn serde_round_trips_and_rejects_non_e164() {
+        let p = PhoneNumber::parse("8181234567", Region::US).expect("parse");
+        let json = serde_json::to_string(&p).expect("ser");
+        assert_eq!(json, "\"+18181234567\"");
+        assert_eq!(serde_json::from_str::<PhoneNumber>(&json).expect("de"), p);
+        assert!(serde_json::from_str::<PhoneNumber>("\"8181234567\"").is_err());
+    }
+}

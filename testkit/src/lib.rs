@@ -1,0 +1,144 @@
+//! Test support shared by every crate's integration tests: each test gets its own
+//! PostgreSQL database (randomly named, migrated, dropped afterwards), its own RabbitMQ
+//! name prefix and its own Redis key prefix, so tests run in parallel against the real
+//! services.
+//!
+//! Service addresses come from `TEST_DATABASE_URL` (server URL without a database),
+//! `TEST_REDIS_URL` and `TEST_AMQP_URL`, with this machine's defaults.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use shared::config::Settings;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A short random id for names (databases, prefixes).
+pub fn random_id() -> String {
+    Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A fresh, migrated database that is dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub conn: DatabaseConnection,
+}
+
+impl TestDb {
+    /// Creates and migrates a new database named `test_<random>`.
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        Migrator::up(&db.conn, None)
+            .await
+            .expect("Failed to migrate the test database");
+        db
+    }
+
+    /// Creates a new database without running migrations.
+    pub async fn empty() -> Self {
+        let name = format!("test_{}", random_id());
+        let admin = Database::connect(format!("{}/postgres", server_url()))
+            .await
+            .expect("Failed to connect to PostgreSQL (is it running? scripts/test starts it)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("Failed to create the test database");
+        admin.close().await.ok();
+        let url = format!("{}/{name}", server_url());
+        let mut opts = ConnectOptions::new(url.clone());
+        opts.max_connections(20)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
+        let conn = Database::connect(opts)
+            .await
+            .expect("Failed to connect to the test database");
+        Self { name, url, conn }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let server = server_url();
+        // Drop runs inside the test's runtime; the cleanup gets a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(format!("{server}/postgres")).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings pointing at `db` and at a random RabbitMQ and Redis prefix, with retry delays
+/// short enough for tests.
+pub fn settings(db: &TestDb) -> Settings {
+    let id = random_id();
+    let mut s = Settings {
+        database_url: db.url.clone(),
+        redis_url: redis_url(),
+        amqp_url: amqp_url(),
+        amqp_prefix: format!("test.{id}."),
+        redis_prefix: format!("test:{id}:"),
+        ..Settings::default()
+    };
+    s.receiver.addr = "127.0.0.1:0".into();
+    s.worker.metrics_addr = "127.0.0.1:0".into();
+    s.worker.retry_delays_ms = vec![100, 200, 400];
+    s
+}
+
+/// Deletes every queue and exchange of `settings`' topology (call at the end of a test).
+pub async fn delete_topology(settings: &Settings) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let topo = shared::amqp::Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    let Ok(conn) =
+        lapin::Connection::connect(&settings.amqp_url, lapin::ConnectionProperties::default())
+            .await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for q in topo.queues() {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in topo.exchanges() {
+            let _ = ch
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = conn.close(0, "done".into()).await;
+}

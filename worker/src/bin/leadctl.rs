@@ -1,0 +1,24 @@
+//! `leadctl`: the operator CLI. See `worker::cli`.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = worker::cli::Cli::parse();
+    let json = cli.json;
+    match worker::cli::run(cli).await {
+        Ok(out) => {
+            if json {
+                println!("{}", out.json);
+            } else {
+                println!("{}", out.human);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! `leadctl`, the operator CLI. Human output by default; `--json` (before or after the
+//! subcommand) prints exactly one JSON object with the `id` of what was created or changed.
+//! Errors go to stderr with a non-zero exit.
+
+use clap::{Args, Parser, Subcommand};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use shared::admin::{self, Catalog};
+use shared::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "leadctl", version, about = "Operate the lead-intake pipeline")]
+pub struct Cli {
+    /// Print one JSON object instead of human-readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// PostgreSQL URL (default: DATABASE_URL or the configured one).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Accounts (tenants).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Users of an account.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens (per user).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Ring groups (lead distribution).
+    #[command(subcommand, name = "ring-group")]
+    RingGroup(RingGroupCmd),
+    /// Lines (also called campaigns).
+    #[command(subcommand)]
+    Line(NamedCmd),
+    /// Tags.
+    #[command(subcommand)]
+    Tag(NamedCmd),
+    /// Disposition statuses.
+    #[command(subcommand)]
+    Disposition(NamedCmd),
+    /// Sequences (SMS automations).
+    #[command(subcommand)]
+    Sequence(NamedCmd),
+    /// PowerDialer lists.
+    #[command(subcommand)]
+    Powerdialer(PowerdialerCmd),
+    /// Demo data.
+    #[command(subcommand)]
+    Demo(DemoCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Default region (ISO 3166-1 alpha-2) for numbers without a country code.
+        #[arg(long, default_value = "US")]
+        region: String,
+        /// Intake requests per rolling minute per token (default: the configured limit).
+        #[arg(long)]
+        rate_limit: Option<i32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Create the user inactive (receives no leads).
+        #[arg(long)]
+        inactive: bool,
+        /// Create the user unavailable.
+        #[arg(long)]
+        unavailable: bool,
+    },
+    /// Change a user's active/available flags.
+    Set {
+        id: i64,
+        #[command(flatten)]
+        flags: UserFlags,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserFlags {
+    #[arg(long, conflicts_with = "unavailable")]
+    available: bool,
+    #[arg(long)]
+    unavailable: bool,
+    #[arg(long, conflicts_with = "inactive")]
+    active: bool,
+    #[arg(long)]
+    inactive: bool,
+}
+
+fn tri(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for a user; the token is shown only this once.
+    Create {
+        #[arg(long)]
+        user: i64,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a token (takes effect within the receiver's token-cache TTL, 30 s).
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RingGroupCmd {
+    /// Create a ring group with members.
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated user ids of the same account.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        members: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamedCmd {
+    /// Create one.
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PowerdialerCmd {
+    /// A user's queued PowerDialer entries, top first.
+    List {
+        #[arg(long)]
+        user: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCmd {
+    /// Create (or complete) a demo account with users, ring group, sequence, tag, line,
+    /// disposition and a new token.
+    Seed,
+}
+
+/// What a command produced: the JSON object and its human rendering.
+pub struct Output {
+    pub json: Value,
+    pub human: String,
+}
+
+/// Runs `cli`; returns the output to print or an error message for stderr.
+pub async fn run(cli: Cli) -> anyhow::Result<Output> {
+    let url = match &cli.database_url {
+        Some(u) => u.clone(),
+        None => Settings::load()?.database_url,
+    };
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(2).sqlx_logging(false);
+    let db = Database::connect(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to connect to the database: {e}"))?;
+    let out = execute(&db, cli.command).await;
+    db.close().await.ok();
+    out
+}
+
+async fn execute(db: &DatabaseConnection, command: Command) -> anyhow::Result<Output> {
+    Ok(match command {
+        Command::Account(AccountCmd::Create {
+            name,
+            region,
+            rate_limit,
+        }) => {
+            let a = admin::create_account(db, &name, &region, rate_limit).await?;
+            Output {
+                human: format!(
+                    "Created account {} ({}), default region {}",
+                    a.id, a.name, a.default_region
+                ),
+                json: json!({"id": a.id, "name": a.name, "default_region": a.default_region,
+                             "rate_limit_per_minute": a.rate_limit_per_minute}),
+            }
+        }
+        Command::User(UserCmd::Create {
+            account,
+            name,
+            email,
+            inactive,
+            unavailable,
+        }) => {
+            let u = admin::create_user(
+                db,
+                account,
+                &name,
+                email.as_deref(),
+                !inactive,
+                !unavailable,
+            )
+            .await?;
+            user_output("Created", &u)
+        }
+        Command::User(UserCmd::Set { id, flags }) => {
+            let u = admin::set_user(
+                db,
+                id,
+                tri(flags.active, flags.inactive),
+                tri(flags.available, flags.unavailable),
+            )
+            .await?;
+            user_output("Updated", &u)
+        }
+        Command::Token(TokenCmd::Create { user, label }) => {
+            let t = admin::create_token(db, user, label.as_deref()).await?;
+            Output {
+                human: format!(
+                    "Created token {} for user {} (account {}).\nToken (shown only this once): {}",
+                    t.row.id, t.row.user_id, t.row.account_id, t.token
+                ),
+                json: json!({"id": t.row.id, "token": t.token, "user_id": t.row.user_id,
+                             "account_id": t.row.account_id, "label": t.row.label,
+                             "prefix": t.row.token_prefix}),
+            }
+        }
+        Command::Token(TokenCmd::Revoke { id }) => {
+            let t = admin::revoke_token(db, id).await?;
+            Output {
+                human: format!("Revoked token {} ({}…)", t.id, t.token_prefix),
+                json: json!({"id": t.id, "user_id": t.user_id, "account_id": t.account_id,
+                             "revoked_at": t.revoked_at}),
+            }
+        }
+        Command::RingGroup(RingGroupCmd::Create {
+            account,
+            name,
+            members,
+        }) => {
+            let g = admin::create_ring_group(db, account, &name, &members).await?;
+            Output {
+                human: format!(
+                    "Created ring group {} ({}) with members {:?}",
+                    g.id, g.name, g.members
+                ),
+                json: serde_json::to_value(&g)?,
+            }
+        }
+        Command::Line(cmd) => named(db, Catalog::Line, cmd).await?,
+        Command::Tag(cmd) => named(db, Catalog::Tag, cmd).await?,
+        Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await?,
+        Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await?,
+        Command::Powerdialer(PowerdialerCmd::List { user }) => {
+            let items = admin::powerdialer_list(db, user).await?;
+            let rows: Vec<Value> = items
+                .iter()
+                .map(|i| {
+                    json!({"id": i.id, "contact_id": i.contact_id, "position": i.position,
+                                "created_at": i.created_at})
+                })
+                .collect();
+            let mut human = format!("PowerDialer of user {user}: {} queued", items.len());
+            for (n, i) in items.iter().enumerate() {
+                human.push_str(&format!(
+                    "\n{:>4}. contact {} (entry {}, position {})",
+                    n + 1,
+                    i.contact_id,
+                    i.id,
+                    i.position
+                ));
+            }
+            Output {
+                human,
+                json: json!({"id": user, "user_id": user, "items": rows}),
+            }
+        }
+        Command::Demo(DemoCmd::Seed) => {
+            let d = admin::demo_seed(db).await?;
+            let mut json = serde_json::to_value(&d)?;
+            if let Some(obj) = json.as_object_mut() {
+                obj.insert("id".into(), json!(d.account_id));
+            }
+            Output {
+                human: format!(
+                    "Demo account {}: users {:?}, ring group {}, sequence {}, tag {}, line {}, \
+                     disposition {}.\nToken {} (shown only this once): {}",
+                    d.account_id,
+                    d.user_ids,
+                    d.ring_group_id,
+                    d.sequence_id,
+                    d.tag_id,
+                    d.line_id,
+                    d.disposition_status_id,
+                    d.token_id,
+                    d.token
+                ),
+                json,
+            }
+        }
+    })
+}
+
+fn user_output(verb: &str, u: &shared::entities::user::Model) -> Output {
+    Output {
+        human: format!(
+            "{verb} user {} ({}) of account {}: {}, {}",
+            u.id,
+            u.name,
+            u.account_id,
+            if u.active { "active" } else { "inactive" },
+            if u.available {
+                "available"
+            } else {
+                "unavailable"
+            }
+        ),
+        json: json!({"id": u.id, "account_id": u.account_id, "name": u.name, "email": u.email,
+                     "active": u.active, "available": u.available}),
+    }
+}
+
+async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow::Result<Output> {
+    let NamedCmd::Create { account, name } = cmd;
+    let n = admin::create_named(db, kind, account, &name).await?;
+    Ok(Output {
+        human: format!(
+            "Created {} {} ({}) in account {}",
+            kind.noun(),
+            n.id,
+            n.name,
+            n.account_id
+        ),
+        json: serde_json::to_value(&n)?,
+    })
+}
