@@ -10,7 +10,7 @@ use crate::token;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionSession, TransactionTrait,
+    Set, SqlErr, TransactionSession, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -180,13 +180,14 @@ pub async fn create_ring_group<C: ConnectionTrait + TransactionTrait>(
     let now = Utc::now();
     let group = ring_group::ActiveModel {
         account_id: Set(account_id),
-        name: Set(name),
+        name: Set(name.clone()),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
     }
     .insert(&txn)
-    .await?;
+    .await
+    .map_err(|e| name_taken(e, "ring group", &name, account_id))?;
     let mut ids: Vec<i64> = Vec::new();
     for &user_id in members {
         if ids.contains(&user_id) {
@@ -274,12 +275,27 @@ pub async fn create_named(
 ) -> Result<Named> {
     find_account(db, account_id).await?;
     let name = non_blank("name", name)?;
-    Ok(match kind {
-        Catalog::Line => insert_named!(line, db, account_id, name),
-        Catalog::Tag => insert_named!(tag, db, account_id, name),
-        Catalog::Disposition => insert_named!(disposition_status, db, account_id, name),
-        Catalog::Sequence => insert_named!(sequence, db, account_id, name),
-    })
+    let insert = async {
+        Ok::<_, DbErr>(match kind {
+            Catalog::Line => insert_named!(line, db, account_id, name.clone()),
+            Catalog::Tag => insert_named!(tag, db, account_id, name.clone()),
+            Catalog::Disposition => insert_named!(disposition_status, db, account_id, name.clone()),
+            Catalog::Sequence => insert_named!(sequence, db, account_id, name.clone()),
+        })
+    };
+    insert
+        .await
+        .map_err(|e| name_taken(e, kind.noun(), &name, account_id))
+}
+
+/// A unique-name violation as a clear message; any other error as is.
+fn name_taken(e: DbErr, noun: &str, name: &str, account_id: i64) -> AdminError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => AdminError::Invalid(format!(
+            "a {noun} named {name:?} already exists in account {account_id}"
+        )),
+        _ => AdminError::Db(e),
+    }
 }
 
 /// The queued PowerDialer entries of `user_id`, top first.

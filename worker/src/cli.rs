@@ -182,7 +182,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
         None => Settings::load()?.database_url,
     };
     let mut opts = ConnectOptions::new(url);
-    opts.max_connections(2).sqlx_logging(false);
+    opts.max_connections(2)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .sqlx_logging(false);
     let db = Database::connect(opts)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to connect to the database: {e}"))?;
