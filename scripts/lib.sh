@@ -25,11 +25,14 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
 }
 
-docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1 && compose version >/dev/null 2>&1; }
+
+# `docker compose` (v2 plugin) or the standalone `docker-compose`.
+compose() { if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi; }
 
 ensure_postgres() {
   port_open 5432 && return 0
-  if docker_engine; then docker compose up -d postgres; wait_port 5432 PostgreSQL 60; return; fi
+  if docker_engine; then compose up -d postgres; wait_port 5432 PostgreSQL 60; return; fi
   if ! compgen -G "/etc/postgresql/*/main" >/dev/null; then
     log "installing PostgreSQL"
     apt_install postgresql
@@ -47,7 +50,7 @@ ensure_postgres() {
 
 ensure_redis() {
   port_open 6379 && return 0
-  if docker_engine; then docker compose up -d redis; wait_port 6379 Redis 30; return; fi
+  if docker_engine; then compose up -d redis; wait_port 6379 Redis 30; return; fi
   command -v redis-server >/dev/null || { log "installing Redis"; apt_install redis-server; }
   log "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
@@ -58,7 +61,7 @@ ensure_redis() {
 
 ensure_rabbitmq() {
   port_open 5672 && return 0
-  if docker_engine; then docker compose up -d rabbitmq; wait_port 5672 RabbitMQ 90; return; fi
+  if docker_engine; then compose up -d rabbitmq; wait_port 5672 RabbitMQ 90; return; fi
   command -v rabbitmq-server >/dev/null || { log "installing RabbitMQ"; apt_install rabbitmq-server; }
   log "starting RabbitMQ"
   as_root rabbitmq-server -detached >/dev/null 2>&1 || true
