@@ -2,11 +2,14 @@
 //! subcommand) prints exactly one JSON object with the `id` of what was created or changed.
 //! Errors go to stderr with a non-zero exit.
 
+use crate::dlq::{DeadLetter, Dlq, Filter};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use shared::admin::{self, Catalog};
 use shared::config::Settings;
+use std::io::IsTerminal;
+use uuid::Uuid;
 
 #[derive(Debug, Parser)]
 #[command(name = "leadctl", version, about = "Operate the lead-intake pipeline")]
@@ -53,6 +56,50 @@ pub enum Command {
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCmd),
+    /// The dead-letter queue: leads that could not be processed.
+    #[command(subcommand)]
+    Dlq(DlqCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// Dead letters with reason, attempts and age, oldest first.
+    List {
+        /// Read at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// One dead letter with its payload (API token removed).
+    Show { intake_id: Uuid },
+    /// Republish dead letters to the intake queue (same intake id, attempts reset).
+    Replay {
+        /// Intake ids to replay.
+        intake_ids: Vec<Uuid>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "intake_ids")]
+        all: bool,
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<i64>,
+        /// Only those whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Show what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who replays (recorded on the intake; default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        /// Read at most this many dead letters.
+        #[arg(long, default_value_t = 100_000)]
+        limit: usize,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,11 +224,11 @@ pub struct Output {
 
 /// Runs `cli`; returns the output to print or an error message for stderr.
 pub async fn run(cli: Cli) -> anyhow::Result<Output> {
-    let url = match &cli.database_url {
-        Some(u) => u.clone(),
-        None => Settings::load()?.database_url,
-    };
-    let mut opts = ConnectOptions::new(url);
+    let mut settings = Settings::load()?;
+    if let Some(u) = &cli.database_url {
+        settings.database_url = u.clone();
+    }
+    let mut opts = ConnectOptions::new(settings.database_url.clone());
     opts.max_connections(2)
         .connect_timeout(std::time::Duration::from_secs(5))
         .acquire_timeout(std::time::Duration::from_secs(5))
@@ -189,12 +236,170 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
     let db = Database::connect(opts)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to connect to the database: {e}"))?;
-    let out = execute(&db, cli.command).await;
+    let out = execute(&db, &settings, cli.command).await;
     db.close().await.ok();
     out
 }
 
-async fn execute(db: &DatabaseConnection, command: Command) -> anyhow::Result<Output> {
+fn dead_letter_json(d: &DeadLetter) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), json!(d.intake_id));
+        obj.insert("age_seconds".into(), json!(d.age_seconds()));
+    }
+    v
+}
+
+fn dead_letter_line(d: &DeadLetter) -> String {
+    format!(
+        "{}  account {:<6} attempts {:<3} age {:>8}  {}",
+        d.intake_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "(no intake id)".into()),
+        d.account_id
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into()),
+        d.attempts,
+        d.age_seconds().map(human_age).unwrap_or_else(|| "?".into()),
+        d.reason
+    )
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+async fn dlq(db: &DatabaseConnection, settings: &Settings, cmd: DlqCmd) -> anyhow::Result<Output> {
+    let mut q = Dlq::open(settings).await?;
+    let out = dlq_command(db, &mut q, cmd).await;
+    q.close().await;
+    out
+}
+
+async fn dlq_command(db: &DatabaseConnection, q: &mut Dlq, cmd: DlqCmd) -> anyhow::Result<Output> {
+    Ok(match cmd {
+        DlqCmd::List { limit } => {
+            let letters = q.scan(db, limit).await?;
+            let mut human = format!("{} dead letter(s)", letters.len());
+            for d in letters {
+                human.push('\n');
+                human.push_str(&dead_letter_line(d));
+            }
+            Output {
+                human,
+                json: json!({"id": null, "count": letters.len(),
+                             "items": letters.iter().map(dead_letter_json).collect::<Vec<_>>()}),
+            }
+        }
+        DlqCmd::Show { intake_id } => {
+            let letters = q.scan(db, usize::MAX).await?;
+            let d = letters
+                .iter()
+                .find(|d| d.intake_id == Some(intake_id))
+                .ok_or_else(|| anyhow::anyhow!("no dead letter with intake id {intake_id}"))?;
+            Output {
+                human: format!(
+                    "{}\nreceived: {}\npayload: {}",
+                    dead_letter_line(d),
+                    d.received_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "?".into()),
+                    serde_json::to_string_pretty(&d.payload)?
+                ),
+                json: dead_letter_json(d),
+            }
+        }
+        DlqCmd::Replay {
+            intake_ids,
+            all,
+            account,
+            reason,
+            dry_run,
+            by,
+            limit,
+        } => {
+            if intake_ids.is_empty() && !all && account.is_none() && reason.is_none() {
+                anyhow::bail!(
+                    "say what to replay: intake ids, a filter (--account, --reason) or --all"
+                );
+            }
+            let filter = Filter {
+                ids: intake_ids.clone(),
+                account_id: account,
+                reason,
+            };
+            let letters = q.scan(db, limit).await?;
+            let missing: Vec<String> = intake_ids
+                .iter()
+                .filter(|id| !letters.iter().any(|d| d.intake_id == Some(**id)))
+                .map(|id| id.to_string())
+                .collect();
+            if !missing.is_empty() {
+                anyhow::bail!("no dead letter with intake id {}", missing.join(", "));
+            }
+            let chosen: Vec<DeadLetter> = if dry_run {
+                letters
+                    .iter()
+                    .filter(|d| filter.matches(d))
+                    .cloned()
+                    .collect()
+            } else {
+                q.replay(db, &filter, &by).await?
+            };
+            let verb = if dry_run { "Would replay" } else { "Replayed" };
+            let mut human = format!("{verb} {} dead letter(s)", chosen.len());
+            for d in &chosen {
+                human.push('\n');
+                human.push_str(&dead_letter_line(d));
+            }
+            Output {
+                human,
+                json: json!({"id": null, "dry_run": dry_run, "replayed": chosen.len(),
+                             "intake_ids": chosen.iter().map(|d| d.intake_id).collect::<Vec<_>>(),
+                             "replayed_by": by}),
+            }
+        }
+        DlqCmd::Purge { yes } => {
+            if !yes {
+                let count = q.scan(db, usize::MAX).await?.len();
+                if count == 0 {
+                    return Ok(Output {
+                        human: "The dead-letter queue is empty".into(),
+                        json: json!({"id": null, "purged": 0}),
+                    });
+                }
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!("refusing to purge {count} dead letter(s) without --yes");
+                }
+                eprint!("Delete {count} dead letter(s) for good? Type 'yes' to confirm: ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "yes" {
+                    anyhow::bail!("purge cancelled");
+                }
+                // Scanned messages are unacknowledged; purge removes only ready ones, so
+                // hand them back first.
+                q.release().await?;
+            }
+            let purged = q.purge().await?;
+            Output {
+                human: format!("Purged {purged} dead letter(s)"),
+                json: json!({"id": null, "purged": purged}),
+            }
+        }
+    })
+}
+
+async fn execute(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    command: Command,
+) -> anyhow::Result<Output> {
     Ok(match command {
         Command::Account(AccountCmd::Create {
             name,
@@ -301,6 +506,7 @@ async fn execute(db: &DatabaseConnection, command: Command) -> anyhow::Result<Ou
                 json: json!({"id": user, "user_id": user, "items": rows}),
             }
         }
+        Command::Dlq(cmd) => dlq(db, settings, cmd).await?,
         Command::Demo(DemoCmd::Seed) => {
             let d = admin::demo_seed(db).await?;
             let mut json = serde_json::to_value(&d)?;
