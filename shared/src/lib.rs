@@ -4,6 +4,7 @@
 //! - [`config`]: settings, defaults < optional file < environment.
 //! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
+//! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
 //! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
 //! - [`intake`]: the queue message contract and intake statuses.
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod amqp;
 pub mod config;
 pub mod entities;
+pub mod geo;
 pub mod intake;
 pub mod keys;
 pub mod lead;
