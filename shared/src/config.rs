@@ -135,6 +135,13 @@ pub struct WorkerSettings {
     pub retry_delays_ms: Vec<u64>,
     /// Database connection pool size.
     pub db_pool_size: u32,
+    /// Most leads one database transaction commits together (`WORKER__BATCH_SIZE`). Each
+    /// lead's writes stay atomic and are acknowledged only after the commit; grouping them
+    /// saves a disk flush per lead when a backlog builds up. 1 = a transaction per lead.
+    pub batch_size: usize,
+    /// How long leads received before SIGTERM may take to finish before the process exits
+    /// anyway (their messages then return to the queue).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for WorkerSettings {
@@ -145,6 +152,8 @@ impl Default for WorkerSettings {
             metrics_addr: "0.0.0.0:9090".into(),
             retry_delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
             db_pool_size: 16,
+            batch_size: 32,
+            shutdown_grace_ms: 30_000,
         }
     }
 }

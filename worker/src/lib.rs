@@ -2,6 +2,18 @@
 //!
 //! - [`cli`]: `leadctl` commands over `shared::admin` and [`dlq`].
 //! - [`dlq`]: reading, replaying and purging the dead-letter queue.
+//! - [`app`]: the worker process: [`app::Worker::build`], `run_until_stopped`, consume loop.
+//! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
+//! - [`decode`]: deliveries → intakes, or the reason they are poison.
+//! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
+//! - [`outcome`]: outcome announcements on Redis (synchronous mode).
+//! - [`observe`]: `/healthz` and `/metrics`.
 
+pub mod app;
+pub mod broker;
 pub mod cli;
+pub mod decode;
 pub mod dlq;
+pub mod observe;
+pub mod outcome;
+pub mod process;

@@ -1,0 +1,499 @@
+//! The worker process: consume `leads.intake`, process leads `concurrency` transactions at a
+//! time, settle every delivery (ack after commit, or a confirmed copy in a retry or the
+//! dead-letter queue first), reconnect to the broker when it drops, and stop cleanly.
+
+use crate::broker::Session;
+use crate::decode::{self, Poison};
+use crate::observe;
+use crate::outcome::{Announcement, OutcomePublisher};
+use crate::process::{DeadRecord, Intake, Outcome, ProcessError, Processor};
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::{ConnectOptions, Database};
+use shared::config::Settings;
+use shared::intake::IntakeStatus;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+/// A worker, built and ready to run.
+pub struct Worker {
+    settings: Settings,
+    /// Leads → database.
+    processor: Processor,
+    /// Outcomes → Redis, for synchronous-mode clients.
+    outcomes: OutcomePublisher,
+    /// The metrics registry `/metrics` renders.
+    metrics: PrometheusHandle,
+    /// Bound at build time, so callers know the port before the worker runs.
+    listener: TcpListener,
+    metrics_addr: SocketAddr,
+}
+
+/// What every consumer task of a session shares.
+struct Shared {
+    settings: Settings,
+    processor: Processor,
+    outcomes: OutcomePublisher,
+}
+
+/// Why a broker session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    /// Shutdown: consumption cancelled and received leads finished.
+    Stopped,
+    /// The connection or channel failed: reconnect.
+    Lost,
+}
+
+impl Worker {
+    /// Sets up the database pool (connecting lazily, so a worker starts while the database
+    /// is still coming up), the metrics recorder and the metrics listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let metrics = observe::recorder()?;
+        let mut opts = ConnectOptions::new(settings.database_url.clone());
+        opts.max_connections(settings.worker.db_pool_size.max(1))
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(true)
+            .sqlx_logging(false);
+        let db = Database::connect(opts)
+            .await
+            .context("Failed to set up the database pool")?;
+        let listener = TcpListener::bind(&settings.worker.metrics_addr)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.worker.metrics_addr))?;
+        let metrics_addr = listener.local_addr()?;
+        Ok(Self {
+            processor: Processor::new(db),
+            outcomes: OutcomePublisher::new(&settings),
+            settings,
+            metrics,
+            listener,
+            metrics_addr,
+        })
+    }
+
+    /// Where `/healthz` and `/metrics` answer.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The processor, for callers that process leads without the queue.
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
+    /// Consumes until `shutdown` completes, then stops consuming, finishes and settles the
+    /// leads already received, and closes the connection.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stop.cancel();
+            });
+        }
+        let http_stop = CancellationToken::new();
+        let http = tokio::spawn(observe::serve(
+            self.listener,
+            self.metrics,
+            http_stop.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            settings: self.settings,
+            processor: self.processor,
+            outcomes: self.outcomes,
+        });
+
+        let mut backoff = Duration::from_millis(200);
+        while !stop.is_cancelled() {
+            let opened = tokio::select! {
+                _ = stop.cancelled() => break,
+                s = Session::open(&shared.settings) => s,
+            };
+            let session = match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Broker unavailable"
+                    );
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            metrics::counter!("worker_broker_connects_total").increment(1);
+            info!(
+                queue = %session.topology.intake_queue(),
+                concurrency = shared.settings.worker.concurrency,
+                prefetch = shared.settings.worker.prefetch,
+                batch_size = shared.settings.worker.batch_size,
+                "Consuming"
+            );
+            match run_session(&shared, session, &stop).await {
+                SessionEnd::Stopped => break,
+                SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
+            }
+        }
+        http_stop.cancel();
+        let _ = http.await;
+        info!("Worker stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("Shutdown signal received");
+}
+
+async fn run_session(
+    shared: &Arc<Shared>,
+    session: Session,
+    stop: &CancellationToken,
+) -> SessionEnd {
+    let session = Arc::new(session);
+    let tag = format!("worker-{}", Uuid::new_v4().simple());
+    let mut consumer = match session.consume(&tag).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = format!("{e:#}"), "Failed to consume");
+            session.close().await;
+            return SessionEnd::Lost;
+        }
+    };
+    let concurrency = shared.settings.worker.concurrency.max(1);
+    let (tx, rx) = mpsc::channel::<Received>(usize::from(shared.settings.worker.prefetch.max(1)));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency {
+        tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
+    }
+
+    let mut cancelled = false;
+    let end = loop {
+        tokio::select! {
+            _ = stop.cancelled(), if !cancelled => {
+                cancelled = true;
+                // No new deliveries; those already received are finished below.
+                if let Err(e) = session
+                    .consume
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await
+                {
+                    warn!(error = %e, "Failed to cancel the consumer");
+                    break SessionEnd::Stopped;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(5)), if cancelled => {
+                // The broker confirmed the cancel long ago; stop waiting for the stream.
+                break SessionEnd::Stopped;
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    metrics::gauge!("worker_in_flight_leads").increment(1.0);
+                    let received = Received { delivery, at: Instant::now() };
+                    if tx.send(received).await.is_err() {
+                        break SessionEnd::Lost;
+                    }
+                }
+                Some(Err(e)) => {
+                    if !cancelled {
+                        warn!(error = %e, "Consumer failed");
+                    }
+                    break if cancelled { SessionEnd::Stopped } else { SessionEnd::Lost };
+                }
+                None => break if cancelled { SessionEnd::Stopped } else { SessionEnd::Lost },
+            }
+        }
+    };
+    drop(tx);
+    drop(consumer);
+
+    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "Leads still running after the grace period; their messages return to the queue"
+        );
+        tasks.abort_all();
+    }
+    session.close().await;
+    end
+}
+
+/// A delivery and when it reached this process.
+struct Received {
+    delivery: Delivery,
+    at: Instant,
+}
+
+/// One consumer task: takes a share of what has arrived, processes it as one batch, settles
+/// each delivery; until the session's deliveries end.
+async fn consume_batches(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    rx: Arc<Mutex<mpsc::Receiver<Received>>>,
+) {
+    let concurrency = shared.settings.worker.concurrency.max(1);
+    let max = shared.settings.worker.batch_size.max(1);
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { break };
+            // An even share of what is waiting, so every consumer gets work in a backlog.
+            let share = (rx.len() + 1).div_ceil(concurrency).clamp(1, max);
+            let mut batch = Vec::with_capacity(share);
+            batch.push(first);
+            while batch.len() < share {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        handle_batch(&shared, &session, batch).await;
+    }
+}
+
+async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) {
+    let mut intakes: Vec<Intake> = Vec::with_capacity(batch.len());
+    let mut received: Vec<Received> = Vec::with_capacity(batch.len());
+    let mut announcements = Vec::new();
+    for r in batch {
+        match decode::decode(&r.delivery.properties, &r.delivery.data) {
+            Ok(intake) => {
+                intakes.push(intake);
+                received.push(r);
+            }
+            Err(poison) => {
+                if let Some(a) = dead_letter_poison(shared, session, &r, poison).await {
+                    announcements.push(a);
+                }
+                settled(&r);
+            }
+        }
+    }
+    if !intakes.is_empty() {
+        metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
+        let results = shared.processor.try_process_batch(&intakes).await;
+        for ((r, intake), result) in received.iter().zip(&intakes).zip(results) {
+            let announcement = match result {
+                Ok(outcome) => finished(r, outcome).await,
+                Err(ProcessError::Transient(e)) => retry(shared, session, r, intake, &e).await,
+                Err(ProcessError::Permanent(e)) => {
+                    dead_letter(shared, session, r, intake, "permanent", &e).await
+                }
+            };
+            announcements.extend(announcement);
+            settled(r);
+        }
+    }
+    shared.outcomes.announce(announcements);
+}
+
+fn settled(r: &Received) {
+    metrics::gauge!("worker_in_flight_leads").decrement(1.0);
+    metrics::histogram!("worker_lead_duration_seconds").record(r.at.elapsed().as_secs_f64());
+}
+
+async fn finished(r: &Received, o: Outcome) -> Option<Announcement> {
+    ack(&r.delivery).await;
+    let label = if o.already_done {
+        "already_done"
+    } else {
+        o.status.as_str()
+    };
+    metrics::counter!("worker_leads_total", "outcome" => label).increment(1);
+    info!(
+        intake_id = %o.intake_id,
+        status = o.status.as_str(),
+        contact_id = o.contact_id,
+        already_done = o.already_done,
+        warnings = o.warnings.len(),
+        "Lead processed"
+    );
+    Some(Announcement {
+        intake_id: o.intake_id,
+        status: o.status,
+        contact_id: o.contact_id,
+    })
+}
+
+/// A transient failure: the next delay queue, or the dead-letter queue after the last one.
+async fn retry(
+    shared: &Shared,
+    session: &Session,
+    r: &Received,
+    intake: &Intake,
+    error: &str,
+) -> Option<Announcement> {
+    let step = intake.previous_attempts as usize;
+    let attempts = intake.attempt();
+    if session.topology.retry_queue(step).is_none() {
+        let reason = format!("gave up after {attempts} attempts: {error}");
+        return dead_letter(shared, session, r, intake, "exhausted", &reason).await;
+    }
+    match session.publish_retry(&r.delivery, step, attempts).await {
+        Ok(()) => {
+            ack(&r.delivery).await;
+            metrics::counter!("worker_retries_total").increment(1);
+            metrics::counter!("worker_leads_total", "outcome" => "retried").increment(1);
+            warn!(
+                intake_id = %intake.message.intake_id,
+                attempt = attempts,
+                delay_ms = session.topology.retry_delays_ms().get(step).copied(),
+                error,
+                "Lead failed; retrying later"
+            );
+        }
+        Err(e) => {
+            error!(intake_id = %intake.message.intake_id, error = format!("{e:#}"), "Failed to schedule a retry; returning the message to the queue");
+            requeue(&r.delivery).await;
+        }
+    }
+    None
+}
+
+async fn dead_letter(
+    shared: &Shared,
+    session: &Session,
+    r: &Received,
+    intake: &Intake,
+    kind: &'static str,
+    reason: &str,
+) -> Option<Announcement> {
+    let m = &intake.message;
+    let record = DeadRecord {
+        intake_id: m.intake_id,
+        account_id: m.account_id,
+        user_id: Some(m.user_id),
+        token_id: Some(m.token_id),
+        payload: m.payload.clone(),
+        received_at: Some(m.received_at),
+        attempts: intake.attempt(),
+        reason: reason.to_owned(),
+    };
+    settle_dead(
+        shared,
+        session,
+        r,
+        Some(record),
+        kind,
+        reason,
+        intake.attempt(),
+    )
+    .await
+}
+
+async fn dead_letter_poison(
+    shared: &Shared,
+    session: &Session,
+    r: &Received,
+    poison: Poison,
+) -> Option<Announcement> {
+    let attempts = decode::attempts(&r.delivery.properties).saturating_add(1);
+    settle_dead(
+        shared,
+        session,
+        r,
+        poison.record.map(|b| *b),
+        "poison",
+        &poison.reason,
+        attempts,
+    )
+    .await
+}
+
+/// Publishes to the dead-letter exchange, and once confirmed records the intake and acks.
+async fn settle_dead(
+    shared: &Shared,
+    session: &Session,
+    r: &Received,
+    record: Option<DeadRecord>,
+    kind: &'static str,
+    reason: &str,
+    attempts: u32,
+) -> Option<Announcement> {
+    let intake_id = record.as_ref().map(|d| d.intake_id);
+    if let Err(e) = session.publish_dead(&r.delivery, reason, attempts).await {
+        error!(intake_id = ?intake_id, error = format!("{e:#}"), "Failed to dead-letter; returning the message to the queue");
+        requeue(&r.delivery).await;
+        return None;
+    }
+    if let Some(rec) = &record
+        && let Err(e) = shared.processor.record_dead_letter(rec).await
+    {
+        // The message is safe in the dead-letter queue with its reason; only the record lags.
+        error!(intake_id = %rec.intake_id, error = %e, "Failed to record the dead letter");
+    }
+    ack(&r.delivery).await;
+    metrics::counter!("worker_dead_letters_total", "kind" => kind).increment(1);
+    metrics::counter!("worker_leads_total", "outcome" => "dead_lettered").increment(1);
+    error!(intake_id = ?intake_id, attempts, reason, kind, "Lead dead-lettered");
+    intake_id.map(|intake_id| Announcement {
+        intake_id,
+        status: IntakeStatus::DeadLettered,
+        contact_id: None,
+    })
+}
+
+async fn ack(d: &Delivery) {
+    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+        // The broker redelivers it; the intake record makes the second delivery a no-op.
+        warn!(error = %e, "Failed to acknowledge");
+    }
+}
+
+/// Hands a message back after the broker refused its retry or dead-letter copy; the pause
+/// keeps a persistent broker problem from turning into a hot loop.
+async fn requeue(d: &Delivery) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Err(e) = d
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await
+    {
+        warn!(error = %e, "Failed to return a message to the queue");
+    }
+}

@@ -1,0 +1,498 @@
+//! The contact's own data fields: what a lead provides, what is derived from it (name ↔
+//! first/last, place and timezone from the number), and how both apply to a new or an
+//! existing contact (§4.2–§4.4). Pure functions: the database side lives in `lead.rs`.
+
+use chrono::NaiveDate;
+use sea_orm::ActiveValue::Set;
+use shared::entities::contact;
+use shared::geo;
+use shared::lead::Lead;
+use shared::phone::PhoneNumber;
+
+/// Longest text a contact column holds.
+const MAX_TEXT: usize = 255;
+
+/// A contact column a lead can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    FirstName,
+    LastName,
+    CompanyName,
+    Email,
+    LeadSource,
+    Source,
+    Address,
+    City,
+    State,
+    Zipcode,
+    Country,
+    Csf1,
+    Csf2,
+    Website,
+    DateOfBirth,
+    Timezone,
+}
+
+impl Field {
+    /// The field's name in the payload and on the contact.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::CompanyName => "company_name",
+            Field::Email => "email",
+            Field::LeadSource => "lead_source",
+            Field::Source => "source",
+            Field::Address => "address",
+            Field::City => "city",
+            Field::State => "state",
+            Field::Zipcode => "zipcode",
+            Field::Country => "country",
+            Field::Csf1 => "csf1",
+            Field::Csf2 => "csf2",
+            Field::Website => "website",
+            Field::DateOfBirth => "date_of_birth",
+            Field::Timezone => "timezone",
+        }
+    }
+}
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Date(NaiveDate),
+}
+
+/// A value the lead brings for one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub field: Field,
+    pub value: Value,
+    /// Given in the payload (overwrites under force_update), as opposed to derived (fills
+    /// blanks only, whatever the flags).
+    pub provided: bool,
+}
+
+/// Splits a full name on its last space: "Mary Ann Smith" → ("Mary Ann", "Smith").
+pub fn split_name(name: &str) -> (Option<String>, Option<String>) {
+    let name = name.trim();
+    match name.rsplit_once(char::is_whitespace) {
+        Some((first, last)) if !first.trim().is_empty() && !last.is_empty() => {
+            (Some(first.trim().to_owned()), Some(last.to_owned()))
+        }
+        _ if name.is_empty() => (None, None),
+        _ => (Some(name.to_owned()), None),
+    }
+}
+
+/// Joins first and last name ("Ada" + "Lovelace" → "Ada Lovelace"), within the column size.
+pub fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    let joined = [first, last]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!joined.is_empty()).then(|| truncate(joined))
+}
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= MAX_TEXT {
+        return s;
+    }
+    s.chars()
+        .take(MAX_TEXT)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// Everything the lead provides, plus the name derived within the lead itself.
+pub fn from_lead(lead: &Lead) -> Vec<Candidate> {
+    let f = &lead.fields;
+    let mut out = Vec::new();
+    let mut push = |field: Field, value: Option<&String>| {
+        if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+            out.push(Candidate {
+                field,
+                value: Value::Text(v.clone()),
+                provided: true,
+            });
+        }
+    };
+    push(Field::Name, f.name.as_ref());
+    push(Field::FirstName, f.first_name.as_ref());
+    push(Field::LastName, f.last_name.as_ref());
+    push(Field::CompanyName, f.company_name.as_ref());
+    push(Field::Email, f.email.as_ref());
+    push(Field::LeadSource, f.lead_source.as_ref());
+    push(Field::Source, f.source.as_ref());
+    push(Field::Address, f.address.as_ref());
+    push(Field::City, f.city.as_ref());
+    push(Field::State, f.state.as_ref());
+    push(Field::Zipcode, f.zipcode.as_ref());
+    push(Field::Country, f.country.as_ref());
+    push(Field::Csf1, f.csf1.as_ref());
+    push(Field::Csf2, f.csf2.as_ref());
+    push(Field::Website, f.website.as_ref());
+    if let Some(d) = lead.date_of_birth {
+        out.push(Candidate {
+            field: Field::DateOfBirth,
+            value: Value::Date(d),
+            provided: true,
+        });
+    }
+    if let Some(tz) = lead.timezone {
+        out.push(Candidate {
+            field: Field::Timezone,
+            value: Value::Text(tz.name().to_owned()),
+            provided: true,
+        });
+    }
+
+    let has = |out: &[Candidate], field: Field| out.iter().any(|c| c.field == field);
+    let derived = |field: Field, value: String| Candidate {
+        field,
+        value: Value::Text(value),
+        provided: false,
+    };
+    if has(&out, Field::Name) && !has(&out, Field::FirstName) && !has(&out, Field::LastName) {
+        let (first, last) = f.name.as_deref().map(split_name).unwrap_or((None, None));
+        out.extend(first.map(|v| derived(Field::FirstName, v)));
+        out.extend(last.map(|v| derived(Field::LastName, v)));
+    } else if !has(&out, Field::Name)
+        && let Some(name) = join_name(f.first_name.as_deref(), f.last_name.as_deref())
+    {
+        out.push(derived(Field::Name, name));
+    }
+    out
+}
+
+/// Country, state, city and timezone that `number` tells, for the fields still blank after
+/// `candidates` and `existing` are taken into account. State and city are only derived when
+/// they agree with the country (and city with the state) the contact ends up with, so a
+/// contact that moved is never given a mixed-up address.
+pub fn from_number(
+    number: &PhoneNumber,
+    existing: Option<&contact::Model>,
+    candidates: &[Candidate],
+) -> Vec<Candidate> {
+    let place = geo::locate(number);
+    let effective = |field: Field| -> Option<String> {
+        candidates
+            .iter()
+            .find(|c| c.field == field && c.provided)
+            .and_then(|c| match &c.value {
+                Value::Text(t) => Some(t.clone()),
+                Value::Date(_) => None,
+            })
+            .or_else(|| existing.and_then(|m| text(m, field)))
+    };
+    let agrees = |field: Field, derived: &Option<String>| match (effective(field), derived) {
+        (None, _) => true,
+        (Some(have), Some(d)) => have.eq_ignore_ascii_case(d),
+        (Some(_), None) => false,
+    };
+    let mut out = Vec::new();
+    let mut push = |field: Field, value: Option<String>| {
+        if let Some(v) = value {
+            out.push(Candidate {
+                field,
+                value: Value::Text(v),
+                provided: false,
+            });
+        }
+    };
+    let country_ok = agrees(Field::Country, &place.country);
+    let state_ok = country_ok && agrees(Field::State, &place.state);
+    push(Field::Country, place.country.clone());
+    if country_ok {
+        push(Field::State, place.state.clone());
+    }
+    if state_ok {
+        push(Field::City, place.city.clone());
+    }
+    push(
+        Field::Timezone,
+        place.timezone.map(|tz| tz.name().to_owned()),
+    );
+    out
+}
+
+fn text(m: &contact::Model, field: Field) -> Option<String> {
+    let v = match field {
+        Field::Name => &m.name,
+        Field::FirstName => &m.first_name,
+        Field::LastName => &m.last_name,
+        Field::CompanyName => &m.company_name,
+        Field::Email => &m.email,
+        Field::LeadSource => &m.lead_source,
+        Field::Source => &m.source,
+        Field::Address => &m.address,
+        Field::City => &m.city,
+        Field::State => &m.state,
+        Field::Zipcode => &m.zipcode,
+        Field::Country => &m.country,
+        Field::Csf1 => &m.csf1,
+        Field::Csf2 => &m.csf2,
+        Field::Website => &m.website,
+        Field::Timezone => &m.timezone,
+        Field::DateOfBirth => return m.date_of_birth.map(|d| d.to_string()),
+    };
+    v.as_ref().filter(|s| !s.trim().is_empty()).cloned()
+}
+
+fn current(m: &contact::Model, field: Field) -> Option<Value> {
+    match field {
+        Field::DateOfBirth => m.date_of_birth.map(Value::Date),
+        _ => text(m, field).map(Value::Text),
+    }
+}
+
+/// The changes `candidates` make: everything on a new contact; on an existing one, blanks
+/// are filled, and provided values overwrite under `force` (derived values never overwrite).
+/// The first candidate of a field wins.
+pub fn changes(
+    existing: Option<&contact::Model>,
+    candidates: &[Candidate],
+    force: bool,
+) -> Vec<(Field, Value)> {
+    let mut out: Vec<(Field, Value)> = Vec::new();
+    for c in candidates {
+        if out.iter().any(|(f, _)| *f == c.field) {
+            continue;
+        }
+        let wanted = match existing.map(|m| current(m, c.field)) {
+            None => true,
+            Some(None) => true,
+            Some(Some(have)) => force && c.provided && have != c.value,
+        };
+        if wanted {
+            out.push((c.field, c.value.clone()));
+        }
+    }
+    out
+}
+
+/// Writes `changes` into an active model.
+pub fn set(am: &mut contact::ActiveModel, changes: &[(Field, Value)]) {
+    for (field, value) in changes {
+        match (field, value) {
+            (Field::DateOfBirth, Value::Date(d)) => am.date_of_birth = Set(Some(*d)),
+            (Field::DateOfBirth, Value::Text(_)) => {}
+            (f, Value::Text(t)) => {
+                let v = Set(Some(t.clone()));
+                match f {
+                    Field::Name => am.name = v,
+                    Field::FirstName => am.first_name = v,
+                    Field::LastName => am.last_name = v,
+                    Field::CompanyName => am.company_name = v,
+                    Field::Email => am.email = v,
+                    Field::LeadSource => am.lead_source = v,
+                    Field::Source => am.source = v,
+                    Field::Address => am.address = v,
+                    Field::City => am.city = v,
+                    Field::State => am.state = v,
+                    Field::Zipcode => am.zipcode = v,
+                    Field::Country => am.country = v,
+                    Field::Csf1 => am.csf1 = v,
+                    Field::Csf2 => am.csf2 = v,
+                    Field::Website => am.website = v,
+                    Field::Timezone => am.timezone = v,
+                    Field::DateOfBirth => {}
+                }
+            }
+            (_, Value::Date(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use proptest::prelude::*;
+    use shared::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
+    use shared::phone::Region;
+
+    fn lead(fields: LeadFields) -> Lead {
+        Lead {
+            phone_number: PhoneNumber::parse("818 123 4567", Region::US).expect("phone"),
+            other_phone_numbers: vec![],
+            fields,
+            date_of_birth: None,
+            timezone: None,
+            notes: None,
+            links: LeadLinks::default(),
+            flags: LeadFlags::default(),
+            powerdialer_position: PowerdialerPosition::Top,
+        }
+    }
+
+    fn contact(f: impl FnOnce(&mut contact::Model)) -> contact::Model {
+        let mut m = contact::Model {
+            id: 1,
+            account_id: 1,
+            phone_number: "+18181234567".into(),
+            name: None,
+            first_name: None,
+            last_name: None,
+            company_name: None,
+            email: None,
+            lead_source: None,
+            source: None,
+            address: None,
+            city: None,
+            state: None,
+            zipcode: None,
+            country: None,
+            csf1: None,
+            csf2: None,
+            date_of_birth: None,
+            timezone: None,
+            website: None,
+            owner_id: None,
+            line_id: None,
+            disposition_status_id: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        f(&mut m);
+        m
+    }
+
+    fn text_of(changes: &[(Field, Value)], field: Field) -> Option<String> {
+        changes
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, v)| match v {
+                Value::Text(t) => t.clone(),
+                Value::Date(d) => d.to_string(),
+            })
+    }
+
+    #[test]
+    fn name_splits_on_the_last_space_and_joins_back() {
+        assert_eq!(
+            split_name("Mary Ann Smith"),
+            (Some("Mary Ann".into()), Some("Smith".into()))
+        );
+        assert_eq!(split_name("Cher"), (Some("Cher".into()), None));
+        assert_eq!(
+            join_name(Some("Ada"), Some("Lovelace")).as_deref(),
+            Some("Ada Lovelace")
+        );
+        assert_eq!(
+            join_name(None, Some("Lovelace")).as_deref(),
+            Some("Lovelace")
+        );
+        assert_eq!(join_name(None, None), None);
+        let long = "x".repeat(255);
+        assert_eq!(
+            join_name(Some(&long), Some(&long)).map(|s| s.len()),
+            Some(255)
+        );
+    }
+
+    #[test]
+    fn a_lead_name_is_completed_from_its_other_half() {
+        let c = from_lead(&lead(LeadFields {
+            name: Some("Grace Brewster Hopper".into()),
+            ..LeadFields::default()
+        }));
+        let ch = changes(None, &c, false);
+        assert_eq!(
+            text_of(&ch, Field::FirstName).as_deref(),
+            Some("Grace Brewster")
+        );
+        assert_eq!(text_of(&ch, Field::LastName).as_deref(), Some("Hopper"));
+
+        let c = from_lead(&lead(LeadFields {
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            ..LeadFields::default()
+        }));
+        let ch = changes(None, &c, false);
+        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Ada Lovelace"));
+    }
+
+    #[test]
+    fn merge_fills_blanks_and_keeps_existing_values() {
+        let existing = contact(|m| m.email = Some("old@example.com".into()));
+        let c = from_lead(&lead(LeadFields {
+            email: Some("new@example.com".into()),
+            company_name: Some("Acme".into()),
+            ..LeadFields::default()
+        }));
+        let ch = changes(Some(&existing), &c, false);
+        assert_eq!(text_of(&ch, Field::Email), None);
+        assert_eq!(text_of(&ch, Field::CompanyName).as_deref(), Some("Acme"));
+    }
+
+    #[test]
+    fn force_overwrites_provided_fields_only() {
+        let existing = contact(|m| {
+            m.name = Some("John Doe".into());
+            m.first_name = Some("John".into());
+            m.last_name = Some("Doe".into());
+            m.city = Some("Boston".into());
+        });
+        let c = from_lead(&lead(LeadFields {
+            name: Some("Jane Roe".into()),
+            ..LeadFields::default()
+        }));
+        let ch = changes(Some(&existing), &c, true);
+        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Jane Roe"));
+        // Derived from the name, so only a blank would have been filled.
+        assert_eq!(text_of(&ch, Field::FirstName), None);
+        assert_eq!(text_of(&ch, Field::City), None);
+        // The same value again is no change.
+        let again = changes(
+            Some(&contact(|m| m.name = Some("Jane Roe".into()))),
+            &c,
+            true,
+        );
+        assert_eq!(text_of(&again, Field::Name), None);
+    }
+
+    #[test]
+    fn the_number_fills_blank_place_fields_consistently() {
+        let number = PhoneNumber::parse("212 555 0100", Region::US).expect("phone");
+        let derived = from_number(&number, None, &[]);
+        let ch = changes(None, &derived, false);
+        assert_eq!(text_of(&ch, Field::Country).as_deref(), Some("US"));
+        assert_eq!(text_of(&ch, Field::State).as_deref(), Some("NY"));
+        assert_eq!(text_of(&ch, Field::City).as_deref(), Some("New York"));
+        assert_eq!(
+            text_of(&ch, Field::Timezone).as_deref(),
+            Some("America/New_York")
+        );
+
+        // A contact in another state keeps its address: no New York city is added.
+        let moved = contact(|m| m.state = Some("TX".into()));
+        let derived = from_number(&number, Some(&moved), &[]);
+        let ch = changes(Some(&moved), &derived, false);
+        assert_eq!(text_of(&ch, Field::City), None);
+        assert_eq!(text_of(&ch, Field::Country).as_deref(), Some("US"));
+    }
+
+    proptest! {
+        #[test]
+        fn split_then_join_gives_the_name_back(words in proptest::collection::vec("[A-Za-z]{1,12}", 1..5)) {
+            let name = words.join(" ");
+            let (first, last) = split_name(&name);
+            prop_assert_eq!(join_name(first.as_deref(), last.as_deref()), Some(name));
+        }
+
+        #[test]
+        fn existing_values_survive_a_merge(email in "[a-z]{1,8}@example\\.com", other in "[a-z]{1,8}@example\\.org") {
+            let existing = contact(|m| m.email = Some(email.clone()));
+            let c = from_lead(&lead(LeadFields { email: Some(other), ..LeadFields::default() }));
+            prop_assert!(text_of(&changes(Some(&existing), &c, false), Field::Email).is_none());
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The worker end to end through the real broker: consume, process, acknowledge; outcome on
+//! Redis; duplicates; concurrency across two workers; transient failures retried through the
+//! delay queues; persistent failures and poison dead-lettered; broker reconnection; the
+//! metrics port.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use futures_util::StreamExt;
+use lapin::options::BasicGetOptions;
+use lapin::types::{AMQPValue, ShortString};
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use shared::admin::Catalog;
+use shared::config::Settings;
+use shared::entities::{contact_phone_number, lead_intake, powerdialer_item};
+use shared::intake::{IntakeMessage, headers};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::{Ctx, Publisher, WorkerRole, eventually, http_get, lead, metric, phone};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use worker::app::Worker;
+
+/// A worker running in this process until `stop`.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(settings: Settings) -> Self {
+        let worker = Worker::build(settings).await.expect("build");
+        let addr = worker.metrics_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, body) = http_get(self.addr, "/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops in time")
+            .expect("joins")
+            .expect("runs cleanly");
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn intake_status(ctx: &Ctx, m: &IntakeMessage) -> Option<lead_intake::Model> {
+    ctx.intake_row(m.intake_id).await
+}
+
+fn header_str(props: &lapin::BasicProperties, key: &str) -> Option<String> {
+    match props
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(&ShortString::from(key))?
+    {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_lead_goes_from_the_queue_to_a_contact_and_its_outcome_is_announced() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let running = Running::start(ctx.settings.clone()).await;
+
+    let (status, body) = http_get(running.addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(http_get(running.addr, "/nope").await.0, 404);
+
+    let mut l = lead("(818) 123-4567");
+    l.fields.first_name = Some("Ada".into());
+    let m = ctx.message(l);
+    let client = redis::Client::open(testkit::redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(shared::keys::intake_outcome_channel(
+            &ctx.settings.redis_prefix,
+            m.intake_id,
+        ))
+        .await
+        .unwrap();
+    publisher.publish(&m).await;
+
+    let msg = tokio::time::timeout(WAIT, pubsub.on_message().next())
+        .await
+        .expect("announced in time")
+        .expect("a message");
+    let announced: serde_json::Value =
+        serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+    let row = intake_status(&ctx, &m).await.expect("recorded");
+    assert_eq!(row.status, "created");
+    assert_eq!(
+        announced,
+        json!({"intake_id": m.intake_id, "status": "created", "contact_id": row.contact_id})
+    );
+    let c = ctx.contact(row.contact_id.unwrap()).await;
+    assert_eq!(c.first_name.as_deref(), Some("Ada"));
+
+    let text = running.metrics().await;
+    assert_eq!(
+        metric(&text, "worker_leads_total{outcome=\"created\"}"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("worker_lead_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "worker_in_flight_leads"), 0.0);
+    assert_eq!(
+        publisher.depth(&publisher.topology.intake_queue()).await,
+        0,
+        "acknowledged"
+    );
+    running.stop().await;
+    testkit::delete_topology(&ctx.settings).await;
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_twice_has_one_set_of_effects() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let tag = ctx.named(Catalog::Tag, "web").await;
+    let mut l = lead("818 555 0101");
+    l.notes = Some("consent".into());
+    l.links.tag_id = Some(tag);
+    l.links.user_id = Some(ctx.user);
+    l.flags.add_to_powerdialer = true;
+    let m = ctx.message(l);
+    let running = Running::start(ctx.settings.clone()).await;
+    publisher.publish_many(&[m.clone(), m.clone()]).await;
+
+    let text = eventually("both deliveries settled", WAIT, || async {
+        let t = running.metrics().await;
+        (metric(&t, "worker_leads_total{outcome=\"created\"}")
+            + metric(&t, "worker_leads_total{outcome=\"already_done\"}")
+            == 2.0)
+            .then_some(t)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "worker_leads_total{outcome=\"already_done\"}"),
+        1.0
+    );
+    for table in [
+        "contacts",
+        "contact_notes",
+        "contact_tags",
+        "powerdialer_items",
+        "lead_intakes",
+    ] {
+        assert_eq!(
+            ctx.count(&format!("SELECT count(*) FROM {table}")).await,
+            1,
+            "{table}"
+        );
+    }
+    assert_eq!(intake_status(&ctx, &m).await.unwrap().status, "created");
+    running.stop().await;
+    testkit::delete_topology(&ctx.settings).await;
+}
+
+/// Numbers written the many ways people type them.
+fn random_format(rng: &mut impl Rng, digits: &str) -> String {
+    let (a, b, c) = (&digits[0..3], &digits[3..6], &digits[6..10]);
+    let formats = [
+        format!("{a}{b}{c}"),
+        format!("({a}) {b}-{c}"),
+        format!("+1 {a}-{b}-{c}"),
+        format!("1.{a}.{b}.{c}"),
+        format!("{a}.{b}.{c}"),
+        format!(" +1 ({a}) {b} {c} "),
+        format!("1-{a}-{b}-{c}"),
+    ];
+    formats.choose(rng).unwrap().clone()
+}
+
+#[tokio::test]
+async fn four_hundred_intakes_of_25_numbers_over_two_workers_make_exactly_25_contacts() {
+    let ctx = Ctx::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.worker.concurrency = 8;
+    settings.worker.prefetch = 64;
+    let publisher = Publisher::new(&settings).await;
+    let tag = ctx.named(Catalog::Tag, "web").await;
+    let numbers: Vec<String> = (0..25).map(|i| format!("81855501{i:02}")).collect();
+    let mut rng = rand::rng();
+    let mut messages = Vec::new();
+    for i in 0..400 {
+        let digits = numbers.choose(&mut rng).unwrap();
+        let raw = random_format(&mut rng, digits);
+        let mut l = lead(&raw);
+        l.notes = Some(format!("note {i}"));
+        l.links.tag_id = Some(tag);
+        l.links.user_id = Some(ctx.user);
+        l.flags.add_to_powerdialer = rng.random_bool(0.5);
+        if rng.random_bool(0.3) {
+            l.fields.email = Some(format!("lead{i}@example.com"));
+        }
+        let mut m = ctx.message(l);
+        m.payload = json!({ "phone_number": raw });
+        messages.push(m);
+    }
+    let w1 = Running::start(settings.clone()).await;
+    let w2 = Running::start(settings.clone()).await;
+    publisher.publish_many(&messages).await;
+
+    eventually("every intake terminal", Duration::from_secs(90), || async {
+        (support::finished_intakes(ctx.conn()).await == 400).then_some(())
+    })
+    .await;
+    let contacts = ctx.contacts().await;
+    assert_eq!(contacts.len(), 25);
+    let mut primaries: Vec<String> = contacts.iter().map(|c| c.phone_number.clone()).collect();
+    primaries.sort();
+    let mut want: Vec<String> = numbers
+        .iter()
+        .map(|n| phone(n).as_str().to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(primaries, want);
+    let rows = contact_phone_number::Entity::find()
+        .all(ctx.conn())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 25, "each number on exactly one contact");
+    assert_eq!(
+        ctx.count("SELECT count(*) FROM lead_intakes WHERE status = 'created'")
+            .await,
+        25
+    );
+    assert_eq!(
+        ctx.count("SELECT count(*) FROM contact_notes").await,
+        400,
+        "no lost update"
+    );
+    assert_eq!(ctx.count("SELECT count(*) FROM contact_tags").await, 25);
+    let queued = powerdialer_item::Entity::find()
+        .filter(powerdialer_item::Column::Status.eq("queued"))
+        .all(ctx.conn())
+        .await
+        .unwrap();
+    let mut contacts_queued: Vec<i64> = queued.iter().map(|q| q.contact_id).collect();
+    contacts_queued.sort();
+    contacts_queued.dedup();
+    assert_eq!(
+        contacts_queued.len(),
+        queued.len(),
+        "one queued entry per contact"
+    );
+    let t1 = w1.metrics().await;
+    assert_eq!(
+        metric(&t1, "worker_leads_total{outcome=\"dead_lettered\"}"),
+        0.0
+    );
+    assert_eq!(metric(&t1, "worker_leads_total{outcome=\"retried\"}"), 0.0);
+    w1.stop().await;
+    w2.stop().await;
+    assert_eq!(publisher.depth(&publisher.topology.intake_queue()).await, 0);
+    testkit::delete_topology(&settings).await;
+}
+
+#[tokio::test]
+async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_succeeds() {
+    let ctx = Ctx::new().await;
+    let role = WorkerRole::create(&ctx.db).await;
+    role.revoke(&ctx.db, "INSERT ON contacts").await;
+    let mut settings = ctx.settings.clone();
+    settings.database_url = role.url.clone();
+    // Long enough later steps that the test restores the grant before they run out.
+    settings.worker.retry_delays_ms = vec![200, 2_000, 2_000, 2_000];
+    let publisher = Publisher::new(&settings).await;
+    let running = Running::start(settings.clone()).await;
+    let m = ctx.message(lead("818 555 0199"));
+    publisher.publish(&m).await;
+
+    eventually("a retry", WAIT, || async {
+        (metric(&running.metrics().await, "worker_retries_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        intake_status(&ctx, &m).await.is_none(),
+        "nothing committed while failing"
+    );
+    role.grant(&ctx.db, "INSERT ON contacts").await;
+
+    let row = eventually("the retried lead", WAIT, || async {
+        intake_status(&ctx, &m)
+            .await
+            .filter(|r| r.status == "created")
+    })
+    .await;
+    assert!(row.attempts >= 2, "attempts {}", row.attempts);
+    assert_eq!(row.last_error, None);
+    assert_eq!(ctx.contacts().await.len(), 1);
+    let text = running.metrics().await;
+    assert_eq!(metric(&text, "worker_dead_letters_total"), 0.0);
+    running.stop().await;
+    role.drop(&ctx.db).await;
+    testkit::delete_topology(&settings).await;
+}
+
+#[tokio::test]
+async fn a_persistent_failure_is_dead_lettered_with_its_reason_and_attempts() {
+    let ctx = Ctx::new().await;
+    let role = WorkerRole::create(&ctx.db).await;
+    role.revoke(&ctx.db, "INSERT ON contacts").await;
+    let mut settings = ctx.settings.clone();
+    settings.database_url = role.url.clone();
+    let publisher = Publisher::new(&settings).await;
+    let running = Running::start(settings.clone()).await;
+    let m = ctx.message(lead("818 555 0199"));
+    publisher.publish(&m).await;
+
+    let row = eventually("the dead letter", WAIT, || async {
+        intake_status(&ctx, &m)
+            .await
+            .filter(|r| r.status == "dead_lettered")
+    })
+    .await;
+    // Three delays configured: the first try and three retries.
+    assert_eq!(row.attempts, 4);
+    let error = row.last_error.expect("last_error");
+    assert!(
+        error.contains("permission denied for table contacts"),
+        "{error}"
+    );
+    assert_eq!(row.payload, m.payload);
+
+    let dead = publisher
+        .channel
+        .basic_get(
+            publisher.topology.dead_queue().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let props = &dead.delivery.properties;
+    assert_eq!(
+        props.message_id().as_ref().map(|s| s.to_string()),
+        Some(m.intake_id.to_string())
+    );
+    assert!(
+        header_str(props, headers::DEAD_REASON)
+            .unwrap()
+            .contains("permission denied")
+    );
+    assert_eq!(header_str(props, headers::ATTEMPTS).as_deref(), Some("4"));
+    let body: IntakeMessage = serde_json::from_slice(&dead.delivery.data).unwrap();
+    assert_eq!(body, m, "the original message");
+    let text = running.metrics().await;
+    assert_eq!(metric(&text, "worker_retries_total"), 3.0);
+    assert_eq!(
+        metric(&text, "worker_dead_letters_total{kind=\"exhausted\"}"),
+        1.0
+    );
+    running.stop().await;
+    role.drop(&ctx.db).await;
+    testkit::delete_topology(&settings).await;
+}
+
+#[tokio::test]
+async fn poison_is_dead_lettered_at_once() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let running = Running::start(ctx.settings.clone()).await;
+
+    let garbage_id = uuid::Uuid::now_v7();
+    publisher
+        .publish_raw(&garbage_id.to_string(), b"{\"version\": 1, oops")
+        .await;
+    let mut future = serde_json::to_value(ctx.message(lead("818 555 0001"))).unwrap();
+    future["version"] = json!(2);
+    let future_id: uuid::Uuid = serde_json::from_value(future["intake_id"].clone()).unwrap();
+    publisher
+        .publish_raw(&future_id.to_string(), future.to_string().as_bytes())
+        .await;
+    let stranger = support::message_for(987_654, 1, 1, lead("818 555 0002"));
+    let good = ctx.message(lead("818 555 0003"));
+    publisher
+        .publish_many(&[stranger.clone(), good.clone()])
+        .await;
+
+    eventually("three dead letters and one contact", WAIT, || async {
+        let t = running.metrics().await;
+        (metric(&t, "worker_dead_letters_total") == 3.0
+            && metric(&t, "worker_leads_total{outcome=\"created\"}") == 1.0)
+            .then_some(())
+    })
+    .await;
+    let text = running.metrics().await;
+    assert_eq!(metric(&text, "worker_retries_total"), 0.0, "never retried");
+    assert_eq!(
+        metric(&text, "worker_dead_letters_total{kind=\"poison\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "worker_dead_letters_total{kind=\"permanent\"}"),
+        1.0
+    );
+
+    let row = ctx.intake_row(future_id).await.expect("recorded");
+    assert_eq!(row.status, "dead_lettered");
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.last_error.as_deref(), Some("unknown message version 2"));
+    assert!(
+        ctx.intake_row(garbage_id).await.is_none(),
+        "no account to record it under"
+    );
+
+    let mut reasons = Vec::new();
+    while let Some(d) = publisher
+        .channel
+        .basic_get(
+            publisher.topology.dead_queue().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        reasons.push(header_str(&d.delivery.properties, headers::DEAD_REASON).unwrap());
+        assert_eq!(
+            header_str(&d.delivery.properties, headers::ATTEMPTS).as_deref(),
+            Some("1")
+        );
+    }
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("unknown account 987654"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("unknown message version 2"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].starts_with("unparseable body"), "{reasons:?}");
+    assert_eq!(intake_status(&ctx, &good).await.unwrap().status, "created");
+    running.stop().await;
+    testkit::delete_topology(&ctx.settings).await;
+}
+
+#[tokio::test]
+async fn the_worker_reconnects_when_the_broker_connection_drops() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let proxy = support::Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let mut settings = ctx.settings.clone();
+    settings.amqp_url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let running = Running::start(settings).await;
+
+    let first = ctx.message(lead("818 555 0001"));
+    publisher.publish(&first).await;
+    eventually("the first lead", WAIT, || async {
+        intake_status(&ctx, &first)
+            .await
+            .filter(|r| r.status == "created")
+    })
+    .await;
+
+    proxy.cut();
+    let second = ctx.message(lead("818 555 0002"));
+    publisher.publish(&second).await;
+    eventually("the second lead, after reconnecting", WAIT, || async {
+        intake_status(&ctx, &second)
+            .await
+            .filter(|r| r.status == "created")
+    })
+    .await;
+    let text = running.metrics().await;
+    assert!(
+        metric(&text, "worker_broker_connects_total") >= 2.0,
+        "{text}"
+    );
+    running.stop().await;
+    testkit::delete_topology(&ctx.settings).await;
+}

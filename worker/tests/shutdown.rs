@@ -1,0 +1,133 @@
+//! SIGTERM in the middle of a burst: the worker binary stops consuming, finishes and
+//! acknowledges what it received, exits 0; a worker started afterwards finishes the rest.
+//! Nothing is lost and nothing happens twice.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Ctx, Publisher, eventually, finished_intakes, http_get, lead, metric};
+use tokio::sync::oneshot;
+use worker::app::Worker;
+
+const BURST: u64 = 1500;
+/// Distinct numbers in the burst: the rest are duplicates of them.
+const NUMBERS: u64 = 1200;
+
+#[tokio::test]
+async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let messages: Vec<_> = (0..BURST)
+        .map(|i| {
+            let mut l = lead(&format!("818 200 {:04}", i % NUMBERS));
+            l.notes = Some(format!("note {i}"));
+            ctx.message(l)
+        })
+        .collect();
+    publisher.publish_many(&messages).await;
+
+    let s = &ctx.settings;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &s.database_url)
+        .env("AMQP_URL", &s.amqp_url)
+        .env("REDIS_URL", &s.redis_url)
+        .env("AMQP_PREFIX", &s.amqp_prefix)
+        .env("REDIS_PREFIX", &s.redis_prefix)
+        .env("WORKER__RETRY_DELAYS_MS", "100,200,400")
+        .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
+        .env("WORKER_CONCURRENCY", "4")
+        .env("WORKER_PREFETCH", "64")
+        .env("WORKER__BATCH_SIZE", "8")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the worker binary");
+
+    eventually("the worker under way", Duration::from_secs(60), || async {
+        (finished_intakes(ctx.conn()).await >= 100).then_some(())
+    })
+    .await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "worker did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(status.code(), Some(0), "clean exit");
+
+    // Everything it finished was acknowledged: finished + still queued = the burst.
+    let finished = finished_intakes(ctx.conn()).await;
+    assert!(
+        finished < BURST,
+        "stopped mid-burst ({finished} of {BURST} done)"
+    );
+    let queued = eventually(
+        "unacked messages back in the queue",
+        Duration::from_secs(10),
+        || async {
+            let q = u64::from(publisher.depth(&publisher.topology.intake_queue()).await);
+            (q + finished >= BURST).then_some(q)
+        },
+    )
+    .await;
+    assert_eq!(
+        finished + queued,
+        BURST,
+        "no finished lead left unacknowledged"
+    );
+
+    // A new worker takes the rest; none of it had been done before.
+    let worker = Worker::build(ctx.settings.clone()).await.expect("build");
+    let addr = worker.metrics_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    eventually(
+        "every intake terminal",
+        Duration::from_secs(120),
+        || async { (finished_intakes(ctx.conn()).await == BURST).then_some(()) },
+    )
+    .await;
+    let (_, text) = http_get(addr, "/metrics").await;
+    assert_eq!(
+        metric(&text, "worker_leads_total{outcome=\"already_done\"}"),
+        0.0,
+        "{text}"
+    );
+    let _ = tx.send(());
+    task.await.expect("join").expect("clean stop");
+
+    assert_eq!(
+        ctx.contacts().await.len() as u64,
+        NUMBERS,
+        "one contact per number"
+    );
+    assert_eq!(
+        ctx.count("SELECT count(*) FROM contact_notes").await as u64,
+        BURST,
+        "each note once"
+    );
+    assert_eq!(
+        ctx.count("SELECT count(*) FROM contact_phone_numbers")
+            .await as u64,
+        NUMBERS
+    );
+    testkit::delete_topology(&ctx.settings).await;
+}
