@@ -140,7 +140,10 @@ mod tests {
             let code = cols[0];
             assert_eq!(code.len(), 3, "{line}");
             if let Some(tz) = cols.get(4).filter(|s| !s.is_empty()) {
-                assert_eq!(area_code(code).and_then(|a| a.timezone).map(|t| t.name()), Some(*tz));
+                assert_eq!(
+                    area_code(code).and_then(|a| a.timezone).map(|t| t.name()),
+                    Some(*tz)
+                );
             }
         }
         // Canada, the Caribbean and the Pacific territories are NANP too.
