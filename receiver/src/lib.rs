@@ -1,1 +1,31 @@
-//! The lead-intake HTTP receiver.
+//! The lead-intake HTTP receiver: `POST /api/v1/webhook/forms` authenticates a lead's token,
+//! applies the per-token rate limit, parses the lead into a typed [`shared::lead::Lead`],
+//! publishes it to RabbitMQ and answers 202 only once the broker has confirmed it.
+//!
+//! - [`app`]: [`Application`]: builds every dependency, serves until told to stop.
+//! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
+//! - [`routes`]: which handler answers which path; `/healthz`, `/readyz`, `/metrics`.
+//! - [`intake`]: the intake endpoint itself.
+//! - [`error`]: [`error::IntakeError`], every way the endpoint can refuse, mapped to a status.
+//! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
+//! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).
+//! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
+//! - [`store`]: the Redis handle every Redis user goes through (timeouts, fail-fast).
+//! - [`publisher`]: the self-healing, publisher-confirmed RabbitMQ connection.
+//! - [`telemetry`]: Prometheus metrics.
+//! - [`http`]: response helpers shared by the handlers.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod intake;
+pub mod limiter;
+pub mod publisher;
+pub mod routes;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;

@@ -71,6 +71,16 @@ pub struct ReceiverSettings {
     pub token_cache_ttl_ms: u64,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// How long one Redis call may take before the request goes on without it (fail-open)
+    /// or gives up (fail-closed); Redis answers in well under a millisecond when healthy.
+    pub redis_timeout_ms: u64,
+    /// Database connections for token lookups (cache misses only).
+    pub db_pool_size: u32,
+    /// AMQP channels that publish leads; confirms are pipelined on each.
+    pub publish_channels: usize,
+    /// Take the client address for per-IP limits from the last `X-Forwarded-For` entry
+    /// (set it only behind a proxy that appends it); otherwise the TCP peer counts.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ReceiverSettings {
@@ -84,6 +94,10 @@ impl Default for ReceiverSettings {
             publish_timeout_ms: 5_000,
             token_cache_ttl_ms: 30_000,
             shutdown_grace_ms: 15_000,
+            redis_timeout_ms: 250,
+            db_pool_size: 8,
+            publish_channels: 4,
+            trust_forwarded_for: false,
         }
     }
 }

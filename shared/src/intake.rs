@@ -41,6 +41,22 @@ pub mod headers {
     pub const REPLAYED_BY: &str = "x-replayed-by";
 }
 
+/// What the receiver records in Redis (key [`crate::keys::intake_status`]) when it accepts a
+/// lead, so `GET /api/v1/intakes/{id}` shows `queued` before the worker has written the
+/// intake row, without a database write on the intake path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedIntake {
+    pub intake_id: Uuid,
+    /// Only this account may read the record.
+    pub account_id: i64,
+    pub status: IntakeStatus,
+    pub received_at: DateTime<Utc>,
+}
+
+/// How long a [`QueuedIntake`] record lives: far longer than any lead waits in the queue
+/// (the worker's own record takes over once it has processed the lead).
+pub const QUEUED_RECORD_TTL_SECS: u64 = 7 * 24 * 60 * 60;
+
 /// Where an intake stands. `queued` and `processing` are transient; the rest are final
 /// (a dead-lettered intake can be replayed, which moves it back to `queued`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
 //! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
 //! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
+//! - [`payload`]: request fields (JSON, form, query) → [`lead::Lead`], or every failing field.
 //! - [`intake`]: the queue message contract and intake statuses.
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
 //! - [`token`]: API token generation and hashing.
@@ -20,6 +21,7 @@ pub mod geo;
 pub mod intake;
 pub mod keys;
 pub mod lead;
+pub mod payload;
 pub mod phone;
 pub mod telemetry;
 pub mod token;

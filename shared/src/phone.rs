@@ -55,10 +55,21 @@ impl PhoneNumber {
         if trimmed.is_empty() || !trimmed.chars().any(|c| c.is_ascii_digit()) {
             return Err(PhoneError::NotANumber);
         }
-        // A leading "00" or "011" international prefix is understood by the parser through
-        // the region's metadata; a bare "+" needs no region.
-        let parsed = phonenumber::parse(Some(default_region.0), trimmed)
-            .map_err(|_| PhoneError::NotANumber)?;
+        // Given a region, the parser also strips that region's national prefix after a
+        // country code ("+44 1632 960983" read in US loses its "1"), so international numbers
+        // are read without one.
+        // "+44 (0) 20 …": the "(0)" tells national callers to dial the trunk prefix; it is
+        // not part of the international number.
+        let trimmed = if trimmed.starts_with('+') {
+            std::borrow::Cow::Owned(trimmed.replace("(0)", ""))
+        } else {
+            std::borrow::Cow::Borrowed(trimmed)
+        };
+        let parsed = match as_international(&trimmed, default_region) {
+            Some(international) => phonenumber::parse(None, &international),
+            None => phonenumber::parse(Some(default_region.0), &trimmed),
+        }
+        .map_err(|_| PhoneError::NotANumber)?;
         let code = parsed.code().value();
         let metas = DATABASE
             .by_code(&code)
@@ -117,6 +128,20 @@ impl PhoneNumber {
             .or_else(|| metas.first())?;
         Region::parse(main.id()).map(|r| r.code())
     }
+}
+
+/// `+44 1632 960983`, or the same after the region's international call prefix
+/// (`011 44 1632 960983` in NANP, `00 44 …` in most other places), as `+441632960983`;
+/// `None` for a national number.
+fn as_international(input: &str, region: Region) -> Option<String> {
+    if input.starts_with('+') {
+        return Some(input.to_owned());
+    }
+    let digits: String = input.chars().filter(char::is_ascii_digit).collect();
+    let idd = DATABASE.by_id(region.0.as_ref())?.international_prefix()?;
+    let found = idd.find(&digits)?;
+    let rest = &digits[found.end()..];
+    (found.start() == 0 && !rest.is_empty() && !rest.starts_with('0')).then(|| format!("+{rest}"))
 }
 
 /// Lengths of national numbers a region allows, of any number type. The metadata lists them
@@ -181,6 +206,11 @@ mod tests {
             ("818.740.5020", "+18187405020"),
             ("+44 20 7946 0958", "+442079460958"),
             ("  +1 (416) 555-0199 ", "+14165550199"),
+            // National numbers that begin with the default region's national prefix "1".
+            ("+44 1632 960983", "+441632960983"),
+            ("011 44 1632 960983", "+441632960983"),
+            ("+33 1 42 68 53 00", "+33142685300"),
+            ("+44 (0) 20 7946 0958", "+442079460958"),
         ] {
             assert_eq!(us(input).as_deref(), Ok(want), "{input}");
         }

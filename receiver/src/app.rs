@@ -1,0 +1,170 @@
+//! [`Application`]: every dependency of the receiver, built from [`Settings`], and the
+//! server loop. Nothing is required to be reachable at start: the database pool and Redis
+//! connect lazily and the broker connection is kept by a background task, so the receiver
+//! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
+
+use crate::auth::Authenticator;
+use crate::idempotency::IntakeRecords;
+use crate::limiter::{AuthFailureBlocks, Limiter};
+use crate::publisher::Publisher;
+use crate::store::Redis;
+use crate::{server, telemetry};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::{ConnectOptions, Database};
+use shared::amqp::Topology;
+use shared::config::Settings;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// What every request handler shares.
+pub struct AppState {
+    pub settings: Settings,
+    /// Token → principal, cached.
+    pub auth: Authenticator,
+    /// Rate limits, idempotency keys and intake records.
+    pub redis: Redis,
+    pub limiter: Limiter,
+    /// Client addresses refused for failed authentications.
+    pub auth_blocks: AuthFailureBlocks,
+    pub records: IntakeRecords,
+    pub publisher: Arc<Publisher>,
+    pub metrics: PrometheusHandle,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    /// The broker connection keeper; closes the connection when `stop` fires.
+    publisher_task: JoinHandle<()>,
+    /// Stops the background tasks, also when the application is dropped without running.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl Application {
+    /// Binds the listen address and sets up every dependency.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let receiver = &settings.receiver;
+        let listener = TcpListener::bind(&receiver.addr)
+            .await
+            .with_context(|| format!("Failed to bind {}", receiver.addr))?;
+
+        let mut db_options = ConnectOptions::new(settings.database_url.clone());
+        db_options
+            .max_connections(receiver.db_pool_size.max(1))
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(2))
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(true)
+            // Statements carry token hashes; they stay out of the logs.
+            .sqlx_logging(false);
+        let db = Database::connect(db_options)
+            .await
+            .context("Failed to set up the database pool")?;
+
+        let redis = Redis::new(
+            &settings.redis_url,
+            Duration::from_millis(receiver.redis_timeout_ms),
+        )
+        .context("Failed to set up the Redis client")?;
+
+        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let publisher = Arc::new(Publisher::new(
+            &settings.amqp_url,
+            topology,
+            receiver.publish_channels,
+            Duration::from_millis(receiver.publish_timeout_ms),
+        ));
+        let stop = CancellationToken::new();
+        let publisher_task = tokio::spawn(publisher.clone().run(stop.clone()));
+
+        let state = AppState {
+            auth: Authenticator::new(db, Duration::from_millis(receiver.token_cache_ttl_ms)),
+            redis,
+            limiter: Limiter::new(&settings.redis_prefix),
+            auth_blocks: AuthFailureBlocks::default(),
+            records: IntakeRecords::new(
+                &settings.redis_prefix,
+                Duration::from_millis(receiver.publish_timeout_ms),
+            ),
+            publisher,
+            metrics: telemetry::prometheus(),
+            settings,
+        };
+        Ok(Self {
+            listener,
+            state: Arc::new(state),
+            publisher_task,
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
+        })
+    }
+
+    /// The bound address (the port is the OS's choice when configured as 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Waits up to `timeout` for the broker connection; whether it is up.
+    pub async fn wait_for_broker(&self, timeout: Duration) -> bool {
+        self.state.publisher.wait_connected(timeout).await
+    }
+
+    /// Serves until `shutdown` completes, drains in-flight requests, then closes the broker
+    /// connection.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let server_stop = CancellationToken::new();
+        let trigger = server_stop.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("Shutting down: draining in-flight requests");
+            trigger.cancel();
+        });
+        let upkeep = tokio::spawn(telemetry::run_upkeep(self.state.metrics.clone()));
+        server::serve(self.listener, self.state.clone(), server_stop).await;
+        upkeep.abort();
+        watcher.abort();
+        self.stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), self.publisher_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("The broker connection did not close in time");
+        }
+        tracing::info!("Receiver stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the receiver");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,122 @@
+//! Every way the intake endpoint refuses a request, and the status and body each gets.
+//! Bodies never echo a token or any other request value besides field names.
+
+use crate::http::{self, Body};
+use crate::limiter::Decision;
+use ::http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+use shared::payload::FieldErrors;
+
+/// Seconds a client should wait before retrying a lead the broker did not confirm.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("method not allowed")]
+    MethodNotAllowed(::http::Method),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    TooLarge { limit: usize },
+    #[error("request body too slow")]
+    BodyTimeout,
+    #[error("request body unreadable")]
+    BodyUnreadable,
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("invalid lead")]
+    Invalid(FieldErrors),
+    #[error("rate limited")]
+    RateLimited(Decision),
+    #[error("idempotency key in use")]
+    IdempotencyConflict,
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl IntakeError {
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Self::MethodNotAllowed(method) => http::method_not_allowed(&method, "POST"),
+            Self::UnsupportedMediaType => http::message(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type: send application/json or application/x-www-form-urlencoded.",
+            ),
+            Self::TooLarge { limit } => closing(http::message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("The request body must not be larger than {limit} bytes."),
+            )),
+            Self::BodyTimeout => closing(http::message(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body took too long to arrive.",
+            )),
+            Self::BodyUnreadable => closing(http::message(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+            )),
+            Self::Unauthenticated => http::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
+            Self::Invalid(errors) => {
+                #[derive(Serialize)]
+                struct Invalid {
+                    message: &'static str,
+                    errors: FieldErrors,
+                }
+                http::json(
+                    StatusCode::BAD_REQUEST,
+                    &Invalid {
+                        message: "The given data was invalid.",
+                        errors,
+                    },
+                )
+            }
+            Self::RateLimited(decision) => {
+                #[derive(Serialize)]
+                struct TooMany {
+                    message: &'static str,
+                    retry_after_ms: u64,
+                }
+                http::json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &TooMany {
+                        message: "Too Many Attempts.",
+                        retry_after_ms: decision.retry_after_ms(),
+                    },
+                )
+            }
+            Self::IdempotencyConflict => {
+                let mut response = http::message(
+                    StatusCode::CONFLICT,
+                    "A request with this Idempotency-Key is still being processed.",
+                );
+                http::set_number(response.headers_mut(), "retry-after", 1);
+                response
+            }
+            Self::Unavailable(_) => {
+                let mut response = http::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The lead could not be queued right now. Retry later.",
+                );
+                http::set_number(
+                    response.headers_mut(),
+                    "retry-after",
+                    UNAVAILABLE_RETRY_AFTER_SECS,
+                );
+                response
+            }
+            Self::Unexpected(error) => {
+                tracing::error!(error = format!("{error:#}"), "Unexpected intake failure");
+                http::message(StatusCode::INTERNAL_SERVER_ERROR, "Server Error.")
+            }
+        }
+    }
+}
+
+/// The connection cannot be reused (the rest of the request body was never read).
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

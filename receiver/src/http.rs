@@ -1,0 +1,87 @@
+//! Response helpers shared by the handlers. Every body is JSON.
+
+use crate::limiter::Decision;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use std::net::{IpAddr, SocketAddr};
+
+pub type Body = Full<Bytes>;
+
+/// A JSON response (fields in the order `body` serializes them).
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `{"message": …}`.
+pub fn message(status: StatusCode, text: &str) -> Response<Body> {
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        message: &'a str,
+    }
+    json(status, &Message { message: text })
+}
+
+pub fn not_found() -> Response<Body> {
+    message(StatusCode::NOT_FOUND, "Not found.")
+}
+
+/// 405 naming the methods the route supports.
+pub fn method_not_allowed(method: &http::Method, allowed: &'static str) -> Response<Body> {
+    let mut response = message(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!(
+            "The {method} method is not supported for this route. Supported methods: {allowed}."
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+/// Sets `name` to a number.
+pub fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
+    headers.insert(name, HeaderValue::from(value));
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds at which `remaining` next
+/// grows), and `Retry-After` when the request was refused.
+pub fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
+    set_number(headers, "x-ratelimit-limit", u64::from(decision.limit));
+    set_number(
+        headers,
+        "x-ratelimit-remaining",
+        u64::from(decision.remaining),
+    );
+    set_number(headers, "x-ratelimit-reset", decision.reset_at);
+    if !decision.admitted {
+        set_number(headers, "retry-after", decision.retry_after_secs());
+    }
+}
+
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the receiver
+/// runs behind a proxy that appends it.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        // Only the last hop was written by our proxy; earlier ones are the client's word.
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
+}

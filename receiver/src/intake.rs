@@ -1,0 +1,359 @@
+//! `POST /api/v1/webhook/forms` (§3): authenticate, rate limit, parse, publish, answer.
+//!
+//! The order is what a client can rely on: method and media type are checked first, then
+//! the body is read (size and time bounded); the token decides 401 before anything about
+//! the lead is revealed; an authenticated request counts against its token's limit whether
+//! or not the lead is valid; only then is the lead parsed, and a 202 is sent only after
+//! the broker confirmed the message.
+
+use crate::app::AppState;
+use crate::auth::{Principal, bearer_token};
+use crate::error::IntakeError;
+use crate::http::{self, Body};
+use crate::idempotency::{self, Claim};
+use crate::limiter::Decision;
+use crate::telemetry;
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
+use shared::config::FailMode;
+use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
+use shared::payload::{FieldErrors, ParseContext, RawLead};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The endpoint's path.
+pub const PATH: &str = "/api/v1/webhook/forms";
+
+/// Answers one request to [`PATH`].
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let span = tracing::info_span!(
+        "intake",
+        intake_id = tracing::field::Empty,
+        account_id = tracing::field::Empty
+    );
+    let mut rate = None;
+    let result = accept(state, req, peer, &mut rate).instrument(span).await;
+    let mut response = result.unwrap_or_else(IntakeError::into_response);
+    if let Some(decision) = &rate {
+        http::set_rate_limit_headers(response.headers_mut(), decision);
+    }
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    rate: &mut Option<Decision>,
+) -> Result<Response<Body>, IntakeError> {
+    let received_at = Utc::now();
+    if req.method() != Method::POST {
+        return Err(IntakeError::MethodNotAllowed(req.method().clone()));
+    }
+    let (parts, body) = req.into_parts();
+    let kind = body_kind(&parts.headers)?;
+    let settings = &state.settings.receiver;
+    let bytes = read_body(
+        body,
+        settings.body_limit_bytes,
+        Duration::from_millis(settings.body_timeout_ms),
+    )
+    .await?;
+    let parsed = match kind {
+        Some(BodyKind::Json) => RawLead::from_json(&bytes),
+        Some(BodyKind::Form) => Ok(RawLead::from_form(&bytes)),
+        None if bytes.iter().all(u8::is_ascii_whitespace) => Ok(RawLead::default()),
+        None => return Err(IntakeError::UnsupportedMediaType),
+    };
+    let query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
+    // A body that is not a lead at all still lets the token in the query or header count.
+    let (mut raw, body_error) = match parsed {
+        Ok(raw) => (raw.with_query(query), None),
+        Err(error) => (query, Some(error)),
+    };
+    let token = raw.take_token().or_else(|| bearer_token(&parts.headers));
+    let ip = http::client_ip(&parts.headers, peer, settings.trust_forwarded_for);
+    let principal = authenticate(state, token, ip, rate).await?;
+    tracing::Span::current().record("account_id", principal.account_id);
+
+    let decision = rate_limit(state, &principal).await?;
+    *rate = decision;
+    if let Some(decision) = decision.filter(|d| !d.admitted) {
+        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+        return Err(IntakeError::RateLimited(decision));
+    }
+
+    if let Some(error) = body_error {
+        return Err(IntakeError::Invalid(error.into_field_errors()));
+    }
+    let lead = raw
+        .parse(&ParseContext::now(principal.region))
+        .map_err(IntakeError::Invalid)?;
+    let idempotency_key = idempotency_key(&parts.headers)?;
+
+    let intake_id = Uuid::now_v7();
+    tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
+    let claimed = match idempotency_key {
+        None => None,
+        Some(key) => match state
+            .records
+            .claim(&state.redis, principal.token_id, &key, intake_id)
+            .await
+        {
+            Ok(Claim::Claimed(claimed)) => Some(claimed),
+            Ok(Claim::Accepted(first)) => {
+                metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+                tracing::info!(first_intake_id = %first, "Replayed the 202 of an earlier request with the same Idempotency-Key");
+                return Ok(accepted(first, true));
+            }
+            Ok(Claim::InProgress) => return Err(IntakeError::IdempotencyConflict),
+            Err(_) if state.settings.rate_limit.fail_mode == FailMode::Open => {
+                tracing::warn!(
+                    "Redis unavailable: accepting the lead without its Idempotency-Key check"
+                );
+                None
+            }
+            Err(_) => return Err(IntakeError::Unavailable("redis")),
+        },
+    };
+
+    let message = IntakeMessage {
+        version: MESSAGE_VERSION,
+        intake_id,
+        account_id: principal.account_id,
+        user_id: principal.user_id,
+        token_id: principal.token_id,
+        received_at,
+        lead,
+        payload: raw.into_payload(),
+    };
+    let traceparent = traceparent(&parts.headers);
+    if let Err(error) = state.publisher.publish(&message, &traceparent).await {
+        tracing::warn!(%error, "Failed to queue a lead");
+        if let Some(claimed) = &claimed {
+            state.records.release(&state.redis, claimed).await;
+        }
+        return Err(IntakeError::Unavailable("broker"));
+    }
+
+    let record = QueuedIntake {
+        intake_id,
+        account_id: principal.account_id,
+        status: IntakeStatus::Queued,
+        received_at,
+    };
+    if state
+        .records
+        .accepted(&state.redis, &record, claimed.as_ref())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Lead queued, but its queued status could not be recorded in Redis");
+    }
+    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
+    tracing::info!(%traceparent, "Lead accepted");
+    Ok(accepted(intake_id, false))
+}
+
+/// The principal of `token`, or the refusal: 401, or 429 for a client address with too
+/// many failed attempts (checked first, so a blocked client cannot test guesses).
+async fn authenticate(
+    state: &AppState,
+    token: Option<String>,
+    ip: IpAddr,
+    rate: &mut Option<Decision>,
+) -> Result<Principal, IntakeError> {
+    if let Some(decision) = state.auth_blocks.blocked(ip) {
+        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+        *rate = Some(decision);
+        return Err(IntakeError::RateLimited(decision));
+    }
+    let found = match token {
+        Some(token) => state.auth.authenticate(&token).await.map_err(|error| {
+            tracing::warn!(%error, "Cannot authenticate: token store unavailable");
+            IntakeError::Unavailable("database")
+        })?,
+        None => None,
+    };
+    if let Some(principal) = found {
+        return Ok(principal);
+    }
+    let limit = state.settings.rate_limit.auth_failures_per_minute;
+    match state
+        .limiter
+        .check_auth_failure(&state.redis, ip, limit)
+        .await
+    {
+        Ok(decision) if decision.admitted => {
+            tracing::info!(client_ip = %ip, "Unauthenticated intake request");
+            *rate = Some(decision);
+            Err(IntakeError::Unauthenticated)
+        }
+        Ok(decision) => {
+            tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
+            metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+            state.auth_blocks.block(ip, decision);
+            *rate = Some(decision);
+            Err(IntakeError::RateLimited(decision))
+        }
+        Err(_) => Err(IntakeError::Unauthenticated),
+    }
+}
+
+/// Counts the request against its token's limit. `None`: Redis was unreachable and the
+/// request goes on unlimited (fail-open).
+async fn rate_limit(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Option<Decision>, IntakeError> {
+    let limit = principal
+        .rate_limit_per_minute
+        .unwrap_or(state.settings.rate_limit.per_minute);
+    match state
+        .limiter
+        .check_token(&state.redis, principal.token_id, limit)
+        .await
+    {
+        Ok(decision) => Ok(Some(decision)),
+        Err(_) => match state.settings.rate_limit.fail_mode {
+            FailMode::Open => {
+                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                Ok(None)
+            }
+            FailMode::Closed => Err(IntakeError::Unavailable("rate limiter")),
+        },
+    }
+}
+
+/// The 202 of an intake (`replayed`: of an earlier request with the same key).
+fn accepted(intake_id: Uuid, replayed: bool) -> Response<Body> {
+    #[derive(serde::Serialize)]
+    struct Accepted<'a> {
+        message: &'static str,
+        intake_id: Uuid,
+        status_url: &'a str,
+    }
+    let status_url = format!("/api/v1/intakes/{intake_id}");
+    let mut response = http::json(
+        StatusCode::ACCEPTED,
+        &Accepted {
+            message: "Lead accepted.",
+            intake_id,
+            status_url: &status_url,
+        },
+    );
+    if let Ok(location) = header::HeaderValue::from_str(&status_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+enum BodyKind {
+    Json,
+    Form,
+}
+
+/// The body's format from `Content-Type`; `None` when there is none.
+fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| IntakeError::UnsupportedMediaType)?;
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" => Ok(None),
+        "application/json" => Ok(Some(BodyKind::Json)),
+        "application/x-www-form-urlencoded" => Ok(Some(BodyKind::Form)),
+        other if other.starts_with("application/") && other.ends_with("+json") => {
+            Ok(Some(BodyKind::Json))
+        }
+        _ => Err(IntakeError::UnsupportedMediaType),
+    }
+}
+
+/// The whole body, at most `limit` bytes, arriving within `timeout`.
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, IntakeError> {
+    let declared = body.size_hint().lower();
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(IntakeError::TooLarge { limit });
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(IntakeError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(IntakeError::TooLarge { limit })
+        }
+        Ok(Err(_)) => Err(IntakeError::BodyUnreadable),
+    }
+}
+
+/// The `Idempotency-Key` header, if the request has a valid one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if idempotency::valid_key(key) => Ok(Some(key.to_owned())),
+        _ => {
+            let mut errors = FieldErrors::default();
+            errors.add(
+                "idempotency_key",
+                format!(
+                    "The Idempotency-Key header must be 1 to {} printable ASCII characters.",
+                    idempotency::MAX_KEY_LEN
+                ),
+            );
+            Err(IntakeError::Invalid(errors))
+        }
+    }
+}
+
+/// W3C trace context for the message: the caller's trace continued when it sent a valid
+/// `traceparent`, a new trace otherwise.
+fn traceparent(headers: &HeaderMap) -> String {
+    let span_id = &Uuid::new_v4().simple().to_string()[..16];
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(|v| {
+            let parts: Vec<&str> = v.split('-').collect();
+            let hex =
+                |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+            match parts.as_slice() {
+                [version, trace_id, parent, flags]
+                    if hex(version, 2)
+                        && *version != "ff"
+                        && hex(trace_id, 32)
+                        && trace_id.bytes().any(|b| b != b'0')
+                        && hex(parent, 16)
+                        && hex(flags, 2) =>
+                {
+                    Some((trace_id.to_ascii_lowercase(), flags.to_ascii_lowercase()))
+                }
+                _ => None,
+            }
+        });
+    match incoming {
+        Some((trace_id, flags)) => format!("00-{trace_id}-{span_id}-{flags}"),
+        None => format!("00-{}-{span_id}-01", Uuid::new_v4().simple()),
+    }
+}

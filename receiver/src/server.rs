@@ -1,0 +1,94 @@
+//! The HTTP/1 accept loop.
+//!
+//! - At most `max_connections` connections are served at once; further clients wait in the
+//!   listen backlog instead of exhausting memory or file descriptors.
+//! - A client must send each request head within `header_timeout_ms`, and keep-alive
+//!   connections waiting for their next request are held to the same bound, so slow or
+//!   idle clients cannot pin connections (the body has its own timeout in the handler).
+//! - On shutdown the listener closes at once, in-flight requests finish (their leads are
+//!   confirmed or refused, never cut off), idle connections close, and after
+//!   `shutdown_grace_ms` whatever is left is dropped.
+
+use crate::app::AppState;
+use crate::{routes, telemetry};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long to back off when `accept` fails (out of file descriptors, typically).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Serves `listener` until `stop` fires, then drains.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: CancellationToken) {
+    let settings = state.settings.receiver.clone();
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let header_timeout = Duration::from_millis(settings.header_timeout_ms);
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "Failed to accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            metrics::gauge!(telemetry::OPEN_CONNECTIONS).increment(1.0);
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(routes::handle(&state, req, peer).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "Connection ended with an error");
+            }
+            metrics::gauge!(telemetry::OPEN_CONNECTIONS).decrement(1.0);
+        });
+    }
+    drop(listener);
+    connections.close();
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "Shutdown grace period over; dropping the remaining connections"
+        );
+    }
+}

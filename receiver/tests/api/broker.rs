@@ -1,0 +1,107 @@
+use crate::helpers::{TestApp, amqp, closed_port, eventually, lead, spawn_app, spawn_app_with};
+use crate::proxy::proxied;
+use hyper::{Method, StatusCode};
+use lapin::options::QueueDeleteOptions;
+use std::time::Duration;
+
+async fn broker_ready(app: &TestApp) -> bool {
+    let reply = app.request(Method::GET, "/readyz", &[], "").await;
+    reply.body["checks"]["broker"] == "ok"
+}
+
+fn assert_unavailable(reply: &crate::helpers::Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert!(reply.header_u64("retry-after").is_some_and(|s| s >= 1));
+    assert!(reply.body["message"].is_string());
+    assert!(reply.body.get("intake_id").is_none());
+}
+
+#[tokio::test]
+async fn broker_unreachable_answers_503_and_never_202() {
+    let dead = closed_port();
+    let app = spawn_app_with(|s| s.amqp_url = format!("amqp://guest:guest@{dead}/%2f")).await;
+    for _ in 0..3 {
+        assert_unavailable(&app.post_lead(&lead()).await);
+    }
+    let ready = app.request(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["broker"], "unreachable");
+    assert_eq!(ready.body["checks"]["redis"], "ok");
+    assert_eq!(ready.body["checks"]["database"], "ok");
+    assert!(
+        app.metric("receiver_publish_failures_total{reason=\"unavailable\"}")
+            .await
+            >= 3.0
+    );
+    assert_eq!(app.metric("receiver_leads_accepted_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn the_receiver_reconnects_by_itself_when_the_broker_comes_back() {
+    let (proxy, via) = proxied(&testkit::amqp_url()).await;
+    let app = spawn_app_with(|s| s.amqp_url = via).await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            broker_ready(&app).await.then_some(())
+        })
+        .await
+        .is_some()
+    );
+    assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
+
+    proxy.down();
+    let first = eventually(Duration::from_secs(5), || async {
+        let reply = app.post_lead(&lead()).await;
+        (reply.status != StatusCode::ACCEPTED).then_some(reply)
+    })
+    .await
+    .expect("the outage is noticed");
+    assert_unavailable(&first);
+    for _ in 0..3 {
+        assert_unavailable(&app.post_lead(&lead()).await);
+    }
+
+    proxy.up();
+    let back = eventually(Duration::from_secs(20), || async {
+        let reply = app.post_lead(&lead()).await;
+        (reply.status == StatusCode::ACCEPTED).then_some(reply)
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "leads are accepted again once the broker is back"
+    );
+    assert!(broker_ready(&app).await);
+    assert_eq!(
+        app.queue_len().await,
+        2,
+        "only confirmed leads are in the queue"
+    );
+}
+
+#[tokio::test]
+async fn a_lead_no_queue_takes_is_refused_not_lost() {
+    let app = spawn_app().await;
+    let conn = amqp().await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_delete(
+            app.topology().intake_queue().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "done".into()).await;
+
+    assert_unavailable(&app.post_lead(&lead()).await);
+    assert!(
+        app.metric("receiver_publish_failures_total{reason=\"returned\"}")
+            .await
+            >= 1.0
+    );
+}

@@ -1,0 +1,12 @@
+//! The receiver against the real PostgreSQL, Redis and RabbitMQ: each test gets its own
+//! database, AMQP prefix, Redis prefix and port.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod broker;
+mod helpers;
+mod intake;
+mod process;
+mod proxy;
+mod rate_limit;
+mod server;
+mod validation;

@@ -1,0 +1,230 @@
+use crate::helpers::{closed_port, eventually, lead, spawn_app_with, spawn_app_with_limit};
+use crate::proxy::proxied;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use shared::config::FailMode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PATH: &str = "/api/v1/webhook/forms";
+const FAIL_OPEN: &str = "receiver_rate_limit_fail_open_total";
+
+#[tokio::test]
+async fn the_limit_admits_exactly_its_count_then_429_with_the_exact_wait() {
+    let app = spawn_app_with_limit(5, |_| {}).await;
+    // Open the database and broker connections and load the script with another token, so
+    // the timed requests below spend their time where the limiter counts them.
+    let warm_up = app.another_token().await;
+    assert_eq!(
+        app.post_lead_as(&warm_up.token, &lead()).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    let mut first_sent = None;
+    for i in 0..5u64 {
+        let sent = Instant::now();
+        let reply = app.post_lead(&lead()).await;
+        let done = Instant::now();
+        // The request was counted somewhere between send and answer: take the midpoint.
+        first_sent.get_or_insert(sent + (done - sent) / 2);
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "request {i}");
+        assert_eq!(reply.header_u64("x-ratelimit-limit"), Some(5));
+        assert_eq!(reply.header_u64("x-ratelimit-remaining"), Some(4 - i));
+        assert!(reply.header("retry-after").is_none());
+    }
+    let first = first_sent.unwrap();
+
+    let sent = Instant::now();
+    let refused = app.post_lead(&lead()).await;
+    let at = sent + (Instant::now() - sent) / 2;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body["message"], "Too Many Attempts.");
+    let retry_after_ms = refused.body["retry_after_ms"]
+        .as_u64()
+        .expect("retry_after_ms");
+    let expected_ms = (first + Duration::from_secs(60) - at).as_millis() as i64;
+    assert!(
+        (retry_after_ms as i64 - expected_ms).abs() <= 50,
+        "retry_after_ms {retry_after_ms} vs expected {expected_ms}"
+    );
+    assert_eq!(
+        refused.header_u64("retry-after"),
+        Some(retry_after_ms.div_ceil(1000)),
+        "Retry-After is whole seconds, rounded up"
+    );
+    assert_eq!(refused.header_u64("x-ratelimit-limit"), Some(5));
+    assert_eq!(refused.header_u64("x-ratelimit-remaining"), Some(0));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reset = refused.header_u64("x-ratelimit-reset").expect("reset");
+    assert!(
+        reset >= now + retry_after_ms / 1000 && reset <= now + retry_after_ms / 1000 + 2,
+        "reset {reset} is when the wait ends (now {now})"
+    );
+
+    // Refused requests do not count: still refused, with a shorter wait.
+    let again = app.post_lead(&lead()).await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(again.body["retry_after_ms"].as_u64().unwrap() <= retry_after_ms);
+
+    // The limit is per token: another token of the same account is unaffected.
+    let second = app.another_token().await;
+    let other = app.post_lead_as(&second.token, &lead()).await;
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    assert_eq!(other.header_u64("x-ratelimit-remaining"), Some(4));
+
+    assert_eq!(app.queue_len().await, 7, "only admitted leads are queued");
+}
+
+#[tokio::test]
+async fn a_burst_straddling_a_minute_boundary_never_exceeds_the_limit() {
+    const LIMIT: usize = 10;
+    let app = spawn_app_with_limit(LIMIT as i32, |_| {}).await;
+    // Start 700 ms before the next wall-clock minute (Redis and this test share the clock).
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let next_minute = Duration::from_secs((now.as_secs() / 60 + 1) * 60);
+    let start = next_minute - Duration::from_millis(700);
+    if start > now {
+        tokio::time::sleep(start - now).await;
+    }
+
+    let mut admitted: Vec<Duration> = Vec::new();
+    let mut attempts_after_boundary = 0;
+    let deadline = next_minute + Duration::from_millis(800);
+    loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_minute {
+            attempts_after_boundary += 1;
+        }
+        let reply = app.post_lead(&lead()).await;
+        match reply.status {
+            StatusCode::ACCEPTED => {
+                admitted.push(SystemTime::now().duration_since(UNIX_EPOCH).unwrap())
+            }
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        admitted.first().is_some_and(|t| *t < next_minute),
+        "the burst began before the minute boundary"
+    );
+    assert!(attempts_after_boundary >= 5, "and went on after it");
+    assert_eq!(
+        admitted.len(),
+        LIMIT,
+        "a fixed per-minute window would have admitted up to {} here",
+        2 * LIMIT
+    );
+    assert_eq!(app.queue_len().await as usize, LIMIT);
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_ip() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.auth_failures_per_minute = 3;
+        s.receiver.trust_forwarded_for = true;
+    })
+    .await;
+    let post = |ip: &'static str, token: String| {
+        let app = &app;
+        async move {
+            let auth = format!("Bearer {token}");
+            app.request(
+                Method::POST,
+                PATH,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", ip),
+                ],
+                lead().to_string(),
+            )
+            .await
+        }
+    };
+    for i in 0..3 {
+        let reply = post("203.0.113.7", format!("lit_guess{i}")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let blocked = post("203.0.113.7", "lit_guess3".into()).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.body["retry_after_ms"].as_u64().unwrap() > 50_000);
+    assert!(blocked.header_u64("retry-after").is_some());
+    // Blocked means blocked: a right guess from that address is not even looked at.
+    let right_guess = post("203.0.113.7", app.token.clone()).await;
+    assert_eq!(right_guess.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other clients are not affected.
+    let other = post("198.51.100.1", app.token.clone()).await;
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    assert_eq!(app.queue_len().await, 1);
+}
+
+#[tokio::test]
+async fn redis_unreachable_fails_open_and_counts_it() {
+    let dead = closed_port();
+    let app = spawn_app_with(|s| s.redis_url = format!("redis://{dead}")).await;
+    for _ in 0..3 {
+        let reply = app.post_lead(&lead()).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+        assert!(
+            reply.header("x-ratelimit-remaining").is_none(),
+            "no verdict to report"
+        );
+    }
+    assert!(app.metric(FAIL_OPEN).await >= 3.0);
+    assert_eq!(app.queue_len().await, 3);
+    let ready = app.request(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["redis"], "unreachable");
+    assert_eq!(ready.body["checks"]["broker"], "ok");
+}
+
+#[tokio::test]
+async fn redis_unreachable_with_fail_mode_closed_answers_503() {
+    let dead = closed_port();
+    let app = spawn_app_with(|s| {
+        s.redis_url = format!("redis://{dead}");
+        s.rate_limit.fail_mode = FailMode::Closed;
+    })
+    .await;
+    let reply = app.post_lead(&lead()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.header_u64("retry-after").is_some());
+    assert_eq!(app.metric(FAIL_OPEN).await, 0.0);
+    assert_eq!(app.queue_len().await, 0);
+}
+
+#[tokio::test]
+async fn redis_stopping_mid_run_fails_open_and_recovers() {
+    let (proxy, via) = proxied(&testkit::redis_url()).await;
+    let app = spawn_app_with(|s| s.redis_url = via).await;
+
+    let before = app.post_lead(&lead()).await;
+    assert_eq!(before.status, StatusCode::ACCEPTED);
+    assert_eq!(before.header_u64("x-ratelimit-remaining"), Some(999));
+
+    proxy.down();
+    let during = app.post_lead(&json!({"phone_number": "2125550100"})).await;
+    assert_eq!(
+        during.status,
+        StatusCode::ACCEPTED,
+        "leads are still accepted"
+    );
+    assert!(during.header("x-ratelimit-remaining").is_none());
+    assert!(app.metric(FAIL_OPEN).await >= 1.0);
+
+    proxy.up();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let reply = app.post_lead(&lead()).await;
+        reply.header_u64("x-ratelimit-remaining")
+    })
+    .await
+    .expect("the limiter is back once Redis is");
+    assert!(recovered < 999);
+}
