@@ -11,6 +11,7 @@
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
 //! - [`token`]: API token generation and hashing.
 //! - [`keys`]: Redis key names shared by receiver and worker.
+//! - [`read`]: the account-scoped read model behind the read API.
 //! - [`entities`]: SeaORM entities for every table.
 
 pub mod admin;
@@ -23,5 +24,6 @@ pub mod keys;
 pub mod lead;
 pub mod payload;
 pub mod phone;
+pub mod read;
 pub mod telemetry;
 pub mod token;

@@ -1,0 +1,525 @@
+//! The read model behind the read API (§5): contacts and intakes as clients see them,
+//! always scoped to one account. Another account's row is indistinguishable from a
+//! missing one.
+
+use crate::entities::{
+    contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
+    sequence_enrollment,
+};
+use crate::payload::FieldErrors;
+use crate::phone::{PhoneNumber, Region};
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, Func},
+};
+use serde::Serialize;
+use std::collections::HashMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A contact as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: i64,
+    /// Primary number, E.164.
+    #[schema(example = "+18181234567")]
+    pub phone_number: String,
+    pub other_phone_numbers: Vec<PhoneView>,
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    pub email: Option<String>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zipcode: Option<String>,
+    pub country: Option<String>,
+    pub csf1: Option<String>,
+    pub csf2: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(value_type = Option<String>, format = Date, example = "1990-04-21")]
+    pub date_of_birth: Option<NaiveDate>,
+    /// IANA zone name.
+    #[schema(example = "America/Los_Angeles")]
+    pub timezone: Option<String>,
+    pub website: Option<String>,
+    /// The owner, or null.
+    pub user_id: Option<i64>,
+    pub tag_ids: Vec<i64>,
+    pub line_id: Option<i64>,
+    pub disposition_status_id: Option<i64>,
+    /// Oldest first.
+    pub notes: Vec<NoteView>,
+    pub sequence_enrollments: Vec<EnrollmentView>,
+    /// The contact's queued PowerDialer entry, if any.
+    pub powerdialer: Option<PowerdialerView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PhoneView {
+    pub label: Option<String>,
+    #[schema(example = "+18187405020")]
+    pub phone_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NoteView {
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EnrollmentView {
+    pub sequence_id: i64,
+    /// `active` or `disenrolled`.
+    #[schema(example = "active")]
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PowerdialerView {
+    /// Whose list holds the entry.
+    pub user_id: i64,
+    /// Smaller = nearer the top.
+    pub position: i64,
+}
+
+/// One page of contacts.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ContactPage {
+    pub data: Vec<ContactView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An intake as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct IntakeView {
+    pub intake_id: Uuid,
+    /// `queued`, `processing`, `created`, `updated`, `merged`, `duplicate` or `dead_lettered`.
+    #[schema(example = "created")]
+    pub status: String,
+    pub contact_id: Option<i64>,
+    #[schema(value_type = Vec<Object>)]
+    pub actions: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub warnings: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of `GET /api/v1/contacts`, parsed and checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactQuery {
+    pub phone_number: Option<PhoneNumber>,
+    pub email: Option<String>,
+    pub tag_id: Option<i64>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    pub line_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub limit: u64,
+    /// The last contact id of the previous page.
+    pub after_id: Option<i64>,
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 25;
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+impl ContactQuery {
+    /// Parses query-string pairs; every bad filter is reported at once.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        region: Region,
+    ) -> Result<Self, FieldErrors> {
+        let mut q = ContactQuery {
+            limit: DEFAULT_PAGE_SIZE,
+            ..Default::default()
+        };
+        let mut errors = FieldErrors::default();
+        for (key, raw) in pairs {
+            let value = raw.trim();
+            if value.is_empty() {
+                continue;
+            }
+            match key {
+                "phone_number" => match PhoneNumber::parse(value, region) {
+                    Ok(p) => q.phone_number = Some(p),
+                    Err(_) => errors.add(key, "The phone number must be a valid phone number."),
+                },
+                "email" => q.email = Some(value.to_lowercase()),
+                "lead_source" => q.lead_source = Some(value.to_owned()),
+                "source" => q.source = Some(value.to_owned()),
+                "tag_id" | "line_id" | "user_id" => match value.parse::<i64>() {
+                    Ok(n) if n > 0 => match key {
+                        "tag_id" => q.tag_id = Some(n),
+                        "line_id" => q.line_id = Some(n),
+                        _ => q.user_id = Some(n),
+                    },
+                    _ => errors.add(
+                        key,
+                        format!("The {} must be a positive integer.", words(key)),
+                    ),
+                },
+                "created_after" | "created_before" => match parse_instant(value) {
+                    Some(t) if key == "created_after" => q.created_after = Some(t),
+                    Some(t) => q.created_before = Some(t),
+                    None => errors.add(
+                        key,
+                        format!(
+                            "The {} must be an RFC 3339 date-time or a YYYY-MM-DD date.",
+                            words(key)
+                        ),
+                    ),
+                },
+                "limit" => match value.parse::<u64>() {
+                    Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => q.limit = n,
+                    _ => errors.add(
+                        key,
+                        format!("The limit must be an integer between 1 and {MAX_PAGE_SIZE}."),
+                    ),
+                },
+                "cursor" => match decode_cursor(value) {
+                    Some(id) => q.after_id = Some(id),
+                    None => errors.add(key, "The cursor is invalid."),
+                },
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(b)) = (q.created_after, q.created_before)
+            && a > b
+        {
+            errors.add(
+                "created_before",
+                "The created before must be a date after created after.",
+            );
+        }
+        if errors.is_empty() {
+            Ok(q)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn words(key: &str) -> String {
+    key.replace('_', " ")
+}
+
+fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+/// Cursors are opaque to clients: a versioned, hex-encoded position.
+pub fn encode_cursor(last_id: i64) -> String {
+    hex::encode(format!("c1:{last_id}"))
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<i64> {
+    let bytes = hex::decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix("c1:")?
+        .parse()
+        .ok()
+        .filter(|n: &i64| *n >= 0)
+}
+
+/// One contact of `account_id`, or `None` (missing or another account's).
+pub async fn contact(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    id: i64,
+) -> Result<Option<ContactView>, DbErr> {
+    let Some(row) = contact::Entity::find_by_id(id)
+        .filter(contact::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(views(db, vec![row]).await?.pop())
+}
+
+/// A page of `account_id`'s contacts matching `q`, in id order (stable under inserts:
+/// new contacts get larger ids and land on later pages).
+pub async fn contacts(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    q: &ContactQuery,
+) -> Result<ContactPage, DbErr> {
+    let mut cond = Condition::all().add(contact::Column::AccountId.eq(account_id));
+    if let Some(p) = &q.phone_number {
+        let owners = contact_phone_number::Entity::find()
+            .select_only()
+            .column(contact_phone_number::Column::ContactId)
+            .filter(contact_phone_number::Column::AccountId.eq(account_id))
+            .filter(contact_phone_number::Column::PhoneNumber.eq(p.as_str()))
+            .into_query();
+        cond = cond.add(contact::Column::Id.in_subquery(owners));
+    }
+    if let Some(e) = &q.email {
+        let lower_email = Expr::expr(Func::lower(Expr::col(contact::Column::Email)));
+        cond = cond.add(ExprTrait::eq(lower_email, e.as_str()));
+    }
+    if let Some(t) = q.tag_id {
+        let tagged = contact_tag::Entity::find()
+            .select_only()
+            .column(contact_tag::Column::ContactId)
+            .filter(contact_tag::Column::AccountId.eq(account_id))
+            .filter(contact_tag::Column::TagId.eq(t))
+            .into_query();
+        cond = cond.add(contact::Column::Id.in_subquery(tagged));
+    }
+    if let Some(v) = &q.lead_source {
+        cond = cond.add(contact::Column::LeadSource.eq(v.as_str()));
+    }
+    if let Some(v) = &q.source {
+        cond = cond.add(contact::Column::Source.eq(v.as_str()));
+    }
+    if let Some(v) = q.line_id {
+        cond = cond.add(contact::Column::LineId.eq(v));
+    }
+    if let Some(v) = q.user_id {
+        cond = cond.add(contact::Column::OwnerId.eq(v));
+    }
+    if let Some(t) = q.created_after {
+        cond = cond.add(contact::Column::CreatedAt.gte(t));
+    }
+    if let Some(t) = q.created_before {
+        cond = cond.add(contact::Column::CreatedAt.lt(t));
+    }
+    if let Some(after) = q.after_id {
+        cond = cond.add(contact::Column::Id.gt(after));
+    }
+    // One more than asked tells whether a next page exists.
+    let mut rows = contact::Entity::find()
+        .filter(cond)
+        .order_by_asc(contact::Column::Id)
+        .limit(q.limit + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() as u64 > q.limit;
+    rows.truncate(usize::try_from(q.limit).unwrap_or(usize::MAX));
+    let next_cursor = if more {
+        rows.last().map(|c| encode_cursor(c.id))
+    } else {
+        None
+    };
+    Ok(ContactPage {
+        data: views(db, rows).await?,
+        next_cursor,
+    })
+}
+
+/// Builds views for `rows` with one query per related table.
+async fn views(
+    db: &impl ConnectionTrait,
+    rows: Vec<contact::Model>,
+) -> Result<Vec<ContactView>, DbErr> {
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut phones: HashMap<i64, Vec<PhoneView>> = HashMap::new();
+    for p in contact_phone_number::Entity::find()
+        .filter(contact_phone_number::Column::ContactId.is_in(ids.clone()))
+        .filter(contact_phone_number::Column::IsPrimary.eq(false))
+        .order_by_asc(contact_phone_number::Column::Id)
+        .all(db)
+        .await?
+    {
+        phones.entry(p.contact_id).or_default().push(PhoneView {
+            label: p.label,
+            phone_number: p.phone_number,
+        });
+    }
+    let mut tags: HashMap<i64, Vec<i64>> = HashMap::new();
+    for t in contact_tag::Entity::find()
+        .filter(contact_tag::Column::ContactId.is_in(ids.clone()))
+        .order_by_asc(contact_tag::Column::TagId)
+        .all(db)
+        .await?
+    {
+        tags.entry(t.contact_id).or_default().push(t.tag_id);
+    }
+    let mut notes: HashMap<i64, Vec<NoteView>> = HashMap::new();
+    for n in contact_note::Entity::find()
+        .filter(contact_note::Column::ContactId.is_in(ids.clone()))
+        .order_by_asc(contact_note::Column::CreatedAt)
+        .order_by_asc(contact_note::Column::Id)
+        .all(db)
+        .await?
+    {
+        notes.entry(n.contact_id).or_default().push(NoteView {
+            body: n.body,
+            created_at: n.created_at,
+        });
+    }
+    let mut enrollments: HashMap<i64, Vec<EnrollmentView>> = HashMap::new();
+    for e in sequence_enrollment::Entity::find()
+        .filter(sequence_enrollment::Column::ContactId.is_in(ids.clone()))
+        .order_by_asc(sequence_enrollment::Column::Id)
+        .all(db)
+        .await?
+    {
+        enrollments
+            .entry(e.contact_id)
+            .or_default()
+            .push(EnrollmentView {
+                sequence_id: e.sequence_id,
+                status: e.status,
+            });
+    }
+    let mut dialer: HashMap<i64, PowerdialerView> = HashMap::new();
+    for d in powerdialer_item::Entity::find()
+        .filter(powerdialer_item::Column::ContactId.is_in(ids))
+        .filter(powerdialer_item::Column::Status.eq("queued"))
+        .all(db)
+        .await?
+    {
+        dialer.insert(
+            d.contact_id,
+            PowerdialerView {
+                user_id: d.user_id,
+                position: d.position,
+            },
+        );
+    }
+    Ok(rows
+        .into_iter()
+        .map(|c| ContactView {
+            other_phone_numbers: phones.remove(&c.id).unwrap_or_default(),
+            tag_ids: tags.remove(&c.id).unwrap_or_default(),
+            notes: notes.remove(&c.id).unwrap_or_default(),
+            sequence_enrollments: enrollments.remove(&c.id).unwrap_or_default(),
+            powerdialer: dialer.remove(&c.id),
+            id: c.id,
+            phone_number: c.phone_number,
+            name: c.name,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            company_name: c.company_name,
+            email: c.email,
+            lead_source: c.lead_source,
+            source: c.source,
+            address: c.address,
+            city: c.city,
+            state: c.state,
+            zipcode: c.zipcode,
+            country: c.country,
+            csf1: c.csf1,
+            csf2: c.csf2,
+            date_of_birth: c.date_of_birth,
+            timezone: c.timezone,
+            website: c.website,
+            user_id: c.owner_id,
+            line_id: c.line_id,
+            disposition_status_id: c.disposition_status_id,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        })
+        .collect())
+}
+
+/// The worker's record of an intake of `account_id`, if it has one yet.
+pub async fn intake(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    id: Uuid,
+) -> Result<Option<IntakeView>, DbErr> {
+    Ok(lead_intake::Entity::find_by_id(id)
+        .filter(lead_intake::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+        .map(|r| IntakeView {
+            intake_id: r.id,
+            status: r.status,
+            contact_id: r.contact_id,
+            actions: r.actions,
+            warnings: r.warnings,
+            received_at: r.received_at,
+            processed_at: r.processed_at,
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        for bad in [
+            "",
+            "zz",
+            "42",
+            &hex::encode("c2:1"),
+            &hex::encode("c1:-3"),
+            &hex::encode("c1:x"),
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_parse_and_bad_ones_are_all_reported() {
+        let q = ContactQuery::parse(
+            [
+                ("phone_number", "(818) 123-4567"),
+                ("email", "Ann@Example.com"),
+                ("tag_id", "3"),
+                ("created_after", "2026-01-01"),
+                ("created_before", "2026-02-01T00:00:00Z"),
+                ("limit", "10"),
+                ("unknown", "x"),
+            ],
+            Region::US,
+        )
+        .expect("valid");
+        assert_eq!(
+            q.phone_number.map(|p| p.to_string()).as_deref(),
+            Some("+18181234567")
+        );
+        assert_eq!(q.email.as_deref(), Some("ann@example.com"));
+        assert_eq!((q.tag_id, q.limit), (Some(3), 10));
+
+        let errs = ContactQuery::parse(
+            [
+                ("phone_number", "12"),
+                ("tag_id", "x"),
+                ("user_id", "-1"),
+                ("created_after", "yesterday"),
+                ("limit", "1000"),
+                ("cursor", "nope"),
+            ],
+            Region::US,
+        )
+        .expect_err("invalid");
+        let fields: Vec<&str> = errs.fields().collect();
+        for f in [
+            "phone_number",
+            "tag_id",
+            "user_id",
+            "created_after",
+            "limit",
+            "cursor",
+        ] {
+            assert!(fields.contains(&f), "{f} reported in {fields:?}");
+        }
+    }
+}
