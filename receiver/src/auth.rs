@@ -8,7 +8,7 @@
 
 use crate::telemetry;
 use http::HeaderMap;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
 use shared::phone::Region;
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -39,6 +39,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// The longest a lookup may be cached: a revoked token stops working within this.
+pub const MAX_TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most; beyond it expired entries are dropped, then everything.
 const MAX_ENTRIES: usize = 100_000;
 /// How long an expired entry is served again while the database is unreachable, before
@@ -68,10 +70,17 @@ struct TokenRow {
 }
 
 impl Authenticator {
+    /// `ttl` is capped at [`MAX_TTL`]: revocation must take effect within 30 s.
     pub fn new(db: DatabaseConnection, ttl: Duration) -> Self {
+        if ttl > MAX_TTL {
+            tracing::warn!(
+                configured_ms = ttl.as_millis() as u64,
+                "Token cache TTL capped at 30 s so revocations take effect in time"
+            );
+        }
         Self {
             db,
-            ttl,
+            ttl: ttl.min(MAX_TTL),
             cache: RwLock::new(HashMap::new()),
         }
     }
@@ -95,9 +104,6 @@ impl Authenticator {
             Ok(principal) => {
                 metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 self.store(hash, principal, now + self.ttl);
-                if let Some(p) = principal {
-                    self.touch(p.token_id);
-                }
                 Ok(principal)
             }
             Err(error) => match stale {
@@ -152,21 +158,5 @@ impl Authenticator {
             }
         }
         cache.insert(hash, Entry { principal, expires });
-    }
-
-    /// Records when the token was last used, off the request path (at most once per cache
-    /// period per token).
-    fn touch(&self, token_id: i64) {
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            let statement = Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
-                [token_id.into()],
-            );
-            if let Err(error) = db.execute_raw(statement).await {
-                tracing::debug!(%error, token_id, "Failed to record token use");
-            }
-        });
     }
 }

@@ -408,3 +408,47 @@ async fn content_types_methods_and_sizes_get_their_status() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.body, json!({"message": "Not found."}));
 }
+
+#[tokio::test]
+async fn known_tokens_keep_working_while_the_database_is_unreachable() {
+    let (proxy, via) = crate::proxy::proxied(&testkit::server_url()).await;
+    // The app's own database, reached through the proxy.
+    let app = spawn_app_with(|s| {
+        let name = s.database_url.rsplit('/').next().unwrap().to_owned();
+        s.database_url = format!("{via}/{name}");
+        s.receiver.token_cache_ttl_ms = 200;
+    })
+    .await;
+    assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
+
+    proxy.down();
+    // Let the cached lookup expire.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cached = app.post_lead(&lead()).await;
+    assert_eq!(
+        cached.status,
+        StatusCode::ACCEPTED,
+        "an expired entry is used while the database is down"
+    );
+    let second = app.another_token().await;
+    let unknown = app.post_lead_as(&second.token, &lead()).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an uncached token cannot be checked"
+    );
+    assert!(unknown.header_u64("retry-after").is_some());
+    let ready = app.request(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.body["checks"]["database"], "unreachable");
+
+    proxy.up();
+    let back = eventually(Duration::from_secs(10), || async {
+        (app.post_lead_as(&second.token, &lead()).await.status == StatusCode::ACCEPTED)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "lookups work again once the database is back"
+    );
+}
