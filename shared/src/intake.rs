@@ -53,9 +53,11 @@ pub struct QueuedIntake {
     pub received_at: DateTime<Utc>,
 }
 
-/// How long a [`QueuedIntake`] record lives: far longer than any lead waits in the queue
-/// (the worker's own record takes over once it has processed the lead).
-pub const QUEUED_RECORD_TTL_SECS: u64 = 7 * 24 * 60 * 60;
+/// How long a [`QueuedIntake`] record lives: far longer than a lead waits in the queue, even
+/// through its whole retry schedule or a worker outage of hours (the worker's own record
+/// takes over once it has processed the lead), yet short enough that one record per lead
+/// does not pile up in Redis.
+pub const QUEUED_RECORD_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Where an intake stands. `queued` and `processing` are transient; the rest are final
 /// (a dead-lettered intake can be replayed, which moves it back to `queued`).

@@ -68,6 +68,9 @@ pub async fn spawn_app_with_limit(limit: i32, tweak: impl FnOnce(&mut Settings))
 async fn spawn(tweak: impl FnOnce(&mut Settings), account_limit: Option<i32>) -> TestApp {
     let db = TestDb::new().await;
     let mut settings = testkit::settings(&db);
+    // A loaded test machine can stall a healthy Redis call past the production bound; the
+    // tests that want Redis gone make it refuse connections instead.
+    settings.receiver.redis_timeout_ms = 2_000;
     tweak(&mut settings);
     let account = admin::create_account(&db.conn, "Acme", "US", account_limit)
         .await
@@ -274,7 +277,8 @@ impl Drop for TestApp {
     }
 }
 
-/// Deletes every Redis key under `prefix`.
+/// Deletes every Redis key under `prefix` (SCAN, not KEYS: Redis is shared with other
+/// tests and KEYS blocks it).
 pub async fn delete_redis_keys(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
@@ -282,13 +286,26 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) {
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
         return;
     };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
