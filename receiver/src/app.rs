@@ -6,12 +6,13 @@
 use crate::auth::Authenticator;
 use crate::idempotency::IntakeRecords;
 use crate::limiter::{AuthFailureBlocks, Limiter};
+use crate::outcomes::OutcomeWaiters;
 use crate::publisher::Publisher;
 use crate::store::Redis;
-use crate::{server, telemetry};
+use crate::{queue_depth, server, telemetry};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sea_orm::{ConnectOptions, Database};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use shared::amqp::Topology;
 use shared::config::Settings;
 use std::future::Future;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub auth_blocks: AuthFailureBlocks,
     pub records: IntakeRecords,
     pub publisher: Arc<Publisher>,
+    /// Read-only: the read API and the one final read of a synchronous wait.
+    pub db: DatabaseConnection,
+    /// Requests waiting for their lead's outcome (synchronous mode).
+    pub outcomes: Arc<OutcomeWaiters>,
     pub metrics: PrometheusHandle,
 }
 
@@ -74,7 +79,7 @@ impl Application {
         )
         .context("Failed to set up the Redis client")?;
 
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = topology_of(&settings);
         let publisher = Arc::new(Publisher::new(
             &settings.amqp_url,
             topology,
@@ -83,9 +88,26 @@ impl Application {
         ));
         let stop = CancellationToken::new();
         let publisher_task = tokio::spawn(publisher.clone().run(stop.clone()));
+        tokio::spawn(queue_depth::run(
+            publisher.clone(),
+            topology_of(&settings),
+            Duration::from_millis(receiver.queue_depth_interval_ms),
+            stop.clone(),
+        ));
+        let outcomes = Arc::new(OutcomeWaiters::default());
+        tokio::spawn(outcomes.clone().run(
+            settings.redis_url.clone(),
+            settings.redis_prefix.clone(),
+            stop.clone(),
+        ));
 
         let state = AppState {
-            auth: Authenticator::new(db, Duration::from_millis(receiver.token_cache_ttl_ms)),
+            auth: Authenticator::new(
+                db.clone(),
+                Duration::from_millis(receiver.token_cache_ttl_ms),
+            ),
+            db,
+            outcomes,
             redis,
             limiter: Limiter::new(&settings.redis_prefix),
             auth_blocks: AuthFailureBlocks::default(),
@@ -143,6 +165,10 @@ impl Application {
         tracing::info!("Receiver stopped");
         Ok(())
     }
+}
+
+fn topology_of(settings: &Settings) -> Topology {
+    Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms)
 }
 
 /// Completes on SIGTERM or SIGINT.

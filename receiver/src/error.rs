@@ -10,6 +10,27 @@ use shared::payload::FieldErrors;
 /// Seconds a client should wait before retrying a lead the broker did not confirm.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
+/// The body of a 400: every failing field with its messages, Laravel-style.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Invalid {
+    #[schema(example = "The given data was invalid.")]
+    pub message: &'static str,
+    /// Field name → messages.
+    #[schema(value_type = std::collections::HashMap<String, Vec<String>>,
+        example = json!({"phone_number": ["The phone number field is required."]}))]
+    pub errors: FieldErrors,
+}
+
+/// The body of a 429, with the exact wait.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TooMany {
+    #[schema(example = "Too Many Attempts.")]
+    pub message: &'static str,
+    /// Milliseconds until a request would be admitted.
+    #[schema(example = 997)]
+    pub retry_after_ms: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("method not allowed")]
@@ -57,34 +78,20 @@ impl IntakeError {
                 "The request body could not be read.",
             )),
             Self::Unauthenticated => http::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
-            Self::Invalid(errors) => {
-                #[derive(Serialize)]
-                struct Invalid {
-                    message: &'static str,
-                    errors: FieldErrors,
-                }
-                http::json(
-                    StatusCode::BAD_REQUEST,
-                    &Invalid {
-                        message: "The given data was invalid.",
-                        errors,
-                    },
-                )
-            }
-            Self::RateLimited(decision) => {
-                #[derive(Serialize)]
-                struct TooMany {
-                    message: &'static str,
-                    retry_after_ms: u64,
-                }
-                http::json(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &TooMany {
-                        message: "Too Many Attempts.",
-                        retry_after_ms: decision.retry_after_ms(),
-                    },
-                )
-            }
+            Self::Invalid(errors) => http::json(
+                StatusCode::BAD_REQUEST,
+                &Invalid {
+                    message: "The given data was invalid.",
+                    errors,
+                },
+            ),
+            Self::RateLimited(decision) => http::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &TooMany {
+                    message: "Too Many Attempts.",
+                    retry_after_ms: decision.retry_after_ms(),
+                },
+            ),
             Self::IdempotencyConflict => {
                 let mut response = http::message(
                     StatusCode::CONFLICT,

@@ -20,12 +20,15 @@ pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> 
     response
 }
 
+/// Every answer that only says what happened: `{"message": …}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Message<'a> {
+    #[schema(example = "Unauthenticated.")]
+    pub message: &'a str,
+}
+
 /// `{"message": …}`.
 pub fn message(status: StatusCode, text: &str) -> Response<Body> {
-    #[derive(serde::Serialize)]
-    struct Message<'a> {
-        message: &'a str,
-    }
     json(status, &Message { message: text })
 }
 
@@ -34,16 +37,16 @@ pub fn not_found() -> Response<Body> {
 }
 
 /// 405 naming the methods the route supports.
-pub fn method_not_allowed(method: &http::Method, allowed: &'static str) -> Response<Body> {
+pub fn method_not_allowed(method: &http::Method, allowed: &str) -> Response<Body> {
     let mut response = message(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!(
             "The {method} method is not supported for this route. Supported methods: {allowed}."
         ),
     );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    if let Ok(allow) = HeaderValue::from_str(allowed) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
     response
 }
 

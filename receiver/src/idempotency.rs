@@ -147,6 +147,26 @@ impl IntakeRecords {
             .await
     }
 
+    /// The `queued` record of `intake_id`, if this receiver (or another) accepted it and the
+    /// record has not expired.
+    pub async fn queued(
+        &self,
+        redis: &Redis,
+        intake_id: Uuid,
+    ) -> Result<Option<QueuedIntake>, Unavailable> {
+        let status_key = shared::keys::intake_status(&self.prefix, intake_id);
+        let mut conn = redis.conn();
+        let found: Option<String> = redis
+            .run("intake_record", async {
+                redis::cmd("GET")
+                    .arg(&status_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(found.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
     /// Gives a claimed key back after a failed publish, so the client's retry can use it.
     pub async fn release(&self, redis: &Redis, key: &ClaimedKey) {
         let mut conn = redis.conn();

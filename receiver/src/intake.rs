@@ -12,6 +12,7 @@ use crate::error::IntakeError;
 use crate::http::{self, Body};
 use crate::idempotency::{self, Claim};
 use crate::limiter::Decision;
+use crate::outcomes::{Outcome, Waiter};
 use crate::telemetry;
 use bytes::Bytes;
 use chrono::Utc;
@@ -95,6 +96,7 @@ async fn accept(
         .parse(&ParseContext::now(principal.region))
         .map_err(IntakeError::Invalid)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
+    let wait = prefer_wait(&parts.headers);
 
     let intake_id = Uuid::now_v7();
     tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
@@ -132,6 +134,8 @@ async fn accept(
         lead,
         payload: raw.into_payload(),
     };
+    // Listening starts before the lead can reach a worker, so no outcome goes unheard.
+    let waiter = wait.map(|_| state.outcomes.register(intake_id));
     let traceparent = traceparent(&parts.headers);
     if let Err(error) = state.publisher.publish(&message, &traceparent).await {
         tracing::warn!(%error, "Failed to queue a lead");
@@ -157,12 +161,111 @@ async fn accept(
     }
     metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
     tracing::info!(%traceparent, "Lead accepted");
-    Ok(accepted(intake_id, false))
+    match (wait, waiter) {
+        (Some(wait), Some(waiter)) => {
+            Ok(synchronous(state, principal.account_id, intake_id, wait, waiter).await)
+        }
+        _ => Ok(accepted(intake_id, false)),
+    }
+}
+
+/// Longest synchronous wait a client may ask for, in seconds.
+pub const MAX_WAIT_SECS: u64 = 10;
+
+/// The wait a `Prefer: wait=N` header asks for (RFC 7240), clamped to [`MAX_WAIT_SECS`];
+/// `None` without one, or when it is malformed or zero (the preference is then ignored,
+/// as preferences may be).
+pub fn prefer_wait(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .find_map(|preference| {
+            let (name, value) = preference.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            let value = value.trim().trim_matches('"');
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Digits only: anything too large for u64 is "more than the maximum".
+            let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+            (secs > 0).then(|| secs.min(MAX_WAIT_SECS))
+        })
+}
+
+/// Waits up to `wait` seconds for the worker's outcome of a confirmed lead and answers with
+/// it; without one in time, reads the intake record once, then falls back to the 202.
+async fn synchronous(
+    state: &AppState,
+    account_id: i64,
+    intake_id: Uuid,
+    wait: u64,
+    waiter: Waiter,
+) -> Response<Body> {
+    let outcome = match waiter.wait(Duration::from_secs(wait)).await {
+        Some(outcome) => Some(outcome),
+        None => match shared::read::intake(&state.db, account_id, intake_id).await {
+            Ok(Some(view)) => IntakeStatus::parse(&view.status)
+                .filter(|s| s.is_outcome() || *s == IntakeStatus::DeadLettered)
+                .map(|status| Outcome {
+                    status,
+                    contact_id: view.contact_id,
+                }),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "Failed to read the intake after the synchronous wait");
+                None
+            }
+        },
+    };
+    let result = if outcome.is_some() {
+        "outcome"
+    } else {
+        "timeout"
+    };
+    metrics::counter!(telemetry::SYNC_WAITS, "result" => result).increment(1);
+    let mut response = match outcome {
+        Some(outcome) => finished(intake_id, outcome),
+        None => accepted(intake_id, false),
+    };
+    if let Ok(applied) = header::HeaderValue::from_str(&format!("wait={wait}")) {
+        response.headers_mut().insert("preference-applied", applied);
+    }
+    response
+}
+
+/// The answer of synchronous mode once the worker has finished the lead: 201 for a new
+/// contact, 200 for an updated one, 202 (with the status) for anything else.
+fn finished(intake_id: Uuid, outcome: Outcome) -> Response<Body> {
+    let (status, message) = match outcome.status {
+        IntakeStatus::Created => (StatusCode::CREATED, "Contact created."),
+        IntakeStatus::Updated => (StatusCode::OK, "Contact updated."),
+        _ => (StatusCode::ACCEPTED, "Lead accepted."),
+    };
+    let status_url = format!("/api/v1/intakes/{intake_id}");
+    let mut response = http::json(
+        status,
+        &Finished {
+            message,
+            intake_id,
+            status: outcome.status.as_str(),
+            contact_id: outcome.contact_id,
+            status_url: status_url.clone(),
+        },
+    );
+    if let Ok(location) = header::HeaderValue::from_str(&status_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 /// The principal of `token`, or the refusal: 401, or 429 for a client address with too
-/// many failed attempts (checked first, so a blocked client cannot test guesses).
-async fn authenticate(
+/// many failed attempts (checked first, so a blocked client cannot test guesses). The read
+/// API authenticates the same way.
+pub(crate) async fn authenticate(
     state: &AppState,
     token: Option<String>,
     ip: IpAddr,
@@ -190,7 +293,7 @@ async fn authenticate(
         .await
     {
         Ok(decision) if decision.admitted => {
-            tracing::info!(client_ip = %ip, "Unauthenticated intake request");
+            tracing::info!(client_ip = %ip, "Unauthenticated request");
             *rate = Some(decision);
             Err(IntakeError::Unauthenticated)
         }
@@ -230,21 +333,42 @@ async fn rate_limit(
     }
 }
 
+/// The body of a 202: the lead is safely in the queue.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    #[schema(example = "Lead accepted.")]
+    pub message: &'static str,
+    pub intake_id: Uuid,
+    /// Where the intake's status can be read (also the `Location` header).
+    #[schema(example = "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e")]
+    pub status_url: String,
+}
+
+/// The body of a synchronous-mode answer once the worker has finished the lead.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Finished {
+    /// `Contact created.` (201), `Contact updated.` (200) or `Lead accepted.` (202).
+    #[schema(example = "Contact created.")]
+    pub message: &'static str,
+    pub intake_id: Uuid,
+    /// `created`, `updated`, `merged`, `duplicate` or `dead_lettered`.
+    #[schema(example = "created")]
+    pub status: &'static str,
+    /// The contact the lead created or updated (null when dead-lettered).
+    pub contact_id: Option<i64>,
+    #[schema(example = "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e")]
+    pub status_url: String,
+}
+
 /// The 202 of an intake (`replayed`: of an earlier request with the same key).
 fn accepted(intake_id: Uuid, replayed: bool) -> Response<Body> {
-    #[derive(serde::Serialize)]
-    struct Accepted<'a> {
-        message: &'static str,
-        intake_id: Uuid,
-        status_url: &'a str,
-    }
     let status_url = format!("/api/v1/intakes/{intake_id}");
     let mut response = http::json(
         StatusCode::ACCEPTED,
         &Accepted {
             message: "Lead accepted.",
             intake_id,
-            status_url: &status_url,
+            status_url: status_url.clone(),
         },
     );
     if let Ok(location) = header::HeaderValue::from_str(&status_url) {

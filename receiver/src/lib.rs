@@ -4,7 +4,7 @@
 //!
 //! - [`app`]: [`Application`]: builds every dependency, serves until told to stop.
 //! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
-//! - [`routes`]: which handler answers which path; `/healthz`, `/readyz`, `/metrics`.
+//! - [`routes`]: the route table and dispatch; `/healthz`, `/readyz`, `/metrics`.
 //! - [`intake`]: the intake endpoint itself.
 //! - [`error`]: [`error::IntakeError`], every way the endpoint can refuse, mapped to a status.
 //! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
@@ -12,6 +12,10 @@
 //! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
 //! - [`store`]: the Redis handle every Redis user goes through (timeouts, fail-fast).
 //! - [`publisher`]: the self-healing, publisher-confirmed RabbitMQ connection.
+//! - [`read_api`]: the read API: intake statuses and the account's contacts.
+//! - [`outcomes`]: synchronous mode: requests waiting for the worker's outcome.
+//! - [`queue_depth`]: queue-depth gauges read from the broker.
+//! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`http`]: response helpers shared by the handlers.
 
@@ -22,7 +26,11 @@ pub mod http;
 pub mod idempotency;
 pub mod intake;
 pub mod limiter;
+pub mod openapi;
+pub mod outcomes;
 pub mod publisher;
+pub mod queue_depth;
+pub mod read_api;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -89,6 +89,18 @@ impl Limiter {
         self.check(redis, "rate_limit", &key, limit).await
     }
 
+    /// Counts a read-API request of `token_id` against `limit` per window (a budget of its
+    /// own: polling intake statuses never eats into the intake limit).
+    pub async fn check_read(
+        &self,
+        redis: &Redis,
+        token_id: i64,
+        limit: u32,
+    ) -> Result<Decision, Unavailable> {
+        let key = format!("{}rl:read:{token_id}", self.prefix);
+        self.check(redis, "read_rate_limit", &key, limit).await
+    }
+
     /// Counts a failed authentication from `ip` against `limit` per window.
     pub async fn check_auth_failure(
         &self,

@@ -234,6 +234,13 @@ impl Publisher {
         }
     }
 
+    /// A new channel on the current connection, for work that must not disturb the
+    /// publishing channels (a failed passive declare closes its channel).
+    pub async fn open_channel(&self) -> Option<Channel> {
+        let link = self.current()?;
+        link.connection.create_channel().await.ok()
+    }
+
     fn current(&self) -> Option<Arc<Link>> {
         self.link.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -1,14 +1,81 @@
-//! Which handler answers which path, with per-route metrics. Paths are matched exactly (a
-//! trailing slash is ignored); metrics label unknown paths `unmatched` so a scanner cannot
-//! blow up their cardinality.
+//! Which handler answers which request, with per-route metrics.
+//!
+//! [`ROUTES`] is the one list of what the receiver serves: dispatch reads it, and a test
+//! holds the OpenAPI document to it in both directions. Paths are matched segment by
+//! segment, `{id}` matching any one segment (a trailing slash is ignored); a known path
+//! with another method gets 405 naming the methods it has. Metrics label requests with the
+//! route's pattern, and unknown paths `unmatched`, so neither ids nor a scanner can blow up
+//! their cardinality.
 
 use crate::app::AppState;
 use crate::http::{self, Body};
-use crate::{intake, telemetry};
+use crate::read_api::{self, Read};
+use crate::{intake, openapi, telemetry};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Request, Response, StatusCode, header};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// What answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Intake,
+    IntakeStatus,
+    Contacts,
+    Contact,
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+}
+
+/// One method on one path pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// As written in the OpenAPI document: `{name}` stands for one path segment.
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+/// Everything the receiver serves.
+pub static ROUTES: &[Route] = &[
+    route("POST", intake::PATH, Endpoint::Intake),
+    route("GET", "/api/v1/intakes/{id}", Endpoint::IntakeStatus),
+    route("GET", "/api/v1/contacts", Endpoint::Contacts),
+    route("GET", "/api/v1/contacts/{id}", Endpoint::Contact),
+    route("GET", "/healthz", Endpoint::Healthz),
+    route("GET", "/readyz", Endpoint::Readyz),
+    route("GET", "/metrics", Endpoint::Metrics),
+    route("GET", "/openapi.json", Endpoint::OpenApi),
+];
+
+/// The routes whose pattern matches `path`, each with the segment its `{…}` matched.
+fn matching(path: &str) -> impl Iterator<Item = (&'static Route, Option<&str>)> {
+    ROUTES.iter().filter_map(move |route| {
+        let mut param = None;
+        let mut pattern = route.path.split('/');
+        let mut segments = path.split('/');
+        loop {
+            match (pattern.next(), segments.next()) {
+                (None, None) => return Some((route, param)),
+                (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') && !s.is_empty() => {
+                    param = Some(s);
+                }
+                (Some(p), Some(s)) if p == s => {}
+                _ => return None,
+            }
+        }
+    })
+}
 
 /// Answers `req` from `peer`.
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -20,15 +87,23 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     } else {
         path
     };
-    let (route, response) = match path {
-        intake::PATH => (intake::PATH, intake::handle(state, req, peer).await),
-        "/healthz" => ("/healthz", get_only(&method, || async { healthz() }).await),
-        "/readyz" => ("/readyz", get_only(&method, || readyz(state)).await),
-        "/metrics" => (
-            "/metrics",
-            get_only(&method, || async { metrics(state) }).await,
-        ),
-        _ => ("unmatched", http::not_found()),
+    let path = path.to_owned();
+    let found: Vec<_> = matching(&path).collect();
+    let (route, response) = match found.first().map(|(route, _)| route.path) {
+        None => ("unmatched", http::not_found()),
+        Some(pattern) => match found.iter().find(|(r, _)| r.method == method.as_str()) {
+            Some((route, param)) => (
+                route.path,
+                dispatch(state, req, peer, route.endpoint, param.unwrap_or_default()).await,
+            ),
+            None => {
+                let allowed: Vec<&str> = found.iter().map(|(route, _)| route.method).collect();
+                (
+                    pattern,
+                    http::method_not_allowed(&method, &allowed.join(", ")),
+                )
+            }
+        },
     };
     let status = response.status();
     metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "status" => status.as_str().to_owned())
@@ -39,15 +114,22 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     response
 }
 
-async fn get_only<F, Fut>(method: &Method, handler: F) -> Response<Body>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Response<Body>>,
-{
-    if method == Method::GET {
-        handler().await
-    } else {
-        http::method_not_allowed(method, "GET")
+async fn dispatch(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    endpoint: Endpoint,
+    param: &str,
+) -> Response<Body> {
+    match endpoint {
+        Endpoint::Intake => intake::handle(state, req, peer).await,
+        Endpoint::IntakeStatus => read_api::handle(state, req, peer, Read::Intake(param)).await,
+        Endpoint::Contacts => read_api::handle(state, req, peer, Read::Contacts).await,
+        Endpoint::Contact => read_api::handle(state, req, peer, Read::Contact(param)).await,
+        Endpoint::Healthz => healthz(),
+        Endpoint::Readyz => readyz(state).await,
+        Endpoint::Metrics => metrics(state),
+        Endpoint::OpenApi => openapi::response(),
     }
 }
 

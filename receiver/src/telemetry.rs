@@ -28,6 +28,15 @@ pub const TOKEN_LOOKUPS: &str = "receiver_token_lookups_total";
 pub const IDEMPOTENT_REPLAYS: &str = "receiver_idempotent_replays_total";
 /// Open client connections.
 pub const OPEN_CONNECTIONS: &str = "receiver_open_connections";
+/// Synchronous-mode requests (`Prefer: wait`), by `result`: `outcome` (answered with the
+/// worker's outcome) or `timeout` (answered 202).
+pub const SYNC_WAITS: &str = "receiver_sync_waits_total";
+/// 1 while the subscription to intake outcomes (synchronous mode) is active, else 0.
+pub const OUTCOME_SUBSCRIPTION_UP: &str = "receiver_outcome_subscription_up";
+/// Messages ready in a queue of the topology, by `queue` (its full name), read from the
+/// broker every few seconds: the intake backlog to autoscale workers on, and the
+/// dead letters to alert on.
+pub const QUEUE_DEPTH: &str = "lead_intake_queue_depth";
 
 /// Histogram buckets, in seconds: sub-millisecond (cached paths) to the publish timeout.
 const BUCKETS: [f64; 14] = [
@@ -96,4 +105,16 @@ fn describe() {
     );
     describe_counter!(IDEMPOTENT_REPLAYS, "Requests answered with an earlier 202.");
     describe_gauge!(OPEN_CONNECTIONS, "Open client connections.");
+    describe_counter!(
+        SYNC_WAITS,
+        "Synchronous-mode requests, by result (outcome, timeout)."
+    );
+    describe_gauge!(
+        OUTCOME_SUBSCRIPTION_UP,
+        "1 while synchronous mode hears intake outcomes, else 0."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Messages ready in a queue (leads.intake, leads.dead), read from the broker."
+    );
 }

@@ -83,6 +83,8 @@ pub struct ReceiverSettings {
     /// Take the client address for per-IP limits from the last `X-Forwarded-For` entry
     /// (set it only behind a proxy that appends it); otherwise the TCP peer counts.
     pub trust_forwarded_for: bool,
+    /// How often the queue-depth gauges are read from the broker.
+    pub queue_depth_interval_ms: u64,
 }
 
 impl Default for ReceiverSettings {
@@ -100,6 +102,7 @@ impl Default for ReceiverSettings {
             db_pool_size: 8,
             publish_channels: 1,
             trust_forwarded_for: false,
+            queue_depth_interval_ms: 5_000,
         }
     }
 }

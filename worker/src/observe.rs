@@ -53,13 +53,20 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = recorder.handle();
     // Only the first installation wins; a racing one is dropped and its handle unused.
     if metrics::set_global_recorder(recorder).is_ok() {
-        let _ = HANDLE.set(handle);
+        let _ = HANDLE.set(handle.clone());
         describe();
     }
-    HANDLE
-        .get()
-        .cloned()
-        .context("Failed to install the metrics recorder (another recorder is installed)")
+    match HANDLE.get() {
+        Some(h) => Ok(h.clone()),
+        None => {
+            // Another component of this process (a receiver run in-process) installed its
+            // recorder first: the worker still works, only its /metrics stays empty.
+            tracing::warn!(
+                "Another metrics recorder is installed; the worker's /metrics stays empty"
+            );
+            Ok(handle)
+        }
+    }
 }
 
 fn describe() {

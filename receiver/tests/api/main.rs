@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
+mod depth;
 mod helpers;
 mod intake;
 mod process;
 mod proxy;
 mod rate_limit;
+mod read;
 mod server;
+mod sync;
 mod validation;

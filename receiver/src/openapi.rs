@@ -1,0 +1,821 @@
+//! The OpenAPI 3.1 document of every route (served at `GET /openapi.json`), built with
+//! utoipa from the types the handlers answer with, and its Markdown rendering
+//! (`docs/api-reference.md`, written by `cargo run -p receiver --example api-reference`).
+//!
+//! The operations below are anchors for the document only: the handlers live in
+//! [`crate::intake`], [`crate::read_api`] and [`crate::routes`]. Tests hold the document's
+//! paths to [`crate::routes::ROUTES`], its request fields to what the lead parser reads,
+//! and its filters to what the contact query parser reads.
+
+use crate::error::{Invalid, TooMany};
+use crate::http::{self, Body, Message};
+use crate::intake::{Accepted, Finished};
+use hyper::{Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::Value;
+use shared::read::{
+    ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
+};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+/// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
+/// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
+/// of their own and say which field they stand for.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "phone_number": "(818) 123-4567",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "email": "ada@example.com",
+    "lead_source": "Website",
+    "other_phone_numbers": [{"label": "work", "phone_number": "+1 818-740-5020"}],
+    "tag_id": 3,
+    "force_update": "yes"
+}))]
+pub struct IntakeRequest {
+    /// The API token, when it is not sent as `Authorization: Bearer`. Never stored.
+    pub api_token: Option<String>,
+    /// Required. Any human format; normalized to E.164 with the account's region (US unless
+    /// set). Must be a possible number for its region.
+    #[schema(example = "(818) 123-4567")]
+    pub phone_number: String,
+    /// Additional numbers: `{"label", "phone_number"}` objects or `["label", "number"]`
+    /// pairs (at most 20); `phone_number` is required in each. Form posts use
+    /// `other_phone_numbers[0][phone_number]=…`.
+    pub other_phone_numbers: Option<Vec<OtherPhoneNumberInput>>,
+    /// Full name; split into first and last name on the last space when those are blank.
+    #[schema(max_length = 255)]
+    pub name: Option<String>,
+    #[schema(max_length = 255)]
+    pub first_name: Option<String>,
+    #[schema(max_length = 255)]
+    pub last_name: Option<String>,
+    #[schema(max_length = 255)]
+    pub company_name: Option<String>,
+    /// A valid address.
+    #[schema(format = Email)]
+    pub email: Option<String>,
+    #[schema(max_length = 255)]
+    pub lead_source: Option<String>,
+    #[schema(max_length = 255)]
+    pub source: Option<String>,
+    #[schema(max_length = 255)]
+    pub address: Option<String>,
+    /// Derived from the number when blank (NANP numbers, where the data knows it).
+    #[schema(max_length = 255)]
+    pub city: Option<String>,
+    /// Derived from the number when blank (two-letter code, NANP numbers).
+    #[schema(max_length = 255)]
+    pub state: Option<String>,
+    #[schema(max_length = 255)]
+    pub zipcode: Option<String>,
+    /// Derived from the number when blank (ISO 3166-1 alpha-2).
+    #[schema(max_length = 255)]
+    pub country: Option<String>,
+    /// Custom field 1.
+    #[schema(max_length = 255)]
+    pub csf1: Option<String>,
+    /// Custom field 2.
+    #[schema(max_length = 255)]
+    pub csf2: Option<String>,
+    /// `MM/DD/YYYY`, `MM-DD-YYYY` or `YYYY-MM-DD`; a real date, not in the future.
+    #[schema(example = "04/21/1990")]
+    pub date_of_birth: Option<String>,
+    /// An IANA zone name; derived from the number when blank.
+    #[schema(example = "America/Los_Angeles")]
+    pub timezone: Option<String>,
+    /// An http(s) URL; a bare domain gets `https://`.
+    #[schema(example = "example.com")]
+    pub website: Option<String>,
+    /// Stored as a note on the contact (consent text).
+    #[schema(max_length = 10000)]
+    pub notes: Option<String>,
+    /// Owner: a user of the account. Positive integer or numeric string.
+    pub user_id: Option<IdInput>,
+    /// Ring group to distribute to (with `distribute_to_ring_group`).
+    pub ring_group_id: Option<IdInput>,
+    pub line_id: Option<IdInput>,
+    /// Alias of `line_id`.
+    pub campaign_id: Option<IdInput>,
+    /// Sequence (SMS automation) to enroll in.
+    pub sequence_id: Option<IdInput>,
+    /// Alias of `sequence_id` (older integrations).
+    pub automation_id: Option<IdInput>,
+    /// Tag to add.
+    pub tag_id: Option<IdInput>,
+    pub disposition_status_id: Option<IdInput>,
+    /// Alias of `disposition_status_id`.
+    pub disposition_id: Option<IdInput>,
+    /// Overwrite every field this lead provides on an existing contact.
+    pub force_update: Option<FlagInput>,
+    /// Move an existing contact from its active sequence to `sequence_id`.
+    pub force_update_sequence: Option<FlagInput>,
+    /// Owner = a random member of `ring_group_id`.
+    pub distribute_to_ring_group: Option<FlagInput>,
+    /// Alias of `distribute_to_ring_group`.
+    pub distribute_to_right_group: Option<FlagInput>,
+    /// Distribute only to active and available members.
+    pub check_available_users: Option<FlagInput>,
+    /// Like `check_available_users`, falling back to all active members.
+    pub check_available_users_with_fallback: Option<FlagInput>,
+    /// Add the contact to its owner's PowerDialer list.
+    pub add_to_powerdialer: Option<FlagInput>,
+    /// Where in the PowerDialer list: `top` (default) or `bottom`.
+    pub powerdialer_position: Option<PowerdialerPositionInput>,
+}
+
+/// One additional number of a lead.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OtherPhoneNumberInput {
+    #[schema(example = "work")]
+    pub label: Option<String>,
+    #[schema(example = "+1 818-740-5020")]
+    pub phone_number: String,
+}
+
+/// A positive integer, or the same as a numeric string.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum IdInput {
+    Number(i64),
+    Text(String),
+}
+
+/// A boolean, or `"true"`/`"false"`, `1`/`0`, `"1"`/`"0"`, `"yes"`/`"no"`, `"on"`/`"off"`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FlagInput {
+    Bool(bool),
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerdialerPositionInput {
+    Top,
+    Bottom,
+}
+
+/// Filters of `GET /api/v1/contacts`. Filters combine with AND.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilters {
+    /// Any format; matches the primary and the other numbers.
+    #[param(example = "(818) 123-4567")]
+    pub phone_number: Option<String>,
+    /// Case-insensitive.
+    pub email: Option<String>,
+    pub tag_id: Option<i64>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    pub line_id: Option<i64>,
+    /// The owner.
+    pub user_id: Option<i64>,
+    /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-01-01")]
+    pub created_after: Option<String>,
+    /// Created before: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-02-01T00:00:00Z")]
+    pub created_before: Option<String>,
+    /// Page size, 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    pub status: String,
+    /// `ok` or `unreachable` for each of `redis`, `broker` and `database`.
+    #[schema(example = json!({"redis": "ok", "broker": "ok", "database": "ok"}))]
+    pub checks: std::collections::BTreeMap<String, String>,
+}
+
+const RATE_LIMIT_HEADERS: &str = "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds at which `Remaining` next grows) come with every authenticated answer.";
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhook/forms",
+    tag = "intake",
+    operation_id = "intake_lead",
+    summary = "Submit a lead",
+    description = "Queues a lead for the worker, which creates or updates a contact of the token's account. Fields may also come in the query string; the body wins where both have a field. A 202 is sent only after the broker confirmed the message.\n\nWith `Prefer: wait=N` (1 to 10 seconds; larger values are clamped to 10, malformed ones ignored) the answer waits for the worker's outcome: 201 for a new contact, 200 for an updated one, 202 with the status for a merge, a duplicate or a dead letter, and the plain 202 when N elapses. Such answers carry `Preference-Applied: wait=N`.\n\nThe same `Idempotency-Key` with the same token within 24 h answers the first request's 202 again (`Idempotent-Replayed: true`) without queueing a second message.",
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 10) for the outcome.", example = "wait=5"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; retries with the same key are not queued twice.", example = "form-4711"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
+    ),
+    request_body(
+        description = "The lead. Other content types get 415; bodies over the limit (default 64 KiB) get 413.",
+        content(
+            (IntakeRequest = "application/json"),
+            (IntakeRequest = "application/x-www-form-urlencoded", example = json!("api_token=…&phone_number=8181234567&first_name=Ada&other_phone_numbers[0][label]=work&other_phone_numbers[0][phone_number]=8187405020")),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Queued (safely in the broker). In synchronous mode also: merged, duplicate, dead-lettered, or no outcome within the wait.", body = Accepted,
+            headers(("Location" = String, description = "The intake's status URL."), ("Preference-Applied" = String, description = "`wait=N` when synchronous mode was used.")),
+            examples(
+                ("Queued" = (summary = "Queued", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+                ("Duplicate" = (summary = "Synchronous mode: nothing new", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "duplicate", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+            )),
+        (status = 201, description = "Synchronous mode: a new contact was created.", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact created.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 200, description = "Synchronous mode: an existing contact was updated (`force_update`).", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact updated.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "updated", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 400, description = "Every failing field at once (malformed JSON under `body`).", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."], "email": ["The email must be a valid email address."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message,
+            example = json!({"message": "Unauthenticated."})),
+        (status = 405, description = "Any method but POST.", body = Message,
+            headers(("Allow" = String, description = "`POST`")),
+            example = json!({"message": "The GET method is not supported for this route. Supported methods: POST."})),
+        (status = 408, description = "The body took too long to arrive.", body = Message,
+            example = json!({"message": "The request body took too long to arrive."})),
+        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "A request with this Idempotency-Key is still being processed."})),
+        (status = 413, description = "The body is over the limit.", body = Message,
+            example = json!({"message": "The request body must not be larger than 65536 bytes."})),
+        (status = 415, description = "Neither JSON nor a form.", body = Message,
+            example = json!({"message": "Unsupported media type: send application/json or application/x-www-form-urlencoded."})),
+        (status = 429, description = "The token's intake limit (default 1000 per rolling 60 s), or too many failed authentications from this address.", body = TooMany,
+            headers(("Retry-After" = u64, description = "Whole seconds, rounded up."), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
+            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "The broker did not confirm in time (or Redis is down in fail-closed mode): retry.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "The lead could not be queued right now. Retry later."})),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+#[allow(dead_code)]
+fn intake_lead() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/intakes/{id}",
+    tag = "read",
+    operation_id = "get_intake",
+    summary = "Where an intake stands",
+    description = "The worker's record of the intake, or `queued` until the worker has seen it: an accepted intake is never a 404.",
+    params(("id" = uuid::Uuid, Path, description = "The `intake_id` of the 202.")),
+    responses(
+        (status = 200, description = "The intake.", body = IntakeView,
+            example = json!({"intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "actions": [{"action": "created"}], "warnings": [], "received_at": "2026-11-02T10:15:00Z", "processed_at": "2026-11-02T10:15:00.120Z"})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 404, description = "No such intake in the token's account.", body = Message, example = json!({"message": "Not found."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit (default 6000 per rolling 60 s).", body = TooMany, headers(("Retry-After" = u64)), example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "A dependency is unreachable: retry.", body = Message, headers(("Retry-After" = u64)), example = json!({"message": "The service is unavailable right now. Retry later."})),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+#[allow(dead_code)]
+fn get_intake() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "read",
+    operation_id = "list_contacts",
+    summary = "Search the account's contacts",
+    description = "Contacts in id order, a page at a time. Pages are stable under inserts: follow `next_cursor` until it is null and every contact that existed is seen exactly once.",
+    params(ContactFilters),
+    responses(
+        (status = 200, description = "One page.", body = ContactPage),
+        (status = 400, description = "Bad filters, every one reported.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"limit": ["The limit must be an integer between 1 and 100."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+#[allow(dead_code)]
+fn list_contacts() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    tag = "read",
+    operation_id = "get_contact",
+    summary = "One contact",
+    params(("id" = i64, Path, description = "The contact id.")),
+    responses(
+        (status = 200, description = "The contact.", body = ContactView),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 404, description = "No such contact in the token's account.", body = Message, example = json!({"message": "Not found."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+#[allow(dead_code)]
+fn get_contact() {}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "The process is up",
+    responses((status = 200, description = "Always, while the process serves.", body = Health, example = json!({"status": "ok"}))),
+)]
+#[allow(dead_code)]
+fn healthz() {}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "Redis, the broker and the database are reachable",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Something is unreachable.", body = Readiness,
+            example = json!({"status": "unavailable", "checks": {"redis": "ok", "broker": "unreachable", "database": "ok"}})),
+    ),
+)]
+#[allow(dead_code)]
+fn readyz() {}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "Text exposition: request counts and latencies by route, publish confirms, rate limiting, synchronous waits, and the depth of `leads.intake` and `leads.dead` (`lead_intake_queue_depth{queue}`).",
+    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain",
+        example = json!("lead_intake_queue_depth{queue=\"leads.intake\"} 12"))),
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1, JSON.", body = Object)),
+)]
+#[allow(dead_code)]
+fn openapi() {}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`Authorization: Bearer <token>`: a user's API token."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "api_token",
+                "The token as `?api_token=` (the intake also reads it from the body).",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lead intake API",
+        description = "Web forms, ad platforms and apps submit leads; each becomes or updates a contact of the token's account. Every id is looked up in the token's account only; another account's id behaves like a missing one. Every body is JSON.",
+    ),
+    paths(intake_lead, get_intake, list_contacts, get_contact, healthz, readyz, metrics, openapi),
+    components(schemas(
+        IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
+        Accepted, Finished, Invalid, TooMany, Message,
+        IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView,
+        Health, Readiness,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "intake", description = "Submitting leads."),
+        (name = "read", description = "Intake statuses and the account's contacts."),
+        (name = "operations", description = "Health, readiness, metrics and this document."),
+    ),
+)]
+struct ApiDoc;
+
+/// The document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// `GET /openapi.json`.
+pub fn response() -> Response<Body> {
+    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default());
+    let mut response = http::json(StatusCode::OK, &());
+    *response.body_mut() = Body::from(bytes.clone());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The document as a readable Markdown reference (what `docs/api-reference.md` holds).
+pub fn markdown() -> String {
+    let doc = serde_json::to_value(document()).unwrap_or(Value::Null);
+    let mut out = String::new();
+    let info = &doc["info"];
+    let _ = writeln!(
+        out,
+        "# {} {}\n",
+        text(&info["title"]),
+        text(&info["version"])
+    );
+    let _ = writeln!(
+        out,
+        "<!-- Generated from the OpenAPI document (GET /openapi.json) by `cargo run -p receiver --example api-reference > docs/api-reference.md`. Do not edit by hand. -->\n"
+    );
+    let _ = writeln!(out, "{}\n", text(&info["description"]));
+    let _ = writeln!(out, "OpenAPI {}.\n", text(&doc["openapi"]));
+    let _ = writeln!(out, "## Authentication\n");
+    if let Some(schemes) = doc["components"]["securitySchemes"].as_object() {
+        for (name, scheme) in schemes {
+            let _ = writeln!(out, "- `{name}`: {}", text(&scheme["description"]));
+        }
+    }
+    let _ = writeln!(out, "\n{RATE_LIMIT_HEADERS}\n");
+
+    let _ = writeln!(out, "## Endpoints\n");
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    for (path, item) in &paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        for (method, op) in item {
+            endpoint(&mut out, &method.to_uppercase(), path, op);
+        }
+    }
+
+    let _ = writeln!(out, "## Schemas\n");
+    if let Some(schemas) = doc["components"]["schemas"].as_object() {
+        for (name, schema) in schemas {
+            let _ = writeln!(out, "### {name}\n");
+            if let Some(description) = schema["description"].as_str() {
+                let _ = writeln!(out, "{description}\n");
+            }
+            schema_body(&mut out, schema);
+        }
+    }
+    out
+}
+
+fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
+    let _ = writeln!(out, "### {method} {path}\n");
+    if let Some(summary) = op["summary"].as_str() {
+        let _ = writeln!(out, "**{summary}.**\n");
+    }
+    if let Some(description) = op["description"].as_str() {
+        let _ = writeln!(out, "{description}\n");
+    }
+    if op["security"].is_array() {
+        let _ = writeln!(out, "Authentication: `bearer` or `api_token`.\n");
+    }
+    if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "| Parameter | In | Type | Required | Description |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for p in params {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                text(&p["name"]),
+                text(&p["in"]),
+                type_name(&p["schema"]),
+                if p["required"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                cell(&p["description"]),
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if let Some(content) = op["requestBody"]["content"].as_object() {
+        let _ = writeln!(
+            out,
+            "Request body: {}\n",
+            text(&op["requestBody"]["description"])
+        );
+        for (media, body) in content {
+            let _ = writeln!(out, "- `{media}`: {}", type_name(&body["schema"]));
+            if let Some(example) = body.get("example") {
+                let _ = writeln!(out, "\n  Example: `{}`", inline(example));
+            }
+        }
+        let _ = writeln!(out);
+    }
+    if let Some(responses) = op["responses"].as_object() {
+        let _ = writeln!(out, "| Status | Description | Body | Headers |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (status, response) in responses {
+            let body = response["content"]
+                .as_object()
+                .and_then(|c| c.iter().next())
+                .map(|(media, c)| format!("{} (`{media}`)", type_name(&c["schema"])))
+                .unwrap_or_default();
+            let headers = response["headers"]
+                .as_object()
+                .map(|h| {
+                    h.keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {status} | {} | {body} | {headers} |",
+                cell(&response["description"])
+            );
+        }
+        let _ = writeln!(out);
+        for (status, response) in responses {
+            let Some(content) = response["content"].as_object() else {
+                continue;
+            };
+            for c in content.values() {
+                if let Some(example) = c.get("example") {
+                    let _ = writeln!(out, "{status}:\n\n```json\n{}\n```\n", pretty(example));
+                }
+                if let Some(examples) = c["examples"].as_object() {
+                    for (name, example) in examples {
+                        let _ = writeln!(
+                            out,
+                            "{status} ({name}):\n\n```json\n{}\n```\n",
+                            pretty(&example["value"])
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn schema_body(out: &mut String, schema: &Value) {
+    if let Some(properties) = schema["properties"].as_object() {
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let _ = writeln!(out, "| Field | Type | Required | Description |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (name, property) in properties {
+            let _ = writeln!(
+                out,
+                "| `{name}` | {} | {} | {} |",
+                type_name(property),
+                if required.contains(&name.as_str()) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                cell(&property["description"]),
+            );
+        }
+        let _ = writeln!(out);
+    } else {
+        let _ = writeln!(out, "{}\n", type_name(schema));
+    }
+    if let Some(example) = schema.get("example") {
+        let _ = writeln!(out, "Example:\n\n```json\n{}\n```\n", pretty(example));
+    }
+}
+
+/// A short human name for a schema: `string`, `integer | null`, [`ContactView`], …
+fn type_name(schema: &Value) -> String {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        return format!("[{name}](#{})", name.to_lowercase());
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            return options
+                .iter()
+                .map(type_name)
+                .collect::<Vec<_>>()
+                .join(" \\| ");
+        }
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        return values
+            .iter()
+            .map(|v| format!("`{}`", text(v)))
+            .collect::<Vec<_>>()
+            .join(" \\| ");
+    }
+    let base = match &schema["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => ts.iter().map(text).collect::<Vec<_>>().join(" \\| "),
+        _ => "any".to_owned(),
+    };
+    let base = if base.starts_with("array") {
+        base.replacen(
+            "array",
+            &format!("array of {}", type_name(&schema["items"])),
+            1,
+        )
+    } else {
+        base
+    };
+    match schema["format"].as_str() {
+        Some(format) => format!("{base} ({format})"),
+        None => base,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Text fit for a table cell: one line, no stray column separators.
+fn cell(v: &Value) -> String {
+    text(v).replace('\n', " ").replace('|', "\\|")
+}
+
+fn inline(v: &Value) -> String {
+    text(v)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shared::payload::{ParseContext, RawLead};
+    use shared::phone::Region;
+    use shared::read::ContactQuery;
+
+    fn doc() -> Value {
+        serde_json::to_value(document()).expect("json")
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1() {
+        let doc = doc();
+        assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    }
+
+    /// Every documented request field is one the lead parser reads: a value of the wrong
+    /// kind under that name fails under that name (or under the field it is an alias of).
+    #[test]
+    fn every_documented_request_field_is_read_by_the_parser() {
+        let doc = doc();
+        let properties = doc["components"]["schemas"]["IntakeRequest"]["properties"]
+            .as_object()
+            .expect("properties")
+            .clone();
+        assert_eq!(properties.len(), 38, "every field and alias is documented");
+        for name in properties.keys() {
+            if name == "api_token" || name == "phone_number" {
+                continue;
+            }
+            let raw = RawLead::from_json(
+                json!({ "phone_number": "8181234567", name.as_str(): {"not": "valid"} })
+                    .to_string()
+                    .as_bytes(),
+            )
+            .expect("object");
+            let errors = raw
+                .parse(&ParseContext::now(Region::US))
+                .expect_err(&format!("{name}: an object is refused"));
+            assert!(
+                errors
+                    .fields()
+                    .any(|f| f == name || f.starts_with(&format!("{name}."))),
+                "{name} is read by the parser: {:?}",
+                errors.fields().collect::<Vec<_>>()
+            );
+        }
+        let example = doc["components"]["schemas"]["IntakeRequest"]["example"].to_string();
+        let raw = RawLead::from_json(example.as_bytes()).expect("object");
+        raw.parse(&ParseContext::now(Region::US))
+            .expect("the documented example is a valid lead");
+    }
+
+    /// Every documented contact filter changes the parsed query.
+    #[test]
+    fn every_documented_filter_is_read_by_the_query_parser() {
+        let doc = doc();
+        let params = doc["paths"]["/api/v1/contacts"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .clone();
+        let plain = ContactQuery::parse([], Region::US).expect("empty");
+        let cursor = shared::read::encode_cursor(5);
+        for p in &params {
+            let name = p["name"].as_str().expect("name");
+            let value = match name {
+                "phone_number" => "8181234567",
+                "email" => "a@example.com",
+                "created_after" | "created_before" => "2026-01-01",
+                "cursor" => cursor.as_str(),
+                "lead_source" | "source" => "web",
+                _ => "7",
+            };
+            let q = ContactQuery::parse([(name, value)], Region::US).expect(name);
+            assert_ne!(q, plain, "{name} is read by the query parser");
+        }
+        assert_eq!(params.len(), 11);
+    }
+
+    /// The document describes exactly what the router serves: every route is documented and
+    /// every documented operation is routed.
+    #[test]
+    fn the_document_and_the_routes_agree() {
+        let doc = doc();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .map(|method| (method.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = crate::routes::ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        documented.sort();
+        routed.sort();
+        let undocumented: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
+        let unrouted: Vec<_> = documented.iter().filter(|d| !routed.contains(d)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from the document: {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "documented but not routed: {unrouted:?}"
+        );
+    }
+
+    /// `docs/api-reference.md` is what the generator prints now.
+    #[test]
+    fn the_committed_api_reference_is_up_to_date() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api-reference.md");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == markdown(),
+            "docs/api-reference.md is out of date: run `cargo run -p receiver --example api-reference > docs/api-reference.md`"
+        );
+    }
+
+    #[test]
+    fn the_markdown_names_every_operation_and_schema() {
+        let md = markdown();
+        for route in crate::routes::ROUTES {
+            assert!(md.contains(&format!("### {} {}", route.method, route.path)));
+        }
+        assert!(md.contains("### ContactView"));
+    }
+}

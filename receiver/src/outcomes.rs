@@ -1,0 +1,224 @@
+//! Synchronous mode (`Prefer: wait=N`): requests waiting for their lead's outcome.
+//!
+//! The worker announces every finished intake on its own Redis channel
+//! ([`shared::keys::intake_outcome_channel`]). One background task per receiver holds a
+//! single pub/sub connection subscribed to the pattern of all those channels and hands each
+//! announcement to the request waiting for that intake, if any. So a waiting request costs
+//! a map entry and a oneshot, never a database poll, however many requests wait at once.
+//!
+//! A request registers before its lead is published, so an outcome cannot arrive before
+//! anyone listens. Announcements are best effort (Redis may be down, the subscription may
+//! be reconnecting): a request that hears nothing reads the intake record once when its
+//! wait ends.
+
+use crate::telemetry;
+use serde::Deserialize;
+use shared::intake::IntakeStatus;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Reconnection delays of the subscription grow from the first to the last.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection or subscription attempt that takes longer has failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the worker announced about one intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Outcome {
+    pub status: IntakeStatus,
+    pub contact_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Announcement {
+    intake_id: Uuid,
+    #[serde(flatten)]
+    outcome: Outcome,
+}
+
+/// Requests waiting for outcomes, and the subscription that feeds them.
+#[derive(Default)]
+pub struct OutcomeWaiters {
+    /// Intake id → the waiting request's end of a oneshot.
+    waiting: Mutex<HashMap<Uuid, oneshot::Sender<Outcome>>>,
+    /// Whether the pattern subscription is active now.
+    subscribed: AtomicBool,
+}
+
+/// One request's claim on an intake's outcome; unregisters itself when dropped.
+pub struct Waiter {
+    intake_id: Uuid,
+    waiters: Arc<OutcomeWaiters>,
+    outcome: oneshot::Receiver<Outcome>,
+}
+
+impl Waiter {
+    /// The outcome, if it is announced within `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> Option<Outcome> {
+        tokio::time::timeout(timeout, &mut self.outcome)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.waiters.lock().remove(&self.intake_id);
+    }
+}
+
+impl OutcomeWaiters {
+    /// Starts listening for `intake_id`'s outcome (before its lead is published).
+    pub fn register(self: &Arc<Self>, intake_id: Uuid) -> Waiter {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(intake_id, tx);
+        Waiter {
+            intake_id,
+            waiters: self.clone(),
+            outcome: rx,
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether announcements are being received now.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the subscription to every outcome channel under `redis_prefix` until `stop`,
+    /// reconnecting with growing delays.
+    pub async fn run(
+        self: Arc<Self>,
+        redis_url: String,
+        redis_prefix: String,
+        stop: CancellationToken,
+    ) {
+        let pattern = shared::keys::intake_outcome_channel(&redis_prefix, Uuid::nil())
+            .replace(&Uuid::nil().to_string(), "*");
+        let client = match redis::Client::open(redis_url.as_str()) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "Redis URL unusable; synchronous mode will always time out");
+                return;
+            }
+        };
+        let mut backoff = BACKOFF_MIN;
+        while !stop.is_cancelled() {
+            let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.psubscribe(&pattern).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match subscribed {
+                Ok(Ok(pubsub)) => {
+                    backoff = BACKOFF_MIN;
+                    self.set_subscribed(true);
+                    tracing::debug!("Subscribed to intake outcomes");
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let message = tokio::select! {
+                            _ = stop.cancelled() => break,
+                            message = futures_util::StreamExt::next(&mut messages) => message,
+                        };
+                        match message {
+                            Some(message) => self.deliver(message.get_payload_bytes()),
+                            None => {
+                                tracing::warn!(
+                                    "Lost the intake-outcome subscription; reconnecting"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    self.set_subscribed(false);
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Failed to subscribe to intake outcomes");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Timed out subscribing to intake outcomes"
+                    );
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn set_subscribed(&self, up: bool) {
+        self.subscribed.store(up, Ordering::Relaxed);
+        metrics::gauge!(telemetry::OUTCOME_SUBSCRIPTION_UP).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Hands one announcement to its waiter, if a request of this receiver waits for it.
+    fn deliver(&self, payload: &[u8]) {
+        let Ok(announcement) = serde_json::from_slice::<Announcement>(payload) else {
+            tracing::debug!("Ignored an unreadable intake-outcome announcement");
+            return;
+        };
+        let outcome = announcement.outcome;
+        if !(outcome.status.is_outcome() || outcome.status == IntakeStatus::DeadLettered) {
+            return;
+        }
+        if let Some(tx) = self.lock().remove(&announcement.intake_id) {
+            let _ = tx.send(outcome);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Outcome>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_announcement_reaches_only_its_waiter_and_dropping_unregisters() {
+        let waiters = Arc::new(OutcomeWaiters::default());
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let wait_a = waiters.register(a);
+        let wait_b = waiters.register(b);
+        assert_eq!(waiters.waiting(), 2);
+
+        waiters.deliver(
+            format!(r#"{{"intake_id":"{a}","status":"created","contact_id":7}}"#).as_bytes(),
+        );
+        // Transient statuses and garbage are not outcomes.
+        waiters.deliver(
+            format!(r#"{{"intake_id":"{b}","status":"processing","contact_id":null}}"#).as_bytes(),
+        );
+        waiters.deliver(b"not json");
+        assert_eq!(
+            wait_a.wait(Duration::from_millis(50)).await,
+            Some(Outcome {
+                status: IntakeStatus::Created,
+                contact_id: Some(7)
+            })
+        );
+        assert_eq!(wait_b.wait(Duration::from_millis(20)).await, None);
+        assert_eq!(waiters.waiting(), 0, "finished waits leave nothing behind");
+    }
+}

@@ -1,0 +1,208 @@
+//! The read API (§5): `GET /api/v1/intakes/{id}`, `GET /api/v1/contacts` and
+//! `GET /api/v1/contacts/{id}`, token-authenticated and scoped to the token's account.
+//!
+//! The token comes as `Authorization: Bearer` or `?api_token=`; failed authentications count
+//! against the client address like the intake's. Reads have their own per-token limit
+//! (`rate_limit.read_per_minute`), so a client polling statuses never uses up its intake
+//! budget. Another account's id answers exactly like a missing one: 404.
+
+use crate::app::AppState;
+use crate::auth::bearer_token;
+use crate::error::IntakeError;
+use crate::http::{self, Body};
+use crate::intake::authenticate;
+use crate::limiter::Decision;
+use crate::telemetry;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use shared::config::FailMode;
+use shared::intake::QueuedIntake;
+use shared::payload::{FieldErrors, TOKEN_FIELD};
+use shared::read::{ContactPage, ContactQuery, ContactView, IntakeView};
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+/// Seconds a client should wait before retrying a read that found a dependency down.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+/// What a read request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    Intake(&'a str),
+    Contacts,
+    Contact(&'a str),
+}
+
+/// Every way a read is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// 401 or 429: answered exactly as the intake endpoint answers them.
+    #[error(transparent)]
+    Refused(IntakeError),
+    #[error("invalid filters")]
+    Invalid(FieldErrors),
+    #[error("not found")]
+    NotFound,
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+impl From<IntakeError> for ReadError {
+    fn from(error: IntakeError) -> Self {
+        match error {
+            IntakeError::Unavailable(what) => Self::Unavailable(what),
+            other => Self::Refused(other),
+        }
+    }
+}
+
+impl ReadError {
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Self::Refused(error) => error.into_response(),
+            Self::Invalid(errors) => IntakeError::Invalid(errors).into_response(),
+            Self::NotFound => http::not_found(),
+            Self::Unavailable(_) => {
+                let mut response = http::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is unavailable right now. Retry later.",
+                );
+                http::set_number(
+                    response.headers_mut(),
+                    "retry-after",
+                    UNAVAILABLE_RETRY_AFTER_SECS,
+                );
+                response
+            }
+        }
+    }
+}
+
+/// Answers one read request (its method already checked by the router).
+pub async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    read: Read<'_>,
+) -> Response<Body> {
+    let mut rate = None;
+    let result = serve(state, &req, peer, read, &mut rate).await;
+    let mut response = result.unwrap_or_else(ReadError::into_response);
+    if let Some(decision) = &rate {
+        http::set_rate_limit_headers(response.headers_mut(), decision);
+    }
+    response
+}
+
+async fn serve(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    read: Read<'_>,
+    rate: &mut Option<Decision>,
+) -> Result<Response<Body>, ReadError> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let token = pairs
+        .iter()
+        .rev()
+        .find(|(key, value)| key == TOKEN_FIELD && !value.trim().is_empty())
+        .map(|(_, value)| value.trim().to_owned())
+        .or_else(|| bearer_token(req.headers()));
+    let ip = http::client_ip(
+        req.headers(),
+        peer,
+        state.settings.receiver.trust_forwarded_for,
+    );
+    let principal = authenticate(state, token, ip, rate).await?;
+
+    let limit = state.settings.rate_limit.read_per_minute;
+    match state
+        .limiter
+        .check_read(&state.redis, principal.token_id, limit)
+        .await
+    {
+        Ok(decision) => {
+            *rate = Some(decision);
+            if !decision.admitted {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
+                return Err(ReadError::Refused(IntakeError::RateLimited(decision)));
+            }
+        }
+        Err(_) => match state.settings.rate_limit.fail_mode {
+            FailMode::Open => metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1),
+            FailMode::Closed => return Err(ReadError::Unavailable("rate limiter")),
+        },
+    }
+
+    let account_id = principal.account_id;
+    match read {
+        Read::Intake(id) => {
+            let id = Uuid::parse_str(id).map_err(|_| ReadError::NotFound)?;
+            intake(state, account_id, id).await.map(|view| ok(&view))
+        }
+        Read::Contacts => {
+            let query = ContactQuery::parse(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                principal.region,
+            )
+            .map_err(ReadError::Invalid)?;
+            let page: ContactPage = shared::read::contacts(&state.db, account_id, &query)
+                .await
+                .map_err(database_down)?;
+            Ok(ok(&page))
+        }
+        Read::Contact(id) => {
+            let id = id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or(ReadError::NotFound)?;
+            let contact: ContactView = shared::read::contact(&state.db, account_id, id)
+                .await
+                .map_err(database_down)?
+                .ok_or(ReadError::NotFound)?;
+            Ok(ok(&contact))
+        }
+    }
+}
+
+/// The worker's record of an intake, else the receiver's `queued` record: an accepted
+/// intake is never a 404, even before the worker has seen it.
+async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeView, ReadError> {
+    let stored = shared::read::intake(&state.db, account_id, id).await;
+    if let Ok(Some(view)) = stored {
+        return Ok(view);
+    }
+    match state.records.queued(&state.redis, id).await {
+        Ok(Some(record)) if record.account_id == account_id => Ok(queued_view(record)),
+        Ok(_) => match stored {
+            Ok(_) => Err(ReadError::NotFound),
+            Err(error) => Err(database_down(error)),
+        },
+        Err(_) => Err(ReadError::Unavailable("redis")),
+    }
+}
+
+fn queued_view(record: QueuedIntake) -> IntakeView {
+    IntakeView {
+        intake_id: record.intake_id,
+        status: record.status.as_str().to_owned(),
+        contact_id: None,
+        actions: serde_json::json!([]),
+        warnings: serde_json::json!([]),
+        received_at: record.received_at,
+        processed_at: None,
+    }
+}
+
+fn database_down(error: sea_orm::DbErr) -> ReadError {
+    tracing::warn!(%error, "Read failed: database unavailable");
+    ReadError::Unavailable("database")
+}
+
+fn ok(body: &impl serde::Serialize) -> Response<Body> {
+    http::json(StatusCode::OK, body)
+}
