@@ -161,7 +161,20 @@ impl Fixture {
         )
     }
 
-    async fn queue_len(&self, queue: String) -> u32 {
+    /// Waits (bounded) until `queue` holds `want` ready messages; returns what it holds.
+    async fn settles_at(&self, queue: String, want: u32) -> u32 {
+        let mut now = 0;
+        for _ in 0..100 {
+            now = self.ready(queue.clone()).await;
+            if now == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        now
+    }
+
+    async fn ready(&self, queue: String) -> u32 {
         self.channel
             .queue_declare(
                 queue.into(),
@@ -199,7 +212,7 @@ async fn list_and_show_report_reason_attempts_age_and_payload() {
     assert_eq!(items[1]["id"], b.to_string());
 
     // Listing takes nothing away.
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 2);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 2).await, 2);
     let human = f.leadctl(&["dlq", "list"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
@@ -213,7 +226,7 @@ async fn list_and_show_report_reason_attempts_age_and_payload() {
     let missing = f.leadctl(&["dlq", "show", &Uuid::new_v4().to_string()]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no dead letter"));
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 2);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 2).await, 2);
     f.done().await;
 }
 
@@ -229,17 +242,17 @@ async fn replay_by_id_keeps_the_intake_id_and_records_who() {
         (json!(true), json!(1))
     );
     assert_eq!(
-        f.queue_len(f.topology.dead_queue()).await,
+        f.settles_at(f.topology.dead_queue(), 2).await,
         2,
         "dry run changes nothing"
     );
-    assert_eq!(f.queue_len(f.topology.intake_queue()).await, 0);
+    assert_eq!(f.settles_at(f.topology.intake_queue(), 0).await, 0);
     assert_eq!(f.intake(a).await.0, "dead_lettered");
 
     let done = f.json(&["dlq", "replay", &a.to_string()]);
     assert_eq!(done["replayed"], 1);
     assert_eq!(done["intake_ids"], json!([a.to_string()]));
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 1);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 1).await, 1);
     assert_eq!(
         f.intake(a).await,
         ("queued".into(), 1, Some("ops-ann".into()))
@@ -290,12 +303,12 @@ async fn replay_by_filter_or_all_and_refuse_without_a_selection() {
         by_reason["intake_ids"],
         json!([a.to_string(), c.to_string()])
     );
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 1);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 1).await, 1);
 
     let all = f.json(&["dlq", "replay", "--all"]);
     assert_eq!(all["replayed"], 1);
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 0);
-    assert_eq!(f.queue_len(f.topology.intake_queue()).await, 3);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 0).await, 0);
+    assert_eq!(f.settles_at(f.topology.intake_queue(), 3).await, 3);
     f.done().await;
 }
 
@@ -308,10 +321,10 @@ async fn purge_asks_unless_yes() {
     let refused = f.leadctl(&["dlq", "purge"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("without --yes"));
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 2);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 2).await, 2);
 
     let purged = f.json(&["dlq", "purge", "--yes"]);
     assert_eq!(purged["purged"], 2);
-    assert_eq!(f.queue_len(f.topology.dead_queue()).await, 0);
+    assert_eq!(f.settles_at(f.topology.dead_queue(), 0).await, 0);
     f.done().await;
 }
