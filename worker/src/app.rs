@@ -18,6 +18,7 @@ use shared::intake::IntakeStatus;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
@@ -25,6 +26,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
+
+/// Most leads in one transaction, whatever the settings say: keeps every multi-row statement
+/// far below PostgreSQL's limit of 65,535 parameters.
+const MAX_BATCH: usize = 256;
 
 /// A worker, built and ready to run.
 pub struct Worker {
@@ -199,9 +204,15 @@ async fn run_session(
     let concurrency = shared.settings.worker.concurrency.max(1);
     let (tx, rx) = mpsc::channel::<Received>(usize::from(shared.settings.worker.prefetch.max(1)));
     let rx = Arc::new(Mutex::new(rx));
+    let idle = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency {
-        tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
+        tasks.spawn(consume_batches(
+            shared.clone(),
+            session.clone(),
+            rx.clone(),
+            idle.clone(),
+        ));
     }
 
     let mut cancelled = false;
@@ -270,15 +281,19 @@ async fn consume_batches(
     shared: Arc<Shared>,
     session: Arc<Session>,
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
+    idle: Arc<AtomicUsize>,
 ) {
-    let concurrency = shared.settings.worker.concurrency.max(1);
-    let max = shared.settings.worker.batch_size.max(1);
+    let max = shared.settings.worker.batch_size.clamp(1, MAX_BATCH);
     loop {
+        idle.fetch_add(1, Ordering::SeqCst);
         let batch = {
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { break };
-            // An even share of what is waiting, so every consumer gets work in a backlog.
-            let share = (rx.len() + 1).div_ceil(concurrency).clamp(1, max);
+            let first = rx.recv().await;
+            let others_idle = idle.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+            let Some(first) = first else { break };
+            // What is waiting, shared with the consumers that are idle too: spread out when
+            // the queue is short, whole batches when a backlog builds up.
+            let share = (rx.len() + 1).div_ceil(others_idle + 1).clamp(1, max);
             let mut batch = Vec::with_capacity(share);
             batch.push(first);
             while batch.len() < share {
@@ -314,15 +329,27 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
     if !intakes.is_empty() {
         metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
         let results = shared.processor.try_process_batch(&intakes).await;
+        let mut committed = Vec::with_capacity(received.len());
         for ((r, intake), result) in received.iter().zip(&intakes).zip(results) {
-            let announcement = match result {
-                Ok(outcome) => finished(r, outcome).await,
-                Err(ProcessError::Transient(e)) => retry(shared, session, r, intake, &e).await,
-                Err(ProcessError::Permanent(e)) => {
-                    dead_letter(shared, session, r, intake, "permanent", &e).await
+            match result {
+                Ok(outcome) => {
+                    announcements.push(finished(outcome));
+                    committed.push(r);
                 }
-            };
-            announcements.extend(announcement);
+                Err(ProcessError::Transient(e)) => {
+                    announcements.extend(retry(shared, session, r, intake, &e).await);
+                    settled(r);
+                }
+                Err(ProcessError::Permanent(e)) => {
+                    announcements
+                        .extend(dead_letter(shared, session, r, intake, "permanent", &e).await);
+                    settled(r);
+                }
+            }
+        }
+        // Committed: acknowledge them all at once.
+        futures_util::future::join_all(committed.iter().map(|r| ack(&r.delivery))).await;
+        for r in committed {
             settled(r);
         }
     }
@@ -334,8 +361,7 @@ fn settled(r: &Received) {
     metrics::histogram!("worker_lead_duration_seconds").record(r.at.elapsed().as_secs_f64());
 }
 
-async fn finished(r: &Received, o: Outcome) -> Option<Announcement> {
-    ack(&r.delivery).await;
+fn finished(o: Outcome) -> Announcement {
     let label = if o.already_done {
         "already_done"
     } else {
@@ -350,11 +376,11 @@ async fn finished(r: &Received, o: Outcome) -> Option<Announcement> {
         warnings = o.warnings.len(),
         "Lead processed"
     );
-    Some(Announcement {
+    Announcement {
         intake_id: o.intake_id,
         status: o.status,
         contact_id: o.contact_id,
-    })
+    }
 }
 
 /// A transient failure: the next delay queue, or the dead-letter queue after the last one.

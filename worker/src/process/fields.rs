@@ -3,7 +3,6 @@
 //! existing contact (§4.2–§4.4). Pure functions: the database side lives in `lead.rs`.
 
 use chrono::NaiveDate;
-use sea_orm::ActiveValue::Set;
 use shared::entities::contact;
 use shared::geo;
 use shared::lead::Lead;
@@ -278,37 +277,43 @@ pub fn changes(
     out
 }
 
-/// Writes `changes` into an active model.
-pub fn set(am: &mut contact::ActiveModel, changes: &[(Field, Value)]) {
+/// Writes `changes` into a contact; returns the columns written.
+pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) -> Vec<contact::Column> {
+    use contact::Column as C;
+    let mut columns = Vec::with_capacity(changes.len());
     for (field, value) in changes {
-        match (field, value) {
-            (Field::DateOfBirth, Value::Date(d)) => am.date_of_birth = Set(Some(*d)),
-            (Field::DateOfBirth, Value::Text(_)) => {}
-            (f, Value::Text(t)) => {
-                let v = Set(Some(t.clone()));
-                match f {
-                    Field::Name => am.name = v,
-                    Field::FirstName => am.first_name = v,
-                    Field::LastName => am.last_name = v,
-                    Field::CompanyName => am.company_name = v,
-                    Field::Email => am.email = v,
-                    Field::LeadSource => am.lead_source = v,
-                    Field::Source => am.source = v,
-                    Field::Address => am.address = v,
-                    Field::City => am.city = v,
-                    Field::State => am.state = v,
-                    Field::Zipcode => am.zipcode = v,
-                    Field::Country => am.country = v,
-                    Field::Csf1 => am.csf1 = v,
-                    Field::Csf2 => am.csf2 = v,
-                    Field::Website => am.website = v,
-                    Field::Timezone => am.timezone = v,
-                    Field::DateOfBirth => {}
-                }
+        let text = match (field, value) {
+            (Field::DateOfBirth, Value::Date(d)) => {
+                m.date_of_birth = Some(*d);
+                columns.push(C::DateOfBirth);
+                continue;
             }
-            (_, Value::Date(_)) => {}
-        }
+            (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => continue,
+            (_, Value::Text(t)) => t,
+        };
+        let (slot, column) = match field {
+            Field::Name => (&mut m.name, C::Name),
+            Field::FirstName => (&mut m.first_name, C::FirstName),
+            Field::LastName => (&mut m.last_name, C::LastName),
+            Field::CompanyName => (&mut m.company_name, C::CompanyName),
+            Field::Email => (&mut m.email, C::Email),
+            Field::LeadSource => (&mut m.lead_source, C::LeadSource),
+            Field::Source => (&mut m.source, C::Source),
+            Field::Address => (&mut m.address, C::Address),
+            Field::City => (&mut m.city, C::City),
+            Field::State => (&mut m.state, C::State),
+            Field::Zipcode => (&mut m.zipcode, C::Zipcode),
+            Field::Country => (&mut m.country, C::Country),
+            Field::Csf1 => (&mut m.csf1, C::Csf1),
+            Field::Csf2 => (&mut m.csf2, C::Csf2),
+            Field::Website => (&mut m.website, C::Website),
+            Field::Timezone => (&mut m.timezone, C::Timezone),
+            Field::DateOfBirth => continue,
+        };
+        *slot = Some(text.clone());
+        columns.push(column);
     }
+    columns
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
-//! One lead inside its transaction: match, create or update the contact, and every action
-//! of §4.5–§4.9. The PowerDialer insert waits for the end of the transaction (see
-//! [`place_on_powerdialers`]).
+//! The leads of one transaction: each is planned in order against an in-memory view of the
+//! contacts it touches (so a later lead sees what an earlier one did), then everything is
+//! written in a handful of multi-row statements. A lead costs no round trip of its own
+//! unless it changes an existing contact.
 
 use super::fields;
-use super::sql::{self, LinkCheck};
-use super::{Action, BatchCtx, Intake, LockMode, Planned, Warning};
-use chrono::Utc;
+use super::sql::{self, Member, Related, Snapshot};
+use super::{Action, Intake, Planned, Warning};
+use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::ActiveValue::{Set, Unchanged};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter,
 };
 use shared::entities::{
     contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
@@ -18,8 +20,9 @@ use shared::entities::{
 use shared::intake::IntakeStatus;
 use shared::lead::{Lead, PowerdialerPosition};
 use shared::phone::PhoneNumber;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-/// A PowerDialer entry to add once the lead's other work is done.
+/// A PowerDialer entry to add once every lead is planned.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PowerdialerPlan {
     pub user_id: i64,
@@ -28,281 +31,317 @@ pub(crate) struct PowerdialerPlan {
     pub position: PowerdialerPosition,
 }
 
-/// Processes one lead; `None` when its contact is locked by another transaction and `ctx`
-/// only tries locks (nothing has been written for the lead then).
-pub(crate) async fn process(
-    txn: &DatabaseTransaction,
-    ctx: &mut BatchCtx,
-    intake: &Intake,
-) -> Result<Option<Planned>, DbErr> {
+/// A contact as this transaction sees it.
+struct ContactState {
+    model: contact::Model,
+    /// Created by this transaction (inserted at flush).
+    new: bool,
+    /// Columns of an existing contact to write at flush.
+    dirty: Vec<contact::Column>,
+    tags: HashSet<i64>,
+    /// Sequences the contact is actively enrolled in (at most one).
+    active: Vec<i64>,
+    /// Queued in some PowerDialer list of the account (or planned to be).
+    queued: bool,
+}
+
+/// An enrollment row to insert at flush; one ended within the transaction is inserted ended.
+struct NewEnrollment {
+    account_id: i64,
+    contact_id: i64,
+    sequence_id: i64,
+    ended: bool,
+}
+
+/// The transaction's view and the writes it has planned.
+pub(crate) struct Batch {
+    snap: Snapshot,
+    now: DateTime<Utc>,
+    /// (account, E.164) → contact, kept up to date as leads add numbers.
+    owners: HashMap<(i64, String), i64>,
+    /// Locked existing contacts and contacts created by this transaction.
+    contacts: HashMap<i64, ContactState>,
+    /// Contacts in creation order.
+    created: Vec<i64>,
+    new_ids: VecDeque<i64>,
+    numbers: Vec<contact_phone_number::ActiveModel>,
+    notes: Vec<contact_note::ActiveModel>,
+    tags: Vec<contact_tag::ActiveModel>,
+    /// Contacts whose stored active enrollment ends.
+    disenroll: Vec<i64>,
+    enrollments: Vec<NewEnrollment>,
+}
+
+impl Batch {
+    pub fn new(mut snap: Snapshot) -> Self {
+        let owners = std::mem::take(&mut snap.owners);
+        let new_ids = std::mem::take(&mut snap.new_ids).into();
+        Self {
+            snap,
+            now: Utc::now(),
+            owners,
+            contacts: HashMap::new(),
+            created: Vec::new(),
+            new_ids,
+            numbers: Vec::new(),
+            notes: Vec::new(),
+            tags: Vec::new(),
+            disenroll: Vec::new(),
+            enrollments: Vec::new(),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// The contact `lead` belongs to by its numbers (§4.1): the primary number's contact,
+    /// else the oldest contact any of its numbers belongs to.
+    pub fn matched(&self, account_id: i64, lead: &Lead) -> Option<i64> {
+        let owner = |n: &PhoneNumber| {
+            self.owners
+                .get(&(account_id, n.as_str().to_owned()))
+                .copied()
+        };
+        owner(&lead.phone_number).or_else(|| lead.all_numbers().into_iter().filter_map(owner).min())
+    }
+
+    /// Adds contacts this transaction has locked, with what it needs to know of them.
+    pub fn add_locked(&mut self, models: Vec<contact::Model>, mut related: Related) {
+        for model in models {
+            let id = model.id;
+            self.contacts.insert(
+                id,
+                ContactState {
+                    model,
+                    new: false,
+                    dirty: Vec::new(),
+                    tags: related.tags.remove(&id).unwrap_or_default(),
+                    active: related.active.remove(&id).unwrap_or_default(),
+                    queued: related.queued.contains(&id),
+                },
+            );
+        }
+    }
+
+    fn owner_of(&self, account_id: i64, n: &PhoneNumber) -> Option<i64> {
+        self.owners
+            .get(&(account_id, n.as_str().to_owned()))
+            .copied()
+    }
+}
+
+/// What the lead's linked ids are worth in its account.
+struct Links {
+    user: Option<i64>,
+    ring_group: Option<i64>,
+    line: Option<i64>,
+    tag: Option<i64>,
+    disposition: Option<i64>,
+    sequence: Option<i64>,
+}
+
+/// Plans one lead; `None` when its contact is held by another transaction (nothing is
+/// planned for it then).
+pub(crate) fn plan(batch: &mut Batch, intake: &Intake) -> Result<Option<Planned>, DbErr> {
     let m = &intake.message;
     let lead = &m.lead;
     let account_id = m.account_id;
     let force = lead.flags.force_update;
-    let numbers = lead.all_numbers();
-    let owner_of = |ctx: &BatchCtx, n: &PhoneNumber| {
-        ctx.owners
-            .get(&(account_id, n.as_str().to_owned()))
-            .copied()
-    };
-
-    // §4.1: the primary number's contact, else the oldest contact any number matches.
-    let matched = owner_of(ctx, &lead.phone_number)
-        .or_else(|| numbers.iter().filter_map(|n| owner_of(ctx, n)).min());
-    let existing = match matched {
-        Some(contact_id) => {
-            let key = sql::key::contact(contact_id);
-            match ctx.mode {
-                LockMode::Wait => sql::lock(txn, &key).await?,
-                LockMode::Try => {
-                    if !sql::try_lock(txn, &key).await? {
-                        return Ok(None);
-                    }
-                }
-            }
-            // Read after the lock: a fresh snapshot with every earlier writer's commit.
-            Some(
-                contact::Entity::find_by_id(contact_id)
-                    .one(txn)
-                    .await?
-                    .ok_or_else(|| {
-                        DbErr::RecordNotFound(format!("contact {contact_id} vanished"))
-                    })?,
-            )
-        }
+    let matched = batch.matched(account_id, lead);
+    let mut state = match matched {
+        Some(id) => match batch.contacts.remove(&id) {
+            Some(s) => Some(s),
+            None => return Ok(None),
+        },
         None => None,
     };
+    // Existing from this lead's point of view: stored, or created by an earlier lead of the
+    // transaction.
+    let existing = state.is_some();
 
     let mut actions: Vec<Action> = Vec::new();
     let mut warnings: Vec<Warning> = Vec::new();
-    let links = &lead.links;
-    let check = if [
-        links.user_id,
-        links.ring_group_id,
-        links.line_id,
-        links.tag_id,
-        links.disposition_status_id,
-        links.sequence_id,
-    ]
-    .iter()
-    .any(Option::is_some)
-    {
-        sql::check_links(txn, account_id, links).await?
-    } else {
-        LinkCheck::default()
-    };
-    link_warnings(lead, &check, &mut warnings);
+    let links = check_links(&batch.snap, account_id, lead, &mut warnings);
 
     // §4.2–4.4: the contact's own fields.
+    let current = state.as_ref().map(|s| &s.model);
     let mut candidates = fields::from_lead(lead);
-    let located_by = match &existing {
+    let located_by = match current {
         Some(c) => PhoneNumber::from_e164(c.phone_number.clone()).ok(),
         None => Some(lead.phone_number.clone()),
     };
     if let Some(number) = located_by {
-        let derived = fields::from_number(&number, existing.as_ref(), &candidates);
+        let derived = fields::from_number(&number, current, &candidates);
         candidates.extend(derived);
     }
-    let changes = fields::changes(existing.as_ref(), &candidates, force);
+    let changes = fields::changes(current, &candidates, force);
 
-    // §4.5–4.6: the owner.
+    // §4.5–4.6.
+    let before = current.and_then(|c| c.owner_id);
     let owner = decide_owner(
-        txn,
+        &batch.snap,
         lead,
-        account_id,
-        &check,
-        existing.as_ref(),
+        &links,
+        existing,
+        before,
         &mut actions,
         &mut warnings,
-    )
-    .await?;
+    );
 
     // §4.9: line and disposition, on create, or when blank, or with force_update.
     let settable = |have: Option<i64>, want: Option<i64>| -> Option<i64> {
         let want = want?;
-        match existing {
-            None => Some(want),
-            Some(_) if (have.is_none() || force) && have != Some(want) => Some(want),
-            Some(_) => None,
-        }
+        (!existing || ((have.is_none() || force) && have != Some(want))).then_some(want)
     };
-    let line = settable(
-        existing.as_ref().and_then(|c| c.line_id),
-        links.line_id.filter(|_| check.line),
-    );
+    let line = settable(current.and_then(|c| c.line_id), links.line);
     let disposition = settable(
-        existing.as_ref().and_then(|c| c.disposition_status_id),
-        links
-            .disposition_status_id
-            .filter(|_| check.disposition_status),
+        current.and_then(|c| c.disposition_status_id),
+        links.disposition,
     );
 
-    let now = Utc::now();
+    let now = batch.now;
     let mut changed = false;
-    let contact_id = match &existing {
+    let mut st = match state.take() {
+        Some(s) => s,
         None => {
-            let mut am = contact::ActiveModel {
-                account_id: Set(account_id),
-                phone_number: Set(lead.phone_number.as_str().to_owned()),
-                owner_id: Set(owner),
-                line_id: Set(line),
-                disposition_status_id: Set(disposition),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            };
-            blank_fields(&mut am);
-            fields::set(&mut am, &changes);
-            let created = am.insert(txn).await?;
-            actions.insert(
-                0,
-                Action::ContactCreated {
-                    contact_id: created.id,
-                },
-            );
-            let rows: Vec<contact_phone_number::ActiveModel> = numbers
-                .iter()
-                .map(|n| contact_phone_number::ActiveModel {
-                    account_id: Set(account_id),
-                    contact_id: Set(created.id),
-                    phone_number: Set(n.as_str().to_owned()),
-                    label: Set(label_of(lead, n)),
-                    is_primary: Set(*n == &lead.phone_number),
-                    created_at: Set(now),
-                    ..Default::default()
-                })
-                .collect();
-            contact_phone_number::Entity::insert_many(rows)
-                .exec_without_returning(txn)
-                .await?;
-            for n in &numbers {
-                ctx.owners
-                    .insert((account_id, n.as_str().to_owned()), created.id);
+            let id = batch
+                .new_ids
+                .pop_front()
+                .ok_or_else(|| DbErr::Custom("Failed to reserve a contact id".into()))?;
+            ContactState {
+                model: blank_contact(id, account_id, &lead.phone_number, now),
+                new: true,
+                dirty: Vec::new(),
+                tags: HashSet::new(),
+                active: Vec::new(),
+                queued: false,
             }
-            created.id
-        }
-        Some(c) => {
-            if !changes.is_empty() {
-                let names = changes.iter().map(|(f, _)| f.as_str().to_owned()).collect();
-                actions.insert(
-                    0,
-                    if force {
-                        Action::ContactUpdated {
-                            contact_id: c.id,
-                            fields: names,
-                        }
-                    } else {
-                        Action::ContactMerged {
-                            contact_id: c.id,
-                            fields: names,
-                        }
-                    },
-                );
-                changed = true;
-            }
-            changed |= owner != c.owner_id || line.is_some() || disposition.is_some();
-
-            let mut added = Vec::new();
-            for n in &numbers {
-                match owner_of(ctx, n) {
-                    None => added.push(contact_phone_number::ActiveModel {
-                        account_id: Set(account_id),
-                        contact_id: Set(c.id),
-                        phone_number: Set(n.as_str().to_owned()),
-                        label: Set(label_of(lead, n)),
-                        is_primary: Set(false),
-                        created_at: Set(now),
-                        ..Default::default()
-                    }),
-                    Some(id) if id == c.id => {}
-                    Some(other) => warnings.push(Warning::new(
-                        if *n == &lead.phone_number {
-                            "phone_number"
-                        } else {
-                            "other_phone_numbers"
-                        },
-                        format!(
-                            "Phone number {n} already belongs to contact {other}; not added to contact {}.",
-                            c.id
-                        ),
-                    )),
-                }
-            }
-            if !added.is_empty() {
-                for n in &added {
-                    if let Set(p) = &n.phone_number {
-                        actions.push(Action::PhoneNumberAdded {
-                            phone_number: p.clone(),
-                        });
-                        ctx.owners.insert((account_id, p.clone()), c.id);
-                    }
-                }
-                contact_phone_number::Entity::insert_many(added)
-                    .exec_without_returning(txn)
-                    .await?;
-                changed = true;
-            }
-            c.id
         }
     };
+    let contact_id = st.model.id;
+    let columns = fields::apply(&mut st.model, &changes);
+    if !existing {
+        actions.insert(0, Action::ContactCreated { contact_id });
+        batch.created.push(contact_id);
+    } else if !columns.is_empty() {
+        let names = changes.iter().map(|(f, _)| f.as_str().to_owned()).collect();
+        actions.insert(
+            0,
+            if force {
+                Action::ContactUpdated {
+                    contact_id,
+                    fields: names,
+                }
+            } else {
+                Action::ContactMerged {
+                    contact_id,
+                    fields: names,
+                }
+            },
+        );
+        st.dirty.extend(columns);
+        changed = true;
+    }
+    if owner != st.model.owner_id {
+        st.model.owner_id = owner;
+        st.dirty.push(contact::Column::OwnerId);
+        changed = true;
+    }
     if let Some(l) = line {
+        st.model.line_id = Some(l);
+        st.dirty.push(contact::Column::LineId);
         actions.push(Action::LineSet { line_id: l });
+        changed = true;
     }
     if let Some(d) = disposition {
+        st.model.disposition_status_id = Some(d);
+        st.dirty.push(contact::Column::DispositionStatusId);
         actions.push(Action::DispositionSet {
             disposition_status_id: d,
         });
+        changed = true;
+    }
+
+    // Numbers: a new contact takes them all; an existing one those nobody has yet.
+    for n in lead.all_numbers() {
+        match batch.owner_of(account_id, n) {
+            None => {
+                batch.numbers.push(contact_phone_number::ActiveModel {
+                    account_id: Set(account_id),
+                    contact_id: Set(contact_id),
+                    phone_number: Set(n.as_str().to_owned()),
+                    label: Set(label_of(lead, n)),
+                    is_primary: Set(!existing && n.as_str() == st.model.phone_number),
+                    created_at: Set(now),
+                    ..Default::default()
+                });
+                batch
+                    .owners
+                    .insert((account_id, n.as_str().to_owned()), contact_id);
+                if existing {
+                    actions.push(Action::PhoneNumberAdded {
+                        phone_number: n.as_str().to_owned(),
+                    });
+                    changed = true;
+                }
+            }
+            Some(id) if id == contact_id => {}
+            Some(other) => warnings.push(Warning::new(
+                if n == &lead.phone_number {
+                    "phone_number"
+                } else {
+                    "other_phone_numbers"
+                },
+                format!(
+                    "Phone number {n} already belongs to contact {other}; not added to contact {contact_id}."
+                ),
+            )),
+        }
     }
 
     // §4.3: the note is appended, whatever else happens.
     if let Some(body) = lead.notes.as_ref().filter(|b| !b.trim().is_empty()) {
-        contact_note::Entity::insert(contact_note::ActiveModel {
+        batch.notes.push(contact_note::ActiveModel {
             account_id: Set(account_id),
             contact_id: Set(contact_id),
             body: Set(body.clone()),
             intake_id: Set(Some(m.intake_id)),
             created_at: Set(now),
             ..Default::default()
-        })
-        .exec_without_returning(txn)
-        .await?;
+        });
         actions.push(Action::NoteAdded);
         changed = true;
     }
 
     // §4.9: tag.
-    if let Some(tag_id) = links.tag_id.filter(|_| check.tag) {
-        let inserted = contact_tag::Entity::insert(contact_tag::ActiveModel {
+    if let Some(tag_id) = links.tag
+        && st.tags.insert(tag_id)
+    {
+        batch.tags.push(contact_tag::ActiveModel {
             contact_id: Set(contact_id),
             tag_id: Set(tag_id),
             account_id: Set(account_id),
             created_at: Set(now),
-        })
-        .on_conflict_do_nothing()
-        .exec_without_returning(txn)
-        .await?;
-        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-            actions.push(Action::TagAdded { tag_id });
-            changed = true;
-        }
+        });
+        actions.push(Action::TagAdded { tag_id });
+        changed = true;
     }
 
     // §4.8: sequence.
-    if let Some(sequence_id) = links.sequence_id.filter(|_| check.sequence) {
+    if let Some(sequence_id) = links.sequence {
         changed |= enroll(
-            txn,
+            batch,
+            &mut st,
             lead,
             account_id,
-            contact_id,
-            existing.is_some(),
             sequence_id,
             &mut actions,
             &mut warnings,
-        )
-        .await?;
+        );
     }
 
-    // §4.7: PowerDialer (placed at the end of the transaction).
+    // §4.7: PowerDialer (placed after every lead is planned).
     let mut powerdialer = None;
     if lead.flags.add_to_powerdialer {
         match owner {
@@ -310,67 +349,45 @@ pub(crate) async fn process(
                 "add_to_powerdialer",
                 "Contact has no owner; not added to a PowerDialer list.",
             )),
+            Some(_) if st.queued => warnings.push(Warning::new(
+                "add_to_powerdialer",
+                "Contact is already queued in a PowerDialer list; not added again.",
+            )),
             Some(user_id) => {
-                let queued = ctx.pd_planned.contains(&contact_id)
-                    || (existing.is_some()
-                        && powerdialer_item::Entity::find()
-                            .select_only()
-                            .column(powerdialer_item::Column::Id)
-                            .filter(powerdialer_item::Column::AccountId.eq(account_id))
-                            .filter(powerdialer_item::Column::ContactId.eq(contact_id))
-                            .filter(powerdialer_item::Column::Status.eq("queued"))
-                            .into_tuple::<i64>()
-                            .one(txn)
-                            .await?
-                            .is_some());
-                if queued {
-                    warnings.push(Warning::new(
-                        "add_to_powerdialer",
-                        "Contact is already queued in a PowerDialer list; not added again.",
-                    ));
-                } else {
-                    ctx.pd_planned.insert(contact_id);
-                    powerdialer = Some(PowerdialerPlan {
-                        user_id,
-                        account_id,
-                        contact_id,
-                        position: lead.powerdialer_position,
-                    });
-                    changed = true;
-                }
+                st.queued = true;
+                // Recorded now; the entry is placed last in the transaction (see
+                // place_on_powerdialers), and if that fails nothing of the lead commits.
+                actions.push(Action::PowerdialerAdded {
+                    user_id,
+                    position: lead.powerdialer_position,
+                });
+                powerdialer = Some(PowerdialerPlan {
+                    user_id,
+                    account_id,
+                    contact_id,
+                    position: lead.powerdialer_position,
+                });
+                changed = true;
             }
         }
     }
 
-    let status = match &existing {
-        None => IntakeStatus::Created,
-        Some(_) if force => IntakeStatus::Updated,
-        Some(_) if changed => IntakeStatus::Merged,
-        Some(_) => IntakeStatus::Duplicate,
+    let status = if !existing {
+        IntakeStatus::Created
+    } else if force {
+        IntakeStatus::Updated
+    } else if changed {
+        IntakeStatus::Merged
+    } else {
+        IntakeStatus::Duplicate
     };
-    // The existing contact's row is written once, when everything else is known, so that
-    // any change (a tag or a note too) moves updated_at.
-    if let Some(c) = &existing
-        && (changed || force)
-    {
-        let mut am = contact::ActiveModel {
-            id: Unchanged(c.id),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        fields::set(&mut am, &changes);
-        if owner != c.owner_id {
-            am.owner_id = Set(owner);
+    if existing && (changed || force) {
+        st.model.updated_at = now;
+        if !st.new {
+            st.dirty.push(contact::Column::UpdatedAt);
         }
-        if line.is_some() {
-            am.line_id = Set(line);
-        }
-        if disposition.is_some() {
-            am.disposition_status_id = Set(disposition);
-        }
-        am.update(txn).await?;
     }
-
+    batch.contacts.insert(contact_id, st);
     Ok(Some(Planned {
         status,
         contact_id,
@@ -380,26 +397,39 @@ pub(crate) async fn process(
     }))
 }
 
-/// Every column of a new contact starts blank (the insert lists them all, so its prepared
-/// statement is the same for every lead).
-fn blank_fields(am: &mut contact::ActiveModel) {
-    am.name = Set(None);
-    am.first_name = Set(None);
-    am.last_name = Set(None);
-    am.company_name = Set(None);
-    am.email = Set(None);
-    am.lead_source = Set(None);
-    am.source = Set(None);
-    am.address = Set(None);
-    am.city = Set(None);
-    am.state = Set(None);
-    am.zipcode = Set(None);
-    am.country = Set(None);
-    am.csf1 = Set(None);
-    am.csf2 = Set(None);
-    am.date_of_birth = Set(None);
-    am.timezone = Set(None);
-    am.website = Set(None);
+fn blank_contact(
+    id: i64,
+    account_id: i64,
+    phone: &PhoneNumber,
+    now: DateTime<Utc>,
+) -> contact::Model {
+    contact::Model {
+        id,
+        account_id,
+        phone_number: phone.as_str().to_owned(),
+        name: None,
+        first_name: None,
+        last_name: None,
+        company_name: None,
+        email: None,
+        lead_source: None,
+        source: None,
+        address: None,
+        city: None,
+        state: None,
+        zipcode: None,
+        country: None,
+        csf1: None,
+        csf2: None,
+        date_of_birth: None,
+        timezone: None,
+        website: None,
+        owner_id: None,
+        line_id: None,
+        disposition_status_id: None,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 fn label_of(lead: &Lead, n: &PhoneNumber) -> Option<String> {
@@ -412,66 +442,73 @@ fn label_of(lead: &Lead, n: &PhoneNumber) -> Option<String> {
         .and_then(|o| o.label.clone())
 }
 
-/// A warning for every id the lead names that is not the account's (§2: another account's
-/// id is treated exactly like a missing one).
-fn link_warnings(lead: &Lead, check: &LinkCheck, warnings: &mut Vec<Warning>) {
+/// The lead's ids that are the account's, and a warning for every other one (§2: another
+/// account's id is treated exactly like a missing one).
+fn check_links(
+    snap: &Snapshot,
+    account_id: i64,
+    lead: &Lead,
+    warnings: &mut Vec<Warning>,
+) -> Links {
     let l = &lead.links;
-    let mut missing = |id: Option<i64>, ok: bool, field: &str, what: &str, consequence: &str| {
-        if let Some(id) = id
-            && !ok
-        {
+    let mut keep =
+        |id: Option<i64>, set: &HashSet<(i64, i64)>, field: &str, what: &str, consequence: &str| {
+            let id = id?;
+            if set.contains(&(account_id, id)) {
+                return Some(id);
+            }
             warnings.push(Warning::new(
                 field,
                 format!("{what} {id} not found in this account; {consequence}."),
             ));
-        }
-    };
-    missing(
-        l.user_id,
-        check.user,
-        "user_id",
-        "User",
-        "owner not set from it",
-    );
-    missing(
-        l.ring_group_id,
-        check.ring_group,
-        "ring_group_id",
-        "Ring group",
-        "distribution skipped",
-    );
-    missing(l.line_id, check.line, "line_id", "Line", "line not set");
-    missing(l.tag_id, check.tag, "tag_id", "Tag", "tag not added");
-    missing(
-        l.disposition_status_id,
-        check.disposition_status,
-        "disposition_status_id",
-        "Disposition status",
-        "disposition not set",
-    );
-    missing(
-        l.sequence_id,
-        check.sequence,
-        "sequence_id",
-        "Sequence",
-        "not enrolled",
-    );
+            None
+        };
+    Links {
+        user: keep(
+            l.user_id,
+            &snap.users,
+            "user_id",
+            "User",
+            "owner not set from it",
+        ),
+        ring_group: keep(
+            l.ring_group_id,
+            &snap.ring_groups,
+            "ring_group_id",
+            "Ring group",
+            "distribution skipped",
+        ),
+        line: keep(l.line_id, &snap.lines, "line_id", "Line", "line not set"),
+        tag: keep(l.tag_id, &snap.tags, "tag_id", "Tag", "tag not added"),
+        disposition: keep(
+            l.disposition_status_id,
+            &snap.dispositions,
+            "disposition_status_id",
+            "Disposition status",
+            "disposition not set",
+        ),
+        sequence: keep(
+            l.sequence_id,
+            &snap.sequences,
+            "sequence_id",
+            "Sequence",
+            "not enrolled",
+        ),
+    }
 }
 
 /// §4.5 ownership and §4.6 ring-group distribution: the contact's owner after this lead.
-async fn decide_owner(
-    txn: &DatabaseTransaction,
+fn decide_owner(
+    snap: &Snapshot,
     lead: &Lead,
-    account_id: i64,
-    check: &LinkCheck,
-    existing: Option<&contact::Model>,
+    links: &Links,
+    existing: bool,
+    current: Option<i64>,
     actions: &mut Vec<Action>,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<i64>, DbErr> {
+) -> Option<i64> {
     let flags = &lead.flags;
-    let current = existing.and_then(|c| c.owner_id);
-    let requested = lead.links.user_id.filter(|_| check.user);
-    let may_change = existing.is_none() || flags.force_update || current.is_none();
+    let may_change = !existing || flags.force_update || current.is_none();
     if !may_change {
         if let Some(owner) = current {
             if flags.distribute_to_ring_group {
@@ -482,7 +519,7 @@ async fn decide_owner(
                     ),
                 ));
             }
-            if requested.is_some_and(|u| u != owner) {
+            if links.user.is_some_and(|u| u != owner) {
                 warnings.push(Warning::new(
                     "user_id",
                     format!(
@@ -491,21 +528,21 @@ async fn decide_owner(
                 ));
             }
         }
-        return Ok(current);
+        return current;
     }
 
-    let mut owner = requested.or(current);
+    let mut owner = links.user.or(current);
     let mut distributed = None;
     if flags.distribute_to_ring_group {
-        match lead.links.ring_group_id {
-            None => warnings.push(Warning::new(
+        match (lead.links.ring_group_id, links.ring_group) {
+            (None, _) => warnings.push(Warning::new(
                 "ring_group_id",
                 "distribute_to_ring_group is set but no ring_group_id was given; distribution skipped.",
             )),
-            // Not the account's: link_warnings said so.
-            Some(_) if !check.ring_group => {}
-            Some(group) => {
-                let members = sql::ring_group_members(txn, account_id, group).await?;
+            // Not the account's: check_links said so.
+            (Some(_), None) => {}
+            (Some(_), Some(group)) => {
+                let members: &[Member] = snap.members.get(&group).map_or(&[], Vec::as_slice);
                 let active: Vec<i64> = members.iter().filter(|m| m.active).map(|m| m.user_id).collect();
                 let available: Vec<i64> = members
                     .iter()
@@ -552,42 +589,27 @@ async fn decide_owner(
             }
         }
     }
-    Ok(owner)
+    owner
 }
 
 /// §4.8. Returns whether the contact's enrollments changed.
-#[allow(clippy::too_many_arguments)]
-async fn enroll(
-    txn: &DatabaseTransaction,
+fn enroll(
+    batch: &mut Batch,
+    st: &mut ContactState,
     lead: &Lead,
     account_id: i64,
-    contact_id: i64,
-    existing: bool,
     sequence_id: i64,
     actions: &mut Vec<Action>,
     warnings: &mut Vec<Warning>,
-) -> Result<bool, DbErr> {
-    use sequence_enrollment::Column as C;
-    let active: Vec<i64> = if existing {
-        sequence_enrollment::Entity::find()
-            .select_only()
-            .column(C::SequenceId)
-            .filter(C::AccountId.eq(account_id))
-            .filter(C::ContactId.eq(contact_id))
-            .filter(C::Status.eq("active"))
-            .into_tuple::<i64>()
-            .all(txn)
-            .await?
-    } else {
-        Vec::new()
-    };
-    if active.contains(&sequence_id) {
-        return Ok(false);
+) -> bool {
+    if st.active.contains(&sequence_id) {
+        return false;
     }
-    let now = Utc::now();
-    if !active.is_empty() {
+    let contact_id = st.model.id;
+    if !st.active.is_empty() {
         if !lead.flags.force_update_sequence {
-            let list = active
+            let list = st
+                .active
                 .iter()
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
@@ -598,84 +620,190 @@ async fn enroll(
                     "Contact is active in sequence {list}; not enrolled in {sequence_id} without force_update_sequence."
                 ),
             ));
-            return Ok(false);
+            return false;
         }
-        sequence_enrollment::Entity::update_many()
-            .col_expr(C::Status, "disenrolled".into())
-            .col_expr(C::DisenrolledAt, now.into())
-            .filter(C::AccountId.eq(account_id))
-            .filter(C::ContactId.eq(contact_id))
-            .filter(C::Status.eq("active"))
-            .exec(txn)
-            .await?;
-        for s in active {
-            actions.push(Action::SequenceDisenrolled { sequence_id: s });
+        for ended in std::mem::take(&mut st.active) {
+            // Enrolled earlier in this transaction: insert it ended; else end the stored one.
+            match batch
+                .enrollments
+                .iter_mut()
+                .find(|e| e.contact_id == contact_id && e.sequence_id == ended && !e.ended)
+            {
+                Some(pending) => pending.ended = true,
+                None => {
+                    if !batch.disenroll.contains(&contact_id) {
+                        batch.disenroll.push(contact_id);
+                    }
+                }
+            }
+            actions.push(Action::SequenceDisenrolled { sequence_id: ended });
         }
     }
-    sequence_enrollment::Entity::insert(sequence_enrollment::ActiveModel {
-        account_id: Set(account_id),
-        contact_id: Set(contact_id),
-        sequence_id: Set(sequence_id),
-        status: Set("active".into()),
-        enrolled_at: Set(now),
-        disenrolled_at: Set(None),
-        ..Default::default()
-    })
-    .exec_without_returning(txn)
-    .await?;
+    batch.enrollments.push(NewEnrollment {
+        account_id,
+        contact_id,
+        sequence_id,
+        ended: false,
+    });
+    st.active.push(sequence_id);
     actions.push(Action::SequenceEnrolled { sequence_id });
-    Ok(true)
+    true
 }
 
-/// Adds the planned PowerDialer entries: per owner in user-id order, under the owner's list
-/// lock, each at the top (`min - 1`) or bottom (`max + 1`) in lead order.
-pub(crate) async fn place_on_powerdialers(
-    txn: &DatabaseTransaction,
-    _intakes: &[Intake],
-    planned: &mut [(usize, &mut Planned)],
-) -> Result<(), DbErr> {
-    let mut users: Vec<i64> = planned
+/// Writes everything the batch planned but the PowerDialer entries.
+pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(), DbErr> {
+    let Batch {
+        mut contacts,
+        created,
+        numbers,
+        notes,
+        tags,
+        disenroll,
+        enrollments,
+        now,
+        ..
+    } = batch;
+    // New contacts and changed ones in one statement: a changed contact's row is written
+    // whole from the copy read under its lock, so an upsert on the id is its update.
+    let mut rows: Vec<contact::ActiveModel> = created
         .iter()
-        .filter_map(|(_, p)| p.powerdialer.map(|pd| pd.user_id))
+        .filter_map(|id| contacts.remove(id))
+        .map(|s| s.model.into_active_model().reset_all())
         .collect();
-    users.sort_unstable();
-    users.dedup();
-    let now = Utc::now();
-    for user_id in users {
-        sql::lock(txn, &sql::key::powerdialer(user_id)).await?;
-        let mut bounds = sql::powerdialer_bounds(txn, user_id).await?;
-        let mut rows = Vec::new();
-        for (_, p) in planned.iter_mut() {
-            let Some(plan) = p.powerdialer.filter(|pd| pd.user_id == user_id) else {
-                continue;
-            };
-            let position = match (bounds, plan.position) {
-                (None, _) => 0,
-                (Some((top, _)), PowerdialerPosition::Top) => top - 1,
-                (Some((_, bottom)), PowerdialerPosition::Bottom) => bottom + 1,
-            };
-            bounds = Some(match bounds {
-                None => (position, position),
-                Some((top, bottom)) => (top.min(position), bottom.max(position)),
-            });
-            rows.push(powerdialer_item::ActiveModel {
-                account_id: Set(plan.account_id),
-                user_id: Set(user_id),
-                contact_id: Set(plan.contact_id),
-                position: Set(position),
-                status: Set("queued".into()),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            });
-            p.actions.push(Action::PowerdialerAdded {
-                user_id,
-                position: plan.position,
-            });
-        }
-        powerdialer_item::Entity::insert_many(rows)
+    let mut changed: Vec<contact::Model> = contacts
+        .into_values()
+        .filter(|s| !s.dirty.is_empty())
+        .map(|s| s.model)
+        .collect();
+    changed.sort_by_key(|m| m.id);
+    rows.extend(
+        changed
+            .into_iter()
+            .map(|m| m.into_active_model().reset_all()),
+    );
+    if !rows.is_empty() {
+        use contact::Column as C;
+        contact::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(C::Id)
+                    .update_columns([
+                        C::Name,
+                        C::FirstName,
+                        C::LastName,
+                        C::CompanyName,
+                        C::Email,
+                        C::LeadSource,
+                        C::Source,
+                        C::Address,
+                        C::City,
+                        C::State,
+                        C::Zipcode,
+                        C::Country,
+                        C::Csf1,
+                        C::Csf2,
+                        C::DateOfBirth,
+                        C::Timezone,
+                        C::Website,
+                        C::OwnerId,
+                        C::LineId,
+                        C::DispositionStatusId,
+                        C::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
             .exec_without_returning(txn)
             .await?;
     }
+    if !numbers.is_empty() {
+        contact_phone_number::Entity::insert_many(numbers)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !notes.is_empty() {
+        contact_note::Entity::insert_many(notes)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !tags.is_empty() {
+        contact_tag::Entity::insert_many(tags)
+            .on_conflict_do_nothing()
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !disenroll.is_empty() {
+        use sequence_enrollment::Column as C;
+        sequence_enrollment::Entity::update_many()
+            .col_expr(C::Status, "disenrolled".into())
+            .col_expr(C::DisenrolledAt, now.into())
+            .filter(C::ContactId.is_in(disenroll))
+            .filter(C::Status.eq("active"))
+            .exec(txn)
+            .await?;
+    }
+    if !enrollments.is_empty() {
+        let rows = enrollments
+            .into_iter()
+            .map(|e| sequence_enrollment::ActiveModel {
+                account_id: Set(e.account_id),
+                contact_id: Set(e.contact_id),
+                sequence_id: Set(e.sequence_id),
+                status: Set(if e.ended { "disenrolled" } else { "active" }.into()),
+                enrolled_at: Set(now),
+                disenrolled_at: Set(e.ended.then_some(now)),
+                ..Default::default()
+            });
+        sequence_enrollment::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Adds the planned PowerDialer entries under their owners' list locks, each at the top
+/// (`min - 1`) or bottom (`max + 1`) of its owner's list, in lead order. Last thing before the
+/// commit, so the list locks are held as briefly as possible.
+pub(crate) async fn place_on_powerdialers(
+    txn: &DatabaseTransaction,
+    plans: &[PowerdialerPlan],
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let mut users: Vec<i64> = plans.iter().map(|p| p.user_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    let keys: Vec<String> = users.iter().map(|u| sql::key::powerdialer(*u)).collect();
+    sql::lock_all(txn, &keys).await?;
+    let mut bounds = sql::powerdialer_bounds(txn, &users).await?;
+    let mut rows = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let b = bounds.get(&plan.user_id).copied();
+        let position = match (b, plan.position) {
+            (None, _) => 0,
+            (Some((top, _)), PowerdialerPosition::Top) => top - 1,
+            (Some((_, bottom)), PowerdialerPosition::Bottom) => bottom + 1,
+        };
+        bounds.insert(
+            plan.user_id,
+            match b {
+                None => (position, position),
+                Some((top, bottom)) => (top.min(position), bottom.max(position)),
+            },
+        );
+        rows.push(powerdialer_item::ActiveModel {
+            account_id: Set(plan.account_id),
+            user_id: Set(plan.user_id),
+            contact_id: Set(plan.contact_id),
+            position: Set(position),
+            status: Set("queued".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+    }
+    powerdialer_item::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }

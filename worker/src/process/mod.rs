@@ -6,29 +6,31 @@
 //! the throughput of a worker is on a disk that takes milliseconds to flush.
 //!
 //! Concurrency, across any number of processes, rests on transaction-scoped advisory locks:
-//! - up front, in one global order (by hash): the intake id and every number of every lead of
-//!   the transaction. Two leads sharing a number serialize here; an intake is processed by
-//!   one transaction at a time, which then sees whether it already finished;
-//! - then the matched contact: waited for by a single lead, only *tried* inside a batch (a
-//!   busy contact sends its lead to a transaction of its own after the batch commits), so a
-//!   batch never waits while holding row locks;
-//! - last, the owners' PowerDialer lists, in user-id order.
+//! 1. the intake id and every number of every lead of the transaction. Two leads sharing a
+//!    number serialize here; an intake is processed by one transaction at a time, which then
+//!    sees whether it already finished;
+//! 2. the contacts the leads matched;
+//! 3. just before the commit, the owners' PowerDialer lists.
 //!
-//! Each phase only waits for locks that are taken in a fixed order or by transactions that
-//! wait for nothing, so transactions of this module cannot deadlock one another.
+//! Each phase takes its locks in one pass, in one global order (by hash), and no transaction
+//! goes back to an earlier phase, so these transactions cannot deadlock one another. A first
+//! pass over a batch goes further: it only *tries* the locks of phases 1 and 2 and leaves the
+//! leads whose locks are busy to a second transaction that waits for them, so a batch never
+//! queues behind another while holding many locks.
 
 mod fields;
 mod lead;
 mod sql;
 
 use chrono::Utc;
+use sea_orm::sea_query::LockType;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, RuntimeErr,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, RuntimeErr, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use shared::entities::lead_intake;
+use shared::entities::{contact, lead_intake};
 use shared::intake::{IntakeMessage, IntakeStatus};
 use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
@@ -209,16 +211,6 @@ enum LockMode {
     Try,
 }
 
-/// What a transaction knows while it processes leads one after another.
-pub(crate) struct BatchCtx {
-    mode: LockMode,
-    /// (account, E.164) → contact, for every number of the transaction's leads, kept up to
-    /// date as leads add numbers.
-    owners: HashMap<(i64, String), i64>,
-    /// Contacts a PowerDialer entry is planned for in this transaction.
-    pd_planned: HashSet<i64>,
-}
-
 /// A lead processed inside the transaction, waiting for the PowerDialer phase and commit.
 pub(crate) struct Planned {
     pub status: IntakeStatus,
@@ -269,10 +261,12 @@ impl Processor {
         }
     }
 
-    /// Processes intakes under one commit; results come back in order. A lead whose contact
-    /// another transaction holds is processed on its own afterwards; when the batch fails
-    /// for a reason that may be one lead's, every lead is processed on its own, so one bad
-    /// lead never takes others down with it.
+    /// Processes intakes under one commit; results come back in order.
+    ///
+    /// The leads whose locks are free are processed first and commit together; those whose
+    /// number, intake or contact another transaction holds are processed next, together,
+    /// waiting for their locks. When a transaction fails for a reason that may be one lead's,
+    /// each of its leads is processed on its own, so one bad lead never takes others down.
     pub async fn try_process_batch(
         &self,
         intakes: &[Intake],
@@ -280,97 +274,175 @@ impl Processor {
         if intakes.len() == 1 {
             return vec![self.try_process(&intakes[0]).await];
         }
-        let steps = match self.run(intakes, LockMode::Try).await {
-            Ok(steps) => steps,
+        let mut out: Vec<Option<Result<Outcome, ProcessError>>> = vec![None; intakes.len()];
+        let all: Vec<usize> = (0..intakes.len()).collect();
+        let deferred = self.settle(intakes, &all, LockMode::Try, &mut out).await;
+        if !deferred.is_empty() {
+            metrics::counter!("worker_deferred_leads_total").increment(deferred.len() as u64);
+            let still = self
+                .settle(intakes, &deferred, LockMode::Wait, &mut out)
+                .await;
+            for i in still {
+                out[i] = Some(self.try_process(&intakes[i]).await);
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ProcessError::Transient("the lead was not processed".into()))
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `which` of `intakes` in one transaction and fills their results; returns the
+    /// ones to try again (busy in `Try` mode).
+    async fn settle(
+        &self,
+        intakes: &[Intake],
+        which: &[usize],
+        mode: LockMode,
+        out: &mut [Option<Result<Outcome, ProcessError>>],
+    ) -> Vec<usize> {
+        let chosen: Vec<Intake> = which.iter().map(|&i| intakes[i].clone()).collect();
+        match self.run(&chosen, mode).await {
+            Ok(steps) => {
+                let mut again = Vec::new();
+                for (&i, step) in which.iter().zip(steps) {
+                    match step {
+                        Step::Done(o) => out[i] = Some(Ok(o)),
+                        Step::Failed(e) => out[i] = Some(Err(e)),
+                        Step::Busy | Step::Planned(_) | Step::SameAs(_) => again.push(i),
+                    }
+                }
+                again
+            }
             Err(e) => {
                 let err = classify(&e);
-                warn!(error = %err, leads = intakes.len(), "Batch failed");
-                if let ProcessError::Transient(_) = err {
-                    return intakes.iter().map(|_| Err(err.clone())).collect();
+                warn!(error = %err, leads = which.len(), "Batch failed");
+                for &i in which {
+                    out[i] = Some(match &err {
+                        ProcessError::Transient(_) => Err(err.clone()),
+                        ProcessError::Permanent(_) => self.try_process(&intakes[i]).await,
+                    });
                 }
-                let mut out = Vec::with_capacity(intakes.len());
-                for intake in intakes {
-                    out.push(self.try_process(intake).await);
-                }
-                return out;
+                Vec::new()
             }
-        };
-        let mut out = Vec::with_capacity(intakes.len());
-        for (intake, step) in intakes.iter().zip(steps) {
-            out.push(match step {
-                Step::Done(o) => Ok(o),
-                Step::Failed(e) => Err(e),
-                Step::Busy | Step::Planned(_) | Step::SameAs(_) => {
-                    metrics::counter!("worker_deferred_leads_total").increment(1);
-                    self.try_process(intake).await
-                }
-            });
         }
-        out
     }
 
     async fn run(&self, intakes: &[Intake], mode: LockMode) -> Result<Vec<Step>, DbErr> {
         let txn = self.db.begin().await?;
         let mut keys = Vec::with_capacity(intakes.len() * 2);
+        let mut wanted = sql::Wanted {
+            new_ids: intakes.len(),
+            ..sql::Wanted::default()
+        };
+        let mut lead_keys: Vec<Vec<String>> = Vec::with_capacity(intakes.len());
         for i in intakes {
             let m = &i.message;
-            keys.push(sql::key::intake(m.intake_id));
+            let l = &m.lead.links;
+            let mut own = vec![sql::key::intake(m.intake_id)];
             for n in m.lead.all_numbers() {
-                keys.push(sql::key::number(m.account_id, n.as_str()));
+                own.push(sql::key::number(m.account_id, n.as_str()));
+                wanted.numbers.push(n.as_str().to_owned());
             }
+            keys.extend(own.iter().cloned());
+            lead_keys.push(own);
+            wanted.intakes.push(m.intake_id);
+            wanted.accounts.push(m.account_id);
+            wanted.tokens.push(m.token_id);
+            wanted.users.extend(l.user_id);
+            wanted.ring_groups.extend(l.ring_group_id);
+            wanted.lines.extend(l.line_id);
+            wanted.tags.extend(l.tag_id);
+            wanted.dispositions.extend(l.disposition_status_id);
+            wanted.sequences.extend(l.sequence_id);
         }
-        sql::lock_all(&txn, &keys).await?;
-
-        let ids: Vec<Uuid> = intakes.iter().map(|i| i.message.intake_id).collect();
-        let records = sql::intake_rows(&txn, &ids).await?;
-        let mut accounts: Vec<i64> = intakes.iter().map(|i| i.message.account_id).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let mut tokens: Vec<i64> = intakes.iter().map(|i| i.message.token_id).collect();
-        tokens.sort_unstable();
-        tokens.dedup();
-        let (known_accounts, known_tokens) =
-            sql::existing_accounts_and_tokens(&txn, &accounts, &tokens).await?;
-        let pairs: Vec<(i64, String)> = intakes
-            .iter()
-            .filter(|i| known_accounts.contains(&i.message.account_id))
-            .flat_map(|i| {
-                let a = i.message.account_id;
-                i.message
-                    .lead
-                    .all_numbers()
-                    .into_iter()
-                    .map(move |n| (a, n.as_str().to_owned()))
-            })
-            .collect();
-        let mut ctx = BatchCtx {
-            mode,
-            owners: sql::number_owners(&txn, &pairs).await?,
-            pd_planned: HashSet::new(),
+        // A lead goes ahead only with all of its keys; a batch never waits for one.
+        let free: Vec<bool> = match mode {
+            LockMode::Wait => {
+                sql::lock_all(&txn, &keys).await?;
+                vec![true; intakes.len()]
+            }
+            LockMode::Try => {
+                let taken = sql::try_lock_all(&txn, &keys).await?;
+                lead_keys
+                    .iter()
+                    .map(|own| own.iter().all(|k| taken.contains(k)))
+                    .collect()
+            }
         };
+        // Read after the locks: this statement's snapshot includes every earlier holder's
+        // commit.
+        let mut batch = lead::Batch::new(sql::snapshot(&txn, &wanted).await?);
+
+        // The contacts the leads will change: locked (a batch only takes free ones), then read.
+        let mut matched: Vec<i64> = intakes
+            .iter()
+            .zip(&free)
+            .filter(|(_, free)| **free)
+            .map(|(i, _)| i)
+            .filter(|i| batch.snapshot().accounts.contains(&i.message.account_id))
+            .filter_map(|i| batch.matched(i.message.account_id, &i.message.lead))
+            .collect();
+        matched.sort_unstable();
+        matched.dedup();
+        let contact_keys: Vec<String> = matched.iter().map(|id| sql::key::contact(*id)).collect();
+        let locked: Vec<i64> = match mode {
+            LockMode::Wait => {
+                sql::lock_all(&txn, &contact_keys).await?;
+                matched
+            }
+            LockMode::Try => {
+                let taken = sql::try_lock_all(&txn, &contact_keys).await?;
+                matched
+                    .into_iter()
+                    .zip(&contact_keys)
+                    .filter(|(_, k)| taken.contains(*k))
+                    .map(|(id, _)| id)
+                    .collect()
+            }
+        };
+        if !locked.is_empty() {
+            // The row lock too: a changed contact is written back whole, so no writer that
+            // does not know the advisory locks may slip in between.
+            let models = contact::Entity::find()
+                .filter(contact::Column::Id.is_in(locked.clone()))
+                .lock(LockType::NoKeyUpdate)
+                .all(&txn)
+                .await?;
+            let related = sql::related(&txn, &locked).await?;
+            batch.add_locked(models, related);
+        }
 
         let mut steps: Vec<Step> = Vec::with_capacity(intakes.len());
         let mut first_index: HashMap<Uuid, usize> = HashMap::new();
         for (idx, intake) in intakes.iter().enumerate() {
             let m = &intake.message;
-            if let Some(row) = records.get(&m.intake_id)
-                && row.status.is_outcome()
+            if !free[idx] {
+                steps.push(Step::Busy);
+                continue;
+            }
+            if let Some(row) = batch.snapshot().records.get(&m.intake_id)
+                && let Some(status) =
+                    IntakeStatus::parse(&row.status).filter(IntakeStatus::is_outcome)
             {
-                steps.push(Step::Done(outcome_from_record(m.intake_id, row)));
+                steps.push(Step::Done(outcome_from_record(m.intake_id, status, row)));
                 continue;
             }
             if let Some(&first) = first_index.get(&m.intake_id) {
                 steps.push(Step::SameAs(first));
                 continue;
             }
-            if !known_accounts.contains(&m.account_id) {
+            if !batch.snapshot().accounts.contains(&m.account_id) {
                 steps.push(Step::Failed(ProcessError::Permanent(format!(
                     "unknown account {}",
                     m.account_id
                 ))));
                 continue;
             }
-            match lead::process(&txn, &mut ctx, intake).await? {
+            match lead::plan(&mut batch, intake)? {
                 None => steps.push(Step::Busy),
                 Some(planned) => {
                     first_index.insert(m.intake_id, idx);
@@ -379,16 +451,20 @@ impl Processor {
             }
         }
 
-        let mut planned: Vec<(usize, &mut Planned)> = steps
-            .iter_mut()
+        let known_tokens = batch.snapshot().tokens.clone();
+        lead::flush(&txn, batch).await?;
+        let records: Vec<(usize, &Planned)> = steps
+            .iter()
             .enumerate()
             .filter_map(|(i, s)| match s {
-                Step::Planned(p) => Some((i, p.as_mut())),
+                Step::Planned(p) => Some((i, p.as_ref())),
                 _ => None,
             })
             .collect();
-        lead::place_on_powerdialers(&txn, intakes, &mut planned).await?;
-        write_records(&txn, intakes, &planned, &known_tokens).await?;
+        write_records(&txn, intakes, &records, &known_tokens).await?;
+        let powerdialer: Vec<lead::PowerdialerPlan> =
+            records.iter().filter_map(|(_, p)| p.powerdialer).collect();
+        lead::place_on_powerdialers(&txn, &powerdialer).await?;
         txn.commit().await?;
 
         let mut done: Vec<Step> = Vec::with_capacity(steps.len());
@@ -460,10 +536,10 @@ pub struct DeadRecord {
     pub reason: String,
 }
 
-fn outcome_from_record(intake_id: Uuid, row: &sql::IntakeRow) -> Outcome {
+fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &sql::IntakeRow) -> Outcome {
     Outcome {
         intake_id,
-        status: row.status,
+        status,
         contact_id: row.contact_id,
         actions: serde_json::from_value(row.actions.clone()).unwrap_or_default(),
         warnings: serde_json::from_value(row.warnings.clone()).unwrap_or_default(),
@@ -475,7 +551,7 @@ fn outcome_from_record(intake_id: Uuid, row: &sql::IntakeRow) -> Outcome {
 async fn write_records(
     txn: &DatabaseTransaction,
     intakes: &[Intake],
-    planned: &[(usize, &mut Planned)],
+    planned: &[(usize, &Planned)],
     known_tokens: &HashSet<i64>,
 ) -> Result<(), DbErr> {
     if planned.is_empty() {

@@ -2,8 +2,8 @@
 //! lookups keyed by JSON arrays (one round trip for a whole batch).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use serde::Deserialize;
 use serde_json::json;
-use shared::intake::IntakeStatus;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -47,174 +47,258 @@ pub(crate) async fn lock_all(c: &impl ConnectionTrait, keys: &[String]) -> Resul
     Ok(())
 }
 
-/// Waits for the advisory lock of `key`.
-pub(crate) async fn lock(c: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
-    c.execute_raw(stmt(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        vec![key.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Takes the advisory lock of `key` if nobody else holds it.
-pub(crate) async fn try_lock(c: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    let row = c
-        .query_one_raw(stmt(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked",
-            vec![key.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("Failed to read an advisory lock result".into()))?;
-    row.try_get("", "locked")
-}
-
 /// What an intake record already says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct IntakeRow {
-    pub status: IntakeStatus,
+    pub id: Uuid,
+    pub status: String,
     pub contact_id: Option<i64>,
     pub actions: serde_json::Value,
     pub warnings: serde_json::Value,
 }
 
-pub(crate) async fn intake_rows(
-    c: &impl ConnectionTrait,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, IntakeRow>, DbErr> {
-    let rows = c
-        .query_all_raw(stmt(
-            "SELECT id, status, contact_id, actions, warnings FROM lead_intakes \
-             WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)",
-            vec![json!(ids).into()],
-        ))
-        .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let status: String = row.try_get("", "status")?;
-        let Some(status) = IntakeStatus::parse(&status) else {
-            continue;
-        };
-        out.insert(
-            row.try_get("", "id")?,
-            IntakeRow {
-                status,
-                contact_id: row.try_get("", "contact_id")?,
-                actions: row.try_get("", "actions")?,
-                warnings: row.try_get("", "warnings")?,
-            },
-        );
-    }
-    Ok(out)
+/// What a transaction reads about its leads, in one round trip, once their locks are held.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub records: HashMap<Uuid, IntakeRow>,
+    pub accounts: HashSet<i64>,
+    pub tokens: HashSet<i64>,
+    /// (account, E.164) → contact.
+    pub owners: HashMap<(i64, String), i64>,
+    /// (account, id) pairs that exist, per kind of link.
+    pub users: HashSet<(i64, i64)>,
+    pub ring_groups: HashSet<(i64, i64)>,
+    pub lines: HashSet<(i64, i64)>,
+    pub tags: HashSet<(i64, i64)>,
+    pub dispositions: HashSet<(i64, i64)>,
+    pub sequences: HashSet<(i64, i64)>,
+    /// Ring group → its members, by user id.
+    pub members: HashMap<i64, Vec<Member>>,
+    /// Contact ids reserved for the contacts this transaction may create.
+    pub new_ids: Vec<i64>,
 }
 
-/// Which of `accounts` and `tokens` exist.
-pub(crate) async fn existing_accounts_and_tokens(
-    c: &impl ConnectionTrait,
-    accounts: &[i64],
-    tokens: &[i64],
-) -> Result<(HashSet<i64>, HashSet<i64>), DbErr> {
-    let rows = c
-        .query_all_raw(stmt(
-            "SELECT 'a' AS kind, id FROM accounts \
-               WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint) \
-             UNION ALL \
-             SELECT 't', id FROM api_tokens \
-               WHERE id IN (SELECT (jsonb_array_elements_text($2::jsonb))::bigint)",
-            vec![json!(accounts).into(), json!(tokens).into()],
-        ))
-        .await?;
-    let (mut a, mut t) = (HashSet::new(), HashSet::new());
-    for row in rows {
-        let kind: String = row.try_get("", "kind")?;
-        let id: i64 = row.try_get("", "id")?;
-        if kind == "a" {
-            a.insert(id);
-        } else {
-            t.insert(id);
-        }
-    }
-    Ok((a, t))
+/// The ids a transaction's leads name, to read in one [`snapshot`].
+#[derive(Debug, Default)]
+pub(crate) struct Wanted {
+    pub intakes: Vec<Uuid>,
+    pub accounts: Vec<i64>,
+    pub tokens: Vec<i64>,
+    pub numbers: Vec<String>,
+    pub users: Vec<i64>,
+    pub ring_groups: Vec<i64>,
+    pub lines: Vec<i64>,
+    pub tags: Vec<i64>,
+    pub dispositions: Vec<i64>,
+    pub sequences: Vec<i64>,
+    pub new_ids: usize,
 }
 
-/// The contact owning each of `pairs` (account, E.164), where one does.
-pub(crate) async fn number_owners(
-    c: &impl ConnectionTrait,
-    pairs: &[(i64, String)],
-) -> Result<HashMap<(i64, String), i64>, DbErr> {
-    if pairs.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let keys: Vec<serde_json::Value> = pairs
-        .iter()
-        .map(|(a, p)| json!({ "a": a, "p": p }))
-        .collect();
-    let rows = c
-        .query_all_raw(stmt(
-            "SELECT n.account_id, n.phone_number, n.contact_id FROM contact_phone_numbers n \
-             JOIN jsonb_to_recordset($1::jsonb) AS k(a bigint, p text) \
-               ON n.account_id = k.a AND n.phone_number = k.p",
-            vec![serde_json::Value::Array(keys).into()],
-        ))
-        .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        out.insert(
-            (
-                row.try_get("", "account_id")?,
-                row.try_get("", "phone_number")?,
-            ),
-            row.try_get("", "contact_id")?,
-        );
-    }
-    Ok(out)
+#[derive(Deserialize)]
+struct SnapshotJson {
+    intakes: Vec<IntakeRow>,
+    accounts: Vec<i64>,
+    tokens: Vec<i64>,
+    numbers: Vec<(i64, String, i64)>,
+    users: Vec<(i64, i64)>,
+    ring_groups: Vec<(i64, i64)>,
+    lines: Vec<(i64, i64)>,
+    tags: Vec<(i64, i64)>,
+    dispositions: Vec<(i64, i64)>,
+    sequences: Vec<(i64, i64)>,
+    members: Vec<(i64, i64, bool, bool)>,
+    ids: Vec<i64>,
 }
 
-/// Which of a lead's linked ids belong to the account (one round trip for all of them).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LinkCheck {
-    pub user: bool,
-    pub ring_group: bool,
-    pub line: bool,
-    pub tag: bool,
-    pub disposition_status: bool,
-    pub sequence: bool,
+/// `= ANY` over a JSON array parameter: an index scan whatever the table's size.
+macro_rules! any_of {
+    ($n:literal, $ty:literal) => {
+        concat!(
+            "ANY (ARRAY(SELECT (jsonb_array_elements_text($",
+            $n,
+            "::jsonb))::",
+            $ty,
+            "))"
+        )
+    };
 }
 
-pub(crate) async fn check_links(
-    c: &impl ConnectionTrait,
-    account_id: i64,
-    links: &shared::lead::LeadLinks,
-) -> Result<LinkCheck, DbErr> {
+/// Pairs `(account_id, id)` of one account-owned table whose id is in parameter `$n`.
+macro_rules! owned {
+    ($table:literal, $n:literal) => {
+        concat!(
+            "(SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json) FROM ",
+            $table,
+            " WHERE id = ",
+            any_of!($n, "bigint"),
+            ")"
+        )
+    };
+}
+
+pub(crate) async fn snapshot(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbErr> {
+    const SQL: &str = concat!(
+        "SELECT json_build_object(",
+        "'intakes', (SELECT coalesce(json_agg(json_build_object('id', id, 'status', status, ",
+        "'contact_id', contact_id, 'actions', actions, 'warnings', warnings)), '[]'::json) ",
+        "FROM lead_intakes WHERE id = ",
+        any_of!("1", "uuid"),
+        "), 'accounts', (SELECT coalesce(json_agg(id), '[]'::json) FROM accounts WHERE id = ",
+        any_of!("2", "bigint"),
+        "), 'tokens', (SELECT coalesce(json_agg(id), '[]'::json) FROM api_tokens WHERE id = ",
+        any_of!("3", "bigint"),
+        "), 'numbers', (SELECT coalesce(json_agg(json_build_array(account_id, phone_number, ",
+        "contact_id)), '[]'::json) FROM contact_phone_numbers WHERE account_id = ",
+        any_of!("2", "bigint"),
+        " AND phone_number = ",
+        any_of!("4", "text"),
+        "), 'users', ",
+        owned!("users", "5"),
+        ", 'ring_groups', ",
+        owned!("ring_groups", "6"),
+        ", 'lines', ",
+        owned!("lines", "7"),
+        ", 'tags', ",
+        owned!("tags", "8"),
+        ", 'dispositions', ",
+        owned!("disposition_statuses", "9"),
+        ", 'sequences', ",
+        owned!("sequences", "10"),
+        ", 'members', (SELECT coalesce(json_agg(json_build_array(m.ring_group_id, u.id, ",
+        "u.active, u.available) ORDER BY m.ring_group_id, u.id), '[]'::json) ",
+        "FROM ring_group_members m JOIN users u ON u.account_id = m.account_id ",
+        "AND u.id = m.user_id WHERE m.ring_group_id = ",
+        any_of!("6", "bigint"),
+        "), 'ids', (SELECT coalesce(json_agg(nextval(q.seq)), '[]'::json) ",
+        "FROM (SELECT pg_get_serial_sequence('contacts', 'id')::regclass AS seq) AS q, ",
+        "generate_series(1, $11::int))",
+        ") AS snapshot"
+    );
     let row = c
         .query_one_raw(stmt(
-            "SELECT \
-               EXISTS (SELECT 1 FROM users WHERE account_id = $1 AND id = $2) AS u, \
-               EXISTS (SELECT 1 FROM ring_groups WHERE account_id = $1 AND id = $3) AS r, \
-               EXISTS (SELECT 1 FROM lines WHERE account_id = $1 AND id = $4) AS l, \
-               EXISTS (SELECT 1 FROM tags WHERE account_id = $1 AND id = $5) AS t, \
-               EXISTS (SELECT 1 FROM disposition_statuses WHERE account_id = $1 AND id = $6) AS d, \
-               EXISTS (SELECT 1 FROM sequences WHERE account_id = $1 AND id = $7) AS s",
+            SQL,
             vec![
-                account_id.into(),
-                links.user_id.into(),
-                links.ring_group_id.into(),
-                links.line_id.into(),
-                links.tag_id.into(),
-                links.disposition_status_id.into(),
-                links.sequence_id.into(),
+                json!(w.intakes).into(),
+                json!(w.accounts).into(),
+                json!(w.tokens).into(),
+                json!(w.numbers).into(),
+                json!(w.users).into(),
+                json!(w.ring_groups).into(),
+                json!(w.lines).into(),
+                json!(w.tags).into(),
+                json!(w.dispositions).into(),
+                json!(w.sequences).into(),
+                i32::try_from(w.new_ids).unwrap_or(i32::MAX).into(),
             ],
         ))
         .await?
-        .ok_or_else(|| DbErr::Custom("Failed to check the lead's links".into()))?;
-    Ok(LinkCheck {
-        user: row.try_get("", "u")?,
-        ring_group: row.try_get("", "r")?,
-        line: row.try_get("", "l")?,
-        tag: row.try_get("", "t")?,
-        disposition_status: row.try_get("", "d")?,
-        sequence: row.try_get("", "s")?,
+        .ok_or_else(|| DbErr::Custom("Failed to read the leads' snapshot".into()))?;
+    let value: serde_json::Value = row.try_get("", "snapshot")?;
+    let j: SnapshotJson = serde_json::from_value(value).map_err(|e| DbErr::Json(e.to_string()))?;
+    let wanted: HashSet<&str> = w.numbers.iter().map(String::as_str).collect();
+    let mut members: HashMap<i64, Vec<Member>> = HashMap::new();
+    for (group, user_id, active, available) in j.members {
+        members.entry(group).or_default().push(Member {
+            user_id,
+            active,
+            available,
+        });
+    }
+    Ok(Snapshot {
+        records: j.intakes.into_iter().map(|r| (r.id, r)).collect(),
+        accounts: j.accounts.into_iter().collect(),
+        tokens: j.tokens.into_iter().collect(),
+        owners: j
+            .numbers
+            .into_iter()
+            .filter(|(_, p, _)| wanted.contains(p.as_str()))
+            .map(|(a, p, c)| ((a, p), c))
+            .collect(),
+        users: j.users.into_iter().collect(),
+        ring_groups: j.ring_groups.into_iter().collect(),
+        lines: j.lines.into_iter().collect(),
+        tags: j.tags.into_iter().collect(),
+        dispositions: j.dispositions.into_iter().collect(),
+        sequences: j.sequences.into_iter().collect(),
+        members,
+        new_ids: j.ids,
     })
+}
+
+/// Tries the advisory lock of every key; returns the keys taken.
+pub(crate) async fn try_lock_all(
+    c: &impl ConnectionTrait,
+    keys: &[String],
+) -> Result<HashSet<String>, DbErr> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = c
+        .query_all_raw(stmt(
+            "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0)) AS locked \
+             FROM jsonb_array_elements_text($1::jsonb) AS k",
+            vec![json!(keys).into()],
+        ))
+        .await?;
+    let mut taken = HashSet::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<bool>("", "locked")? {
+            taken.insert(row.try_get::<String>("", "k")?);
+        }
+    }
+    Ok(taken)
+}
+
+/// What the transaction must know of a locked contact beyond its row.
+#[derive(Debug, Default)]
+pub(crate) struct Related {
+    pub tags: HashMap<i64, HashSet<i64>>,
+    /// Active sequence enrollments.
+    pub active: HashMap<i64, Vec<i64>>,
+    /// Contacts with a queued PowerDialer entry.
+    pub queued: HashSet<i64>,
+}
+
+#[derive(Deserialize)]
+struct RelatedJson {
+    tags: Vec<(i64, i64)>,
+    active: Vec<(i64, i64)>,
+    queued: Vec<i64>,
+}
+
+pub(crate) async fn related(c: &impl ConnectionTrait, contacts: &[i64]) -> Result<Related, DbErr> {
+    if contacts.is_empty() {
+        return Ok(Related::default());
+    }
+    const SQL: &str = concat!(
+        "SELECT json_build_object(",
+        "'tags', (SELECT coalesce(json_agg(json_build_array(contact_id, tag_id)), '[]'::json) ",
+        "FROM contact_tags WHERE contact_id = ",
+        any_of!("1", "bigint"),
+        "), 'active', (SELECT coalesce(json_agg(json_build_array(contact_id, sequence_id) ",
+        "ORDER BY id), '[]'::json) FROM sequence_enrollments WHERE status = 'active' ",
+        "AND contact_id = ",
+        any_of!("1", "bigint"),
+        "), 'queued', (SELECT coalesce(json_agg(contact_id), '[]'::json) FROM powerdialer_items ",
+        "WHERE status = 'queued' AND contact_id = ",
+        any_of!("1", "bigint"),
+        ")) AS related"
+    );
+    let row = c
+        .query_one_raw(stmt(SQL, vec![json!(contacts).into()]))
+        .await?
+        .ok_or_else(|| DbErr::Custom("Failed to read the contacts' links".into()))?;
+    let value: serde_json::Value = row.try_get("", "related")?;
+    let j: RelatedJson = serde_json::from_value(value).map_err(|e| DbErr::Json(e.to_string()))?;
+    let mut out = Related::default();
+    for (contact, tag) in j.tags {
+        out.tags.entry(contact).or_default().insert(tag);
+    }
+    for (contact, sequence) in j.active {
+        out.active.entry(contact).or_default().push(sequence);
+    }
+    out.queued = j.queued.into_iter().collect();
+    Ok(out)
 }
 
 /// A ring-group member as distribution sees it.
@@ -225,44 +309,29 @@ pub(crate) struct Member {
     pub available: bool,
 }
 
-pub(crate) async fn ring_group_members(
-    c: &impl ConnectionTrait,
-    account_id: i64,
-    ring_group_id: i64,
-) -> Result<Vec<Member>, DbErr> {
-    let rows = c
-        .query_all_raw(stmt(
-            "SELECT u.id, u.active, u.available FROM ring_group_members m \
-             JOIN users u ON u.account_id = m.account_id AND u.id = m.user_id \
-             WHERE m.account_id = $1 AND m.ring_group_id = $2 ORDER BY u.id",
-            vec![account_id.into(), ring_group_id.into()],
-        ))
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Member {
-                user_id: row.try_get("", "id")?,
-                active: row.try_get("", "active")?,
-                available: row.try_get("", "available")?,
-            })
-        })
-        .collect()
-}
-
-/// The top and bottom positions of a user's queued PowerDialer entries.
+/// The top and bottom positions of each user's queued PowerDialer entries (users with an
+/// empty list are absent).
 pub(crate) async fn powerdialer_bounds(
     c: &impl ConnectionTrait,
-    user_id: i64,
-) -> Result<Option<(i64, i64)>, DbErr> {
-    let row = c
-        .query_one_raw(stmt(
-            "SELECT min(position) AS top, max(position) AS bottom FROM powerdialer_items \
-             WHERE user_id = $1 AND status = 'queued'",
-            vec![user_id.into()],
+    users: &[i64],
+) -> Result<HashMap<i64, (i64, i64)>, DbErr> {
+    let rows = c
+        .query_all_raw(stmt(
+            concat!(
+                "SELECT user_id, min(position) AS top, max(position) AS bottom ",
+                "FROM powerdialer_items WHERE status = 'queued' AND user_id = ",
+                any_of!("1", "bigint"),
+                " GROUP BY user_id"
+            ),
+            vec![json!(users).into()],
         ))
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    let top: Option<i64> = row.try_get("", "top")?;
-    let bottom: Option<i64> = row.try_get("", "bottom")?;
-    Ok(top.zip(bottom))
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(
+            row.try_get("", "user_id")?,
+            (row.try_get("", "top")?, row.try_get("", "bottom")?),
+        );
+    }
+    Ok(out)
 }
