@@ -33,6 +33,7 @@ const MAX_BATCH: usize = 256;
 
 /// A worker, built and ready to run.
 pub struct Worker {
+    /// Everything configurable; the consumer tasks share it.
     settings: Settings,
     /// Leads → database.
     processor: Processor,
@@ -42,13 +43,17 @@ pub struct Worker {
     metrics: PrometheusHandle,
     /// Bound at build time, so callers know the port before the worker runs.
     listener: TcpListener,
+    /// The listener's address (port 0 resolved), for tests and logs.
     metrics_addr: SocketAddr,
 }
 
 /// What every consumer task of a session shares.
 struct Shared {
+    /// Concurrency, batch size, retry delays, prefixes.
     settings: Settings,
+    /// Leads → database.
     processor: Processor,
+    /// Outcomes → Redis.
     outcomes: OutcomePublisher,
 }
 
@@ -72,7 +77,12 @@ impl Worker {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy(true)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails
+            // the lead transiently instead of holding a consumer for ever.
+            .map_sqlx_postgres_opts(|o| {
+                o.options([("statement_timeout", "30s"), ("lock_timeout", "30s")])
+            });
         let db = Database::connect(opts)
             .await
             .context("Failed to set up the database pool")?;

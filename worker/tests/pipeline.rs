@@ -502,3 +502,63 @@ async fn the_worker_reconnects_when_the_broker_connection_drops() {
     running.stop().await;
     testkit::delete_topology(&ctx.settings).await;
 }
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_its_consumer_is_dead_lettered_by_the_broker() {
+    // A lead that crashes every worker it reaches is returned to the queue each time; the
+    // quorum queue's delivery limit ends the loop by moving it to leads.dead.
+    use lapin::options::BasicNackOptions;
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let m = ctx.message(lead("818 555 0001"));
+    publisher.publish(&m).await;
+    let queue = publisher.topology.intake_queue();
+    let mut deliveries = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < WAIT {
+        let got = publisher
+            .channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap();
+        let Some(got) = got else {
+            if publisher.depth(&publisher.topology.dead_queue()).await == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        deliveries += 1;
+        got.delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+            .unwrap();
+    }
+    let limit = shared::amqp::DELIVERY_LIMIT;
+    assert!(
+        (limit..=limit + 1).contains(&deliveries),
+        "{deliveries} deliveries for a limit of {limit}"
+    );
+    let dead = publisher
+        .channel
+        .basic_get(
+            publisher.topology.dead_queue().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("dead-lettered by the broker");
+    assert_eq!(
+        dead.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string()),
+        Some(m.intake_id.to_string())
+    );
+    testkit::delete_topology(&ctx.settings).await;
+}
