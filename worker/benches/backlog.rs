@@ -348,7 +348,7 @@ async fn main() {
         "batched INSERT … ON CONFLICT (100 rows per statement): {leads} rows in {baseline_secs:.2} s: {baseline_rate:.0} rows/s ({baseline_rows} rows)"
     );
     println!(
-        "worker transactions: {batches:.0} batches, {mean_batch:.1} leads on average, {deferred:.0} leads deferred to their own"
+        "worker transactions: {batches:.0} batches, {mean_batch:.1} leads on average, {deferred:.0} leads left to a second transaction (locks busy)"
     );
     println!(
         "ratio: the plain upsert is {:.1}× the worker",

@@ -85,10 +85,13 @@ fn describe() {
         "worker_in_flight_leads",
         "Deliveries received, not yet settled."
     );
-    metrics::describe_histogram!("worker_batch_size", "Leads per database transaction.");
+    metrics::describe_histogram!(
+        "worker_batch_size",
+        "Leads taken from the queue together (one transaction for those whose locks are free)."
+    );
     metrics::describe_counter!(
         "worker_deferred_leads_total",
-        "Leads of a batch moved to a transaction of their own (contact busy or batch failed)."
+        "Leads of a batch whose locks were busy, processed by a second transaction that waits for them."
     );
     metrics::describe_counter!(
         "worker_broker_connects_total",
