@@ -339,33 +339,8 @@ mod tests {
     }
 
     fn contact(f: impl FnOnce(&mut contact::Model)) -> contact::Model {
-        let mut m = contact::Model {
-            id: 1,
-            account_id: 1,
-            phone_number: "+18181234567".into(),
-            name: None,
-            first_name: None,
-            last_name: None,
-            company_name: None,
-            email: None,
-            lead_source: None,
-            source: None,
-            address: None,
-            city: None,
-            state: None,
-            zipcode: None,
-            country: None,
-            csf1: None,
-            csf2: None,
-            date_of_birth: None,
-            timezone: None,
-            website: None,
-            owner_id: None,
-            line_id: None,
-            disposition_status_id: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        };
+        let phone = PhoneNumber::from_e164("+18181234567".into()).expect("e164");
+        let mut m = super::super::lead::blank_contact(1, 1, &phone, Utc::now());
         f(&mut m);
         m
     }

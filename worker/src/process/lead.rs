@@ -397,7 +397,7 @@ pub(crate) fn plan(batch: &mut Batch, intake: &Intake) -> Result<Option<Planned>
     }))
 }
 
-fn blank_contact(
+pub(super) fn blank_contact(
     id: i64,
     account_id: i64,
     phone: &PhoneNumber,
