@@ -68,7 +68,9 @@ impl Application {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(true)
             // Statements carry token hashes; they stay out of the logs.
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // Read-API searches stay index scans as the account's tables grow.
+            .map_sqlx_postgres_opts(|o| o.options([shared::db::CUSTOM_PLANS]));
         let db = Database::connect(db_options)
             .await
             .context("Failed to set up the database pool")?;

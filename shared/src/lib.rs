@@ -2,6 +2,7 @@
 //!
 //! - [`admin`]: operator operations (accounts, users, tokens, …) behind `leadctl`.
 //! - [`config`]: settings, defaults < optional file < environment.
+//! - [`db`]: PostgreSQL session settings of every service.
 //! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
 //! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod amqp;
 pub mod config;
+pub mod db;
 pub mod entities;
 pub mod geo;
 pub mod intake;

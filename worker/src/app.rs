@@ -12,7 +12,6 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sea_orm::{ConnectOptions, Database};
 use shared::config::Settings;
 use shared::intake::IntakeStatus;
 use std::future::Future;
@@ -71,19 +70,7 @@ impl Worker {
     /// is still coming up), the metrics recorder and the metrics listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = observe::recorder()?;
-        let mut opts = ConnectOptions::new(settings.database_url.clone());
-        opts.max_connections(settings.worker.db_pool_size.max(1))
-            .min_connections(0)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy(true)
-            .sqlx_logging(false)
-            // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails
-            // the lead transiently instead of holding a consumer for ever.
-            .map_sqlx_postgres_opts(|o| {
-                o.options([("statement_timeout", "30s"), ("lock_timeout", "30s")])
-            });
-        let db = Database::connect(opts)
+        let db = crate::db::connect(&settings)
             .await
             .context("Failed to set up the database pool")?;
         let listener = TcpListener::bind(&settings.worker.metrics_addr)

@@ -3,6 +3,7 @@
 //! - [`cli`]: `leadctl` commands over `shared::admin` and [`dlq`].
 //! - [`dlq`]: reading, replaying and purging the dead-letter queue.
 //! - [`app`]: the worker process: [`app::Worker::build`], `run_until_stopped`, consume loop.
+//! - [`db`]: the database pool and its session settings.
 //! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
 //! - [`decode`]: deliveries → intakes, or the reason they are poison.
 //! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
@@ -12,6 +13,7 @@
 pub mod app;
 pub mod broker;
 pub mod cli;
+pub mod db;
 pub mod decode;
 pub mod dlq;
 pub mod observe;

@@ -37,6 +37,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 pub use fields::{join_name, split_name};
+pub use sql::HOT_PATH;
 
 /// One delivery of an intake message.
 #[derive(Debug, Clone)]
@@ -345,7 +346,7 @@ impl Processor {
             let mut own = vec![sql::key::intake(m.intake_id)];
             for n in m.lead.all_numbers() {
                 own.push(sql::key::number(m.account_id, n.as_str()));
-                wanted.numbers.push(n.as_str().to_owned());
+                wanted.numbers.push((m.account_id, n.as_str().to_owned()));
             }
             keys.extend(own.iter().cloned());
             lead_keys.push(own);
@@ -498,15 +499,7 @@ impl Processor {
         use sea_orm::ConnectionTrait;
         self.db
             .execute_raw(sql::stmt(
-                "INSERT INTO lead_intakes (id, account_id, user_id, token_id, status, payload, \
-                   attempts, last_error, received_at, processed_at, updated_at) \
-                 SELECT $1, $2, $3, (SELECT id FROM api_tokens WHERE id = $4), 'dead_lettered', \
-                   $5, $6, $7, $8, now(), now() \
-                 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2) \
-                 ON CONFLICT (id) DO UPDATE SET status = 'dead_lettered', \
-                   attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, \
-                   processed_at = now(), updated_at = now() \
-                 WHERE lead_intakes.status NOT IN ('created', 'updated', 'merged', 'duplicate')",
+                sql::DEAD_LETTER,
                 vec![
                     dead.intake_id.into(),
                     dead.account_id.into(),

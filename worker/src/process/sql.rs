@@ -1,11 +1,31 @@
 //! The few statements SeaORM's query builder does not express: advisory locks and set
-//! lookups keyed by JSON arrays (one round trip for a whole batch).
+//! lookups for a whole batch in one round trip. The SQL lives in `sql/*.sql` beside this
+//! file. Every statement takes its keys as typed array parameters (`$1::bigint[]`) and
+//! descends an index once per key, so its cost follows the batch, never the table; the
+//! worker's sessions plan each execution afresh (see [`crate::db`]), so a plan made while a
+//! table was small is never kept as it grows.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
+
+pub(crate) const SNAPSHOT: &str = include_str!("sql/snapshot.sql");
+pub(crate) const RELATED: &str = include_str!("sql/related.sql");
+pub(crate) const LOCK_ALL: &str = include_str!("sql/lock_all.sql");
+pub(crate) const TRY_LOCK_ALL: &str = include_str!("sql/try_lock_all.sql");
+pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds.sql");
+pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
+
+/// The hand-written statements of the hot path, by name, for the plan checks of the tests.
+pub const HOT_PATH: [(&str, &str); 6] = [
+    ("snapshot", SNAPSHOT),
+    ("related", RELATED),
+    ("lock_all", LOCK_ALL),
+    ("try_lock_all", TRY_LOCK_ALL),
+    ("powerdialer_bounds", POWERDIALER_BOUNDS),
+    ("dead_letter", DEAD_LETTER),
+];
 
 pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -36,14 +56,8 @@ pub(crate) async fn lock_all(c: &impl ConnectionTrait, keys: &[String]) -> Resul
     if keys.is_empty() {
         return Ok(());
     }
-    // OFFSET 0 keeps the sorted subquery from being flattened, so locks are taken in order.
-    c.execute_raw(stmt(
-        "SELECT count(pg_advisory_xact_lock(k)) FROM (\
-           SELECT DISTINCT hashtextextended(t, 0) AS k \
-           FROM jsonb_array_elements_text($1::jsonb) AS t ORDER BY 1 OFFSET 0) AS s",
-        vec![json!(keys).into()],
-    ))
-    .await?;
+    c.execute_raw(stmt(LOCK_ALL, vec![keys.to_vec().into()]))
+        .await?;
     Ok(())
 }
 
@@ -84,7 +98,8 @@ pub(crate) struct Wanted {
     pub intakes: Vec<Uuid>,
     pub accounts: Vec<i64>,
     pub tokens: Vec<i64>,
-    pub numbers: Vec<String>,
+    /// (account, E.164) of every number of every lead.
+    pub numbers: Vec<(i64, String)>,
     pub users: Vec<i64>,
     pub ring_groups: Vec<i64>,
     pub lines: Vec<i64>,
@@ -110,84 +125,23 @@ struct SnapshotJson {
     ids: Vec<i64>,
 }
 
-/// `= ANY` over a JSON array parameter: an index scan whatever the table's size.
-macro_rules! any_of {
-    ($n:literal, $ty:literal) => {
-        concat!(
-            "ANY (ARRAY(SELECT (jsonb_array_elements_text($",
-            $n,
-            "::jsonb))::",
-            $ty,
-            "))"
-        )
-    };
-}
-
-/// Pairs `(account_id, id)` of one account-owned table whose id is in parameter `$n`.
-macro_rules! owned {
-    ($table:literal, $n:literal) => {
-        concat!(
-            "(SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json) FROM ",
-            $table,
-            " WHERE id = ",
-            any_of!($n, "bigint"),
-            ")"
-        )
-    };
-}
-
 pub(crate) async fn snapshot(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbErr> {
-    const SQL: &str = concat!(
-        "SELECT json_build_object(",
-        "'intakes', (SELECT coalesce(json_agg(json_build_object('id', id, 'status', status, ",
-        "'contact_id', contact_id, 'actions', actions, 'warnings', warnings)), '[]'::json) ",
-        "FROM lead_intakes WHERE id = ",
-        any_of!("1", "uuid"),
-        "), 'accounts', (SELECT coalesce(json_agg(id), '[]'::json) FROM accounts WHERE id = ",
-        any_of!("2", "bigint"),
-        "), 'tokens', (SELECT coalesce(json_agg(id), '[]'::json) FROM api_tokens WHERE id = ",
-        any_of!("3", "bigint"),
-        "), 'numbers', (SELECT coalesce(json_agg(json_build_array(account_id, phone_number, ",
-        "contact_id)), '[]'::json) FROM contact_phone_numbers WHERE account_id = ",
-        any_of!("2", "bigint"),
-        " AND phone_number = ",
-        any_of!("4", "text"),
-        "), 'users', ",
-        owned!("users", "5"),
-        ", 'ring_groups', ",
-        owned!("ring_groups", "6"),
-        ", 'lines', ",
-        owned!("lines", "7"),
-        ", 'tags', ",
-        owned!("tags", "8"),
-        ", 'dispositions', ",
-        owned!("disposition_statuses", "9"),
-        ", 'sequences', ",
-        owned!("sequences", "10"),
-        ", 'members', (SELECT coalesce(json_agg(json_build_array(m.ring_group_id, u.id, ",
-        "u.active, u.available) ORDER BY m.ring_group_id, u.id), '[]'::json) ",
-        "FROM ring_group_members m JOIN users u ON u.account_id = m.account_id ",
-        "AND u.id = m.user_id WHERE m.ring_group_id = ",
-        any_of!("6", "bigint"),
-        "), 'ids', (SELECT coalesce(json_agg(nextval(q.seq)), '[]'::json) ",
-        "FROM (SELECT pg_get_serial_sequence('contacts', 'id')::regclass AS seq) AS q, ",
-        "generate_series(1, $11::int))",
-        ") AS snapshot"
-    );
+    let (number_accounts, numbers): (Vec<i64>, Vec<String>) = w.numbers.iter().cloned().unzip();
     let row = c
         .query_one_raw(stmt(
-            SQL,
+            SNAPSHOT,
             vec![
-                json!(w.intakes).into(),
-                json!(w.accounts).into(),
-                json!(w.tokens).into(),
-                json!(w.numbers).into(),
-                json!(w.users).into(),
-                json!(w.ring_groups).into(),
-                json!(w.lines).into(),
-                json!(w.tags).into(),
-                json!(w.dispositions).into(),
-                json!(w.sequences).into(),
+                w.intakes.clone().into(),
+                ids(&w.accounts),
+                ids(&w.tokens),
+                number_accounts.into(),
+                numbers.into(),
+                ids(&w.users),
+                ids(&w.ring_groups),
+                ids(&w.lines),
+                ids(&w.tags),
+                ids(&w.dispositions),
+                ids(&w.sequences),
                 i32::try_from(w.new_ids).unwrap_or(i32::MAX).into(),
             ],
         ))
@@ -195,7 +149,6 @@ pub(crate) async fn snapshot(c: &impl ConnectionTrait, w: &Wanted) -> Result<Sna
         .ok_or_else(|| DbErr::Custom("Failed to read the leads' snapshot".into()))?;
     let value: serde_json::Value = row.try_get("", "snapshot")?;
     let j: SnapshotJson = serde_json::from_value(value).map_err(|e| DbErr::Json(e.to_string()))?;
-    let wanted: HashSet<&str> = w.numbers.iter().map(String::as_str).collect();
     let mut members: HashMap<i64, Vec<Member>> = HashMap::new();
     for (group, user_id, active, available) in j.members {
         members.entry(group).or_default().push(Member {
@@ -208,12 +161,7 @@ pub(crate) async fn snapshot(c: &impl ConnectionTrait, w: &Wanted) -> Result<Sna
         records: j.intakes.into_iter().map(|r| (r.id, r)).collect(),
         accounts: j.accounts.into_iter().collect(),
         tokens: j.tokens.into_iter().collect(),
-        owners: j
-            .numbers
-            .into_iter()
-            .filter(|(_, p, _)| wanted.contains(p.as_str()))
-            .map(|(a, p, c)| ((a, p), c))
-            .collect(),
+        owners: j.numbers.into_iter().map(|(a, p, c)| ((a, p), c)).collect(),
         users: j.users.into_iter().collect(),
         ring_groups: j.ring_groups.into_iter().collect(),
         lines: j.lines.into_iter().collect(),
@@ -234,11 +182,7 @@ pub(crate) async fn try_lock_all(
         return Ok(HashSet::new());
     }
     let rows = c
-        .query_all_raw(stmt(
-            "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0)) AS locked \
-             FROM jsonb_array_elements_text($1::jsonb) AS k",
-            vec![json!(keys).into()],
-        ))
+        .query_all_raw(stmt(TRY_LOCK_ALL, vec![keys.to_vec().into()]))
         .await?;
     let mut taken = HashSet::with_capacity(rows.len());
     for row in rows {
@@ -270,22 +214,8 @@ pub(crate) async fn related(c: &impl ConnectionTrait, contacts: &[i64]) -> Resul
     if contacts.is_empty() {
         return Ok(Related::default());
     }
-    const SQL: &str = concat!(
-        "SELECT json_build_object(",
-        "'tags', (SELECT coalesce(json_agg(json_build_array(contact_id, tag_id)), '[]'::json) ",
-        "FROM contact_tags WHERE contact_id = ",
-        any_of!("1", "bigint"),
-        "), 'active', (SELECT coalesce(json_agg(json_build_array(contact_id, sequence_id) ",
-        "ORDER BY id), '[]'::json) FROM sequence_enrollments WHERE status = 'active' ",
-        "AND contact_id = ",
-        any_of!("1", "bigint"),
-        "), 'queued', (SELECT coalesce(json_agg(contact_id), '[]'::json) FROM powerdialer_items ",
-        "WHERE status = 'queued' AND contact_id = ",
-        any_of!("1", "bigint"),
-        ")) AS related"
-    );
     let row = c
-        .query_one_raw(stmt(SQL, vec![json!(contacts).into()]))
+        .query_one_raw(stmt(RELATED, vec![contacts.to_vec().into()]))
         .await?
         .ok_or_else(|| DbErr::Custom("Failed to read the contacts' links".into()))?;
     let value: serde_json::Value = row.try_get("", "related")?;
@@ -316,15 +246,7 @@ pub(crate) async fn powerdialer_bounds(
     users: &[i64],
 ) -> Result<HashMap<i64, (i64, i64)>, DbErr> {
     let rows = c
-        .query_all_raw(stmt(
-            concat!(
-                "SELECT user_id, min(position) AS top, max(position) AS bottom ",
-                "FROM powerdialer_items WHERE status = 'queued' AND user_id = ",
-                any_of!("1", "bigint"),
-                " GROUP BY user_id"
-            ),
-            vec![json!(users).into()],
-        ))
+        .query_all_raw(stmt(POWERDIALER_BOUNDS, vec![users.to_vec().into()]))
         .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -334,4 +256,12 @@ pub(crate) async fn powerdialer_bounds(
         );
     }
     Ok(out)
+}
+
+/// A set of ids as a `bigint[]` parameter, each id once.
+fn ids(v: &[i64]) -> Value {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.into()
 }

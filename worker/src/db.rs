@@ -1,0 +1,34 @@
+//! The worker's database pool and the session settings every one of its connections gets.
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use shared::config::Settings;
+use std::time::Duration;
+
+/// Session settings of every worker connection, and why each is there.
+pub const SESSION_OPTIONS: [(&str, &str); 3] = [
+    // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails the lead
+    // transiently instead of holding a consumer for ever.
+    ("statement_timeout", "30s"),
+    ("lock_timeout", "30s"),
+    // No generic plan made on a small table survives its growth.
+    shared::db::CUSTOM_PLANS,
+];
+
+/// The pool options of a worker process with `pool_size` connections. Connections are made
+/// lazily, so a worker starts while the database is still coming up.
+pub fn options(settings: &Settings, pool_size: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(settings.database_url.clone());
+    opts.max_connections(pool_size.max(1))
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(true)
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|o| o.options(SESSION_OPTIONS));
+    opts
+}
+
+/// The worker's pool, sized by `settings.worker.db_pool_size`.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(options(settings, settings.worker.db_pool_size)).await
+}

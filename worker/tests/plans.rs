@@ -1,0 +1,330 @@
+//! Regression guard: the worker's cost per lead follows the batch, never the table.
+//!
+//! The worker's statements run the way the worker runs them (prepared, on one pooled
+//! connection with the worker's session settings), more than five times while the tables
+//! are small, which is when PostgreSQL may fix a generic plan. Then 200,000 contacts with
+//! their numbers, intakes, tags, enrollments and PowerDialer entries are loaded (without
+//! ANALYZE and with autovacuum off, as between two autovacuum runs of a growing table), and:
+//! - processing more leads through the real processor must not scan any of those tables
+//!   sequentially (`pg_stat_user_tables.seq_scan`);
+//! - the plan of each hand-written hot-path statement, as the worker's session plans it
+//!   after those executions, must reach those tables only through index conditions.
+//!
+//! Plans and scan counts, not timings: it cannot flake on a busy machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use support::{Ctx, lead, message_for};
+use uuid::Uuid;
+use worker::process::{HOT_PATH, Intake, Processor};
+
+/// The tables that grow with an account: none may be read whole on the hot path.
+const LARGE: [&str; 6] = [
+    "contacts",
+    "contact_phone_numbers",
+    "lead_intakes",
+    "contact_tags",
+    "sequence_enrollments",
+    "powerdialer_items",
+];
+const SEEDED: i64 = 200_000;
+
+struct Catalog {
+    users: Vec<i64>,
+    ring_group: i64,
+    tag: i64,
+    line: i64,
+    sequence: i64,
+    other_sequence: i64,
+}
+
+async fn exec(db: &DatabaseConnection, sql: &str) {
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {sql}"));
+}
+
+async fn json_of(db: &DatabaseConnection, sql: &str) -> Value {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {sql}"))
+        .unwrap();
+    row.try_get_by_index::<Value>(0).unwrap()
+}
+
+/// Sequential scans per large table. A session reports its counters when it goes idle, at
+/// most once a second unless told otherwise: both sessions that ran statements, the
+/// worker's and the loader's, flush theirs first.
+async fn seq_scans(
+    loader: &DatabaseConnection,
+    worker: &DatabaseConnection,
+) -> BTreeMap<String, i64> {
+    exec(worker, "SELECT pg_stat_force_next_flush()").await;
+    exec(loader, "SELECT pg_stat_force_next_flush()").await;
+    let v = json_of(
+        loader,
+        "SELECT json_object_agg(relname, seq_scan) FROM pg_stat_user_tables",
+    )
+    .await;
+    LARGE
+        .iter()
+        .map(|t| ((*t).to_owned(), v[*t].as_i64().unwrap_or(0)))
+        .collect()
+}
+
+/// A mixed batch: new numbers, numbers of seeded contacts (so locks, related rows and the
+/// PowerDialer bounds of a long list are read), and every kind of action.
+fn batch(ctx: &Ctx, c: &Catalog, round: usize, seeded: bool) -> Vec<Intake> {
+    (0..16)
+        .map(|i| {
+            let n = round * 16 + i;
+            let number = if seeded && i % 2 == 0 {
+                format!("+1555{:07}", 1 + (n * 7919) % SEEDED as usize)
+            } else {
+                format!("+1212{:03}{:04}", 200 + n / 10_000, n % 10_000)
+            };
+            let mut l = lead(&number);
+            l.fields.first_name = Some(format!("Lead {n}"));
+            l.links.user_id = Some(c.users[n % c.users.len()]);
+            l.links.tag_id = Some(c.tag);
+            l.notes = Some("Agreed to be contacted.".into());
+            match i % 4 {
+                0 => {
+                    l.links.ring_group_id = Some(c.ring_group);
+                    l.flags.distribute_to_ring_group = true;
+                    l.flags.check_available_users = true;
+                }
+                1 => l.flags.add_to_powerdialer = true,
+                2 => {
+                    l.links.sequence_id = Some(if n % 3 == 0 {
+                        c.other_sequence
+                    } else {
+                        c.sequence
+                    });
+                    l.flags.force_update_sequence = n % 2 == 0;
+                }
+                _ => {
+                    l.links.line_id = Some(c.line);
+                    l.flags.force_update = true;
+                }
+            }
+            Intake {
+                message: message_for(ctx.account, ctx.user, ctx.token, l),
+                previous_attempts: 0,
+            }
+        })
+        .collect()
+}
+
+async fn process_rounds(
+    p: &Processor,
+    ctx: &Ctx,
+    c: &Catalog,
+    rounds: std::ops::Range<usize>,
+    seeded: bool,
+) {
+    for round in rounds {
+        let intakes = batch(ctx, c, round, seeded);
+        for (r, i) in p.try_process_batch(&intakes).await.iter().zip(&intakes) {
+            assert!(r.is_ok(), "lead {:?} failed: {r:?}", i.message.lead);
+        }
+        // One lead on its own too: the single-lead path takes its locks by waiting.
+        let one = &batch(ctx, c, round + 1000, seeded)[1];
+        p.try_process(one).await.unwrap();
+    }
+}
+
+/// Loads `SEEDED` contacts (numbers +1555…) with a primary number, a finished intake and a
+/// tag each, half of them enrolled and the other half queued on the first user's list.
+async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) {
+    let a = ctx.account;
+    exec(
+        loader,
+        &format!(
+            "WITH c AS (INSERT INTO contacts (account_id, phone_number, first_name) \
+               SELECT {a}, '+1555' || lpad(g::text, 7, '0'), 'Seeded' \
+               FROM generate_series(1, {SEEDED}) AS g RETURNING id, phone_number) \
+             INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary) \
+             SELECT {a}, id, phone_number, true FROM c"
+        ),
+    )
+    .await;
+    let seeded = format!("FROM contacts WHERE account_id = {a} AND first_name = 'Seeded'");
+    for sql in [
+        format!(
+            "INSERT INTO lead_intakes (id, account_id, status, payload, contact_id, received_at, processed_at) \
+             SELECT gen_random_uuid(), {a}, 'created', '{{}}'::jsonb, id, now(), now() {seeded}"
+        ),
+        format!(
+            "INSERT INTO contact_tags (contact_id, tag_id, account_id) SELECT id, {}, {a} {seeded}",
+            c.tag
+        ),
+        format!(
+            "INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id) \
+             SELECT {a}, id, {} {seeded} AND id % 2 = 0",
+            c.sequence
+        ),
+        format!(
+            "INSERT INTO powerdialer_items (account_id, user_id, contact_id, position) \
+             SELECT {a}, {}, id, id + 10000000 {seeded} AND id % 2 = 1",
+            c.users[0]
+        ),
+    ] {
+        exec(loader, &sql).await;
+    }
+}
+
+/// Every node of a plan that reads a large table whole: a sequential scan, or an index
+/// scan without an index condition.
+fn whole_table_reads(plan: &Value, out: &mut Vec<String>) {
+    let node = plan["Node Type"].as_str().unwrap_or_default();
+    let relation = plan["Relation Name"].as_str().unwrap_or_default();
+    if LARGE.contains(&relation) {
+        let index_scan = matches!(node, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan");
+        if node == "Seq Scan" || (index_scan && plan.get("Index Cond").is_none()) {
+            out.push(format!("{node} on {relation}"));
+        }
+    }
+    if let Some(children) = plan["Plans"].as_array() {
+        for child in children {
+            whole_table_reads(child, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn hot_path_plans_do_not_scan_large_tables() {
+    let ctx = Ctx::new().await;
+    let mut users = vec![ctx.user];
+    for (name, available) in [("Bo", true), ("Cy", false)] {
+        users.push(ctx.user(name, true, available).await);
+    }
+    let c = Catalog {
+        ring_group: shared::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
+            .await
+            .unwrap()
+            .id,
+        tag: ctx.named(shared::admin::Catalog::Tag, "web").await,
+        line: ctx.named(shared::admin::Catalog::Line, "Main").await,
+        sequence: ctx.named(shared::admin::Catalog::Sequence, "Welcome").await,
+        other_sequence: ctx.named(shared::admin::Catalog::Sequence, "Nurture").await,
+        users,
+    };
+
+    // The worker's own pool, with one connection: every statement is prepared on it and
+    // runs on it, as on each connection of a worker's pool.
+    let worker_db = Database::connect(worker::db::options(&ctx.settings, 1))
+        .await
+        .unwrap();
+    let processor = Processor::new(worker_db.clone());
+
+    // The loader's single session: its scans are flushed before the counting starts.
+    let mut single = ConnectOptions::new(ctx.db.url.clone());
+    single.max_connections(1).sqlx_logging(false);
+    let loader = Database::connect(single).await.unwrap();
+
+    // Autovacuum's ANALYZE would invalidate the cached plans, and so would this ALTER if it
+    // came later: both happen before anything is prepared.
+    for t in LARGE {
+        exec(
+            &loader,
+            &format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"),
+        )
+        .await;
+    }
+
+    // Small tables: each statement runs well over five times.
+    process_rounds(&processor, &ctx, &c, 0..8, false).await;
+
+    load_large_tables(&ctx, &loader, &c).await;
+    let before = seq_scans(&loader, &worker_db).await;
+    process_rounds(&processor, &ctx, &c, 8..16, true).await;
+    let after = seq_scans(&loader, &worker_db).await;
+    let scanned: Vec<String> = LARGE
+        .iter()
+        .filter(|t| after[**t] > before[**t])
+        .map(|t| format!("{t}: {} sequential scans", after[*t] - before[*t]))
+        .collect();
+    assert!(
+        scanned.is_empty(),
+        "the hot path read large tables whole: {scanned:?}"
+    );
+
+    // The plans of the hand-written statements, as the worker's session makes them after
+    // more than five executions of one prepared statement.
+    let a = ctx.account;
+    let contacts = json_of(
+        &loader,
+        &format!(
+            "SELECT json_agg(id) FROM (SELECT id FROM contacts WHERE account_id = {a} \
+             AND first_name = 'Seeded' ORDER BY id LIMIT 8) s"
+        ),
+    )
+    .await;
+    let contacts = contacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let users = c
+        .users
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let intake = Uuid::now_v7();
+    let args: BTreeMap<&str, String> = [
+        (
+            "snapshot",
+            format!(
+                "'{{{intake}}}'::uuid[], '{{{a}}}', '{{{}}}', '{{{a},{a}}}', \
+                 '{{+15550000042,+12125550100}}', '{{{users}}}', '{{{}}}', '{{{}}}', '{{{}}}', \
+                 '{{}}', '{{{}}}', 2",
+                ctx.token, c.ring_group, c.line, c.tag, c.sequence
+            ),
+        ),
+        ("related", format!("'{{{contacts}}}'")),
+        ("lock_all", "'{lead-number:1:+15550000042}'".to_owned()),
+        ("try_lock_all", "'{lead-number:1:+15550000042}'".to_owned()),
+        ("powerdialer_bounds", format!("'{{{users}}}'")),
+        (
+            "dead_letter",
+            format!(
+                "'{intake}', {a}, {}, {}, '{{}}'::jsonb, 1, 'reason', now()",
+                ctx.user, ctx.token
+            ),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let mut reads = Vec::new();
+    for (name, sql) in HOT_PATH {
+        let args = &args[name];
+        exec(&worker_db, &format!("PREPARE hot_{name} AS {sql}")).await;
+        for _ in 0..6 {
+            exec(&worker_db, &format!("EXECUTE hot_{name}({args})")).await;
+        }
+        let plan = json_of(
+            &worker_db,
+            &format!("EXPLAIN (FORMAT JSON) EXECUTE hot_{name}({args})"),
+        )
+        .await;
+        let mut found = Vec::new();
+        whole_table_reads(&plan[0]["Plan"], &mut found);
+        reads.extend(found.into_iter().map(|f| format!("{name}: {f}")));
+        exec(&worker_db, &format!("DEALLOCATE hot_{name}")).await;
+    }
+    assert!(
+        reads.is_empty(),
+        "hot-path statements plan whole-table reads: {reads:?}"
+    );
+}
