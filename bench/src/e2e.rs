@@ -1,0 +1,272 @@
+//! Section `e2e`: real POSTs through the release receiver into two worker processes, from the
+//! first request to the last commit, next to the broker's own ceiling in the same run — a
+//! plain lapin publisher and consumer moving the same message bytes through a quorum queue
+//! with `leads.intake`'s arguments, no database.
+
+use crate::Ctx;
+use crate::env::{AMQP_URL, default_retry_delays};
+use crate::leads::{self, Mix};
+use crate::load::{self, LoadResult, Req, Until};
+use crate::procs::{self, LogSummary, Proc, ProcStats, SystemCpu};
+use crate::publish::{self, Payload, RoundTrip};
+use crate::seed;
+use crate::worker_bench::{self, statuses_text};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
+use shared::amqp::Topology;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Concurrent client connections of the e2e load.
+const CONNECTIONS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct E2eFigures {
+    pub load: LoadResult,
+    pub accepted: u64,
+    /// First POST → last commit.
+    pub secs: f64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub statuses: BTreeMap<String, i64>,
+    /// CPU used during the run (not at start-up) and peak RSS.
+    pub receiver: ProcStats,
+    /// Per worker: CPU during the run, peak RSS, leads it finished.
+    pub workers: Vec<(ProcStats, f64)>,
+    pub logs: Vec<(String, LogSummary)>,
+    /// The machine, PostgreSQL and RabbitMQ from the first POST to the last lead finished.
+    pub system: SystemCpu,
+    pub ceiling: RoundTrip,
+    pub ceiling_system: SystemCpu,
+}
+
+impl E2eFigures {
+    pub fn rate(&self) -> f64 {
+        self.accepted as f64 / self.secs.max(1e-9)
+    }
+    pub fn ratio(&self) -> f64 {
+        self.rate() / self.ceiling.rate().max(1e-9)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "posts": self.load.to_json(),
+            "accepted": self.accepted,
+            "secs_first_post_to_last_commit": self.secs,
+            "leads_per_sec": self.rate(),
+            "lag_p50_ms": self.lag_p50_ms,
+            "lag_p99_ms": self.lag_p99_ms,
+            "statuses": self.statuses,
+            "receiver": {
+                "cpu_us_per_lead": self.receiver.cpu_secs * 1e6 / self.accepted.max(1) as f64,
+                "peak_rss_mib": self.receiver.peak_rss_mib,
+            },
+            "workers": self.workers.iter().map(|(s, n)| serde_json::json!({
+                "leads": n,
+                "cpu_us_per_lead": s.cpu_secs * 1e6 / n.max(1.0),
+                "peak_rss_mib": s.peak_rss_mib,
+            })).collect::<Vec<_>>(),
+            "system": self.system.to_json(self.accepted as f64),
+            "ceiling_system": self.ceiling_system.to_json(self.ceiling.messages as f64),
+            "ceiling_msgs": self.ceiling.messages,
+            "ceiling_secs": self.ceiling.secs,
+            "ceiling_msg_per_sec": self.ceiling.rate(),
+            "ratio": self.ratio(),
+        })
+    }
+}
+
+fn delta(before: ProcStats, after: ProcStats) -> ProcStats {
+    ProcStats {
+        cpu_secs: after.cpu_secs - before.cpu_secs,
+        peak_rss_mib: after.peak_rss_mib,
+    }
+}
+
+/// Starts a receiver whose per-token limit never bites.
+pub async fn start_receiver(
+    ctx: &Ctx,
+    db_url: &str,
+    prefixes: &crate::env::Prefixes,
+    name: &str,
+) -> anyhow::Result<Proc> {
+    let addr = procs::free_addr()?;
+    let mut env = procs::service_env(db_url, prefixes);
+    env.push(("RECEIVER_ADDR".into(), addr.to_string()));
+    env.push(("RATE_LIMIT_PER_MINUTE".into(), "1000000000".into()));
+    let mut p = Proc::spawn(name, "receiver", &[], &env, addr, &ctx.log_dir)?;
+    p.wait_ready("/readyz").await?;
+    Ok(p)
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
+    let n = ctx.sizes.e2e_posts;
+    let db = ctx.janitor.database().await?;
+    let c = seed::account(&db.conn, "Bench e2e").await?;
+    seed::contacts(&db.conn, &c, ctx.sizes.small_contacts).await?;
+    seed::analyze(&db.conn).await?;
+    let delays = default_retry_delays();
+    let prefixes = ctx.janitor.prefixes(&delays);
+
+    let mut receiver = start_receiver(ctx, &db.url, &prefixes, "receiver-e2e").await?;
+    let mut workers = worker_bench::start_workers(ctx, &db, &prefixes, 2, "e2e").await?;
+    for w in workers.iter_mut() {
+        w.wait_ready("/healthz").await?;
+    }
+
+    let mix = Mix {
+        namespace: 0,
+        seeded: ctx.sizes.small_contacts,
+        actions: false,
+        rng_seed: 4,
+    };
+    let bodies = leads::draw(n, mix, &c)?;
+    let mut requests = Vec::with_capacity(n);
+    for b in &bodies {
+        let mut fields = b.fields.clone();
+        fields.insert("api_token".into(), serde_json::json!(c.token));
+        // The e2e body carries only the contract's basic fields.
+        fields.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "api_token" | "phone_number" | "first_name" | "email" | "lead_source"
+            )
+        });
+        requests.push(Req {
+            path: "/api/v1/webhook/forms".into(),
+            content_type: "application/json",
+            body: Bytes::from(serde_json::to_vec(&fields).context("Failed to serialize a body")?),
+            bearer: None,
+            expect: 202,
+        });
+    }
+    let ceiling_payload = Payload::of(&leads::to_message(
+        &serde_json::from_slice(&requests[0].body).context("Failed to re-read a body")?,
+        &c,
+    )?)?;
+
+    let r0 = receiver.stats()?;
+    let w0: Vec<ProcStats> = workers
+        .iter()
+        .map(Proc::stats)
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!("bench: e2e: {n} POSTs over {CONNECTIONS} connections");
+    let sys0 = SystemCpu::sample();
+    let limit = worker_bench::drain_limit(n);
+    let posts = load::run(
+        receiver.addr,
+        CONNECTIONS,
+        Arc::new(requests),
+        Until::AllSent,
+        limit,
+        Some("e2e POSTs"),
+    )
+    .await?;
+    let accepted = posts.count(202);
+    eprintln!(
+        "bench: e2e: {} answered in {:.2} s ({:.0} req/s; {}), waiting for the workers",
+        posts.answered(),
+        posts.secs,
+        posts.rate(),
+        posts.statuses_text()
+    );
+    receiver.check_alive()?;
+    worker_bench::wait_finished(&mut workers, accepted as f64, "e2e", limit).await?;
+    let system = SystemCpu::sample().since(&sys0);
+    let r1 = receiver.stats()?;
+    let mut per_worker = Vec::with_capacity(workers.len());
+    for (w, before) in workers.iter().zip(w0) {
+        let finished = procs::counters(w.addr).await?.finished;
+        per_worker.push((delta(before, w.stats()?), finished));
+    }
+    let mut logs = Vec::new();
+    let log = receiver.log.clone();
+    receiver.stop().await?;
+    logs.push(("receiver".to_owned(), procs::summarize_log(&log)));
+    for w in workers {
+        let (name, log) = (w.name.clone(), w.log.clone());
+        w.stop().await?;
+        logs.push((name, procs::summarize_log(&log)));
+    }
+
+    // One query for the end and the lag, once every lead is done.
+    let since = posts.started_at - chrono::Duration::seconds(1);
+    let row = db
+        .conn
+        .query_one_raw(seed::stmt(
+            "SELECT max(processed_at) AS last, count(*) AS n, \
+             percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p50, \
+             percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p99 \
+             FROM lead_intakes WHERE account_id = $1 AND received_at >= $2 AND processed_at IS NOT NULL",
+            vec![c.account.into(), since.into()],
+        ))
+        .await
+        .context("Failed to read the e2e lag")?
+        .context("Failed to read the e2e lag: no row")?;
+    let last: Option<DateTime<Utc>> = row
+        .try_get("", "last")
+        .context("Failed to read max(processed_at)")?;
+    let p50: Option<f64> = row.try_get("", "p50").context("Failed to read p50")?;
+    let p99: Option<f64> = row.try_get("", "p99").context("Failed to read p99")?;
+    let Some(last) = last else {
+        bail!("No e2e lead reached the database");
+    };
+    let mut statuses = BTreeMap::new();
+    for r in db
+        .conn
+        .query_all_raw(seed::stmt(
+            "SELECT status, count(*) AS n FROM lead_intakes WHERE account_id = $1 AND received_at >= $2 GROUP BY status",
+            vec![c.account.into(), since.into()],
+        ))
+        .await
+        .context("Failed to count the e2e intakes")?
+    {
+        statuses.insert(
+            r.try_get::<String>("", "status").context("Failed to read a status")?,
+            r.try_get::<i64>("", "n").context("Failed to read a count")?,
+        );
+    }
+    let secs = (last - posts.started_at).as_seconds_f64();
+    eprintln!(
+        "bench: e2e: {:.0} leads/s first POST → last commit ({})",
+        accepted as f64 / secs,
+        statuses_text(&statuses)
+    );
+    let _ = db.conn.close().await;
+
+    eprintln!(
+        "bench: e2e ceiling: {n} messages published (confirms, {CONNECTIONS} in flight) and consumed (acks, prefetch 256)"
+    );
+    let ceiling_prefix = ctx.janitor.prefixes(&[]);
+    let topology = Topology::new(&ceiling_prefix.amqp, &[]);
+    let sys0 = SystemCpu::sample();
+    let ceiling = publish::round_trip(
+        AMQP_URL,
+        &topology,
+        ceiling_payload,
+        n as u64,
+        CONNECTIONS,
+        256,
+        limit,
+    )
+    .await?;
+    let ceiling_system = SystemCpu::sample().since(&sys0);
+    eprintln!("bench: e2e ceiling: {:.0} msg/s", ceiling.rate());
+
+    Ok(E2eFigures {
+        load: posts,
+        accepted,
+        secs,
+        lag_p50_ms: p50.unwrap_or(0.0) * 1000.0,
+        lag_p99_ms: p99.unwrap_or(0.0) * 1000.0,
+        statuses,
+        receiver: delta(r0, r1),
+        workers: per_worker,
+        logs,
+        system,
+        ceiling,
+        ceiling_system,
+    })
+}

@@ -1,0 +1,220 @@
+//! `bench`: every performance figure of the lead-intake pipeline from one command
+//! (`scripts/bench`, which builds the release binaries first). Each figure is printed next to
+//! a baseline measured in the same run on the same machine, because only such ratios mean
+//! anything on a shared 2-core box.
+//!
+//! Sections (all by default; `--only worker,e2e,receiver`):
+//! - `worker`: backlog drains by real worker processes vs plain SQL ([`worker_bench`]);
+//! - `e2e`: real POSTs through receiver and workers vs the broker alone ([`e2e`]);
+//! - `receiver`: the intake endpoint vs a hello-world and the publish ceiling
+//!   ([`receiver_bench`]).
+//!
+//! Everything a run creates on PostgreSQL, RabbitMQ and Redis is removed at the end, after
+//! a failure and after Ctrl-C too ([`env::Janitor`]).
+
+mod baseline;
+mod e2e;
+mod env;
+mod leads;
+mod load;
+mod procs;
+mod publish;
+mod receiver_bench;
+mod report;
+mod seed;
+mod worker_bench;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Worker,
+    E2e,
+    Receiver,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Worker => "worker",
+            Section::E2e => "e2e",
+            Section::Receiver => "receiver",
+        }
+    }
+}
+
+/// Throughput of the lead-intake worker, the whole pipeline and the receiver, each next to
+/// a baseline measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Smaller sizes (100,000 contacts, 20,000 leads, 5 s receiver runs): under 5 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these sections (repeatable, or a comma-separated list).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Leads of each worker backlog and POSTs of the e2e run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    leads: Option<u64>,
+    /// Pre-existing contacts of the large table.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
+    contacts: Option<u64>,
+}
+
+/// How much each section does.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub large_contacts: u64,
+    pub small_contacts: u64,
+    pub backlog: usize,
+    pub e2e_posts: usize,
+    pub receiver_secs: u64,
+}
+
+impl Sizes {
+    fn of(args: &Args) -> Self {
+        let (contacts, leads, secs) = if args.quick {
+            (100_000, 20_000, 5)
+        } else {
+            (1_000_000, 100_000, 10)
+        };
+        let leads = args.leads.unwrap_or(leads) as usize;
+        Self {
+            large_contacts: args.contacts.unwrap_or(contacts),
+            small_contacts: 10_000,
+            backlog: leads,
+            e2e_posts: leads,
+            receiver_secs: secs,
+        }
+    }
+}
+
+/// What every section gets.
+pub struct Ctx {
+    pub janitor: env::Janitor,
+    /// The children's logs (kept after the run, for a look at warnings).
+    pub log_dir: PathBuf,
+    pub sizes: Sizes,
+}
+
+/// `CARGO_TARGET_DIR` when set, else the `target` directory this binary was built into.
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let bin = procs::bin_dir()?;
+    bin.parent()
+        .map(PathBuf::from)
+        .context("Failed to find the target directory above the bench binary")
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: Failed to start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the sections; `Ok(false)` when one of them failed (the others still report).
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let target = target_dir()?;
+    let out_dir = target.join("bench");
+    let log_dir = out_dir.join("logs");
+    // Only the last run's logs are kept.
+    let _ = std::fs::remove_dir_all(&log_dir);
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("Failed to create {}", log_dir.display()))?;
+    let ctx = Ctx {
+        janitor: env::Janitor::default(),
+        log_dir,
+        sizes: Sizes::of(&args),
+    };
+    let mut sections: Vec<Section> = Vec::new();
+    let wanted = if args.only.is_empty() {
+        vec![Section::Worker, Section::E2e, Section::Receiver]
+    } else {
+        args.only.clone()
+    };
+    for s in wanted {
+        if !sections.contains(&s) {
+            sections.push(s);
+        }
+    }
+    eprintln!(
+        "bench: {} run: {} contacts (large table), {} leads per backlog, {} e2e POSTs, {} s receiver runs; logs in {}",
+        if args.quick { "quick" } else { "full" },
+        ctx.sizes.large_contacts,
+        ctx.sizes.backlog,
+        ctx.sizes.e2e_posts,
+        ctx.sizes.receiver_secs,
+        ctx.log_dir.display()
+    );
+
+    let mut report = report::Report::default();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("Failed to listen for SIGTERM")?;
+    let interrupted = tokio::select! {
+        () = run_sections(&ctx, &sections, &mut report) => false,
+        _ = tokio::signal::ctrl_c() => true,
+        _ = term.recv() => true,
+    };
+    // Children of an interrupted section were killed when its future was dropped.
+    ctx.janitor.clean().await;
+    if interrupted {
+        anyhow::bail!("Interrupted; everything the run created is removed");
+    }
+
+    let wall = started.elapsed().as_secs_f64();
+    report.print();
+    let json = report.to_json(&ctx.sizes, args.quick, wall);
+    let path = report::write_json(&out_dir, &json)?;
+    eprintln!(
+        "bench: figures in {} (and latest.json); {wall:.0} s",
+        path.display()
+    );
+    Ok(report.failures.is_empty())
+}
+
+async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Report) {
+    for &s in sections {
+        eprintln!("bench: == section {} ==", s.name());
+        let result = match s {
+            Section::Worker => worker_bench::run(ctx)
+                .await
+                .map(|f| report.worker = Some(f)),
+            Section::E2e => e2e::run(ctx).await.map(|f| report.e2e = Some(f)),
+            Section::Receiver => receiver_bench::run(ctx)
+                .await
+                .map(|f| report.receiver = Some(f)),
+        };
+        if let Err(e) = result {
+            eprintln!("bench: section {} failed: {e:#}", s.name());
+            report
+                .failures
+                .push((s.name().to_owned(), format!("{e:#}")));
+        }
+        // Each section's databases, queues and keys go before the next one starts.
+        ctx.janitor.clean().await;
+    }
+}

@@ -1,0 +1,203 @@
+//! Section `receiver`: the intake endpoint under load at 64 and 256 connections, each run as
+//! long as the others, next to two baselines of the same run: a bare hyper hello-world
+//! (`receiver/examples/hello`, the HTTP stack alone) and a plain confirmed lapin publisher
+//! of the same message bytes with as many publishes in flight as there are connections (the
+//! broker's ceiling, which bounds the receiver). No worker runs: the queue and the Redis keys
+//! the receiver fills are purged after each run.
+
+use crate::Ctx;
+use crate::env::{self, AMQP_URL, default_retry_delays};
+use crate::leads;
+use crate::load::{self, LoadResult, Req, Until};
+use crate::procs::{LogSummary, Proc, ProcStats};
+use crate::publish::{self, Payload};
+use crate::seed;
+use anyhow::Context;
+use bytes::Bytes;
+use shared::amqp::Topology;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CONNECTIONS: [usize; 2] = [64, 256];
+
+#[derive(Debug, Clone)]
+pub struct Level {
+    pub connections: usize,
+    pub hello: LoadResult,
+    pub ceiling: LoadResult,
+    pub receiver: LoadResult,
+    /// Receiver CPU during its run.
+    pub receiver_cpu_secs: f64,
+}
+
+impl Level {
+    pub fn cpu_us_per_request(&self) -> f64 {
+        self.receiver_cpu_secs * 1e6 / self.receiver.answered().max(1) as f64
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connections": self.connections,
+            "hello": self.hello.to_json(),
+            "publish_ceiling": self.ceiling.to_json(),
+            "receiver": self.receiver.to_json(),
+            "receiver_cpu_us_per_request": self.cpu_us_per_request(),
+            "receiver_ratio": self.receiver.rate() / self.ceiling.rate().max(1e-9),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverFigures {
+    pub secs: u64,
+    pub levels: Vec<Level>,
+    pub receiver: ProcStats,
+    pub log: LogSummary,
+}
+
+impl ReceiverFigures {
+    /// The run at 64 connections (the first).
+    pub fn at64(&self) -> Option<&Level> {
+        self.levels.iter().find(|l| l.connections == 64)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "secs_per_run": self.secs,
+            "levels": self.levels.iter().map(Level::to_json).collect::<Vec<_>>(),
+            "receiver_peak_rss_mib": self.receiver.peak_rss_mib,
+            "log_warnings": self.log.warn,
+            "log_errors": self.log.error,
+        })
+    }
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
+    let secs = ctx.sizes.receiver_secs;
+    let duration = Duration::from_secs(secs);
+    let db = ctx.janitor.database().await?;
+    let c = seed::account(&db.conn, "Bench receiver").await?;
+    let delays = default_retry_delays();
+    let prefixes = ctx.janitor.prefixes(&delays);
+    let receiver_topology = Topology::new(&prefixes.amqp, &delays);
+
+    let hello_addr = crate::procs::free_addr()?;
+    let mut hello = Proc::spawn(
+        "hello",
+        "examples/hello",
+        &[hello_addr.to_string()],
+        &[],
+        hello_addr,
+        &ctx.log_dir,
+    )?;
+    hello.wait_listening().await?;
+    let mut receiver = crate::e2e::start_receiver(ctx, &db.url, &prefixes, "receiver").await?;
+
+    let mix = leads::receiver_mix(5_000, &c, 5);
+    let requests: Vec<Req> = mix
+        .iter()
+        .map(|m| Req {
+            path: "/api/v1/webhook/forms".into(),
+            content_type: if m.form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            },
+            body: Bytes::from(m.body.clone()),
+            bearer: m.bearer.then(|| c.token.clone()),
+            expect: m.expect,
+        })
+        .collect();
+    // The hello-world gets the same bytes; it answers 200 to everything.
+    let hello_requests: Vec<Req> = requests
+        .iter()
+        .cloned()
+        .map(|r| Req { expect: 200, ..r })
+        .collect();
+    let (requests, hello_requests) = (Arc::new(requests), Arc::new(hello_requests));
+    let sample = mix
+        .iter()
+        .find(|m| !m.form && m.expect == 202)
+        .context("Failed to find a valid JSON lead in the mix")?;
+    let payload = Payload::of(&leads::to_message(
+        &serde_json::from_slice(&sample.body).context("Failed to re-read a body")?,
+        &c,
+    )?)?;
+    let ceiling_prefix = ctx.janitor.prefixes(&[]);
+    let ceiling_topology = Topology::new(&ceiling_prefix.amqp, &[]);
+
+    // Warm the receiver's token cache, so the first measured requests are not special.
+    let _ = load::run(
+        receiver.addr,
+        1,
+        Arc::new(requests[..1].to_vec()),
+        Until::AllSent,
+        Duration::from_secs(10),
+        None,
+    )
+    .await?;
+
+    let cap = duration + Duration::from_secs(30);
+    let mut levels = Vec::new();
+    for connections in CONNECTIONS {
+        eprintln!("bench: receiver: {connections} connections, {secs} s each: hello-world");
+        let hello_run = load::run(
+            hello.addr,
+            connections,
+            hello_requests.clone(),
+            Until::Elapsed(duration),
+            cap,
+            None,
+        )
+        .await?;
+        eprintln!("bench: receiver: {connections} connections: publish ceiling");
+        let ceiling = publish::publish_for(
+            AMQP_URL,
+            &ceiling_topology,
+            payload.clone(),
+            connections,
+            duration,
+        )
+        .await?;
+        eprintln!("bench: receiver: {connections} connections: receiver");
+        receiver.check_alive()?;
+        let before = receiver.stats()?;
+        let run = load::run(
+            receiver.addr,
+            connections,
+            requests.clone(),
+            Until::Elapsed(duration),
+            cap,
+            None,
+        )
+        .await?;
+        let after = receiver.stats()?;
+        publish::purge(AMQP_URL, &receiver_topology).await?;
+        env::delete_redis(&prefixes.redis).await?;
+        eprintln!(
+            "bench: receiver: {connections} connections: {:.0} req/s (hello {:.0}, publish ceiling {:.0}); {}",
+            run.rate(),
+            hello_run.rate(),
+            ceiling.rate(),
+            run.statuses_text()
+        );
+        levels.push(Level {
+            connections,
+            hello: hello_run,
+            ceiling,
+            receiver: run,
+            receiver_cpu_secs: after.cpu_secs - before.cpu_secs,
+        });
+    }
+    let stats = receiver.stats()?;
+    let log = receiver.log.clone();
+    receiver.stop().await?;
+    hello.stop().await?;
+    let _ = db.conn.close().await;
+    Ok(ReceiverFigures {
+        secs,
+        levels,
+        receiver: stats,
+        log: crate::procs::summarize_log(&log),
+    })
+}

@@ -1,0 +1,441 @@
+//! What a run prints and keeps: a table with one row per figure and its same-run baseline
+//! beside it, notes on anything irregular (retries, dead letters, warnings in the logs,
+//! unexpected status codes), the plain `name value` lines tools read, and the JSON file of
+//! every figure.
+
+use crate::Sizes;
+use crate::e2e::E2eFigures;
+use crate::procs::LogSummary;
+use crate::receiver_bench::ReceiverFigures;
+use crate::worker_bench::{Drain, WorkerFigures, statuses_text};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+#[derive(Default)]
+pub struct Report {
+    pub worker: Option<WorkerFigures>,
+    pub e2e: Option<E2eFigures>,
+    pub receiver: Option<ReceiverFigures>,
+    /// (section, error)
+    pub failures: Vec<(String, String)>,
+}
+
+struct Row {
+    figure: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+}
+
+fn row(figure: impl Into<String>, value: String, baseline: String, ratio: String) -> Row {
+    Row {
+        figure: figure.into(),
+        value,
+        baseline,
+        ratio,
+    }
+}
+
+fn n0(x: f64) -> String {
+    // Thousands separators: figures of five and six digits are read at a glance.
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if x < 0.0 { format!("-{out}") } else { out }
+}
+
+fn drain_name(d: &Drain) -> String {
+    format!(
+        "worker leads/s ({} proc, {} contacts)",
+        d.processes,
+        n0(d.contacts as f64)
+    )
+}
+
+impl Report {
+    fn rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        if let Some(w) = &self.worker {
+            rows.push(row(
+                drain_name(&w.small),
+                format!("{:.1}", w.small.rate()),
+                String::new(),
+                String::new(),
+            ));
+            rows.push(row(
+                drain_name(&w.large),
+                format!("{:.1}", w.large.rate()),
+                format!("plain SQL, 1 connection: {:.1}", w.baseline),
+                format!("{:.3} worker ratio", w.ratio()),
+            ));
+            rows.push(row(
+                "worker scale (large ÷ small table)",
+                format!("{:.1}", w.large.rate()),
+                format!("small table: {:.1}", w.small.rate()),
+                format!("{:.3} worker scale ratio", w.scale_ratio()),
+            ));
+            rows.push(row(
+                drain_name(&w.two),
+                format!("{:.1}", w.two.rate()),
+                format!("1 process: {:.1}", w.large.rate()),
+                format!("{:.3} 2-process speedup", w.speedup()),
+            ));
+            rows.push(row(
+                format!(
+                    "PostgreSQL CPU µs/lead (1p, {} contacts)",
+                    n0(w.large.contacts as f64)
+                ),
+                format!(
+                    "{:.0} µs",
+                    w.large.system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
+                ),
+                format!(
+                    "plain SQL: {:.0} µs",
+                    w.baseline_system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
+                ),
+                String::new(),
+            ));
+            for d in [&w.small, &w.large, &w.two] {
+                rows.push(row(
+                    format!(
+                        "worker CPU µs/lead, peak RSS ({}p, {} contacts)",
+                        d.processes,
+                        n0(d.contacts as f64)
+                    ),
+                    format!("{:.0} µs", d.cpu_us_per_lead()),
+                    format!("{:.1} MiB", d.peak_rss_mib()),
+                    String::new(),
+                ));
+            }
+        }
+        if let Some(e) = &self.e2e {
+            rows.push(row(
+                "e2e leads/s (first POST → last commit, 2 workers)",
+                format!("{:.1}", e.rate()),
+                format!("broker publish+consume: {:.1} msg/s", e.ceiling.rate()),
+                format!("{:.3} e2e ratio", e.ratio()),
+            ));
+            rows.push(row(
+                "e2e POST req/s (64 connections)",
+                format!("{:.1}", e.load.rate()),
+                format!("p99 {:.2} ms", e.load.percentile_ms(99.0)),
+                String::new(),
+            ));
+            rows.push(row(
+                "e2e lag received → committed p50 / p99",
+                format!("{:.0} / {:.0} ms", e.lag_p50_ms, e.lag_p99_ms),
+                String::new(),
+                String::new(),
+            ));
+            rows.push(row(
+                "e2e PostgreSQL, RabbitMQ CPU µs/lead",
+                format!(
+                    "{:.0}, {:.0} µs",
+                    e.system.postgres_secs * 1e6 / e.accepted.max(1) as f64,
+                    e.system.broker_secs * 1e6 / e.accepted.max(1) as f64
+                ),
+                format!(
+                    "broker alone: {:.0} µs/msg",
+                    e.ceiling_system.broker_secs * 1e6 / e.ceiling.messages.max(1) as f64
+                ),
+                String::new(),
+            ));
+            rows.push(row(
+                "e2e receiver CPU µs/lead, peak RSS",
+                format!(
+                    "{:.0} µs",
+                    e.receiver.cpu_secs * 1e6 / e.accepted.max(1) as f64
+                ),
+                format!("{:.1} MiB", e.receiver.peak_rss_mib),
+                String::new(),
+            ));
+            for (i, (s, leads)) in e.workers.iter().enumerate() {
+                rows.push(row(
+                    format!(
+                        "e2e worker {} CPU µs/lead, peak RSS ({} leads)",
+                        i + 1,
+                        n0(*leads)
+                    ),
+                    format!("{:.0} µs", s.cpu_secs * 1e6 / leads.max(1.0)),
+                    format!("{:.1} MiB", s.peak_rss_mib),
+                    String::new(),
+                ));
+            }
+        }
+        if let Some(r) = &self.receiver {
+            for l in &r.levels {
+                let c = l.connections;
+                rows.push(row(
+                    format!("receiver req/s ({c} connections, mixed leads)"),
+                    format!("{:.1}", l.receiver.rate()),
+                    format!(
+                        "publish ceiling {:.1}; hello-world {:.1}",
+                        l.ceiling.rate(),
+                        l.hello.rate()
+                    ),
+                    format!(
+                        "{:.3} of ceiling, {:.3} of hello",
+                        l.receiver.rate() / l.ceiling.rate().max(1e-9),
+                        l.receiver.rate() / l.hello.rate().max(1e-9)
+                    ),
+                ));
+                rows.push(row(
+                    format!("receiver p50/p99/p99.9 ms ({c} connections)"),
+                    format!(
+                        "{:.2}/{:.2}/{:.2}",
+                        l.receiver.percentile_ms(50.0),
+                        l.receiver.percentile_ms(99.0),
+                        l.receiver.percentile_ms(99.9)
+                    ),
+                    format!(
+                        "ceiling {:.2}/{:.2}/{:.2}; hello {:.2}/{:.2}/{:.2}",
+                        l.ceiling.percentile_ms(50.0),
+                        l.ceiling.percentile_ms(99.0),
+                        l.ceiling.percentile_ms(99.9),
+                        l.hello.percentile_ms(50.0),
+                        l.hello.percentile_ms(99.0),
+                        l.hello.percentile_ms(99.9)
+                    ),
+                    String::new(),
+                ));
+                rows.push(row(
+                    format!("receiver errors, CPU µs/request ({c} connections)"),
+                    format!(
+                        "{} errors ({} 5xx)",
+                        l.receiver.errors(),
+                        l.receiver.server_errors()
+                    ),
+                    format!("{:.0} µs/request", l.cpu_us_per_request()),
+                    String::new(),
+                ));
+            }
+            rows.push(row(
+                "receiver peak RSS",
+                format!("{:.1} MiB", r.receiver.peak_rss_mib),
+                String::new(),
+                String::new(),
+            ));
+        }
+        rows
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let log_note = |name: &str, l: &LogSummary, notes: &mut Vec<String>| {
+            if l.warn + l.error > 0 {
+                let top = l
+                    .top
+                    .iter()
+                    .map(|(n, level, m)| format!("{n}× {level} {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                notes.push(format!(
+                    "{name}: {} warnings, {} errors in its log ({top})",
+                    l.warn, l.error
+                ));
+            }
+        };
+        if let Some(w) = &self.worker {
+            notes.push(format!(
+                "baseline: machine {:.0}% busy",
+                w.baseline_system.busy() * 100.0
+            ));
+            notes.push(format!(
+                "rows written for the large backlog, worker / baseline: {}",
+                w.written
+                    .iter()
+                    .map(|(t, a, b)| format!("{t} {a}/{b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            for d in [&w.small, &w.large, &w.two] {
+                let c = d.counters();
+                notes.push(format!(
+                    "drain {}: {} leads in {:.2} s; {}; {:.0} retried, {:.0} dead-lettered, {:.0} deferred to a second transaction, mean batch {:.1}; machine {:.0}% busy, CPU µs/lead: PostgreSQL {:.0}, RabbitMQ {:.0}",
+                    d.label,
+                    d.leads,
+                    d.secs,
+                    statuses_text(&d.statuses),
+                    c.retried,
+                    c.dead_lettered,
+                    c.deferred,
+                    c.batched_leads / c.batches.max(1.0),
+                    d.system.busy() * 100.0,
+                    d.system.postgres_secs * 1e6 / d.leads.max(1) as f64,
+                    d.system.broker_secs * 1e6 / d.leads.max(1) as f64
+                ));
+                if d.completed() != d.leads as i64 {
+                    notes.push(format!(
+                        "drain {}: only {} of {} leads have a final status",
+                        d.label,
+                        d.completed(),
+                        d.leads
+                    ));
+                }
+                for (i, l) in d.logs.iter().enumerate() {
+                    log_note(&format!("worker {} #{}", d.label, i + 1), l, &mut notes);
+                }
+            }
+        }
+        if let Some(e) = &self.e2e {
+            notes.push(format!(
+                "e2e: {} POSTs answered ({}), {} transport errors, {} unexpected; intakes: {}",
+                e.load.answered(),
+                e.load.statuses_text(),
+                e.load.transport_errors,
+                e.load.unexpected,
+                statuses_text(&e.statuses)
+            ));
+            for (name, l) in &e.logs {
+                log_note(&format!("e2e {name}"), l, &mut notes);
+            }
+        }
+        if let Some(r) = &self.receiver {
+            for l in &r.levels {
+                notes.push(format!(
+                    "receiver at {}: {} requests ({}), {} unexpected, {} transport errors; hello {} errors, ceiling {} errors",
+                    l.connections,
+                    l.receiver.answered(),
+                    l.receiver.statuses_text(),
+                    l.receiver.unexpected,
+                    l.receiver.transport_errors,
+                    l.hello.errors(),
+                    l.ceiling.errors()
+                ));
+            }
+            log_note("receiver", &r.log, &mut notes);
+        }
+        for (s, e) in &self.failures {
+            notes.push(format!("section {s} FAILED: {e}"));
+        }
+        notes
+    }
+
+    /// The lines tools read, each `name value`.
+    fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(w) = &self.worker {
+            out.push(format!("worker ratio {:.3}", w.ratio()));
+            out.push(format!("worker scale ratio {:.3}", w.scale_ratio()));
+        }
+        if let Some(e) = &self.e2e {
+            out.push(format!("e2e leads/s {:.2}", e.rate()));
+            out.push(format!("e2e ratio {:.3}", e.ratio()));
+        }
+        if let Some(l) = self.receiver.as_ref().and_then(|r| r.at64()) {
+            out.push(format!(
+                "receiver ratio {:.3}",
+                l.receiver.rate() / l.ceiling.rate().max(1e-9)
+            ));
+            out.push(format!(
+                "receiver p99 ms {:.2}",
+                l.receiver.percentile_ms(99.0)
+            ));
+        }
+        out
+    }
+
+    pub fn print(&self) {
+        let rows = self.rows();
+        let head = row(
+            "figure",
+            "value".into(),
+            "baseline (same run)".into(),
+            "ratio".into(),
+        );
+        let w = |f: fn(&Row) -> &String| {
+            rows.iter()
+                .chain(std::iter::once(&head))
+                .map(|r| f(r).chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let (w0, w1, w2) = (w(|r| &r.figure), w(|r| &r.value), w(|r| &r.baseline));
+        let pad =
+            |s: &str, n: usize| format!("{s}{}", " ".repeat(n.saturating_sub(s.chars().count())));
+        let line = |r: &Row| {
+            format!(
+                "{}  {}  {}  {}",
+                pad(&r.figure, w0),
+                pad(&r.value, w1),
+                pad(&r.baseline, w2),
+                r.ratio
+            )
+            .trim_end()
+            .to_owned()
+        };
+        println!("{}", line(&head));
+        println!("{}", "-".repeat(w0 + w1 + w2 + 6 + 24));
+        for r in &rows {
+            println!("{}", line(r));
+        }
+        let notes = self.notes();
+        if !notes.is_empty() {
+            println!();
+            for n in notes {
+                println!("note: {n}");
+            }
+        }
+        println!();
+        for l in self.lines() {
+            println!("{l}");
+        }
+    }
+
+    pub fn to_json(&self, sizes: &Sizes, quick: bool, wall_secs: f64) -> serde_json::Value {
+        let mut lines = serde_json::Map::new();
+        for l in self.lines() {
+            if let Some((name, value)) = l.rsplit_once(' ')
+                && let Ok(v) = value.parse::<f64>()
+            {
+                lines.insert(name.to_owned(), serde_json::json!(v));
+            }
+        }
+        serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339(),
+            "quick": quick,
+            "wall_secs": wall_secs,
+            "sizes": {
+                "large_contacts": sizes.large_contacts,
+                "small_contacts": sizes.small_contacts,
+                "backlog_leads": sizes.backlog,
+                "e2e_posts": sizes.e2e_posts,
+                "receiver_secs_per_run": sizes.receiver_secs,
+            },
+            "figures": lines,
+            "worker": self.worker.as_ref().map(|w| serde_json::json!({
+                "small": w.small.to_json(),
+                "large": w.large.to_json(),
+                "two_processes": w.two.to_json(),
+                "baseline_leads_per_sec": w.baseline,
+                "baseline_system": w.baseline_system.to_json(w.large.leads as f64),
+                "ratio": w.ratio(),
+                "scale_ratio": w.scale_ratio(),
+                "two_process_speedup": w.speedup(),
+                "rows_written_worker_vs_baseline": w.written.iter().map(|(t, a, b)| serde_json::json!({"table": t, "worker": a, "baseline": b})).collect::<Vec<_>>(),
+            })),
+            "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
+            "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
+            "failures": self.failures.iter().map(|(s, e)| serde_json::json!({"section": s, "error": e})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Writes `bench-<UTC timestamp>.json` and `latest.json` under `<target>/bench`; returns
+/// the first path.
+pub fn write_json(dir: &Path, json: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+    let text = serde_json::to_string_pretty(json).context("Failed to serialize the figures")?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = dir.join(format!("bench-{stamp}.json"));
+    std::fs::write(&path, &text).with_context(|| format!("Failed to write {}", path.display()))?;
+    let latest = dir.join("latest.json");
+    std::fs::write(&latest, &text)
+        .with_context(|| format!("Failed to write {}", latest.display()))?;
+    Ok(path)
+}

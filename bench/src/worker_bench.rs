@@ -1,0 +1,457 @@
+//! Section `worker`: how fast worker processes drain a backlog of mixed leads already in
+//! `leads.intake`, with a small (10,000) and a large pre-existing contact table, with one and
+//! two processes, next to the plain-SQL baseline writing the same rows in the same large
+//! database.
+//!
+//! Databases: a fresh one per table size. The small one is dropped after its drain; in the
+//! large one the 1-process drain, the baseline (into a second account) and the 2-process
+//! drain (a second backlog of new numbers) run one after the other.
+
+use crate::Ctx;
+use crate::env::{AMQP_URL, BenchDb, default_retry_delays};
+use crate::leads::{self, Catalogs, Mix};
+use crate::procs::{self, LogSummary, Proc, ProcStats, SystemCpu, WorkerCounters};
+use crate::seed;
+use crate::{baseline, publish};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
+use shared::amqp::Topology;
+use shared::intake::IntakeMessage;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One drain: the backlog, the processes, what they did.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub label: String,
+    pub contacts: u64,
+    pub processes: usize,
+    pub leads: usize,
+    /// From starting the processes to the last lead's commit.
+    pub secs: f64,
+    /// Final intake statuses of the backlog's leads (one exact count at the end).
+    pub statuses: BTreeMap<String, i64>,
+    pub per_process: Vec<(ProcStats, WorkerCounters)>,
+    /// The machine, PostgreSQL and RabbitMQ during the drain.
+    pub system: SystemCpu,
+    pub logs: Vec<LogSummary>,
+}
+
+impl Drain {
+    pub fn rate(&self) -> f64 {
+        self.leads as f64 / self.secs.max(1e-9)
+    }
+
+    pub fn cpu_us_per_lead(&self) -> f64 {
+        let cpu: f64 = self.per_process.iter().map(|(s, _)| s.cpu_secs).sum();
+        cpu * 1e6 / self.leads.max(1) as f64
+    }
+
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.per_process
+            .iter()
+            .map(|(s, _)| s.peak_rss_mib)
+            .fold(0.0, f64::max)
+    }
+
+    pub fn counters(&self) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for (_, c) in &self.per_process {
+            t.finished += c.finished;
+            t.retried += c.retried;
+            t.dead_lettered += c.dead_lettered;
+            t.deferred += c.deferred;
+            t.batches += c.batches;
+            t.batched_leads += c.batched_leads;
+        }
+        t
+    }
+
+    /// Leads that ended in a final status (everything but queued/processing).
+    pub fn completed(&self) -> i64 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| !matches!(s.as_str(), "queued" | "processing"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = self.counters();
+        serde_json::json!({
+            "contacts": self.contacts,
+            "processes": self.processes,
+            "leads": self.leads,
+            "secs": self.secs,
+            "leads_per_sec": self.rate(),
+            "cpu_us_per_lead": self.cpu_us_per_lead(),
+            "peak_rss_mib": self.peak_rss_mib(),
+            "statuses": self.statuses,
+            "retried": c.retried,
+            "dead_lettered": c.dead_lettered,
+            "deferred": c.deferred,
+            "mean_batch": c.batched_leads / c.batches.max(1.0),
+            "system": self.system.to_json(self.leads as f64),
+            "log_warnings": self.logs.iter().map(|l| l.warn).sum::<usize>(),
+            "log_errors": self.logs.iter().map(|l| l.error).sum::<usize>(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerFigures {
+    pub small: Drain,
+    pub large: Drain,
+    pub two: Drain,
+    /// Baseline leads per second (plain SQL, one connection, large database).
+    pub baseline: f64,
+    /// The machine and PostgreSQL during the baseline.
+    pub baseline_system: SystemCpu,
+    /// Rows written for the large backlog per table: (table, by the worker, by the baseline).
+    pub written: Vec<(String, i64, i64)>,
+}
+
+impl WorkerFigures {
+    pub fn ratio(&self) -> f64 {
+        self.large.rate() / self.baseline.max(1e-9)
+    }
+    pub fn scale_ratio(&self) -> f64 {
+        self.large.rate() / self.small.rate().max(1e-9)
+    }
+    pub fn speedup(&self) -> f64 {
+        self.two.rate() / self.large.rate().max(1e-9)
+    }
+}
+
+/// A fresh database with `contacts` pre-seeded contacts of the first account; the second
+/// account is the baseline's.
+async fn database(ctx: &Ctx, contacts: u64) -> anyhow::Result<(BenchDb, Catalogs, Catalogs)> {
+    let db = ctx.janitor.database().await?;
+    eprintln!("bench: database {} with {contacts} contacts", db.name);
+    let first = seed::account(&db.conn, "Bench").await?;
+    let second = seed::account(&db.conn, "Bench baseline").await?;
+    seed::contacts(&db.conn, &first, contacts).await?;
+    Ok((db, first, second))
+}
+
+fn backlog(n: usize, mix: Mix, c: &Catalogs) -> anyhow::Result<Vec<IntakeMessage>> {
+    leads::draw(n, mix, c)?
+        .iter()
+        .map(|b| leads::to_message(&b.fields, c))
+        .collect()
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<WorkerFigures> {
+    let n = ctx.sizes.backlog;
+    let small_contacts = ctx.sizes.small_contacts;
+    let large_contacts = ctx.sizes.large_contacts;
+
+    let small = {
+        let (db, c, _) = database(ctx, small_contacts).await?;
+        seed::analyze(&db.conn).await?;
+        let mix = Mix {
+            namespace: 0,
+            seeded: small_contacts,
+            actions: true,
+            rng_seed: 1,
+        };
+        let messages = backlog(n, mix, &c)?;
+        let d = drain(ctx, &db, &messages, 1, "small-1p", small_contacts).await?;
+        let _ = db.conn.close().await;
+        // Frees the small database before the large one is written.
+        ctx.janitor.clean().await;
+        d
+    };
+
+    let (db, c, second) = database(ctx, large_contacts).await?;
+    let mix = Mix {
+        namespace: 0,
+        seeded: large_contacts,
+        actions: true,
+        rng_seed: 2,
+    };
+    let messages = backlog(n, mix, &c)?;
+    // The baseline account gets its own copies of the pre-seeded contacts the backlog
+    // repeats, so its repeats update a contact as the worker's do.
+    seed::copies(&db.conn, &second, &leads::seeded_hits(&messages)).await?;
+    seed::analyze(&db.conn).await?;
+    let large = drain(ctx, &db, &messages, 1, "large-1p", large_contacts).await?;
+
+    eprintln!("bench: baseline: the same rows by plain SQL over one connection");
+    let one = db.single_connection().await?;
+    let sys0 = SystemCpu::sample();
+    let baseline = baseline::run(&one, &messages, &c, &second).await?;
+    let baseline_system = SystemCpu::sample().since(&sys0);
+    let _ = one.close().await;
+    check_baseline(&db, &second, n).await?;
+    eprintln!("bench: baseline {baseline:.0} leads/s");
+    let written = written(&db, &c, &second).await?;
+
+    let mix = Mix {
+        namespace: 1,
+        rng_seed: 3,
+        ..mix
+    };
+    let messages = backlog(n, mix, &c)?;
+    let two = drain(ctx, &db, &messages, 2, "large-2p", large_contacts).await?;
+    let _ = db.conn.close().await;
+    Ok(WorkerFigures {
+        small,
+        large,
+        two,
+        baseline,
+        baseline_system,
+        written,
+    })
+}
+
+/// Rows the worker (account `a`) and the baseline (account `b`) wrote for the same backlog,
+/// per table, in one query: shows the baseline does comparable work. Pre-seeded rows are 30
+/// days old and not counted.
+async fn written(
+    db: &BenchDb,
+    a: &Catalogs,
+    b: &Catalogs,
+) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    let rows = db
+        .conn
+        .query_all_raw(seed::stmt(
+            "WITH recent AS (SELECT now() - interval '1 day' AS t) \
+             SELECT name, count(*) FILTER (WHERE account_id = $1) AS a, \
+                    count(*) FILTER (WHERE account_id = $2) AS b FROM ( \
+               SELECT 'contacts created' AS name, account_id FROM contacts, recent \
+                 WHERE account_id IN ($1, $2) AND created_at > recent.t \
+               UNION ALL SELECT 'contacts updated', account_id FROM contacts, recent \
+                 WHERE account_id IN ($1, $2) AND created_at <= recent.t AND updated_at > recent.t \
+               UNION ALL SELECT 'phone numbers', account_id FROM contact_phone_numbers, recent \
+                 WHERE account_id IN ($1, $2) AND created_at > recent.t \
+               UNION ALL SELECT 'intakes', account_id FROM lead_intakes, recent \
+                 WHERE account_id IN ($1, $2) AND received_at > recent.t \
+               UNION ALL SELECT 'notes', account_id FROM contact_notes WHERE account_id IN ($1, $2) \
+               UNION ALL SELECT 'tags', account_id FROM contact_tags WHERE account_id IN ($1, $2) \
+               UNION ALL SELECT 'enrollments', account_id FROM sequence_enrollments WHERE account_id IN ($1, $2) \
+               UNION ALL SELECT 'powerdialer', account_id FROM powerdialer_items WHERE account_id IN ($1, $2) \
+             ) AS x GROUP BY name ORDER BY name",
+            vec![a.account.into(), b.account.into()],
+        ))
+        .await
+        .context("Failed to count the rows written")?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String>("", "name")
+                    .context("Failed to read a name")?,
+                r.try_get::<i64>("", "a")
+                    .context("Failed to read a count")?,
+                r.try_get::<i64>("", "b")
+                    .context("Failed to read a count")?,
+            ))
+        })
+        .collect()
+}
+
+/// The baseline must have written one intake per lead, or its rate means nothing.
+async fn check_baseline(db: &BenchDb, c: &Catalogs, n: usize) -> anyhow::Result<()> {
+    let written = seed::scalar_i64(
+        &db.conn,
+        "SELECT count(*) FROM lead_intakes WHERE account_id = $1 AND received_at > now() - interval '1 day'",
+        vec![c.account.into()],
+    )
+    .await?;
+    if written != n as i64 {
+        bail!("The baseline wrote {written} intake records for {n} leads");
+    }
+    Ok(())
+}
+
+/// Starts `count` worker processes (default settings: only URLs, prefixes and the metrics
+/// address are set).
+pub async fn start_workers(
+    ctx: &Ctx,
+    db: &BenchDb,
+    prefixes: &crate::env::Prefixes,
+    count: usize,
+    label: &str,
+) -> anyhow::Result<Vec<Proc>> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let addr = procs::free_addr()?;
+        let mut env = procs::service_env(&db.url, prefixes);
+        env.push(("WORKER_METRICS_ADDR".into(), addr.to_string()));
+        out.push(Proc::spawn(
+            &format!("worker-{label}-{}", i + 1),
+            "worker",
+            &[],
+            &env,
+            addr,
+            &ctx.log_dir,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Scrapes the workers' `/metrics` every 150 ms until they have finished `n` leads
+/// together (never a `count(*)` in a loop: that would take the database CPU being
+/// measured). Fails when a worker exits, when nothing moves for 60 s, or after `limit`.
+pub async fn wait_finished(
+    workers: &mut [Proc],
+    n: f64,
+    label: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut best = 0.0;
+    let mut first: Option<f64> = None;
+    let mut moved = Instant::now();
+    let mut printed = Instant::now();
+    loop {
+        for w in workers.iter_mut() {
+            w.check_alive()?;
+        }
+        let mut finished = 0.0;
+        for w in workers.iter() {
+            if let Ok(c) = procs::counters(w.addr).await {
+                finished += c.finished;
+            }
+        }
+        if finished >= n {
+            return Ok(started.elapsed());
+        }
+        // The rate counts only what finished while waiting (the e2e workers start early).
+        let base = *first.get_or_insert(finished);
+        if finished > best {
+            best = finished;
+            moved = Instant::now();
+        } else if moved.elapsed() > Duration::from_secs(60) {
+            bail!("{label}: stalled at {finished} of {n} leads for 60 s");
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "{label}: {finished} of {n} leads after {} s, giving up",
+                limit.as_secs()
+            );
+        }
+        if printed.elapsed() >= Duration::from_secs(2) {
+            printed = Instant::now();
+            eprintln!(
+                "bench: draining {label}: {finished}/{n} ({:.0} leads/s)",
+                (finished - base) / started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Time limit of a drain of `n` leads: generous (a worker at 200 leads/s passes), bounded.
+pub fn drain_limit(n: usize) -> Duration {
+    Duration::from_secs(60) + Duration::from_millis(5 * n as u64)
+}
+
+/// Publishes `messages`, starts `processes` workers and times them until every lead is
+/// finished.
+async fn drain(
+    ctx: &Ctx,
+    db: &BenchDb,
+    messages: &[IntakeMessage],
+    processes: usize,
+    label: &str,
+    contacts: u64,
+) -> anyhow::Result<Drain> {
+    let delays = default_retry_delays();
+    let prefixes = ctx.janitor.prefixes(&delays);
+    let topology = Topology::new(&prefixes.amqp, &delays);
+    publish::backlog(AMQP_URL, &topology, messages).await?;
+
+    eprintln!(
+        "bench: drain {label}: {} leads, {processes} worker process(es), {contacts} contacts",
+        messages.len()
+    );
+    let sys0 = SystemCpu::sample();
+    let started_at = Utc::now();
+    let mut workers = start_workers(ctx, db, &prefixes, processes, label).await?;
+    let scraped = wait_finished(
+        &mut workers,
+        messages.len() as f64,
+        label,
+        drain_limit(messages.len()),
+    )
+    .await?;
+    // Before the workers stop: their database backends exit with them.
+    let system = SystemCpu::sample().since(&sys0);
+    let mut per_process = Vec::with_capacity(workers.len());
+    for w in &workers {
+        per_process.push((w.stats()?, procs::counters(w.addr).await?));
+    }
+    let mut logs = Vec::new();
+    for w in workers {
+        let log = w.log.clone();
+        w.stop().await?;
+        logs.push(procs::summarize_log(&log));
+    }
+
+    let (statuses, last) = final_statuses(db, messages).await?;
+    // The last commit's time is exact; the scrape only says when it was noticed.
+    let secs = match last {
+        Some(t) => (t - started_at).as_seconds_f64(),
+        None => scraped.as_secs_f64(),
+    };
+    let d = Drain {
+        label: label.to_owned(),
+        contacts,
+        processes,
+        leads: messages.len(),
+        secs,
+        statuses,
+        per_process,
+        system,
+        logs,
+    };
+    eprintln!(
+        "bench: drain {label}: {:.0} leads/s ({:.2} s; {})",
+        d.rate(),
+        d.secs,
+        statuses_text(&d.statuses)
+    );
+    Ok(d)
+}
+
+pub fn statuses_text(s: &BTreeMap<String, i64>) -> String {
+    s.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One exact count of the backlog's intakes by status, and the last commit time.
+async fn final_statuses(
+    db: &BenchDb,
+    messages: &[IntakeMessage],
+) -> anyhow::Result<(BTreeMap<String, i64>, Option<DateTime<Utc>>)> {
+    let ids = messages
+        .iter()
+        .map(|m| m.intake_id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let rows = db
+        .conn
+        .query_all_raw(seed::stmt(
+            "SELECT status, count(*) AS n, max(processed_at) AS last FROM lead_intakes \
+             WHERE id = ANY(string_to_array($1, ',')::uuid[]) GROUP BY status",
+            vec![ids.into()],
+        ))
+        .await
+        .context("Failed to count the backlog's intakes")?;
+    let mut statuses = BTreeMap::new();
+    let mut last: Option<DateTime<Utc>> = None;
+    for r in rows {
+        let status: String = r.try_get("", "status").context("Failed to read a status")?;
+        let n: i64 = r.try_get("", "n").context("Failed to read a count")?;
+        let t: Option<DateTime<Utc>> = r
+            .try_get("", "last")
+            .context("Failed to read processed_at")?;
+        last = last.max(t);
+        statuses.insert(status, n);
+    }
+    Ok((statuses, last))
+}
