@@ -170,6 +170,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ctx.sizes.receiver_secs,
         ctx.log_dir.display()
     );
+    for (name, value) in procs::tuning_overrides() {
+        eprintln!("bench: tuning from the environment: {name}={value}");
+    }
 
     let mut report = report::Report::default();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -93,6 +93,7 @@ impl Proc {
             .args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(tuning_overrides())
             .current_dir(log_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -408,4 +409,22 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Worker and receiver tuning variables passed on to the children when set, so a tuning
+/// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`).
+const TUNING: [&str; 5] = [
+    "WORKER_CONCURRENCY",
+    "WORKER_PREFETCH",
+    "WORKER__BATCH_SIZE",
+    "WORKER__DB_POOL_SIZE",
+    "RECEIVER__PUBLISH_CHANNELS",
+];
+
+/// The [`TUNING`] variables set in the bench's own environment.
+pub fn tuning_overrides() -> Vec<(&'static str, String)> {
+    TUNING
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (*name, v)))
+        .collect()
 }

@@ -166,12 +166,12 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            concurrency: 8,
-            prefetch: 32,
+            concurrency: 4,
+            prefetch: 512,
             metrics_addr: "0.0.0.0:9090".into(),
             retry_delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
             db_pool_size: 16,
-            batch_size: 32,
+            batch_size: 64,
             shutdown_grace_ms: 30_000,
         }
     }

@@ -103,12 +103,12 @@ fn batch(ctx: &Ctx, c: &Catalog, round: usize, seeded: bool) -> Vec<Intake> {
                 }
                 1 => l.flags.add_to_powerdialer = true,
                 2 => {
-                    l.links.sequence_id = Some(if n % 3 == 0 {
+                    l.links.sequence_id = Some(if n.is_multiple_of(3) {
                         c.other_sequence
                     } else {
                         c.sequence
                     });
-                    l.flags.force_update_sequence = n % 2 == 0;
+                    l.flags.force_update_sequence = n.is_multiple_of(2);
                 }
                 _ => {
                     l.links.line_id = Some(c.line);
