@@ -5,7 +5,7 @@ use shared::config::Settings;
 use std::time::Duration;
 
 /// Session settings of every worker connection, and why each is there.
-pub const SESSION_OPTIONS: [(&str, &str); 3] = [
+pub const SESSION_OPTIONS: [(&str, &str); 5] = [
     // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails the lead
     // transiently instead of holding a consumer for ever.
     ("statement_timeout", "30s"),
@@ -18,6 +18,10 @@ pub const SESSION_OPTIONS: [(&str, &str); 3] = [
     // every execution instead, `plan_cache_mode = force_custom_plan`, also re-plans each
     // foreign-key check of every inserted row: measured 1.6 times the database CPU per lead.)
     ("enable_seqscan", "off"),
+    // For the same reason, joins are nested loops that descend an index per outer row: a
+    // hash or merge join kept from a small table would read the other side whole.
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
 ];
 
 /// The pool options of a worker process with `pool_size` connections. Connections are made

@@ -353,12 +353,13 @@ impl Processor {
             wanted.intakes.push(m.intake_id);
             wanted.accounts.push(m.account_id);
             wanted.tokens.push(m.token_id);
-            wanted.users.extend(l.user_id);
-            wanted.ring_groups.extend(l.ring_group_id);
-            wanted.lines.extend(l.line_id);
-            wanted.tags.extend(l.tag_id);
-            wanted.dispositions.extend(l.disposition_status_id);
-            wanted.sequences.extend(l.sequence_id);
+            let account = |id: Option<i64>| id.map(|id| (m.account_id, id));
+            wanted.users.extend(account(l.user_id));
+            wanted.ring_groups.extend(account(l.ring_group_id));
+            wanted.lines.extend(account(l.line_id));
+            wanted.tags.extend(account(l.tag_id));
+            wanted.dispositions.extend(account(l.disposition_status_id));
+            wanted.sequences.extend(account(l.sequence_id));
         }
         // A lead goes ahead only with all of its keys; a batch never waits for one.
         let free: Vec<bool> = match mode {
@@ -413,7 +414,8 @@ impl Processor {
                 .lock(LockType::NoKeyUpdate)
                 .all(&txn)
                 .await?;
-            let related = sql::related(&txn, &locked).await?;
+            let keys: Vec<(i64, i64)> = models.iter().map(|c| (c.account_id, c.id)).collect();
+            let related = sql::related(&txn, &keys).await?;
             batch.add_locked(models, related);
         }
 

@@ -100,12 +100,13 @@ pub(crate) struct Wanted {
     pub tokens: Vec<i64>,
     /// (account, E.164) of every number of every lead.
     pub numbers: Vec<(i64, String)>,
-    pub users: Vec<i64>,
-    pub ring_groups: Vec<i64>,
-    pub lines: Vec<i64>,
-    pub tags: Vec<i64>,
-    pub dispositions: Vec<i64>,
-    pub sequences: Vec<i64>,
+    /// (account, id) of every linked id, per kind.
+    pub users: Vec<(i64, i64)>,
+    pub ring_groups: Vec<(i64, i64)>,
+    pub lines: Vec<(i64, i64)>,
+    pub tags: Vec<(i64, i64)>,
+    pub dispositions: Vec<(i64, i64)>,
+    pub sequences: Vec<(i64, i64)>,
     pub new_ids: usize,
 }
 
@@ -126,25 +127,32 @@ struct SnapshotJson {
 }
 
 pub(crate) async fn snapshot(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbErr> {
-    let (number_accounts, numbers): (Vec<i64>, Vec<String>) = w.numbers.iter().cloned().unzip();
+    let mut numbers = w.numbers.clone();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let (number_accounts, numbers): (Vec<i64>, Vec<String>) = numbers.into_iter().unzip();
+    let mut values: Vec<Value> = vec![
+        w.intakes.clone().into(),
+        ids(&w.accounts),
+        ids(&w.tokens),
+        number_accounts.into(),
+        numbers.into(),
+    ];
+    for kind in [
+        &w.users,
+        &w.ring_groups,
+        &w.lines,
+        &w.tags,
+        &w.dispositions,
+        &w.sequences,
+    ] {
+        let (accounts, ids) = pairs(kind);
+        values.push(accounts.into());
+        values.push(ids.into());
+    }
+    values.push(i32::try_from(w.new_ids).unwrap_or(i32::MAX).into());
     let row = c
-        .query_one_raw(stmt(
-            SNAPSHOT,
-            vec![
-                w.intakes.clone().into(),
-                ids(&w.accounts),
-                ids(&w.tokens),
-                number_accounts.into(),
-                numbers.into(),
-                ids(&w.users),
-                ids(&w.ring_groups),
-                ids(&w.lines),
-                ids(&w.tags),
-                ids(&w.dispositions),
-                ids(&w.sequences),
-                i32::try_from(w.new_ids).unwrap_or(i32::MAX).into(),
-            ],
-        ))
+        .query_one_raw(stmt(SNAPSHOT, values))
         .await?
         .ok_or_else(|| DbErr::Custom("Failed to read the leads' snapshot".into()))?;
     let value: serde_json::Value = row.try_get("", "snapshot")?;
@@ -210,12 +218,17 @@ struct RelatedJson {
     queued: Vec<i64>,
 }
 
-pub(crate) async fn related(c: &impl ConnectionTrait, contacts: &[i64]) -> Result<Related, DbErr> {
+/// The links of the locked contacts, given as (account, contact) pairs.
+pub(crate) async fn related(
+    c: &impl ConnectionTrait,
+    contacts: &[(i64, i64)],
+) -> Result<Related, DbErr> {
     if contacts.is_empty() {
         return Ok(Related::default());
     }
+    let (accounts, ids) = pairs(contacts);
     let row = c
-        .query_one_raw(stmt(RELATED, vec![contacts.to_vec().into()]))
+        .query_one_raw(stmt(RELATED, vec![accounts.into(), ids.into()]))
         .await?
         .ok_or_else(|| DbErr::Custom("Failed to read the contacts' links".into()))?;
     let value: serde_json::Value = row.try_get("", "related")?;
@@ -250,12 +263,21 @@ pub(crate) async fn powerdialer_bounds(
         .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        out.insert(
-            row.try_get("", "user_id")?,
-            (row.try_get("", "top")?, row.try_get("", "bottom")?),
-        );
+        let top: Option<i64> = row.try_get("", "top")?;
+        let bottom: Option<i64> = row.try_get("", "bottom")?;
+        if let (Some(top), Some(bottom)) = (top, bottom) {
+            out.insert(row.try_get("", "user_id")?, (top, bottom));
+        }
     }
     Ok(out)
+}
+
+/// (account, id) pairs as two parallel arrays, each pair once.
+fn pairs(v: &[(i64, i64)]) -> (Vec<i64>, Vec<i64>) {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.into_iter().unzip()
 }
 
 /// A set of ids as a `bigint[]` parameter, each id once.

@@ -1,12 +1,15 @@
 -- What a transaction reads about its leads, in one round trip, once their locks are held.
--- Every lookup takes a typed array parameter and descends a unique index once per key, so
--- its cost follows the batch, never the table.
---   $1 uuid[]    intake ids              $7  bigint[] ring group ids
---   $2 bigint[]  account ids             $8  bigint[] line ids
---   $3 bigint[]  token ids               $9  bigint[] tag ids
---   $4 bigint[]  account of each number  $10 bigint[] disposition status ids
---   $5 text[]    E.164 numbers           $11 bigint[] sequence ids
---   $6 bigint[]  user ids                $12 int      contact ids to reserve
+-- Every lookup takes typed array parameters and descends an index once per key, so its
+-- cost follows the batch, never the table. Linked ids are looked up as (account, id)
+-- pairs on each table's (account_id, id) unique index: another account's id is simply not
+-- found.
+--   $1 uuid[]    intake ids              $6, $7   users (account, id)
+--   $2 bigint[]  account ids             $8, $9   ring groups
+--   $3 bigint[]  token ids               $10, $11 lines
+--   $4 bigint[]  account of each number  $12, $13 tags
+--   $5 text[]    E.164 numbers           $14, $15 disposition statuses
+--                                        $16, $17 sequences
+--   $18 int      contact ids to reserve
 SELECT json_build_object(
   'intakes', (
     SELECT coalesce(json_agg(json_build_object('id', i.id, 'status', i.status,
@@ -23,31 +26,37 @@ SELECT json_build_object(
     JOIN contact_phone_numbers n
       ON n.account_id = k.account_id AND n.phone_number = k.phone_number),
   'users', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM users WHERE id = ANY ($6::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($6::bigint[], $7::bigint[]) AS k(account_id, id)
+    JOIN users t ON t.account_id = k.account_id AND t.id = k.id),
   'ring_groups', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM ring_groups WHERE id = ANY ($7::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($8::bigint[], $9::bigint[]) AS k(account_id, id)
+    JOIN ring_groups t ON t.account_id = k.account_id AND t.id = k.id),
   'lines', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM lines WHERE id = ANY ($8::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($10::bigint[], $11::bigint[]) AS k(account_id, id)
+    JOIN lines t ON t.account_id = k.account_id AND t.id = k.id),
   'tags', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM tags WHERE id = ANY ($9::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($12::bigint[], $13::bigint[]) AS k(account_id, id)
+    JOIN tags t ON t.account_id = k.account_id AND t.id = k.id),
   'dispositions', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM disposition_statuses WHERE id = ANY ($10::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($14::bigint[], $15::bigint[]) AS k(account_id, id)
+    JOIN disposition_statuses t ON t.account_id = k.account_id AND t.id = k.id),
   'sequences', (
-    SELECT coalesce(json_agg(json_build_array(account_id, id)), '[]'::json)
-    FROM sequences WHERE id = ANY ($11::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
+    FROM unnest($16::bigint[], $17::bigint[]) AS k(account_id, id)
+    JOIN sequences t ON t.account_id = k.account_id AND t.id = k.id),
   'members', (
     SELECT coalesce(json_agg(json_build_array(m.ring_group_id, u.id, u.active, u.available)
              ORDER BY m.ring_group_id, u.id), '[]'::json)
-    FROM ring_group_members m
-    JOIN users u ON u.account_id = m.account_id AND u.id = m.user_id
-    WHERE m.ring_group_id = ANY ($7::bigint[])),
+    FROM unnest($8::bigint[], $9::bigint[]) AS k(account_id, id)
+    JOIN ring_group_members m ON m.ring_group_id = k.id AND m.account_id = k.account_id
+    JOIN users u ON u.account_id = m.account_id AND u.id = m.user_id),
   'ids', (
     SELECT coalesce(json_agg(nextval(q.seq)), '[]'::json)
     FROM (SELECT pg_get_serial_sequence('contacts', 'id')::regclass AS seq) AS q,
-         generate_series(1, $12::int))
+         generate_series(1, $18::int))
 ) AS snapshot
