@@ -3,6 +3,7 @@
 //! connect lazily and the broker connection is kept by a background task, so the receiver
 //! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::idempotency::IntakeRecords;
 use crate::limiter::{AuthFailureBlocks, Limiter};
@@ -31,6 +32,8 @@ pub struct AppState {
     /// Rate limits, idempotency keys and intake records.
     pub redis: Redis,
     pub limiter: Limiter,
+    /// The one Redis call that admits an intake request.
+    pub admission: Admission,
     /// Client addresses refused for failed authentications.
     pub auth_blocks: AuthFailureBlocks,
     pub records: IntakeRecords,
@@ -112,6 +115,7 @@ impl Application {
             outcomes,
             redis,
             limiter: Limiter::new(&settings.redis_prefix),
+            admission: Admission::default(),
             auth_blocks: AuthFailureBlocks::default(),
             records: IntakeRecords::new(
                 &settings.redis_prefix,

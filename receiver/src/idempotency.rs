@@ -3,13 +3,15 @@
 //! `Idempotency-Key` claims, so a client's retry of the same request within 24 h gets the
 //! first 202 again instead of a second message in the queue.
 //!
-//! A key is claimed (`pending`) before publishing and completed with the intake id after
-//! the broker's confirm; a failed publish releases it. A second request arriving while the
-//! first is still being published gets 409 rather than a second publish.
+//! A key is looked up before anything else about a request, and claimed (`pending`) with
+//! the rate limit and the record in one script ([`crate::admission`]); it is completed with
+//! the intake id after the broker's confirm, and a failed publish releases it. A second
+//! request arriving while the first is still being published gets 409 rather than a second
+//! publish.
 
 use crate::store::{Redis, Unavailable};
 use sha2::{Digest, Sha256};
-use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use shared::intake::QueuedIntake;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -17,14 +19,6 @@ use uuid::Uuid;
 pub const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
-
-/// Returns the stored value, or claims the key with ARGV[1] for ARGV[2] ms and returns nil.
-const CLAIM: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-";
 
 /// Deletes the key only if it still holds our claim.
 const RELEASE: &str = r"
@@ -34,11 +28,9 @@ return 0
 
 const PENDING: &str = "pending:";
 
-/// What a claim found.
+/// What an earlier request with the same key left on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is ours; publish, then [`IntakeRecords::accepted`] or [`IntakeRecords::release`].
-    Claimed(ClaimedKey),
     /// An earlier request with this key was accepted as this intake.
     Accepted(Uuid),
     /// An earlier request with this key is still being published.
@@ -52,6 +44,17 @@ pub struct ClaimedKey {
     pending: String,
 }
 
+impl ClaimedKey {
+    pub fn redis_key(&self) -> &str {
+        &self.redis_key
+    }
+
+    /// The value that marks the key as held by a request still being published.
+    pub fn pending(&self) -> String {
+        self.pending.clone()
+    }
+}
+
 /// A syntactically valid `Idempotency-Key`: 1–255 printable ASCII characters.
 pub fn valid_key(key: &str) -> bool {
     !key.trim().is_empty()
@@ -61,7 +64,6 @@ pub fn valid_key(key: &str) -> bool {
 
 pub struct IntakeRecords {
     prefix: String,
-    claim: redis::Script,
     release: redis::Script,
     /// How long a claim outlives a publish that never finished (a crashed process).
     claim_ttl: Duration,
@@ -72,77 +74,62 @@ impl IntakeRecords {
     pub fn new(redis_prefix: &str, publish_timeout: Duration) -> Self {
         Self {
             prefix: redis_prefix.to_owned(),
-            claim: redis::Script::new(CLAIM),
             release: redis::Script::new(RELEASE),
             claim_ttl: publish_timeout + Duration::from_secs(5),
         }
     }
 
-    /// Claims `key` of `token_id` for `intake_id`, or finds who has it.
-    pub async fn claim(
-        &self,
-        redis: &Redis,
-        token_id: i64,
-        key: &str,
-        intake_id: Uuid,
-    ) -> Result<Claim, Unavailable> {
-        let redis_key = format!(
-            "{}idem:{token_id}:{}",
-            self.prefix,
-            hex::encode(Sha256::digest(key.as_bytes()))
-        );
-        let pending = format!("{PENDING}{intake_id}");
-        let mut conn = redis.conn();
-        let found: Option<String> = redis
-            .run("idempotency", async {
-                self.claim
-                    .key(&redis_key)
-                    .arg(&pending)
-                    .arg(self.claim_ttl.as_millis() as u64)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(match found {
-            None => Claim::Claimed(ClaimedKey { redis_key, pending }),
-            Some(v) if v.starts_with(PENDING) => Claim::InProgress,
-            Some(v) => match Uuid::parse_str(&v) {
-                Ok(id) => Claim::Accepted(id),
-                // Not ours to interpret: behave as if another request held it.
-                Err(_) => Claim::InProgress,
-            },
-        })
+    /// The key of `intake_id`'s `queued` record.
+    pub fn status_key(&self, intake_id: Uuid) -> String {
+        shared::keys::intake_status(&self.prefix, intake_id)
     }
 
-    /// Records an intake the broker confirmed: its `queued` status and, if the request had
-    /// one, its idempotency key — in one round trip.
-    pub async fn accepted(
+    /// The claim `intake_id` makes on `key` of `token_id` (taken by [`crate::admission`]).
+    pub fn claim_for(&self, token_id: i64, key: &str, intake_id: Uuid) -> ClaimedKey {
+        ClaimedKey {
+            redis_key: format!(
+                "{}idem:{token_id}:{}",
+                self.prefix,
+                hex::encode(Sha256::digest(key.as_bytes()))
+            ),
+            pending: format!("{PENDING}{intake_id}"),
+        }
+    }
+
+    pub fn claim_ttl_ms(&self) -> u64 {
+        u64::try_from(self.claim_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// What the value an earlier request left on a key says.
+    pub fn interpret(value: &str) -> Claim {
+        if value.starts_with(PENDING) {
+            return Claim::InProgress;
+        }
+        match Uuid::parse_str(value) {
+            Ok(id) => Claim::Accepted(id),
+            // Not ours to interpret: behave as if another request held it.
+            Err(_) => Claim::InProgress,
+        }
+    }
+
+    /// Completes a claimed key once the broker confirmed its intake: a retry within
+    /// [`KEY_TTL`] gets this intake's answer.
+    pub async fn complete(
         &self,
         redis: &Redis,
-        record: &QueuedIntake,
-        key: Option<&ClaimedKey>,
+        key: &ClaimedKey,
+        intake_id: Uuid,
     ) -> Result<(), Unavailable> {
-        let status_key = shared::keys::intake_status(&self.prefix, record.intake_id);
-        let json = serde_json::to_string(record).map_err(|_| Unavailable)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(&status_key)
-            .arg(json)
-            .arg("EX")
-            .arg(QUEUED_RECORD_TTL_SECS)
-            .ignore();
-        if let Some(key) = key {
-            pipe.cmd("SET")
-                .arg(&key.redis_key)
-                .arg(record.intake_id.to_string())
-                .arg("PX")
-                .arg(KEY_TTL.as_millis() as u64)
-                .ignore();
-        }
         let mut conn = redis.conn();
         redis
-            .run("intake_record", async {
-                pipe.query_async::<()>(&mut conn).await
+            .run("idempotency", async {
+                redis::cmd("SET")
+                    .arg(&key.redis_key)
+                    .arg(intake_id.to_string())
+                    .arg("PX")
+                    .arg(KEY_TTL.as_millis() as u64)
+                    .query_async::<()>(&mut conn)
+                    .await
             })
             .await
     }
@@ -154,7 +141,7 @@ impl IntakeRecords {
         redis: &Redis,
         intake_id: Uuid,
     ) -> Result<Option<QueuedIntake>, Unavailable> {
-        let status_key = shared::keys::intake_status(&self.prefix, intake_id);
+        let status_key = self.status_key(intake_id);
         let mut conn = redis.conn();
         let found: Option<String> = redis
             .run("intake_record", async {
@@ -167,16 +154,20 @@ impl IntakeRecords {
         Ok(found.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    /// Gives a claimed key back after a failed publish, so the client's retry can use it.
-    pub async fn release(&self, redis: &Redis, key: &ClaimedKey) {
+    /// Undoes the admission of a lead whose publish failed: deletes its `queued` record and
+    /// gives its key (if it claimed one) back, so the client's retry can use it.
+    pub async fn abandon(&self, redis: &Redis, intake_id: Uuid, key: Option<&ClaimedKey>) {
         let mut conn = redis.conn();
+        let status_key = self.status_key(intake_id);
         let _ = redis
-            .run("idempotency", async {
-                self.release
-                    .key(&key.redis_key)
-                    .arg(&key.pending)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
+            .run("intake_record", async {
+                let mut pipe = redis::pipe();
+                pipe.cmd("DEL").arg(&status_key).ignore();
+                if let Some(key) = key {
+                    pipe.invoke_script(self.release.key(&key.redis_key).arg(&key.pending))
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await
             })
             .await;
     }

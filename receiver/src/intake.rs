@@ -6,11 +6,12 @@
 //! or not the lead is valid; only then is the lead parsed, and a 202 is sent only after
 //! the broker confirmed the message.
 
+use crate::admission::{self, Admitted};
 use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
 use crate::error::IntakeError;
 use crate::http::{self, Body};
-use crate::idempotency::{self, Claim};
+use crate::idempotency::{self, Claim, IntakeRecords};
 use crate::limiter::Decision;
 use crate::outcomes::{Outcome, Waiter};
 use crate::telemetry;
@@ -82,47 +83,68 @@ async fn accept(
     let principal = authenticate(state, token, ip, rate).await?;
     tracing::Span::current().record("account_id", principal.account_id);
 
-    let decision = rate_limit(state, &principal).await?;
-    *rate = decision;
-    if let Some(decision) = decision.filter(|d| !d.admitted) {
-        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-        return Err(IntakeError::RateLimited(decision));
-    }
-
-    if let Some(error) = body_error {
-        return Err(IntakeError::Invalid(error.into_field_errors()));
-    }
-    let lead = raw
-        .parse(&ParseContext::now(principal.region))
-        .map_err(IntakeError::Invalid)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let wait = prefer_wait(&parts.headers);
-
+    let lead = match body_error {
+        Some(error) => Err(error.into_field_errors()),
+        None => raw.parse(&ParseContext::now(principal.region)),
+    };
     let intake_id = Uuid::now_v7();
     tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
-    let claimed = match idempotency_key {
-        None => None,
-        Some(key) => match state
-            .records
-            .claim(&state.redis, principal.token_id, &key, intake_id)
-            .await
-        {
-            Ok(Claim::Claimed(claimed)) => Some(claimed),
-            Ok(Claim::Accepted(first)) => {
-                metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
-                tracing::info!(first_intake_id = %first, "Replayed the 202 of an earlier request with the same Idempotency-Key");
-                return Ok(accepted(first, true));
+    let record = QueuedIntake {
+        intake_id,
+        account_id: principal.account_id,
+        status: IntakeStatus::Queued,
+        received_at,
+    };
+    let admitted = state
+        .admission
+        .admit(
+            &state.redis,
+            &state.limiter,
+            &state.records,
+            admission::Request {
+                token_id: principal.token_id,
+                limit: principal
+                    .rate_limit_per_minute
+                    .unwrap_or(state.settings.rate_limit.per_minute),
+                valid: lead.is_ok(),
+                record: &record,
+                idempotency_key: idempotency_key.as_deref(),
+            },
+        )
+        .await;
+    let claimed = match admitted {
+        Ok(Admitted::Known(value)) => {
+            return match IntakeRecords::interpret(&value) {
+                Claim::Accepted(first) => {
+                    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+                    tracing::info!(first_intake_id = %first, "Replayed the 202 of an earlier request with the same Idempotency-Key");
+                    Ok(accepted(first, true))
+                }
+                Claim::InProgress => Err(IntakeError::IdempotencyConflict),
+            };
+        }
+        Ok(Admitted::Counted { decision, claimed }) => {
+            *rate = Some(decision);
+            if !decision.admitted {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+                return Err(IntakeError::RateLimited(decision));
             }
-            Ok(Claim::InProgress) => return Err(IntakeError::IdempotencyConflict),
-            Err(_) if state.settings.rate_limit.fail_mode == FailMode::Open => {
+            claimed
+        }
+        Err(_) => match state.settings.rate_limit.fail_mode {
+            FailMode::Open => {
+                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
                 tracing::warn!(
-                    "Redis unavailable: accepting the lead without its Idempotency-Key check"
+                    "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
                 );
                 None
             }
-            Err(_) => return Err(IntakeError::Unavailable("redis")),
+            FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
         },
     };
+    let lead = lead.map_err(IntakeError::Invalid)?;
 
     let message = IntakeMessage {
         version: MESSAGE_VERSION,
@@ -139,25 +161,20 @@ async fn accept(
     let traceparent = traceparent(&parts.headers);
     if let Err(error) = state.publisher.publish(&message, &traceparent).await {
         tracing::warn!(%error, "Failed to queue a lead");
-        if let Some(claimed) = &claimed {
-            state.records.release(&state.redis, claimed).await;
-        }
+        state
+            .records
+            .abandon(&state.redis, intake_id, claimed.as_ref())
+            .await;
         return Err(IntakeError::Unavailable("broker"));
     }
-
-    let record = QueuedIntake {
-        intake_id,
-        account_id: principal.account_id,
-        status: IntakeStatus::Queued,
-        received_at,
-    };
-    if state
-        .records
-        .accepted(&state.redis, &record, claimed.as_ref())
-        .await
-        .is_err()
+    if let Some(claimed) = &claimed
+        && state
+            .records
+            .complete(&state.redis, claimed, intake_id)
+            .await
+            .is_err()
     {
-        tracing::warn!("Lead queued, but its queued status could not be recorded in Redis");
+        tracing::warn!("Lead queued, but its Idempotency-Key could not be completed in Redis");
     }
     metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
     tracing::info!(%traceparent, "Lead accepted");
@@ -305,31 +322,6 @@ pub(crate) async fn authenticate(
             Err(IntakeError::RateLimited(decision))
         }
         Err(_) => Err(IntakeError::Unauthenticated),
-    }
-}
-
-/// Counts the request against its token's limit. `None`: Redis was unreachable and the
-/// request goes on unlimited (fail-open).
-async fn rate_limit(
-    state: &AppState,
-    principal: &Principal,
-) -> Result<Option<Decision>, IntakeError> {
-    let limit = principal
-        .rate_limit_per_minute
-        .unwrap_or(state.settings.rate_limit.per_minute);
-    match state
-        .limiter
-        .check_token(&state.redis, principal.token_id, limit)
-        .await
-    {
-        Ok(decision) => Ok(Some(decision)),
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                Ok(None)
-            }
-            FailMode::Closed => Err(IntakeError::Unavailable("rate limiter")),
-        },
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`intake`]: the intake endpoint itself.
 //! - [`error`]: [`error::IntakeError`], every way the endpoint can refuse, mapped to a status.
 //! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
+//! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
 //! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).
 //! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
 //! - [`store`]: the Redis handle every Redis user goes through (timeouts, fail-fast).
@@ -19,6 +20,7 @@
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`http`]: response helpers shared by the handlers.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod error;

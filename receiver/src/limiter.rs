@@ -53,6 +53,25 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The decision of a sliding-window script's reply {admitted, remaining, wait µs, now µs}.
+    pub fn from_script(
+        limit: u32,
+        admitted: i64,
+        remaining: i64,
+        wait_us: i64,
+        now_us: i64,
+    ) -> Self {
+        let wait_us = u64::try_from(wait_us.max(0)).unwrap_or(0);
+        let now_us = u64::try_from(now_us.max(0)).unwrap_or(0);
+        Self {
+            admitted: admitted == 1,
+            limit,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+            wait: Duration::from_micros(wait_us),
+            reset_at: (now_us + wait_us).div_ceil(1_000_000),
+        }
+    }
+
     /// `retry_after_ms` of a 429 body: the exact wait, rounded up to the millisecond.
     pub fn retry_after_ms(&self) -> u64 {
         u64::try_from(self.wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
@@ -78,15 +97,9 @@ impl Limiter {
         }
     }
 
-    /// Counts an intake request of `token_id` against `limit` per window.
-    pub async fn check_token(
-        &self,
-        redis: &Redis,
-        token_id: i64,
-        limit: u32,
-    ) -> Result<Decision, Unavailable> {
-        let key = format!("{}rl:intake:{token_id}", self.prefix);
-        self.check(redis, "rate_limit", &key, limit).await
+    /// The sorted set of `token_id`'s intake requests (counted by [`crate::admission`]).
+    pub fn intake_key(&self, token_id: i64) -> String {
+        format!("{}rl:intake:{token_id}", self.prefix)
     }
 
     /// Counts a read-API request of `token_id` against `limit` per window (a budget of its
@@ -133,15 +146,9 @@ impl Limiter {
                     .await
             })
             .await?;
-        let wait_us = u64::try_from(wait_us.max(0)).unwrap_or(0);
-        let now_us = u64::try_from(now_us.max(0)).unwrap_or(0);
-        Ok(Decision {
-            admitted: admitted == 1,
-            limit,
-            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
-            wait: Duration::from_micros(wait_us),
-            reset_at: (now_us + wait_us).div_ceil(1_000_000),
-        })
+        Ok(Decision::from_script(
+            limit, admitted, remaining, wait_us, now_us,
+        ))
     }
 }
 

@@ -1,0 +1,142 @@
+//! Admitting one intake request in one Redis round trip: its `Idempotency-Key` looked up
+//! first (a stored request is answered as before, never charged or judged again), then the
+//! token's sliding-window limit (see [`crate::limiter`]), then, for an admitted valid lead,
+//! its `queued` intake record and the claim of its key, all in one script.
+//!
+//! The record is written before the publish: nobody knows the intake id until the 202, and
+//! a failed publish deletes the record and releases the key (a second round trip only on
+//! that rare path). A request with an `Idempotency-Key` completes its key after the
+//! broker's confirm; a plain request costs Redis exactly one call.
+
+use crate::idempotency::{ClaimedKey, IntakeRecords};
+use crate::limiter::{Decision, Limiter, WINDOW};
+use crate::store::{Redis, Unavailable};
+use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use uuid::Uuid;
+
+/// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3] (optional): the
+/// idempotency key. ARGV: limit, window in ms, a unique member, whether the lead is valid
+/// (1/0), the record's JSON, its TTL in s, the claim's value, its TTL in ms.
+/// Returns {2, stored value} for a known key, else the limiter's
+/// {admitted, remaining, wait µs, Redis time µs}.
+const ADMIT: &str = r"
+if KEYS[3] then
+  local v = redis.call('GET', KEYS[3])
+  if v then return {2, v} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2]) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local blocking = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return {0, 0, tonumber(blocking[2]) + window - now, now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
+  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {1, limit - count - 1, tonumber(oldest[2]) + window - now, now}
+";
+
+/// What Redis said of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// An earlier request with the same key holds it: its value (see
+    /// [`IntakeRecords::interpret`]).
+    Known(String),
+    /// Counted against the limit; refused when `decision.admitted` is false. For an
+    /// admitted valid lead, its record is written and its key (if any) claimed.
+    Counted {
+        decision: Decision,
+        claimed: Option<ClaimedKey>,
+    },
+}
+
+/// One intake request as the admission script sees it.
+pub struct Request<'a> {
+    pub token_id: i64,
+    pub limit: u32,
+    /// Whether the lead parsed; an invalid one is counted, nothing else.
+    pub valid: bool,
+    pub record: &'a QueuedIntake,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The admission script, loaded once per Redis server (EVALSHA afterwards).
+pub struct Admission {
+    script: redis::Script,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            script: redis::Script::new(ADMIT),
+        }
+    }
+}
+
+impl Admission {
+    pub async fn admit(
+        &self,
+        redis: &Redis,
+        limiter: &Limiter,
+        records: &IntakeRecords,
+        req: Request<'_>,
+    ) -> Result<Admitted, Unavailable> {
+        let rate_key = limiter.intake_key(req.token_id);
+        let record_key = records.status_key(req.record.intake_id);
+        let claim = req
+            .idempotency_key
+            .map(|key| records.claim_for(req.token_id, key, req.record.intake_id));
+        let json = serde_json::to_string(req.record).map_err(|_| Unavailable)?;
+        let mut invocation = self.script.key(&rate_key);
+        invocation.key(&record_key);
+        if let Some(c) = &claim {
+            invocation.key(c.redis_key());
+        }
+        invocation
+            .arg(req.limit)
+            .arg(WINDOW.as_millis() as u64)
+            .arg(Uuid::new_v4().simple().to_string())
+            .arg(u8::from(req.valid))
+            .arg(json)
+            .arg(QUEUED_RECORD_TTL_SECS)
+            .arg(claim.as_ref().map(ClaimedKey::pending).unwrap_or_default())
+            .arg(records.claim_ttl_ms());
+        let mut conn = redis.conn();
+        let reply: redis::Value = redis
+            .run("admission", async {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        let redis::Value::Array(items) = reply else {
+            return Err(Unavailable);
+        };
+        let int = |i: usize| match items.get(i) {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        if int(0) == Some(2) {
+            return match items.get(1) {
+                Some(redis::Value::BulkString(v)) => {
+                    Ok(Admitted::Known(String::from_utf8_lossy(v).into_owned()))
+                }
+                _ => Err(Unavailable),
+            };
+        }
+        let (Some(admitted), Some(remaining), Some(wait_us), Some(now_us)) =
+            (int(0), int(1), int(2), int(3))
+        else {
+            return Err(Unavailable);
+        };
+        let decision = Decision::from_script(req.limit, admitted, remaining, wait_us, now_us);
+        let claimed = (decision.admitted && req.valid).then_some(claim).flatten();
+        Ok(Admitted::Counted { decision, claimed })
+    }
+}
