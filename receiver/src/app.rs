@@ -36,6 +36,9 @@ pub struct AppState {
     pub admission: Admission,
     /// Client addresses refused for failed authentications.
     pub auth_blocks: AuthFailureBlocks,
+    /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
+    /// so a guessing client cannot flood the database (a valid token still gets through).
+    pub blocked_lookups: tokio::sync::Semaphore,
     pub records: IntakeRecords,
     pub publisher: Arc<Publisher>,
     /// Read-only: the read API and the one final read of a synchronous wait.
@@ -117,6 +120,7 @@ impl Application {
             limiter: Limiter::new(&settings.redis_prefix),
             admission: Admission::default(),
             auth_blocks: AuthFailureBlocks::default(),
+            blocked_lookups: tokio::sync::Semaphore::new(2),
             records: IntakeRecords::new(
                 &settings.redis_prefix,
                 Duration::from_millis(receiver.publish_timeout_ms),

@@ -280,28 +280,38 @@ fn finished(intake_id: Uuid, outcome: Outcome) -> Response<Body> {
 }
 
 /// The principal of `token`, or the refusal: 401, or 429 for a client address with too
-/// many failed attempts (checked first, so a blocked client cannot test guesses). The read
-/// API authenticates the same way.
+/// many failed attempts. A valid token is never refused because of failures from its
+/// address (a shared NAT, or a proxy whose `X-Forwarded-For` is not trusted, puts many
+/// clients behind one address): the block only refuses tokens that turn out unknown, and
+/// its clients' lookups that miss the cache go to the database one or two at a time. The
+/// read API authenticates the same way.
 pub(crate) async fn authenticate(
     state: &AppState,
     token: Option<String>,
     ip: IpAddr,
     rate: &mut Option<Decision>,
 ) -> Result<Principal, IntakeError> {
-    if let Some(decision) = state.auth_blocks.blocked(ip) {
-        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
-        *rate = Some(decision);
-        return Err(IntakeError::RateLimited(decision));
-    }
+    let blocked = state.auth_blocks.blocked(ip);
     let found = match token {
-        Some(token) => state.auth.authenticate(&token).await.map_err(|error| {
-            tracing::warn!(%error, "Cannot authenticate: token store unavailable");
-            IntakeError::Unavailable("database")
-        })?,
+        Some(token) => {
+            let _slow_lane = match blocked {
+                Some(_) => Some(state.blocked_lookups.acquire().await),
+                None => None,
+            };
+            state.auth.authenticate(&token).await.map_err(|error| {
+                tracing::warn!(%error, "Cannot authenticate: token store unavailable");
+                IntakeError::Unavailable("database")
+            })?
+        }
         None => None,
     };
     if let Some(principal) = found {
         return Ok(principal);
+    }
+    if let Some(decision) = blocked {
+        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+        *rate = Some(decision);
+        return Err(IntakeError::RateLimited(decision));
     }
     let limit = state.settings.rate_limit.auth_failures_per_minute;
     match state
