@@ -274,7 +274,53 @@ pub fn changes(
             out.push((c.field, c.value.clone()));
         }
     }
+    if force && let Some(m) = existing {
+        reconcile_name(m, candidates, &mut out);
+    }
     out
+}
+
+/// Under force_update a contact's name and its parts must agree (§4.4): a forced name alone
+/// rewrites the parts it splits into; forced parts alone rewrite the name they join into,
+/// with the contact's other part.
+fn reconcile_name(m: &contact::Model, candidates: &[Candidate], out: &mut Vec<(Field, Value)>) {
+    let provided = |f: Field| candidates.iter().any(|c| c.field == f && c.provided);
+    let after = |out: &[(Field, Value)], f: Field| -> Option<String> {
+        match out.iter().find(|(field, _)| *field == f) {
+            Some((_, Value::Text(t))) => Some(t.clone()),
+            _ => text(m, f),
+        }
+    };
+    let set = |out: &mut Vec<(Field, Value)>, f: Field, value: Option<String>| {
+        let Some(value) = value else { return };
+        if text(m, f).as_deref() == Some(value.as_str()) {
+            out.retain(|(field, _)| *field != f);
+            return;
+        }
+        match out.iter_mut().find(|(field, _)| *field == f) {
+            Some(slot) => slot.1 = Value::Text(value),
+            None => out.push((f, Value::Text(value))),
+        }
+    };
+    let (name, first, last) = (
+        provided(Field::Name),
+        provided(Field::FirstName),
+        provided(Field::LastName),
+    );
+    if name && !first && !last {
+        let (first, last) = after(out, Field::Name)
+            .as_deref()
+            .map(split_name)
+            .unwrap_or((None, None));
+        set(out, Field::FirstName, first);
+        set(out, Field::LastName, last);
+    } else if !name && (first || last) {
+        let joined = join_name(
+            after(out, Field::FirstName).as_deref(),
+            after(out, Field::LastName).as_deref(),
+        );
+        set(out, Field::Name, joined);
+    }
 }
 
 /// Writes `changes` into a contact; returns the columns written.
@@ -427,8 +473,9 @@ mod tests {
         }));
         let ch = changes(Some(&existing), &c, true);
         assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Jane Roe"));
-        // Derived from the name, so only a blank would have been filled.
-        assert_eq!(text_of(&ch, Field::FirstName), None);
+        // A forced name rewrites its parts, so the contact never contradicts itself.
+        assert_eq!(text_of(&ch, Field::FirstName).as_deref(), Some("Jane"));
+        assert_eq!(text_of(&ch, Field::LastName).as_deref(), Some("Roe"));
         assert_eq!(text_of(&ch, Field::City), None);
         // The same value again is no change.
         let again = changes(
@@ -437,6 +484,25 @@ mod tests {
             true,
         );
         assert_eq!(text_of(&again, Field::Name), None);
+    }
+
+    #[test]
+    fn forced_name_parts_rewrite_the_name_with_the_other_part() {
+        let existing = contact(|m| {
+            m.name = Some("John Doe".into());
+            m.first_name = Some("John".into());
+            m.last_name = Some("Doe".into());
+        });
+        let first_only = from_lead(&lead(LeadFields {
+            first_name: Some("Jane".into()),
+            ..LeadFields::default()
+        }));
+        let ch = changes(Some(&existing), &first_only, true);
+        assert_eq!(text_of(&ch, Field::FirstName).as_deref(), Some("Jane"));
+        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Jane Doe"));
+        assert_eq!(text_of(&ch, Field::LastName), None);
+        // Without force_update nothing of a filled name changes.
+        assert!(changes(Some(&existing), &first_only, false).is_empty());
     }
 
     #[test]
