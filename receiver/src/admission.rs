@@ -9,40 +9,27 @@
 //! broker's confirm; a plain request costs Redis exactly one call.
 
 use crate::idempotency::{ClaimedKey, IntakeRecords};
-use crate::limiter::{Decision, Limiter, WINDOW};
+use crate::limiter::{Decision, Limiter, WINDOW, sliding_window_script};
 use crate::store::{Redis, Unavailable};
 use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
 use uuid::Uuid;
 
 /// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3] (optional): the
-/// idempotency key. ARGV: limit, window in ms, a unique member, whether the lead is valid
-/// (1/0), the record's JSON, its TTL in s, the claim's value, its TTL in ms.
-/// Returns {2, stored value} for a known key, else the limiter's
-/// {admitted, remaining, wait µs, Redis time µs}.
-const ADMIT: &str = r"
+/// idempotency key. ARGV: limit, window in ms, a unique member (the limiter's), whether the
+/// lead is valid (1/0), the record's JSON, its TTL in s, the claim's value, its TTL in ms.
+/// Returns {2, stored value} for a known key, else the limiter's reply.
+const ADMIT: &str = sliding_window_script!(
+    r"
 if KEYS[3] then
   local v = redis.call('GET', KEYS[3])
   if v then return {2, v} end
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2]) * 1000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count >= limit then
-  local blocking = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-  return {0, 0, tonumber(blocking[2]) + window - now, now}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
-  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {1, limit - count - 1, tonumber(oldest[2]) + window - now, now}
-";
+end",
+    r"
+  if ARGV[4] == '1' then
+    redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
+    if KEYS[3] then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
+  end"
+);
 
 /// What Redis said of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

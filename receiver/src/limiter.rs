@@ -18,11 +18,17 @@ use std::time::{Duration, Instant};
 /// The span every limit counts over.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// KEYS[1]: the subject's sorted set. ARGV: limit, window in ms, a unique member.
-/// Returns {admitted (1/0), remaining, wait in µs, Redis time in µs}: for an admitted
-/// request the wait is until the oldest counted request leaves the window (when
-/// `remaining` next grows); for a refused one, until a request would be admitted.
-const SLIDING_WINDOW: &str = r"
+/// The sliding-window log in Lua, with `$before` run first and `$on_admit` run for an
+/// admitted request just before its reply. KEYS[1]: the subject's sorted set. ARGV[1..3]:
+/// limit, window in ms, a unique member. Replies {admitted (1/0), remaining, wait in µs,
+/// Redis time in µs}: for an admitted request the wait is until the oldest counted request
+/// leaves the window (when `remaining` next grows); for a refused one, until a request
+/// would be admitted.
+macro_rules! sliding_window_script {
+    ($before:literal, $on_admit:literal) => {
+        concat!(
+            $before,
+            r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
@@ -32,12 +38,22 @@ local count = redis.call('ZCARD', KEYS[1])
 if count < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+",
+            $on_admit,
+            r"
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return {1, limit - count - 1, tonumber(oldest[2]) + window - now, now}
 end
 local blocking = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
 return {0, 0, tonumber(blocking[2]) + window - now, now}
-";
+"
+        )
+    };
+}
+pub(crate) use sliding_window_script;
+
+/// One subject's limit.
+const SLIDING_WINDOW: &str = sliding_window_script!("", "");
 
 /// The verdict on one request, and what the `X-RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
