@@ -28,7 +28,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub struct AppState {
     pub settings: Settings,
     /// Token → principal, cached.
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     /// Rate limits, idempotency keys and intake records.
     pub redis: Redis,
     pub limiter: Limiter,
@@ -109,11 +109,20 @@ impl Application {
             stop.clone(),
         ));
 
+        let auth = Arc::new(Authenticator::new(
+            db.clone(),
+            Duration::from_millis(receiver.token_cache_ttl_ms),
+            Duration::from_millis(receiver.token_stale_ms),
+        ));
+        tokio::spawn(crate::auth::follow_revocations(
+            auth.clone(),
+            settings.redis_url.clone(),
+            settings.redis_prefix.clone(),
+            stop.clone(),
+        ));
+
         let state = AppState {
-            auth: Authenticator::new(
-                db.clone(),
-                Duration::from_millis(receiver.token_cache_ttl_ms),
-            ),
+            auth,
             db,
             outcomes,
             redis,

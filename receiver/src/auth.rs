@@ -1,17 +1,24 @@
 //! Who sent a request: the API token (from the body, the query string or
 //! `Authorization: Bearer`), looked up by its SHA-256 in PostgreSQL and cached in-process.
 //!
-//! The cache keeps a lookup for at most `token_cache_ttl_ms` (≤ 30 s), which bounds how late
-//! a revocation takes effect. Unknown tokens are cached too, so guessing costs no database
-//! round trip. When the database cannot be reached, an expired entry is used a little
-//! longer rather than refusing every lead of a known token.
+//! Two bounded caches keep lookups for at most `token_cache_ttl_ms` (≤ 30 s): one of known
+//! tokens and one of unknown ones, so a flood of random tokens evicts only other unknown
+//! tokens, never a customer's. Concurrent lookups of one token share a single database
+//! query. A revocation takes effect at once: `leadctl token revoke` announces the token's
+//! hash on Redis ([`shared::keys::token_revocations_channel`]) and [`Authenticator::forget`]
+//! drops it; the TTL bounds a revocation whose announcement was lost.
+//!
+//! While the database cannot be reached, a token's last good lookup is used for at most
+//! `token_stale_ms` past its TTL (re-checked every few seconds); after that, and for
+//! tokens never seen, requests get 503.
 
 use crate::telemetry;
 use http::HeaderMap;
+use moka::Expiry;
+use moka::future::Cache;
 use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
 use shared::phone::Region;
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The token's identity: the only account its leads may touch.
@@ -27,9 +34,9 @@ pub struct Principal {
 }
 
 /// The token lookup failed for a reason other than the token (the database is down).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("Failed to look up the API token: {0}")]
-pub struct LookupError(#[from] sea_orm::DbErr);
+pub struct LookupError(String);
 
 /// The bearer token of an `Authorization` header, if it has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
@@ -39,25 +46,57 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-/// The longest a lookup may be cached: a revoked token stops working within this.
+/// The longest a lookup may be cached: a revoked token whose announcement was lost stops
+/// working within this.
 pub const MAX_TTL: Duration = Duration::from_secs(30);
-/// Entries kept at most; beyond it expired entries are dropped, then everything.
-const MAX_ENTRIES: usize = 100_000;
-/// How long an expired entry is served again while the database is unreachable, before
-/// the next attempt.
+/// Entries kept at most in each cache (known tokens, unknown tokens, last good lookups).
+const MAX_ENTRIES: u64 = 100_000;
+/// While the database is unreachable, how long a stale entry is served before the database
+/// is tried again for that token.
 const STALE_RETRY: Duration = Duration::from_secs(5);
 
-struct Entry {
-    principal: Option<Principal>,
-    /// When this entry stops being fresh.
-    expires: Instant,
+/// A known token's cached lookup, fresh for `fresh_for` from when it was stored.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    principal: Principal,
+    fresh_for: Duration,
+}
+
+/// Each known entry expires after its own `fresh_for`.
+struct FreshFor;
+
+impl Expiry<String, Known> for FreshFor {
+    fn expire_after_create(&self, _: &String, value: &Known, _: Instant) -> Option<Duration> {
+        Some(value.fresh_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        value: &Known,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.fresh_for)
+    }
+}
+
+/// Why a shared lookup produced no known entry.
+#[derive(Debug)]
+enum Miss {
+    Unknown,
+    Unreachable(LookupError),
 }
 
 pub struct Authenticator {
     db: DatabaseConnection,
     ttl: Duration,
-    /// Token hash → lookup result. Never the token itself.
-    cache: RwLock<HashMap<String, Entry>>,
+    /// Token hash → principal, for tokens the database knows. Never the token itself.
+    known: Cache<String, Known>,
+    /// Hashes of tokens the database does not know (or no longer knows).
+    unknown: Cache<String, ()>,
+    /// Each known token's last good lookup, kept `ttl + stale` after it, for outages.
+    last_good: Cache<String, Principal>,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -70,52 +109,83 @@ struct TokenRow {
 }
 
 impl Authenticator {
-    /// `ttl` is capped at [`MAX_TTL`]: revocation must take effect within 30 s.
-    pub fn new(db: DatabaseConnection, ttl: Duration) -> Self {
+    /// `ttl` is capped at [`MAX_TTL`]: revocation must take effect within 30 s even when its
+    /// announcement is lost. `stale` bounds how long past its TTL a last good lookup is used
+    /// while the database is unreachable.
+    pub fn new(db: DatabaseConnection, ttl: Duration, stale: Duration) -> Self {
+        Self::with_capacity(db, ttl, stale, MAX_ENTRIES)
+    }
+
+    /// Like [`Authenticator::new`], keeping at most `capacity` entries in each cache.
+    pub fn with_capacity(
+        db: DatabaseConnection,
+        ttl: Duration,
+        stale: Duration,
+        capacity: u64,
+    ) -> Self {
         if ttl > MAX_TTL {
             tracing::warn!(
                 configured_ms = ttl.as_millis() as u64,
                 "Token cache TTL capped at 30 s so revocations take effect in time"
             );
         }
+        let ttl = ttl.min(MAX_TTL);
         Self {
             db,
-            ttl: ttl.min(MAX_TTL),
-            cache: RwLock::new(HashMap::new()),
+            ttl,
+            known: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(FreshFor)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            last_good: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl + stale)
+                .build(),
         }
     }
 
     /// The principal of `token`, or `None` for a missing, unknown or revoked token.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, LookupError> {
         let hash = shared::token::hash(token);
-        let now = Instant::now();
-        let stale = {
-            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-            match cache.get(&hash) {
-                Some(entry) if entry.expires > now => {
-                    metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
-                    return Ok(entry.principal);
+        if let Some(known) = self.known.get(&hash).await {
+            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            return Ok(Some(known.principal));
+        }
+        if self.unknown.contains_key(&hash) {
+            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            return Ok(None);
+        }
+        // One query per token however many requests ask at once; they all get its answer.
+        let loaded = self
+            .known
+            .try_get_with_by_ref(&hash, self.load(&hash))
+            .await;
+        match loaded {
+            Ok(known) => Ok(Some(known.principal)),
+            Err(miss) => match miss.as_ref() {
+                Miss::Unknown => {
+                    self.unknown.insert(hash, ()).await;
+                    Ok(None)
                 }
-                Some(entry) => entry.principal,
-                None => None,
-            }
-        };
-        match self.lookup(&hash).await {
-            Ok(principal) => {
-                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
-                self.store(hash, principal, now + self.ttl);
-                Ok(principal)
-            }
-            Err(error) => match stale {
-                Some(principal) => {
-                    metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "stale").increment(1);
-                    tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the cached result");
-                    self.store(hash, Some(principal), now + STALE_RETRY);
-                    Ok(Some(principal))
-                }
-                None => Err(error),
+                Miss::Unreachable(error) => Err(error.clone()),
             },
         }
+    }
+
+    /// Forgets everything cached about the token with this hash (it was revoked).
+    pub async fn forget(&self, token_hash: &str) {
+        self.known.invalidate(token_hash).await;
+        self.last_good.invalidate(token_hash).await;
+    }
+
+    /// Forgets every fresh lookup, so each token is checked again on its next request
+    /// (after revocations may have been missed). Last good lookups stay for outages.
+    pub fn forget_fresh(&self) {
+        self.known.invalidate_all();
     }
 
     /// Whether the database answers now (within a second).
@@ -124,6 +194,36 @@ impl Authenticator {
             tokio::time::timeout(Duration::from_secs(1), self.db.ping()).await,
             Ok(Ok(()))
         )
+    }
+
+    /// The entry to cache for `hash`: from the database, or while it is unreachable the
+    /// token's last good lookup for a few seconds.
+    async fn load(&self, hash: &str) -> Result<Known, Miss> {
+        match self.lookup(hash).await {
+            Ok(Some(principal)) => {
+                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                self.last_good.insert(hash.to_owned(), principal).await;
+                Ok(Known {
+                    principal,
+                    fresh_for: self.ttl,
+                })
+            }
+            Ok(None) => {
+                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                Err(Miss::Unknown)
+            }
+            Err(error) => match self.last_good.get(hash).await {
+                Some(principal) => {
+                    metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "stale").increment(1);
+                    tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the last good lookup");
+                    Ok(Known {
+                        principal,
+                        fresh_for: STALE_RETRY.min(self.ttl),
+                    })
+                }
+                None => Err(Miss::Unreachable(error)),
+            },
+        }
     }
 
     async fn lookup(&self, hash: &str) -> Result<Option<Principal>, LookupError> {
@@ -135,7 +235,8 @@ impl Authenticator {
             [hash.into()],
         ))
         .one(&self.db)
-        .await?;
+        .await
+        .map_err(|e| LookupError(e.to_string()))?;
         Ok(row.map(|r| Principal {
             token_id: r.id,
             user_id: r.user_id,
@@ -147,16 +248,37 @@ impl Authenticator {
                 .filter(|n| *n > 0),
         }))
     }
+}
 
-    fn store(&self, hash: String, principal: Option<Principal>, expires: Instant) {
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            cache.retain(|_, e| e.expires > now);
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
+/// Keeps `auth` told of revocations: subscribes to the revocation channel of
+/// `redis_prefix` until `stop`, reconnecting with growing delays. After every (re)connect
+/// the fresh lookups are dropped, since announcements made meanwhile were missed.
+pub async fn follow_revocations(
+    auth: Arc<Authenticator>,
+    redis_url: String,
+    redis_prefix: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let channel = shared::keys::token_revocations_channel(&redis_prefix);
+    crate::pubsub::follow(
+        &redis_url,
+        crate::pubsub::Topic::Channel(channel),
+        "token revocations",
+        stop,
+        |up| {
+            if up {
+                auth.forget_fresh();
             }
-        }
-        cache.insert(hash, Entry { principal, expires });
-    }
+        },
+        |payload| {
+            let auth = auth.clone();
+            async move {
+                if let Ok(hash) = std::str::from_utf8(&payload) {
+                    auth.forget(hash.trim()).await;
+                    tracing::info!("Forgot a revoked token");
+                }
+            }
+        },
+    )
+    .await;
 }

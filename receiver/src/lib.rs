@@ -31,6 +31,7 @@ pub mod limiter;
 pub mod openapi;
 pub mod outcomes;
 pub mod publisher;
+pub mod pubsub;
 pub mod queue_depth;
 pub mod read_api;
 pub mod routes;

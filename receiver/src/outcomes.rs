@@ -22,12 +22,6 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Reconnection delays of the subscription grow from the first to the last.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A connection or subscription attempt that takes longer has failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// What the worker announced about one intake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct Outcome {
@@ -106,63 +100,18 @@ impl OutcomeWaiters {
     ) {
         let pattern = shared::keys::intake_outcome_channel(&redis_prefix, Uuid::nil())
             .replace(&Uuid::nil().to_string(), "*");
-        let client = match redis::Client::open(redis_url.as_str()) {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::warn!(%error, "Redis URL unusable; synchronous mode will always time out");
-                return;
-            }
-        };
-        let mut backoff = BACKOFF_MIN;
-        while !stop.is_cancelled() {
-            let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.psubscribe(&pattern).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            })
-            .await;
-            match subscribed {
-                Ok(Ok(pubsub)) => {
-                    backoff = BACKOFF_MIN;
-                    self.set_subscribed(true);
-                    tracing::debug!("Subscribed to intake outcomes");
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        let message = tokio::select! {
-                            _ = stop.cancelled() => break,
-                            message = futures_util::StreamExt::next(&mut messages) => message,
-                        };
-                        match message {
-                            Some(message) => self.deliver(message.get_payload_bytes()),
-                            None => {
-                                tracing::warn!(
-                                    "Lost the intake-outcome subscription; reconnecting"
-                                );
-                                break;
-                            }
-                        }
-                    }
-                    self.set_subscribed(false);
-                    if stop.is_cancelled() {
-                        break;
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Failed to subscribe to intake outcomes");
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "Timed out subscribing to intake outcomes"
-                    );
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
+        crate::pubsub::follow(
+            &redis_url,
+            crate::pubsub::Topic::Pattern(pattern),
+            "intake outcomes",
+            stop,
+            |up| self.set_subscribed(up),
+            |payload| {
+                self.deliver(&payload);
+                std::future::ready(())
+            },
+        )
+        .await;
     }
 
     fn set_subscribed(&self, up: bool) {

@@ -69,6 +69,9 @@ pub struct ReceiverSettings {
     pub publish_timeout_ms: u64,
     /// How long a token lookup is cached; bounds how late a revocation takes effect.
     pub token_cache_ttl_ms: u64,
+    /// While the database cannot be reached, how long past its TTL a token's last good
+    /// lookup may still be used; after that its requests get 503.
+    pub token_stale_ms: u64,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
     /// How long one Redis call may take before the request goes on without it (fail-open)
@@ -97,6 +100,7 @@ impl Default for ReceiverSettings {
             max_connections: 10_000,
             publish_timeout_ms: 5_000,
             token_cache_ttl_ms: 30_000,
+            token_stale_ms: 300_000,
             shutdown_grace_ms: 15_000,
             redis_timeout_ms: 250,
             db_pool_size: 8,

@@ -13,3 +13,9 @@ pub fn intake_status(prefix: &str, intake_id: Uuid) -> String {
 pub fn intake_outcome_channel(prefix: &str, intake_id: Uuid) -> String {
     format!("{prefix}intake-outcome:{intake_id}")
 }
+
+/// Pub/sub channel on which `leadctl token revoke` announces the SHA-256 of a revoked
+/// token, so every receiver forgets it at once instead of when its cache entry expires.
+pub fn token_revocations_channel(prefix: &str) -> String {
+    format!("{prefix}token-revoked")
+}

@@ -171,7 +171,8 @@ pub enum TokenCmd {
         #[arg(long)]
         label: Option<String>,
     },
-    /// Revoke a token (takes effect within the receiver's token-cache TTL, 30 s).
+    /// Revoke a token: receivers are told on Redis and refuse it at once (within their
+    /// token-cache TTL, 30 s, if Redis cannot be reached).
     Revoke { id: i64 },
 }
 
@@ -458,10 +459,18 @@ async fn execute(
         }
         Command::Token(TokenCmd::Revoke { id }) => {
             let t = admin::revoke_token(db, id).await?;
+            let announced = announce_revocation(settings, &t.token_hash).await;
+            let effect = match &announced {
+                Ok(()) => "receivers refuse it now".to_owned(),
+                Err(e) => format!(
+                    "receivers could not be told ({e:#}); they refuse it within {} s",
+                    shared::config::ReceiverSettings::default().token_cache_ttl_ms / 1000
+                ),
+            };
             Output {
-                human: format!("Revoked token {} ({}…)", t.id, t.token_prefix),
+                human: format!("Revoked token {} ({}…); {effect}", t.id, t.token_prefix),
                 json: json!({"id": t.id, "user_id": t.user_id, "account_id": t.account_id,
-                             "revoked_at": t.revoked_at}),
+                             "revoked_at": t.revoked_at, "announced": announced.is_ok()}),
             }
         }
         Command::RingGroup(RingGroupCmd::Create {
@@ -565,4 +574,22 @@ async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow:
         ),
         json: serde_json::to_value(&n)?,
     })
+}
+
+/// Tells every receiver, on Redis, to forget the token with `token_hash` now.
+pub async fn announce_revocation(settings: &Settings, token_hash: &str) -> anyhow::Result<()> {
+    let channel = shared::keys::token_revocations_channel(&settings.redis_prefix);
+    let announce = async {
+        let client = redis::Client::open(settings.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(token_hash)
+            .query_async::<i64>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), announce).await {
+        Ok(result) => result.map(drop).map_err(Into::into),
+        Err(_) => anyhow::bail!("Redis did not answer within 3 s"),
+    }
 }

@@ -119,7 +119,21 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut builder = Request::builder().method(method).uri(self.url(path));
+        self.request_at(self.addr, method, path, headers, body)
+            .await
+    }
+
+    /// Any request, to the receiver at `addr` (another receiver of the same settings).
+    pub async fn request_at(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let url = format!("http://{addr}{path}");
+        let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -150,8 +164,14 @@ impl TestApp {
     }
 
     pub async fn post_lead_as(&self, token: &str, lead: &Value) -> Reply {
+        self.post_lead_at(self.addr, token, lead).await
+    }
+
+    /// POSTs a JSON lead to the receiver at `addr`.
+    pub async fn post_lead_at(&self, addr: SocketAddr, token: &str, lead: &Value) -> Reply {
         let auth = format!("Bearer {token}");
-        self.request(
+        self.request_at(
+            addr,
             Method::POST,
             "/api/v1/webhook/forms",
             &[
@@ -170,6 +190,24 @@ impl TestApp {
             .unwrap_or_default();
         self.request(Method::POST, path, &headers, body.to_owned())
             .await
+    }
+
+    /// A second receiver with the same settings (database, broker, Redis prefix), as in a
+    /// deployment of several; it stops when the returned sender is dropped.
+    pub async fn spawn_peer(&self) -> (SocketAddr, oneshot::Sender<()>) {
+        let mut settings = self.settings.clone();
+        settings.receiver.addr = "127.0.0.1:0".into();
+        let app = Application::build(settings).await.expect("build");
+        let addr = app.local_addr().expect("addr");
+        assert!(
+            app.wait_for_broker(Duration::from_secs(15)).await,
+            "the receiver did not connect to the broker"
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        (addr, tx)
     }
 
     /// A second token of the app's user.

@@ -332,6 +332,33 @@ async fn the_same_idempotency_key_gets_the_first_202_and_nothing_is_enqueued_twi
 }
 
 #[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_message_and_one_intake() {
+    let app = spawn_app().await;
+    let replies =
+        futures_util::future::join_all((0..16).map(|_| post_with_key(&app, &app.token, "burst-7")))
+            .await;
+    let mut accepted_ids = std::collections::HashSet::new();
+    for reply in &replies {
+        match reply.status {
+            StatusCode::ACCEPTED => {
+                accepted_ids.insert(reply.body["intake_id"].as_str().unwrap().to_owned());
+            }
+            // Another request with the key is still being published: retry later.
+            StatusCode::CONFLICT => assert!(reply.body["message"].is_string()),
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert_eq!(accepted_ids.len(), 1, "one intake id: {accepted_ids:?}");
+    // Every retry now gets that intake's 202.
+    for _ in 0..4 {
+        let again = post_with_key(&app, &app.token, "burst-7").await;
+        assert_eq!(again.status, StatusCode::ACCEPTED);
+        assert!(accepted_ids.contains(again.body["intake_id"].as_str().unwrap()));
+    }
+    assert_eq!(app.drain_queue().await.len(), 1, "one message in the queue");
+}
+
+#[tokio::test]
 async fn content_types_methods_and_sizes_get_their_status() {
     let app = spawn_app_with(|s| s.receiver.body_limit_bytes = 1024).await;
     let q = format!("{PATH}?api_token={}", app.token);
@@ -417,9 +444,11 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
         let name = s.database_url.rsplit('/').next().unwrap().to_owned();
         s.database_url = format!("{via}/{name}");
         s.receiver.token_cache_ttl_ms = 200;
+        s.receiver.token_stale_ms = 2_000;
     })
     .await;
     assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
+    let looked_up = Instant::now();
 
     proxy.down();
     // Let the cached lookup expire.
@@ -429,6 +458,22 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
         cached.status,
         StatusCode::ACCEPTED,
         "an expired entry is used while the database is down"
+    );
+    // ...but not beyond its stated bound: TTL + token_stale_ms after the last good lookup.
+    tokio::time::sleep(Duration::from_millis(2_200).saturating_sub(looked_up.elapsed())).await;
+    let too_stale = eventually(Duration::from_secs(8), || async {
+        let reply = app.post_lead(&lead()).await;
+        (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    assert!(
+        too_stale.is_some(),
+        "a last good lookup is not served past its bound"
+    );
+    assert!(
+        looked_up.elapsed() < Duration::from_millis(200 + 2_000 + 5_000 + 1_000),
+        "refused {:?} after the last good lookup",
+        looked_up.elapsed()
     );
     let second = app.another_token().await;
     let unknown = app.post_lead_as(&second.token, &lead()).await;

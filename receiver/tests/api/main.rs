@@ -12,4 +12,5 @@ mod rate_limit;
 mod read;
 mod server;
 mod sync;
+mod tokens;
 mod validation;
