@@ -5,13 +5,15 @@
 //!
 //! A key is looked up before anything else about a request, and claimed (`pending`) with
 //! the rate limit and the record in one script ([`crate::admission`]); it is completed with
-//! the intake id after the broker's confirm, and a failed publish releases it. A second
+//! the intake id after the broker's confirm (and, for a synchronous request, again with the
+//! outcome it answered with), and a failed publish releases it. A second
 //! request arriving while the first is still being published gets 409 rather than a second
 //! publish.
 
+use crate::outcomes::Outcome;
 use crate::store::{Redis, Unavailable};
 use sha2::{Digest, Sha256};
-use shared::intake::QueuedIntake;
+use shared::intake::{IntakeStatus, QueuedIntake};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -31,8 +33,12 @@ const PENDING: &str = "pending:";
 /// What an earlier request with the same key left on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// An earlier request with this key was accepted as this intake.
-    Accepted(Uuid),
+    /// An earlier request with this key was accepted as this intake; a synchronous one
+    /// that heard the worker's outcome was answered with it.
+    Accepted {
+        intake_id: Uuid,
+        answered: Option<Outcome>,
+    },
     /// An earlier request with this key is still being published.
     InProgress,
 }
@@ -100,32 +106,59 @@ impl IntakeRecords {
         u64::try_from(self.claim_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// What the value an earlier request left on a key says.
+    /// What the value an earlier request left on a key says: `<intake id>` for a 202, or
+    /// `<intake id> <status> <contact id or ->` for a synchronous answer with the outcome.
     pub fn interpret(value: &str) -> Claim {
         if value.starts_with(PENDING) {
             return Claim::InProgress;
         }
-        match Uuid::parse_str(value) {
-            Ok(id) => Claim::Accepted(id),
+        let mut parts = value.split(' ');
+        let intake_id = parts.next().and_then(|id| Uuid::parse_str(id).ok());
+        let answered = match (parts.next(), parts.next()) {
+            (None, _) => Some(None),
+            (Some(status), Some(contact)) => IntakeStatus::parse(status).map(|status| {
+                Some(Outcome {
+                    status,
+                    contact_id: contact.parse().ok(),
+                })
+            }),
+            _ => None,
+        };
+        match (intake_id, answered) {
+            (Some(intake_id), Some(answered)) => Claim::Accepted {
+                intake_id,
+                answered,
+            },
             // Not ours to interpret: behave as if another request held it.
-            Err(_) => Claim::InProgress,
+            _ => Claim::InProgress,
         }
     }
 
-    /// Completes a claimed key once the broker confirmed its intake: a retry within
-    /// [`KEY_TTL`] gets this intake's answer.
+    /// Completes a claimed key once the broker confirmed its intake, and again with the
+    /// outcome a synchronous request answered with: a retry within [`KEY_TTL`] gets the
+    /// same answer.
     pub async fn complete(
         &self,
         redis: &Redis,
         key: &ClaimedKey,
         intake_id: Uuid,
+        answered: Option<Outcome>,
     ) -> Result<(), Unavailable> {
+        let value = match answered {
+            None => intake_id.to_string(),
+            Some(o) => format!(
+                "{intake_id} {} {}",
+                o.status.as_str(),
+                o.contact_id
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string())
+            ),
+        };
         let mut conn = redis.conn();
         redis
             .run("idempotency", async {
                 redis::cmd("SET")
                     .arg(&key.redis_key)
-                    .arg(intake_id.to_string())
+                    .arg(value)
                     .arg("PX")
                     .arg(KEY_TTL.as_millis() as u64)
                     .query_async::<()>(&mut conn)
@@ -170,5 +203,58 @@ impl IntakeRecords {
                 pipe.query_async::<()>(&mut conn).await
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_answers_read_back_as_they_were_given() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            IntakeRecords::interpret(&id.to_string()),
+            Claim::Accepted {
+                intake_id: id,
+                answered: None
+            }
+        );
+        assert_eq!(
+            IntakeRecords::interpret(&format!("{id} created 42")),
+            Claim::Accepted {
+                intake_id: id,
+                answered: Some(Outcome {
+                    status: IntakeStatus::Created,
+                    contact_id: Some(42)
+                })
+            }
+        );
+        assert_eq!(
+            IntakeRecords::interpret(&format!("{id} dead_lettered -")),
+            Claim::Accepted {
+                intake_id: id,
+                answered: Some(Outcome {
+                    status: IntakeStatus::DeadLettered,
+                    contact_id: None
+                })
+            }
+        );
+        assert_eq!(
+            IntakeRecords::interpret(&format!("pending:{id}")),
+            Claim::InProgress
+        );
+        for garbage in [
+            "",
+            "nope",
+            &format!("{id} sideways 1"),
+            &format!("{id} created"),
+        ] {
+            assert_eq!(
+                IntakeRecords::interpret(garbage),
+                Claim::InProgress,
+                "{garbage}"
+            );
+        }
     }
 }

@@ -117,10 +117,21 @@ async fn accept(
     let claimed = match admitted {
         Ok(Admitted::Known(value)) => {
             return match IntakeRecords::interpret(&value) {
-                Claim::Accepted(first) => {
+                Claim::Accepted {
+                    intake_id: first,
+                    answered,
+                } => {
                     metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
-                    tracing::info!(first_intake_id = %first, "Replayed the 202 of an earlier request with the same Idempotency-Key");
-                    Ok(accepted(first, true))
+                    tracing::info!(first_intake_id = %first, "Replayed the answer of an earlier request with the same Idempotency-Key");
+                    let mut response = match answered {
+                        Some(outcome) => finished(first, outcome),
+                        None => accepted(first),
+                    };
+                    response.headers_mut().insert(
+                        "idempotent-replayed",
+                        header::HeaderValue::from_static("true"),
+                    );
+                    Ok(response)
                 }
                 Claim::InProgress => Err(IntakeError::IdempotencyConflict),
             };
@@ -170,7 +181,7 @@ async fn accept(
     if let Some(claimed) = &claimed
         && state
             .records
-            .complete(&state.redis, claimed, intake_id)
+            .complete(&state.redis, claimed, intake_id, None)
             .await
             .is_err()
     {
@@ -178,12 +189,22 @@ async fn accept(
     }
     metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
     tracing::info!(%traceparent, "Lead accepted");
-    match (wait, waiter) {
-        (Some(wait), Some(waiter)) => {
-            Ok(synchronous(state, principal.account_id, intake_id, wait, waiter).await)
-        }
-        _ => Ok(accepted(intake_id, false)),
+    let (Some(wait), Some(waiter)) = (wait, waiter) else {
+        return Ok(accepted(intake_id));
+    };
+    let (response, outcome) =
+        synchronous(state, principal.account_id, intake_id, wait, waiter).await;
+    // A retry with the same key gets this answer, not the 202 that preceded it.
+    if let (Some(claimed), Some(outcome)) = (&claimed, outcome)
+        && state
+            .records
+            .complete(&state.redis, claimed, intake_id, Some(outcome))
+            .await
+            .is_err()
+    {
+        tracing::warn!("Could not store the synchronous answer for its Idempotency-Key");
     }
+    Ok(response)
 }
 
 /// Longest synchronous wait a client may ask for, in seconds.
@@ -221,7 +242,7 @@ async fn synchronous(
     intake_id: Uuid,
     wait: u64,
     waiter: Waiter,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Outcome>) {
     let outcome = match waiter.wait(Duration::from_secs(wait)).await {
         Some(outcome) => Some(outcome),
         None => match shared::read::intake(&state.db, account_id, intake_id).await {
@@ -246,12 +267,12 @@ async fn synchronous(
     metrics::counter!(telemetry::SYNC_WAITS, "result" => result).increment(1);
     let mut response = match outcome {
         Some(outcome) => finished(intake_id, outcome),
-        None => accepted(intake_id, false),
+        None => accepted(intake_id),
     };
     if let Ok(applied) = header::HeaderValue::from_str(&format!("wait={wait}")) {
         response.headers_mut().insert("preference-applied", applied);
     }
-    response
+    (response, outcome)
 }
 
 /// The answer of synchronous mode once the worker has finished the lead: 201 for a new
@@ -362,8 +383,8 @@ pub struct Finished {
     pub status_url: String,
 }
 
-/// The 202 of an intake (`replayed`: of an earlier request with the same key).
-fn accepted(intake_id: Uuid, replayed: bool) -> Response<Body> {
+/// The 202 of an intake.
+fn accepted(intake_id: Uuid) -> Response<Body> {
     let status_url = format!("/api/v1/intakes/{intake_id}");
     let mut response = http::json(
         StatusCode::ACCEPTED,
@@ -375,12 +396,6 @@ fn accepted(intake_id: Uuid, replayed: bool) -> Response<Body> {
     );
     if let Ok(location) = header::HeaderValue::from_str(&status_url) {
         response.headers_mut().insert(header::LOCATION, location);
-    }
-    if replayed {
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            header::HeaderValue::from_static("true"),
-        );
     }
     response
 }

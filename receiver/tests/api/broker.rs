@@ -2,7 +2,7 @@ use crate::helpers::{TestApp, amqp, closed_port, eventually, lead, spawn_app, sp
 use crate::proxy::proxied;
 use hyper::{Method, StatusCode};
 use lapin::options::QueueDeleteOptions;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 async fn broker_ready(app: &TestApp) -> bool {
     let reply = app.request(Method::GET, "/readyz", &[], "").await;
@@ -104,4 +104,68 @@ async fn a_lead_no_queue_takes_is_refused_not_lost() {
             .await
             >= 1.0
     );
+}
+
+#[tokio::test]
+async fn a_broker_that_never_confirms_gets_503_within_the_publish_timeout_and_frees_the_key() {
+    let (proxy, via) = proxied(&testkit::amqp_url()).await;
+    let app = spawn_app_with(|s| {
+        s.amqp_url = via;
+        s.receiver.publish_timeout_ms = 1_000;
+    })
+    .await;
+    eventually(Duration::from_secs(15), || async {
+        broker_ready(&app).await.then_some(())
+    })
+    .await
+    .expect("connected through the proxy");
+    assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
+
+    // Connected, publishing, but no confirm ever comes back.
+    proxy.stall();
+    let keyed = |key: &'static str| {
+        let auth = format!("Bearer {}", app.token);
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                "/api/v1/webhook/forms",
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                lead().to_string(),
+            )
+            .await
+        }
+    };
+    let at = Instant::now();
+    assert_unavailable(&app.post_lead(&lead()).await);
+    assert_unavailable(&keyed("stalled-1").await);
+    assert!(
+        at.elapsed() < Duration::from_millis(2 * (1_000 + 1_000)),
+        "each answered within the publish timeout ({:?} for two)",
+        at.elapsed()
+    );
+    assert!(
+        app.metric("receiver_publish_failures_total{reason=\"timeout\"}")
+            .await
+            >= 2.0,
+        "{}",
+        app.metrics_text().await
+    );
+
+    // The 503 gave the key back: once the broker answers again, the retry is a new intake,
+    // not a 409 and not a replay.
+    proxy.unstall();
+    proxy.down();
+    proxy.up();
+    let retried = eventually(Duration::from_secs(20), || async {
+        let reply = keyed("stalled-1").await;
+        (reply.status == StatusCode::ACCEPTED).then_some(reply)
+    })
+    .await
+    .expect("the retry is accepted once the broker confirms again");
+    assert_eq!(retried.header("idempotent-replayed"), None);
 }

@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct Proxy {
     pub addr: SocketAddr,
     /// `Some` while forwarding; cancelling it cuts every open connection.
     forwarding: Arc<Mutex<Option<CancellationToken>>>,
+    /// `true` while the service's replies are held back (connections stay open).
+    stalled: watch::Sender<bool>,
     stop: CancellationToken,
 }
 
@@ -22,6 +26,7 @@ impl Proxy {
         let stop = CancellationToken::new();
         let state = forwarding.clone();
         let stopped = stop.clone();
+        let (stalled, gate) = watch::channel(false);
         tokio::spawn(async move {
             loop {
                 let (client, _) = tokio::select! {
@@ -36,14 +41,17 @@ impl Proxy {
                     drop(client);
                     continue;
                 };
+                let gate = gate.clone();
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    let Ok(upstream) = TcpStream::connect(target).await else {
                         return;
                     };
-                    let mut client = client;
+                    let (from_client, to_client) = client.into_split();
+                    let (from_upstream, to_upstream) = upstream.into_split();
                     tokio::select! {
                         _ = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = pump(from_client, to_upstream, None) => {}
+                        _ = pump(from_upstream, to_client, Some(gate)) => {}
                     }
                 });
             }
@@ -51,8 +59,20 @@ impl Proxy {
         Self {
             addr,
             forwarding,
+            stalled,
             stop,
         }
+    }
+
+    /// Holds back everything the service sends while still passing on what clients send:
+    /// a service that is connected but never answers.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Passes the service's replies on again (the held-back ones first).
+    pub fn unstall(&self) {
+        self.stalled.send_replace(false);
     }
 
     /// Cuts every connection and refuses new ones.
@@ -78,6 +98,30 @@ impl Drop for Proxy {
     }
 }
 
+/// Copies `from` to `to` until either ends; with a `gate`, nothing is written while it says
+/// stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: Option<watch::Receiver<bool>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some(gate) = gate.as_mut()
+            && gate.wait_for(|stalled| !*stalled).await.is_err()
+        {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A proxy in front of the service of `url` (`redis://…`, `amqp://user:pw@host:port/…`),
 /// and the same URL pointing at the proxy.
 pub async fn proxied(url: &str) -> (Proxy, String) {
@@ -97,4 +141,45 @@ fn service_authority(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or(rest);
     authority.rsplit_once('@').map_or(authority, |(_, a)| a)
+}
+
+#[tokio::test]
+async fn the_proxy_forwards_both_ways_and_stalls_replies() {
+    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(target).await;
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    c.write_all(b"hi").await.unwrap();
+    let mut buf = [0u8; 2];
+    tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
+        .await
+        .expect("echoed in time")
+        .unwrap();
+    assert_eq!(&buf, b"hi");
+    proxy.stall();
+    c.write_all(b"yo").await.unwrap();
+    let held = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        c.read_exact(&mut buf),
+    )
+    .await;
+    assert!(held.is_err(), "nothing comes back while stalled");
+    proxy.unstall();
+    tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
+        .await
+        .expect("released")
+        .unwrap();
+    assert_eq!(&buf, b"yo");
 }

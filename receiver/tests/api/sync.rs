@@ -46,18 +46,64 @@ async fn subscribed(app: &TestApp) {
 }
 
 async fn post_waiting(app: &TestApp, prefer: &str, lead: &Value) -> Reply {
+    post_waiting_with(app, prefer, lead, &[]).await
+}
+
+async fn post_waiting_with(
+    app: &TestApp,
+    prefer: &str,
+    lead: &Value,
+    extra: &[(&str, &str)],
+) -> Reply {
     let auth = format!("Bearer {}", app.token);
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+        ("prefer", prefer),
+    ];
+    headers.extend_from_slice(extra);
     app.request(
         Method::POST,
         "/api/v1/webhook/forms",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-            ("prefer", prefer),
-        ],
+        &headers,
         serde_json::to_vec(lead).unwrap(),
     )
     .await
+}
+
+#[tokio::test]
+async fn a_retry_of_a_synchronous_request_gets_its_final_answer_again() {
+    let app = spawn_app().await;
+    let worker = RunningWorker::start(&app).await;
+    subscribed(&app).await;
+    let lead = json!({"phone_number": "(818) 123-4599", "first_name": "Ada"});
+    let key = [("idempotency-key", "campaign-9-row-1")];
+    let first = post_waiting_with(&app, "wait=10", &lead, &key).await;
+    assert_finished(&first, StatusCode::CREATED, "Contact created.", "created");
+    assert_eq!(first.header("idempotent-replayed"), None);
+
+    // With or without the wait preference, the retry gets the 201 it was answered with.
+    for prefer in ["wait=10", "wait=1"] {
+        let again = post_waiting_with(&app, prefer, &lead, &key).await;
+        assert_finished(&again, StatusCode::CREATED, "Contact created.", "created");
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    }
+    let plain = app
+        .request(
+            Method::POST,
+            "/api/v1/webhook/forms",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &format!("Bearer {}", app.token)),
+                key[0],
+            ],
+            serde_json::to_vec(&lead).unwrap(),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::CREATED);
+    assert_eq!(plain.body, first.body);
+    worker.stop().await;
 }
 
 fn assert_finished(reply: &Reply, status: StatusCode, message: &str, outcome: &str) {
