@@ -193,6 +193,8 @@ fn queued_view(record: QueuedIntake) -> IntakeView {
         contact_id: None,
         actions: serde_json::json!([]),
         warnings: serde_json::json!([]),
+        attempts: 0,
+        last_error: None,
         received_at: record.received_at,
         processed_at: None,
     }

@@ -6,7 +6,10 @@
 //!                                                      ├──► `leads.retry.N` (TTL) ──► back to `leads`
 //!                                                      │  worker: poison / out of retries
 //!                                                      └──► exchange `leads.dlx` (fanout) ──► `leads.dead`
+//!                            broker: delivery limit reached ──┘                 └──► `leads.dead.records`
 //! ```
+//! `leads.dead` holds dead letters for operators to inspect and replay; `leads.dead.records`
+//! gets a copy of each, from which workers write the `dead_lettered` intake record.
 //! Every name is prefixed by `amqp_prefix`, so environments and tests sharing one broker
 //! stay apart.
 
@@ -58,6 +61,12 @@ impl Topology {
     /// Leads that could not be processed, with the reason in their headers.
     pub fn dead_queue(&self) -> String {
         format!("{}leads.dead", self.prefix)
+    }
+
+    /// A copy of every dead letter, whoever dead-lettered it (the worker, or the broker at
+    /// the delivery limit), read by workers to write its `dead_lettered` intake record.
+    pub fn dead_record_queue(&self) -> String {
+        format!("{}leads.dead.records", self.prefix)
     }
 
     /// The delays of the retry steps, in ms.
@@ -152,6 +161,21 @@ impl Topology {
             )
             .await?;
 
+        let mut records_args = FieldTable::default();
+        put(&mut records_args, "x-queue-type", string("quorum"));
+        channel
+            .queue_declare(self.dead_record_queue().into(), durable_queue, records_args)
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_record_queue().into(),
+                self.dead_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
         for (step, ms) in self.retry_delays_ms.iter().enumerate() {
             let Some(name) = self.retry_queue(step) else {
                 continue;
@@ -183,7 +207,11 @@ impl Topology {
 
     /// Every queue of the topology (for cleanup in tests and for operators' tooling).
     pub fn queues(&self) -> Vec<String> {
-        let mut q = vec![self.intake_queue(), self.dead_queue()];
+        let mut q = vec![
+            self.intake_queue(),
+            self.dead_queue(),
+            self.dead_record_queue(),
+        ];
         q.extend((0..self.retry_delays_ms.len()).filter_map(|s| self.retry_queue(s)));
         q
     }

@@ -111,6 +111,13 @@ pub struct IntakeView {
     pub actions: serde_json::Value,
     #[schema(value_type = Vec<Object>)]
     pub warnings: serde_json::Value,
+    /// Processing attempts made so far (failed ones included).
+    #[schema(example = 1)]
+    pub attempts: i32,
+    /// While `processing`, why the last attempt failed (it is retried); when
+    /// `dead_lettered`, why the lead was dead-lettered.
+    #[schema(example = json!(null))]
+    pub last_error: Option<String>,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
 }
@@ -452,6 +459,8 @@ pub async fn intake(
             contact_id: r.contact_id,
             actions: r.actions,
             warnings: r.warnings,
+            attempts: r.attempts,
+            last_error: r.last_error,
             received_at: r.received_at,
             processed_at: r.processed_at,
         }))

@@ -6,7 +6,7 @@ use crate::broker::Session;
 use crate::decode::{self, Poison};
 use crate::observe;
 use crate::outcome::{Announcement, OutcomePublisher};
-use crate::process::{DeadRecord, Intake, Outcome, ProcessError, Processor};
+use crate::process::{DeadRecord, Intake, Outcome, ProcessError, Processor, RetryRecord};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -197,6 +197,13 @@ async fn run_session(
             return SessionEnd::Lost;
         }
     };
+    let records = {
+        let (shared, session) = (shared.clone(), session.clone());
+        let tag = format!("dead-records-{}", Uuid::new_v4().simple());
+        tokio::spawn(async move {
+            crate::dead_records::run(&session, &shared.processor, &shared.outcomes, &tag).await;
+        })
+    };
     let concurrency = shared.settings.worker.concurrency.max(1);
     let (tx, rx) = mpsc::channel::<Received>(usize::from(shared.settings.worker.prefetch.max(1)));
     let rx = Arc::new(Mutex::new(rx));
@@ -255,6 +262,8 @@ async fn run_session(
         );
         tasks.abort_all();
     }
+    // A copy being recorded now is simply delivered again to the next session.
+    records.abort();
     session.close().await;
     end
 }
@@ -319,6 +328,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
         let results = shared.processor.try_process_batch(&intakes).await;
         let mut committed = Vec::with_capacity(received.len());
+        let mut retrying = Vec::new();
         for ((r, intake), result) in received.iter().zip(&intakes).zip(results) {
             match result {
                 Ok(outcome) => {
@@ -326,7 +336,11 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
                     committed.push(r);
                 }
                 Err(ProcessError::Transient(e)) => {
-                    announcements.extend(retry(shared, session, r, intake, &e).await);
+                    match retry(shared, session, r, intake, &e).await {
+                        Retried::Scheduled(record) => retrying.push(record),
+                        Retried::DeadLettered(announcement) => announcements.extend(announcement),
+                        Retried::Returned => {}
+                    }
                     settled(r);
                 }
                 Err(ProcessError::Permanent(e)) => {
@@ -341,6 +355,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         for r in committed {
             settled(r);
         }
+        record_retries(shared, &retrying).await;
     }
     shared.outcomes.announce(announcements);
 }
@@ -372,6 +387,16 @@ fn finished(o: Outcome) -> Announcement {
     }
 }
 
+/// What became of a lead that failed for a transient reason.
+enum Retried {
+    /// In a delay queue; its intake record is to say so.
+    Scheduled(RetryRecord),
+    /// Out of retries: dead-lettered.
+    DeadLettered(Option<Announcement>),
+    /// The broker refused the retry; the message went back to the queue.
+    Returned,
+}
+
 /// A transient failure: the next delay queue, or the dead-letter queue after the last one.
 async fn retry(
     shared: &Shared,
@@ -379,12 +404,14 @@ async fn retry(
     r: &Received,
     intake: &Intake,
     error: &str,
-) -> Option<Announcement> {
+) -> Retried {
     let step = intake.previous_attempts as usize;
     let attempts = intake.attempt();
     if session.topology.retry_queue(step).is_none() {
         let reason = format!("gave up after {attempts} attempts: {error}");
-        return dead_letter(shared, session, r, intake, "exhausted", &reason).await;
+        return Retried::DeadLettered(
+            dead_letter(shared, session, r, intake, "exhausted", &reason).await,
+        );
     }
     match session.publish_retry(&r.delivery, step, attempts).await {
         Ok(()) => {
@@ -398,13 +425,46 @@ async fn retry(
                 error,
                 "Lead failed; retrying later"
             );
+            let m = &intake.message;
+            Retried::Scheduled(RetryRecord {
+                id: m.intake_id,
+                account_id: m.account_id,
+                user_id: m.user_id,
+                token_id: m.token_id,
+                payload: m.payload.clone(),
+                attempts,
+                last_error: error.to_owned(),
+                received_at: m.received_at,
+            })
         }
         Err(e) => {
             error!(intake_id = %intake.message.intake_id, error = format!("{e:#}"), "Failed to schedule a retry; returning the message to the queue");
             requeue(&r.delivery).await;
+            Retried::Returned
         }
     }
-    None
+}
+
+/// How long recording retries may take: during a database outage it fails, and the batch
+/// must not wait for the pool's timeout.
+const RECORD_RETRIES_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Marks the intakes waiting for a retry as `processing` with their attempts and last error
+/// (best effort: the retry itself is already safe in its delay queue).
+async fn record_retries(shared: &Shared, records: &[RetryRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    match tokio::time::timeout(
+        RECORD_RETRIES_TIMEOUT,
+        shared.processor.record_retries(records),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, leads = records.len(), "Failed to record retries"),
+        Err(_) => warn!(leads = records.len(), "Timed out recording retries"),
+    }
 }
 
 async fn dead_letter(

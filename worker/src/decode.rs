@@ -61,6 +61,36 @@ fn poison(
     properties: &BasicProperties,
     previous_attempts: u32,
 ) -> Poison {
+    let record = record_of(
+        value,
+        properties,
+        &reason,
+        previous_attempts.saturating_add(1),
+    );
+    Poison {
+        reason,
+        record: record.map(Box::new),
+    }
+}
+
+/// The dead-letter record of any message, from whatever of the contract's fields its body
+/// (if it is JSON) and headers have; `None` without an intake id and an account.
+pub fn dead_record(
+    properties: &BasicProperties,
+    body: &[u8],
+    reason: &str,
+    attempts: u32,
+) -> Option<DeadRecord> {
+    let value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    record_of(&value, properties, reason, attempts)
+}
+
+fn record_of(
+    value: &serde_json::Value,
+    properties: &BasicProperties,
+    reason: &str,
+    attempts: u32,
+) -> Option<DeadRecord> {
     let intake_id = value
         .get("intake_id")
         .and_then(serde_json::Value::as_str)
@@ -78,8 +108,9 @@ fn poison(
             .as_ref()
             .and_then(|h| int_header(h, headers::ACCOUNT_ID))
     });
-    let record = intake_id.zip(account_id).map(|(intake_id, account_id)| {
-        Box::new(DeadRecord {
+    intake_id
+        .zip(account_id)
+        .map(|(intake_id, account_id)| DeadRecord {
             intake_id,
             account_id,
             user_id: int("user_id"),
@@ -94,11 +125,28 @@ fn poison(
                 .and_then(serde_json::Value::as_str)
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc)),
-            attempts: previous_attempts.saturating_add(1),
-            reason: reason.clone(),
+            attempts,
+            reason: reason.to_owned(),
         })
-    });
-    Poison { reason, record }
+}
+
+/// A header as text, if it is a string.
+pub fn text_header(properties: &BasicProperties, key: &str) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(&ShortString::from(key))?
+    {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// A header as an integer, if it is one (in any integer type, or digits).
+pub fn integer_header(properties: &BasicProperties, key: &str) -> Option<i64> {
+    int_header(properties.headers().as_ref()?, key)
 }
 
 /// The `x-attempts` header: failed attempts so far.

@@ -7,6 +7,7 @@
 //! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
 //! - [`decode`]: deliveries → intakes, or the reason they are poison.
 //! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
+//! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
 //! - [`outcome`]: outcome announcements on Redis (synchronous mode).
 //! - [`observe`]: `/healthz` and `/metrics`.
 
@@ -14,6 +15,7 @@ pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod db;
+pub mod dead_records;
 pub mod decode;
 pub mod dlq;
 pub mod observe;

@@ -304,10 +304,18 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
         (metric(&running.metrics().await, "worker_retries_total") >= 1.0).then_some(())
     })
     .await;
-    assert!(
-        intake_status(&ctx, &m).await.is_none(),
-        "nothing committed while failing"
-    );
+    // While it is retried, its record says so: processing, attempts, the last error.
+    let during = eventually("a processing record", WAIT, || async {
+        intake_status(&ctx, &m)
+            .await
+            .filter(|r| r.status == "processing")
+    })
+    .await;
+    assert!(during.attempts >= 1, "attempts {}", during.attempts);
+    let error = during.last_error.clone().unwrap_or_default();
+    assert!(error.contains("permission denied"), "last_error {error:?}");
+    assert_eq!(during.contact_id, None);
+    assert!(ctx.contacts().await.is_empty(), "no contact while failing");
     role.grant(&ctx.db, "INSERT ON contacts").await;
 
     let row = eventually("the retried lead", WAIT, || async {
@@ -324,6 +332,60 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     running.stop().await;
     role.drop(&ctx.db).await;
     testkit::delete_topology(&settings).await;
+}
+
+#[tokio::test]
+async fn a_lead_failing_after_its_contact_was_written_leaves_nothing_then_succeeds_once() {
+    // The contact and its numbers are written before the note and the PowerDialer entry:
+    // a failure there must roll all of it back, and the retry must do everything once.
+    for table in ["contact_notes", "powerdialer_items"] {
+        let ctx = Ctx::new().await;
+        let role = WorkerRole::create(&ctx.db).await;
+        role.revoke(&ctx.db, &format!("INSERT ON {table}")).await;
+        let mut settings = ctx.settings.clone();
+        settings.database_url = role.url.clone();
+        settings.worker.retry_delays_ms = vec![200, 2_000, 2_000, 2_000];
+        let publisher = Publisher::new(&settings).await;
+        let running = Running::start(settings.clone()).await;
+        let mut l = lead("818 555 0177");
+        l.notes = Some("Called about the spring offer".into());
+        l.links.user_id = Some(ctx.user);
+        l.flags.add_to_powerdialer = true;
+        let m = ctx.message(l);
+        publisher.publish(&m).await;
+
+        eventually("a retry", WAIT, || async {
+            (metric(&running.metrics().await, "worker_retries_total") >= 1.0).then_some(())
+        })
+        .await;
+        for (what, sql) in [
+            ("contacts", "SELECT count(*) FROM contacts"),
+            ("numbers", "SELECT count(*) FROM contact_phone_numbers"),
+            ("notes", "SELECT count(*) FROM contact_notes"),
+            ("entries", "SELECT count(*) FROM powerdialer_items"),
+        ] {
+            assert_eq!(ctx.count(sql).await, 0, "{table}: no {what} left behind");
+        }
+        role.grant(&ctx.db, &format!("INSERT ON {table}")).await;
+
+        eventually("the retried lead", WAIT, || async {
+            intake_status(&ctx, &m)
+                .await
+                .filter(|r| r.status == "created")
+        })
+        .await;
+        for (what, sql) in [
+            ("contact", "SELECT count(*) FROM contacts"),
+            ("number", "SELECT count(*) FROM contact_phone_numbers"),
+            ("note", "SELECT count(*) FROM contact_notes"),
+            ("entry", "SELECT count(*) FROM powerdialer_items"),
+        ] {
+            assert_eq!(ctx.count(sql).await, 1, "{table}: exactly one {what}");
+        }
+        running.stop().await;
+        role.drop(&ctx.db).await;
+        testkit::delete_topology(&settings).await;
+    }
 }
 
 #[tokio::test]
@@ -543,6 +605,32 @@ async fn a_message_that_keeps_failing_its_consumer_is_dead_lettered_by_the_broke
         (limit..=limit + 1).contains(&deliveries),
         "{deliveries} deliveries for a limit of {limit}"
     );
+    // The broker dead-lettered it, not a worker: a worker still writes its record.
+    let running = Running::start(ctx.settings.clone()).await;
+    let row = eventually("the dead-letter record", WAIT, || async {
+        intake_status(&ctx, &m)
+            .await
+            .filter(|r| r.status == "dead_lettered")
+    })
+    .await;
+    let reason = row.last_error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("dead-lettered by the broker") && reason.contains("times"),
+        "{reason}"
+    );
+    assert!(
+        i64::from(row.attempts) >= limit,
+        "attempts {}",
+        row.attempts
+    );
+    assert_eq!(
+        metric(
+            &running.metrics().await,
+            "worker_dead_letters_total{kind=\"broker\"}"
+        ),
+        1.0
+    );
+    running.stop().await;
     let dead = publisher
         .channel
         .basic_get(

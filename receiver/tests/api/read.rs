@@ -110,16 +110,38 @@ async fn an_accepted_intake_reads_queued_then_the_workers_outcome_and_only_in_it
     // The worker processes the queued message: its record takes over.
     let messages = app.drain_queue().await;
     let message: IntakeMessage = serde_json::from_slice(&messages[0].delivery.data).unwrap();
-    Processor::new(app.db.conn.clone())
+    let processor = Processor::new(app.db.conn.clone());
+    // A first attempt failed and waits for its retry.
+    processor
+        .record_retries(&[worker::process::RetryRecord {
+            id: message.intake_id,
+            account_id: message.account_id,
+            user_id: message.user_id,
+            token_id: message.token_id,
+            payload: message.payload.clone(),
+            attempts: 1,
+            last_error: "deadlock detected".into(),
+            received_at: message.received_at,
+        }])
+        .await
+        .unwrap();
+    let retrying = app.get(&path).await;
+    assert_eq!(retrying.body["status"], "processing");
+    assert_eq!(retrying.body["attempts"], 1);
+    assert_eq!(retrying.body["last_error"], "deadlock detected");
+    assert_eq!(retrying.body["contact_id"], Value::Null);
+    processor
         .try_process(&Intake {
             message,
-            previous_attempts: 0,
+            previous_attempts: 1,
         })
         .await
         .unwrap();
     let done = app.get(&path).await;
     assert_eq!(done.status, StatusCode::OK);
     assert_eq!(done.body["status"], "created");
+    assert_eq!(done.body["attempts"], 2);
+    assert_eq!(done.body["last_error"], Value::Null);
     assert!(done.body["contact_id"].as_i64().is_some());
     assert!(done.body["processed_at"].is_string());
     assert!(done.body["actions"].is_array() && done.body["warnings"].is_array());

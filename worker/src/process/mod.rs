@@ -497,6 +497,20 @@ impl Processor {
 
     /// Records an intake as dead-lettered (after its message reached the dead-letter queue).
     /// A finished intake is never downgraded; an unknown account leaves no record.
+    /// Records intakes that failed and wait for a retry as `processing`, with their
+    /// attempts and last error, in one statement.
+    pub async fn record_retries(&self, records: &[RetryRecord]) -> Result<(), DbErr> {
+        use sea_orm::ConnectionTrait;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_value(records).map_err(json_err)?;
+        self.db
+            .execute_raw(sql::stmt(sql::PROCESSING, vec![json.into()]))
+            .await?;
+        Ok(())
+    }
+
     pub async fn record_dead_letter(&self, dead: &DeadRecord) -> Result<(), DbErr> {
         use sea_orm::ConnectionTrait;
         self.db
@@ -516,6 +530,20 @@ impl Processor {
             .await?;
         Ok(())
     }
+}
+
+/// What the intake record of a lead being retried keeps.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetryRecord {
+    pub id: Uuid,
+    pub account_id: i64,
+    pub user_id: i64,
+    pub token_id: i64,
+    pub payload: serde_json::Value,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub last_error: String,
+    pub received_at: chrono::DateTime<Utc>,
 }
 
 /// What the intake record of a dead-lettered message keeps.

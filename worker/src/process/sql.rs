@@ -16,6 +16,7 @@ pub(crate) const LOCK_ALL: &str = include_str!("sql/lock_all.sql");
 pub(crate) const TRY_LOCK_ALL: &str = include_str!("sql/try_lock_all.sql");
 pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds.sql");
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
+pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
 pub const HOT_PATH: [(&str, &str); 6] = [
