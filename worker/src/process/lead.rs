@@ -1,11 +1,10 @@
 //! The leads of one transaction: each is planned in order against an in-memory view of the
-//! contacts it touches (so a later lead sees what an earlier one did), then everything is
-//! written in a handful of multi-row statements. A lead costs no round trip of its own
+//! contacts it touches (so a later lead sees what an earlier one did) by the rules of
+//! [`super::rules`], then everything is written in a handful of multi-row statements. A lead costs no round trip of its own
 //! unless it changes an existing contact.
 
-use super::fields;
-use super::sql::{self, Member, Related, Snapshot};
-use super::{Action, Intake, Planned, Warning};
+use super::sql::{self, Related, Snapshot};
+use super::{Intake, Planned, fields, rules};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
@@ -17,7 +16,6 @@ use sea_orm::{
 use shared::entities::{
     contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
 };
-use shared::intake::IntakeStatus;
 use shared::lead::{Lead, PowerdialerPosition};
 use shared::phone::PhoneNumber;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -129,270 +127,218 @@ impl Batch {
             .get(&(account_id, n.as_str().to_owned()))
             .copied()
     }
+
+    /// A contact this transaction creates, with one of the reserved ids.
+    fn new_contact(&mut self, account_id: i64, phone: &PhoneNumber) -> Result<ContactState, DbErr> {
+        let id = self
+            .new_ids
+            .pop_front()
+            .ok_or_else(|| DbErr::Custom("Failed to reserve a contact id".into()))?;
+        Ok(ContactState {
+            model: blank_contact(id, account_id, phone, self.now),
+            new: true,
+            dirty: Vec::new(),
+            tags: HashSet::new(),
+            active: Vec::new(),
+            queued: false,
+        })
+    }
+
+    /// Gives `n` to `contact_id` (later leads of the transaction see it).
+    fn add_number(
+        &mut self,
+        account_id: i64,
+        contact_id: i64,
+        n: &PhoneNumber,
+        label: Option<String>,
+        is_primary: bool,
+    ) {
+        self.numbers.push(contact_phone_number::ActiveModel {
+            account_id: Set(account_id),
+            contact_id: Set(contact_id),
+            phone_number: Set(n.as_str().to_owned()),
+            label: Set(label),
+            is_primary: Set(is_primary),
+            created_at: Set(self.now),
+            ..Default::default()
+        });
+        self.owners
+            .insert((account_id, n.as_str().to_owned()), contact_id);
+    }
+
+    fn add_note(&mut self, account_id: i64, contact_id: i64, intake_id: uuid::Uuid, body: &str) {
+        self.notes.push(contact_note::ActiveModel {
+            account_id: Set(account_id),
+            contact_id: Set(contact_id),
+            body: Set(body.to_owned()),
+            intake_id: Set(Some(intake_id)),
+            created_at: Set(self.now),
+            ..Default::default()
+        });
+    }
+
+    fn add_tag(&mut self, account_id: i64, contact_id: i64, tag_id: i64) {
+        self.tags.push(contact_tag::ActiveModel {
+            contact_id: Set(contact_id),
+            tag_id: Set(tag_id),
+            account_id: Set(account_id),
+            created_at: Set(self.now),
+        });
+    }
+
+    /// Ends and starts the enrollments §4.8 decided for `st`'s contact. An enrollment made
+    /// earlier in this transaction is inserted ended; a stored one is ended in place.
+    fn enroll(&mut self, st: &mut ContactState, account_id: i64, e: rules::Enrollment) {
+        let Some(sequence_id) = e.enroll else {
+            return;
+        };
+        let contact_id = st.model.id;
+        for ended in e.end {
+            match self
+                .enrollments
+                .iter_mut()
+                .find(|n| n.contact_id == contact_id && n.sequence_id == ended && !n.ended)
+            {
+                Some(pending) => pending.ended = true,
+                None => {
+                    if !self.disenroll.contains(&contact_id) {
+                        self.disenroll.push(contact_id);
+                    }
+                }
+            }
+        }
+        self.enrollments.push(NewEnrollment {
+            account_id,
+            contact_id,
+            sequence_id,
+            ended: false,
+        });
+        st.active = vec![sequence_id];
+    }
 }
 
-/// What the lead's linked ids are worth in its account.
-struct Links {
-    user: Option<i64>,
-    ring_group: Option<i64>,
-    line: Option<i64>,
-    tag: Option<i64>,
-    disposition: Option<i64>,
-    sequence: Option<i64>,
-}
-
-/// Plans one lead; `None` when its contact is held by another transaction (nothing is
-/// planned for it then).
-pub(crate) fn plan(batch: &mut Batch, intake: &Intake) -> Result<Option<Planned>, DbErr> {
+/// Plans one lead (§4): runs the rules of [`rules`] in order against the transaction's view
+/// of its contact and collects the writes they decide. `None` when its contact is held by
+/// another transaction (nothing is planned for it then).
+pub(crate) fn plan(
+    batch: &mut Batch,
+    intake: &Intake,
+    rng: &mut impl Rng,
+) -> Result<Option<Planned>, DbErr> {
     let m = &intake.message;
     let lead = &m.lead;
     let account_id = m.account_id;
     let force = lead.flags.force_update;
-    let matched = batch.matched(account_id, lead);
-    let mut state = match matched {
-        Some(id) => match batch.contacts.remove(&id) {
-            Some(s) => Some(s),
-            None => return Ok(None),
-        },
-        None => None,
-    };
     // Existing from this lead's point of view: stored, or created by an earlier lead of the
     // transaction.
-    let existing = state.is_some();
-
-    let mut actions: Vec<Action> = Vec::new();
-    let mut warnings: Vec<Warning> = Vec::new();
-    let links = check_links(&batch.snap, account_id, lead, &mut warnings);
-
-    // §4.2–4.4: the contact's own fields.
-    let current = state.as_ref().map(|s| &s.model);
-    let mut candidates = fields::from_lead(lead);
-    let located_by = match current {
-        Some(c) => PhoneNumber::from_e164(c.phone_number.clone()).ok(),
-        None => Some(lead.phone_number.clone()),
+    let (mut st, existing) = match batch.matched(account_id, lead) {
+        Some(id) => match batch.contacts.remove(&id) {
+            Some(s) => (s, true),
+            None => return Ok(None),
+        },
+        None => (batch.new_contact(account_id, &lead.phone_number)?, false),
     };
-    if let Some(number) = located_by {
-        let derived = fields::from_number(&number, current, &candidates);
-        candidates.extend(derived);
-    }
-    let changes = fields::changes(current, &candidates, force);
+    let current = existing.then_some(&st.model);
+    let contact_id = st.model.id;
 
-    // §4.5–4.6.
-    let before = current.and_then(|c| c.owner_id);
-    let owner = decide_owner(
-        &batch.snap,
+    let (links, mut report) = rules::links(&batch.snap, account_id, lead);
+    let changes = rules::contact_fields(current, lead, force);
+    let (owner, owner_report) = rules::owner(
+        &batch.snap.members,
         lead,
         &links,
         existing,
-        before,
-        &mut actions,
-        &mut warnings,
+        current.and_then(|c| c.owner_id),
+        rng,
     );
+    let (line, disposition, line_report) = rules::line_and_disposition(current, &links, force);
+    let head = rules::contact_action(existing, force, contact_id, &changes);
 
-    // §4.9: line and disposition, on create, or when blank, or with force_update.
-    let settable = |have: Option<i64>, want: Option<i64>| -> Option<i64> {
-        let want = want?;
-        (!existing || ((have.is_none() || force) && have != Some(want))).then_some(want)
-    };
-    let line = settable(current.and_then(|c| c.line_id), links.line);
-    let disposition = settable(
-        current.and_then(|c| c.disposition_status_id),
-        links.disposition,
-    );
-
-    let now = batch.now;
-    let mut changed = false;
-    let mut st = match state.take() {
-        Some(s) => s,
-        None => {
-            let id = batch
-                .new_ids
-                .pop_front()
-                .ok_or_else(|| DbErr::Custom("Failed to reserve a contact id".into()))?;
-            ContactState {
-                model: blank_contact(id, account_id, &lead.phone_number, now),
-                new: true,
-                dirty: Vec::new(),
-                tags: HashSet::new(),
-                active: Vec::new(),
-                queued: false,
-            }
-        }
-    };
-    let contact_id = st.model.id;
     let columns = fields::apply(&mut st.model, &changes);
-    if !existing {
-        actions.insert(0, Action::ContactCreated { contact_id });
-        batch.created.push(contact_id);
-    } else if !columns.is_empty() {
-        let names = changes.iter().map(|(f, _)| f.as_str().to_owned()).collect();
-        actions.insert(
-            0,
-            if force {
-                Action::ContactUpdated {
-                    contact_id,
-                    fields: names,
-                }
-            } else {
-                Action::ContactMerged {
-                    contact_id,
-                    fields: names,
-                }
-            },
-        );
+    if existing && !columns.is_empty() {
         st.dirty.extend(columns);
-        changed = true;
+        report.changed = true;
     }
+    if !existing {
+        batch.created.push(contact_id);
+    }
+    report.absorb(owner_report);
     if owner != st.model.owner_id {
         st.model.owner_id = owner;
         st.dirty.push(contact::Column::OwnerId);
-        changed = true;
     }
+    report.absorb(line_report);
     if let Some(l) = line {
         st.model.line_id = Some(l);
         st.dirty.push(contact::Column::LineId);
-        actions.push(Action::LineSet { line_id: l });
-        changed = true;
     }
     if let Some(d) = disposition {
         st.model.disposition_status_id = Some(d);
         st.dirty.push(contact::Column::DispositionStatusId);
-        actions.push(Action::DispositionSet {
-            disposition_status_id: d,
-        });
-        changed = true;
     }
 
-    // Numbers: a new contact takes them all; an existing one those nobody has yet.
-    for n in lead.all_numbers() {
-        match batch.owner_of(account_id, n) {
-            None => {
-                batch.numbers.push(contact_phone_number::ActiveModel {
-                    account_id: Set(account_id),
-                    contact_id: Set(contact_id),
-                    phone_number: Set(n.as_str().to_owned()),
-                    label: Set(label_of(lead, n)),
-                    is_primary: Set(!existing && n.as_str() == st.model.phone_number),
-                    created_at: Set(now),
-                    ..Default::default()
-                });
-                batch
-                    .owners
-                    .insert((account_id, n.as_str().to_owned()), contact_id);
-                if existing {
-                    actions.push(Action::PhoneNumberAdded {
-                        phone_number: n.as_str().to_owned(),
-                    });
-                    changed = true;
-                }
-            }
-            Some(id) if id == contact_id => {}
-            Some(other) => warnings.push(Warning::new(
-                if n == &lead.phone_number {
-                    "phone_number"
-                } else {
-                    "other_phone_numbers"
-                },
-                format!(
-                    "Phone number {n} already belongs to contact {other}; not added to contact {contact_id}."
-                ),
-            )),
-        }
-    }
-
-    // §4.3: the note is appended, whatever else happens.
-    if let Some(body) = lead.notes.as_ref().filter(|b| !b.trim().is_empty()) {
-        batch.notes.push(contact_note::ActiveModel {
-            account_id: Set(account_id),
-            contact_id: Set(contact_id),
-            body: Set(body.clone()),
-            intake_id: Set(Some(m.intake_id)),
-            created_at: Set(now),
-            ..Default::default()
-        });
-        actions.push(Action::NoteAdded);
-        changed = true;
-    }
-
-    // §4.9: tag.
-    if let Some(tag_id) = links.tag
-        && st.tags.insert(tag_id)
-    {
-        batch.tags.push(contact_tag::ActiveModel {
-            contact_id: Set(contact_id),
-            tag_id: Set(tag_id),
-            account_id: Set(account_id),
-            created_at: Set(now),
-        });
-        actions.push(Action::TagAdded { tag_id });
-        changed = true;
-    }
-
-    // §4.8: sequence.
-    if let Some(sequence_id) = links.sequence {
-        changed |= enroll(
-            batch,
-            &mut st,
-            lead,
+    let (numbers, numbers_report) = rules::numbers(lead, contact_id, existing, |n| {
+        batch.owner_of(account_id, n)
+    });
+    report.absorb(numbers_report);
+    for n in numbers {
+        batch.add_number(
             account_id,
-            sequence_id,
-            &mut actions,
-            &mut warnings,
+            contact_id,
+            n,
+            label_of(lead, n),
+            !existing && n.as_str() == st.model.phone_number,
         );
     }
 
-    // §4.7: PowerDialer (placed after every lead is planned).
-    let mut powerdialer = None;
-    if lead.flags.add_to_powerdialer {
-        match owner {
-            None => warnings.push(Warning::new(
-                "add_to_powerdialer",
-                "Contact has no owner; not added to a PowerDialer list.",
-            )),
-            Some(_) if st.queued => warnings.push(Warning::new(
-                "add_to_powerdialer",
-                "Contact is already queued in a PowerDialer list; not added again.",
-            )),
-            Some(user_id) => {
-                st.queued = true;
-                // Recorded now; the entry is placed last in the transaction (see
-                // place_on_powerdialers), and if that fails nothing of the lead commits.
-                actions.push(Action::PowerdialerAdded {
-                    user_id,
-                    position: lead.powerdialer_position,
-                });
-                powerdialer = Some(PowerdialerPlan {
-                    user_id,
-                    account_id,
-                    contact_id,
-                    position: lead.powerdialer_position,
-                });
-                changed = true;
-            }
-        }
+    let (note, note_report) = rules::note(lead);
+    report.absorb(note_report);
+    if let Some(body) = note {
+        batch.add_note(account_id, contact_id, m.intake_id, body);
     }
 
-    let status = if !existing {
-        IntakeStatus::Created
-    } else if force {
-        IntakeStatus::Updated
-    } else if changed {
-        IntakeStatus::Merged
-    } else {
-        IntakeStatus::Duplicate
-    };
-    if existing && (changed || force) {
-        st.model.updated_at = now;
+    let (tag, tag_report) = rules::tag(&links, &st.tags);
+    report.absorb(tag_report);
+    if let Some(tag_id) = tag {
+        st.tags.insert(tag_id);
+        batch.add_tag(account_id, contact_id, tag_id);
+    }
+
+    let (enrollment, sequence_report) = rules::sequence(&links, &st.active, lead);
+    report.absorb(sequence_report);
+    batch.enroll(&mut st, account_id, enrollment);
+
+    // Recorded now; the entry is placed last in the transaction (see place_on_powerdialers),
+    // and if that fails nothing of the lead commits.
+    let (listed, powerdialer_report) = rules::powerdialer(lead, owner, st.queued);
+    report.absorb(powerdialer_report);
+    let powerdialer = listed.map(|user_id| {
+        st.queued = true;
+        PowerdialerPlan {
+            user_id,
+            account_id,
+            contact_id,
+            position: lead.powerdialer_position,
+        }
+    });
+
+    let status = rules::status(existing, force, report.changed);
+    if existing && (report.changed || force) {
+        st.model.updated_at = batch.now;
         if !st.new {
             st.dirty.push(contact::Column::UpdatedAt);
         }
     }
     batch.contacts.insert(contact_id, st);
+    let mut actions = report.actions;
+    if let Some(head) = head {
+        actions.insert(0, head);
+    }
     Ok(Some(Planned {
         status,
         contact_id,
         actions,
-        warnings,
+        warnings: report.warnings,
         powerdialer,
     }))
 }
@@ -440,214 +386,6 @@ fn label_of(lead: &Lead, n: &PhoneNumber) -> Option<String> {
         .iter()
         .find(|o| &o.phone_number == n)
         .and_then(|o| o.label.clone())
-}
-
-/// The lead's ids that are the account's, and a warning for every other one (§2: another
-/// account's id is treated exactly like a missing one).
-fn check_links(
-    snap: &Snapshot,
-    account_id: i64,
-    lead: &Lead,
-    warnings: &mut Vec<Warning>,
-) -> Links {
-    let l = &lead.links;
-    let mut keep =
-        |id: Option<i64>, set: &HashSet<(i64, i64)>, field: &str, what: &str, consequence: &str| {
-            let id = id?;
-            if set.contains(&(account_id, id)) {
-                return Some(id);
-            }
-            warnings.push(Warning::new(
-                field,
-                format!("{what} {id} not found in this account; {consequence}."),
-            ));
-            None
-        };
-    Links {
-        user: keep(
-            l.user_id,
-            &snap.users,
-            "user_id",
-            "User",
-            "owner not set from it",
-        ),
-        ring_group: keep(
-            l.ring_group_id,
-            &snap.ring_groups,
-            "ring_group_id",
-            "Ring group",
-            "distribution skipped",
-        ),
-        line: keep(l.line_id, &snap.lines, "line_id", "Line", "line not set"),
-        tag: keep(l.tag_id, &snap.tags, "tag_id", "Tag", "tag not added"),
-        disposition: keep(
-            l.disposition_status_id,
-            &snap.dispositions,
-            "disposition_status_id",
-            "Disposition status",
-            "disposition not set",
-        ),
-        sequence: keep(
-            l.sequence_id,
-            &snap.sequences,
-            "sequence_id",
-            "Sequence",
-            "not enrolled",
-        ),
-    }
-}
-
-/// §4.5 ownership and §4.6 ring-group distribution: the contact's owner after this lead.
-fn decide_owner(
-    snap: &Snapshot,
-    lead: &Lead,
-    links: &Links,
-    existing: bool,
-    current: Option<i64>,
-    actions: &mut Vec<Action>,
-    warnings: &mut Vec<Warning>,
-) -> Option<i64> {
-    let flags = &lead.flags;
-    let may_change = !existing || flags.force_update || current.is_none();
-    if !may_change {
-        if let Some(owner) = current {
-            if flags.distribute_to_ring_group {
-                warnings.push(Warning::new(
-                    "distribute_to_ring_group",
-                    format!(
-                        "Contact already has an owner (user {owner}); not redistributed without force_update."
-                    ),
-                ));
-            }
-            if links.user.is_some_and(|u| u != owner) {
-                warnings.push(Warning::new(
-                    "user_id",
-                    format!(
-                        "Contact already has an owner (user {owner}); kept without force_update."
-                    ),
-                ));
-            }
-        }
-        return current;
-    }
-
-    let mut owner = links.user.or(current);
-    let mut distributed = None;
-    if flags.distribute_to_ring_group {
-        match (lead.links.ring_group_id, links.ring_group) {
-            (None, _) => warnings.push(Warning::new(
-                "ring_group_id",
-                "distribute_to_ring_group is set but no ring_group_id was given; distribution skipped.",
-            )),
-            // Not the account's: check_links said so.
-            (Some(_), None) => {}
-            (Some(_), Some(group)) => {
-                let members: &[Member] = snap.members.get(&group).map_or(&[], Vec::as_slice);
-                let active: Vec<i64> = members.iter().filter(|m| m.active).map(|m| m.user_id).collect();
-                let available: Vec<i64> = members
-                    .iter()
-                    .filter(|m| m.active && m.available)
-                    .map(|m| m.user_id)
-                    .collect();
-                let check_available =
-                    flags.check_available_users || flags.check_available_users_with_fallback;
-                let pool: &[i64] = if !check_available {
-                    &active
-                } else if !available.is_empty() {
-                    &available
-                } else if flags.check_available_users_with_fallback {
-                    &active
-                } else {
-                    &[]
-                };
-                if pool.is_empty() {
-                    let (field, why) = if check_available {
-                        ("check_available_users", "no member is active and available")
-                    } else {
-                        ("ring_group_id", "it has no active member")
-                    };
-                    warnings.push(Warning::new(
-                        field,
-                        format!("Ring group {group}: {why}; distribution skipped."),
-                    ));
-                } else {
-                    let pick = pool[rand::rng().random_range(0..pool.len())];
-                    owner = Some(pick);
-                    distributed = Some((group, pick));
-                }
-            }
-        }
-    }
-    match distributed {
-        Some((ring_group_id, user_id)) => actions.push(Action::RingGroupDistributed {
-            ring_group_id,
-            user_id,
-        }),
-        None => {
-            if let Some(user_id) = owner.filter(|o| Some(*o) != current) {
-                actions.push(Action::OwnerAssigned { user_id });
-            }
-        }
-    }
-    owner
-}
-
-/// §4.8. Returns whether the contact's enrollments changed.
-fn enroll(
-    batch: &mut Batch,
-    st: &mut ContactState,
-    lead: &Lead,
-    account_id: i64,
-    sequence_id: i64,
-    actions: &mut Vec<Action>,
-    warnings: &mut Vec<Warning>,
-) -> bool {
-    if st.active.contains(&sequence_id) {
-        return false;
-    }
-    let contact_id = st.model.id;
-    if !st.active.is_empty() {
-        if !lead.flags.force_update_sequence {
-            let list = st
-                .active
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            warnings.push(Warning::new(
-                "sequence_id",
-                format!(
-                    "Contact is active in sequence {list}; not enrolled in {sequence_id} without force_update_sequence."
-                ),
-            ));
-            return false;
-        }
-        for ended in std::mem::take(&mut st.active) {
-            // Enrolled earlier in this transaction: insert it ended; else end the stored one.
-            match batch
-                .enrollments
-                .iter_mut()
-                .find(|e| e.contact_id == contact_id && e.sequence_id == ended && !e.ended)
-            {
-                Some(pending) => pending.ended = true,
-                None => {
-                    if !batch.disenroll.contains(&contact_id) {
-                        batch.disenroll.push(contact_id);
-                    }
-                }
-            }
-            actions.push(Action::SequenceDisenrolled { sequence_id: ended });
-        }
-    }
-    batch.enrollments.push(NewEnrollment {
-        account_id,
-        contact_id,
-        sequence_id,
-        ended: false,
-    });
-    st.active.push(sequence_id);
-    actions.push(Action::SequenceEnrolled { sequence_id });
-    true
 }
 
 /// Writes everything the batch planned but the PowerDialer entries.

@@ -20,6 +20,7 @@
 
 mod fields;
 mod lead;
+mod rules;
 mod sql;
 
 use chrono::Utc;
@@ -445,7 +446,7 @@ impl Processor {
                 ))));
                 continue;
             }
-            match lead::plan(&mut batch, intake)? {
+            match lead::plan(&mut batch, intake, &mut rand::rng())? {
                 None => steps.push(Step::Busy),
                 Some(planned) => {
                     first_index.insert(m.intake_id, idx);
