@@ -333,167 +333,20 @@ impl Processor {
         }
     }
 
+    /// One transaction over `intakes`: lock → read → plan → write → commit.
     async fn run(&self, intakes: &[Intake], mode: LockMode) -> Result<Vec<Step>, DbErr> {
         let txn = self.db.begin().await?;
-        let mut keys = Vec::with_capacity(intakes.len() * 2);
-        let mut wanted = sql::Wanted {
-            new_ids: intakes.len(),
-            ..sql::Wanted::default()
-        };
-        let mut lead_keys: Vec<Vec<String>> = Vec::with_capacity(intakes.len());
-        for i in intakes {
-            let m = &i.message;
-            let l = &m.lead.links;
-            let mut own = vec![sql::key::intake(m.intake_id)];
-            for n in m.lead.all_numbers() {
-                own.push(sql::key::number(m.account_id, n.as_str()));
-                wanted.numbers.push((m.account_id, n.as_str().to_owned()));
-            }
-            keys.extend(own.iter().cloned());
-            lead_keys.push(own);
-            wanted.intakes.push(m.intake_id);
-            wanted.accounts.push(m.account_id);
-            wanted.tokens.push(m.token_id);
-            let account = |id: Option<i64>| id.map(|id| (m.account_id, id));
-            wanted.users.extend(account(l.user_id));
-            wanted.ring_groups.extend(account(l.ring_group_id));
-            wanted.lines.extend(account(l.line_id));
-            wanted.tags.extend(account(l.tag_id));
-            wanted.dispositions.extend(account(l.disposition_status_id));
-            wanted.sequences.extend(account(l.sequence_id));
-        }
-        // A lead goes ahead only with all of its keys; a batch never waits for one.
-        let free: Vec<bool> = match mode {
-            LockMode::Wait => {
-                sql::lock_all(&txn, &keys).await?;
-                vec![true; intakes.len()]
-            }
-            LockMode::Try => {
-                let taken = sql::try_lock_all(&txn, &keys).await?;
-                lead_keys
-                    .iter()
-                    .map(|own| own.iter().all(|k| taken.contains(k)))
-                    .collect()
-            }
-        };
+        let (wanted, lead_keys) = wanted(intakes);
+        let free = lock_leads(&txn, &lead_keys, mode).await?;
         // Read after the locks: this statement's snapshot includes every earlier holder's
         // commit.
         let mut batch = lead::Batch::new(sql::snapshot(&txn, &wanted).await?);
-
-        // The contacts the leads will change: locked (a batch only takes free ones), then read.
-        let mut matched: Vec<i64> = intakes
-            .iter()
-            .zip(&free)
-            .filter(|(_, free)| **free)
-            .map(|(i, _)| i)
-            .filter(|i| batch.snapshot().accounts.contains(&i.message.account_id))
-            .filter_map(|i| batch.matched(i.message.account_id, &i.message.lead))
-            .collect();
-        matched.sort_unstable();
-        matched.dedup();
-        let contact_keys: Vec<String> = matched.iter().map(|id| sql::key::contact(*id)).collect();
-        let locked: Vec<i64> = match mode {
-            LockMode::Wait => {
-                sql::lock_all(&txn, &contact_keys).await?;
-                matched
-            }
-            LockMode::Try => {
-                let taken = sql::try_lock_all(&txn, &contact_keys).await?;
-                matched
-                    .into_iter()
-                    .zip(&contact_keys)
-                    .filter(|(_, k)| taken.contains(*k))
-                    .map(|(id, _)| id)
-                    .collect()
-            }
-        };
-        if !locked.is_empty() {
-            // The row lock too: a changed contact is written back whole, so no writer that
-            // does not know the advisory locks may slip in between.
-            let models = contact::Entity::find()
-                .filter(contact::Column::Id.is_in(locked.clone()))
-                .lock(LockType::NoKeyUpdate)
-                .all(&txn)
-                .await?;
-            let keys: Vec<(i64, i64)> = models.iter().map(|c| (c.account_id, c.id)).collect();
-            let related = sql::related(&txn, &keys).await?;
-            batch.add_locked(models, related);
-        }
-
-        let mut steps: Vec<Step> = Vec::with_capacity(intakes.len());
-        let mut first_index: HashMap<Uuid, usize> = HashMap::new();
-        for (idx, intake) in intakes.iter().enumerate() {
-            let m = &intake.message;
-            if !free[idx] {
-                steps.push(Step::Busy);
-                continue;
-            }
-            if let Some(row) = batch.snapshot().records.get(&m.intake_id)
-                && let Some(status) =
-                    IntakeStatus::parse(&row.status).filter(IntakeStatus::is_outcome)
-            {
-                steps.push(Step::Done(outcome_from_record(m.intake_id, status, row)));
-                continue;
-            }
-            if let Some(&first) = first_index.get(&m.intake_id) {
-                steps.push(Step::SameAs(first));
-                continue;
-            }
-            if !batch.snapshot().accounts.contains(&m.account_id) {
-                steps.push(Step::Failed(ProcessError::Permanent(format!(
-                    "unknown account {}",
-                    m.account_id
-                ))));
-                continue;
-            }
-            match lead::plan(&mut batch, intake, &mut rand::rng())? {
-                None => steps.push(Step::Busy),
-                Some(planned) => {
-                    first_index.insert(m.intake_id, idx);
-                    steps.push(Step::Planned(Box::new(planned)));
-                }
-            }
-        }
-
-        let known_tokens = batch.snapshot().tokens.clone();
-        lead::flush(&txn, batch).await?;
-        let records: Vec<(usize, &Planned)> = steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Step::Planned(p) => Some((i, p.as_ref())),
-                _ => None,
-            })
-            .collect();
-        write_records(&txn, intakes, &records, &known_tokens).await?;
-        let powerdialer: Vec<lead::PowerdialerPlan> =
-            records.iter().filter_map(|(_, p)| p.powerdialer).collect();
-        lead::place_on_powerdialers(&txn, &powerdialer).await?;
+        lock_contacts(&txn, &mut batch, intakes, &free, mode).await?;
+        let steps = plan_all(&mut batch, intakes, &free)?;
+        write(&txn, batch, intakes, &steps).await?;
         txn.commit().await?;
-
-        let mut done: Vec<Step> = Vec::with_capacity(steps.len());
-        for (idx, step) in steps.into_iter().enumerate() {
-            done.push(match step {
-                Step::Planned(p) => Step::Done(Outcome {
-                    intake_id: intakes[idx].message.intake_id,
-                    status: p.status,
-                    contact_id: Some(p.contact_id),
-                    actions: p.actions,
-                    warnings: p.warnings,
-                    already_done: false,
-                }),
-                Step::SameAs(first) => match done.get(first) {
-                    Some(Step::Done(o)) => Step::Done(Outcome {
-                        already_done: true,
-                        ..o.clone()
-                    }),
-                    _ => Step::Busy,
-                },
-                other => other,
-            });
-        }
         debug!(leads = intakes.len(), "Committed");
-        Ok(done)
+        Ok(finish(intakes, steps))
     }
 
     /// Records an intake as dead-lettered (after its message reached the dead-letter queue).
@@ -569,6 +422,204 @@ fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &sql::IntakeR
         warnings: serde_json::from_value(row.warnings.clone()).unwrap_or_default(),
         already_done: true,
     }
+}
+
+/// What the transaction reads about `intakes`, and the phase-1 lock keys of each lead (its
+/// intake id and every number).
+fn wanted(intakes: &[Intake]) -> (sql::Wanted, Vec<Vec<String>>) {
+    let mut wanted = sql::Wanted {
+        new_ids: intakes.len(),
+        ..sql::Wanted::default()
+    };
+    let mut lead_keys: Vec<Vec<String>> = Vec::with_capacity(intakes.len());
+    for i in intakes {
+        let m = &i.message;
+        let l = &m.lead.links;
+        let mut own = vec![sql::key::intake(m.intake_id)];
+        for n in m.lead.all_numbers() {
+            own.push(sql::key::number(m.account_id, n.as_str()));
+            wanted.numbers.push((m.account_id, n.as_str().to_owned()));
+        }
+        lead_keys.push(own);
+        wanted.intakes.push(m.intake_id);
+        wanted.accounts.push(m.account_id);
+        wanted.tokens.push(m.token_id);
+        let account = |id: Option<i64>| id.map(|id| (m.account_id, id));
+        wanted.users.extend(account(l.user_id));
+        wanted.ring_groups.extend(account(l.ring_group_id));
+        wanted.lines.extend(account(l.line_id));
+        wanted.tags.extend(account(l.tag_id));
+        wanted.dispositions.extend(account(l.disposition_status_id));
+        wanted.sequences.extend(account(l.sequence_id));
+    }
+    (wanted, lead_keys)
+}
+
+/// Phase 1: the leads' keys. Which leads may go ahead: all of them when waiting; with
+/// [`LockMode::Try`] only those whose keys were all free (a batch never waits for one).
+async fn lock_leads(
+    txn: &DatabaseTransaction,
+    lead_keys: &[Vec<String>],
+    mode: LockMode,
+) -> Result<Vec<bool>, DbErr> {
+    let keys: Vec<String> = lead_keys.iter().flatten().cloned().collect();
+    Ok(match mode {
+        LockMode::Wait => {
+            sql::lock_all(txn, &keys).await?;
+            vec![true; lead_keys.len()]
+        }
+        LockMode::Try => {
+            let taken = sql::try_lock_all(txn, &keys).await?;
+            lead_keys
+                .iter()
+                .map(|own| own.iter().all(|k| taken.contains(k)))
+                .collect()
+        }
+    })
+}
+
+/// Phase 2: the contacts the free leads will change, locked (with `Try`, only the free
+/// ones), then read with what the rules need to know of them.
+async fn lock_contacts(
+    txn: &DatabaseTransaction,
+    batch: &mut lead::Batch,
+    intakes: &[Intake],
+    free: &[bool],
+    mode: LockMode,
+) -> Result<(), DbErr> {
+    let mut matched: Vec<i64> = intakes
+        .iter()
+        .zip(free)
+        .filter(|(_, free)| **free)
+        .map(|(i, _)| i)
+        .filter(|i| batch.snapshot().accounts.contains(&i.message.account_id))
+        .filter_map(|i| batch.matched(i.message.account_id, &i.message.lead))
+        .collect();
+    matched.sort_unstable();
+    matched.dedup();
+    let contact_keys: Vec<String> = matched.iter().map(|id| sql::key::contact(*id)).collect();
+    let locked: Vec<i64> = match mode {
+        LockMode::Wait => {
+            sql::lock_all(txn, &contact_keys).await?;
+            matched
+        }
+        LockMode::Try => {
+            let taken = sql::try_lock_all(txn, &contact_keys).await?;
+            matched
+                .into_iter()
+                .zip(&contact_keys)
+                .filter(|(_, k)| taken.contains(*k))
+                .map(|(id, _)| id)
+                .collect()
+        }
+    };
+    if locked.is_empty() {
+        return Ok(());
+    }
+    // The row lock too: a changed contact is written back whole, so no writer that does not
+    // know the advisory locks may slip in between.
+    let models = contact::Entity::find()
+        .filter(contact::Column::Id.is_in(locked))
+        .lock(LockType::NoKeyUpdate)
+        .all(txn)
+        .await?;
+    let keys: Vec<(i64, i64)> = models.iter().map(|c| (c.account_id, c.id)).collect();
+    let related = sql::related(txn, &keys).await?;
+    batch.add_locked(models, related);
+    Ok(())
+}
+
+/// Plans every lead in order: already finished, a repeat of an earlier one, busy, failed,
+/// or planned by the §4 rules.
+fn plan_all(
+    batch: &mut lead::Batch,
+    intakes: &[Intake],
+    free: &[bool],
+) -> Result<Vec<Step>, DbErr> {
+    let mut steps: Vec<Step> = Vec::with_capacity(intakes.len());
+    let mut first_index: HashMap<Uuid, usize> = HashMap::new();
+    for (idx, intake) in intakes.iter().enumerate() {
+        let m = &intake.message;
+        if !free[idx] {
+            steps.push(Step::Busy);
+            continue;
+        }
+        if let Some(row) = batch.snapshot().records.get(&m.intake_id)
+            && let Some(status) = IntakeStatus::parse(&row.status).filter(IntakeStatus::is_outcome)
+        {
+            steps.push(Step::Done(outcome_from_record(m.intake_id, status, row)));
+            continue;
+        }
+        if let Some(&first) = first_index.get(&m.intake_id) {
+            steps.push(Step::SameAs(first));
+            continue;
+        }
+        if !batch.snapshot().accounts.contains(&m.account_id) {
+            steps.push(Step::Failed(ProcessError::Permanent(format!(
+                "unknown account {}",
+                m.account_id
+            ))));
+            continue;
+        }
+        match lead::plan(batch, intake, &mut rand::rng())? {
+            None => steps.push(Step::Busy),
+            Some(planned) => {
+                first_index.insert(m.intake_id, idx);
+                steps.push(Step::Planned(Box::new(planned)));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+/// Writes what the planned leads decided: contacts and what hangs off them, the intake
+/// records, then the PowerDialer entries (last, so their list locks are held briefly).
+async fn write(
+    txn: &DatabaseTransaction,
+    batch: lead::Batch,
+    intakes: &[Intake],
+    steps: &[Step],
+) -> Result<(), DbErr> {
+    let known_tokens = batch.snapshot().tokens.clone();
+    lead::flush(txn, batch).await?;
+    let records: Vec<(usize, &Planned)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Step::Planned(p) => Some((i, p.as_ref())),
+            _ => None,
+        })
+        .collect();
+    write_records(txn, intakes, &records, &known_tokens).await?;
+    let powerdialer: Vec<lead::PowerdialerPlan> =
+        records.iter().filter_map(|(_, p)| p.powerdialer).collect();
+    lead::place_on_powerdialers(txn, &powerdialer).await
+}
+
+/// The committed steps as outcomes (a repeat of an intake gets its first's).
+fn finish(intakes: &[Intake], steps: Vec<Step>) -> Vec<Step> {
+    let mut done: Vec<Step> = Vec::with_capacity(steps.len());
+    for (idx, step) in steps.into_iter().enumerate() {
+        done.push(match step {
+            Step::Planned(p) => Step::Done(Outcome {
+                intake_id: intakes[idx].message.intake_id,
+                status: p.status,
+                contact_id: Some(p.contact_id),
+                actions: p.actions,
+                warnings: p.warnings,
+                already_done: false,
+            }),
+            Step::SameAs(first) => match done.get(first) {
+                Some(Step::Done(o)) => Step::Done(Outcome {
+                    already_done: true,
+                    ..o.clone()
+                }),
+                _ => Step::Busy,
+            },
+            other => other,
+        });
+    }
+    done
 }
 
 /// Writes the final intake records of the planned leads, in one statement.
