@@ -278,7 +278,7 @@ fn intake_lead() {}
     params(("id" = uuid::Uuid, Path, description = "The `intake_id` of the 202.")),
     responses(
         (status = 200, description = "The intake.", body = IntakeView,
-            example = json!({"intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "actions": [{"action": "created"}], "warnings": [], "received_at": "2026-11-02T10:15:00Z", "processed_at": "2026-11-02T10:15:00.120Z"})),
+            example = json!({"intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "actions": [{"type": "contact_created", "contact_id": 42}, {"type": "ring_group_distributed", "ring_group_id": 3, "user_id": 9}, {"type": "note_added"}], "warnings": [{"field": "tag_id", "message": "Tag 77 not found in this account; tag not added."}], "attempts": 1, "last_error": null, "received_at": "2026-11-02T10:15:00Z", "processed_at": "2026-11-02T10:15:00.120Z"})),
         (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
         (status = 404, description = "No such intake in the token's account.", body = Message, example = json!({"message": "Not found."})),
         (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
@@ -417,6 +417,7 @@ impl Modify for Security {
         IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
         Accepted, Finished, Invalid, TooMany, Message,
         IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView,
+        shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,
         Health, Readiness,
     )),
     modifiers(&Security),

@@ -12,8 +12,8 @@
 //! wait ends.
 
 use crate::telemetry;
-use serde::Deserialize;
 use shared::intake::IntakeStatus;
+use shared::outcome::Announcement;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,17 +23,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What the worker announced about one intake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub status: IntakeStatus,
     pub contact_id: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Announcement {
-    intake_id: Uuid,
-    #[serde(flatten)]
-    outcome: Outcome,
 }
 
 /// Requests waiting for outcomes, and the subscription that feeds them.
@@ -125,7 +118,10 @@ impl OutcomeWaiters {
             tracing::debug!("Ignored an unreadable intake-outcome announcement");
             return;
         };
-        let outcome = announcement.outcome;
+        let outcome = Outcome {
+            status: announcement.status,
+            contact_id: announcement.contact_id,
+        };
         if !(outcome.status.is_outcome() || outcome.status == IntakeStatus::DeadLettered) {
             return;
         }

@@ -78,7 +78,7 @@ pub struct LeadFlags {
     pub add_to_powerdialer: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerdialerPosition {
     #[default]

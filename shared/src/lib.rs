@@ -24,6 +24,7 @@ pub mod geo;
 pub mod intake;
 pub mod keys;
 pub mod lead;
+pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod read;

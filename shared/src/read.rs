@@ -6,6 +6,7 @@ use crate::entities::{
     contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
     sequence_enrollment,
 };
+use crate::outcome::{Action, Warning};
 use crate::payload::FieldErrors;
 use crate::phone::{PhoneNumber, Region};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -107,10 +108,10 @@ pub struct IntakeView {
     #[schema(example = "created")]
     pub status: String,
     pub contact_id: Option<i64>,
-    #[schema(value_type = Vec<Object>)]
-    pub actions: serde_json::Value,
-    #[schema(value_type = Vec<Object>)]
-    pub warnings: serde_json::Value,
+    /// What the worker did, in order.
+    pub actions: Vec<Action>,
+    /// What of the lead it could not honour (the lead was still saved).
+    pub warnings: Vec<Warning>,
     /// Processing attempts made so far (failed ones included).
     #[schema(example = 1)]
     pub attempts: i32,
@@ -457,8 +458,9 @@ pub async fn intake(
             intake_id: r.id,
             status: r.status,
             contact_id: r.contact_id,
-            actions: r.actions,
-            warnings: r.warnings,
+            // Written by the worker from these very types; anything else reads as none.
+            actions: serde_json::from_value(r.actions).unwrap_or_default(),
+            warnings: serde_json::from_value(r.warnings).unwrap_or_default(),
             attempts: r.attempts,
             last_error: r.last_error,
             received_at: r.received_at,

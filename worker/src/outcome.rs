@@ -2,23 +2,13 @@
 //! synchronous mode. Best effort: Redis being slow or down never holds up or fails a lead.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde_json::json;
 use shared::config::Settings;
-use shared::intake::IntakeStatus;
+pub use shared::outcome::Announcement;
 use std::time::Duration;
 use tracing::warn;
-use uuid::Uuid;
 
 /// How long one batch of announcements may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// One announcement.
-#[derive(Debug, Clone)]
-pub struct Announcement {
-    pub intake_id: Uuid,
-    pub status: IntakeStatus,
-    pub contact_id: Option<i64>,
-}
 
 #[derive(Clone)]
 pub struct OutcomePublisher {
@@ -61,13 +51,12 @@ impl OutcomePublisher {
         let mut pipe = redis::pipe();
         for o in &outcomes {
             let channel = shared::keys::intake_outcome_channel(&self.prefix, o.intake_id);
-            let body = json!({
-                "intake_id": o.intake_id,
-                "status": o.status,
-                "contact_id": o.contact_id,
-            })
-            .to_string();
-            pipe.publish(channel, body).ignore();
+            match serde_json::to_string(o) {
+                Ok(body) => {
+                    pipe.publish(channel, body).ignore();
+                }
+                Err(e) => warn!(error = %e, "Failed to encode an announcement"),
+            }
         }
         let count = outcomes.len() as u64;
         tokio::spawn(async move {

@@ -30,7 +30,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QuerySelect, RuntimeErr, TransactionTrait,
 };
-use serde::{Deserialize, Serialize};
 use shared::entities::{contact, lead_intake};
 use shared::intake::{IntakeMessage, IntakeStatus};
 use std::collections::{HashMap, HashSet};
@@ -38,6 +37,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 pub use fields::{join_name, split_name};
+pub use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 
 /// One delivery of an intake message.
@@ -52,73 +52,6 @@ impl Intake {
     /// This attempt's number, counting from 1.
     pub fn attempt(&self) -> u32 {
         self.previous_attempts.saturating_add(1)
-    }
-}
-
-/// Something the worker did for a lead, as recorded on the intake (`actions`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Action {
-    ContactCreated {
-        contact_id: i64,
-    },
-    /// force_update overwrote these fields.
-    ContactUpdated {
-        contact_id: i64,
-        fields: Vec<String>,
-    },
-    /// Blank fields filled without force_update.
-    ContactMerged {
-        contact_id: i64,
-        fields: Vec<String>,
-    },
-    OwnerAssigned {
-        user_id: i64,
-    },
-    RingGroupDistributed {
-        ring_group_id: i64,
-        user_id: i64,
-    },
-    PowerdialerAdded {
-        user_id: i64,
-        position: shared::lead::PowerdialerPosition,
-    },
-    SequenceEnrolled {
-        sequence_id: i64,
-    },
-    SequenceDisenrolled {
-        sequence_id: i64,
-    },
-    TagAdded {
-        tag_id: i64,
-    },
-    LineSet {
-        line_id: i64,
-    },
-    DispositionSet {
-        disposition_status_id: i64,
-    },
-    NoteAdded,
-    PhoneNumberAdded {
-        phone_number: String,
-    },
-}
-
-/// Something of the lead the worker could not honour; the lead is still saved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
-    /// The payload field concerned.
-    pub field: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl Warning {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
     }
 }
 
