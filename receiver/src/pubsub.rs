@@ -3,13 +3,13 @@
 //! connection is lost, until told to stop. Intake outcomes (synchronous mode) and token
 //! revocations both arrive this way.
 
+use shared::runtime::Backoff;
 use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Reconnection delays grow from the first to the last.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// A connection or subscription attempt that takes longer has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -41,7 +41,7 @@ pub async fn follow<M, Fut>(
             return;
         }
     };
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = BACKOFF;
     while !stop.is_cancelled() {
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -54,7 +54,7 @@ pub async fn follow<M, Fut>(
         .await;
         match subscribed {
             Ok(Ok(pubsub)) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 on_state(true);
                 tracing::debug!(what, "Subscribed");
                 let mut messages = pubsub.into_on_message();
@@ -77,20 +77,19 @@ pub async fn follow<M, Fut>(
                 }
             }
             Ok(Err(error)) => {
-                tracing::warn!(%error, what, retry_in_ms = backoff.as_millis() as u64, "Failed to subscribe");
+                tracing::warn!(%error, what, retry_in_ms = backoff.peek_ms(), "Failed to subscribe");
             }
             Err(_) => {
                 tracing::warn!(
                     what,
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = backoff.peek_ms(),
                     "Timed out subscribing"
                 );
             }
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.delay()) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }

@@ -28,5 +28,6 @@ pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod read;
+pub mod runtime;
 pub mod telemetry;
 pub mod token;

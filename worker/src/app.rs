@@ -14,6 +14,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::config::Settings;
 use shared::intake::IntakeStatus;
+use shared::runtime::Backoff;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,7 +123,7 @@ impl Worker {
             outcomes: self.outcomes,
         });
 
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !stop.is_cancelled() {
             let opened = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -133,18 +134,17 @@ impl Worker {
                 Err(e) => {
                     warn!(
                         error = format!("{e:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = backoff.peek_ms(),
                         "Broker unavailable"
                     );
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.delay()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(200);
+            backoff.reset();
             metrics::counter!("worker_broker_connects_total").increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
@@ -165,22 +165,7 @@ impl Worker {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    info!("Shutdown signal received");
-}
+pub use shared::runtime::shutdown_signal;
 
 async fn run_session(
     shared: &Arc<Shared>,

@@ -1,8 +1,8 @@
 use crate::helpers::{TestApp, amqp, closed_port, eventually, lead, spawn_app, spawn_app_with};
-use crate::proxy::proxied;
 use hyper::{Method, StatusCode};
 use lapin::options::QueueDeleteOptions;
 use std::time::{Duration, Instant};
+use testkit::proxy::proxied;
 
 async fn broker_ready(app: &TestApp) -> bool {
     let reply = app.request(Method::GET, "/readyz", &[], "").await;

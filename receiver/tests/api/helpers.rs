@@ -15,7 +15,7 @@ use shared::admin;
 use shared::amqp::Topology;
 use shared::config::Settings;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::TestDb;
 use tokio::sync::oneshot;
 
@@ -353,34 +353,7 @@ pub async fn amqp() -> lapin::Connection {
         .expect("broker")
 }
 
-/// The value of `sample` in a Prometheus text exposition, 0 if absent.
-pub fn metric_value(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use testkit::{eventually, metric_value};
 
 /// An address nothing listens on.
 pub fn closed_port() -> SocketAddr {

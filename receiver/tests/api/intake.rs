@@ -438,7 +438,7 @@ async fn content_types_methods_and_sizes_get_their_status() {
 
 #[tokio::test]
 async fn known_tokens_keep_working_while_the_database_is_unreachable() {
-    let (proxy, via) = crate::proxy::proxied(&testkit::server_url()).await;
+    let (proxy, via) = testkit::proxy::proxied(&testkit::server_url()).await;
     // The app's own database, reached through the proxy.
     let app = spawn_app_with(|s| {
         let name = s.database_url.rsplit('/').next().unwrap().to_owned();

@@ -7,7 +7,6 @@ mod depth;
 mod helpers;
 mod intake;
 mod process;
-mod proxy;
 mod rate_limit;
 mod read;
 mod server;

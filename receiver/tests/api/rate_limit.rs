@@ -1,9 +1,9 @@
 use crate::helpers::{closed_port, eventually, lead, spawn_app_with, spawn_app_with_limit};
-use crate::proxy::proxied;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use shared::config::FailMode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use testkit::proxy::proxied;
 
 const PATH: &str = "/api/v1/webhook/forms";
 const FAIL_OPEN: &str = "receiver_rate_limit_fail_open_total";

@@ -20,10 +20,9 @@ use shared::lead::{Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, Pow
 use shared::phone::{PhoneNumber, Region};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::TestDb;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::net::TcpStream;
 use uuid::Uuid;
 use worker::process::{Intake, Processor};
 
@@ -185,23 +184,15 @@ pub fn other(label: &str, number: &str) -> OtherPhoneNumber {
     }
 }
 
-/// Polls `f` every 25 ms until it gives a value, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+/// Polls `f` until it gives a value, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    testkit::eventually(timeout, f)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Publishes intake messages the way the receiver does: persistent, confirmed.
@@ -339,42 +330,8 @@ impl WorkerRole {
     }
 }
 
-/// A TCP proxy in front of a service; `cut` drops every open connection through it.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    cut: broadcast::Sender<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (cut, _) = broadcast::channel::<()>(4);
-        let cut_tx = cut.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut stop = cut_tx.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = stop.recv() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-
-    pub fn cut(&self) {
-        let _ = self.cut.send(());
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::proxy::Proxy;
 
 /// Rows of `lead_intakes` whose status is an outcome.
 pub async fn finished_intakes(db: &DatabaseConnection) -> u64 {
@@ -407,10 +364,5 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The value of a counter/gauge sample in Prometheus text, summed over matching lines.
-pub fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name_and_labels))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
+#[allow(unused_imports)]
+pub use testkit::metric_sum as metric;

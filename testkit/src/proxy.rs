@@ -1,5 +1,5 @@
-//! A TCP proxy a test controls, to make one receiver's Redis or broker go away and come back
-//! without touching the real server other tests use.
+//! A TCP proxy a test controls, to make one process's database, Redis or broker go away
+//! (or stop answering) and come back without touching the real server other tests use.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -82,6 +82,12 @@ impl Proxy {
         }
     }
 
+    /// Cuts every open connection; new ones are forwarded again.
+    pub fn cut(&self) {
+        self.down();
+        self.up();
+    }
+
     /// Forwards again.
     pub fn up(&self) {
         let mut state = self.forwarding.lock().expect("lock");
@@ -143,43 +149,48 @@ fn service_authority(url: &str) -> &str {
     authority.rsplit_once('@').map_or(authority, |(_, a)| a)
 }
 
-#[tokio::test]
-async fn the_proxy_forwards_both_ways_and_stalls_replies() {
-    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 64];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_proxy_forwards_both_ways_and_stalls_replies() {
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
-    });
-    let proxy = Proxy::start(target).await;
-    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
-    c.write_all(b"hi").await.unwrap();
-    let mut buf = [0u8; 2];
-    tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
-        .await
-        .expect("echoed in time")
-        .unwrap();
-    assert_eq!(&buf, b"hi");
-    proxy.stall();
-    c.write_all(b"yo").await.unwrap();
-    let held = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        c.read_exact(&mut buf),
-    )
-    .await;
-    assert!(held.is_err(), "nothing comes back while stalled");
-    proxy.unstall();
-    tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
-        .await
-        .expect("released")
-        .unwrap();
-    assert_eq!(&buf, b"yo");
+                });
+            }
+        });
+        let proxy = Proxy::start(target).await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        c.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
+            .await
+            .expect("echoed in time")
+            .unwrap();
+        assert_eq!(&buf, b"hi");
+        proxy.stall();
+        c.write_all(b"yo").await.unwrap();
+        let held = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            c.read_exact(&mut buf),
+        )
+        .await;
+        assert!(held.is_err(), "nothing comes back while stalled");
+        proxy.unstall();
+        tokio::time::timeout(std::time::Duration::from_secs(2), c.read_exact(&mut buf))
+            .await
+            .expect("released")
+            .unwrap();
+        assert_eq!(&buf, b"yo");
+    }
 }

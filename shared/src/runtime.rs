@@ -1,0 +1,79 @@
+//! What every long-running process of the pipeline does the same way: stop on SIGTERM or
+//! Ctrl-C, and wait growing delays between reconnection attempts.
+
+use std::time::Duration;
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the process");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("Shutdown signal received");
+}
+
+/// Delays between reconnection attempts: from `min`, doubling up to `max`, back to `min`
+/// after a success.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub const fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay to wait now (the next one is twice as long, up to the maximum).
+    pub fn delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// The delay [`Backoff::delay`] would give now, for logs.
+    pub fn peek_ms(&self) -> u64 {
+        u64::try_from(self.next.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Connected again: the next failure waits the minimum.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_maximum_and_reset() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let ms: Vec<u128> = (0..5).map(|_| b.delay().as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.peek_ms(), 100);
+    }
+}
