@@ -23,7 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use shared::intake::headers;
+use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
 /// Most leads in one transaction, whatever the settings say: keeps every multi-row statement
@@ -311,29 +312,36 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
     }
     if !intakes.is_empty() {
         metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
-        let results = shared.processor.try_process_batch(&intakes).await;
+        let results = shared
+            .processor
+            .try_process_batch(&intakes)
+            .instrument(info_span!("batch", leads = intakes.len()))
+            .await;
         let mut committed = Vec::with_capacity(received.len());
         let mut retrying = Vec::new();
         for ((r, intake), result) in received.iter().zip(&intakes).zip(results) {
-            match result {
-                Ok(outcome) => {
-                    announcements.push(finished(outcome));
-                    committed.push(r);
-                }
-                Err(ProcessError::Transient(e)) => {
-                    match retry(shared, session, r, intake, &e).await {
-                        Retried::Scheduled(record) => retrying.push(record),
-                        Retried::DeadLettered(announcement) => announcements.extend(announcement),
-                        Retried::Returned => {}
+            let settle = async {
+                match result {
+                    Ok(outcome) => {
+                        announcements.push(finished(outcome));
+                        committed.push(r);
                     }
-                    settled(r);
+                    Err(ProcessError::Transient(e)) => {
+                        match retry(shared, session, r, intake, &e).await {
+                            Retried::Scheduled(record) => retrying.push(record),
+                            Retried::DeadLettered(a) => announcements.extend(a),
+                            Retried::Returned => {}
+                        }
+                        settled(r);
+                    }
+                    Err(ProcessError::Permanent(e)) => {
+                        announcements
+                            .extend(dead_letter(shared, session, r, intake, "permanent", &e).await);
+                        settled(r);
+                    }
                 }
-                Err(ProcessError::Permanent(e)) => {
-                    announcements
-                        .extend(dead_letter(shared, session, r, intake, "permanent", &e).await);
-                    settled(r);
-                }
-            }
+            };
+            settle.instrument(lead_span(r, intake)).await;
         }
         // Committed: acknowledge them all at once.
         futures_util::future::join_all(committed.iter().map(|r| ack(&r.delivery))).await;
@@ -343,6 +351,22 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         record_retries(shared, &retrying).await;
     }
     shared.outcomes.announce(announcements);
+}
+
+/// The span of one lead's settlement: its intake, account and attempt, and the trace the
+/// receiver started for it (the `traceparent` it published with the message), so a lead's
+/// log lines on both sides share a trace id.
+fn lead_span(r: &Received, intake: &Intake) -> tracing::Span {
+    let trace_id = decode::text_header(&r.delivery.properties, headers::TRACEPARENT)
+        .and_then(|t| t.split('-').nth(1).map(str::to_owned))
+        .unwrap_or_default();
+    info_span!(
+        "lead",
+        intake_id = %intake.message.intake_id,
+        account_id = intake.message.account_id,
+        attempt = intake.attempt(),
+        trace_id = %trace_id,
+    )
 }
 
 fn settled(r: &Received) {
