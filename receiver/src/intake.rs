@@ -246,7 +246,7 @@ async fn synchronous(
     let outcome = match waiter.wait(Duration::from_secs(wait)).await {
         Some(outcome) => Some(outcome),
         None => match shared::read::intake(&state.db, account_id, intake_id).await {
-            Ok(Some(view)) => IntakeStatus::parse(&view.status)
+            Ok(Some(view)) => Some(view.status)
                 .filter(|s| s.is_outcome() || *s == IntakeStatus::DeadLettered)
                 .map(|status| Outcome {
                     status,

@@ -189,7 +189,7 @@ async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeVie
 fn queued_view(record: QueuedIntake) -> IntakeView {
     IntakeView {
         intake_id: record.intake_id,
-        status: record.status.as_str().to_owned(),
+        status: record.status,
         contact_id: None,
         actions: Vec::new(),
         warnings: Vec::new(),

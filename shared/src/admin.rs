@@ -306,7 +306,7 @@ pub async fn powerdialer_list(
     find_user(db, user_id).await?;
     Ok(powerdialer_item::Entity::find()
         .filter(powerdialer_item::Column::UserId.eq(user_id))
-        .filter(powerdialer_item::Column::Status.eq("queued"))
+        .filter(powerdialer_item::Column::Status.eq(powerdialer_item::PowerdialerStatus::Queued))
         .order_by_asc(powerdialer_item::Column::Position)
         .order_by_asc(powerdialer_item::Column::Id)
         .all(db)

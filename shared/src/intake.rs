@@ -2,6 +2,7 @@
 
 use crate::lead::Lead;
 use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::{DeriveActiveEnum, EnumIter, StringLen};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -60,16 +61,37 @@ pub struct QueuedIntake {
 pub const QUEUED_RECORD_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Where an intake stands. `queued` and `processing` are transient; the rest are final
-/// (a dead-lettered intake can be replayed, which moves it back to `queued`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// (a dead-lettered intake can be replayed, which moves it back to `queued`). Also the
+/// type of `lead_intakes.status`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    EnumIter,
+    DeriveActiveEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum IntakeStatus {
+    #[sea_orm(string_value = "queued")]
     Queued,
+    #[sea_orm(string_value = "processing")]
     Processing,
+    #[sea_orm(string_value = "created")]
     Created,
+    #[sea_orm(string_value = "updated")]
     Updated,
+    #[sea_orm(string_value = "merged")]
     Merged,
+    #[sea_orm(string_value = "duplicate")]
     Duplicate,
+    #[sea_orm(string_value = "dead_lettered")]
     DeadLettered,
 }
 

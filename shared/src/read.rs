@@ -2,10 +2,13 @@
 //! always scoped to one account. Another account's row is indistinguishable from a
 //! missing one.
 
+use crate::entities::powerdialer_item::PowerdialerStatus;
+use crate::entities::sequence_enrollment::EnrollmentStatus;
 use crate::entities::{
     contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
     sequence_enrollment,
 };
+use crate::intake::IntakeStatus;
 use crate::outcome::{Action, Warning};
 use crate::payload::FieldErrors;
 use crate::phone::{PhoneNumber, Region};
@@ -79,9 +82,7 @@ pub struct NoteView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct EnrollmentView {
     pub sequence_id: i64,
-    /// `active` or `disenrolled`.
-    #[schema(example = "active")]
-    pub status: String,
+    pub status: EnrollmentStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -104,9 +105,7 @@ pub struct ContactPage {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct IntakeView {
     pub intake_id: Uuid,
-    /// `queued`, `processing`, `created`, `updated`, `merged`, `duplicate` or `dead_lettered`.
-    #[schema(example = "created")]
-    pub status: String,
+    pub status: IntakeStatus,
     pub contact_id: Option<i64>,
     /// What the worker did, in order.
     pub actions: Vec<Action>,
@@ -396,7 +395,7 @@ async fn views(
     let mut dialer: HashMap<i64, PowerdialerView> = HashMap::new();
     for d in powerdialer_item::Entity::find()
         .filter(powerdialer_item::Column::ContactId.is_in(ids))
-        .filter(powerdialer_item::Column::Status.eq("queued"))
+        .filter(powerdialer_item::Column::Status.eq(PowerdialerStatus::Queued))
         .all(db)
         .await?
     {

@@ -16,6 +16,7 @@ use serde_json::json;
 use shared::admin::Catalog;
 use shared::config::Settings;
 use shared::entities::{contact_phone_number, lead_intake, powerdialer_item};
+use shared::intake::IntakeStatus;
 use shared::intake::{IntakeMessage, headers};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -114,7 +115,7 @@ async fn a_lead_goes_from_the_queue_to_a_contact_and_its_outcome_is_announced() 
     let announced: serde_json::Value =
         serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
     let row = intake_status(&ctx, &m).await.expect("recorded");
-    assert_eq!(row.status, "created");
+    assert_eq!(row.status, IntakeStatus::Created);
     assert_eq!(
         announced,
         json!({"intake_id": m.intake_id, "status": "created", "contact_id": row.contact_id})
@@ -181,7 +182,10 @@ async fn the_same_message_delivered_twice_has_one_set_of_effects() {
             "{table}"
         );
     }
-    assert_eq!(intake_status(&ctx, &m).await.unwrap().status, "created");
+    assert_eq!(
+        intake_status(&ctx, &m).await.unwrap().status,
+        IntakeStatus::Created
+    );
     running.stop().await;
     testkit::delete_topology(&ctx.settings).await;
 }
@@ -308,7 +312,7 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     let during = eventually("a processing record", WAIT, || async {
         intake_status(&ctx, &m)
             .await
-            .filter(|r| r.status == "processing")
+            .filter(|r| r.status == IntakeStatus::Processing)
     })
     .await;
     assert!(during.attempts >= 1, "attempts {}", during.attempts);
@@ -321,7 +325,7 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     let row = eventually("the retried lead", WAIT, || async {
         intake_status(&ctx, &m)
             .await
-            .filter(|r| r.status == "created")
+            .filter(|r| r.status == IntakeStatus::Created)
     })
     .await;
     assert!(row.attempts >= 2, "attempts {}", row.attempts);
@@ -371,7 +375,7 @@ async fn a_lead_failing_after_its_contact_was_written_leaves_nothing_then_succee
         eventually("the retried lead", WAIT, || async {
             intake_status(&ctx, &m)
                 .await
-                .filter(|r| r.status == "created")
+                .filter(|r| r.status == IntakeStatus::Created)
         })
         .await;
         for (what, sql) in [
@@ -403,7 +407,7 @@ async fn a_persistent_failure_is_dead_lettered_with_its_reason_and_attempts() {
     let row = eventually("the dead letter", WAIT, || async {
         intake_status(&ctx, &m)
             .await
-            .filter(|r| r.status == "dead_lettered")
+            .filter(|r| r.status == IntakeStatus::DeadLettered)
     })
     .await;
     // Three delays configured: the first try and three retries.
@@ -491,7 +495,7 @@ async fn poison_is_dead_lettered_at_once() {
     );
 
     let row = ctx.intake_row(future_id).await.expect("recorded");
-    assert_eq!(row.status, "dead_lettered");
+    assert_eq!(row.status, IntakeStatus::DeadLettered);
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_error.as_deref(), Some("unknown message version 2"));
     assert!(
@@ -526,7 +530,10 @@ async fn poison_is_dead_lettered_at_once() {
         "{reasons:?}"
     );
     assert!(reasons[2].starts_with("unparseable body"), "{reasons:?}");
-    assert_eq!(intake_status(&ctx, &good).await.unwrap().status, "created");
+    assert_eq!(
+        intake_status(&ctx, &good).await.unwrap().status,
+        IntakeStatus::Created
+    );
     running.stop().await;
     testkit::delete_topology(&ctx.settings).await;
 }
@@ -545,7 +552,7 @@ async fn the_worker_reconnects_when_the_broker_connection_drops() {
     eventually("the first lead", WAIT, || async {
         intake_status(&ctx, &first)
             .await
-            .filter(|r| r.status == "created")
+            .filter(|r| r.status == IntakeStatus::Created)
     })
     .await;
 
@@ -555,7 +562,7 @@ async fn the_worker_reconnects_when_the_broker_connection_drops() {
     eventually("the second lead, after reconnecting", WAIT, || async {
         intake_status(&ctx, &second)
             .await
-            .filter(|r| r.status == "created")
+            .filter(|r| r.status == IntakeStatus::Created)
     })
     .await;
     let text = running.metrics().await;
@@ -612,7 +619,7 @@ async fn a_message_that_keeps_failing_its_consumer_is_dead_lettered_by_the_broke
     let row = eventually("the dead-letter record", WAIT, || async {
         intake_status(&ctx, &m)
             .await
-            .filter(|r| r.status == "dead_lettered")
+            .filter(|r| r.status == IntakeStatus::DeadLettered)
     })
     .await;
     let reason = row.last_error.clone().unwrap_or_default();

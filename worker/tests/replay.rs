@@ -11,6 +11,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, options::BasicGetOptions};
 use serde_json::Value;
 use shared::config::Settings;
+use shared::intake::IntakeStatus;
 use shared::intake::headers;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -81,7 +82,8 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
     let dead_queue = publisher.topology.dead_queue();
     eventually("the dead letter", WAIT, || async {
         let row = ctx.intake_row(m.intake_id).await?;
-        (row.status == "dead_lettered" && publisher.depth(&dead_queue).await == 1).then_some(())
+        (row.status == IntakeStatus::DeadLettered && publisher.depth(&dead_queue).await == 1)
+            .then_some(())
     })
     .await;
     assert!(ctx.contacts().await.is_empty());
@@ -102,7 +104,7 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
     let row = eventually("the replayed lead", WAIT, || async {
         ctx.intake_row(m.intake_id)
             .await
-            .filter(|r| r.status == "created")
+            .filter(|r| r.status == IntakeStatus::Created)
     })
     .await;
     let contacts = ctx.contacts().await;
@@ -145,7 +147,7 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
     })
     .await;
     let row = ctx.intake_row(m.intake_id).await.unwrap();
-    assert_eq!(row.status, "created");
+    assert_eq!(row.status, IntakeStatus::Created);
     assert_eq!(row.contact_id, Some(contacts[0].id));
     assert_eq!(ctx.contacts().await.len(), 1, "still exactly one contact");
     assert_eq!(

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use serde_json::json;
 use shared::admin::Catalog;
+use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{contact_note, contact_tag, powerdialer_item, sequence_enrollment};
 use shared::intake::IntakeStatus;
 use shared::lead::PowerdialerPosition;
@@ -80,7 +81,7 @@ async fn a_new_number_creates_a_contact_with_every_field_and_records_the_intake(
         .intake_row(intake.message.intake_id)
         .await
         .expect("record");
-    assert_eq!(row.status, "created");
+    assert_eq!(row.status, IntakeStatus::Created);
     assert_eq!(row.contact_id, Some(id));
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_error, None);
@@ -542,11 +543,15 @@ async fn sequences_enroll_once_and_switch_only_with_force_update_sequence() {
         .all(ctx.conn())
         .await
         .unwrap();
-    let states: Vec<(i64, &str)> = rows
-        .iter()
-        .map(|r| (r.sequence_id, r.status.as_str()))
-        .collect();
-    assert_eq!(states, vec![(s1, "disenrolled"), (s2, "active")]);
+    let states: Vec<(i64, EnrollmentStatus)> =
+        rows.iter().map(|r| (r.sequence_id, r.status)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (s1, EnrollmentStatus::Disenrolled),
+            (s2, EnrollmentStatus::Active)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -777,7 +782,7 @@ async fn a_dead_lettered_intake_that_comes_back_is_processed() {
         .unwrap();
     assert_eq!(
         ctx.intake_row(m.intake_id).await.unwrap().status,
-        "dead_lettered"
+        IntakeStatus::DeadLettered
     );
     let o = ctx.processor.try_process(&intake).await.expect("processed");
     assert_eq!(o.status, IntakeStatus::Created);
@@ -798,7 +803,10 @@ async fn a_dead_lettered_intake_that_comes_back_is_processed() {
         })
         .await
         .unwrap();
-    assert_eq!(ctx.intake_row(m.intake_id).await.unwrap().status, "created");
+    assert_eq!(
+        ctx.intake_row(m.intake_id).await.unwrap().status,
+        IntakeStatus::Created
+    );
 }
 
 #[tokio::test]
@@ -966,7 +974,7 @@ async fn a_batch_gives_the_same_outcomes_as_one_lead_at_a_time() {
         };
         let shapes: Vec<_> = outcomes.iter().map(shape).collect();
         let c = &ctx.contacts().await[0];
-        let enrollments: Vec<(String, bool)> = sequence_enrollment::Entity::find()
+        let enrollments: Vec<(EnrollmentStatus, bool)> = sequence_enrollment::Entity::find()
             .order_by_asc(sequence_enrollment::Column::Id)
             .all(ctx.conn())
             .await
@@ -996,8 +1004,8 @@ async fn a_batch_gives_the_same_outcomes_as_one_lead_at_a_time() {
     assert_eq!(
         state.4,
         vec![
-            ("disenrolled".to_string(), true),
-            ("active".to_string(), false)
+            (EnrollmentStatus::Disenrolled, true),
+            (EnrollmentStatus::Active, false)
         ]
     );
 }

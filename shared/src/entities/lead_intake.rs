@@ -9,8 +9,7 @@ pub struct Model {
     pub account_id: i64,
     pub user_id: Option<i64>,
     pub token_id: Option<i64>,
-    /// See [`crate::intake::IntakeStatus`].
-    pub status: String,
+    pub status: crate::intake::IntakeStatus,
     /// The lead as received, with the API token removed.
     pub payload: Json,
     pub contact_id: Option<i64>,

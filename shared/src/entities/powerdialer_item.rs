@@ -11,8 +11,8 @@ pub struct Model {
     pub contact_id: i64,
     /// Smaller = nearer the top; signed so "top" can always take `min - 1`.
     pub position: i64,
-    /// `queued`, `dialed` or `removed`; at most one queued per contact in an account.
-    pub status: String,
+    /// At most one queued per contact in an account.
+    pub status: PowerdialerStatus,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -21,3 +21,27 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where a PowerDialer entry stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum PowerdialerStatus {
+    /// In its owner's list, waiting to be dialed.
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    #[sea_orm(string_value = "dialed")]
+    Dialed,
+    #[sea_orm(string_value = "removed")]
+    Removed,
+}

@@ -8,8 +8,8 @@ pub struct Model {
     pub account_id: i64,
     pub contact_id: i64,
     pub sequence_id: i64,
-    /// `active` or `disenrolled`; at most one active per contact.
-    pub status: String,
+    /// At most one active per contact.
+    pub status: EnrollmentStatus,
     pub enrolled_at: DateTimeUtc,
     pub disenrolled_at: Option<DateTimeUtc>,
 }
@@ -18,3 +18,24 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where a sequence enrollment stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum EnrollmentStatus {
+    #[sea_orm(string_value = "active")]
+    Active,
+    #[sea_orm(string_value = "disenrolled")]
+    Disenrolled,
+}

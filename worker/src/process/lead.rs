@@ -13,6 +13,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
     QueryFilter,
 };
+use shared::entities::powerdialer_item::PowerdialerStatus;
+use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
     contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
 };
@@ -471,10 +473,13 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
     if !disenroll.is_empty() {
         use sequence_enrollment::Column as C;
         sequence_enrollment::Entity::update_many()
-            .col_expr(C::Status, "disenrolled".into())
+            .col_expr(
+                C::Status,
+                sea_orm::sea_query::Expr::value(EnrollmentStatus::Disenrolled),
+            )
             .col_expr(C::DisenrolledAt, now.into())
             .filter(C::ContactId.is_in(disenroll))
-            .filter(C::Status.eq("active"))
+            .filter(C::Status.eq(EnrollmentStatus::Active))
             .exec(txn)
             .await?;
     }
@@ -485,7 +490,11 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
                 account_id: Set(e.account_id),
                 contact_id: Set(e.contact_id),
                 sequence_id: Set(e.sequence_id),
-                status: Set(if e.ended { "disenrolled" } else { "active" }.into()),
+                status: Set(if e.ended {
+                    EnrollmentStatus::Disenrolled
+                } else {
+                    EnrollmentStatus::Active
+                }),
                 enrolled_at: Set(now),
                 disenrolled_at: Set(e.ended.then_some(now)),
                 ..Default::default()
@@ -534,7 +543,7 @@ pub(crate) async fn place_on_powerdialers(
             user_id: Set(plan.user_id),
             contact_id: Set(plan.contact_id),
             position: Set(position),
-            status: Set("queued".into()),
+            status: Set(PowerdialerStatus::Queued),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()

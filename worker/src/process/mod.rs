@@ -575,7 +575,7 @@ async fn write_records(
             account_id: Set(m.account_id),
             user_id: Set(Some(m.user_id)),
             token_id: Set(known_tokens.contains(&m.token_id).then_some(m.token_id)),
-            status: Set(p.status.as_str().to_owned()),
+            status: Set(p.status),
             payload: Set(m.payload.clone()),
             contact_id: Set(Some(p.contact_id)),
             actions: Set(serde_json::to_value(&p.actions).map_err(json_err)?),
