@@ -785,6 +785,29 @@ async fn deep_nesting_and_invalid_utf8_get_400_naming_what_is_wrong() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    // Error bodies name fields and rules, never what was sent.
+    let marker = "zq-marker-7431";
+    let reply = app
+        .post_raw(
+            "/api/v1/webhook/forms",
+            Some("application/json"),
+            &json!({
+                "api_token": app.token,
+                "phone_number": marker,
+                "email": marker,
+                "tag_id": marker,
+                "date_of_birth": marker,
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let text = reply.body.to_string();
+    assert!(
+        !text.contains(marker) && !text.contains(&app.token["lit_".len()..]),
+        "{text}"
+    );
     assert_eq!(app.queue_len().await, 0, "nothing was queued");
 }
 
