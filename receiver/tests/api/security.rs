@@ -462,8 +462,9 @@ async fn a_slow_head_is_cut_at_the_header_timeout_while_others_are_served() {
             .await
             .expect("the slow client is cut off well before its head ends")
             .unwrap();
-        // Two seconds of header timeout, plus the write that notices the close.
-        assert!(held < Duration::from_secs(6), "held for {held:?}");
+        // Two seconds of header timeout, plus the writes that notice the close (a head
+        // let through would take ~170 s).
+        assert!(held < Duration::from_secs(9), "held for {held:?}");
     }
 }
 
@@ -508,7 +509,7 @@ async fn oversized_heads_get_431_and_the_service_stays_up() {
         let started = Instant::now();
         let reply = raw_request(app.addr, request(headers)).await;
         assert_eq!(reply.status, 431, "{name}: {}", reply.head);
-        assert!(started.elapsed() < Duration::from_secs(5), "{name}");
+        assert!(started.elapsed() < Duration::from_secs(8), "{name}");
         app.assert_up(name).await;
     }
     // A request line past the bound too.
@@ -583,7 +584,7 @@ async fn oversized_bodies_get_413_with_or_without_a_content_length() {
             json!({"message": format!("The request body must not be larger than {limit} bytes.")}),
             "{name}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "{name}");
+        assert!(started.elapsed() < Duration::from_secs(8), "{name}");
         app.assert_up(name).await;
     }
     // Right at the limit, chunked: read and judged like any body.
@@ -890,7 +891,7 @@ async fn ten_thousand_other_numbers_are_refused_in_bounded_time_and_memory() {
                 "{name}: only the count is reported, not 10,000 item errors"
             );
         }
-        assert!(elapsed < Duration::from_secs(10), "{name}: {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(15), "{name}: {elapsed:?}");
     }
     let grown = peak_rss().saturating_sub(before);
     assert!(
