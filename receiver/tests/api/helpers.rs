@@ -15,7 +15,7 @@ use shared::admin;
 use shared::amqp::Topology;
 use shared::config::Settings;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::TestDb;
 use tokio::sync::oneshot;
 
