@@ -169,11 +169,14 @@ pub struct ContactFilters {
     pub phone_number: Option<String>,
     /// Case-insensitive.
     pub email: Option<String>,
+    #[param(minimum = 1)]
     pub tag_id: Option<i64>,
     pub lead_source: Option<String>,
     pub source: Option<String>,
+    #[param(minimum = 1)]
     pub line_id: Option<i64>,
     /// The owner.
+    #[param(minimum = 1)]
     pub user_id: Option<i64>,
     /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
     #[param(example = "2026-01-01")]
@@ -406,6 +409,57 @@ impl Modify for Security {
     }
 }
 
+/// The intake's body as it really is: optional (a lead may come entirely in the query
+/// string), and, as a form, described without `other_phone_numbers`, whose bracket keys
+/// (`other_phone_numbers[0][phone_number]=…`) OpenAPI cannot express: a form encoder
+/// following the JSON shape would send repeated keys, which are not a list here.
+struct IntakeBody;
+
+/// The form variant of [`IntakeRequest`] in the components.
+const INTAKE_FORM: &str = "IntakeForm";
+
+impl Modify for IntakeBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Required, Schema};
+        let Some(body) = openapi
+            .paths
+            .paths
+            .get_mut(crate::intake::PATH)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+        else {
+            return;
+        };
+        body.required = Some(Required::False);
+        let Some(form) = body.content.get_mut("application/x-www-form-urlencoded") else {
+            return;
+        };
+        form.schema = Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+            INTAKE_FORM,
+        )));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        if let Some(RefOr::T(Schema::Object(json))) = components.schemas.get("IntakeRequest") {
+            let mut schema = json.clone();
+            schema.properties.shift_remove("other_phone_numbers");
+            // The JSON example carries other numbers as a list; the form's own is on the body.
+            #[allow(deprecated)]
+            {
+                schema.example = None;
+            }
+            schema.examples.clear();
+            schema.description = Some(
+                "The fields of a lead as a form body or query string (see `IntakeRequest`). \
+                 Other numbers are sent with bracket keys: \
+                 `other_phone_numbers[0][label]=work&other_phone_numbers[0][phone_number]=…`."
+                    .to_owned(),
+            );
+            components
+                .schemas
+                .insert(INTAKE_FORM.to_owned(), RefOr::T(Schema::Object(schema)));
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -420,7 +474,7 @@ impl Modify for Security {
         shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,
         Health, Readiness,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &IntakeBody),
     tags(
         (name = "intake", description = "Submitting leads."),
         (name = "read", description = "Intake statuses and the account's contacts."),

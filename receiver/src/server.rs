@@ -5,6 +5,10 @@
 //! - A client must send each request head within `header_timeout_ms`, and keep-alive
 //!   connections waiting for their next request are held to the same bound, so slow or
 //!   idle clients cannot pin connections (the body has its own timeout in the handler).
+//! - A request head (request line and headers) larger than [`MAX_HEAD_BYTES`] gets 431 and
+//!   the connection closes, so a connection's read buffer stays small: hyper's own bound is
+//!   about 400 KiB, which at the connection cap is gigabytes. (That 431 is written by the
+//!   HTTP layer before any handler runs, so it has no JSON body.)
 //! - On shutdown the listener closes at once, in-flight requests finish (their leads are
 //!   confirmed or refused, never cut off), idle connections close, and after
 //!   `shutdown_grace_ms` whatever is left is dropped.
@@ -21,6 +25,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The largest request head served: room for a lead sent entirely in the query string (the
+/// URI itself is capped just under 64 KiB) plus ordinary headers.
+pub const MAX_HEAD_BYTES: usize = 72 * 1024;
 
 /// How long to back off when `accept` fails (out of file descriptors, typically).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -63,6 +71,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: Cancellati
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_header_size(MAX_HEAD_BYTES)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);

@@ -15,7 +15,7 @@ use shared::admin;
 use shared::amqp::Topology;
 use shared::config::Settings;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::TestDb;
 use tokio::sync::oneshot;
 
@@ -366,4 +366,82 @@ pub fn closed_port() -> SocketAddr {
 /// A minimal valid lead.
 pub fn lead() -> Value {
     serde_json::json!({ "phone_number": "(818) 123-4567", "first_name": "Ada" })
+}
+
+/// An answer read off a raw connection: the status, the head as text, the body as JSON
+/// (`Null` when it is not JSON).
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Value,
+}
+
+/// Sends `request` byte for byte on a new connection while reading the answer, until the
+/// server closes it or 10 s pass. The server may answer (and close) before the request is
+/// all written: the rest is then dropped, as a client's would be.
+pub async fn raw_request(addr: SocketAddr, request: Vec<u8>) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        for chunk in request.chunks(16 * 1024) {
+            if write.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.flush().await;
+        // Kept open (no FIN) until the answer is read, as a client awaiting it would.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, read.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if answer_complete(&buf) {
+            break;
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    RawReply {
+        status,
+        head: head.to_owned(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+/// A whole answer with a `content-length` has arrived.
+fn answer_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .is_some_and(|len| body.len() >= len)
+}
+
+impl TestApp {
+    /// The receiver still answers: `GET /healthz` is 200.
+    pub async fn assert_up(&self, after: &str) {
+        let reply = self.request(Method::GET, "/healthz", &[], "").await;
+        assert_eq!(reply.status, StatusCode::OK, "not healthy after {after}");
+    }
 }

@@ -9,6 +9,7 @@ mod intake;
 mod process;
 mod rate_limit;
 mod read;
+mod security;
 mod server;
 mod sync;
 mod tokens;

@@ -324,5 +324,10 @@ async fn tokens_never_appear_in_logs() {
                 .join("\n")
         );
     }
+    // Nor do the leads' contents: the number every request above carried.
+    assert!(
+        !output.contains("8181234567") && !output.contains("+18181234567"),
+        "a lead's phone number appears in the logs"
+    );
     running.cleanup().await;
 }

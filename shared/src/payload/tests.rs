@@ -1226,3 +1226,5 @@ proptest! {
         prop_assert_eq!(parsed, lead);
     }
 }
+
+mod fuzz;
