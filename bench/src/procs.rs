@@ -4,7 +4,7 @@
 //! change what is measured). Also their CPU time and peak RSS from `/proc`, and the worker's
 //! Prometheus counters.
 
-use crate::env::{AMQP_URL, Prefixes, REDIS_URL};
+use crate::env::{Prefixes, Services};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -50,12 +50,17 @@ pub struct Proc {
     pub log: PathBuf,
 }
 
-/// Environment of a worker or receiver on `database_url` and `prefixes`.
-pub fn service_env(database_url: &str, prefixes: &Prefixes) -> Vec<(String, String)> {
+/// Environment of a worker, receiver or `leadctl` on `services`, `database_url` and
+/// `prefixes`.
+pub fn service_env(
+    services: &Services,
+    database_url: &str,
+    prefixes: &Prefixes,
+) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", database_url),
-        ("REDIS_URL", REDIS_URL),
-        ("AMQP_URL", AMQP_URL),
+        ("REDIS_URL", services.redis_url.as_str()),
+        ("AMQP_URL", services.amqp_url.as_str()),
         ("AMQP_PREFIX", &prefixes.amqp),
         ("REDIS_PREFIX", &prefixes.redis),
         ("LOG_FORMAT", "json"),
@@ -151,6 +156,14 @@ impl Proc {
             cpu_secs,
             peak_rss_mib: hwm_kb / 1024.0,
         })
+    }
+
+    /// SIGKILL, as a crash would end it: nothing is finished or acknowledged.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .with_context(|| format!("Failed to kill {}", self.name))
     }
 
     /// SIGTERM (the graceful path), SIGKILL after 15 s.
