@@ -1,5 +1,6 @@
-//! The measured programs as real child processes: the release `worker`, `receiver` and
-//! `examples/hello` next to the bench binary, configured only through environment variables
+//! The measured programs as real child processes: the `worker`, `receiver`, `leadctl` and
+//! `examples/hello` next to the running binary (release ones for `bench`, the test build's
+//! for `chaos`), configured only through environment variables
 //! (the environment is cleared first, so a developer's `WORKER__…` or a config file cannot
 //! change what is measured). Also their CPU time and peak RSS from `/proc`, and the worker's
 //! Prometheus counters.
@@ -19,7 +20,7 @@ use tokio::process::{Child, Command};
 /// architecture this runs on (it is part of the kernel ABI, unlike the kernel's HZ).
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// Where the release binaries are: the directory of this very binary (`target/release`).
+/// Where the binaries are: the directory of this very binary (`target/release` for `bench`).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("Failed to find the bench binary's path")?;
     exe.parent()
