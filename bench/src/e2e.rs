@@ -4,7 +4,7 @@
 //! with `leads.intake`'s arguments, no database.
 
 use crate::Ctx;
-use crate::env::{AMQP_URL, default_retry_delays};
+use crate::env::default_retry_delays;
 use crate::leads::{self, Mix};
 use crate::load::{self, LoadResult, Req, Until};
 use crate::procs::{self, LogSummary, Proc, ProcStats, SystemCpu};
@@ -93,12 +93,29 @@ pub async fn start_receiver(
     name: &str,
 ) -> anyhow::Result<Proc> {
     let addr = procs::free_addr()?;
-    let mut env = procs::service_env(db_url, prefixes);
-    env.push(("RECEIVER_ADDR".into(), addr.to_string()));
-    env.push(("RATE_LIMIT_PER_MINUTE".into(), "1000000000".into()));
-    let mut p = Proc::spawn(name, "receiver", &[], &env, addr, &ctx.log_dir)?;
+    let mut p = Proc::spawn(
+        name,
+        "receiver",
+        &[],
+        &receiver_env(ctx, db_url, prefixes, addr),
+        addr,
+        &ctx.log_dir,
+    )?;
     p.wait_ready("/readyz").await?;
     Ok(p)
+}
+
+/// Environment of a receiver on `addr` whose per-token limit never bites.
+pub fn receiver_env(
+    ctx: &Ctx,
+    db_url: &str,
+    prefixes: &crate::env::Prefixes,
+    addr: std::net::SocketAddr,
+) -> Vec<(String, String)> {
+    let mut env = procs::service_env(ctx.janitor.services(), db_url, prefixes);
+    env.push(("RECEIVER_ADDR".into(), addr.to_string()));
+    env.push(("RATE_LIMIT_PER_MINUTE".into(), "1000000000".into()));
+    env
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
@@ -243,7 +260,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     let topology = Topology::new(&ceiling_prefix.amqp, &[]);
     let sys0 = SystemCpu::sample();
     let ceiling = publish::round_trip(
-        AMQP_URL,
+        &ctx.janitor.services().amqp_url,
         &topology,
         ceiling_payload,
         n as u64,

@@ -1,7 +1,8 @@
-//! The services a run talks to (all on 127.0.0.1) and everything it creates on them:
-//! databases named `bench_<random>`, AMQP names under `bench.<random>.` and Redis keys under
-//! `bench:<random>:`. Each is registered *before* it is created, so [`Janitor::clean`] removes
-//! it even when a section fails half-way.
+//! The services a run talks to (all on 127.0.0.1: the machine's own by default, or the
+//! private instances `scripts/chaos` starts) and everything it creates on them: databases
+//! named `bench_<random>`, AMQP names under `bench.<random>.` and Redis keys under
+//! `bench:<random>:`. Each is registered *before* it is created, so [`Janitor::clean`]
+//! removes it even when a section fails half-way.
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
@@ -9,10 +10,26 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// PostgreSQL server (trust auth for `postgres` on loopback, as the project's scripts set up).
-pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Where PostgreSQL, Redis and RabbitMQ are.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// PostgreSQL server without a database (trust auth for `postgres` on loopback, as the
+    /// project's scripts set up).
+    pub pg_server: String,
+    pub redis_url: String,
+    pub amqp_url: String,
+}
+
+impl Default for Services {
+    /// The machine's own services, where `scripts/run` and `scripts/test` find them.
+    fn default() -> Self {
+        Self {
+            pg_server: "postgres://postgres@127.0.0.1:5432".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        }
+    }
+}
 
 /// The worker's default retry delays: its delay queues carry them in their names, so the
 /// cleanup has to know them to delete those queues.
@@ -49,13 +66,25 @@ enum Resource {
     Redis(String),
 }
 
-/// Registry of what the run created, removed by [`Janitor::clean`].
+/// Registry of what the run created on its [`Services`], removed by [`Janitor::clean`].
 #[derive(Default)]
 pub struct Janitor {
     resources: Mutex<Vec<Resource>>,
+    services: Services,
 }
 
 impl Janitor {
+    pub fn new(services: Services) -> Self {
+        Self {
+            resources: Mutex::default(),
+            services,
+        }
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     fn register(&self, r: Resource) {
         self.resources
             .lock()
@@ -67,15 +96,16 @@ impl Janitor {
     pub async fn database(&self) -> anyhow::Result<BenchDb> {
         let name = format!("bench_{}", testkit::random_id());
         self.register(Resource::Database(name.clone()));
-        let admin = connect(&format!("{PG_SERVER}/postgres"), 1)
+        let pg = &self.services.pg_server;
+        let admin = connect(&format!("{pg}/postgres"), 1)
             .await
-            .context("Failed to connect to PostgreSQL on 127.0.0.1:5432")?;
+            .with_context(|| format!("Failed to connect to PostgreSQL at {pg}"))?;
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await
             .with_context(|| format!("Failed to create database {name}"))?;
         let _ = admin.close().await;
-        let url = format!("{PG_SERVER}/{name}");
+        let url = format!("{pg}/{name}");
         let conn = connect(&url, 4).await?;
         Migrator::up(&conn, None)
             .await
@@ -107,7 +137,9 @@ impl Janitor {
         if resources.is_empty() {
             return;
         }
-        let admin = connect(&format!("{PG_SERVER}/postgres"), 1).await.ok();
+        let admin = connect(&format!("{}/postgres", self.services.pg_server), 1)
+            .await
+            .ok();
         for r in resources {
             let result = match r {
                 Resource::Database(name) => match &admin {
@@ -122,8 +154,10 @@ impl Janitor {
                         "Failed to drop database {name}: PostgreSQL unreachable"
                     )),
                 },
-                Resource::Amqp { prefix, delays } => delete_amqp(&prefix, &delays).await,
-                Resource::Redis(prefix) => delete_redis(&prefix).await,
+                Resource::Amqp { prefix, delays } => {
+                    delete_amqp(&self.services.amqp_url, &prefix, &delays).await
+                }
+                Resource::Redis(prefix) => delete_redis(&self.services.redis_url, &prefix).await,
             };
             if let Err(e) = result {
                 eprintln!("bench: cleanup: {e:#}");
@@ -148,10 +182,10 @@ pub async fn connect(url: &str, max: u32) -> anyhow::Result<DatabaseConnection> 
 
 /// Deletes every queue and exchange of the topology under `prefix` (a queue that was never
 /// declared is fine).
-async fn delete_amqp(prefix: &str, delays: &[u64]) -> anyhow::Result<()> {
+async fn delete_amqp(url: &str, prefix: &str, delays: &[u64]) -> anyhow::Result<()> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let topology = shared::amqp::Topology::new(prefix, delays);
-    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
         .await
         .context("Failed to connect to RabbitMQ for cleanup")?;
     // A delete of a missing queue closes the channel in some broker versions: one channel
@@ -178,8 +212,8 @@ async fn delete_amqp(prefix: &str, delays: &[u64]) -> anyhow::Result<()> {
 
 /// Deletes every Redis key under `prefix`: SCAN, never KEYS (Redis is shared and KEYS
 /// blocks it). Bounded: a scan of a huge keyspace stops after 100,000 rounds.
-pub async fn delete_redis(prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(REDIS_URL).context("Failed to open the Redis client")?;
+pub async fn delete_redis(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url).context("Failed to open the Redis client")?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

@@ -208,9 +208,11 @@ pub async fn run(
     Ok(total.finish(started.elapsed().as_secs_f64(), started_at))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// One client connection's request half.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn open(addr: SocketAddr) -> anyhow::Result<Sender> {
+/// A keep-alive HTTP/1 connection to `addr` (5 s to connect).
+pub async fn open(addr: SocketAddr) -> anyhow::Result<Sender> {
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .context("Failed to connect: timed out")?

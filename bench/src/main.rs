@@ -12,21 +12,9 @@
 //! Everything a run creates on PostgreSQL, RabbitMQ and Redis is removed at the end, after
 //! a failure and after Ctrl-C too ([`env::Janitor`]).
 
-mod baseline;
-mod e2e;
-mod env;
-mod leads;
-mod load;
-mod procs;
-mod publish;
-mod receiver_bench;
-mod report;
-mod seed;
-mod worker_bench;
-
 use anyhow::Context;
+use bench::{Ctx, Sizes, e2e, env, procs, receiver_bench, report, target_dir, worker_bench};
 use clap::{Parser, ValueEnum};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -66,25 +54,16 @@ struct Args {
     contacts: Option<u64>,
 }
 
-/// How much each section does.
-#[derive(Debug, Clone)]
-pub struct Sizes {
-    pub large_contacts: u64,
-    pub small_contacts: u64,
-    pub backlog: usize,
-    pub e2e_posts: usize,
-    pub receiver_secs: u64,
-}
-
-impl Sizes {
-    fn of(args: &Args) -> Self {
+impl Args {
+    fn sizes(&self) -> Sizes {
+        let args = self;
         let (contacts, leads, secs) = if args.quick {
             (100_000, 20_000, 5)
         } else {
             (1_000_000, 100_000, 10)
         };
         let leads = args.leads.unwrap_or(leads) as usize;
-        Self {
+        Sizes {
             large_contacts: args.contacts.unwrap_or(contacts),
             small_contacts: 10_000,
             backlog: leads,
@@ -92,25 +71,6 @@ impl Sizes {
             receiver_secs: secs,
         }
     }
-}
-
-/// What every section gets.
-pub struct Ctx {
-    pub janitor: env::Janitor,
-    /// The children's logs (kept after the run, for a look at warnings).
-    pub log_dir: PathBuf,
-    pub sizes: Sizes,
-}
-
-/// `CARGO_TARGET_DIR` when set, else the `target` directory this binary was built into.
-fn target_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let bin = procs::bin_dir()?;
-    bin.parent()
-        .map(PathBuf::from)
-        .context("Failed to find the target directory above the bench binary")
 }
 
 fn main() -> ExitCode {
@@ -148,7 +108,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let ctx = Ctx {
         janitor: env::Janitor::default(),
         log_dir,
-        sizes: Sizes::of(&args),
+        sizes: args.sizes(),
     };
     let mut sections: Vec<Section> = Vec::new();
     let wanted = if args.only.is_empty() {

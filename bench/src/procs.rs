@@ -1,10 +1,11 @@
-//! The measured programs as real child processes: the release `worker`, `receiver` and
-//! `examples/hello` next to the bench binary, configured only through environment variables
+//! The measured programs as real child processes: the `worker`, `receiver`, `leadctl` and
+//! `examples/hello` next to the running binary (release ones for `bench`, the test build's
+//! for `chaos`), configured only through environment variables
 //! (the environment is cleared first, so a developer's `WORKER__…` or a config file cannot
 //! change what is measured). Also their CPU time and peak RSS from `/proc`, and the worker's
 //! Prometheus counters.
 
-use crate::env::{AMQP_URL, Prefixes, REDIS_URL};
+use crate::env::{Prefixes, Services};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -19,7 +20,7 @@ use tokio::process::{Child, Command};
 /// architecture this runs on (it is part of the kernel ABI, unlike the kernel's HZ).
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// Where the release binaries are: the directory of this very binary (`target/release`).
+/// Where the binaries are: the directory of this very binary (`target/release` for `bench`).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("Failed to find the bench binary's path")?;
     exe.parent()
@@ -50,12 +51,17 @@ pub struct Proc {
     pub log: PathBuf,
 }
 
-/// Environment of a worker or receiver on `database_url` and `prefixes`.
-pub fn service_env(database_url: &str, prefixes: &Prefixes) -> Vec<(String, String)> {
+/// Environment of a worker, receiver or `leadctl` on `services`, `database_url` and
+/// `prefixes`.
+pub fn service_env(
+    services: &Services,
+    database_url: &str,
+    prefixes: &Prefixes,
+) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", database_url),
-        ("REDIS_URL", REDIS_URL),
-        ("AMQP_URL", AMQP_URL),
+        ("REDIS_URL", services.redis_url.as_str()),
+        ("AMQP_URL", services.amqp_url.as_str()),
         ("AMQP_PREFIX", &prefixes.amqp),
         ("REDIS_PREFIX", &prefixes.redis),
         ("LOG_FORMAT", "json"),
@@ -151,6 +157,14 @@ impl Proc {
             cpu_secs,
             peak_rss_mib: hwm_kb / 1024.0,
         })
+    }
+
+    /// SIGKILL, as a crash would end it: nothing is finished or acknowledged.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .with_context(|| format!("Failed to kill {}", self.name))
     }
 
     /// SIGTERM (the graceful path), SIGKILL after 15 s.

@@ -62,7 +62,7 @@ pub fn properties(m: &IntakeMessage) -> BasicProperties {
 pub async fn connect(url: &str) -> anyhow::Result<Connection> {
     Connection::connect(url, ConnectionProperties::default())
         .await
-        .context("Failed to connect to RabbitMQ on 127.0.0.1:5672")
+        .context("Failed to connect to RabbitMQ")
 }
 
 async fn confirm_channel(conn: &Connection) -> anyhow::Result<Channel> {

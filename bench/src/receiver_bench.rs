@@ -6,7 +6,7 @@
 //! the receiver fills are purged after each run.
 
 use crate::Ctx;
-use crate::env::{self, AMQP_URL, default_retry_delays};
+use crate::env::{self, default_retry_delays};
 use crate::leads;
 use crate::load::{self, LoadResult, Req, Until};
 use crate::procs::{LogSummary, Proc, ProcStats};
@@ -152,7 +152,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
         .await?;
         eprintln!("bench: receiver: {connections} connections: publish ceiling");
         let ceiling = publish::publish_for(
-            AMQP_URL,
+            &ctx.janitor.services().amqp_url,
             &ceiling_topology,
             payload.clone(),
             connections,
@@ -172,8 +172,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
         )
         .await?;
         let after = receiver.stats()?;
-        publish::purge(AMQP_URL, &receiver_topology).await?;
-        env::delete_redis(&prefixes.redis).await?;
+        publish::purge(&ctx.janitor.services().amqp_url, &receiver_topology).await?;
+        env::delete_redis(&ctx.janitor.services().redis_url, &prefixes.redis).await?;
         eprintln!(
             "bench: receiver: {connections} connections: {:.0} req/s (hello {:.0}, publish ceiling {:.0}); {}",
             run.rate(),

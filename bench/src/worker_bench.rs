@@ -8,7 +8,7 @@
 //! drain (a second backlog of new numbers) run one after the other.
 
 use crate::Ctx;
-use crate::env::{AMQP_URL, BenchDb, default_retry_delays};
+use crate::env::{BenchDb, default_retry_delays};
 use crate::leads::{self, Catalogs, Mix};
 use crate::procs::{self, LogSummary, Proc, ProcStats, SystemCpu, WorkerCounters};
 use crate::seed;
@@ -277,18 +277,28 @@ pub async fn start_workers(
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let addr = procs::free_addr()?;
-        let mut env = procs::service_env(&db.url, prefixes);
-        env.push(("WORKER_METRICS_ADDR".into(), addr.to_string()));
         out.push(Proc::spawn(
             &format!("worker-{label}-{}", i + 1),
             "worker",
             &[],
-            &env,
+            &worker_env(ctx, &db.url, prefixes, addr),
             addr,
             &ctx.log_dir,
         )?);
     }
     Ok(out)
+}
+
+/// Environment of a worker whose `/metrics` is on `addr`.
+pub fn worker_env(
+    ctx: &Ctx,
+    db_url: &str,
+    prefixes: &crate::env::Prefixes,
+    addr: std::net::SocketAddr,
+) -> Vec<(String, String)> {
+    let mut env = procs::service_env(ctx.janitor.services(), db_url, prefixes);
+    env.push(("WORKER_METRICS_ADDR".into(), addr.to_string()));
+    env
 }
 
 /// Scrapes the workers' `/metrics` every 150 ms until they have finished `n` leads
@@ -361,7 +371,7 @@ async fn drain(
     let delays = default_retry_delays();
     let prefixes = ctx.janitor.prefixes(&delays);
     let topology = Topology::new(&prefixes.amqp, &delays);
-    publish::backlog(AMQP_URL, &topology, messages).await?;
+    publish::backlog(&ctx.janitor.services().amqp_url, &topology, messages).await?;
 
     eprintln!(
         "bench: drain {label}: {} leads, {processes} worker process(es), {contacts} contacts",

@@ -4,8 +4,8 @@
 //! its `queued` intake record and the claim of its key, all in one script.
 //!
 //! The record is written before the publish: nobody knows the intake id until the 202, and
-//! a failed publish deletes the record and releases the key (a second round trip only on
-//! that rare path). A request with an `Idempotency-Key` completes its key after the
+//! a failed publish deletes the record and releases the key's lock (a second round trip
+//! only on that rare path). A request with an `Idempotency-Key` completes its key after the
 //! broker's confirm; a plain request costs Redis exactly one call.
 
 use crate::idempotency::{ClaimedKey, IntakeRecords};
@@ -14,20 +14,27 @@ use crate::store::{Redis, Unavailable};
 use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
 use uuid::Uuid;
 
-/// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3] (optional): the
-/// idempotency key. ARGV: limit, window in ms, a unique member (the limiter's), whether the
-/// lead is valid (1/0), the record's JSON, its TTL in s, the claim's value, its TTL in ms.
-/// Returns {2, stored value} for a known key, else the limiter's reply.
+/// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3], KEYS[4]
+/// (optional): the idempotency key and its lock. ARGV: limit, window in ms, a unique member
+/// (the limiter's), whether the lead is valid (1/0), the record's JSON, its TTL in s, the
+/// lock's value, its TTL in ms, the key's `open:<intake id>` value, its TTL in ms.
+/// Returns {2, stored value} for a known key (`pending:` while its lock is held; a key
+/// left `open:` by this very intake id is this request's retry, and is claimed again),
+/// else the limiter's reply.
 const ADMIT: &str = sliding_window_script!(
     r"
 if KEYS[3] then
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {2, 'pending:'} end
   local v = redis.call('GET', KEYS[3])
-  if v then return {2, v} end
+  if v and v ~= ARGV[9] then return {2, v} end
 end",
     r"
   if ARGV[4] == '1' then
     redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
-    if KEYS[3] then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
+    if KEYS[3] then
+      redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10])
+      redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
+    end
   end"
 );
 
@@ -86,6 +93,7 @@ impl Admission {
         invocation.key(&record_key);
         if let Some(c) = &claim {
             invocation.key(c.redis_key());
+            invocation.key(c.lock_key());
         }
         invocation
             .arg(req.limit)
@@ -94,8 +102,10 @@ impl Admission {
             .arg(u8::from(req.valid))
             .arg(json)
             .arg(QUEUED_RECORD_TTL_SECS)
-            .arg(claim.as_ref().map(ClaimedKey::pending).unwrap_or_default())
-            .arg(records.claim_ttl_ms());
+            .arg(claim.as_ref().map(ClaimedKey::holder).unwrap_or_default())
+            .arg(records.claim_ttl_ms())
+            .arg(claim.as_ref().map(ClaimedKey::open).unwrap_or_default())
+            .arg(records.key_ttl_ms());
         let mut conn = redis.conn();
         let reply: redis::Value = redis
             .run("admission", async {

@@ -3,12 +3,16 @@
 //! `Idempotency-Key` claims, so a client's retry of the same request within 24 h gets the
 //! first 202 again instead of a second message in the queue.
 //!
-//! A key is looked up before anything else about a request, and claimed (`pending`) with
-//! the rate limit and the record in one script ([`crate::admission`]); it is completed with
-//! the intake id after the broker's confirm (and, for a synchronous request, again with the
-//! outcome it answered with), and a failed publish releases it. A second
-//! request arriving while the first is still being published gets 409 rather than a second
-//! publish.
+//! A key is looked up before anything else about a request, and claimed with the rate limit
+//! and the record in one script ([`crate::admission`]). A claim is two keys: the key itself,
+//! holding `open:<intake id>` until the broker confirmed that intake, then the intake id
+//! (and, for a synchronous request, again with the outcome it answered with), and a short
+//! lock held while one request publishes (a second request meanwhile gets 409 rather than a
+//! second publish). A publish that ends without a confirm — refused, timed out, or the
+//! process killed — may still have reached the queue, so the key is not given up: the lock
+//! goes (or expires), the key stays `open:<intake id>`, and the client's retry publishes
+//! *the same intake id* again. The worker does an intake id only once, so whichever copy it
+//! sees first is the lead, and a retry never doubles it.
 
 use crate::outcomes::Outcome;
 use crate::store::{Redis, Unavailable};
@@ -22,13 +26,26 @@ pub const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// Deletes the key only if it still holds our claim.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+/// KEYS: the key, its lock. ARGV: the key's value, its TTL in ms, the lock's holder.
+/// Completes the key; deletes the lock only if it is still ours.
+const COMPLETE: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
 ";
 
-const PENDING: &str = "pending:";
+/// KEYS: the `queued` record, the lock (optional). ARGV: the lock's holder. Deletes the
+/// record, and the lock only if it is still ours.
+const ABANDON: &str = r"
+redis.call('DEL', KEYS[1])
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+";
+
+/// What the admission script answers for a key whose lock is held.
+pub const PENDING: &str = "pending:";
+/// Prefix of a key whose intake was published but not (yet) confirmed.
+const OPEN: &str = "open:";
 
 /// What an earlier request with the same key left on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +58,19 @@ pub enum Claim {
     },
     /// An earlier request with this key is still being published.
     InProgress,
+    /// An earlier request with this key published this intake without a confirm (it may
+    /// be in the queue): a retry publishes the same intake id again.
+    Unconfirmed(Uuid),
 }
 
 /// A claimed key, to complete or release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedKey {
     redis_key: String,
-    pending: String,
+    lock_key: String,
+    /// The lock's value: this request's own, so a late release cannot free another's lock.
+    holder: String,
+    open: String,
 }
 
 impl ClaimedKey {
@@ -55,9 +78,17 @@ impl ClaimedKey {
         &self.redis_key
     }
 
-    /// The value that marks the key as held by a request still being published.
-    pub fn pending(&self) -> String {
-        self.pending.clone()
+    pub fn lock_key(&self) -> &str {
+        &self.lock_key
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The key's value while its intake is not confirmed (`open:<intake id>`).
+    pub fn open(&self) -> &str {
+        &self.open
     }
 }
 
@@ -70,8 +101,9 @@ pub fn valid_key(key: &str) -> bool {
 
 pub struct IntakeRecords {
     prefix: String,
-    release: redis::Script,
-    /// How long a claim outlives a publish that never finished (a crashed process).
+    complete: redis::Script,
+    abandon: redis::Script,
+    /// How long a lock outlives a publish that never finished (a crashed process).
     claim_ttl: Duration,
 }
 
@@ -80,7 +112,8 @@ impl IntakeRecords {
     pub fn new(redis_prefix: &str, publish_timeout: Duration) -> Self {
         Self {
             prefix: redis_prefix.to_owned(),
-            release: redis::Script::new(RELEASE),
+            complete: redis::Script::new(COMPLETE),
+            abandon: redis::Script::new(ABANDON),
             claim_ttl: publish_timeout + Duration::from_secs(5),
         }
     }
@@ -92,25 +125,38 @@ impl IntakeRecords {
 
     /// The claim `intake_id` makes on `key` of `token_id` (taken by [`crate::admission`]).
     pub fn claim_for(&self, token_id: i64, key: &str, intake_id: Uuid) -> ClaimedKey {
+        let redis_key = format!(
+            "{}idem:{token_id}:{}",
+            self.prefix,
+            hex::encode(Sha256::digest(key.as_bytes()))
+        );
         ClaimedKey {
-            redis_key: format!(
-                "{}idem:{token_id}:{}",
-                self.prefix,
-                hex::encode(Sha256::digest(key.as_bytes()))
-            ),
-            pending: format!("{PENDING}{intake_id}"),
+            lock_key: format!("{redis_key}:lock"),
+            redis_key,
+            holder: Uuid::new_v4().simple().to_string(),
+            open: format!("{OPEN}{intake_id}"),
         }
     }
 
+    /// How long a lock outlives a publish that never finished (a crashed process), ms.
     pub fn claim_ttl_ms(&self) -> u64 {
         u64::try_from(self.claim_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// What the value an earlier request left on a key says: `<intake id>` for a 202, or
-    /// `<intake id> <status> <contact id or ->` for a synchronous answer with the outcome.
+    /// How long a key is remembered, ms.
+    pub fn key_ttl_ms(&self) -> u64 {
+        u64::try_from(KEY_TTL.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// What the value an earlier request left on a key says: `<intake id>` for a 202,
+    /// `<intake id> <status> <contact id or ->` for a synchronous answer with the outcome,
+    /// `open:<intake id>` for a publish without a confirm.
     pub fn interpret(value: &str) -> Claim {
         if value.starts_with(PENDING) {
             return Claim::InProgress;
+        }
+        if let Some(id) = value.strip_prefix(OPEN) {
+            return Uuid::parse_str(id).map_or(Claim::InProgress, Claim::Unconfirmed);
         }
         let mut parts = value.split(' ');
         let intake_id = parts.next().and_then(|id| Uuid::parse_str(id).ok());
@@ -156,12 +202,13 @@ impl IntakeRecords {
         let mut conn = redis.conn();
         redis
             .run("idempotency", async {
-                redis::cmd("SET")
-                    .arg(&key.redis_key)
+                self.complete
+                    .key(&key.redis_key)
+                    .key(&key.lock_key)
                     .arg(value)
-                    .arg("PX")
-                    .arg(KEY_TTL.as_millis() as u64)
-                    .query_async::<()>(&mut conn)
+                    .arg(self.key_ttl_ms())
+                    .arg(&key.holder)
+                    .invoke_async::<()>(&mut conn)
                     .await
             })
             .await
@@ -188,19 +235,19 @@ impl IntakeRecords {
     }
 
     /// Undoes the admission of a lead whose publish failed: deletes its `queued` record and
-    /// gives its key (if it claimed one) back, so the client's retry can use it.
+    /// releases its key's lock (if it claimed one), so the client's retry can publish the
+    /// same intake id again at once. The key stays `open:<intake id>`: the broker may have
+    /// stored the message even though no confirm came.
     pub async fn abandon(&self, redis: &Redis, intake_id: Uuid, key: Option<&ClaimedKey>) {
         let mut conn = redis.conn();
         let status_key = self.status_key(intake_id);
         let _ = redis
             .run("intake_record", async {
-                let mut pipe = redis::pipe();
-                pipe.cmd("DEL").arg(&status_key).ignore();
+                let mut invocation = self.abandon.key(&status_key);
                 if let Some(key) = key {
-                    pipe.invoke_script(self.release.key(&key.redis_key).arg(&key.pending))
-                        .ignore();
+                    invocation.key(&key.lock_key).arg(&key.holder);
                 }
-                pipe.query_async::<()>(&mut conn).await
+                invocation.invoke_async::<()>(&mut conn).await
             })
             .await;
     }
@@ -240,15 +287,17 @@ mod tests {
                 })
             }
         );
+        assert_eq!(IntakeRecords::interpret(PENDING), Claim::InProgress);
         assert_eq!(
-            IntakeRecords::interpret(&format!("pending:{id}")),
-            Claim::InProgress
+            IntakeRecords::interpret(&format!("open:{id}")),
+            Claim::Unconfirmed(id)
         );
         for garbage in [
             "",
             "nope",
             &format!("{id} sideways 1"),
             &format!("{id} created"),
+            "open:nope",
         ] {
             assert_eq!(
                 IntakeRecords::interpret(garbage),

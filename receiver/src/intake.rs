@@ -89,34 +89,36 @@ async fn accept(
         Some(error) => Err(error.into_field_errors()),
         None => raw.parse(&ParseContext::now(principal.region)),
     };
-    let intake_id = Uuid::now_v7();
-    tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
-    let record = QueuedIntake {
-        intake_id,
-        account_id: principal.account_id,
-        status: IntakeStatus::Queued,
-        received_at,
-    };
-    let admitted = state
-        .admission
-        .admit(
-            &state.redis,
-            &state.limiter,
-            &state.records,
-            admission::Request {
-                token_id: principal.token_id,
-                limit: principal
-                    .rate_limit_per_minute
-                    .unwrap_or(state.settings.rate_limit.per_minute),
-                valid: lead.is_ok(),
-                record: &record,
-                idempotency_key: idempotency_key.as_deref(),
-            },
-        )
-        .await;
-    let claimed = match admitted {
-        Ok(Admitted::Known(value)) => {
-            return match IntakeRecords::interpret(&value) {
+    let mut intake_id = Uuid::now_v7();
+    // At most twice: a retry of a request whose publish got no confirm takes its intake id.
+    let mut inherited = false;
+    let claimed = loop {
+        tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
+        let record = QueuedIntake {
+            intake_id,
+            account_id: principal.account_id,
+            status: IntakeStatus::Queued,
+            received_at,
+        };
+        let admitted = state
+            .admission
+            .admit(
+                &state.redis,
+                &state.limiter,
+                &state.records,
+                admission::Request {
+                    token_id: principal.token_id,
+                    limit: principal
+                        .rate_limit_per_minute
+                        .unwrap_or(state.settings.rate_limit.per_minute),
+                    valid: lead.is_ok(),
+                    record: &record,
+                    idempotency_key: idempotency_key.as_deref(),
+                },
+            )
+            .await;
+        match admitted {
+            Ok(Admitted::Known(value)) => match IntakeRecords::interpret(&value) {
                 Claim::Accepted {
                     intake_id: first,
                     answered,
@@ -131,29 +133,36 @@ async fn accept(
                         "idempotent-replayed",
                         header::HeaderValue::from_static("true"),
                     );
-                    Ok(response)
+                    return Ok(response);
                 }
-                Claim::InProgress => Err(IntakeError::IdempotencyConflict),
-            };
-        }
-        Ok(Admitted::Counted { decision, claimed }) => {
-            *rate = Some(decision);
-            if !decision.admitted {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-                return Err(IntakeError::RateLimited(decision));
+                Claim::Unconfirmed(earlier) if !inherited => {
+                    tracing::info!(earlier_intake_id = %earlier, "Publishing again the intake of an earlier request with the same Idempotency-Key that got no confirm");
+                    intake_id = earlier;
+                    inherited = true;
+                }
+                Claim::Unconfirmed(_) | Claim::InProgress => {
+                    return Err(IntakeError::IdempotencyConflict);
+                }
+            },
+            Ok(Admitted::Counted { decision, claimed }) => {
+                *rate = Some(decision);
+                if !decision.admitted {
+                    metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+                    return Err(IntakeError::RateLimited(decision));
+                }
+                break claimed;
             }
-            claimed
+            Err(_) => match state.settings.rate_limit.fail_mode {
+                FailMode::Open => {
+                    metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                    tracing::warn!(
+                        "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
+                    );
+                    break None;
+                }
+                FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
+            },
         }
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                tracing::warn!(
-                    "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
-                );
-                None
-            }
-            FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
-        },
     };
     let lead = lead.map_err(IntakeError::Invalid)?;
 

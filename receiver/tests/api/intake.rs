@@ -331,6 +331,67 @@ async fn the_same_idempotency_key_gets_the_first_202_and_nothing_is_enqueued_twi
     assert!(bad.body["errors"]["idempotency_key"].is_array());
 }
 
+/// What a receiver leaves on a key when it published `intake_id` and died before the
+/// confirm (or got none): the key `open:<intake id>`, its lock held until it expires.
+async fn unconfirmed_claim(app: &TestApp, key: &str, intake_id: Uuid, locked: bool) {
+    use receiver::idempotency::IntakeRecords;
+    let records = IntakeRecords::new(&app.settings.redis_prefix, Duration::from_secs(5));
+    let claim = records.claim_for(app.token_id, key, intake_id);
+    let mut conn = app.redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(claim.redis_key())
+        .arg(claim.open())
+        .arg("PX")
+        .arg(records.key_ttl_ms())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if locked {
+        let _: () = redis::cmd("SET")
+            .arg(claim.lock_key())
+            .arg("another request")
+            .arg("PX")
+            .arg(records.claim_ttl_ms())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_publish_without_confirm_publishes_the_same_intake_id() {
+    let app = spawn_app().await;
+    // A request still publishing holds the lock: a retry meanwhile gets 409, no message.
+    let busy = Uuid::now_v7();
+    unconfirmed_claim(&app, "order-busy", busy, true).await;
+    let conflict = post_with_key(&app, &app.token, "order-busy").await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT, "{:?}", conflict.body);
+
+    // The publisher died (its lock expired) or gave up without a confirm: its message may
+    // be in the queue, so the retry publishes the very same intake id, never a second one.
+    let earlier = Uuid::now_v7();
+    unconfirmed_claim(&app, "order-lost-confirm", earlier, false).await;
+    let retry = post_with_key(&app, &app.token, "order-lost-confirm").await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{:?}", retry.body);
+    assert_eq!(retry.body["intake_id"], earlier.to_string());
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    // Once confirmed, the key answers with that intake like any accepted one.
+    let again = post_with_key(&app, &app.token, "order-lost-confirm").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.body["intake_id"], earlier.to_string());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    let messages = app.drain_queue().await;
+    assert_eq!(messages.len(), 1, "one message, the retry's");
+    let props = &messages[0].delivery.properties;
+    assert_eq!(
+        props.message_id().as_ref().map(|id| id.to_string()),
+        Some(earlier.to_string())
+    );
+    let message: IntakeMessage = serde_json::from_slice(&messages[0].delivery.data).unwrap();
+    assert_eq!(message.intake_id, earlier);
+}
+
 #[tokio::test]
 async fn concurrent_requests_with_one_key_make_one_message_and_one_intake() {
     let app = spawn_app().await;

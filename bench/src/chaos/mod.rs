@@ -1,0 +1,781 @@
+//! `scripts/chaos`: the promise of the pipeline checked under faults — every lead answered
+//! 202 ends as exactly one contact, or in the dead-letter queue with its reason and an
+//! intake record that says so.
+//!
+//! Each scenario gets a fresh database, broker prefix and Redis prefix on the private
+//! services `scripts/chaos` started, a receiver and worker processes, and sends a bounded
+//! burst of leads (80% new numbers, 20% repeats in other formats, each with its own
+//! `Idempotency-Key` and note) from clients that retry every answer but 202 with the same
+//! key, while the fault happens; then every 202 is reconciled ([`reconcile`]).
+//!
+//! - `worker-kill`: kill -9 of a worker mid-burst, three times (restarted each time);
+//! - `receiver-kill`: kill -9 of the receiver mid-burst, restarted on the same address;
+//! - `rabbitmq-restart`, `postgres-restart`: the service stopped and started under load
+//!   (workers retry; nothing may be dead-lettered for an outage shorter than the retry
+//!   schedule);
+//! - `redis-fail-open`, `redis-fail-closed`: Redis stopped and started under load; open
+//!   keeps accepting and counts it, closed answers 503 and loses nothing;
+//! - `backlog`: a backlog built with the workers stopped, then drained: peak RSS of every
+//!   process printed, early and at the end, and it must stay flat;
+//! - `dlq-replay`: a lead refused by the database until an operator fixes it, dead-lettered,
+//!   then `leadctl dlq replay`: exactly one contact, and a second replay changes nothing.
+
+pub mod client;
+pub mod fleet;
+pub mod reconcile;
+
+use crate::Ctx;
+use crate::env::{BenchDb, Prefixes};
+use crate::leads::Catalogs;
+use crate::procs::{self, free_addr};
+use crate::{e2e, seed, worker_bench};
+use anyhow::{Context, bail};
+use client::{Burst, BurstResult, Lead, Pace};
+use fleet::{Member, Service, Services};
+use reconcile::Tally;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    WorkerKill,
+    ReceiverKill,
+    RabbitmqRestart,
+    PostgresRestart,
+    RedisFailOpen,
+    RedisFailClosed,
+    Backlog,
+    DlqReplay,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 8] = [
+        Scenario::WorkerKill,
+        Scenario::ReceiverKill,
+        Scenario::RabbitmqRestart,
+        Scenario::PostgresRestart,
+        Scenario::RedisFailOpen,
+        Scenario::RedisFailClosed,
+        Scenario::Backlog,
+        Scenario::DlqReplay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::WorkerKill => "worker-kill ×3",
+            Scenario::ReceiverKill => "receiver-kill",
+            Scenario::RabbitmqRestart => "rabbitmq-restart",
+            Scenario::PostgresRestart => "postgres-restart",
+            Scenario::RedisFailOpen => "redis-fail-open",
+            Scenario::RedisFailClosed => "redis-fail-closed",
+            Scenario::Backlog => "backlog",
+            Scenario::DlqReplay => "dlq-replay",
+        }
+    }
+}
+
+/// How much a run does.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Leads of a burst (80% of them distinct numbers).
+    pub burst: usize,
+    /// First attempts per second of a burst.
+    pub per_sec: f64,
+    pub connections: usize,
+    /// Leads of the backlog scenario.
+    pub backlog: usize,
+    /// The workers' retry schedule (`WORKER__RETRY_DELAYS_MS`); `None`: the default one.
+    pub retry_delays: Option<&'static str>,
+}
+
+impl Sizes {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                burst: 1_200,
+                per_sec: 200.0,
+                connections: 16,
+                backlog: 20_000,
+                // Shorter than the default (total 38 s instead of 12.6 min), still far
+                // longer than any outage of the run.
+                retry_delays: Some("1000,2000,5000,10000,20000"),
+            }
+        } else {
+            Self {
+                burst: 6_250,
+                per_sec: 500.0,
+                connections: 32,
+                backlog: 200_000,
+                retry_delays: None,
+            }
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub name: String,
+    pub sent: usize,
+    pub tally: Tally,
+    /// Peak RSS (MiB) of the receiver and of the largest worker, over all their runs.
+    pub receiver_rss: f64,
+    pub worker_rss: f64,
+    pub secs: f64,
+    /// What the scenario observed besides the counts (statuses, RSS early and late).
+    pub notes: Vec<String>,
+    /// Why the scenario failed, besides a loss or duplicate.
+    pub failures: Vec<String>,
+}
+
+impl Row {
+    pub fn ok(&self) -> bool {
+        self.tally.clean() && self.failures.is_empty()
+    }
+}
+
+/// Runs `scenarios`, one row each (a scenario that fails to run gets a row saying why).
+pub async fn run(
+    ctx: &Ctx,
+    sizes: &Sizes,
+    services: &Services,
+    scenarios: &[Scenario],
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &s in scenarios {
+        eprintln!("chaos: == {} ==", s.name());
+        let started = Instant::now();
+        let mut row = match scenario(ctx, sizes, services, s).await {
+            Ok(row) => row,
+            Err(e) => Row {
+                failures: vec![format!("{e:#}")],
+                ..Row::default()
+            },
+        };
+        row.name = s.name().to_owned();
+        row.secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "chaos: {} {} in {:.0} s",
+            row.name,
+            if row.ok() { "passed" } else { "FAILED" },
+            row.secs
+        );
+        rows.push(row);
+        // The scenario's processes are gone; its database, queues and keys go too.
+        ctx.janitor.clean().await;
+    }
+    rows
+}
+
+async fn scenario(
+    ctx: &Ctx,
+    sizes: &Sizes,
+    services: &Services,
+    s: Scenario,
+) -> anyhow::Result<Row> {
+    match s {
+        Scenario::Backlog => backlog(ctx, sizes).await,
+        Scenario::DlqReplay => dlq_replay(ctx, sizes).await,
+        _ => faulted_burst(ctx, sizes, services, s).await,
+    }
+}
+
+/// A scenario's database, account, receiver and workers.
+struct Stage {
+    db: BenchDb,
+    c: Catalogs,
+    receiver: Member,
+    workers: Vec<Member>,
+    /// The environment `leadctl` runs with.
+    ctl_env: Vec<(String, String)>,
+}
+
+impl Stage {
+    /// A fresh database and account; the receiver (with `receiver_env` added) started, and
+    /// `workers` worker processes with `worker_env` added, started when `start_workers`.
+    async fn new(
+        ctx: &Ctx,
+        sizes: &Sizes,
+        label: &str,
+        workers: usize,
+        receiver_env: &[(&str, &str)],
+        worker_env: &[(&str, &str)],
+        start_workers: bool,
+    ) -> anyhow::Result<Self> {
+        let db = ctx.janitor.database().await?;
+        let c = seed::account(&db.conn, &format!("Chaos {label}")).await?;
+        let delays: Vec<u64> = match sizes.retry_delays {
+            Some(list) => list
+                .split(',')
+                .map(|d| d.parse().context("Failed to read a retry delay"))
+                .collect::<anyhow::Result<_>>()?,
+            None => crate::env::default_retry_delays(),
+        };
+        let prefixes: Prefixes = ctx.janitor.prefixes(&delays);
+        let extra = |base: Vec<(String, String)>, more: &[(&str, &str)]| {
+            let mut env = base;
+            env.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            if let Some(list) = sizes.retry_delays {
+                env.push(("WORKER__RETRY_DELAYS_MS".into(), list.to_owned()));
+            }
+            env
+        };
+        let addr = free_addr()?;
+        let mut receiver = Member::new(
+            &format!("receiver-{label}"),
+            "receiver",
+            extra(
+                e2e::receiver_env(ctx, &db.url, &prefixes, addr),
+                receiver_env,
+            ),
+            addr,
+            &ctx.log_dir,
+        );
+        receiver.start().await?;
+        let mut members = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let addr = free_addr()?;
+            let mut w = Member::new(
+                &format!("worker-{label}-{}", i + 1),
+                "worker",
+                extra(
+                    worker_bench::worker_env(ctx, &db.url, &prefixes, addr),
+                    worker_env,
+                ),
+                addr,
+                &ctx.log_dir,
+            );
+            if start_workers {
+                w.start().await?;
+            }
+            members.push(w);
+        }
+        let ctl_env = extra(
+            procs::service_env(ctx.janitor.services(), &db.url, &prefixes),
+            &[("USER", "chaos")],
+        );
+        Ok(Self {
+            db,
+            c,
+            receiver,
+            workers: members,
+            ctl_env,
+        })
+    }
+
+    /// Fails when a process died on its own; records peak RSS.
+    fn tick(&mut self) -> anyhow::Result<()> {
+        tick(&mut self.receiver, &mut self.workers)
+    }
+
+    fn burst(&self, leads: &Arc<Vec<Lead>>, pace: Pace) -> Burst {
+        Burst::start(self.receiver.addr, &self.c.token, leads.clone(), pace)
+    }
+
+    /// Waits for every accepted lead, reads the dead-letter queue, reconciles, stops the
+    /// processes and fills in a row.
+    async fn settle(
+        &mut self,
+        ctx: &Ctx,
+        leads: &[Lead],
+        burst: &BurstResult,
+        limit: Duration,
+    ) -> anyhow::Result<Row> {
+        let ids: Vec<uuid::Uuid> = burst.intake_ids.iter().flatten().copied().collect();
+        reconcile::wait_finished(&self.db, &ids, Duration::from_secs(60), limit, || {
+            tick(&mut self.receiver, &mut self.workers)
+        })
+        .await?;
+        let dlq = reconcile::dead_letters(&self.ctl_env, &ctx.log_dir).await?;
+        let tally = reconcile::reconcile(&self.db, self.c.account, leads, burst, &dlq).await?;
+        let mut row = Row {
+            sent: leads.len(),
+            tally,
+            notes: vec![format!("answers: {}", burst.statuses_text())],
+            ..Row::default()
+        };
+        if row.tally.accepted < leads.len() {
+            row.failures.push(format!(
+                "{} leads never got a 202 within the burst's time",
+                leads.len() - row.tally.accepted
+            ));
+        }
+        self.stop(&mut row).await;
+        Ok(row)
+    }
+
+    /// Stops every process gracefully and puts their peak RSS into `row`.
+    async fn stop(&mut self, row: &mut Row) {
+        for w in &mut self.workers {
+            if let Err(e) = w.stop().await {
+                row.failures.push(format!("{e:#}"));
+            }
+            row.worker_rss = row.worker_rss.max(w.peak_rss_mib());
+        }
+        if let Err(e) = self.receiver.stop().await {
+            row.failures.push(format!("{e:#}"));
+        }
+        row.receiver_rss = self.receiver.peak_rss_mib();
+    }
+}
+
+fn tick(receiver: &mut Member, workers: &mut [Member]) -> anyhow::Result<()> {
+    for m in std::iter::once(receiver).chain(workers.iter_mut()) {
+        m.check_alive()?;
+        m.sample();
+    }
+    Ok(())
+}
+
+/// How long a burst's clients keep retrying, and how long its leads may take to finish.
+fn limits(sizes: &Sizes, n: usize) -> (Duration, Duration) {
+    let send = Duration::from_secs_f64(n as f64 / sizes.per_sec) + Duration::from_secs(120);
+    let finish = Duration::from_secs(180) + Duration::from_millis(10 * n as u64);
+    (send, finish)
+}
+
+/// A receiver counter from its `/metrics`.
+async fn receiver_counter(m: &Member, name: &str) -> f64 {
+    let Ok((200, text)) = procs::get(m.addr, "/metrics").await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The burst scenarios: the fault happens while clients send.
+async fn faulted_burst(
+    ctx: &Ctx,
+    sizes: &Sizes,
+    services: &Services,
+    s: Scenario,
+) -> anyhow::Result<Row> {
+    let label = match s {
+        Scenario::WorkerKill => "wkill",
+        Scenario::ReceiverKill => "rkill",
+        Scenario::RabbitmqRestart => "amqp",
+        Scenario::PostgresRestart => "pg",
+        Scenario::RedisFailOpen => "redis-open",
+        _ => "redis-closed",
+    };
+    let fail_mode = if s == Scenario::RedisFailClosed {
+        "closed"
+    } else {
+        "open"
+    };
+    let mut stage = Stage::new(
+        ctx,
+        sizes,
+        label,
+        2,
+        &[("RATE_LIMIT_FAIL_MODE", fail_mode)],
+        &[],
+        true,
+    )
+    .await?;
+    let leads = Arc::new(client::draw(sizes.burst, &stage.c, label, 11)?);
+    let (send_limit, finish_limit) = limits(sizes, leads.len());
+    let pace = Pace {
+        connections: sizes.connections,
+        per_sec: sizes.per_sec,
+        limit: send_limit,
+    };
+    let burst = stage.burst(&leads, pace);
+    let mut notes = Vec::new();
+    let mut failures = Vec::new();
+    let wait = send_limit;
+    match s {
+        Scenario::WorkerKill => {
+            for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
+                if !burst.reached(share, wait).await {
+                    bail!("the burst did not reach {:.0}%", share * 100.0);
+                }
+                stage.tick()?;
+                let w = &mut stage.workers[k];
+                eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
+                w.kill().await?;
+                w.start().await?;
+            }
+        }
+        Scenario::ReceiverKill => {
+            if !burst.reached(0.4, wait).await {
+                bail!("the burst did not reach 40%");
+            }
+            stage.tick()?;
+            eprintln!(
+                "chaos: kill -9 the receiver at {} accepted",
+                burst.accepted()
+            );
+            stage.receiver.kill().await?;
+            stage.receiver.start().await?;
+        }
+        Scenario::RabbitmqRestart | Scenario::PostgresRestart => {
+            if !burst.reached(0.3, wait).await {
+                bail!("the burst did not reach 30%");
+            }
+            stage.tick()?;
+            let service = if s == Scenario::PostgresRestart {
+                Service::Postgres
+            } else {
+                Service::Rabbitmq
+            };
+            let t = Instant::now();
+            services.restart(service, Duration::from_secs(2)).await?;
+            notes.push(format!("down {:.1} s", t.elapsed().as_secs_f64()));
+        }
+        _ => {
+            if !burst.reached(0.3, wait).await {
+                bail!("the burst did not reach 30%");
+            }
+            stage.tick()?;
+            let before =
+                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
+            let t = Instant::now();
+            services.stop(Service::Redis).await?;
+            // Requests admitted just before Redis went down may still be published.
+            let accepted_before = burst.accepted();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let accepted_down = burst.accepted() - accepted_before;
+            let fail_open =
+                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await
+                    - before;
+            services.start(Service::Redis).await?;
+            notes.push(format!(
+                "down {:.1} s: {accepted_down} accepted meanwhile, {fail_open} counted fail-open",
+                t.elapsed().as_secs_f64()
+            ));
+            if s == Scenario::RedisFailOpen && (accepted_down == 0 || fail_open < 1.0) {
+                failures.push(format!(
+                    "fail-open: {accepted_down} accepted and {fail_open} counted while Redis was down"
+                ));
+            }
+            if s == Scenario::RedisFailClosed && accepted_down > sizes.connections {
+                failures.push(format!(
+                    "fail-closed: {accepted_down} accepted while Redis was down"
+                ));
+            }
+        }
+    }
+    let result = burst.finish().await?;
+    if s == Scenario::RedisFailClosed && result.count(503) == 0 {
+        failures.push("fail-closed: no 503 while Redis was down".into());
+    }
+    let mut row = stage.settle(ctx, &leads, &result, finish_limit).await?;
+    if row.tally.dead_lettered > 0 {
+        row.failures.push(format!(
+            "{} dead-lettered (the outage was shorter than the retry schedule)",
+            row.tally.dead_lettered
+        ));
+    }
+    row.notes.extend(notes);
+    row.failures.extend(failures);
+    Ok(row)
+}
+
+/// Peak RSS of a process must not grow with the backlog: at the end at most 50% (and
+/// 32 MiB) above what it was a tenth of the way in.
+fn flat(early: f64, end: f64) -> bool {
+    end <= early * 1.5 || end - early <= 32.0
+}
+
+/// A backlog sent with the workers stopped, then drained by two workers.
+async fn backlog(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
+    let n = sizes.backlog;
+    let mut stage = Stage::new(ctx, sizes, "backlog", 2, &[], &[], false).await?;
+    let leads = Arc::new(client::draw(n, &stage.c, "backlog", 12)?);
+    let (send_limit, finish_limit) = limits(sizes, n);
+    let pace = Pace {
+        connections: sizes.connections,
+        per_sec: 1e9,
+        limit: send_limit,
+    };
+    eprintln!("chaos: {n} leads into the queue, no worker running");
+    let burst = stage.burst(&leads, pace);
+    burst.reached(0.1, send_limit).await;
+    let receiver_early = stage.receiver.current_peak();
+    let result = burst.finish().await?;
+    stage.tick()?;
+    let receiver_end = stage.receiver.current_peak();
+    eprintln!(
+        "chaos: {} accepted in {:.0} s; draining with {} workers",
+        result.accepted(),
+        result.secs,
+        stage.workers.len()
+    );
+    for w in &mut stage.workers {
+        w.start().await?;
+    }
+    let accepted = result.accepted() as f64;
+    let mut early: Option<Vec<f64>> = None;
+    let started = Instant::now();
+    let mut printed = Instant::now();
+    loop {
+        stage.tick()?;
+        let mut finished = 0.0;
+        for w in &stage.workers {
+            finished += procs::counters(w.addr).await.map_or(0.0, |c| c.finished);
+        }
+        if early.is_none() && finished >= accepted / 10.0 {
+            early = Some(stage.workers.iter().map(Member::current_peak).collect());
+        }
+        if finished >= accepted || started.elapsed() > finish_limit {
+            break;
+        }
+        if printed.elapsed() > Duration::from_secs(5) {
+            printed = Instant::now();
+            eprintln!(
+                "chaos: drained {finished}/{accepted} ({:.0} leads/s)",
+                finished / started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    let end: Vec<f64> = stage.workers.iter().map(Member::current_peak).collect();
+    let mut row = stage.settle(ctx, &leads, &result, finish_limit).await?;
+    row.notes.push(format!(
+        "drained in {drain_secs:.0} s; peak RSS MiB at 10% → end: receiver {receiver_early:.0} → {receiver_end:.0}"
+    ));
+    if !flat(receiver_early, receiver_end) {
+        row.failures.push(format!(
+            "receiver peak RSS grew with the backlog: {receiver_early:.0} → {receiver_end:.0} MiB"
+        ));
+    }
+    for (i, (e, l)) in early.unwrap_or_default().iter().zip(&end).enumerate() {
+        row.notes.push(format!("worker {} {e:.0} → {l:.0}", i + 1));
+        if !flat(*e, *l) {
+            row.failures.push(format!(
+                "worker {} peak RSS grew with the backlog: {e:.0} → {l:.0} MiB",
+                i + 1
+            ));
+        }
+    }
+    if row.tally.dead_lettered > 0 {
+        row.failures
+            .push(format!("{} dead-lettered", row.tally.dead_lettered));
+    }
+    Ok(row)
+}
+
+/// Refuses notes whose text contains "refused" with `insufficient_privilege`, as a revoked
+/// INSERT grant would (the lead's contact, written earlier in the same transaction, is
+/// rolled back with it).
+const REFUSE_NOTE: &str = r"
+CREATE FUNCTION chaos_refuse_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.body LIKE '%refused%' THEN
+    RAISE EXCEPTION 'permission denied for table contact_notes' USING ERRCODE = '42501';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER chaos_refuse_note BEFORE INSERT ON contact_notes
+  FOR EACH ROW EXECUTE FUNCTION chaos_refuse_note();
+";
+
+/// What the database holds for one lead: its intake record and the contacts and notes
+/// of its number and note.
+async fn snapshot(
+    db: &BenchDb,
+    c: &Catalogs,
+    lead: &Lead,
+    id: uuid::Uuid,
+) -> anyhow::Result<String> {
+    let row = db
+        .conn
+        .query_one_raw(seed::stmt(
+            "SELECT i.status, i.contact_id, i.replay_count, i.updated_at::text AS updated, \
+             (SELECT count(*) FROM contacts WHERE account_id = $2 AND phone_number = $3) AS contacts, \
+             (SELECT count(*) FROM contact_notes WHERE account_id = $2 AND body = $4) AS notes \
+             FROM lead_intakes i WHERE i.id = $1",
+            vec![id.into(), c.account.into(), lead.e164.clone().into(), lead.note.clone().into()],
+        ))
+        .await
+        .context("Failed to read the replayed lead")?
+        .context("The replayed lead has no intake record")?;
+    let status: String = row.try_get("", "status").context("status")?;
+    let contact: Option<i64> = row.try_get("", "contact_id").context("contact_id")?;
+    let replays: i32 = row.try_get("", "replay_count").context("replay_count")?;
+    let updated: String = row.try_get("", "updated").context("updated_at")?;
+    let contacts: i64 = row.try_get("", "contacts").context("contacts")?;
+    let notes: i64 = row.try_get("", "notes").context("notes")?;
+    Ok(format!(
+        "status {status}, contact {contact:?}, replays {replays}, contacts {contacts}, notes {notes}, updated {updated}"
+    ))
+}
+
+/// A lead the database refuses until an operator fixes it: dead-lettered after its
+/// retries, replayed once fixed, and replayed again.
+async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
+    let quick = Sizes {
+        retry_delays: Some("200,400,800"),
+        ..sizes.clone()
+    };
+    let mut stage = Stage::new(ctx, &quick, "dlq", 1, &[], &[], true).await?;
+    stage
+        .db
+        .conn
+        .execute_unprepared(REFUSE_NOTE)
+        .await
+        .context("Failed to install the refusing trigger")?;
+    let mut leads = client::draw(50, &stage.c, "dlq", 13)?;
+    // A number no other lead of the burst repeats, so nothing else makes its contact.
+    let k = (0..leads.len())
+        .find(|&i| leads.iter().filter(|l| l.e164 == leads[i].e164).count() == 1)
+        .context("No lead with a number of its own")?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&leads[k].body).context("Failed to read a lead")?;
+    leads[k].note = format!("dlq lead {k}: refused until fixed");
+    fields.insert("notes".into(), serde_json::json!(leads[k].note));
+    leads[k].body = serde_json::to_vec(&fields)
+        .context("Failed to write a lead")?
+        .into();
+    let leads = Arc::new(leads);
+    let pace = Pace {
+        connections: 4,
+        per_sec: 100.0,
+        limit: Duration::from_secs(60),
+    };
+    let result = stage.burst(&leads, pace).finish().await?;
+    let Some(id) = result.intake_ids[k] else {
+        bail!("the refused lead was not accepted");
+    };
+    let ids: Vec<uuid::Uuid> = result.intake_ids.iter().flatten().copied().collect();
+    reconcile::wait_finished(
+        &stage.db,
+        &ids,
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+        || tick(&mut stage.receiver, &mut stage.workers),
+    )
+    .await?;
+    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
+    let before = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
+    let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    match dlq.get(&id) {
+        Some(reason) => notes.push(format!("dead-lettered: {reason}")),
+        None => failures.push(format!(
+            "the refused lead {id} is not in the dead-letter queue"
+        )),
+    }
+    if before.dead_lettered != 1 {
+        failures.push(format!(
+            "{} dead-lettered, expected 1",
+            before.dead_lettered
+        ));
+    }
+    let dead = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    if !dead.contains("contacts 0, notes 0") {
+        failures.push(format!("the refused lead left something behind: {dead}"));
+    }
+
+    stage
+        .db
+        .conn
+        .execute_unprepared("DROP TRIGGER chaos_refuse_note ON contact_notes")
+        .await
+        .context("Failed to drop the refusing trigger")?;
+    let id_text = id.to_string();
+    match reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await? {
+        Ok(v) if v["replayed"] == 1 => {}
+        other => failures.push(format!("first replay: {other:?}")),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = |s: &str| {
+        ["status dead_lettered", "status queued", "status processing"]
+            .iter()
+            .any(|p| s.starts_with(p))
+    };
+    let mut first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    while pending(&first) && Instant::now() < deadline {
+        stage.tick()?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    }
+    if !first.contains("contacts 1, notes 1") || pending(&first) {
+        failures.push(format!("after the replay: {first}"));
+    }
+    let again =
+        reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await?;
+    notes.push(format!(
+        "second replay: {}",
+        match &again {
+            Ok(v) => v.to_string(),
+            Err(e) => e.clone(),
+        }
+    ));
+    if let Ok(v) =
+        reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", "--all"]).await?
+        && v["replayed"] != 0
+    {
+        failures.push(format!(
+            "replay --all after the fix replayed {}",
+            v["replayed"]
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    if second != first {
+        failures.push(format!("the second replay changed {first} into {second}"));
+    }
+    notes.push(format!("after the replays: {second}"));
+
+    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
+    let mut row = stage
+        .settle(ctx, &leads, &result, Duration::from_secs(60))
+        .await?;
+    row.tally = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
+    row.tally.dead_lettered = before.dead_lettered;
+    row.notes.extend(notes);
+    row.failures.extend(failures);
+    Ok(row)
+}
+
+/// The table: one row per scenario.
+pub fn print(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<18} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6}  result",
+        "scenario",
+        "sent",
+        "accepted",
+        "contacts",
+        "lost",
+        "dup",
+        "dup-act",
+        "dead",
+        "peak RSS MiB r/w",
+        "secs"
+    );
+    for r in rows {
+        println!(
+            "{:<18} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6.0}  {}",
+            r.name,
+            r.sent,
+            r.tally.accepted,
+            r.tally.contacts,
+            r.tally.lost,
+            r.tally.duplicated,
+            r.tally.duplicated_actions,
+            r.tally.dead_lettered,
+            format!("{:.0} / {:.0}", r.receiver_rss, r.worker_rss),
+            r.secs,
+            if r.ok() { "ok" } else { "FAILED" }
+        );
+    }
+    println!();
+    for r in rows {
+        for n in &r.notes {
+            println!("  {}: {n}", r.name);
+        }
+        for p in &r.tally.problems {
+            println!("  {}: PROBLEM {p}", r.name);
+        }
+        for f in &r.failures {
+            println!("  {}: FAILED {f}", r.name);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The `bench` crate's library: what `scripts/bench` (binary `bench`) and `scripts/chaos`
+//! (binary `chaos`) share — the services and everything a run creates on them ([`env`]), the
+//! real receiver and worker processes ([`procs`]), the leads they are sent ([`leads`],
+//! [`load`], [`publish`], [`seed`]) and the sections of each program.
+
+pub mod baseline;
+pub mod chaos;
+pub mod e2e;
+pub mod env;
+pub mod leads;
+pub mod load;
+pub mod procs;
+pub mod publish;
+pub mod receiver_bench;
+pub mod report;
+pub mod seed;
+pub mod worker_bench;
+
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// How much each section of `bench` does.
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    pub large_contacts: u64,
+    pub small_contacts: u64,
+    pub backlog: usize,
+    pub e2e_posts: usize,
+    pub receiver_secs: u64,
+}
+
+/// What every section gets.
+pub struct Ctx {
+    pub janitor: env::Janitor,
+    /// The children's logs (kept after the run, for a look at warnings).
+    pub log_dir: PathBuf,
+    pub sizes: Sizes,
+}
+
+/// `CARGO_TARGET_DIR` when set, else the `target` directory this binary was built into.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let bin = procs::bin_dir()?;
+    bin.parent()
+        .map(PathBuf::from)
+        .context("Failed to find the target directory above the bench binary")
+}
