@@ -118,6 +118,10 @@ impl Worker {
             self.metrics,
             http_stop.clone(),
         ));
+        let heartbeat = tokio::spawn(crate::heartbeat::run(
+            self.settings.clone(),
+            http_stop.clone(),
+        ));
         let shared = Arc::new(Shared {
             settings: self.settings,
             processor: self.processor,
@@ -154,13 +158,17 @@ impl Worker {
                 batch_size = shared.settings.worker.batch_size,
                 "Consuming"
             );
-            match run_session(&shared, session, &stop).await {
+            observe::set_consuming(true);
+            let end = run_session(&shared, session, &stop).await;
+            observe::set_consuming(false);
+            match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
             }
         }
         http_stop.cancel();
         let _ = http.await;
+        let _ = heartbeat.await;
         info!("Worker stopped");
         Ok(())
     }
@@ -219,7 +227,7 @@ async fn run_session(
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    metrics::gauge!("worker_in_flight_leads").increment(1.0);
+                    observe::taken(*delivery.properties.timestamp());
                     let received = Received { delivery, at: Instant::now() };
                     if tx.send(received).await.is_err() {
                         break SessionEnd::Lost;
@@ -323,6 +331,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
             let settle = async {
                 match result {
                     Ok(outcome) => {
+                        observe::committed(intake.message.received_at);
                         announcements.push(finished(outcome));
                         committed.push(r);
                     }
@@ -370,8 +379,7 @@ fn lead_span(r: &Received, intake: &Intake) -> tracing::Span {
 }
 
 fn settled(r: &Received) {
-    metrics::gauge!("worker_in_flight_leads").decrement(1.0);
-    metrics::histogram!("worker_lead_duration_seconds").record(r.at.elapsed().as_secs_f64());
+    observe::settled(r.at);
 }
 
 fn finished(o: Outcome) -> Announcement {
