@@ -150,7 +150,7 @@ impl Worker {
                 }
             };
             backoff.reset();
-            metrics::counter!("worker_broker_connects_total").increment(1);
+            metrics::counter!(observe::BROKER_CONNECTS).increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
                 concurrency = shared.settings.worker.concurrency,
@@ -319,7 +319,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         }
     }
     if !intakes.is_empty() {
-        metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
+        metrics::histogram!(observe::BATCH_SIZE).record(intakes.len() as f64);
         let results = shared
             .processor
             .try_process_batch(&intakes)
@@ -388,7 +388,7 @@ fn finished(o: Outcome) -> Announcement {
     } else {
         o.status.as_str()
     };
-    metrics::counter!("worker_leads_total", "outcome" => label).increment(1);
+    metrics::counter!(observe::LEADS, "outcome" => label).increment(1);
     info!(
         intake_id = %o.intake_id,
         status = o.status.as_str(),
@@ -433,8 +433,8 @@ async fn retry(
     match session.publish_retry(&r.delivery, step, attempts).await {
         Ok(()) => {
             ack(&r.delivery).await;
-            metrics::counter!("worker_retries_total").increment(1);
-            metrics::counter!("worker_leads_total", "outcome" => "retried").increment(1);
+            metrics::counter!(observe::RETRIES).increment(1);
+            metrics::counter!(observe::LEADS, "outcome" => "retried").increment(1);
             warn!(
                 intake_id = %intake.message.intake_id,
                 attempt = attempts,
@@ -557,8 +557,8 @@ async fn settle_dead(
         error!(intake_id = %rec.intake_id, error = %e, "Failed to record the dead letter");
     }
     ack(&r.delivery).await;
-    metrics::counter!("worker_dead_letters_total", "kind" => kind).increment(1);
-    metrics::counter!("worker_leads_total", "outcome" => "dead_lettered").increment(1);
+    metrics::counter!(observe::DEAD_LETTERS, "kind" => kind).increment(1);
+    metrics::counter!(observe::LEADS, "outcome" => "dead_lettered").increment(1);
     error!(intake_id = ?intake_id, attempts, reason, kind, "Lead dead-lettered");
     intake_id.map(|intake_id| Announcement {
         intake_id,
