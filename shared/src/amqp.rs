@@ -257,6 +257,7 @@ impl Topology {
                 }),
             ),
             queue(self.dead_queue(), json!({"x-queue-type": "quorum"})),
+            queue(self.dead_record_queue(), json!({"x-queue-type": "quorum"})),
         ];
         for (step, ms) in self.retry_delays_ms.iter().enumerate() {
             if let Some(name) = self.retry_queue(step) {
@@ -280,6 +281,7 @@ impl Topology {
             "bindings": [
                 binding(self.exchange(), self.intake_queue(), INTAKE_ROUTING_KEY),
                 binding(self.dead_exchange(), self.dead_queue(), ""),
+                binding(self.dead_exchange(), self.dead_record_queue(), ""),
             ],
             "policies": [{
                 "vhost": vhost,
@@ -359,7 +361,7 @@ mod tests {
         };
         assert_eq!(names("queues"), topology.queues());
         assert_eq!(names("exchanges"), topology.exchanges());
-        assert_eq!(d["queues"][2]["arguments"]["x-message-ttl"], 1000);
+        assert_eq!(d["queues"][3]["arguments"]["x-message-ttl"], 1000);
         assert_eq!(
             d["policies"][0]["pattern"], "^staging\\.leads\\.intake$",
             "the policy matches the intake queue only"

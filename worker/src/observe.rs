@@ -68,7 +68,7 @@ pub const OUTCOMES: [&str; 7] = [
     "dead_lettered",
 ];
 /// Every value of the `kind` label of [`DEAD_LETTERS`].
-pub const DEAD_LETTER_KINDS: [&str; 3] = ["poison", "permanent", "exhausted"];
+pub const DEAD_LETTER_KINDS: [&str; 4] = ["poison", "permanent", "exhausted", "broker"];
 
 /// Seconds; leads take milliseconds, a slow database seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -148,7 +148,7 @@ fn describe() {
     describe_counter!(RETRIES, "Leads sent to a retry delay queue.");
     describe_counter!(
         DEAD_LETTERS,
-        "Leads sent to the dead-letter queue, by kind (poison, permanent, exhausted)."
+        "Leads sent to the dead-letter queue, by kind (poison, permanent, exhausted, broker)."
     );
     describe_gauge!(IN_FLIGHT, "Deliveries received, not yet settled.");
     describe_histogram!(

@@ -503,8 +503,8 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
     let queues = s["queues"].as_array().expect("queues");
     assert_eq!(
         queues.len(),
-        5,
-        "intake, dead and three retry queues: {s:#}"
+        6,
+        "intake, dead, dead records and three retry queues: {s:#}"
     );
     assert!(
         queues
@@ -607,6 +607,7 @@ fn topology_definitions_follow_the_configured_prefix() {
         [
             "staging.leads.intake",
             "staging.leads.dead",
+            "staging.leads.dead.records",
             "staging.leads.retry.1000ms",
             "staging.leads.retry.5000ms"
         ]
