@@ -379,7 +379,7 @@ fn replay_progress(count: usize) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "replaying {bar:40} {pos}/{len} dead letters, {per_sec}, {eta} left",
+        "replaying {bar:40} {pos}/{len} dead letters ({elapsed} so far, {eta} left)",
     ) {
         bar.set_style(style);
     }

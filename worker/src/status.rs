@@ -294,15 +294,20 @@ pub fn render(s: &Status) -> String {
         }
         None => out.push_str("  unknown (Redis unreachable)\n"),
     }
-    out.push_str("\nQueues                                   ready  consumers\n");
     match &s.queues {
         Some(qs) => {
+            let width = qs.iter().map(|q| q.name.len()).max().unwrap_or(0).max(6);
+            out.push_str(&format!(
+                "\n{:<w$}    ready  consumers\n",
+                "Queues",
+                w = width + 2
+            ));
             for q in qs {
                 if q.missing {
-                    out.push_str(&format!("  {:<36} missing\n", q.name));
+                    out.push_str(&format!("  {:<width$}  missing\n", q.name));
                 } else {
                     out.push_str(&format!(
-                        "  {:<36} {:>7}  {:>9}\n",
+                        "  {:<width$}  {:>7}  {:>9}\n",
                         q.name,
                         q.depth.unwrap_or(0),
                         q.consumers.unwrap_or(0)
@@ -310,7 +315,7 @@ pub fn render(s: &Status) -> String {
                 }
             }
         }
-        None => out.push_str("  unknown (broker unreachable)\n"),
+        None => out.push_str("\nQueues\n  unknown (broker unreachable)\n"),
     }
     out.push_str(&format!(
         "  oldest lead waiting: {}\n",
