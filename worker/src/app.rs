@@ -14,6 +14,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::config::Settings;
 use shared::intake::IntakeStatus;
+use shared::intake::headers;
 use shared::runtime::Backoff;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +24,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use shared::intake::headers;
 use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
