@@ -102,6 +102,11 @@ impl Application {
             Duration::from_millis(receiver.queue_depth_interval_ms),
             stop.clone(),
         ));
+        tokio::spawn(crate::intake_stats::run(
+            redis.conn(),
+            settings.redis_prefix.clone(),
+            stop.clone(),
+        ));
         let outcomes = Arc::new(OutcomeWaiters::default());
         tokio::spawn(outcomes.clone().run(
             settings.redis_url.clone(),

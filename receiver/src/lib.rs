@@ -16,6 +16,7 @@
 //! - [`read_api`]: the read API: intake statuses and the account's contacts.
 //! - [`outcomes`]: synchronous mode: requests waiting for the worker's outcome.
 //! - [`queue_depth`]: queue-depth gauges read from the broker.
+//! - [`intake_stats`]: per-second intake answer counts in Redis, for `leadctl status`.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`http`]: response helpers shared by the handlers.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod intake;
+pub mod intake_stats;
 pub mod limiter;
 pub mod openapi;
 pub mod outcomes;

@@ -1,7 +1,7 @@
 //! Queue-depth gauges: how many leads wait in `leads.intake` (what worker autoscaling
-//! follows) and how many sit in `leads.dead` (what operators alert on), read from the
-//! broker itself every few seconds, so the numbers hold whichever process filled or
-//! drained the queues.
+//! follows), in each retry delay queue, and in `leads.dead` (what operators alert on), and
+//! how many consumers each queue has (workers connected), read from the broker itself
+//! every few seconds, so the numbers hold whichever process filled or drained the queues.
 
 use crate::publisher::Publisher;
 use crate::telemetry;
@@ -22,7 +22,7 @@ pub async fn run(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let queues = [topology.intake_queue(), topology.dead_queue()];
+    let queues = topology.queues();
     let mut channel: Option<Channel> = None;
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,6 +52,8 @@ pub async fn run(
                 Ok(q) => {
                     metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => queue.clone())
                         .set(f64::from(q.message_count()));
+                    metrics::gauge!(telemetry::QUEUE_CONSUMERS, "queue" => queue.clone())
+                        .set(f64::from(q.consumer_count()));
                 }
                 Err(error) => {
                     tracing::debug!(%error, queue, "Failed to read a queue's depth");

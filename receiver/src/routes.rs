@@ -10,7 +10,7 @@
 use crate::app::AppState;
 use crate::http::{self, Body};
 use crate::read_api::{self, Read};
-use crate::{intake, openapi, telemetry};
+use crate::{intake, intake_stats, openapi, telemetry};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use std::net::SocketAddr;
@@ -106,6 +106,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         },
     };
     let status = response.status();
+    if route == intake::PATH {
+        intake_stats::record(status.as_u16());
+    }
     metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!(telemetry::HTTP_DURATION, "route" => route)

@@ -37,6 +37,9 @@ pub const OUTCOME_SUBSCRIPTION_UP: &str = "receiver_outcome_subscription_up";
 /// broker every few seconds: the intake backlog to autoscale workers on, and the
 /// dead letters to alert on.
 pub const QUEUE_DEPTH: &str = "lead_intake_queue_depth";
+/// Consumers of a queue of the topology, by `queue`, read with [`QUEUE_DEPTH`]: on
+/// `leads.intake`, the worker processes × connections consuming (0 = nothing drains it).
+pub const QUEUE_CONSUMERS: &str = "lead_intake_queue_consumers";
 
 /// Histogram buckets, in seconds: sub-millisecond (cached paths) to the publish timeout.
 const BUCKETS: [f64; 14] = [
@@ -115,6 +118,26 @@ fn describe() {
     );
     describe_gauge!(
         QUEUE_DEPTH,
-        "Messages ready in a queue (leads.intake, leads.dead), read from the broker."
+        "Messages ready in a queue (leads.intake, leads.retry.*, leads.dead), read from the broker."
     );
+    describe_gauge!(
+        QUEUE_CONSUMERS,
+        "Consumers of a queue (workers consuming leads.intake), read from the broker."
+    );
+    register_zeros();
+}
+
+/// Creates every counter a dashboard or an alert reads at 0, with each of its (bounded)
+/// label values, so a series exists before its first event: `rate()` and `increase()` see
+/// the first failure instead of a series appearing from nowhere.
+fn register_zeros() {
+    use metrics::counter;
+    for reason in ["unavailable", "nack", "returned", "timeout", "error"] {
+        counter!(PUBLISH_FAILURES, "reason" => reason).absolute(0);
+    }
+    for limit in ["token", "read", "auth_ip"] {
+        counter!(RATE_LIMITED, "limit" => limit).absolute(0);
+    }
+    counter!(RATE_LIMIT_FAIL_OPEN).absolute(0);
+    counter!(LEADS_ACCEPTED).absolute(0);
 }

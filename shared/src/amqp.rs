@@ -220,6 +220,102 @@ impl Topology {
     pub fn exchanges(&self) -> Vec<String> {
         vec![self.exchange(), self.dead_exchange()]
     }
+
+    /// The name of the policy that sets the delivery limit of the intake queue.
+    pub fn delivery_limit_policy(&self) -> String {
+        format!("{}leads-delivery-limit", self.prefix)
+    }
+
+    /// The topology as RabbitMQ definitions (`load_definitions` at boot, or
+    /// `rabbitmqctl import_definitions`) for virtual host `vhost`: the same exchanges,
+    /// queues, arguments and bindings [`Topology::declare`] makes, plus a policy carrying
+    /// the intake queue's delivery limit. Loading them and then declaring is a no-op, so a
+    /// broker can be provisioned before any process starts.
+    pub fn definitions(&self, vhost: &str) -> serde_json::Value {
+        use serde_json::json;
+        let exchange = |name: String, kind: &str| {
+            json!({"name": name, "vhost": vhost, "type": kind, "durable": true,
+                   "auto_delete": false, "internal": false, "arguments": {}})
+        };
+        let queue = |name: String, arguments: serde_json::Value| {
+            json!({"name": name, "vhost": vhost, "durable": true, "auto_delete": false,
+                   "arguments": arguments})
+        };
+        let binding = |source: String, destination: String, key: &str| {
+            json!({"source": source, "vhost": vhost, "destination": destination,
+                   "destination_type": "queue", "routing_key": key, "arguments": {}})
+        };
+        let mut queues = vec![
+            queue(
+                self.intake_queue(),
+                json!({
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": DELIVERY_LIMIT,
+                    "x-dead-letter-exchange": self.dead_exchange(),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }),
+            ),
+            queue(self.dead_queue(), json!({"x-queue-type": "quorum"})),
+            queue(self.dead_record_queue(), json!({"x-queue-type": "quorum"})),
+        ];
+        for (step, ms) in self.retry_delays_ms.iter().enumerate() {
+            if let Some(name) = self.retry_queue(step) {
+                queues.push(queue(
+                    name,
+                    json!({
+                        "x-message-ttl": ms,
+                        "x-dead-letter-exchange": self.exchange(),
+                        "x-dead-letter-routing-key": INTAKE_ROUTING_KEY,
+                    }),
+                ));
+            }
+        }
+        json!({
+            "vhosts": [{"name": vhost}],
+            "exchanges": [
+                exchange(self.exchange(), "direct"),
+                exchange(self.dead_exchange(), "fanout"),
+            ],
+            "queues": queues,
+            "bindings": [
+                binding(self.exchange(), self.intake_queue(), INTAKE_ROUTING_KEY),
+                binding(self.dead_exchange(), self.dead_queue(), ""),
+                binding(self.dead_exchange(), self.dead_record_queue(), ""),
+            ],
+            "policies": [{
+                "vhost": vhost,
+                "name": self.delivery_limit_policy(),
+                "pattern": format!("^{}$", regex_escape(&self.intake_queue())),
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {"delivery-limit": DELIVERY_LIMIT},
+            }],
+        })
+    }
+}
+
+/// Where the definitions of the default topology are committed, relative to the workspace.
+pub const DEFINITIONS_FILE: &str = "deploy/rabbitmq/definitions.json";
+
+/// [`Topology::definitions`] as the text of a definitions file: pretty JSON and a newline.
+pub fn definitions_text(topology: &Topology, vhost: &str) -> String {
+    let mut text = serde_json::to_string_pretty(&topology.definitions(vhost))
+        .unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    text
+}
+
+/// `s` as a regular expression matching itself (queue names contain dots).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn put(table: &mut FieldTable, key: &str, value: AMQPValue) {
@@ -228,4 +324,51 @@ fn put(table: &mut FieldTable, key: &str, value: AMQPValue) {
 
 fn string(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WorkerSettings;
+
+    /// The committed definitions are the default topology's, byte for byte: a change to the
+    /// topology (or to the default retry delays) that is not regenerated fails here.
+    #[test]
+    fn committed_definitions_match_the_topology() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(DEFINITIONS_FILE);
+        let committed = std::fs::read_to_string(&path).expect("read the definitions file");
+        let topology = Topology::new("", &WorkerSettings::default().retry_delays_ms);
+        assert!(
+            committed == definitions_text(&topology, "/"),
+            "{DEFINITIONS_FILE} is out of date; regenerate it with \
+             `cargo run -q --bin leadctl -- topology definitions > {DEFINITIONS_FILE}`"
+        );
+    }
+
+    #[test]
+    fn definitions_name_every_queue_and_exchange_with_the_prefix() {
+        let topology = Topology::new("staging.", &[1000, 5000]);
+        let d = topology.definitions("/");
+        let names = |key: &str| -> Vec<String> {
+            d[key]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|v| v["name"].as_str().expect("name").to_owned())
+                .collect()
+        };
+        assert_eq!(names("queues"), topology.queues());
+        assert_eq!(names("exchanges"), topology.exchanges());
+        assert_eq!(d["queues"][3]["arguments"]["x-message-ttl"], 1000);
+        assert_eq!(
+            d["policies"][0]["pattern"], "^staging\\.leads\\.intake$",
+            "the policy matches the intake queue only"
+        );
+        assert_eq!(
+            d["policies"][0]["definition"]["delivery-limit"],
+            DELIVERY_LIMIT
+        );
+    }
 }

@@ -14,6 +14,7 @@
 //! - [`keys`]: Redis key names shared by receiver and worker.
 //! - [`read`]: the account-scoped read model behind the read API.
 //! - [`entities`]: SeaORM entities for every table.
+//! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
 pub mod admin;
 pub mod amqp;
@@ -29,5 +30,6 @@ pub mod payload;
 pub mod phone;
 pub mod read;
 pub mod runtime;
+pub mod status;
 pub mod telemetry;
 pub mod token;

@@ -118,6 +118,10 @@ impl Worker {
             self.metrics,
             http_stop.clone(),
         ));
+        let heartbeat = tokio::spawn(crate::heartbeat::run(
+            self.settings.clone(),
+            http_stop.clone(),
+        ));
         let shared = Arc::new(Shared {
             settings: self.settings,
             processor: self.processor,
@@ -146,7 +150,7 @@ impl Worker {
                 }
             };
             backoff.reset();
-            metrics::counter!("worker_broker_connects_total").increment(1);
+            metrics::counter!(observe::BROKER_CONNECTS).increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
                 concurrency = shared.settings.worker.concurrency,
@@ -154,13 +158,17 @@ impl Worker {
                 batch_size = shared.settings.worker.batch_size,
                 "Consuming"
             );
-            match run_session(&shared, session, &stop).await {
+            observe::set_consuming(true);
+            let end = run_session(&shared, session, &stop).await;
+            observe::set_consuming(false);
+            match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
             }
         }
         http_stop.cancel();
         let _ = http.await;
+        let _ = heartbeat.await;
         info!("Worker stopped");
         Ok(())
     }
@@ -219,7 +227,7 @@ async fn run_session(
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    metrics::gauge!("worker_in_flight_leads").increment(1.0);
+                    observe::taken(*delivery.properties.timestamp());
                     let received = Received { delivery, at: Instant::now() };
                     if tx.send(received).await.is_err() {
                         break SessionEnd::Lost;
@@ -311,7 +319,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         }
     }
     if !intakes.is_empty() {
-        metrics::histogram!("worker_batch_size").record(intakes.len() as f64);
+        metrics::histogram!(observe::BATCH_SIZE).record(intakes.len() as f64);
         let results = shared
             .processor
             .try_process_batch(&intakes)
@@ -323,6 +331,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
             let settle = async {
                 match result {
                     Ok(outcome) => {
+                        observe::committed(intake.message.received_at);
                         announcements.push(finished(outcome));
                         committed.push(r);
                     }
@@ -370,8 +379,7 @@ fn lead_span(r: &Received, intake: &Intake) -> tracing::Span {
 }
 
 fn settled(r: &Received) {
-    metrics::gauge!("worker_in_flight_leads").decrement(1.0);
-    metrics::histogram!("worker_lead_duration_seconds").record(r.at.elapsed().as_secs_f64());
+    observe::settled(r.at);
 }
 
 fn finished(o: Outcome) -> Announcement {
@@ -380,7 +388,7 @@ fn finished(o: Outcome) -> Announcement {
     } else {
         o.status.as_str()
     };
-    metrics::counter!("worker_leads_total", "outcome" => label).increment(1);
+    metrics::counter!(observe::LEADS, "outcome" => label).increment(1);
     info!(
         intake_id = %o.intake_id,
         status = o.status.as_str(),
@@ -425,8 +433,8 @@ async fn retry(
     match session.publish_retry(&r.delivery, step, attempts).await {
         Ok(()) => {
             ack(&r.delivery).await;
-            metrics::counter!("worker_retries_total").increment(1);
-            metrics::counter!("worker_leads_total", "outcome" => "retried").increment(1);
+            metrics::counter!(observe::RETRIES).increment(1);
+            metrics::counter!(observe::LEADS, "outcome" => "retried").increment(1);
             warn!(
                 intake_id = %intake.message.intake_id,
                 attempt = attempts,
@@ -549,8 +557,8 @@ async fn settle_dead(
         error!(intake_id = %rec.intake_id, error = %e, "Failed to record the dead letter");
     }
     ack(&r.delivery).await;
-    metrics::counter!("worker_dead_letters_total", "kind" => kind).increment(1);
-    metrics::counter!("worker_leads_total", "outcome" => "dead_lettered").increment(1);
+    metrics::counter!(observe::DEAD_LETTERS, "kind" => kind).increment(1);
+    metrics::counter!(observe::LEADS, "outcome" => "dead_lettered").increment(1);
     error!(intake_id = ?intake_id, attempts, reason, kind, "Lead dead-lettered");
     intake_id.map(|intake_id| Announcement {
         intake_id,

@@ -59,6 +59,26 @@ pub enum Command {
     /// The dead-letter queue: leads that could not be processed.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// One screen of the pipeline: intake rate, queues, workers' heartbeats, dead letters.
+    Status {
+        /// Refresh every SECONDS (default 2) until Ctrl-C; with --json, one object a line.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<u64>,
+    },
+    /// The RabbitMQ topology.
+    #[command(subcommand)]
+    Topology(TopologyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyCmd {
+    /// RabbitMQ definitions (exchanges, queues, bindings, the delivery-limit policy) of the
+    /// configured topology (`AMQP_PREFIX`, retry delays), for `load_definitions`.
+    Definitions {
+        /// The virtual host the definitions are for.
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +249,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
     if let Some(u) = &cli.database_url {
         settings.database_url = u.clone();
     }
+    if let Command::Topology(TopologyCmd::Definitions { vhost }) = &cli.command {
+        return Ok(definitions(&settings, vhost));
+    }
     let mut opts = ConnectOptions::new(settings.database_url.clone());
     opts.max_connections(2)
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -237,9 +260,76 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
     let db = Database::connect(opts)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to connect to the database: {e}"))?;
-    let out = execute(&db, &settings, cli.command).await;
+    let out = match cli.command {
+        Command::Status { watch } => status(&db, &settings, watch, cli.json).await,
+        command => execute(&db, &settings, command).await,
+    };
     db.close().await.ok();
     out
+}
+
+fn definitions(settings: &Settings, vhost: &str) -> Output {
+    let topology =
+        shared::amqp::Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    Output {
+        human: shared::amqp::definitions_text(&topology, vhost)
+            .trim_end()
+            .to_owned(),
+        json: json!({"id": null, "vhost": vhost, "definitions": topology.definitions(vhost)}),
+    }
+}
+
+fn status_json(s: &crate::status::Status) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), Value::Null);
+    }
+    v
+}
+
+/// `leadctl status [--watch [SECONDS]]`. Watching prints each refresh itself (the screen
+/// redrawn on a terminal, one JSON object a line with `--json`) until Ctrl-C, and returns
+/// an empty output.
+async fn status(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    watch: Option<u64>,
+    json_lines: bool,
+) -> anyhow::Result<Output> {
+    let Some(every) = watch else {
+        let s = crate::status::collect(db, settings).await;
+        return Ok(Output {
+            human: crate::status::render(&s),
+            json: status_json(&s),
+        });
+    };
+    let every = std::time::Duration::from_secs(every.max(1));
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let s = crate::status::collect(db, settings).await;
+        if json_lines {
+            println!("{}", status_json(&s));
+        } else if terminal {
+            // Clear the screen and home the cursor, then draw.
+            print!(
+                "\x1b[2J\x1b[H{}\n\n(refreshing every {} s; Ctrl-C to stop)\n",
+                crate::status::render(&s),
+                every.as_secs()
+            );
+        } else {
+            println!("{}\n", crate::status::render(&s));
+        }
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(Output {
+        human: String::new(),
+        json: Value::Null,
+    })
 }
 
 fn dead_letter_json(d: &DeadLetter) -> Value {
@@ -273,6 +363,27 @@ fn human_age(secs: i64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// Replays of more than this many letters show a progress bar (on a terminal).
+const PROGRESS_FROM: usize = 200;
+
+/// A progress bar on stderr for a replay of `count` letters when stderr is a terminal and
+/// the replay is long enough to wait for; hidden otherwise.
+fn replay_progress(count: usize) -> indicatif::ProgressBar {
+    if count <= PROGRESS_FROM || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(count as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "replaying {bar:40} {pos}/{len} dead letters ({elapsed} so far, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 async fn dlq(db: &DatabaseConnection, settings: &Settings, cmd: DlqCmd) -> anyhow::Result<Output> {
@@ -350,7 +461,11 @@ async fn dlq_command(db: &DatabaseConnection, q: &mut Dlq, cmd: DlqCmd) -> anyho
                     .cloned()
                     .collect()
             } else {
-                q.replay(db, &filter, &by).await?
+                let count = letters.iter().filter(|d| filter.matches(d)).count();
+                let bar = replay_progress(count);
+                let done = q.replay_with(db, &filter, &by, || bar.inc(1)).await;
+                bar.finish_and_clear();
+                done?
             };
             let verb = if dry_run { "Would replay" } else { "Replayed" };
             let mut human = format!("{verb} {} dead letter(s)", chosen.len());
@@ -516,6 +631,8 @@ async fn execute(
             }
         }
         Command::Dlq(cmd) => dlq(db, settings, cmd).await?,
+        Command::Status { .. } => status(db, settings, None, false).await?,
+        Command::Topology(TopologyCmd::Definitions { vhost }) => definitions(settings, &vhost),
         Command::Demo(DemoCmd::Seed) => {
             let d = admin::demo_seed(db).await?;
             let mut json = serde_json::to_value(&d)?;

@@ -141,6 +141,17 @@ impl Dlq {
         filter: &Filter,
         who: &str,
     ) -> anyhow::Result<Vec<DeadLetter>> {
+        self.replay_with(db, filter, who, || {}).await
+    }
+
+    /// [`Dlq::replay`], calling `replayed` after each letter (a progress bar).
+    pub async fn replay_with(
+        &mut self,
+        db: &DatabaseConnection,
+        filter: &Filter,
+        who: &str,
+        mut replayed: impl FnMut(),
+    ) -> anyhow::Result<Vec<DeadLetter>> {
         let mut done = Vec::new();
         for d in self.letters.iter().filter(|d| filter.matches(d)) {
             // The record moves back to queued before the message can reach a worker, so a
@@ -164,6 +175,7 @@ impl Dlq {
                 .basic_ack(d.delivery_tag, BasicAckOptions::default())
                 .await?;
             done.push(d.clone());
+            replayed();
         }
         Ok(done)
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: `leadctl` commands over `shared::admin` and [`dlq`].
 //! - [`dlq`]: reading, replaying and purging the dead-letter queue.
+//! - [`status`]: `leadctl status`, one screen of queues, workers and dead letters.
 //! - [`app`]: the worker process: [`app::Worker::build`], `run_until_stopped`, consume loop.
 //! - [`db`]: the database pool and its session settings.
 //! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
@@ -10,6 +11,7 @@
 //! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
 //! - [`outcome`]: outcome announcements on Redis (synchronous mode).
 //! - [`observe`]: `/healthz` and `/metrics`.
+//! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
 pub mod app;
 pub mod broker;
@@ -18,6 +20,8 @@ pub mod db;
 pub mod dead_records;
 pub mod decode;
 pub mod dlq;
+pub mod heartbeat;
 pub mod observe;
 pub mod outcome;
 pub mod process;
+pub mod status;

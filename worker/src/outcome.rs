@@ -44,7 +44,7 @@ impl OutcomePublisher {
             return;
         }
         let Some(mut conn) = self.conn.clone() else {
-            metrics::counter!("worker_outcome_publish_failures_total")
+            metrics::counter!(crate::observe::OUTCOME_PUBLISH_FAILURES)
                 .increment(outcomes.len() as u64);
             return;
         };
@@ -67,7 +67,7 @@ impl OutcomePublisher {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".to_owned(),
             };
-            metrics::counter!("worker_outcome_publish_failures_total").increment(count);
+            metrics::counter!(crate::observe::OUTCOME_PUBLISH_FAILURES).increment(count);
             warn!(error = %failure, count, "Failed to announce outcomes on Redis");
         });
     }

@@ -320,3 +320,303 @@ fn an_unreachable_database_is_reported_not_a_panic() {
     );
     assert!(!stderr.contains("panicked"));
 }
+
+/// `leadctl` pointed at `settings`' database, broker prefix and Redis prefix.
+fn leadctl_on(settings: &shared::config::Settings, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadctl"));
+    cmd.args(args)
+        .env("DATABASE_URL", &settings.database_url)
+        .env("AMQP_URL", &settings.amqp_url)
+        .env("AMQP_PREFIX", &settings.amqp_prefix)
+        .env("REDIS_URL", &settings.redis_url)
+        .env("REDIS_PREFIX", &settings.redis_prefix)
+        .env("WORKER__RETRY_DELAYS_MS", "100,200,400")
+        .env_remove("CONFIG_FILE");
+    cmd
+}
+
+fn status_json(settings: &shared::config::Settings) -> Value {
+    let out = leadctl_on(settings, &["status", "--json"])
+        .output()
+        .expect("run leadctl status");
+    assert!(
+        out.status.success(),
+        "leadctl status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object: {stdout}"
+    );
+    serde_json::from_str(stdout.trim()).expect("JSON")
+}
+
+/// Polls `status --json` until `ready` holds (bounded).
+async fn status_when(
+    settings: &shared::config::Settings,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = status_json(settings);
+        if ready(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed {what}: {s:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_reports_intake_queues_workers_and_dead_letters() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use redis::AsyncCommands;
+    use sea_orm::ConnectionTrait;
+    use shared::intake::{IntakeMessage, MESSAGE_VERSION};
+
+    let db = TestDb::new().await;
+    let settings = testkit::settings(&db);
+    let account = shared::admin::create_account(&db.conn, "Acme", "US", None)
+        .await
+        .expect("account")
+        .id;
+    let user = shared::admin::create_user(&db.conn, account, "Ann", None, true, true)
+        .await
+        .expect("user")
+        .id;
+    let token = shared::admin::create_token(&db.conn, user, None)
+        .await
+        .expect("token")
+        .row
+        .id;
+
+    // Nothing runs yet: no worker has reported, nothing was received.
+    let idle = status_json(&settings);
+    assert!(idle["id"].is_null(), "{idle}");
+    assert_eq!(idle["workers"], serde_json::json!([]), "{idle}");
+    assert_eq!(idle["intake"]["total"], 0, "{idle}");
+    assert_eq!(idle["dead_letters"]["total"], 0, "{idle}");
+
+    // A worker: its heartbeat appears, consuming, and the intake queue has a consumer.
+    let worker = worker::app::Worker::build(settings.clone())
+        .await
+        .expect("build");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let intake_queue = format!("{}leads.intake", settings.amqp_prefix);
+    status_when(&settings, "a consuming worker", |s| {
+        s["workers"][0]["alive"] == true
+            && s["workers"][0]["consuming"] == true
+            && s["queues"].as_array().is_some_and(|qs| {
+                qs.iter()
+                    .any(|q| q["name"] == intake_queue.as_str() && q["consumers"] == 1)
+            })
+    })
+    .await;
+
+    // One lead through the queue, published as the receiver does (with its timestamp).
+    let received_at = chrono::Utc::now() - chrono::Duration::seconds(3);
+    let message = IntakeMessage {
+        version: MESSAGE_VERSION,
+        intake_id: uuid::Uuid::now_v7(),
+        account_id: account,
+        user_id: user,
+        token_id: token,
+        received_at,
+        lead: serde_json::from_value(serde_json::json!({
+            "phone_number": shared::phone::PhoneNumber::parse("8181234567", shared::phone::Region::US)
+                .expect("phone"),
+        }))
+        .expect("lead"),
+        payload: serde_json::json!({"phone_number": "8181234567"}),
+    };
+    let conn =
+        lapin::Connection::connect(&settings.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .expect("amqp");
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    let confirm = channel
+        .basic_publish(
+            format!("{}leads", settings.amqp_prefix).as_str().into(),
+            shared::amqp::INTAKE_ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&message).expect("json"),
+            lapin::BasicProperties::default()
+                .with_message_id(message.intake_id.to_string().into())
+                .with_delivery_mode(2)
+                .with_timestamp(u64::try_from(received_at.timestamp()).expect("time")),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(confirm.is_ack());
+    let _ = conn.close(0, "done".into()).await;
+
+    // What the receivers count (202 ×4, 429 ×1 two seconds ago), and two reasons of dead
+    // letters in the records.
+    let mut redis = redis::Client::open(settings.redis_url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = shared::status::intake_stats_key(
+        &settings.redis_prefix,
+        chrono::Utc::now().timestamp() - 2,
+    );
+    let _: () = redis.hincr(&key, "202", 4).await.expect("hincr");
+    let _: () = redis.hincr(&key, "429", 1).await.expect("hincr");
+    let _: () = redis.expire(&key, 120).await.expect("expire");
+    for (reason, n) in [("database timeout", 2), ("unknown account", 1)] {
+        for _ in 0..n {
+            db.conn
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Postgres,
+                    "INSERT INTO lead_intakes (id, account_id, status, payload, attempts, last_error, received_at) \
+                     VALUES ($1, $2, 'dead_lettered', '{}', 6, $3, now())",
+                    [uuid::Uuid::now_v7().into(), account.into(), reason.into()],
+                ))
+                .await
+                .expect("intake row");
+        }
+    }
+
+    let s = status_when(&settings, "the lead processed", |s| {
+        s["workers"][0]["leads"] == 1 && !s["workers"][0]["head_received_at"].is_null()
+    })
+    .await;
+    assert_eq!(s["intake"]["total"], 5, "{s:#}");
+    assert_eq!(s["intake"]["by_status"]["202"], 4, "{s:#}");
+    assert_eq!(s["intake"]["by_status"]["429"], 1, "{s:#}");
+    let queues = s["queues"].as_array().expect("queues");
+    assert_eq!(
+        queues.len(),
+        6,
+        "intake, dead, dead records and three retry queues: {s:#}"
+    );
+    assert!(
+        queues
+            .iter()
+            .all(|q| q["depth"] == 0 && q["missing"] == false),
+        "{s:#}"
+    );
+    assert_eq!(
+        s["oldest_waiting_seconds"], 0,
+        "an empty queue has nothing waiting"
+    );
+    assert_eq!(
+        s["workers"][0]["head_received_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp()),
+        Some(received_at.timestamp()),
+        "the head is the lead's received time: {s:#}"
+    );
+    assert_eq!(s["dead_letters"]["total"], 3, "{s:#}");
+    assert_eq!(
+        s["dead_letters"]["by_reason"],
+        serde_json::json!([{"reason": "database timeout", "count": 2},
+                           {"reason": "unknown account", "count": 1}])
+    );
+    assert_eq!(s["errors"], serde_json::json!([]));
+
+    // The human screen says the same.
+    let out = leadctl_on(&settings, &["status"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for expected in ["5 requests", &intake_queue, "consuming", "database timeout"] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+
+    // A worker that stops cleanly takes its heartbeat with it.
+    let _ = stop.send(());
+    task.await.expect("join").expect("worker");
+    let s = status_json(&settings);
+    assert_eq!(s["workers"], serde_json::json!([]), "{s:#}");
+    testkit::delete_topology(&settings).await;
+}
+
+#[tokio::test]
+async fn status_watch_prints_one_json_object_per_refresh() {
+    let db = TestDb::new().await;
+    let settings = testkit::settings(&db);
+    let mut child = leadctl_on(&settings, &["status", "--watch", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(|l| l.expect("line"))
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), lines)
+        .await
+        .expect("two refreshes within 20 s")
+        .expect("join");
+    let _ = child.kill();
+    let _ = child.wait();
+    let at: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON object per line");
+            v["at"].as_str().expect("at").to_owned()
+        })
+        .collect();
+    assert_ne!(at[0], at[1], "each line is a new reading");
+}
+
+#[test]
+fn topology_definitions_follow_the_configured_prefix() {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
+        .args(["--json", "topology", "definitions", "--vhost", "staging"])
+        .env("AMQP_PREFIX", "staging.")
+        .env("WORKER__RETRY_DELAYS_MS", "1000,5000")
+        .env_remove("CONFIG_FILE")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let queues: Vec<&str> = v["definitions"]["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        queues,
+        [
+            "staging.leads.intake",
+            "staging.leads.dead",
+            "staging.leads.dead.records",
+            "staging.leads.retry.1000ms",
+            "staging.leads.retry.5000ms"
+        ]
+    );
+    assert!(
+        v["definitions"]["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .all(|q| q["vhost"] == "staging")
+    );
+}

@@ -6,6 +6,7 @@ mod broker;
 mod depth;
 mod helpers;
 mod intake;
+mod ops;
 mod process;
 mod rate_limit;
 mod read;

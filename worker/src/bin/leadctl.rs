@@ -9,7 +9,9 @@ async fn main() -> ExitCode {
     let json = cli.json;
     match worker::cli::run(cli).await {
         Ok(out) => {
-            if json {
+            if out.json.is_null() && out.human.is_empty() {
+                // Printed as it went (`status --watch`).
+            } else if json {
                 println!("{}", out.json);
             } else {
                 println!("{}", out.human);
