@@ -36,6 +36,7 @@ pub mod publisher;
 pub mod pubsub;
 pub mod queue_depth;
 pub mod read_api;
+pub mod read_model;
 pub mod routes;
 pub mod server;
 pub mod store;

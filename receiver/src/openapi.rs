@@ -10,12 +10,12 @@
 use crate::error::{Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::intake::{Accepted, Finished};
+use crate::read_model::{
+    ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
+};
 use hyper::{Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
-use shared::read::{
-    ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
-};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -740,10 +740,10 @@ fn pretty(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read_model::ContactQuery;
     use serde_json::json;
     use shared::payload::{ParseContext, RawLead};
     use shared::phone::Region;
-    use shared::read::ContactQuery;
 
     fn doc() -> Value {
         serde_json::to_value(document()).expect("json")
@@ -801,7 +801,7 @@ mod tests {
             .expect("parameters")
             .clone();
         let plain = ContactQuery::parse([], Region::US).expect("empty");
-        let cursor = shared::read::encode_cursor(5);
+        let cursor = crate::read_model::encode_cursor(5);
         for p in &params {
             let name = p["name"].as_str().expect("name");
             let value = match name {

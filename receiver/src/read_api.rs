@@ -12,13 +12,13 @@ use crate::error::IntakeError;
 use crate::http::{self, Body};
 use crate::intake::authenticate;
 use crate::limiter::Decision;
+use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
 use crate::telemetry;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::config::FailMode;
 use shared::intake::QueuedIntake;
 use shared::payload::{FieldErrors, TOKEN_FIELD};
-use shared::read::{ContactPage, ContactQuery, ContactView, IntakeView};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
@@ -149,7 +149,7 @@ async fn serve(
                 principal.region,
             )
             .map_err(ReadError::Invalid)?;
-            let page: ContactPage = shared::read::contacts(&state.db, account_id, &query)
+            let page: ContactPage = crate::read_model::contacts(&state.db, account_id, &query)
                 .await
                 .map_err(database_down)?;
             Ok(ok(&page))
@@ -160,7 +160,7 @@ async fn serve(
                 .ok()
                 .filter(|id| *id > 0)
                 .ok_or(ReadError::NotFound)?;
-            let contact: ContactView = shared::read::contact(&state.db, account_id, id)
+            let contact: ContactView = crate::read_model::contact(&state.db, account_id, id)
                 .await
                 .map_err(database_down)?
                 .ok_or(ReadError::NotFound)?;
@@ -172,7 +172,7 @@ async fn serve(
 /// The worker's record of an intake, else the receiver's `queued` record: an accepted
 /// intake is never a 404, even before the worker has seen it.
 async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeView, ReadError> {
-    let stored = shared::read::intake(&state.db, account_id, id).await;
+    let stored = crate::read_model::intake(&state.db, account_id, id).await;
     if let Ok(Some(view)) = stored {
         return Ok(view);
     }

@@ -12,7 +12,8 @@
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
 //! - [`token`]: API token generation and hashing.
 //! - [`keys`]: Redis key names shared by receiver and worker.
-//! - [`read`]: the account-scoped read model behind the read API.
+//! - [`outcome`]: what the worker did with a lead, and the outcome it announces.
+//! - [`runtime`]: shutdown signal and reconnect backoff of every process.
 //! - [`entities`]: SeaORM entities for every table.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
@@ -28,7 +29,6 @@ pub mod lead;
 pub mod outcome;
 pub mod payload;
 pub mod phone;
-pub mod read;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;

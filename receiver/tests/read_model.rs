@@ -1,10 +1,11 @@
 //! The read model on a real database: filters, stable cursor pagination under inserts, and
 //! account scoping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use receiver::read_model::{self as read, ContactQuery};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use shared::admin::{self, Catalog};
 use shared::phone::Region;
-use shared::read::{self, ContactQuery};
 use std::collections::HashSet;
 use testkit::TestDb;
 
@@ -102,7 +103,8 @@ async fn filters_select_and_accounts_stay_apart() {
         .await
         .expect("tag + number");
 
-    let ids = |p: shared::read::ContactPage| p.data.iter().map(|c| c.id).collect::<Vec<_>>();
+    let ids =
+        |p: receiver::read_model::ContactPage| p.data.iter().map(|c| c.id).collect::<Vec<_>>();
     let by_phone = read::contacts(&db.conn, a, &query(&[("phone_number", "(818) 123-4567")]))
         .await
         .expect("q");

@@ -2,16 +2,6 @@
 //! always scoped to one account. Another account's row is indistinguishable from a
 //! missing one.
 
-use crate::entities::powerdialer_item::PowerdialerStatus;
-use crate::entities::sequence_enrollment::EnrollmentStatus;
-use crate::entities::{
-    contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
-    sequence_enrollment,
-};
-use crate::intake::IntakeStatus;
-use crate::outcome::{Action, Warning};
-use crate::payload::FieldErrors;
-use crate::phone::{PhoneNumber, Region};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -19,6 +9,16 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 use serde::Serialize;
+use shared::entities::powerdialer_item::PowerdialerStatus;
+use shared::entities::sequence_enrollment::EnrollmentStatus;
+use shared::entities::{
+    contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
+    sequence_enrollment,
+};
+use shared::intake::IntakeStatus;
+use shared::outcome::{Action, Warning};
+use shared::payload::FieldErrors;
+use shared::phone::{PhoneNumber, Region};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
