@@ -10,7 +10,7 @@
 
 use crate::idempotency::{ClaimedKey, IntakeRecords};
 use crate::limiter::{Decision, Limiter, WINDOW, sliding_window_script};
-use crate::store::{Redis, Unavailable};
+use crate::redis_client::{RedisClient, Unavailable};
 use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
 use uuid::Uuid;
 
@@ -78,7 +78,7 @@ impl Default for Admission {
 impl Admission {
     pub async fn admit(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         limiter: &Limiter,
         records: &IntakeRecords,
         req: Request<'_>,

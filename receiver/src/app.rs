@@ -7,9 +7,9 @@ use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::idempotency::IntakeRecords;
 use crate::limiter::{AuthFailureBlocks, Limiter};
-use crate::outcomes::OutcomeWaiters;
 use crate::publisher::Publisher;
-use crate::store::Redis;
+use crate::redis_client::RedisClient;
+use crate::waiters::OutcomeWaiters;
 use crate::{queue_depth, server, telemetry};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -30,7 +30,7 @@ pub struct AppState {
     /// Token → principal, cached.
     pub auth: Arc<Authenticator>,
     /// Rate limits, idempotency keys and intake records.
-    pub redis: Redis,
+    pub redis: RedisClient,
     pub limiter: Limiter,
     /// The one Redis call that admits an intake request.
     pub admission: Admission,
@@ -81,7 +81,7 @@ impl Application {
             .await
             .context("Failed to set up the database pool")?;
 
-        let redis = Redis::new(
+        let redis = RedisClient::new(
             &settings.redis_url,
             Duration::from_millis(receiver.redis_timeout_ms),
         )

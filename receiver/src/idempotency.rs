@@ -14,8 +14,8 @@
 //! *the same intake id* again. The worker does an intake id only once, so whichever copy it
 //! sees first is the lead, and a retry never doubles it.
 
-use crate::outcomes::Outcome;
-use crate::store::{Redis, Unavailable};
+use crate::redis_client::{RedisClient, Unavailable};
+use crate::waiters::Answer;
 use sha2::{Digest, Sha256};
 use shared::intake::{IntakeStatus, QueuedIntake};
 use std::time::Duration;
@@ -54,7 +54,7 @@ pub enum Claim {
     /// that heard the worker's outcome was answered with it.
     Accepted {
         intake_id: Uuid,
-        answered: Option<Outcome>,
+        answered: Option<Answer>,
     },
     /// An earlier request with this key is still being published.
     InProgress,
@@ -163,7 +163,7 @@ impl IntakeRecords {
         let answered = match (parts.next(), parts.next()) {
             (None, _) => Some(None),
             (Some(status), Some(contact)) => IntakeStatus::parse(status).map(|status| {
-                Some(Outcome {
+                Some(Answer {
                     status,
                     contact_id: contact.parse().ok(),
                 })
@@ -185,10 +185,10 @@ impl IntakeRecords {
     /// same answer.
     pub async fn complete(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         key: &ClaimedKey,
         intake_id: Uuid,
-        answered: Option<Outcome>,
+        answered: Option<Answer>,
     ) -> Result<(), Unavailable> {
         let value = match answered {
             None => intake_id.to_string(),
@@ -218,7 +218,7 @@ impl IntakeRecords {
     /// record has not expired.
     pub async fn queued(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         intake_id: Uuid,
     ) -> Result<Option<QueuedIntake>, Unavailable> {
         let status_key = self.status_key(intake_id);
@@ -238,7 +238,7 @@ impl IntakeRecords {
     /// releases its key's lock (if it claimed one), so the client's retry can publish the
     /// same intake id again at once. The key stays `open:<intake id>`: the broker may have
     /// stored the message even though no confirm came.
-    pub async fn abandon(&self, redis: &Redis, intake_id: Uuid, key: Option<&ClaimedKey>) {
+    pub async fn abandon(&self, redis: &RedisClient, intake_id: Uuid, key: Option<&ClaimedKey>) {
         let mut conn = redis.conn();
         let status_key = self.status_key(intake_id);
         let _ = redis
@@ -271,7 +271,7 @@ mod tests {
             IntakeRecords::interpret(&format!("{id} created 42")),
             Claim::Accepted {
                 intake_id: id,
-                answered: Some(Outcome {
+                answered: Some(Answer {
                     status: IntakeStatus::Created,
                     contact_id: Some(42)
                 })
@@ -281,7 +281,7 @@ mod tests {
             IntakeRecords::interpret(&format!("{id} dead_lettered -")),
             Claim::Accepted {
                 intake_id: id,
-                answered: Some(Outcome {
+                answered: Some(Answer {
                     status: IntakeStatus::DeadLettered,
                     contact_id: None
                 })

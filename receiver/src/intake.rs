@@ -13,8 +13,8 @@ use crate::error::IntakeError;
 use crate::http::{self, Body};
 use crate::idempotency::{self, Claim, IntakeRecords};
 use crate::limiter::Decision;
-use crate::outcomes::{Outcome, Waiter};
 use crate::telemetry;
+use crate::waiters::{Answer, Waiter};
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, Limited};
@@ -251,13 +251,13 @@ async fn synchronous(
     intake_id: Uuid,
     wait: u64,
     waiter: Waiter,
-) -> (Response<Body>, Option<Outcome>) {
+) -> (Response<Body>, Option<Answer>) {
     let outcome = match waiter.wait(Duration::from_secs(wait)).await {
         Some(outcome) => Some(outcome),
         None => match crate::read_model::intake(&state.db, account_id, intake_id).await {
             Ok(Some(view)) => Some(view.status)
                 .filter(|s| s.is_outcome() || *s == IntakeStatus::DeadLettered)
-                .map(|status| Outcome {
+                .map(|status| Answer {
                     status,
                     contact_id: view.contact_id,
                 }),
@@ -286,7 +286,7 @@ async fn synchronous(
 
 /// The answer of synchronous mode once the worker has finished the lead: 201 for a new
 /// contact, 200 for an updated one, 202 (with the status) for anything else.
-fn finished(intake_id: Uuid, outcome: Outcome) -> Response<Body> {
+fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
     let (status, message) = match outcome.status {
         IntakeStatus::Created => (StatusCode::CREATED, "Contact created."),
         IntakeStatus::Updated => (StatusCode::OK, "Contact updated."),

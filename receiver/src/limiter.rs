@@ -9,7 +9,7 @@
 //!
 //! Time is Redis's own clock, so every receiver instance agrees on it.
 
-use crate::store::{Redis, Unavailable};
+use crate::redis_client::{RedisClient, Unavailable};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -122,7 +122,7 @@ impl Limiter {
     /// own: polling intake statuses never eats into the intake limit).
     pub async fn check_read(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         token_id: i64,
         limit: u32,
     ) -> Result<Decision, Unavailable> {
@@ -133,7 +133,7 @@ impl Limiter {
     /// Counts a failed authentication from `ip` against `limit` per window.
     pub async fn check_auth_failure(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         ip: IpAddr,
         limit: u32,
     ) -> Result<Decision, Unavailable> {
@@ -143,7 +143,7 @@ impl Limiter {
 
     async fn check(
         &self,
-        redis: &Redis,
+        redis: &RedisClient,
         op: &'static str,
         key: &str,
         limit: u32,

@@ -351,7 +351,7 @@ fn healthz() {}
     path = "/readyz",
     tag = "operations",
     operation_id = "readyz",
-    summary = "Redis, the broker and the database are reachable",
+    summary = "RedisClient, the broker and the database are reachable",
     responses(
         (status = 200, description = "Ready.", body = Readiness),
         (status = 503, description = "Something is unreachable.", body = Readiness,

@@ -2,11 +2,11 @@
 //! time, settle every delivery (ack after commit, or a confirmed copy in a retry or the
 //! dead-letter queue first), reconnect to the broker when it drops, and stop cleanly.
 
+use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
 use crate::decode::{self, Poison};
 use crate::observe;
-use crate::outcome::{Announcement, OutcomePublisher};
-use crate::process::{DeadRecord, Intake, Outcome, ProcessError, Processor, RetryRecord};
+use crate::process::{Attempt, DeadRecord, Outcome, ProcessError, Processor, RetryRecord};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -38,7 +38,7 @@ pub struct Worker {
     /// Leads → database.
     processor: Processor,
     /// Outcomes → Redis, for synchronous-mode clients.
-    outcomes: OutcomePublisher,
+    outcomes: Announcer,
     /// The metrics registry `/metrics` renders.
     metrics: PrometheusHandle,
     /// Bound at build time, so callers know the port before the worker runs.
@@ -54,7 +54,7 @@ struct Shared {
     /// Leads → database.
     processor: Processor,
     /// Outcomes → Redis.
-    outcomes: OutcomePublisher,
+    outcomes: Announcer,
 }
 
 /// Why a broker session ended.
@@ -80,7 +80,7 @@ impl Worker {
         let metrics_addr = listener.local_addr()?;
         Ok(Self {
             processor: Processor::new(db),
-            outcomes: OutcomePublisher::new(&settings),
+            outcomes: Announcer::new(&settings),
             settings,
             metrics,
             listener,
@@ -301,7 +301,7 @@ async fn consume_batches(
 }
 
 async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) {
-    let mut intakes: Vec<Intake> = Vec::with_capacity(batch.len());
+    let mut intakes: Vec<Attempt> = Vec::with_capacity(batch.len());
     let mut received: Vec<Received> = Vec::with_capacity(batch.len());
     let mut announcements = Vec::new();
     for r in batch {
@@ -365,7 +365,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
 /// The span of one lead's settlement: its intake, account and attempt, and the trace the
 /// receiver started for it (the `traceparent` it published with the message), so a lead's
 /// log lines on both sides share a trace id.
-fn lead_span(r: &Received, intake: &Intake) -> tracing::Span {
+fn lead_span(r: &Received, intake: &Attempt) -> tracing::Span {
     let trace_id = decode::text_header(&r.delivery.properties, headers::TRACEPARENT)
         .and_then(|t| t.split('-').nth(1).map(str::to_owned))
         .unwrap_or_default();
@@ -373,7 +373,7 @@ fn lead_span(r: &Received, intake: &Intake) -> tracing::Span {
         "lead",
         intake_id = %intake.message.intake_id,
         account_id = intake.message.account_id,
-        attempt = intake.attempt(),
+        attempt = intake.number(),
         trace_id = %trace_id,
     )
 }
@@ -419,11 +419,11 @@ async fn retry(
     shared: &Shared,
     session: &Session,
     r: &Received,
-    intake: &Intake,
+    intake: &Attempt,
     error: &str,
 ) -> Retried {
     let step = intake.previous_attempts as usize;
-    let attempts = intake.attempt();
+    let attempts = intake.number();
     if session.topology.retry_queue(step).is_none() {
         let reason = format!("gave up after {attempts} attempts: {error}");
         return Retried::DeadLettered(
@@ -488,7 +488,7 @@ async fn dead_letter(
     shared: &Shared,
     session: &Session,
     r: &Received,
-    intake: &Intake,
+    intake: &Attempt,
     kind: &'static str,
     reason: &str,
 ) -> Option<Announcement> {
@@ -500,7 +500,7 @@ async fn dead_letter(
         token_id: Some(m.token_id),
         payload: m.payload.clone(),
         received_at: Some(m.received_at),
-        attempts: intake.attempt(),
+        attempts: intake.number(),
         reason: reason.to_owned(),
     };
     settle_dead(
@@ -510,7 +510,7 @@ async fn dead_letter(
         Some(record),
         kind,
         reason,
-        intake.attempt(),
+        intake.number(),
     )
     .await
 }

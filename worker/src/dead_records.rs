@@ -8,9 +8,9 @@
 //! reason and the deliveries it took. A copy is acknowledged once its record is written;
 //! while the database is unreachable it goes back to the queue and is tried again.
 
+use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
 use crate::decode;
-use crate::outcome::{Announcement, OutcomePublisher};
 use crate::process::Processor;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -28,7 +28,7 @@ const DELIVERY_COUNT: &str = "x-delivery-count";
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Consumes the dead-record queue of `session` until its channel closes.
-pub async fn run(session: &Session, processor: &Processor, outcomes: &OutcomePublisher, tag: &str) {
+pub async fn run(session: &Session, processor: &Processor, outcomes: &Announcer, tag: &str) {
     let consumer = session
         .consume
         .basic_consume(
@@ -77,7 +77,7 @@ pub fn reason_and_attempts(properties: &lapin::BasicProperties) -> (String, u32,
     (reason, attempts, true)
 }
 
-async fn record(delivery: &Delivery, processor: &Processor, outcomes: &OutcomePublisher) {
+async fn record(delivery: &Delivery, processor: &Processor, outcomes: &Announcer) {
     let (reason, attempts, by_broker) = reason_and_attempts(&delivery.properties);
     let Some(dead) = decode::dead_record(&delivery.properties, &delivery.data, &reason, attempts)
     else {

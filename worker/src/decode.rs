@@ -2,7 +2,7 @@
 //! not JSON, a message version this worker does not know, or a body that does not match
 //! the contract. Poison goes to the dead-letter queue at once; retrying cannot fix it.
 
-use crate::process::{DeadRecord, Intake};
+use crate::process::{Attempt, DeadRecord};
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -19,7 +19,7 @@ pub struct Poison {
 }
 
 /// Reads a delivery.
-pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Intake, Poison> {
+pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Attempt, Poison> {
     let previous_attempts = attempts(properties);
     let value: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -41,7 +41,7 @@ pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Intake, Poiso
         ));
     }
     match serde_json::from_value::<IntakeMessage>(value.clone()) {
-        Ok(message) => Ok(Intake {
+        Ok(message) => Ok(Attempt {
             message,
             previous_attempts,
         }),

@@ -9,10 +9,11 @@
 //! - [`decode`]: deliveries → intakes, or the reason they are poison.
 //! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
 //! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
-//! - [`outcome`]: outcome announcements on Redis (synchronous mode).
+//! - [`announce`]: outcome announcements on Redis (synchronous mode).
 //! - [`observe`]: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
+pub mod announce;
 pub mod app;
 pub mod broker;
 pub mod cli;
@@ -22,6 +23,5 @@ pub mod decode;
 pub mod dlq;
 pub mod heartbeat;
 pub mod observe;
-pub mod outcome;
 pub mod process;
 pub mod status;

@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use support::{Ctx, lead, message_for};
 use uuid::Uuid;
-use worker::process::{HOT_PATH, Intake, Processor};
+use worker::process::{Attempt, HOT_PATH, Processor};
 
 /// The tables that grow with an account: none may be read whole on the hot path.
 const LARGE: [&str; 6] = [
@@ -90,7 +90,7 @@ async fn reads(
 
 /// A mixed batch: new numbers, numbers of seeded contacts (so locks, related rows and the
 /// PowerDialer bounds of a long list are read), and every kind of action.
-fn batch(ctx: &Ctx, c: &Catalog, round: usize, seeded: bool) -> Vec<Intake> {
+fn batch(ctx: &Ctx, c: &Catalog, round: usize, seeded: bool) -> Vec<Attempt> {
     (0..16)
         .map(|i| {
             let n = round * 16 + i;
@@ -124,7 +124,7 @@ fn batch(ctx: &Ctx, c: &Catalog, round: usize, seeded: bool) -> Vec<Intake> {
                     l.flags.force_update = true;
                 }
             }
-            Intake {
+            Attempt {
                 message: message_for(ctx.account, ctx.user, ctx.token, l),
                 previous_attempts: 0,
             }

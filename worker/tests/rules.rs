@@ -815,7 +815,7 @@ async fn an_unknown_account_is_a_permanent_failure() {
     let m = support::message_for(987_654, 1, 1, lead("818 555 1234"));
     let err = ctx
         .processor
-        .try_process(&worker::process::Intake {
+        .try_process(&worker::process::Attempt {
             message: m,
             previous_attempts: 0,
         })

@@ -10,7 +10,7 @@ use shared::intake::{IntakeMessage, MESSAGE_VERSION};
 use shared::payload::{ParseContext, RawLead};
 use shared::phone::Region;
 use uuid::Uuid;
-use worker::process::{Intake, Processor};
+use worker::process::{Attempt, Processor};
 
 impl TestApp {
     /// A GET with the app's token as a bearer token.
@@ -42,7 +42,7 @@ impl TestApp {
             payload: raw.into_payload(),
         };
         Processor::new(self.db.conn.clone())
-            .try_process(&Intake {
+            .try_process(&Attempt {
                 message,
                 previous_attempts: 0,
             })
@@ -131,7 +131,7 @@ async fn an_accepted_intake_reads_queued_then_the_workers_outcome_and_only_in_it
     assert_eq!(retrying.body["last_error"], "deadlock detected");
     assert_eq!(retrying.body["contact_id"], Value::Null);
     processor
-        .try_process(&Intake {
+        .try_process(&Attempt {
             message,
             previous_attempts: 1,
         })

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use uuid::Uuid;
-use worker::process::{Intake, Outcome, Processor};
+use worker::process::{Attempt, Outcome, Processor};
 
 /// Everything of an account a lead can name.
 struct Catalogue {
@@ -96,7 +96,7 @@ impl TestApp {
         for delivery in self.drain_queue().await {
             let message: IntakeMessage = serde_json::from_slice(&delivery.delivery.data).unwrap();
             let outcome = Processor::new(self.db.conn.clone())
-                .try_process(&Intake {
+                .try_process(&Attempt {
                     message: message.clone(),
                     previous_attempts: 0,
                 })

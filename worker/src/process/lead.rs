@@ -4,7 +4,7 @@
 //! unless it changes an existing contact.
 
 use super::sql::{self, Related, Snapshot};
-use super::{Intake, Planned, fields, rules};
+use super::{Attempt, Planned, fields, rules};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
@@ -224,7 +224,7 @@ impl Batch {
 /// another transaction (nothing is planned for it then).
 pub(crate) fn plan(
     batch: &mut Batch,
-    intake: &Intake,
+    intake: &Attempt,
     rng: &mut impl Rng,
 ) -> Result<Option<Planned>, DbErr> {
     let m = &intake.message;

@@ -40,17 +40,17 @@ pub use fields::{join_name, split_name};
 pub use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 
-/// One delivery of an intake message.
+/// One attempt at processing an intake: its message, delivered once more.
 #[derive(Debug, Clone)]
-pub struct Intake {
+pub struct Attempt {
     pub message: IntakeMessage,
     /// Failed attempts before this one (the `x-attempts` header; absent = 0).
     pub previous_attempts: u32,
 }
 
-impl Intake {
+impl Attempt {
     /// This attempt's number, counting from 1.
-    pub fn attempt(&self) -> u32 {
+    pub fn number(&self) -> u32 {
         self.previous_attempts.saturating_add(1)
     }
 }
@@ -183,7 +183,7 @@ impl Processor {
 
     /// Processes one intake in a transaction of its own.
     #[tracing::instrument(skip_all, fields(intake_id = %intake.message.intake_id))]
-    pub async fn try_process(&self, intake: &Intake) -> Result<Outcome, ProcessError> {
+    pub async fn try_process(&self, intake: &Attempt) -> Result<Outcome, ProcessError> {
         match self.run(std::slice::from_ref(intake), LockMode::Wait).await {
             Ok(mut steps) => match steps.pop() {
                 Some(Step::Done(o)) => Ok(o),
@@ -204,7 +204,7 @@ impl Processor {
     /// each of its leads is processed on its own, so one bad lead never takes others down.
     pub async fn try_process_batch(
         &self,
-        intakes: &[Intake],
+        intakes: &[Attempt],
     ) -> Vec<Result<Outcome, ProcessError>> {
         if intakes.len() == 1 {
             return vec![self.try_process(&intakes[0]).await];
@@ -234,12 +234,12 @@ impl Processor {
     /// ones to try again (busy in `Try` mode).
     async fn settle(
         &self,
-        intakes: &[Intake],
+        intakes: &[Attempt],
         which: &[usize],
         mode: LockMode,
         out: &mut [Option<Result<Outcome, ProcessError>>],
     ) -> Vec<usize> {
-        let chosen: Vec<Intake> = which.iter().map(|&i| intakes[i].clone()).collect();
+        let chosen: Vec<Attempt> = which.iter().map(|&i| intakes[i].clone()).collect();
         match self.run(&chosen, mode).await {
             Ok(steps) => {
                 let mut again = Vec::new();
@@ -267,7 +267,7 @@ impl Processor {
     }
 
     /// One transaction over `intakes`: lock → read → plan → write → commit.
-    async fn run(&self, intakes: &[Intake], mode: LockMode) -> Result<Vec<Step>, DbErr> {
+    async fn run(&self, intakes: &[Attempt], mode: LockMode) -> Result<Vec<Step>, DbErr> {
         let txn = self.db.begin().await?;
         let (wanted, lead_keys) = wanted(intakes);
         let free = lock_leads(&txn, &lead_keys, mode).await?;
@@ -359,7 +359,7 @@ fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &sql::IntakeR
 
 /// What the transaction reads about `intakes`, and the phase-1 lock keys of each lead (its
 /// intake id and every number).
-fn wanted(intakes: &[Intake]) -> (sql::Wanted, Vec<Vec<String>>) {
+fn wanted(intakes: &[Attempt]) -> (sql::Wanted, Vec<Vec<String>>) {
     let mut wanted = sql::Wanted {
         new_ids: intakes.len(),
         ..sql::Wanted::default()
@@ -416,7 +416,7 @@ async fn lock_leads(
 async fn lock_contacts(
     txn: &DatabaseTransaction,
     batch: &mut lead::Batch,
-    intakes: &[Intake],
+    intakes: &[Attempt],
     free: &[bool],
     mode: LockMode,
 ) -> Result<(), DbErr> {
@@ -466,7 +466,7 @@ async fn lock_contacts(
 /// or planned by the §4 rules.
 fn plan_all(
     batch: &mut lead::Batch,
-    intakes: &[Intake],
+    intakes: &[Attempt],
     free: &[bool],
 ) -> Result<Vec<Step>, DbErr> {
     let mut steps: Vec<Step> = Vec::with_capacity(intakes.len());
@@ -510,7 +510,7 @@ fn plan_all(
 async fn write(
     txn: &DatabaseTransaction,
     batch: lead::Batch,
-    intakes: &[Intake],
+    intakes: &[Attempt],
     steps: &[Step],
 ) -> Result<(), DbErr> {
     let known_tokens = batch.snapshot().tokens.clone();
@@ -530,7 +530,7 @@ async fn write(
 }
 
 /// The committed steps as outcomes (a repeat of an intake gets its first's).
-fn finish(intakes: &[Intake], steps: Vec<Step>) -> Vec<Step> {
+fn finish(intakes: &[Attempt], steps: Vec<Step>) -> Vec<Step> {
     let mut done: Vec<Step> = Vec::with_capacity(steps.len());
     for (idx, step) in steps.into_iter().enumerate() {
         done.push(match step {
@@ -558,7 +558,7 @@ fn finish(intakes: &[Intake], steps: Vec<Step>) -> Vec<Step> {
 /// Writes the final intake records of the planned leads, in one statement.
 async fn write_records(
     txn: &DatabaseTransaction,
-    intakes: &[Intake],
+    intakes: &[Attempt],
     planned: &[(usize, &Planned)],
     known_tokens: &HashSet<i64>,
 ) -> Result<(), DbErr> {
@@ -580,7 +580,7 @@ async fn write_records(
             contact_id: Set(Some(p.contact_id)),
             actions: Set(serde_json::to_value(&p.actions).map_err(json_err)?),
             warnings: Set(serde_json::to_value(&p.warnings).map_err(json_err)?),
-            attempts: Set(i32::try_from(i.attempt()).unwrap_or(i32::MAX)),
+            attempts: Set(i32::try_from(i.number()).unwrap_or(i32::MAX)),
             last_error: Set(None),
             received_at: Set(m.received_at),
             processed_at: Set(Some(now)),

@@ -24,7 +24,7 @@ use std::time::Duration;
 use testkit::TestDb;
 use tokio::net::TcpStream;
 use uuid::Uuid;
-use worker::process::{Intake, Processor};
+use worker::process::{Attempt, Processor};
 
 /// A fresh database with one account, two users and a token.
 pub struct Ctx {
@@ -73,8 +73,8 @@ impl Ctx {
         message_for(self.account, self.user, self.token, lead)
     }
 
-    pub fn intake(&self, lead: Lead) -> Intake {
-        Intake {
+    pub fn intake(&self, lead: Lead) -> Attempt {
+        Attempt {
             message: self.message(lead),
             previous_attempts: 0,
         }

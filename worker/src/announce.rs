@@ -11,13 +11,13 @@ use tracing::warn;
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
-pub struct OutcomePublisher {
+pub struct Announcer {
     prefix: String,
     /// Connects lazily and reconnects by itself; `None` when the URL is unusable.
     conn: Option<ConnectionManager>,
 }
 
-impl OutcomePublisher {
+impl Announcer {
     pub fn new(settings: &Settings) -> Self {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))

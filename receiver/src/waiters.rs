@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 /// What the worker announced about one intake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Answer {
     pub status: IntakeStatus,
     pub contact_id: Option<i64>,
 }
@@ -33,7 +33,7 @@ pub struct Outcome {
 #[derive(Default)]
 pub struct OutcomeWaiters {
     /// Intake id → the waiting request's end of a oneshot.
-    waiting: Mutex<HashMap<Uuid, oneshot::Sender<Outcome>>>,
+    waiting: Mutex<HashMap<Uuid, oneshot::Sender<Answer>>>,
     /// Whether the pattern subscription is active now.
     subscribed: AtomicBool,
 }
@@ -42,12 +42,12 @@ pub struct OutcomeWaiters {
 pub struct Waiter {
     intake_id: Uuid,
     waiters: Arc<OutcomeWaiters>,
-    outcome: oneshot::Receiver<Outcome>,
+    outcome: oneshot::Receiver<Answer>,
 }
 
 impl Waiter {
     /// The outcome, if it is announced within `timeout`.
-    pub async fn wait(mut self, timeout: Duration) -> Option<Outcome> {
+    pub async fn wait(mut self, timeout: Duration) -> Option<Answer> {
         tokio::time::timeout(timeout, &mut self.outcome)
             .await
             .ok()
@@ -118,7 +118,7 @@ impl OutcomeWaiters {
             tracing::debug!("Ignored an unreadable intake-outcome announcement");
             return;
         };
-        let outcome = Outcome {
+        let outcome = Answer {
             status: announcement.status,
             contact_id: announcement.contact_id,
         };
@@ -130,7 +130,7 @@ impl OutcomeWaiters {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Outcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Answer>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -158,7 +158,7 @@ mod tests {
         waiters.deliver(b"not json");
         assert_eq!(
             wait_a.wait(Duration::from_millis(50)).await,
-            Some(Outcome {
+            Some(Answer {
                 status: IntakeStatus::Created,
                 contact_id: Some(7)
             })

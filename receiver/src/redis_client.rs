@@ -16,7 +16,7 @@ const COOL_DOWN: Duration = Duration::from_millis(500);
 #[error("Redis is unavailable")]
 pub struct Unavailable;
 
-pub struct Redis {
+pub struct RedisClient {
     /// Reconnects by itself; created lazily so the receiver starts while Redis is down.
     conn: ConnectionManager,
     /// Bound on one call.
@@ -27,7 +27,7 @@ pub struct Redis {
     epoch: Instant,
 }
 
-impl Redis {
+impl RedisClient {
     /// A handle on `url`; no connection is made until the first call.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
