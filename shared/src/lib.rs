@@ -7,11 +7,13 @@
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
 //! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
 //! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
+//! - [`mapping`]: per-token field mappings and default actions of lead sources.
 //! - [`payload`]: request fields (JSON, form, query) → [`lead::Lead`], or every failing field.
 //! - [`intake`]: the queue message contract and intake statuses.
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
 //! - [`token`]: API token generation and hashing.
 //! - [`keys`]: Redis key names shared by receiver and worker.
+//! - [`sources`]: operator operations on a token's lead sources; the account id check.
 //! - [`read`]: the account-scoped read model behind the read API.
 //! - [`entities`]: SeaORM entities for every table.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
@@ -25,11 +27,13 @@ pub mod geo;
 pub mod intake;
 pub mod keys;
 pub mod lead;
+pub mod mapping;
 pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod read;
 pub mod runtime;
+pub mod sources;
 pub mod status;
 pub mod telemetry;
 pub mod token;
