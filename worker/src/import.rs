@@ -285,6 +285,8 @@ struct Importer<'a> {
 /// What the receiver said of one request.
 struct Answer {
     status: StatusCode,
+    /// The answer of an earlier request with the same key: its waits are stale.
+    replayed: bool,
     retry_after: Option<Duration>,
     body: Value,
 }
@@ -358,6 +360,10 @@ impl Importer<'_> {
                     again.extend(rows_by_index.into_iter().flatten());
                     again.sort_by_key(|r| r.number);
                     rows = again;
+                    if answer.replayed {
+                        // Waits from the first time have passed or will be told afresh.
+                        wait = Duration::ZERO;
+                    }
                     if !rows.is_empty() {
                         tokio::time::sleep(wait).await;
                     }
@@ -477,6 +483,7 @@ impl Importer<'_> {
                 Err(_) => anyhow::bail!("The receiver at {url} did not answer in time"),
             };
             let status = response.status();
+            let replayed = response.headers().contains_key("idempotent-replayed");
             let retry_after = response
                 .headers()
                 .get("retry-after")
@@ -490,6 +497,7 @@ impl Importer<'_> {
             }
             return Ok(Answer {
                 status,
+                replayed,
                 retry_after,
                 body,
             });
