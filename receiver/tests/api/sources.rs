@@ -566,3 +566,27 @@ async fn a_typeform_style_flat_post_ends_as_the_right_contact_with_the_token_def
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body["errors"]["phone_number"].is_array());
 }
+
+#[tokio::test]
+async fn a_changed_mapping_takes_effect_within_the_token_cache_bound() {
+    let app = crate::helpers::spawn_app_with(|s| s.receiver.token_cache_ttl_ms = 300).await;
+    let form = json!({"Telefon": "818 123 4567"});
+    let before = app.post_lead(&form).await;
+    assert_eq!(before.status, StatusCode::BAD_REQUEST);
+    sources::set_field_map(
+        &app.db.conn,
+        app.token_id,
+        &FieldMap::parse(&["telefon=phone_number"]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let after = eventually(Duration::from_secs(5), || async {
+        let reply = app.post_lead(&form).await;
+        (reply.status == StatusCode::ACCEPTED).then_some(reply)
+    })
+    .await;
+    assert!(
+        after.is_some(),
+        "the mapping applies once the cached lookup expires"
+    );
+}
