@@ -683,12 +683,12 @@ async fn token_mappings_defaults_and_google_key_show_on_the_token() {
         ],
     );
     let want = serde_json::json!({
-        "ring_group_id": group.parse::<i64>().unwrap(),
+        "ring_group_id": group.parse::<i64>().expect("id"),
         "distribute_to_ring_group": true,
         "add_to_powerdialer": true,
         "powerdialer_position": "bottom",
-        "sequence_id": sequence.parse::<i64>().unwrap(),
-        "tag_id": tag.parse::<i64>().unwrap(),
+        "sequence_id": sequence.parse::<i64>().expect("id"),
+        "tag_id": tag.parse::<i64>().expect("id"),
     });
     assert_eq!(defaults["default_actions"], want);
     let keyed = json(&db, &["token", "google-key", &token, "k-123"]);
