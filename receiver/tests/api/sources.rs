@@ -553,6 +553,20 @@ async fn a_typeform_style_flat_post_ends_as_the_right_contact_with_the_token_def
         Value::Null,
         "the lead said otherwise"
     );
+
+    // The same form's rows through the bulk endpoint end the same way, with the token's
+    // PowerDialer default this time.
+    let rows = format!(
+        "{}\n",
+        json!({"Your phone number": "(415) 555-0188", "What is your name?": "Joan Clarke"})
+    );
+    let reply = post_bulk(&app, "application/x-ndjson", rows, None).await;
+    assert_eq!(reply.body["accepted"], 1, "{:?}", reply.body);
+    let contact = contact_with(&app, "+14155550188").await;
+    assert_eq!(contact["first_name"], "Joan");
+    assert_eq!(contact["user_id"], app.user_id);
+    assert_eq!(contact["tag_ids"], json!([tag_id]));
+    assert_eq!(contact["powerdialer"]["user_id"], app.user_id);
     worker.stop().await;
 
     // A form without a phone column: the usual 400 names the contract's field.
