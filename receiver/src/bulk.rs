@@ -114,11 +114,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     let span = tracing::info_span!("bulk_intake", account_id = tracing::field::Empty);
     let mut rate = None;
     let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    let mut response = result.unwrap_or_else(IntakeError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    intake::respond(result, rate)
 }
 
 /// The leads of a body: each a JSON object's fields, or why it is not one.
@@ -515,26 +511,25 @@ impl BulkAdmission {
         let redis::Value::Array(items) = reply else {
             return Err(Unavailable);
         };
-        let int = |i: usize| match items.get(i) {
-            Some(redis::Value::Int(n)) => Some(*n),
-            _ => None,
-        };
-        if int(0) == Some(2) {
-            return match items.get(1) {
-                Some(redis::Value::BulkString(v)) => {
-                    Ok(BulkAdmitted::Known(String::from_utf8_lossy(v).into_owned()))
-                }
-                _ => Err(Unavailable),
-            };
+        if let [redis::Value::Int(2), redis::Value::BulkString(stored)] = items.as_slice() {
+            return Ok(BulkAdmitted::Known(
+                String::from_utf8_lossy(stored).into_owned(),
+            ));
         }
-        let (Some(admitted), Some(remaining), Some(wait_us), Some(now_us)) =
-            (int(1), int(2), int(3), int(4))
-        else {
+        let numbers = items
+            .iter()
+            .map(|item| match item {
+                redis::Value::Int(n) => Ok(*n),
+                _ => Err(Unavailable),
+            })
+            .collect::<Result<Vec<i64>, Unavailable>>()?;
+        let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
             return Err(Unavailable);
         };
-        let waits: Vec<Duration> = (5..items.len())
-            .filter_map(int)
-            .map(|us| Duration::from_micros(u64::try_from(us.max(0)).unwrap_or(0)))
+        let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
+        let waits: Vec<Duration> = refused
+            .iter()
+            .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
             .collect();
         let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
         // A refused request's headers tell the wait of its first lead, as a single 429 does.

@@ -71,11 +71,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     );
     let mut rate = None;
     let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    let mut response = result.unwrap_or_else(IntakeError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    intake::respond(result, rate)
 }
 
 async fn accept(
