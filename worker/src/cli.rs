@@ -596,7 +596,9 @@ async fn execute(
                              "revoked_at": t.revoked_at, "announced": announced.is_ok()}),
             }
         }
-        Command::Token(TokenCmd::Sources(cmd)) => crate::token_cli::execute(db, cmd).await?,
+        Command::Token(TokenCmd::Sources(cmd)) => {
+            crate::token_cli::execute(db, settings, cmd).await?
+        }
         Command::RingGroup(RingGroupCmd::Create {
             account,
             name,

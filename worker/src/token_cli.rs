@@ -1,10 +1,16 @@
 //! `leadctl token map|defaults|google-key|show`: a token's lead sources, for form builders
 //! that cannot be told our field names and ad platforms that post their own shape.
+//!
+//! A change is announced to the receivers the way a revocation is (they forget the token's
+//! cached lookup and read it again), so it applies at once; if Redis cannot be reached, it
+//! applies within the token cache's TTL.
 
-use crate::cli::Output;
+use crate::cli::{Output, announce_revocation};
 use clap::{Subcommand, ValueEnum};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Map, Value, json};
+use shared::config::Settings;
+use shared::entities::api_token;
 use shared::mapping::{DefaultActions, FieldMap};
 use shared::sources::{self, TokenView};
 
@@ -78,7 +84,12 @@ pub enum Position {
 }
 
 /// Runs one token-sources command.
-pub async fn execute(db: &DatabaseConnection, cmd: SourcesCmd) -> anyhow::Result<Output> {
+pub async fn execute(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    cmd: SourcesCmd,
+) -> anyhow::Result<Output> {
+    let changes = !matches!(cmd, SourcesCmd::Show { .. });
     let (verb, view) = match cmd {
         SourcesCmd::Map { id, pairs, clear } => {
             let map = if clear {
@@ -159,7 +170,31 @@ pub async fn execute(db: &DatabaseConnection, cmd: SourcesCmd) -> anyhow::Result
         }
         SourcesCmd::Show { id } => ("Token", sources::show_token(db, id).await?),
     };
-    Ok(output(verb, &view))
+    let mut out = output(verb, &view);
+    if changes {
+        let announced = announce_change(db, settings, view.id).await;
+        out.human.push_str(match &announced {
+            Ok(()) => "\nReceivers apply it now.",
+            Err(_) => "\nReceivers could not be told; they apply it within their token-cache TTL.",
+        });
+        if let Some(obj) = out.json.as_object_mut() {
+            obj.insert("announced".into(), Value::Bool(announced.is_ok()));
+        }
+    }
+    Ok(out)
+}
+
+/// Tells the receivers to read token `id` again.
+async fn announce_change(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    id: i64,
+) -> anyhow::Result<()> {
+    let token = api_token::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("token {id} not found"))?;
+    announce_revocation(settings, &token.token_hash).await
 }
 
 fn output(verb: &str, t: &TokenView) -> Output {

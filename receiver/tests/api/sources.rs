@@ -604,3 +604,50 @@ async fn a_changed_mapping_takes_effect_within_the_token_cache_bound() {
         "the mapping applies once the cached lookup expires"
     );
 }
+
+#[tokio::test]
+async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_ttl() {
+    let app = spawn_app().await;
+    assert_eq!(app.settings.receiver.token_cache_ttl_ms, 30_000);
+    let form = json!({"Telefon": "818 123 4567"});
+    assert_eq!(app.post_lead(&form).await.status, StatusCode::BAD_REQUEST);
+    // The receiver listens for token announcements.
+    let channel = shared::keys::token_revocations_channel(&app.settings.redis_prefix);
+    let mut redis = app.redis().await;
+    let listening = eventually(Duration::from_secs(10), || {
+        let (channel, mut redis) = (channel.clone(), redis.clone());
+        async move {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
+    assert!(listening.is_some());
+    let _: () = redis::cmd("PING").query_async(&mut redis).await.unwrap();
+
+    let out = worker::token_cli::execute(
+        &app.db.conn,
+        &app.settings,
+        worker::token_cli::SourcesCmd::Map {
+            id: app.token_id,
+            pairs: vec!["Telefon=phone_number".into()],
+            clear: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.json["announced"], true);
+    let at = std::time::Instant::now();
+    let accepted = eventually(Duration::from_secs(5), || async {
+        let reply = app.post_lead(&form).await;
+        (reply.status == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    assert!(accepted.is_some(), "the new mapping applies");
+    assert!(at.elapsed() < Duration::from_secs(5), "{:?}", at.elapsed());
+}
