@@ -13,11 +13,14 @@
 //!   and queues nothing twice.
 //! - `--dry-run` checks each row with the validate endpoint and queues nothing.
 //!
-//! Memory is bounded by one chunk: the file is read as it is sent.
+//! Memory is bounded by the chunks in flight ([`CHUNKS_IN_FLIGHT`]): the file is read as it
+//! is sent.
 
 use crate::cli::Output;
 use bytes::Bytes;
 use clap::Args;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -28,6 +31,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use shared::mapping::FieldMap;
 use shared::payload::RawLead;
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,7 +39,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows per bulk request (the endpoint's maximum).
 pub const CHUNK: usize = 1_000;
-/// Validate requests in flight at once during a dry run.
+/// Chunks (bulk requests) in flight at once: a few keep the receiver's publishing busy
+/// while the next chunk is read and the last one's answer travels back.
+const CHUNKS_IN_FLIGHT: usize = 3;
+/// Validate requests in flight at once during a dry run (per chunk).
 const DRY_RUN_IN_FLIGHT: usize = 16;
 /// Attempts at a request the receiver could not serve (503, connection refused).
 const UNAVAILABLE_ATTEMPTS: u32 = 6;
@@ -173,11 +180,12 @@ pub async fn run(
         "{} has no header row naming its columns",
         args.file.display()
     );
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let mut importer = Importer {
-        client,
+    let sender = Sender {
+        client: Client::builder(TokioExecutor::new()).build_http(),
         args,
-        headers: headers.clone(),
+    };
+    let mut book = Book {
+        columns: headers.len(),
         rejected: Rejected::new(&args.file, &headers, args.resume_from > 1),
         summary: Summary {
             file: args.file.display().to_string(),
@@ -189,51 +197,66 @@ pub async fn run(
         started: Instant::now(),
     };
 
+    // Chunks in flight, oldest first, each with its first row: results are booked in file
+    // order, and an interruption resumes at the oldest chunk not booked.
+    let mut in_flight = FuturesOrdered::new();
+    let mut firsts: VecDeque<u64> = VecDeque::new();
     let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK);
     let mut number = 0u64;
     let mut record = csv::StringRecord::new();
     let mut interrupted = None;
-    loop {
-        let more = reader
-            .read_record(&mut record)
-            .map_err(|e| anyhow::anyhow!("Failed to read {}: {e}", args.file.display()))?;
-        if more {
-            if record.iter().all(|f| f.trim().is_empty()) {
+    let mut more = true;
+    while more || !in_flight.is_empty() {
+        if more && in_flight.len() < CHUNKS_IN_FLIGHT {
+            more = reader
+                .read_record(&mut record)
+                .map_err(|e| anyhow::anyhow!("Failed to read {}: {e}", args.file.display()))?;
+            if more {
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                number += 1;
+                if number < args.resume_from {
+                    continue;
+                }
+                let line = record.position().map_or(0, |p| p.line());
+                chunk.push(Row {
+                    number,
+                    line,
+                    lead: lead_json(&headers, &record, &map),
+                    record: record.clone(),
+                });
+            }
+            if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
+                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                firsts.push_back(rows.first().map_or(number, |r| r.number));
+                let sender = &sender;
+                in_flight.push_back(async move { sender.send(rows).await });
+            }
+            if !stop.is_cancelled() {
                 continue;
             }
-            number += 1;
-            if number < args.resume_from {
-                continue;
-            }
-            let line = record.position().map_or(0, |p| p.line());
-            chunk.push(Row {
-                number,
-                line,
-                lead: lead_json(&headers, &record, &map),
-                record: record.clone(),
-            });
         }
-        if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
-            let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            let first = rows.first().map_or(number, |r| r.number);
-            let done = tokio::select! {
-                result = importer.send(rows) => { result?; true }
-                _ = stop.cancelled() => false,
-            };
-            if !done {
-                interrupted = Some(first);
+        tokio::select! {
+            biased;
+            Some(outcome) = in_flight.next() => {
+                firsts.pop_front();
+                book.add(outcome?)?;
+            }
+            _ = stop.cancelled() => {
+                interrupted = Some(
+                    firsts
+                        .front()
+                        .copied()
+                        .or(chunk.first().map(|r| r.number))
+                        .unwrap_or(number + 1),
+                );
                 break;
             }
         }
-        if !more {
-            break;
-        }
-        if stop.is_cancelled() {
-            interrupted = Some(number + 1);
-            break;
-        }
     }
-    importer.finish(interrupted)
+    drop(in_flight);
+    book.finish(interrupted)
 }
 
 /// Data rows of `path` (a quick first pass, for the progress bar's total).
@@ -272,10 +295,23 @@ fn lead_json(headers: &[String], record: &csv::StringRecord, map: &FieldMap) -> 
     raw.into_payload().to_string()
 }
 
-struct Importer<'a> {
+/// Sends chunks to the receiver; shared by the chunks in flight.
+struct Sender<'a> {
     client: Client<HttpConnector, Full<Bytes>>,
     args: &'a ImportArgs,
-    headers: Vec<String>,
+}
+
+/// What became of one chunk.
+struct Outcome {
+    rows: u64,
+    accepted: u64,
+    /// Each refused row with its errors, in file order.
+    rejected: Vec<(Row, Value)>,
+}
+
+/// The running totals, the rejected file and the progress bar.
+struct Book {
+    columns: usize,
     rejected: Rejected,
     summary: Summary,
     bar: Option<Bar>,
@@ -291,23 +327,24 @@ struct Answer {
     body: Value,
 }
 
-impl Importer<'_> {
+impl Sender<'_> {
     /// Sends `rows` until each is accepted or rejected.
-    async fn send(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
-        let count = rows.len() as u64;
+    async fn send(&self, rows: Vec<Row>) -> anyhow::Result<Outcome> {
+        let mut outcome = Outcome {
+            rows: rows.len() as u64,
+            accepted: 0,
+            rejected: Vec::new(),
+        };
         if self.args.dry_run {
-            self.validate(rows).await?;
+            self.validate(rows, &mut outcome).await?;
         } else {
-            self.bulk(rows).await?;
+            self.bulk(rows, &mut outcome).await?;
         }
-        self.summary.rows += count;
-        if let Some(bar) = &mut self.bar {
-            bar.draw(&self.summary, self.started.elapsed());
-        }
-        Ok(())
+        outcome.rejected.sort_by_key(|(row, _)| row.number);
+        Ok(outcome)
     }
 
-    async fn bulk(&mut self, mut rows: Vec<Row>) -> anyhow::Result<()> {
+    async fn bulk(&self, mut rows: Vec<Row>, outcome: &mut Outcome) -> anyhow::Result<()> {
         let mut unavailable = 0;
         while !rows.is_empty() {
             let mut body = String::with_capacity(rows.iter().map(|r| r.lead.len() + 1).sum());
@@ -343,7 +380,7 @@ impl Importer<'_> {
                             continue;
                         };
                         match result["status"].as_u64() {
-                            Some(202) => self.summary.accepted += 1,
+                            Some(202) => outcome.accepted += 1,
                             Some(429) => {
                                 let ms = result["retry_after_ms"].as_u64().unwrap_or(1000);
                                 wait = wait.max(Duration::from_millis(ms));
@@ -353,7 +390,7 @@ impl Importer<'_> {
                                 wait = wait.max(Duration::from_secs(2));
                                 again.push(row);
                             }
-                            _ => self.reject(&row, &result["errors"])?,
+                            _ => outcome.rejected.push((row, result["errors"].clone())),
                         }
                     }
                     // A row the answer does not mention is sent again.
@@ -394,9 +431,8 @@ impl Importer<'_> {
     }
 
     /// A dry run: each row through the validate endpoint, a few at a time.
-    async fn validate(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
-        use futures_util::StreamExt;
-        let this = &*self;
+    async fn validate(&self, rows: Vec<Row>, outcome: &mut Outcome) -> anyhow::Result<()> {
+        let this = self;
         let answers: Vec<(Row, anyhow::Result<Answer>)> = futures_util::stream::iter(rows)
             .map(|row| async move {
                 let mut attempts = 0;
@@ -433,8 +469,10 @@ impl Importer<'_> {
         for (row, answer) in answers {
             let answer = answer?;
             match answer.status {
-                StatusCode::OK => self.summary.accepted += 1,
-                StatusCode::BAD_REQUEST => self.reject(&row, &answer.body["errors"])?,
+                StatusCode::OK => outcome.accepted += 1,
+                StatusCode::BAD_REQUEST => {
+                    outcome.rejected.push((row, answer.body["errors"].clone()))
+                }
                 status => anyhow::bail!(
                     "the receiver answered {status}: {}",
                     answer.body["message"].as_str().unwrap_or("(no message)")
@@ -442,11 +480,6 @@ impl Importer<'_> {
             }
         }
         Ok(())
-    }
-
-    fn reject(&mut self, row: &Row, errors: &Value) -> anyhow::Result<()> {
-        self.summary.rejected += 1;
-        self.rejected.write(row, errors, self.headers.len())
     }
 
     async fn post(
@@ -502,6 +535,22 @@ impl Importer<'_> {
                 body,
             });
         }
+    }
+}
+
+impl Book {
+    /// Books a chunk's outcome (chunks come in file order).
+    fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+        self.summary.rows += outcome.rows;
+        self.summary.accepted += outcome.accepted;
+        for (row, errors) in &outcome.rejected {
+            self.summary.rejected += 1;
+            self.rejected.write(row, errors, self.columns)?;
+        }
+        if let Some(bar) = &mut self.bar {
+            bar.draw(&self.summary, self.started.elapsed());
+        }
+        Ok(())
     }
 
     fn finish(mut self, interrupted: Option<u64>) -> anyhow::Result<Summary> {
