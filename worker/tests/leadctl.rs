@@ -619,6 +619,7 @@ fn topology_definitions_follow_the_configured_prefix() {
             .iter()
             .all(|q| q["vhost"] == "staging")
     );
+}
 
 #[tokio::test]
 async fn token_mappings_defaults_and_google_key_show_on_the_token() {
