@@ -77,10 +77,9 @@ pub struct GoogleAdsColumn {
         ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
     ),
     request_body(
-        description = "A JSON array of leads, or NDJSON (one lead object per line; blank lines are skipped). At most 1,000 leads and 5 MiB.",
+        description = "A JSON array of leads (`application/json`), or the same leads as NDJSON (`Content-Type: application/x-ndjson`, also `application/jsonl`: one lead object per line, blank lines skipped). At most 1,000 leads and 5 MiB.",
         content(
             (Vec<crate::openapi::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
-            (String = "application/x-ndjson", example = json!("{\"phone_number\": \"(818) 123-4567\", \"first_name\": \"Ada\"}\n{\"first_name\": \"No Phone\"}\n")),
         ),
     ),
     responses(
