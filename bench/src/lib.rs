@@ -4,6 +4,7 @@
 //! [`load`], [`publish`], [`seed`]) and the sections of each program.
 
 pub mod baseline;
+pub mod bulk_bench;
 pub mod chaos;
 pub mod e2e;
 pub mod env;
@@ -27,6 +28,8 @@ pub struct Sizes {
     pub backlog: usize,
     pub e2e_posts: usize,
     pub receiver_secs: u64,
+    /// Rows of the CSV file the bulk section imports (0: none).
+    pub import_rows: usize,
 }
 
 /// What every section gets.

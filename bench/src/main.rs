@@ -13,7 +13,9 @@
 //! a failure and after Ctrl-C too ([`env::Janitor`]).
 
 use anyhow::Context;
-use bench::{Ctx, Sizes, e2e, env, procs, receiver_bench, report, target_dir, worker_bench};
+use bench::{
+    Ctx, Sizes, bulk_bench, e2e, env, procs, receiver_bench, report, target_dir, worker_bench,
+};
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,6 +25,7 @@ enum Section {
     Worker,
     E2e,
     Receiver,
+    Bulk,
 }
 
 impl Section {
@@ -31,6 +34,7 @@ impl Section {
             Section::Worker => "worker",
             Section::E2e => "e2e",
             Section::Receiver => "receiver",
+            Section::Bulk => "bulk",
         }
     }
 }
@@ -52,15 +56,18 @@ struct Args {
     /// Pre-existing contacts of the large table.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
     contacts: Option<u64>,
+    /// Rows of the CSV file the bulk section imports with `leadctl import` (0: none).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    import_rows: Option<u64>,
 }
 
 impl Args {
     fn sizes(&self) -> Sizes {
         let args = self;
-        let (contacts, leads, secs) = if args.quick {
-            (100_000, 20_000, 5)
+        let (contacts, leads, secs, import_rows) = if args.quick {
+            (100_000, 20_000, 5, 10_000)
         } else {
-            (1_000_000, 100_000, 10)
+            (1_000_000, 100_000, 10, 100_000)
         };
         let leads = args.leads.unwrap_or(leads) as usize;
         Sizes {
@@ -69,6 +76,7 @@ impl Args {
             backlog: leads,
             e2e_posts: leads,
             receiver_secs: secs,
+            import_rows: args.import_rows.unwrap_or(import_rows) as usize,
         }
     }
 }
@@ -112,7 +120,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let mut sections: Vec<Section> = Vec::new();
     let wanted = if args.only.is_empty() {
-        vec![Section::Worker, Section::E2e, Section::Receiver]
+        vec![
+            Section::Worker,
+            Section::E2e,
+            Section::Receiver,
+            Section::Bulk,
+        ]
     } else {
         args.only.clone()
     };
@@ -170,6 +183,7 @@ async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Repo
             Section::Receiver => receiver_bench::run(ctx)
                 .await
                 .map(|f| report.receiver = Some(f)),
+            Section::Bulk => bulk_bench::run(ctx).await.map(|f| report.bulk = Some(f)),
         };
         if let Err(e) = result {
             eprintln!("bench: section {} failed: {e:#}", s.name());

@@ -4,6 +4,7 @@
 //! every figure.
 
 use crate::Sizes;
+use crate::bulk_bench::{self, BulkFigures};
 use crate::e2e::E2eFigures;
 use crate::procs::LogSummary;
 use crate::receiver_bench::ReceiverFigures;
@@ -16,6 +17,7 @@ pub struct Report {
     pub worker: Option<WorkerFigures>,
     pub e2e: Option<E2eFigures>,
     pub receiver: Option<ReceiverFigures>,
+    pub bulk: Option<BulkFigures>,
     /// (section, error)
     pub failures: Vec<(String, String)>,
 }
@@ -221,6 +223,9 @@ impl Report {
                 String::new(),
             ));
         }
+        if let Some(b) = &self.bulk {
+            rows.extend(bulk_rows(b));
+        }
         rows
     }
 
@@ -310,6 +315,17 @@ impl Report {
             }
             log_note("receiver", &r.log, &mut notes);
         }
+        if let Some(b) = &self.bulk {
+            notes.push(format!(
+                "bulk: single {} requests ({}), bulk {} requests ({}); {} unexpected, {} transport errors",
+                b.single.answered(),
+                b.single.statuses_text(),
+                b.bulk.answered(),
+                b.bulk.statuses_text(),
+                b.single.unexpected + b.bulk.unexpected,
+                b.single.transport_errors + b.bulk.transport_errors
+            ));
+        }
         for (s, e) in &self.failures {
             notes.push(format!("section {s} FAILED: {e}"));
         }
@@ -322,6 +338,13 @@ impl Report {
         if let Some(w) = &self.worker {
             out.push(format!("worker ratio {:.3}", w.ratio()));
             out.push(format!("worker scale ratio {:.3}", w.scale_ratio()));
+        }
+        if let Some(b) = &self.bulk {
+            out.push(format!("bulk leads/s {:.1}", b.bulk_leads_per_sec()));
+            out.push(format!("single leads/s {:.1}", b.single_leads_per_sec()));
+            if let Some(i) = &b.import {
+                out.push(format!("import rows/s {:.1}", i.rate()));
+            }
         }
         if let Some(e) = &self.e2e {
             out.push(format!("e2e leads/s {:.2}", e.rate()));
@@ -406,6 +429,7 @@ impl Report {
                 "backlog_leads": sizes.backlog,
                 "e2e_posts": sizes.e2e_posts,
                 "receiver_secs_per_run": sizes.receiver_secs,
+                "import_rows": sizes.import_rows,
             },
             "figures": lines,
             "worker": self.worker.as_ref().map(|w| serde_json::json!({
@@ -421,6 +445,7 @@ impl Report {
             })),
             "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
             "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
+            "bulk": self.bulk.as_ref().map(BulkFigures::to_json),
             "failures": self.failures.iter().map(|(s, e)| serde_json::json!({"section": s, "error": e})).collect::<Vec<_>>(),
         })
     }
@@ -438,4 +463,38 @@ pub fn write_json(dir: &Path, json: &serde_json::Value) -> anyhow::Result<PathBu
     std::fs::write(&latest, &text)
         .with_context(|| format!("Failed to write {}", latest.display()))?;
     Ok(path)
+}
+
+/// The bulk section's rows: bulk leads/s beside the single endpoint's, and the import.
+fn bulk_rows(b: &BulkFigures) -> Vec<Row> {
+    let mut rows = vec![row(
+        format!(
+            "bulk leads/s ({} connections × {} leads)",
+            bulk_bench::BULK_CONNECTIONS,
+            bulk_bench::LEADS_PER_REQUEST
+        ),
+        format!("{:.1}", b.bulk_leads_per_sec()),
+        format!(
+            "single endpoint ({} connections): {:.1}",
+            bulk_bench::SINGLE_CONNECTIONS,
+            b.single_leads_per_sec()
+        ),
+        format!(
+            "{:.3} bulk ÷ single",
+            b.bulk_leads_per_sec() / b.single_leads_per_sec().max(1e-9)
+        ),
+    )];
+    if let Some(i) = &b.import {
+        rows.push(row(
+            format!("leadctl import rows/s ({} rows)", n0(i.rows as f64)),
+            format!("{:.1}", i.rate()),
+            format!("bulk endpoint: {:.1}", b.bulk_leads_per_sec()),
+            format!(
+                "{:.3} import ÷ bulk; peak RSS {:.1} MiB",
+                i.rate() / b.bulk_leads_per_sec().max(1e-9),
+                i.peak_rss_mib
+            ),
+        ));
+    }
+    rows
 }

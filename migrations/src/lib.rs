@@ -15,6 +15,7 @@ mod m20261125_000002_create_catalog;
 mod m20261125_000003_create_contacts;
 mod m20261125_000004_create_automation;
 mod m20261125_000005_create_lead_intakes;
+mod m20261128_000006_token_sources;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_contacts::Migration),
             Box::new(m20261125_000004_create_automation::Migration),
             Box::new(m20261125_000005_create_lead_intakes::Migration),
+            Box::new(m20261128_000006_token_sources::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::bulk::BulkAdmission;
 use crate::idempotency::IntakeRecords;
 use crate::limiter::{AuthFailureBlocks, Limiter};
 use crate::publisher::Publisher;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub limiter: Limiter,
     /// The one Redis call that admits an intake request.
     pub admission: Admission,
+    /// The one Redis call that admits a bulk request.
+    pub bulk_admission: BulkAdmission,
     /// Client addresses refused for failed authentications.
     pub auth_blocks: AuthFailureBlocks,
     /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
@@ -133,6 +136,7 @@ impl Application {
             redis,
             limiter: Limiter::new(&settings.redis_prefix),
             admission: Admission::default(),
+            bulk_admission: BulkAdmission::default(),
             auth_blocks: AuthFailureBlocks::default(),
             blocked_lookups: tokio::sync::Semaphore::new(2),
             records: IntakeRecords::new(

@@ -17,12 +17,13 @@ use http::HeaderMap;
 use moka::Expiry;
 use moka::future::Cache;
 use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use shared::mapping::TokenSources;
 use shared::phone::Region;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The token's identity: the only account its leads may touch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub token_id: i64,
     pub user_id: i64,
@@ -31,6 +32,8 @@ pub struct Principal {
     pub region: Region,
     /// The account's own intake limit per window, if it has one.
     pub rate_limit_per_minute: Option<u32>,
+    /// The token's field mapping, default actions and Google Ads key.
+    pub sources: Arc<TokenSources>,
 }
 
 /// The token lookup failed for a reason other than the token (the database is down).
@@ -56,7 +59,7 @@ const MAX_ENTRIES: u64 = 100_000;
 const STALE_RETRY: Duration = Duration::from_secs(5);
 
 /// A known token's cached lookup, fresh for `fresh_for` from when it was stored.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Known {
     principal: Principal,
     fresh_for: Duration,
@@ -106,6 +109,9 @@ struct TokenRow {
     account_id: i64,
     default_region: String,
     rate_limit_per_minute: Option<i32>,
+    field_map: serde_json::Value,
+    default_actions: serde_json::Value,
+    google_key: Option<String>,
 }
 
 impl Authenticator {
@@ -202,7 +208,9 @@ impl Authenticator {
         match self.lookup(hash).await {
             Ok(Some(principal)) => {
                 metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
-                self.last_good.insert(hash.to_owned(), principal).await;
+                self.last_good
+                    .insert(hash.to_owned(), principal.clone())
+                    .await;
                 Ok(Known {
                     principal,
                     fresh_for: self.ttl,
@@ -229,7 +237,8 @@ impl Authenticator {
     async fn lookup(&self, hash: &str) -> Result<Option<Principal>, LookupError> {
         let row = TokenRow::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT t.id, t.user_id, t.account_id, a.default_region, a.rate_limit_per_minute \
+            "SELECT t.id, t.user_id, t.account_id, a.default_region, a.rate_limit_per_minute, \
+             t.field_map, t.default_actions, t.google_key \
              FROM api_tokens t JOIN accounts a ON a.id = t.account_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
             [hash.into()],
@@ -246,6 +255,11 @@ impl Authenticator {
                 .rate_limit_per_minute
                 .and_then(|n| u32::try_from(n).ok())
                 .filter(|n| *n > 0),
+            sources: Arc::new(shared::sources::token_sources(
+                &r.field_map,
+                &r.default_actions,
+                r.google_key,
+            )),
         }))
     }
 }

@@ -39,6 +39,10 @@ pub enum IntakeError {
     UnsupportedMediaType,
     #[error("request body too large")]
     TooLarge { limit: usize },
+    #[error("too many leads in one request")]
+    TooManyLeads { max: usize },
+    #[error("unsupported media type for a bulk request")]
+    UnsupportedBulkMediaType,
     #[error("request body too slow")]
     BodyTimeout,
     #[error("request body unreadable")]
@@ -69,6 +73,14 @@ impl IntakeError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("The request body must not be larger than {limit} bytes."),
             )),
+            Self::TooManyLeads { max } => http::message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("A bulk request must not carry more than {max} leads."),
+            ),
+            Self::UnsupportedBulkMediaType => http::message(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type: send a JSON array as application/json, or one lead per line as application/x-ndjson.",
+            ),
             Self::BodyTimeout => closing(http::message(
                 StatusCode::REQUEST_TIMEOUT,
                 "The request body took too long to arrive.",

@@ -16,13 +16,14 @@ use crate::limiter::Decision;
 use crate::telemetry;
 use crate::waiters::{Answer, Waiter};
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
 use shared::config::FailMode;
 use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
-use shared::payload::{FieldErrors, ParseContext, RawLead};
+use shared::lead::Lead;
+use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tracing::Instrument;
@@ -40,6 +41,15 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     );
     let mut rate = None;
     let result = accept(state, req, peer, &mut rate).instrument(span).await;
+    respond(result, rate)
+}
+
+/// The answer of an intake-limited endpoint: its response or refusal, with the rate-limit
+/// headers of the decision its request got.
+pub(crate) fn respond(
+    result: Result<Response<Body>, IntakeError>,
+    rate: Option<Decision>,
+) -> Response<Body> {
     let mut response = result.unwrap_or_else(IntakeError::into_response);
     if let Some(decision) = &rate {
         http::set_rate_limit_headers(response.headers_mut(), decision);
@@ -53,6 +63,60 @@ async fn accept(
     peer: SocketAddr,
     rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, IntakeError> {
+    let LeadRequest {
+        parts,
+        mut raw,
+        body_error,
+        token,
+        received_at,
+    } = read_lead(state, req).await?;
+    let ip = http::client_ip(
+        &parts.headers,
+        peer,
+        state.settings.receiver.trust_forwarded_for,
+    );
+    let principal = authenticate(state, token, ip, rate).await?;
+    tracing::Span::current().record("account_id", principal.account_id);
+
+    let idempotency_key = idempotency_key(&parts.headers)?;
+    let wait = prefer_wait(&parts.headers);
+    principal.sources.prepare(&mut raw);
+    let lead = match body_error {
+        Some(error) => Err(error.into_field_errors()),
+        None => raw.parse(&ParseContext::now(principal.region)),
+    };
+    enqueue(
+        state,
+        &principal,
+        Enqueue {
+            lead,
+            payload: raw.into_payload(),
+            idempotency_key: idempotency_key.as_deref(),
+            wait,
+            headers: &parts.headers,
+            received_at,
+        },
+        rate,
+    )
+    .await
+}
+
+/// A single-lead request as read: its fields (the body's over the query string's), why
+/// the body is not a lead if it is not, and the token it carries.
+pub(crate) struct LeadRequest {
+    pub parts: hyper::http::request::Parts,
+    pub raw: RawLead,
+    pub body_error: Option<BodyError>,
+    pub token: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Reads a single-lead request: method, media type, the body (size and time bounded),
+/// the query string and the token.
+pub(crate) async fn read_lead(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<LeadRequest, IntakeError> {
     let received_at = Utc::now();
     if req.method() != Method::POST {
         return Err(IntakeError::MethodNotAllowed(req.method().clone()));
@@ -79,16 +143,45 @@ async fn accept(
         Err(error) => (query, Some(error)),
     };
     let token = raw.take_token().or_else(|| bearer_token(&parts.headers));
-    let ip = http::client_ip(&parts.headers, peer, settings.trust_forwarded_for);
-    let principal = authenticate(state, token, ip, rate).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
+    Ok(LeadRequest {
+        parts,
+        raw,
+        body_error,
+        token,
+        received_at,
+    })
+}
 
-    let idempotency_key = idempotency_key(&parts.headers)?;
-    let wait = prefer_wait(&parts.headers);
-    let lead = match body_error {
-        Some(error) => Err(error.into_field_errors()),
-        None => raw.parse(&ParseContext::now(principal.region)),
-    };
+/// One authenticated lead on its way to the queue.
+pub(crate) struct Enqueue<'a> {
+    /// The parsed lead, or why it is not one (still counted against the limit).
+    pub lead: Result<Lead, FieldErrors>,
+    /// The fields as received, token removed, for the intake record.
+    pub payload: serde_json::Value,
+    pub idempotency_key: Option<&'a str>,
+    /// `Prefer: wait=N`.
+    pub wait: Option<u64>,
+    pub headers: &'a HeaderMap,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Admits (rate limit, `Idempotency-Key`, queued record), then publishes one lead and
+/// answers with its 202 (or the synchronous outcome): the steps every single-lead source
+/// shares.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    principal: &Principal,
+    req: Enqueue<'_>,
+    rate: &mut Option<Decision>,
+) -> Result<Response<Body>, IntakeError> {
+    let Enqueue {
+        lead,
+        payload,
+        idempotency_key,
+        wait,
+        headers,
+        received_at,
+    } = req;
     let mut intake_id = Uuid::now_v7();
     // At most twice: a retry of a request whose publish got no confirm takes its intake id.
     let mut inherited = false;
@@ -108,12 +201,10 @@ async fn accept(
                 &state.records,
                 admission::Request {
                     token_id: principal.token_id,
-                    limit: principal
-                        .rate_limit_per_minute
-                        .unwrap_or(state.settings.rate_limit.per_minute),
+                    limit: intake_limit(state, principal),
                     valid: lead.is_ok(),
                     record: &record,
-                    idempotency_key: idempotency_key.as_deref(),
+                    idempotency_key,
                 },
             )
             .await;
@@ -166,19 +257,10 @@ async fn accept(
     };
     let lead = lead.map_err(IntakeError::Invalid)?;
 
-    let message = IntakeMessage {
-        version: MESSAGE_VERSION,
-        intake_id,
-        account_id: principal.account_id,
-        user_id: principal.user_id,
-        token_id: principal.token_id,
-        received_at,
-        lead,
-        payload: raw.into_payload(),
-    };
+    let message = message(principal, intake_id, received_at, lead, payload);
     // Listening starts before the lead can reach a worker, so no outcome goes unheard.
     let waiter = wait.map(|_| state.outcomes.register(intake_id));
-    let traceparent = traceparent(&parts.headers);
+    let traceparent = traceparent(headers);
     if let Err(error) = state.publisher.publish(&message, &traceparent).await {
         tracing::warn!(%error, "Failed to queue a lead");
         state
@@ -214,6 +296,33 @@ async fn accept(
         tracing::warn!("Could not store the synchronous answer for its Idempotency-Key");
     }
     Ok(response)
+}
+
+/// The per-token intake limit of `principal`'s requests.
+pub(crate) fn intake_limit(state: &AppState, principal: &Principal) -> u32 {
+    principal
+        .rate_limit_per_minute
+        .unwrap_or(state.settings.rate_limit.per_minute)
+}
+
+/// The queue message of an accepted lead.
+pub(crate) fn message(
+    principal: &Principal,
+    intake_id: Uuid,
+    received_at: DateTime<Utc>,
+    lead: Lead,
+    payload: serde_json::Value,
+) -> IntakeMessage {
+    IntakeMessage {
+        version: MESSAGE_VERSION,
+        intake_id,
+        account_id: principal.account_id,
+        user_id: principal.user_id,
+        token_id: principal.token_id,
+        received_at,
+        lead,
+        payload,
+    }
 }
 
 /// Longest synchronous wait a client may ask for, in seconds.
@@ -409,13 +518,26 @@ fn accepted(intake_id: Uuid) -> Response<Body> {
     response
 }
 
-enum BodyKind {
+pub(crate) enum BodyKind {
     Json,
     Form,
 }
 
 /// The body's format from `Content-Type`; `None` when there is none.
-fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeError> {
+pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeError> {
+    match media_type(headers)?.as_deref() {
+        None => Ok(None),
+        Some("application/json") => Ok(Some(BodyKind::Json)),
+        Some("application/x-www-form-urlencoded") => Ok(Some(BodyKind::Form)),
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => {
+            Ok(Some(BodyKind::Json))
+        }
+        Some(_) => Err(IntakeError::UnsupportedMediaType),
+    }
+}
+
+/// The lower-cased essence of `Content-Type` (`application/json`), `None` without one.
+pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(None);
     };
@@ -428,19 +550,15 @@ fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeError> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    match essence.as_str() {
-        "" => Ok(None),
-        "application/json" => Ok(Some(BodyKind::Json)),
-        "application/x-www-form-urlencoded" => Ok(Some(BodyKind::Form)),
-        other if other.starts_with("application/") && other.ends_with("+json") => {
-            Ok(Some(BodyKind::Json))
-        }
-        _ => Err(IntakeError::UnsupportedMediaType),
-    }
+    Ok((!essence.is_empty()).then_some(essence))
 }
 
 /// The whole body, at most `limit` bytes, arriving within `timeout`.
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, IntakeError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, IntakeError> {
     let declared = body.size_hint().lower();
     if usize::try_from(declared).map_or(true, |n| n > limit) {
         return Err(IntakeError::TooLarge { limit });
@@ -456,7 +574,7 @@ async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<By
 }
 
 /// The `Idempotency-Key` header, if the request has a valid one.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -478,7 +596,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
 
 /// W3C trace context for the message: the caller's trace continued when it sent a valid
 /// `traceparent`, a new trace otherwise.
-fn traceparent(headers: &HeaderMap) -> String {
+pub(crate) fn traceparent(headers: &HeaderMap) -> String {
     let span_id = &Uuid::new_v4().simple().to_string()[..16];
     let incoming = headers
         .get("traceparent")

@@ -5,7 +5,10 @@
 //! - [`app`]: [`Application`]: builds every dependency, serves until told to stop.
 //! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
 //! - [`routes`]: the route table and dispatch; `/healthz`, `/readyz`, `/metrics`.
-//! - [`intake`]: the intake endpoint itself.
+//! - [`intake`]: the intake endpoint itself, and the steps every lead source shares.
+//! - [`bulk`]: the bulk endpoint: up to 1,000 leads, one result each.
+//! - [`validate`]: the validate endpoint: every check, nothing published.
+//! - [`google_ads`]: the Google Ads lead form webhook.
 //! - [`error`]: [`error::IntakeError`], every way the endpoint can refuse, mapped to a status.
 //! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
 //! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
@@ -26,7 +29,9 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod bulk;
 pub mod error;
+pub mod google_ads;
 pub mod http;
 pub mod idempotency;
 pub mod intake;
@@ -42,6 +47,7 @@ pub mod redis_client;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod validate;
 pub mod waiters;
 
 pub use app::Application;

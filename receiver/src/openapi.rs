@@ -3,7 +3,8 @@
 //! (`docs/api-reference.md`, written by `cargo run -p receiver --example api-reference`).
 //!
 //! The operations below are anchors for the document only: the handlers live in
-//! [`crate::intake`], [`crate::read_api`] and [`crate::routes`]. Tests hold the document's
+//! [`crate::intake`], [`crate::read_api`] and [`crate::routes`] (and the lead sources'
+//! in [`sources`]). Tests hold the document's
 //! paths to [`crate::routes::ROUTES`], its request fields to what the lead parser reads,
 //! and its filters to what the contact query parser reads.
 
@@ -20,6 +21,8 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+mod sources;
 
 /// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
 /// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
@@ -486,6 +489,7 @@ struct ApiDoc;
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(sources::SourcesDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

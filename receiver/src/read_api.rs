@@ -7,7 +7,7 @@
 //! budget. Another account's id answers exactly like a missing one: 404.
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
+use crate::auth::{Principal, bearer_token};
 use crate::error::IntakeError;
 use crate::http::{self, Body};
 use crate::intake::authenticate;
@@ -117,25 +117,7 @@ async fn serve(
         state.settings.receiver.trust_forwarded_for,
     );
     let principal = authenticate(state, token, ip, rate).await?;
-
-    let limit = state.settings.rate_limit.read_per_minute;
-    match state
-        .limiter
-        .check_read(&state.redis, principal.token_id, limit)
-        .await
-    {
-        Ok(decision) => {
-            *rate = Some(decision);
-            if !decision.admitted {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
-                return Err(ReadError::Refused(IntakeError::RateLimited(decision)));
-            }
-        }
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1),
-            FailMode::Closed => return Err(ReadError::Unavailable("rate limiter")),
-        },
-    }
+    count_read(state, &principal, rate).await?;
 
     let account_id = principal.account_id;
     match read {
@@ -166,6 +148,36 @@ async fn serve(
                 .ok_or(ReadError::NotFound)?;
             Ok(ok(&contact))
         }
+    }
+}
+
+/// Counts a request against the token's read limit; refused once it is used up.
+pub(crate) async fn count_read(
+    state: &AppState,
+    principal: &Principal,
+    rate: &mut Option<Decision>,
+) -> Result<(), ReadError> {
+    let limit = state.settings.rate_limit.read_per_minute;
+    match state
+        .limiter
+        .check_read(&state.redis, principal.token_id, limit)
+        .await
+    {
+        Ok(decision) => {
+            *rate = Some(decision);
+            if !decision.admitted {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
+                return Err(ReadError::Refused(IntakeError::RateLimited(decision)));
+            }
+            Ok(())
+        }
+        Err(_) => match state.settings.rate_limit.fail_mode {
+            FailMode::Open => {
+                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                Ok(())
+            }
+            FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),
+        },
     }
 }
 

@@ -10,7 +10,7 @@
 use crate::app::AppState;
 use crate::http::{self, Body};
 use crate::read_api::{self, Read};
-use crate::{intake, intake_stats, openapi, telemetry};
+use crate::{bulk, google_ads, intake, intake_stats, openapi, telemetry, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use std::net::SocketAddr;
@@ -20,6 +20,9 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Intake,
+    Bulk,
+    Validate,
+    GoogleAds,
     IntakeStatus,
     Contacts,
     Contact,
@@ -49,6 +52,9 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
 /// Everything the receiver serves.
 pub static ROUTES: &[Route] = &[
     route("POST", intake::PATH, Endpoint::Intake),
+    route("POST", bulk::PATH, Endpoint::Bulk),
+    route("POST", validate::PATH, Endpoint::Validate),
+    route("POST", google_ads::PATH, Endpoint::GoogleAds),
     route("GET", "/api/v1/intakes/{id}", Endpoint::IntakeStatus),
     route("GET", "/api/v1/contacts", Endpoint::Contacts),
     route("GET", "/api/v1/contacts/{id}", Endpoint::Contact),
@@ -126,6 +132,9 @@ async fn dispatch(
 ) -> Response<Body> {
     match endpoint {
         Endpoint::Intake => intake::handle(state, req, peer).await,
+        Endpoint::Bulk => bulk::handle(state, req, peer).await,
+        Endpoint::Validate => validate::handle(state, req, peer).await,
+        Endpoint::GoogleAds => google_ads::handle(state, req, peer).await,
         Endpoint::IntakeStatus => read_api::handle(state, req, peer, Read::Intake(param)).await,
         Endpoint::Contacts => read_api::handle(state, req, peer, Read::Contacts).await,
         Endpoint::Contact => read_api::handle(state, req, peer, Read::Contact(param)).await,

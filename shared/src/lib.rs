@@ -7,6 +7,7 @@
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
 //! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
 //! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
+//! - [`mapping`]: per-token field mappings and default actions of lead sources.
 //! - [`payload`]: request fields (JSON, form, query) → [`lead::Lead`], or every failing field.
 //! - [`intake`]: the queue message contract and intake statuses.
 //! - [`amqp`]: the RabbitMQ topology, declared in one place.
@@ -14,6 +15,7 @@
 //! - [`keys`]: Redis key names shared by receiver and worker.
 //! - [`outcome`]: what the worker did with a lead, and the outcome it announces.
 //! - [`runtime`]: shutdown signal and reconnect backoff of every process.
+//! - [`sources`]: operator operations on a token's lead sources; the account id check.
 //! - [`entities`]: SeaORM entities for every table.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
@@ -26,10 +28,12 @@ pub mod geo;
 pub mod intake;
 pub mod keys;
 pub mod lead;
+pub mod mapping;
 pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod runtime;
+pub mod sources;
 pub mod status;
 pub mod telemetry;
 pub mod token;

@@ -139,6 +139,16 @@ impl RawLead {
         &self.fields
     }
 
+    /// The fields, to rename or add to before parsing (see [`crate::mapping`]).
+    pub fn fields_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.fields
+    }
+
+    /// A lead of these fields.
+    pub fn from_fields(fields: Map<String, Value>) -> Self {
+        Self { fields }
+    }
+
     /// Applies the rules of §3: a lead, or every failing field.
     pub fn parse(&self, ctx: &ParseContext) -> Result<Lead, FieldErrors> {
         let mut r = Reader {

@@ -68,6 +68,8 @@ pub enum Command {
     /// The RabbitMQ topology.
     #[command(subcommand)]
     Topology(TopologyCmd),
+    /// Import a CSV file of leads through the receiver's bulk endpoint.
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +196,8 @@ pub enum TokenCmd {
     /// Revoke a token: receivers are told on Redis and refuse it at once (within their
     /// token-cache TTL, 30 s, if Redis cannot be reached).
     Revoke { id: i64 },
+    #[command(flatten)]
+    Sources(crate::token_cli::SourcesCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +249,10 @@ pub struct Output {
 
 /// Runs `cli`; returns the output to print or an error message for stderr.
 pub async fn run(cli: Cli) -> anyhow::Result<Output> {
+    // An import talks to the receiver only.
+    if let Command::Import(args) = &cli.command {
+        return crate::import::command(args, cli.json).await;
+    }
     let mut settings = Settings::load()?;
     if let Some(u) = &cli.database_url {
         settings.database_url = u.clone();
@@ -588,6 +596,9 @@ async fn execute(
                              "revoked_at": t.revoked_at, "announced": announced.is_ok()}),
             }
         }
+        Command::Token(TokenCmd::Sources(cmd)) => {
+            crate::token_cli::execute(db, settings, cmd).await?
+        }
         Command::RingGroup(RingGroupCmd::Create {
             account,
             name,
@@ -633,6 +644,7 @@ async fn execute(
         Command::Dlq(cmd) => dlq(db, settings, cmd).await?,
         Command::Status { .. } => status(db, settings, None, false).await?,
         Command::Topology(TopologyCmd::Definitions { vhost }) => definitions(settings, &vhost),
+        Command::Import(args) => crate::import::command(&args, false).await?,
         Command::Demo(DemoCmd::Seed) => {
             let d = admin::demo_seed(db).await?;
             let mut json = serde_json::to_value(&d)?;

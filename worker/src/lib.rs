@@ -1,6 +1,8 @@
 //! The lead-intake worker pool and the `leadctl` operator CLI.
 //!
 //! - [`cli`]: `leadctl` commands over `shared::admin` and [`dlq`].
+//! - [`token_cli`]: `leadctl token map|defaults|google-key|show`.
+//! - [`import`]: `leadctl import`: a CSV file through the receiver's bulk endpoint.
 //! - [`dlq`]: reading, replaying and purging the dead-letter queue.
 //! - [`status`]: `leadctl status`, one screen of queues, workers and dead letters.
 //! - [`app`]: the worker process: [`app::Worker::build`], `run_until_stopped`, consume loop.
@@ -22,6 +24,8 @@ pub mod dead_records;
 pub mod decode;
 pub mod dlq;
 pub mod heartbeat;
+pub mod import;
 pub mod observe;
 pub mod process;
 pub mod status;
+pub mod token_cli;

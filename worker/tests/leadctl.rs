@@ -620,3 +620,115 @@ fn topology_definitions_follow_the_configured_prefix() {
             .all(|q| q["vhost"] == "staging")
     );
 }
+
+#[tokio::test]
+async fn token_mappings_defaults_and_google_key_show_on_the_token() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    let user = id(&json(
+        &db,
+        &["user", "create", "--account", &acc, "--name", "Ann"],
+    ));
+    let token = id(&json(&db, &["token", "create", "--user", &user]));
+    let group = id(&json(
+        &db,
+        &[
+            "ring-group",
+            "create",
+            "--account",
+            &acc,
+            "--name",
+            "Sales",
+            "--members",
+            &user,
+        ],
+    ));
+    let sequence = id(&json(
+        &db,
+        &["sequence", "create", "--account", &acc, "--name", "S"],
+    ));
+    let tag = id(&json(
+        &db,
+        &["tag", "create", "--account", &acc, "--name", "T"],
+    ));
+
+    let mapped = json(
+        &db,
+        &[
+            "token",
+            "map",
+            &token,
+            "Your phone=phone_number",
+            "Full name=name",
+        ],
+    );
+    assert_eq!(
+        mapped["field_map"],
+        serde_json::json!([["Your phone", "phone_number"], ["Full name", "name"]])
+    );
+    let defaults = json(
+        &db,
+        &[
+            "token",
+            "defaults",
+            &token,
+            "--ring-group",
+            &group,
+            "--distribute",
+            "--powerdialer",
+            "bottom",
+            "--sequence",
+            &sequence,
+            "--tag",
+            &tag,
+        ],
+    );
+    let want = serde_json::json!({
+        "ring_group_id": group.parse::<i64>().expect("id"),
+        "distribute_to_ring_group": true,
+        "add_to_powerdialer": true,
+        "powerdialer_position": "bottom",
+        "sequence_id": sequence.parse::<i64>().expect("id"),
+        "tag_id": tag.parse::<i64>().expect("id"),
+    });
+    assert_eq!(defaults["default_actions"], want);
+    let keyed = json(&db, &["token", "google-key", &token, "k-123"]);
+    assert_eq!(keyed["google_key_set"], true);
+
+    let shown = json(&db, &["token", "show", &token]);
+    assert_eq!(shown["id"].to_string(), token);
+    assert_eq!(shown["field_map"], mapped["field_map"]);
+    assert_eq!(shown["default_actions"], want);
+    assert_eq!(shown["google_key_set"], true);
+    assert!(
+        !shown.to_string().contains("k-123"),
+        "the key is a secret: {shown}"
+    );
+    // Setting a key gave the account the tag its test leads get.
+    fails(
+        &db,
+        &["tag", "create", "--account", &acc, "--name", "test"],
+        "already exists",
+    );
+
+    // Clearing.
+    let cleared = json(&db, &["token", "map", &token, "--clear"]);
+    assert_eq!(cleared["field_map"], serde_json::json!([]));
+    let cleared = json(&db, &["token", "defaults", &token, "--clear"]);
+    assert_eq!(cleared["default_actions"], serde_json::json!({}));
+
+    // Refusals name the problem.
+    fails(
+        &db,
+        &["token", "map", &token, "Phone=telephone"],
+        "telephone",
+    );
+    fails(&db, &["token", "map", &token, "no-equals"], "not a mapping");
+    fails(
+        &db,
+        &["token", "defaults", &token, "--ring-group", "999999"],
+        "ring_group_id",
+    );
+    fails(&db, &["token", "defaults", &token], "at least one default");
+    fails(&db, &["token", "show", "999999"], "not found");
+}

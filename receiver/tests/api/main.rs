@@ -5,6 +5,7 @@
 mod broker;
 mod depth;
 mod helpers;
+mod import;
 mod intake;
 mod ops;
 mod process;
@@ -12,6 +13,7 @@ mod rate_limit;
 mod read;
 mod security;
 mod server;
+mod sources;
 mod sync;
 mod tokens;
 mod validation;

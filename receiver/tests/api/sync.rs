@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// A worker consuming the app's queue until dropped.
-struct RunningWorker {
+pub(crate) struct RunningWorker {
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningWorker {
-    async fn start(app: &TestApp) -> Self {
+    pub(crate) async fn start(app: &TestApp) -> Self {
         let worker = worker::app::Worker::build(app.settings.clone())
             .await
             .expect("worker");
@@ -28,7 +28,7 @@ impl RunningWorker {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

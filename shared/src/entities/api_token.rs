@@ -15,6 +15,13 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
+    /// Incoming field name → contract field name (see [`crate::mapping::FieldMap`]).
+    pub field_map: Json,
+    /// Contract fields applied to every lead that lacks them (see
+    /// [`crate::mapping::DefaultActions`]).
+    pub default_actions: Json,
+    /// What the Google Ads lead form webhook must send as `google_key`.
+    pub google_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,556 @@
+//! `POST /api/v1/webhook/forms/bulk` (§8): up to [`MAX_LEADS`] leads in one request, as a
+//! JSON array or NDJSON, each validated and published on its own.
+//!
+//! The answer is 207 with one result per lead in input order: 202 with its intake id, 400
+//! with its errors, or 429 with the wait after which it would fit. Each lead costs one unit
+//! of the token's intake limit (valid or not, as on the single endpoint), in input order;
+//! the request as a whole gets 429 only when no lead fits. One Redis call admits the whole
+//! request (key lookup, limit, the `queued` records, the key's claim, see [`BulkAdmission`]);
+//! the admitted valid leads are then published with many confirms in flight at once, and
+//! an `Idempotency-Key` stores the whole 207, so a retry gets it again without a second
+//! message for any lead.
+
+use crate::app::AppState;
+use crate::auth::bearer_token;
+use crate::error::IntakeError;
+use crate::http::{self, Body};
+use crate::idempotency::{ClaimedKey, KEY_TTL};
+use crate::intake::{self, authenticate};
+use crate::limiter::{Decision, WINDOW};
+use crate::redis_client::{RedisClient, Unavailable};
+use crate::telemetry;
+use chrono::Utc;
+use futures_util::StreamExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::Value;
+use shared::config::FailMode;
+use shared::intake::{IntakeStatus, QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The endpoint's path.
+pub const PATH: &str = "/api/v1/webhook/forms/bulk";
+/// Most leads one request may carry.
+pub const MAX_LEADS: usize = 1_000;
+/// Largest body, in bytes (5 MiB).
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Publishes awaiting their confirm at once: enough to keep the broker busy (confirmed
+/// publishing levels off between 64 and 256 in flight), few enough to bound memory.
+const IN_FLIGHT: usize = 256;
+
+/// The answer to a bulk request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkAnswer {
+    /// Leads queued (status 202).
+    pub accepted: usize,
+    /// Leads not queued (status 400, 429 or 503).
+    pub rejected: usize,
+    /// One per lead, in input order.
+    pub results: Vec<BulkResult>,
+}
+
+/// What became of one lead of a bulk request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BulkResult {
+    /// The lead's position in the request, from 0.
+    pub index: usize,
+    /// 202 queued, 400 invalid, 429 over the token's limit, 503 not confirmed by the broker.
+    #[schema(example = 202)]
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intake_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e")]
+    pub status_url: Option<String>,
+    /// 400: field name → messages, as the single endpoint's 400.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>,
+        example = json!({"phone_number": ["The phone number field is required."]}))]
+    pub errors: Option<FieldErrors>,
+    /// 429: milliseconds until this lead would fit in the token's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// 503: what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+}
+
+impl BulkResult {
+    fn new(index: usize, status: StatusCode) -> Self {
+        Self {
+            index,
+            status: status.as_u16(),
+            intake_id: None,
+            status_url: None,
+            errors: None,
+            retry_after_ms: None,
+            message: None,
+        }
+    }
+
+    fn accepted(index: usize, intake_id: Uuid) -> Self {
+        Self {
+            intake_id: Some(intake_id),
+            status_url: Some(format!("/api/v1/intakes/{intake_id}")),
+            ..Self::new(index, StatusCode::ACCEPTED)
+        }
+    }
+
+    fn invalid(index: usize, errors: FieldErrors) -> Self {
+        Self {
+            errors: Some(errors),
+            ..Self::new(index, StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+/// Answers one request to [`PATH`].
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let span = tracing::info_span!("bulk_intake", account_id = tracing::field::Empty);
+    let mut rate = None;
+    let result = accept(state, req, peer, &mut rate).instrument(span).await;
+    intake::respond(result, rate)
+}
+
+/// The leads of a body: each a JSON object's fields, or why it is not one.
+fn leads_of(bytes: &[u8], ndjson: bool) -> Result<Vec<Result<RawLead, BodyError>>, IntakeError> {
+    let one = |value: Value| match value {
+        Value::Object(fields) => Ok(RawLead::from_fields(fields)),
+        _ => Err(BodyError::NotAnObject),
+    };
+    let leads: Vec<Result<RawLead, BodyError>> = if ndjson {
+        let lines = bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
+        let mut leads = Vec::new();
+        for line in lines {
+            if leads.len() == MAX_LEADS {
+                return Err(too_many());
+            }
+            leads.push(
+                serde_json::from_slice::<Value>(line)
+                    .map_err(|_| BodyError::MalformedJson)
+                    .and_then(one),
+            );
+        }
+        leads
+    } else {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Array(items)) if items.len() > MAX_LEADS => return Err(too_many()),
+            Ok(Value::Array(items)) => items.into_iter().map(one).collect(),
+            Ok(_) => return Err(body_invalid("The body must be a JSON array of leads.")),
+            Err(_) => return Err(body_invalid("The body must be valid JSON.")),
+        }
+    };
+    if leads.is_empty() {
+        return Err(body_invalid("The body must contain at least one lead."));
+    }
+    Ok(leads)
+}
+
+fn too_many() -> IntakeError {
+    IntakeError::TooManyLeads { max: MAX_LEADS }
+}
+
+fn body_invalid(message: &str) -> IntakeError {
+    let mut errors = FieldErrors::default();
+    errors.add("body", message);
+    IntakeError::Invalid(errors)
+}
+
+async fn accept(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    rate: &mut Option<Decision>,
+) -> Result<Response<Body>, IntakeError> {
+    let received_at = Utc::now();
+    let (parts, body) = req.into_parts();
+    let ndjson = match intake::media_type(&parts.headers)?.as_deref() {
+        Some("application/json") => false,
+        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => true,
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => false,
+        _ => return Err(IntakeError::UnsupportedBulkMediaType),
+    };
+    let bytes = intake::read_body(
+        body,
+        MAX_BODY_BYTES,
+        Duration::from_millis(state.settings.receiver.body_timeout_ms),
+    )
+    .await?;
+    // Fields in the query string apply to every lead that lacks them; the token may be there.
+    let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
+    let token = query.take_token().or_else(|| bearer_token(&parts.headers));
+    let ip = http::client_ip(
+        &parts.headers,
+        peer,
+        state.settings.receiver.trust_forwarded_for,
+    );
+    let principal = authenticate(state, token, ip, rate).await?;
+    tracing::Span::current().record("account_id", principal.account_id);
+    let idempotency_key = intake::idempotency_key(&parts.headers)?;
+    let leads = leads_of(&bytes, ndjson)?;
+    drop(bytes);
+
+    let ctx = ParseContext::now(principal.region);
+    let parsed: Vec<_> = leads
+        .into_iter()
+        .map(|lead| {
+            let mut raw = lead.map_err(BodyError::into_field_errors)?;
+            raw.fields_mut().remove(TOKEN_FIELD);
+            let mut raw = raw.with_query(query.clone());
+            principal.sources.prepare(&mut raw);
+            let lead = raw.parse(&ctx)?;
+            Ok((Uuid::now_v7(), lead, raw.into_payload()))
+        })
+        .collect::<Vec<Result<_, FieldErrors>>>();
+
+    let records: Vec<Option<QueuedIntake>> = parsed
+        .iter()
+        .map(|p| {
+            p.as_ref().ok().map(|(intake_id, _, _)| QueuedIntake {
+                intake_id: *intake_id,
+                account_id: principal.account_id,
+                status: IntakeStatus::Queued,
+                received_at,
+            })
+        })
+        .collect();
+    let limit = intake::intake_limit(state, &principal);
+    let claim = idempotency_key.as_deref().map(|key| {
+        state
+            .records
+            .claim_for(principal.token_id, &format!("bulk:{key}"), Uuid::now_v7())
+    });
+    let admitted = state
+        .bulk_admission
+        .admit(state, principal.token_id, limit, &records, claim.as_ref())
+        .await;
+    let (admit, waits, claimed) = match admitted {
+        Ok(BulkAdmitted::Known(value)) => return replay(&value),
+        Ok(BulkAdmitted::Counted {
+            decision,
+            admitted,
+            waits,
+        }) => {
+            *rate = Some(decision);
+            if admitted == 0 {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+                return Err(IntakeError::RateLimited(decision));
+            }
+            (admitted, waits, claim)
+        }
+        Err(_) => match state.settings.rate_limit.fail_mode {
+            FailMode::Open => {
+                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                tracing::warn!(
+                    "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
+                );
+                (parsed.len(), Vec::new(), None)
+            }
+            FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
+        },
+    };
+
+    let mut results: Vec<Option<BulkResult>> = vec![None; parsed.len()];
+    let mut jobs = Vec::new();
+    for (index, lead) in parsed.into_iter().enumerate() {
+        if index >= admit {
+            let nth = index - admit;
+            let wait = waits.get(nth).or(waits.last()).copied().unwrap_or(WINDOW);
+            results[index] = Some(BulkResult {
+                retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+                ..BulkResult::new(index, StatusCode::TOO_MANY_REQUESTS)
+            });
+            continue;
+        }
+        match lead {
+            Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
+            Ok((intake_id, lead, payload)) => jobs.push((
+                index,
+                intake::message(&principal, intake_id, received_at, lead, payload),
+            )),
+        }
+    }
+
+    let headers = &parts.headers;
+    let published: Vec<(usize, Uuid, bool)> = futures_util::stream::iter(jobs)
+        .map(|(index, message)| async move {
+            let traceparent = intake::traceparent(headers);
+            let result = state.publisher.publish(&message, &traceparent).await;
+            if let Err(error) = &result {
+                tracing::warn!(%error, intake_id = %message.intake_id, "Failed to queue a lead of a bulk request");
+            }
+            (index, message.intake_id, result.is_ok())
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    let mut failed = 0usize;
+    for (index, intake_id, ok) in published {
+        if ok {
+            results[index] = Some(BulkResult::accepted(index, intake_id));
+        } else {
+            failed += 1;
+            state.records.abandon(&state.redis, intake_id, None).await;
+            results[index] = Some(BulkResult {
+                message: Some("The lead could not be queued right now. Retry it later."),
+                ..BulkResult::new(index, StatusCode::SERVICE_UNAVAILABLE)
+            });
+        }
+    }
+    let results: Vec<BulkResult> = results.into_iter().flatten().collect();
+    let accepted = results.iter().filter(|r| r.status == 202).count();
+    if accepted == 0 && failed > 0 {
+        // Nothing was queued because the broker is away: the whole request is retryable,
+        // and its key is given back for the retry.
+        if let Some(claimed) = &claimed {
+            release(&state.redis, claimed).await;
+        }
+        return Err(IntakeError::Unavailable("broker"));
+    }
+    let answer = BulkAnswer {
+        accepted,
+        rejected: results.len() - accepted,
+        results,
+    };
+    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(accepted as u64);
+    tracing::info!(
+        accepted,
+        rejected = answer.rejected,
+        "Bulk request answered"
+    );
+    let body = serde_json::to_string(&answer).map_err(anyhow::Error::from)?;
+    if let Some(claimed) = &claimed
+        && complete(&state.redis, claimed, &body).await.is_err()
+    {
+        tracing::warn!("Leads queued, but the Idempotency-Key could not be completed in Redis");
+    }
+    Ok(multi_status(body, false))
+}
+
+fn multi_status(body: String, replayed: bool) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::MULTI_STATUS;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The answer to a request whose key an earlier request holds: its 207, or 409 while it
+/// is still being published.
+fn replay(value: &str) -> Result<Response<Body>, IntakeError> {
+    if value.starts_with('{') {
+        metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+        tracing::info!("Replayed the 207 of an earlier bulk request with the same Idempotency-Key");
+        return Ok(multi_status(value.to_owned(), true));
+    }
+    Err(IntakeError::IdempotencyConflict)
+}
+
+/// Gives the claimed key back (nothing was queued).
+async fn release(redis: &RedisClient, claimed: &ClaimedKey) {
+    let mut conn = redis.conn();
+    let _ = redis
+        .run("idempotency", async {
+            redis::cmd("DEL")
+                .arg(claimed.redis_key())
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+}
+
+/// Stores the 207 on the claimed key for [`KEY_TTL`].
+async fn complete(
+    redis: &RedisClient,
+    claimed: &ClaimedKey,
+    body: &str,
+) -> Result<(), Unavailable> {
+    let mut conn = redis.conn();
+    redis
+        .run("idempotency", async {
+            redis::cmd("SET")
+                .arg(claimed.redis_key())
+                .arg(body)
+                .arg("PX")
+                .arg(KEY_TTL.as_millis() as u64)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+}
+
+/// KEYS[1]: the token's sorted set; KEYS[2]: the idempotency key (the sorted set again
+/// without one); KEYS[3..]: the `queued` record keys of the valid leads, in input order.
+/// ARGV: whether there is a key (1/0), limit, window in ms, a unique member prefix, the
+/// number of leads n, the claim's value, its TTL in ms, the records' TTL in s, then per
+/// lead its record's JSON ('' for an invalid lead).
+/// Returns {2, stored value} for a known key, else {1, admitted, remaining, wait in µs
+/// until the oldest counted request leaves, Redis time in µs, then for the refused leads
+/// in order the wait in µs until each would fit (at most `limit` of them)}.
+const BULK_ADMIT: &str = r"
+if ARGV[1] == '1' then
+  local v = redis.call('GET', KEYS[2])
+  if v then return {2, v} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3]) * 1000
+local n = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local admit = math.max(0, math.min(n, limit - count))
+local k = 2
+for i = 1, admit do
+  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
+  local record = ARGV[8 + i]
+  if record ~= '' then
+    k = k + 1
+    redis.call('SET', KEYS[k], record, 'EX', ARGV[8])
+  end
+end
+if admit > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) end
+end
+local total = count + admit
+local reply = {1, admit, math.max(0, limit - total), 0, now}
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if oldest[2] then reply[4] = tonumber(oldest[2]) + window - now end
+local refused = math.min(n - admit, limit)
+if refused > 0 then
+  local first = math.max(0, total - limit)
+  local scores = redis.call('ZRANGE', KEYS[1], first, first + refused - 1, 'WITHSCORES')
+  for j = 2, #scores, 2 do reply[#reply + 1] = tonumber(scores[j]) + window - now end
+end
+return reply
+";
+
+/// What Redis said of a bulk request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAdmitted {
+    /// An earlier request with the same key holds it: its stored 207, or its claim.
+    Known(String),
+    /// The first `admitted` leads are counted (and the valid ones recorded); the rest wait
+    /// `waits[i]` each. `decision` is what the rate-limit headers say.
+    Counted {
+        decision: Decision,
+        admitted: usize,
+        waits: Vec<Duration>,
+    },
+}
+
+/// The bulk admission script, loaded once per Redis server (EVALSHA afterwards).
+pub struct BulkAdmission {
+    script: redis::Script,
+}
+
+impl Default for BulkAdmission {
+    fn default() -> Self {
+        Self {
+            script: redis::Script::new(BULK_ADMIT),
+        }
+    }
+}
+
+impl BulkAdmission {
+    /// Admits as many of `records` (one per lead, `None` for an invalid one) as the limit
+    /// allows, in order, in one call.
+    pub async fn admit(
+        &self,
+        state: &AppState,
+        token_id: i64,
+        limit: u32,
+        records: &[Option<QueuedIntake>],
+        claim: Option<&ClaimedKey>,
+    ) -> Result<BulkAdmitted, Unavailable> {
+        let rate_key = state.limiter.intake_key(token_id);
+        let mut invocation = self.script.key(&rate_key);
+        invocation.key(claim.map_or(rate_key.as_str(), ClaimedKey::redis_key));
+        for record in records.iter().flatten() {
+            invocation.key(state.records.status_key(record.intake_id));
+        }
+        invocation
+            .arg(u8::from(claim.is_some()))
+            .arg(limit)
+            .arg(WINDOW.as_millis() as u64)
+            .arg(Uuid::new_v4().simple().to_string())
+            .arg(records.len())
+            .arg(
+                claim
+                    .map(|c| format!("pending:{}", c.holder()))
+                    .unwrap_or_default(),
+            )
+            .arg(state.records.claim_ttl_ms())
+            .arg(QUEUED_RECORD_TTL_SECS);
+        for record in records {
+            let json = match record {
+                Some(record) => serde_json::to_string(record).map_err(|_| Unavailable)?,
+                None => String::new(),
+            };
+            invocation.arg(json);
+        }
+        let mut conn = state.redis.conn();
+        let reply: redis::Value = state
+            .redis
+            .run("bulk_admission", async {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        let redis::Value::Array(items) = reply else {
+            return Err(Unavailable);
+        };
+        if let [redis::Value::Int(2), redis::Value::BulkString(stored)] = items.as_slice() {
+            return Ok(BulkAdmitted::Known(
+                String::from_utf8_lossy(stored).into_owned(),
+            ));
+        }
+        let numbers = items
+            .iter()
+            .map(|item| match item {
+                redis::Value::Int(n) => Ok(*n),
+                _ => Err(Unavailable),
+            })
+            .collect::<Result<Vec<i64>, Unavailable>>()?;
+        let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
+            return Err(Unavailable);
+        };
+        let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
+        let waits: Vec<Duration> = refused
+            .iter()
+            .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
+            .collect();
+        let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
+        // A refused request's headers tell the wait of its first lead, as a single 429 does.
+        let decision = match (admitted, waits.first()) {
+            (0, Some(first)) => Decision::from_script(
+                limit,
+                0,
+                0,
+                i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
+                now_us,
+            ),
+            _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
+        };
+        Ok(BulkAdmitted::Counted {
+            decision,
+            admitted,
+            waits,
+        })
+    }
+}

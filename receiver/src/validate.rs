@@ -1,0 +1,170 @@
+//! `POST /api/v1/webhook/forms/validate` (§8): the single endpoint's input and every one of
+//! its checks (token, fields, numbers, the token's mapping and defaults, and the ids the
+//! lead names, looked up in the token's account), without publishing anything.
+//!
+//! It answers what the lead would do: create a contact, or match an existing one (by any of
+//! its numbers), with the warnings the worker would record. Integrators call it before a
+//! campaign goes live, so it counts against the read limit, never the intake limit.
+
+use crate::app::AppState;
+use crate::error::IntakeError;
+use crate::http::{self, Body};
+use crate::intake::{LeadRequest, authenticate, read_lead};
+use crate::limiter::Decision;
+use crate::read_api::{ReadError, count_read};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use sea_orm::{DbBackend, FromQueryResult, Statement};
+use serde::Serialize;
+use shared::lead::Lead;
+use shared::payload::ParseContext;
+use std::net::SocketAddr;
+
+/// The endpoint's path.
+pub const PATH: &str = "/api/v1/webhook/forms/validate";
+
+/// The answer for a valid lead.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Validated {
+    /// Always true: an invalid lead gets the 400 of the single endpoint.
+    pub valid: bool,
+    /// `create` a new contact, or `match` an existing one of the account.
+    #[schema(example = "create")]
+    pub would: &'static str,
+    /// The contact a `match` would update.
+    pub contact_id: Option<i64>,
+    /// What the lead asks for that would be ignored or skipped; the lead is still saved.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something the worker would not honour.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Warning {
+    #[schema(example = "ring_group_id")]
+    pub field: &'static str,
+    #[schema(example = "The ring group id is not one of the account's; it would be ignored.")]
+    pub message: String,
+}
+
+/// Answers one request to [`PATH`].
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let mut rate = None;
+    let result = check(state, req, peer, &mut rate).await;
+    let mut response = result.unwrap_or_else(ReadError::into_response);
+    if let Some(decision) = &rate {
+        http::set_rate_limit_headers(response.headers_mut(), decision);
+    }
+    response
+}
+
+async fn check(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    rate: &mut Option<Decision>,
+) -> Result<Response<Body>, ReadError> {
+    let LeadRequest {
+        parts,
+        mut raw,
+        body_error,
+        token,
+        ..
+    } = read_lead(state, req).await?;
+    let ip = http::client_ip(
+        &parts.headers,
+        peer,
+        state.settings.receiver.trust_forwarded_for,
+    );
+    let principal = authenticate(state, token, ip, rate).await?;
+    count_read(state, &principal, rate).await?;
+    principal.sources.prepare(&mut raw);
+    let lead = match body_error {
+        Some(error) => Err(error.into_field_errors()),
+        None => raw.parse(&ParseContext::now(principal.region)),
+    }
+    .map_err(IntakeError::Invalid)?;
+
+    let missing = shared::sources::missing_links(&state.db, principal.account_id, &lead.links)
+        .await
+        .map_err(database_down)?;
+    let contact_id = matching_contact(state, principal.account_id, &lead).await?;
+    let mut warnings: Vec<Warning> = missing
+        .into_iter()
+        .map(|field| Warning {
+            field,
+            message: format!(
+                "The {} is not one of the account's; it would be ignored.",
+                field.replace('_', " ")
+            ),
+        })
+        .collect();
+    warnings.extend(action_warnings(&lead));
+    Ok(http::json(
+        StatusCode::OK,
+        &Validated {
+            valid: true,
+            would: if contact_id.is_some() {
+                "match"
+            } else {
+                "create"
+            },
+            contact_id,
+            warnings,
+        },
+    ))
+}
+
+/// Actions the lead asks for without what they need.
+fn action_warnings(lead: &Lead) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if lead.flags.distribute_to_ring_group && lead.links.ring_group_id.is_none() {
+        out.push(Warning {
+            field: "distribute_to_ring_group",
+            message: "Distribution needs a ring group id; it would be skipped.".into(),
+        });
+    }
+    if lead.flags.add_to_powerdialer
+        && lead.links.user_id.is_none()
+        && !lead.flags.distribute_to_ring_group
+    {
+        out.push(Warning {
+            field: "add_to_powerdialer",
+            message: "A new contact without an owner is not added to a PowerDialer.".into(),
+        });
+    }
+    out
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Matched {
+    contact_id: i64,
+}
+
+/// The contact of the account that has any of the lead's numbers (the worker's dedupe).
+async fn matching_contact(
+    state: &AppState,
+    account_id: i64,
+    lead: &Lead,
+) -> Result<Option<i64>, ReadError> {
+    let numbers: Vec<String> = lead
+        .all_numbers()
+        .into_iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    let found = Matched::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT contact_id FROM contact_phone_numbers \
+         WHERE account_id = $1 AND phone_number = ANY($2::text[]) \
+         ORDER BY array_position($2::text[], phone_number::text) LIMIT 1",
+        [account_id.into(), numbers.into()],
+    ))
+    .one(&state.db)
+    .await
+    .map_err(database_down)?;
+    Ok(found.map(|m| m.contact_id))
+}
+
+fn database_down(error: sea_orm::DbErr) -> ReadError {
+    tracing::warn!(%error, "Validation failed: database unavailable");
+    ReadError::Unavailable("database")
+}
