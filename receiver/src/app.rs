@@ -122,7 +122,7 @@ impl Application {
             Duration::from_millis(receiver.token_cache_ttl_ms),
             Duration::from_millis(receiver.token_stale_ms),
         ));
-        tokio::spawn(crate::auth::follow_revocations(
+        tokio::spawn(crate::auth::follow_token_changes(
             auth.clone(),
             settings.redis_url.clone(),
             settings.redis_prefix.clone(),

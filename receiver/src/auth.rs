@@ -5,7 +5,7 @@
 //! tokens and one of unknown ones, so a flood of random tokens evicts only other unknown
 //! tokens, never a customer's. Concurrent lookups of one token share a single database
 //! query. A revocation takes effect at once: `leadctl token revoke` announces the token's
-//! hash on Redis ([`shared::keys::token_revocations_channel`]) and [`Authenticator::forget`]
+//! hash on Redis ([`shared::keys::token_changes_channel`]) and [`Authenticator::forget`]
 //! drops it; the TTL bounds a revocation whose announcement was lost.
 //!
 //! While the database cannot be reached, a token's last good lookup is used for at most
@@ -264,20 +264,20 @@ impl Authenticator {
     }
 }
 
-/// Keeps `auth` told of revocations: subscribes to the revocation channel of
-/// `redis_prefix` until `stop`, reconnecting with growing delays. After every (re)connect
+/// Keeps `auth` told of revoked and changed tokens: subscribes to the token-change channel
+/// of `redis_prefix` until `stop`, reconnecting with growing delays. After every (re)connect
 /// the fresh lookups are dropped, since announcements made meanwhile were missed.
-pub async fn follow_revocations(
+pub async fn follow_token_changes(
     auth: Arc<Authenticator>,
     redis_url: String,
     redis_prefix: String,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let channel = shared::keys::token_revocations_channel(&redis_prefix);
+    let channel = shared::keys::token_changes_channel(&redis_prefix);
     crate::pubsub::follow(
         &redis_url,
         crate::pubsub::Topic::Channel(channel),
-        "token revocations",
+        "token changes",
         stop,
         |up| {
             if up {
@@ -289,7 +289,7 @@ pub async fn follow_revocations(
             async move {
                 if let Ok(hash) = std::str::from_utf8(&payload) {
                     auth.forget(hash.trim()).await;
-                    tracing::info!("Forgot a revoked token");
+                    tracing::info!("Forgot a token's cached lookup (revoked or changed)");
                 }
             }
         },

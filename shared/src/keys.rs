@@ -14,8 +14,9 @@ pub fn intake_outcome_channel(prefix: &str, intake_id: Uuid) -> String {
     format!("{prefix}intake-outcome:{intake_id}")
 }
 
-/// Pub/sub channel on which `leadctl token revoke` announces the SHA-256 of a revoked
-/// token, so every receiver forgets it at once instead of when its cache entry expires.
-pub fn token_revocations_channel(prefix: &str) -> String {
-    format!("{prefix}token-revoked")
+/// Pub/sub channel on which `leadctl` announces the SHA-256 of a token it revoked or whose
+/// sources (mapping, defaults, Google key) it changed, so every receiver forgets its cached
+/// lookup at once instead of when the entry expires.
+pub fn token_changes_channel(prefix: &str) -> String {
+    format!("{prefix}token-changed")
 }

@@ -582,7 +582,7 @@ async fn execute(
         }
         Command::Token(TokenCmd::Revoke { id }) => {
             let t = admin::revoke_token(db, id).await?;
-            let announced = announce_revocation(settings, &t.token_hash).await;
+            let announced = announce_token_change(settings, &t.token_hash).await;
             let effect = match &announced {
                 Ok(()) => "receivers refuse it now".to_owned(),
                 Err(e) => format!(
@@ -706,8 +706,8 @@ async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow:
 }
 
 /// Tells every receiver, on Redis, to forget the token with `token_hash` now.
-pub async fn announce_revocation(settings: &Settings, token_hash: &str) -> anyhow::Result<()> {
-    let channel = shared::keys::token_revocations_channel(&settings.redis_prefix);
+pub async fn announce_token_change(settings: &Settings, token_hash: &str) -> anyhow::Result<()> {
+    let channel = shared::keys::token_changes_channel(&settings.redis_prefix);
     let announce = async {
         let client = redis::Client::open(settings.redis_url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;

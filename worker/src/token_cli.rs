@@ -5,7 +5,7 @@
 //! cached lookup and read it again), so it applies at once; if Redis cannot be reached, it
 //! applies within the token cache's TTL.
 
-use crate::cli::{Output, announce_revocation};
+use crate::cli::{Output, announce_token_change};
 use clap::{Subcommand, ValueEnum};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Map, Value, json};
@@ -194,7 +194,7 @@ async fn announce_change(
         .one(db)
         .await?
         .ok_or_else(|| anyhow::anyhow!("token {id} not found"))?;
-    announce_revocation(settings, &token.token_hash).await
+    announce_token_change(settings, &token.token_hash).await
 }
 
 fn output(verb: &str, t: &TokenView) -> Output {

@@ -612,7 +612,7 @@ async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_tt
     let form = json!({"Telefon": "818 123 4567"});
     assert_eq!(app.post_lead(&form).await.status, StatusCode::BAD_REQUEST);
     // The receiver listens for token announcements.
-    let channel = shared::keys::token_revocations_channel(&app.settings.redis_prefix);
+    let channel = shared::keys::token_changes_channel(&app.settings.redis_prefix);
     let mut redis = app.redis().await;
     let listening = eventually(Duration::from_secs(10), || {
         let (channel, mut redis) = (channel.clone(), redis.clone());

@@ -22,7 +22,7 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
         );
     }
     // Both receivers listen for revocations.
-    let channel = shared::keys::token_revocations_channel(&app.settings.redis_prefix);
+    let channel = shared::keys::token_changes_channel(&app.settings.redis_prefix);
     let mut redis = app.redis().await;
     let listening = eventually(Duration::from_secs(10), || {
         let channel = channel.clone();
@@ -43,7 +43,7 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
     let revoked = admin::revoke_token(&app.db.conn, second.row.id)
         .await
         .unwrap();
-    worker::cli::announce_revocation(&app.settings, &revoked.token_hash)
+    worker::cli::announce_token_change(&app.settings, &revoked.token_hash)
         .await
         .expect("announced");
     let at = Instant::now();
