@@ -40,6 +40,33 @@ pub struct Ctx {
     pub sizes: Sizes,
 }
 
+/// Runs `run` on a multi-threaded runtime as the whole of a binary named `name`: success
+/// when it returns `Ok(true)`; `Ok(false)` or an error (printed) is a failure.
+pub fn main_with<F>(name: &str, run: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: Failed to start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `CARGO_TARGET_DIR` when set, else the `target` directory this binary was built into.
 pub fn target_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {

@@ -12,8 +12,8 @@
 
 use crate::app::AppState;
 use crate::auth::bearer_token;
-use crate::error::IntakeError;
-use crate::http::{self, Body};
+use crate::error::ApiError;
+use crate::http::Body;
 use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
@@ -118,7 +118,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
 }
 
 /// The leads of a body: each a JSON object's fields, or why it is not one.
-fn leads_of(bytes: &[u8], ndjson: bool) -> Result<Vec<Result<RawLead, BodyError>>, IntakeError> {
+fn leads_of(bytes: &[u8], ndjson: bool) -> Result<Vec<Result<RawLead, BodyError>>, ApiError> {
     let one = |value: Value| match value {
         Value::Object(fields) => Ok(RawLead::from_fields(fields)),
         _ => Err(BodyError::NotAnObject),
@@ -153,14 +153,14 @@ fn leads_of(bytes: &[u8], ndjson: bool) -> Result<Vec<Result<RawLead, BodyError>
     Ok(leads)
 }
 
-fn too_many() -> IntakeError {
-    IntakeError::TooManyLeads { max: MAX_LEADS }
+fn too_many() -> ApiError {
+    ApiError::TooManyLeads { max: MAX_LEADS }
 }
 
-fn body_invalid(message: &str) -> IntakeError {
+fn body_invalid(message: &str) -> ApiError {
     let mut errors = FieldErrors::default();
     errors.add("body", message);
-    IntakeError::Invalid(errors)
+    ApiError::Invalid(errors)
 }
 
 async fn accept(
@@ -168,14 +168,14 @@ async fn accept(
     req: Request<Incoming>,
     peer: SocketAddr,
     rate: &mut Option<Decision>,
-) -> Result<Response<Body>, IntakeError> {
+) -> Result<Response<Body>, ApiError> {
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
     let ndjson = match intake::media_type(&parts.headers)?.as_deref() {
         Some("application/json") => false,
         Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => true,
         Some(other) if other.starts_with("application/") && other.ends_with("+json") => false,
-        _ => return Err(IntakeError::UnsupportedBulkMediaType),
+        _ => return Err(ApiError::UnsupportedBulkMediaType),
     };
     let bytes = intake::read_body(
         body,
@@ -186,13 +186,7 @@ async fn accept(
     // Fields in the query string apply to every lead that lacks them; the token may be there.
     let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let ip = http::client_ip(
-        &parts.headers,
-        peer,
-        state.settings.receiver.trust_forwarded_for,
-    );
-    let principal = authenticate(state, token, ip, rate).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
+    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
     let idempotency_key = intake::idempotency_key(&parts.headers)?;
     let leads = leads_of(&bytes, ndjson)?;
     drop(bytes);
@@ -241,7 +235,7 @@ async fn accept(
             *rate = Some(decision);
             if admitted == 0 {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-                return Err(IntakeError::RateLimited(decision));
+                return Err(ApiError::RateLimited(decision));
             }
             (admitted, waits, claim)
         }
@@ -253,7 +247,7 @@ async fn accept(
                 );
                 (parsed.len(), Vec::new(), None)
             }
-            FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
+            FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
         },
     };
 
@@ -312,7 +306,7 @@ async fn accept(
         if let Some(claimed) = &claimed {
             release(&state.redis, claimed).await;
         }
-        return Err(IntakeError::Unavailable("broker"));
+        return Err(ApiError::Unavailable("broker"));
     }
     let answer = BulkAnswer {
         accepted,
@@ -325,7 +319,14 @@ async fn accept(
         rejected = answer.rejected,
         "Bulk request answered"
     );
-    let body = serde_json::to_string(&answer).map_err(anyhow::Error::from)?;
+    // The leads are queued whatever happens here; plain numbers and strings always encode.
+    let body = serde_json::to_string(&answer).unwrap_or_else(|error| {
+        tracing::error!(%error, "Failed to encode the bulk answer");
+        format!(
+            r#"{{"accepted":{},"rejected":{},"results":[]}}"#,
+            answer.accepted, answer.rejected
+        )
+    });
     if let Some(claimed) = &claimed
         && complete(&state.redis, claimed, &body).await.is_err()
     {
@@ -352,13 +353,13 @@ fn multi_status(body: String, replayed: bool) -> Response<Body> {
 
 /// The answer to a request whose key an earlier request holds: its 207, or 409 while it
 /// is still being published.
-fn replay(value: &str) -> Result<Response<Body>, IntakeError> {
+fn replay(value: &str) -> Result<Response<Body>, ApiError> {
     if value.starts_with('{') {
         metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
         tracing::info!("Replayed the 207 of an earlier bulk request with the same Idempotency-Key");
         return Ok(multi_status(value.to_owned(), true));
     }
-    Err(IntakeError::IdempotencyConflict)
+    Err(ApiError::IdempotencyConflict)
 }
 
 /// Gives the claimed key back (nothing was queued).

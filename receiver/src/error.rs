@@ -1,4 +1,5 @@
-//! Every way the intake endpoint refuses a request, and the status and body each gets.
+//! Every way the intake endpoints (single, bulk, Google Ads, validate) refuse a request, and
+//! the status and body each gets; the read API has its own `ReadError`.
 //! Bodies never echo a token or any other request value besides field names.
 
 use crate::http::{self, Body};
@@ -31,10 +32,9 @@ pub struct TooMany {
     pub retry_after_ms: u64,
 }
 
+/// A refusal of an intake endpoint.
 #[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
-    #[error("method not allowed")]
-    MethodNotAllowed(::http::Method),
+pub enum ApiError {
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("request body too large")]
@@ -57,14 +57,11 @@ pub enum IntakeError {
     IdempotencyConflict,
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
 }
 
-impl IntakeError {
+impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         match self {
-            Self::MethodNotAllowed(method) => http::method_not_allowed(&method, "POST"),
             Self::UnsupportedMediaType => http::message(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported media type: send application/json or application/x-www-form-urlencoded.",
@@ -123,10 +120,6 @@ impl IntakeError {
                     UNAVAILABLE_RETRY_AFTER_SECS,
                 );
                 response
-            }
-            Self::Unexpected(error) => {
-                tracing::error!(error = format!("{error:#}"), "Unexpected intake failure");
-                http::message(StatusCode::INTERNAL_SERVER_ERROR, "Server Error.")
             }
         }
     }

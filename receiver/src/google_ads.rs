@@ -12,8 +12,8 @@
 
 use crate::app::AppState;
 use crate::auth::bearer_token;
-use crate::error::IntakeError;
-use crate::http::{self, Body};
+use crate::error::ApiError;
+use crate::http::Body;
 use crate::intake::{self, BodyKind, Enqueue, authenticate};
 use crate::limiter::Decision;
 use chrono::Utc;
@@ -79,14 +79,14 @@ async fn accept(
     req: Request<Incoming>,
     peer: SocketAddr,
     rate: &mut Option<Decision>,
-) -> Result<Response<Body>, IntakeError> {
+) -> Result<Response<Body>, ApiError> {
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
     if !matches!(
         intake::body_kind(&parts.headers)?,
         Some(BodyKind::Json) | None
     ) {
-        return Err(IntakeError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType);
     }
     let settings = &state.settings.receiver;
     let bytes = intake::read_body(
@@ -97,20 +97,18 @@ async fn accept(
     .await?;
     let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let ip = http::client_ip(&parts.headers, peer, settings.trust_forwarded_for);
-    let principal = authenticate(state, token, ip, rate).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
+    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
 
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
         let mut errors = FieldErrors::default();
         errors.add("body", "The body must be a JSON object.");
-        return Err(IntakeError::Invalid(errors));
+        return Err(ApiError::Invalid(errors));
     };
     let key = body.remove("google_key");
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        return Err(IntakeError::Unauthenticated);
+        return Err(ApiError::Unauthenticated);
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {
@@ -119,7 +117,7 @@ async fn accept(
         _ => {
             let mut errors = FieldErrors::default();
             errors.add("lead_id", "The lead id field is required.");
-            return Err(IntakeError::Invalid(errors));
+            return Err(ApiError::Invalid(errors));
         }
     };
     let is_test = body
@@ -203,7 +201,7 @@ async fn mark_test(
     state: &AppState,
     account_id: i64,
     fields: &mut Map<String, Value>,
-) -> Result<(), IntakeError> {
+) -> Result<(), ApiError> {
     for name in REACHING_FIELDS {
         fields.remove(*name);
     }
@@ -220,7 +218,7 @@ async fn mark_test(
         }
         Err(error) => {
             tracing::warn!(%error, "Failed to look up the `test` tag");
-            Err(IntakeError::Unavailable("database"))
+            Err(ApiError::Unavailable("database"))
         }
     }
 }

@@ -9,7 +9,7 @@
 use crate::admission::{self, Admitted};
 use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
-use crate::error::IntakeError;
+use crate::error::ApiError;
 use crate::http::{self, Body};
 use crate::idempotency::{self, Claim, IntakeRecords};
 use crate::limiter::Decision;
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use shared::config::FailMode;
 use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
 use shared::lead::Lead;
@@ -47,10 +47,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
 /// The answer of an intake-limited endpoint: its response or refusal, with the rate-limit
 /// headers of the decision its request got.
 pub(crate) fn respond(
-    result: Result<Response<Body>, IntakeError>,
+    result: Result<Response<Body>, ApiError>,
     rate: Option<Decision>,
 ) -> Response<Body> {
-    let mut response = result.unwrap_or_else(IntakeError::into_response);
+    let mut response = result.unwrap_or_else(ApiError::into_response);
     if let Some(decision) = &rate {
         http::set_rate_limit_headers(response.headers_mut(), decision);
     }
@@ -62,7 +62,7 @@ async fn accept(
     req: Request<Incoming>,
     peer: SocketAddr,
     rate: &mut Option<Decision>,
-) -> Result<Response<Body>, IntakeError> {
+) -> Result<Response<Body>, ApiError> {
     let LeadRequest {
         parts,
         mut raw,
@@ -70,13 +70,7 @@ async fn accept(
         token,
         received_at,
     } = read_lead(state, req).await?;
-    let ip = http::client_ip(
-        &parts.headers,
-        peer,
-        state.settings.receiver.trust_forwarded_for,
-    );
-    let principal = authenticate(state, token, ip, rate).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
+    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
 
     let idempotency_key = idempotency_key(&parts.headers)?;
     let wait = prefer_wait(&parts.headers);
@@ -116,11 +110,8 @@ pub(crate) struct LeadRequest {
 pub(crate) async fn read_lead(
     state: &AppState,
     req: Request<Incoming>,
-) -> Result<LeadRequest, IntakeError> {
+) -> Result<LeadRequest, ApiError> {
     let received_at = Utc::now();
-    if req.method() != Method::POST {
-        return Err(IntakeError::MethodNotAllowed(req.method().clone()));
-    }
     let (parts, body) = req.into_parts();
     let kind = body_kind(&parts.headers)?;
     let settings = &state.settings.receiver;
@@ -134,7 +125,7 @@ pub(crate) async fn read_lead(
         Some(BodyKind::Json) => RawLead::from_json(&bytes),
         Some(BodyKind::Form) => Ok(RawLead::from_form(&bytes)),
         None if bytes.iter().all(u8::is_ascii_whitespace) => Ok(RawLead::default()),
-        None => return Err(IntakeError::UnsupportedMediaType),
+        None => return Err(ApiError::UnsupportedMediaType),
     };
     let query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     // A body that is not a lead at all still lets the token in the query or header count.
@@ -173,7 +164,7 @@ pub(crate) async fn enqueue(
     principal: &Principal,
     req: Enqueue<'_>,
     rate: &mut Option<Decision>,
-) -> Result<Response<Body>, IntakeError> {
+) -> Result<Response<Body>, ApiError> {
     let Enqueue {
         lead,
         payload,
@@ -232,14 +223,14 @@ pub(crate) async fn enqueue(
                     inherited = true;
                 }
                 Claim::Unconfirmed(_) | Claim::InProgress => {
-                    return Err(IntakeError::IdempotencyConflict);
+                    return Err(ApiError::IdempotencyConflict);
                 }
             },
             Ok(Admitted::Counted { decision, claimed }) => {
                 *rate = Some(decision);
                 if !decision.admitted {
                     metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-                    return Err(IntakeError::RateLimited(decision));
+                    return Err(ApiError::RateLimited(decision));
                 }
                 break claimed;
             }
@@ -251,11 +242,11 @@ pub(crate) async fn enqueue(
                     );
                     break None;
                 }
-                FailMode::Closed => return Err(IntakeError::Unavailable("rate limiter")),
+                FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
             },
         }
     };
-    let lead = lead.map_err(IntakeError::Invalid)?;
+    let lead = lead.map_err(ApiError::Invalid)?;
 
     let message = message(principal, intake_id, received_at, lead, payload);
     // Listening starts before the lead can reach a worker, so no outcome goes unheard.
@@ -267,7 +258,7 @@ pub(crate) async fn enqueue(
             .records
             .abandon(&state.redis, intake_id, claimed.as_ref())
             .await;
-        return Err(IntakeError::Unavailable("broker"));
+        return Err(ApiError::Unavailable("broker"));
     }
     if let Some(claimed) = &claimed
         && state
@@ -427,9 +418,23 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
 pub(crate) async fn authenticate(
     state: &AppState,
     token: Option<String>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    rate: &mut Option<Decision>,
+) -> Result<Principal, ApiError> {
+    let ip = http::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
+    let principal = authenticate_from(state, token, ip, rate).await?;
+    tracing::Span::current().record("account_id", principal.account_id);
+    Ok(principal)
+}
+
+/// [`authenticate`] for a client at `ip`.
+async fn authenticate_from(
+    state: &AppState,
+    token: Option<String>,
     ip: IpAddr,
     rate: &mut Option<Decision>,
-) -> Result<Principal, IntakeError> {
+) -> Result<Principal, ApiError> {
     let blocked = state.auth_blocks.blocked(ip);
     let found = match token {
         Some(token) => {
@@ -439,7 +444,7 @@ pub(crate) async fn authenticate(
             };
             state.auth.authenticate(&token).await.map_err(|error| {
                 tracing::warn!(%error, "Cannot authenticate: token store unavailable");
-                IntakeError::Unavailable("database")
+                ApiError::Unavailable("database")
             })?
         }
         None => None,
@@ -450,7 +455,7 @@ pub(crate) async fn authenticate(
     if let Some(decision) = blocked {
         metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
         *rate = Some(decision);
-        return Err(IntakeError::RateLimited(decision));
+        return Err(ApiError::RateLimited(decision));
     }
     let limit = state.settings.rate_limit.auth_failures_per_minute;
     match state
@@ -461,16 +466,16 @@ pub(crate) async fn authenticate(
         Ok(decision) if decision.admitted => {
             tracing::info!(client_ip = %ip, "Unauthenticated request");
             *rate = Some(decision);
-            Err(IntakeError::Unauthenticated)
+            Err(ApiError::Unauthenticated)
         }
         Ok(decision) => {
             tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
             metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
             state.auth_blocks.block(ip, decision);
             *rate = Some(decision);
-            Err(IntakeError::RateLimited(decision))
+            Err(ApiError::RateLimited(decision))
         }
-        Err(_) => Err(IntakeError::Unauthenticated),
+        Err(_) => Err(ApiError::Unauthenticated),
     }
 }
 
@@ -524,7 +529,7 @@ pub(crate) enum BodyKind {
 }
 
 /// The body's format from `Content-Type`; `None` when there is none.
-pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeError> {
+pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, ApiError> {
     match media_type(headers)?.as_deref() {
         None => Ok(None),
         Some("application/json") => Ok(Some(BodyKind::Json)),
@@ -532,18 +537,16 @@ pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, IntakeE
         Some(other) if other.starts_with("application/") && other.ends_with("+json") => {
             Ok(Some(BodyKind::Json))
         }
-        Some(_) => Err(IntakeError::UnsupportedMediaType),
+        Some(_) => Err(ApiError::UnsupportedMediaType),
     }
 }
 
 /// The lower-cased essence of `Content-Type` (`application/json`), `None` without one.
-pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| IntakeError::UnsupportedMediaType)?;
+    let value = value.to_str().map_err(|_| ApiError::UnsupportedMediaType)?;
     let essence = value
         .split(';')
         .next()
@@ -558,23 +561,23 @@ pub(crate) async fn read_body(
     body: Incoming,
     limit: usize,
     timeout: Duration,
-) -> Result<Bytes, IntakeError> {
+) -> Result<Bytes, ApiError> {
     let declared = body.size_hint().lower();
     if usize::try_from(declared).map_or(true, |n| n > limit) {
-        return Err(IntakeError::TooLarge { limit });
+        return Err(ApiError::TooLarge { limit });
     }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(IntakeError::BodyTimeout),
+        Err(_) => Err(ApiError::BodyTimeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(IntakeError::TooLarge { limit })
+            Err(ApiError::TooLarge { limit })
         }
-        Ok(Err(_)) => Err(IntakeError::BodyUnreadable),
+        Ok(Err(_)) => Err(ApiError::BodyUnreadable),
     }
 }
 
 /// The `Idempotency-Key` header, if the request has a valid one.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, IntakeError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -589,7 +592,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Int
                     idempotency::MAX_KEY_LEN
                 ),
             );
-            Err(IntakeError::Invalid(errors))
+            Err(ApiError::Invalid(errors))
         }
     }
 }

@@ -9,7 +9,7 @@
 //! - [`bulk`]: the bulk endpoint: up to 1,000 leads, one result each.
 //! - [`validate`]: the validate endpoint: every check, nothing published.
 //! - [`google_ads`]: the Google Ads lead form webhook.
-//! - [`error`]: [`error::IntakeError`], every way the endpoint can refuse, mapped to a status.
+//! - [`error`]: [`error::ApiError`], every way the intake endpoints refuse a request, mapped to a status.
 //! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
 //! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
 //! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).

@@ -6,8 +6,6 @@
 use crate::publisher::Publisher;
 use crate::telemetry;
 use lapin::Channel;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use shared::amqp::Topology;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,22 +36,12 @@ pub async fn run(
             continue;
         };
         for queue in &queues {
-            let declared = open
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            match declared {
+            match shared::amqp::counts(open, queue).await {
                 Ok(q) => {
                     metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => queue.clone())
-                        .set(f64::from(q.message_count()));
+                        .set(f64::from(q.depth));
                     metrics::gauge!(telemetry::QUEUE_CONSUMERS, "queue" => queue.clone())
-                        .set(f64::from(q.consumer_count()));
+                        .set(f64::from(q.consumers));
                 }
                 Err(error) => {
                     tracing::debug!(%error, queue, "Failed to read a queue's depth");

@@ -8,7 +8,7 @@
 
 use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
-use crate::error::IntakeError;
+use crate::error::ApiError;
 use crate::http::{self, Body};
 use crate::intake::authenticate;
 use crate::limiter::Decision;
@@ -38,7 +38,7 @@ pub enum Read<'a> {
 pub enum ReadError {
     /// 401 or 429: answered exactly as the intake endpoint answers them.
     #[error(transparent)]
-    Refused(IntakeError),
+    Refused(ApiError),
     #[error("invalid filters")]
     Invalid(FieldErrors),
     #[error("not found")]
@@ -47,10 +47,10 @@ pub enum ReadError {
     Unavailable(&'static str),
 }
 
-impl From<IntakeError> for ReadError {
-    fn from(error: IntakeError) -> Self {
+impl From<ApiError> for ReadError {
+    fn from(error: ApiError) -> Self {
         match error {
-            IntakeError::Unavailable(what) => Self::Unavailable(what),
+            ApiError::Unavailable(what) => Self::Unavailable(what),
             other => Self::Refused(other),
         }
     }
@@ -60,7 +60,7 @@ impl ReadError {
     pub fn into_response(self) -> Response<Body> {
         match self {
             Self::Refused(error) => error.into_response(),
-            Self::Invalid(errors) => IntakeError::Invalid(errors).into_response(),
+            Self::Invalid(errors) => ApiError::Invalid(errors).into_response(),
             Self::NotFound => http::not_found(),
             Self::Unavailable(_) => {
                 let mut response = http::message(
@@ -111,12 +111,7 @@ async fn serve(
         .find(|(key, value)| key == TOKEN_FIELD && !value.trim().is_empty())
         .map(|(_, value)| value.trim().to_owned())
         .or_else(|| bearer_token(req.headers()));
-    let ip = http::client_ip(
-        req.headers(),
-        peer,
-        state.settings.receiver.trust_forwarded_for,
-    );
-    let principal = authenticate(state, token, ip, rate).await?;
+    let principal = authenticate(state, token, req.headers(), peer, rate).await?;
     count_read(state, &principal, rate).await?;
 
     let account_id = principal.account_id;
@@ -167,7 +162,7 @@ pub(crate) async fn count_read(
             *rate = Some(decision);
             if !decision.admitted {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
-                return Err(ReadError::Refused(IntakeError::RateLimited(decision)));
+                return Err(ReadError::Refused(ApiError::RateLimited(decision)));
             }
             Ok(())
         }

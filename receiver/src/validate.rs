@@ -7,7 +7,7 @@
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
 use crate::app::AppState;
-use crate::error::IntakeError;
+use crate::error::ApiError;
 use crate::http::{self, Body};
 use crate::intake::{LeadRequest, authenticate, read_lead};
 use crate::limiter::Decision;
@@ -70,19 +70,14 @@ async fn check(
         token,
         ..
     } = read_lead(state, req).await?;
-    let ip = http::client_ip(
-        &parts.headers,
-        peer,
-        state.settings.receiver.trust_forwarded_for,
-    );
-    let principal = authenticate(state, token, ip, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
     count_read(state, &principal, rate).await?;
     principal.sources.prepare(&mut raw);
     let lead = match body_error {
         Some(error) => Err(error.into_field_errors()),
         None => raw.parse(&ParseContext::now(principal.region)),
     }
-    .map_err(IntakeError::Invalid)?;
+    .map_err(ApiError::Invalid)?;
 
     let missing = shared::sources::missing_links(&state.db, principal.account_id, &lead.links)
         .await

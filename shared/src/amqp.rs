@@ -318,6 +318,32 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// How many messages wait in a queue and how many consumers it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub depth: u32,
+    pub consumers: u32,
+}
+
+/// The counts of `queue`, read with a passive declare (which creates nothing). A queue that
+/// does not exist is an error, and the broker then closes `channel`.
+pub async fn counts(channel: &Channel, queue: &str) -> lapin::Result<QueueCounts> {
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(QueueCounts {
+        depth: q.message_count(),
+        consumers: q.consumer_count(),
+    })
+}
+
 fn put(table: &mut FieldTable, key: &str, value: AMQPValue) {
     table.insert(ShortString::from(key), value);
 }

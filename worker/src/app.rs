@@ -93,11 +93,6 @@ impl Worker {
         self.metrics_addr
     }
 
-    /// The processor, for callers that process leads without the queue.
-    pub fn processor(&self) -> &Processor {
-        &self.processor
-    }
-
     /// Consumes until `shutdown` completes, then stops consuming, finishes and settles the
     /// leads already received, and closes the connection.
     pub async fn run_until_stopped(

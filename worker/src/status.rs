@@ -5,8 +5,6 @@
 //! heartbeats, and dead-lettered intakes by reason (the intake records).
 
 use chrono::{DateTime, Utc};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use redis::AsyncCommands;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -148,21 +146,11 @@ async fn queues(settings: &Settings, topology: &Topology) -> anyhow::Result<Vec<
     let mut channel = conn.create_channel().await?;
     let mut out = Vec::new();
     for name in topology.queues() {
-        let declared = channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
+        match shared::amqp::counts(&channel, &name).await {
             Ok(q) => out.push(QueueState {
                 name,
-                depth: Some(q.message_count()),
-                consumers: Some(q.consumer_count()),
+                depth: Some(q.depth),
+                consumers: Some(q.consumers),
                 missing: false,
             }),
             Err(_) => {

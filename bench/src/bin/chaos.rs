@@ -34,25 +34,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chaos: Failed to start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("chaos: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::main_with("chaos", run(Args::parse()))
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {

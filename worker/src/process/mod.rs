@@ -177,10 +177,6 @@ impl Processor {
         Self { db }
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Processes one intake in a transaction of its own.
     #[tracing::instrument(skip_all, fields(intake_id = %intake.message.intake_id))]
     pub async fn try_process(&self, intake: &Attempt) -> Result<Outcome, ProcessError> {
