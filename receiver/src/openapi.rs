@@ -24,111 +24,80 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 mod sources;
 
-/// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
-/// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
-/// of their own and say which field they stand for.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "phone_number": "(818) 123-4567",
-    "first_name": "Ada",
-    "last_name": "Lovelace",
-    "email": "ada@example.com",
-    "lead_source": "Website",
-    "other_phone_numbers": [{"label": "work", "phone_number": "+1 818-740-5020"}],
-    "tag_id": 3,
-    "force_update": "yes"
-}))]
-pub struct IntakeRequest {
-    /// The API token, when it is not sent as `Authorization: Bearer`. Never stored.
-    pub api_token: Option<String>,
-    /// Required. Any human format; normalized to E.164 with the account's region (US unless
-    /// set). Must be a possible number for its region.
-    #[schema(example = "(818) 123-4567")]
-    pub phone_number: String,
-    /// Additional numbers: `{"label", "phone_number"}` objects or `["label", "number"]`
-    /// pairs (at most 20); `phone_number` is required in each. Form posts use
-    /// `other_phone_numbers[0][phone_number]=…`.
-    pub other_phone_numbers: Option<Vec<OtherPhoneNumberInput>>,
-    /// Full name; split into first and last name on the last space when those are blank.
-    #[schema(max_length = 255)]
-    pub name: Option<String>,
-    #[schema(max_length = 255)]
-    pub first_name: Option<String>,
-    #[schema(max_length = 255)]
-    pub last_name: Option<String>,
-    #[schema(max_length = 255)]
-    pub company_name: Option<String>,
-    /// A valid address.
-    #[schema(format = Email)]
-    pub email: Option<String>,
-    #[schema(max_length = 255)]
-    pub lead_source: Option<String>,
-    #[schema(max_length = 255)]
-    pub source: Option<String>,
-    #[schema(max_length = 255)]
-    pub address: Option<String>,
-    /// Derived from the number when blank (NANP numbers, where the data knows it).
-    #[schema(max_length = 255)]
-    pub city: Option<String>,
-    /// Derived from the number when blank (two-letter code, NANP numbers).
-    #[schema(max_length = 255)]
-    pub state: Option<String>,
-    #[schema(max_length = 255)]
-    pub zipcode: Option<String>,
-    /// Derived from the number when blank (ISO 3166-1 alpha-2).
-    #[schema(max_length = 255)]
-    pub country: Option<String>,
-    /// Custom field 1.
-    #[schema(max_length = 255)]
-    pub csf1: Option<String>,
-    /// Custom field 2.
-    #[schema(max_length = 255)]
-    pub csf2: Option<String>,
-    /// `MM/DD/YYYY`, `MM-DD-YYYY` or `YYYY-MM-DD`; a real date, not in the future.
-    #[schema(example = "04/21/1990")]
-    pub date_of_birth: Option<String>,
-    /// An IANA zone name; derived from the number when blank.
-    #[schema(example = "America/Los_Angeles")]
-    pub timezone: Option<String>,
-    /// An http(s) URL; a bare domain gets `https://`.
-    #[schema(example = "example.com")]
-    pub website: Option<String>,
-    /// Stored as a note on the contact (consent text).
-    #[schema(max_length = 10000)]
-    pub notes: Option<String>,
-    /// Owner: a user of the account. Positive integer or numeric string.
-    pub user_id: Option<IdInput>,
-    /// Ring group to distribute to (with `distribute_to_ring_group`).
-    pub ring_group_id: Option<IdInput>,
-    pub line_id: Option<IdInput>,
-    /// Alias of `line_id`.
-    pub campaign_id: Option<IdInput>,
-    /// Sequence (SMS automation) to enroll in.
-    pub sequence_id: Option<IdInput>,
-    /// Alias of `sequence_id` (older integrations).
-    pub automation_id: Option<IdInput>,
-    /// Tag to add.
-    pub tag_id: Option<IdInput>,
-    pub disposition_status_id: Option<IdInput>,
-    /// Alias of `disposition_status_id`.
-    pub disposition_id: Option<IdInput>,
-    /// Overwrite every field this lead provides on an existing contact.
-    pub force_update: Option<FlagInput>,
-    /// Move an existing contact from its active sequence to `sequence_id`.
-    pub force_update_sequence: Option<FlagInput>,
-    /// Owner = a random member of `ring_group_id`.
-    pub distribute_to_ring_group: Option<FlagInput>,
-    /// Alias of `distribute_to_ring_group`.
-    pub distribute_to_right_group: Option<FlagInput>,
-    /// Distribute only to active and available members.
-    pub check_available_users: Option<FlagInput>,
-    /// Like `check_available_users`, falling back to all active members.
-    pub check_available_users_with_fallback: Option<FlagInput>,
-    /// Add the contact to its owner's PowerDialer list.
-    pub add_to_powerdialer: Option<FlagInput>,
-    /// Where in the PowerDialer list: `top` (default) or `bottom`.
-    pub powerdialer_position: Option<PowerdialerPositionInput>,
+macro_rules! intake_request {
+    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
+        /// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
+        /// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
+        /// of their own and say which field they stand for.
+        #[derive(Debug, Serialize, ToSchema)]
+        #[schema(example = json!({
+            "phone_number": "(818) 123-4567",
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+            "lead_source": "Website",
+            "other_phone_numbers": [{"label": "work", "phone_number": "+1 818-740-5020"}],
+            "tag_id": 3,
+            "force_update": "yes"
+        }))]
+        pub struct IntakeRequest {
+            /// The API token, when it is not sent as `Authorization: Bearer`. Never stored.
+            pub api_token: Option<String>,
+            /// Required. Any human format; normalized to E.164 with the account's region (US unless
+            /// set). Must be a possible number for its region.
+            #[schema(example = "(818) 123-4567")]
+            pub phone_number: String,
+            /// Additional numbers: `{"label", "phone_number"}` objects or `["label", "number"]`
+            /// pairs (at most 20); `phone_number` is required in each. Form posts use
+            /// `other_phone_numbers[0][phone_number]=…`.
+            pub other_phone_numbers: Option<Vec<OtherPhoneNumberInput>>,
+            $( $(#[doc = $doc])* #[schema($($schema)*)] pub $field: Option<String>, )*
+            /// `MM/DD/YYYY`, `MM-DD-YYYY` or `YYYY-MM-DD`; a real date, not in the future.
+            #[schema(example = "04/21/1990")]
+            pub date_of_birth: Option<String>,
+            /// An IANA zone name; derived from the number when blank.
+            #[schema(example = "America/Los_Angeles")]
+            pub timezone: Option<String>,
+            /// Stored as a note on the contact (consent text).
+            #[schema(max_length = 10000)]
+            pub notes: Option<String>,
+            /// Owner: a user of the account. Positive integer or numeric string.
+            pub user_id: Option<IdInput>,
+            /// Ring group to distribute to (with `distribute_to_ring_group`).
+            pub ring_group_id: Option<IdInput>,
+            pub line_id: Option<IdInput>,
+            /// Alias of `line_id`.
+            pub campaign_id: Option<IdInput>,
+            /// Sequence (SMS automation) to enroll in.
+            pub sequence_id: Option<IdInput>,
+            /// Alias of `sequence_id` (older integrations).
+            pub automation_id: Option<IdInput>,
+            /// Tag to add.
+            pub tag_id: Option<IdInput>,
+            pub disposition_status_id: Option<IdInput>,
+            /// Alias of `disposition_status_id`.
+            pub disposition_id: Option<IdInput>,
+            /// Overwrite every field this lead provides on an existing contact.
+            pub force_update: Option<FlagInput>,
+            /// Move an existing contact from its active sequence to `sequence_id`.
+            pub force_update_sequence: Option<FlagInput>,
+            /// Owner = a random member of `ring_group_id`.
+            pub distribute_to_ring_group: Option<FlagInput>,
+            /// Alias of `distribute_to_ring_group`.
+            pub distribute_to_right_group: Option<FlagInput>,
+            /// Distribute only to active and available members.
+            pub check_available_users: Option<FlagInput>,
+            /// Like `check_available_users`, falling back to all active members.
+            pub check_available_users_with_fallback: Option<FlagInput>,
+            /// Add the contact to its owner's PowerDialer list.
+            pub add_to_powerdialer: Option<FlagInput>,
+            /// Where in the PowerDialer list: `top` (default) or `bottom`.
+            pub powerdialer_position: Option<PowerdialerPositionInput>,
+        }
+    };
 }
+
+shared::with_contact_text_fields!(intake_request);
 
 /// One additional number of a lead.
 #[derive(Debug, Serialize, ToSchema)]

@@ -23,47 +23,72 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A contact as the read API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct ContactView {
-    pub id: i64,
-    /// Primary number, E.164.
-    #[schema(example = "+18181234567")]
-    pub phone_number: String,
-    pub other_phone_numbers: Vec<PhoneView>,
-    pub name: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_name: Option<String>,
-    pub email: Option<String>,
-    pub lead_source: Option<String>,
-    pub source: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zipcode: Option<String>,
-    pub country: Option<String>,
-    pub csf1: Option<String>,
-    pub csf2: Option<String>,
-    /// `YYYY-MM-DD`.
-    #[schema(value_type = Option<String>, format = Date, example = "1990-04-21")]
-    pub date_of_birth: Option<NaiveDate>,
-    /// IANA zone name.
-    #[schema(example = "America/Los_Angeles")]
-    pub timezone: Option<String>,
-    pub website: Option<String>,
-    /// The owner, or null.
-    pub user_id: Option<i64>,
-    pub tag_ids: Vec<i64>,
-    pub line_id: Option<i64>,
-    pub disposition_status_id: Option<i64>,
-    /// Oldest first.
-    pub notes: Vec<NoteView>,
-    pub sequence_enrollments: Vec<EnrollmentView>,
-    /// The contact's queued PowerDialer entry, if any.
-    pub powerdialer: Option<PowerdialerView>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+macro_rules! contact_view {
+    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
+        /// A contact as the read API returns it.
+        #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+        pub struct ContactView {
+            pub id: i64,
+            /// Primary number, E.164.
+            #[schema(example = "+18181234567")]
+            pub phone_number: String,
+            pub other_phone_numbers: Vec<PhoneView>,
+            $( $(#[doc = $doc])* #[schema($($schema)*)] pub $field: Option<String>, )*
+            /// `YYYY-MM-DD`.
+            #[schema(value_type = Option<String>, format = Date, example = "1990-04-21")]
+            pub date_of_birth: Option<NaiveDate>,
+            /// IANA zone name.
+            #[schema(example = "America/Los_Angeles")]
+            pub timezone: Option<String>,
+            /// The owner, or null.
+            pub user_id: Option<i64>,
+            pub tag_ids: Vec<i64>,
+            pub line_id: Option<i64>,
+            pub disposition_status_id: Option<i64>,
+            /// Oldest first.
+            pub notes: Vec<NoteView>,
+            pub sequence_enrollments: Vec<EnrollmentView>,
+            /// The contact's queued PowerDialer entry, if any.
+            pub powerdialer: Option<PowerdialerView>,
+            pub created_at: DateTime<Utc>,
+            pub updated_at: DateTime<Utc>,
+        }
+
+        impl ContactView {
+            /// The view of `c`, with what other tables hold of it.
+            fn new(c: contact::Model, related: Related) -> ContactView {
+                ContactView {
+                    other_phone_numbers: related.other_phone_numbers,
+                    tag_ids: related.tag_ids,
+                    notes: related.notes,
+                    sequence_enrollments: related.sequence_enrollments,
+                    powerdialer: related.powerdialer,
+                    id: c.id,
+                    phone_number: c.phone_number,
+                    $( $field: c.$field, )*
+                    date_of_birth: c.date_of_birth,
+                    timezone: c.timezone,
+                    user_id: c.owner_id,
+                    line_id: c.line_id,
+                    disposition_status_id: c.disposition_status_id,
+                    created_at: c.created_at,
+                    updated_at: c.updated_at,
+                }
+            }
+        }
+    };
+}
+
+shared::with_contact_text_fields!(contact_view);
+
+/// What tables other than `contacts` hold of a contact.
+#[derive(Debug, Default)]
+struct Related {
+    other_phone_numbers: Vec<PhoneView>,
+    tag_ids: Vec<i64>,
+    notes: Vec<NoteView>,
+    sequence_enrollments: Vec<EnrollmentView>,
+    powerdialer: Option<PowerdialerView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -409,36 +434,15 @@ async fn views(
     }
     Ok(rows
         .into_iter()
-        .map(|c| ContactView {
-            other_phone_numbers: phones.remove(&c.id).unwrap_or_default(),
-            tag_ids: tags.remove(&c.id).unwrap_or_default(),
-            notes: notes.remove(&c.id).unwrap_or_default(),
-            sequence_enrollments: enrollments.remove(&c.id).unwrap_or_default(),
-            powerdialer: dialer.remove(&c.id),
-            id: c.id,
-            phone_number: c.phone_number,
-            name: c.name,
-            first_name: c.first_name,
-            last_name: c.last_name,
-            company_name: c.company_name,
-            email: c.email,
-            lead_source: c.lead_source,
-            source: c.source,
-            address: c.address,
-            city: c.city,
-            state: c.state,
-            zipcode: c.zipcode,
-            country: c.country,
-            csf1: c.csf1,
-            csf2: c.csf2,
-            date_of_birth: c.date_of_birth,
-            timezone: c.timezone,
-            website: c.website,
-            user_id: c.owner_id,
-            line_id: c.line_id,
-            disposition_status_id: c.disposition_status_id,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
+        .map(|c| {
+            let related = Related {
+                other_phone_numbers: phones.remove(&c.id).unwrap_or_default(),
+                tag_ids: tags.remove(&c.id).unwrap_or_default(),
+                notes: notes.remove(&c.id).unwrap_or_default(),
+                sequence_enrollments: enrollments.remove(&c.id).unwrap_or_default(),
+                powerdialer: dialer.remove(&c.id),
+            };
+            ContactView::new(c, related)
         })
         .collect())
 }

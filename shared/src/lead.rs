@@ -3,6 +3,7 @@
 //! Past the receiver nothing is re-validated: every field here already obeys the rules of
 //! the contract (§3). The wire form in the queue is this struct as JSON.
 
+use crate::contact_fields::TextField;
 use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -29,26 +30,42 @@ pub struct Lead {
     pub powerdialer_position: PowerdialerPosition,
 }
 
-/// The plain text fields of a contact (each ≤ 255 characters, trimmed, never empty).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct LeadFields {
-    pub name: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_name: Option<String>,
-    /// A syntactically valid address, lower-cased domain.
-    pub email: Option<String>,
-    pub lead_source: Option<String>,
-    pub source: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zipcode: Option<String>,
-    pub country: Option<String>,
-    pub csf1: Option<String>,
-    pub csf2: Option<String>,
-    /// An absolute http(s) URL (a bare domain was given `https://`).
-    pub website: Option<String>,
+macro_rules! lead_fields {
+    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
+        /// The plain text fields of a contact (each ≤ 255 characters, trimmed, never empty;
+        /// an e-mail address has a lower-cased domain, a website is an absolute http(s) URL).
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+        pub struct LeadFields {
+            $( $(#[doc = $doc])* pub $field: Option<String>, )*
+        }
+
+        impl LeadFields {
+            /// The fields, each read by `read`, in the order of [`TextField::ALL`].
+            pub fn read(mut read: impl FnMut(TextField) -> Option<String>) -> Self {
+                Self {
+                    $( $field: read(TextField::$variant), )*
+                }
+            }
+
+            /// The value of `field`.
+            pub fn get(&self, field: TextField) -> Option<&String> {
+                match field {
+                    $( TextField::$variant => self.$field.as_ref(), )*
+                }
+            }
+        }
+    };
+}
+
+crate::with_contact_text_fields!(lead_fields);
+
+impl LeadFields {
+    /// Every field the lead gives, in the order of [`TextField::ALL`].
+    pub fn given(&self) -> impl Iterator<Item = (TextField, &String)> {
+        TextField::ALL
+            .iter()
+            .filter_map(|&f| self.get(f).map(|v| (f, v)))
+    }
 }
 
 /// Ids the lead names; each is looked up inside the token's account by the worker.

@@ -2,6 +2,7 @@
 //!
 //! - [`admin`]: operator operations (accounts, users, tokens, …) behind `leadctl`.
 //! - [`config`]: settings, defaults < optional file < environment.
+//! - [`contact_fields`]: the contact's text fields, declared once for every crate.
 //! - [`db`]: PostgreSQL session settings of every service.
 //! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod amqp;
 pub mod config;
+pub mod contact_fields;
 pub mod db;
 pub mod entities;
 pub mod geo;

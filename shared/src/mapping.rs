@@ -5,31 +5,18 @@
 //! Both act on a [`RawLead`] before [`RawLead::parse`], so a mapped or defaulted field goes
 //! through exactly the checks a field sent under its own name does.
 
+use crate::contact_fields::TextField;
 use crate::payload::RawLead;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Every field name of the contract (§3), aliases included: what a mapping may target.
-pub const FIELDS: &[&str] = &[
+/// Every field name of the contract (§3) but the contact's text fields ([`TextField`]),
+/// aliases included.
+const OTHER_FIELDS: &[&str] = &[
     "phone_number",
     "other_phone_numbers",
-    "name",
-    "first_name",
-    "last_name",
-    "company_name",
-    "email",
-    "lead_source",
-    "source",
-    "address",
-    "city",
-    "state",
-    "zipcode",
-    "country",
-    "csf1",
-    "csf2",
     "date_of_birth",
     "timezone",
-    "website",
     "notes",
     "user_id",
     "ring_group_id",
@@ -66,9 +53,9 @@ pub const ACTION_FIELDS: &[(&str, &[&str])] = &[
     ("disposition_status_id", &["disposition_id"]),
 ];
 
-/// Whether `name` is a field of the contract.
+/// Whether `name` is a field of the contract: what a mapping may target.
 pub fn is_field(name: &str) -> bool {
-    FIELDS.contains(&name)
+    TextField::from_name(name).is_some() || OTHER_FIELDS.contains(&name)
 }
 
 /// A mapping that cannot be used.

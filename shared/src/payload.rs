@@ -10,6 +10,7 @@
 //! trimmed; an empty string or `null` counts as absent; numbers are accepted where text is
 //! expected.
 
+use crate::contact_fields::TextKind;
 use crate::lead::{Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition};
 use crate::phone::{PhoneNumber, Region};
 use chrono::NaiveDate;
@@ -157,23 +158,11 @@ impl RawLead {
         };
         let phone_number = r.primary_phone(ctx.region);
         let other_phone_numbers = r.other_phone_numbers(ctx.region);
-        let fields = LeadFields {
-            name: r.text("name", MAX_TEXT_CHARS),
-            first_name: r.text("first_name", MAX_TEXT_CHARS),
-            last_name: r.text("last_name", MAX_TEXT_CHARS),
-            company_name: r.text("company_name", MAX_TEXT_CHARS),
-            email: r.email("email"),
-            lead_source: r.text("lead_source", MAX_TEXT_CHARS),
-            source: r.text("source", MAX_TEXT_CHARS),
-            address: r.text("address", MAX_TEXT_CHARS),
-            city: r.text("city", MAX_TEXT_CHARS),
-            state: r.text("state", MAX_TEXT_CHARS),
-            zipcode: r.text("zipcode", MAX_TEXT_CHARS),
-            country: r.text("country", MAX_TEXT_CHARS),
-            csf1: r.text("csf1", MAX_TEXT_CHARS),
-            csf2: r.text("csf2", MAX_TEXT_CHARS),
-            website: r.website("website"),
-        };
+        let fields = LeadFields::read(|field| match field.kind() {
+            TextKind::Text => r.text(field.as_str(), MAX_TEXT_CHARS),
+            TextKind::Email => r.email(field.as_str()),
+            TextKind::Website => r.website(field.as_str()),
+        });
         let date_of_birth = r.date_of_birth("date_of_birth", ctx.today);
         let timezone = r.timezone("timezone");
         let notes = r.text("notes", MAX_NOTES_CHARS);

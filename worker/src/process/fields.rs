@@ -3,6 +3,7 @@
 //! existing contact (§4.2–§4.4). Pure functions: the database side lives in `lead.rs`.
 
 use chrono::NaiveDate;
+use shared::contact_fields::TextField;
 use shared::entities::contact;
 use shared::geo;
 use shared::lead::Lead;
@@ -14,21 +15,7 @@ const MAX_TEXT: usize = 255;
 /// A contact column a lead can fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
-    Name,
-    FirstName,
-    LastName,
-    CompanyName,
-    Email,
-    LeadSource,
-    Source,
-    Address,
-    City,
-    State,
-    Zipcode,
-    Country,
-    Csf1,
-    Csf2,
-    Website,
+    Text(TextField),
     DateOfBirth,
     Timezone,
 }
@@ -37,24 +24,16 @@ impl Field {
     /// The field's name in the payload and on the contact.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Field::Name => "name",
-            Field::FirstName => "first_name",
-            Field::LastName => "last_name",
-            Field::CompanyName => "company_name",
-            Field::Email => "email",
-            Field::LeadSource => "lead_source",
-            Field::Source => "source",
-            Field::Address => "address",
-            Field::City => "city",
-            Field::State => "state",
-            Field::Zipcode => "zipcode",
-            Field::Country => "country",
-            Field::Csf1 => "csf1",
-            Field::Csf2 => "csf2",
-            Field::Website => "website",
+            Field::Text(field) => field.as_str(),
             Field::DateOfBirth => "date_of_birth",
             Field::Timezone => "timezone",
         }
+    }
+}
+
+impl From<TextField> for Field {
+    fn from(field: TextField) -> Field {
+        Field::Text(field)
     }
 }
 
@@ -113,31 +92,15 @@ fn truncate(s: String) -> String {
 /// Everything the lead provides, plus the name derived within the lead itself.
 pub fn from_lead(lead: &Lead) -> Vec<Candidate> {
     let f = &lead.fields;
-    let mut out = Vec::new();
-    let mut push = |field: Field, value: Option<&String>| {
-        if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-            out.push(Candidate {
-                field,
-                value: Value::Text(v.clone()),
-                provided: true,
-            });
-        }
-    };
-    push(Field::Name, f.name.as_ref());
-    push(Field::FirstName, f.first_name.as_ref());
-    push(Field::LastName, f.last_name.as_ref());
-    push(Field::CompanyName, f.company_name.as_ref());
-    push(Field::Email, f.email.as_ref());
-    push(Field::LeadSource, f.lead_source.as_ref());
-    push(Field::Source, f.source.as_ref());
-    push(Field::Address, f.address.as_ref());
-    push(Field::City, f.city.as_ref());
-    push(Field::State, f.state.as_ref());
-    push(Field::Zipcode, f.zipcode.as_ref());
-    push(Field::Country, f.country.as_ref());
-    push(Field::Csf1, f.csf1.as_ref());
-    push(Field::Csf2, f.csf2.as_ref());
-    push(Field::Website, f.website.as_ref());
+    let mut out: Vec<Candidate> = f
+        .given()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(field, v)| Candidate {
+            field: field.into(),
+            value: Value::Text(v.clone()),
+            provided: true,
+        })
+        .collect();
     if let Some(d) = lead.date_of_birth {
         out.push(Candidate {
             field: Field::DateOfBirth,
@@ -153,20 +116,23 @@ pub fn from_lead(lead: &Lead) -> Vec<Candidate> {
         });
     }
 
-    let has = |out: &[Candidate], field: Field| out.iter().any(|c| c.field == field);
-    let derived = |field: Field, value: String| Candidate {
-        field,
+    let has = |out: &[Candidate], field: TextField| out.iter().any(|c| c.field == field.into());
+    let derived = |field: TextField, value: String| Candidate {
+        field: field.into(),
         value: Value::Text(value),
         provided: false,
     };
-    if has(&out, Field::Name) && !has(&out, Field::FirstName) && !has(&out, Field::LastName) {
+    if has(&out, TextField::Name)
+        && !has(&out, TextField::FirstName)
+        && !has(&out, TextField::LastName)
+    {
         let (first, last) = f.name.as_deref().map(split_name).unwrap_or((None, None));
-        out.extend(first.map(|v| derived(Field::FirstName, v)));
-        out.extend(last.map(|v| derived(Field::LastName, v)));
-    } else if !has(&out, Field::Name)
+        out.extend(first.map(|v| derived(TextField::FirstName, v)));
+        out.extend(last.map(|v| derived(TextField::LastName, v)));
+    } else if !has(&out, TextField::Name)
         && let Some(name) = join_name(f.first_name.as_deref(), f.last_name.as_deref())
     {
-        out.push(derived(Field::Name, name));
+        out.push(derived(TextField::Name, name));
     }
     out
 }
@@ -181,17 +147,17 @@ pub fn from_number(
     candidates: &[Candidate],
 ) -> Vec<Candidate> {
     let place = geo::locate(number);
-    let effective = |field: Field| -> Option<String> {
+    let effective = |field: TextField| -> Option<String> {
         candidates
             .iter()
-            .find(|c| c.field == field && c.provided)
+            .find(|c| c.field == field.into() && c.provided)
             .and_then(|c| match &c.value {
                 Value::Text(t) => Some(t.clone()),
                 Value::Date(_) => None,
             })
-            .or_else(|| existing.and_then(|m| text(m, field)))
+            .or_else(|| existing.and_then(|m| text(m, field.into())))
     };
-    let agrees = |field: Field, derived: &Option<String>| match (effective(field), derived) {
+    let agrees = |field: TextField, derived: &Option<String>| match (effective(field), derived) {
         (None, _) => true,
         (Some(have), Some(d)) => have.eq_ignore_ascii_case(d),
         (Some(_), None) => false,
@@ -206,14 +172,14 @@ pub fn from_number(
             });
         }
     };
-    let country_ok = agrees(Field::Country, &place.country);
-    let state_ok = country_ok && agrees(Field::State, &place.state);
-    push(Field::Country, place.country.clone());
+    let country_ok = agrees(TextField::Country, &place.country);
+    let state_ok = country_ok && agrees(TextField::State, &place.state);
+    push(TextField::Country.into(), place.country.clone());
     if country_ok {
-        push(Field::State, place.state.clone());
+        push(TextField::State.into(), place.state.clone());
     }
     if state_ok {
-        push(Field::City, place.city.clone());
+        push(TextField::City.into(), place.city.clone());
     }
     push(
         Field::Timezone,
@@ -224,25 +190,11 @@ pub fn from_number(
 
 fn text(m: &contact::Model, field: Field) -> Option<String> {
     let v = match field {
-        Field::Name => &m.name,
-        Field::FirstName => &m.first_name,
-        Field::LastName => &m.last_name,
-        Field::CompanyName => &m.company_name,
-        Field::Email => &m.email,
-        Field::LeadSource => &m.lead_source,
-        Field::Source => &m.source,
-        Field::Address => &m.address,
-        Field::City => &m.city,
-        Field::State => &m.state,
-        Field::Zipcode => &m.zipcode,
-        Field::Country => &m.country,
-        Field::Csf1 => &m.csf1,
-        Field::Csf2 => &m.csf2,
-        Field::Website => &m.website,
-        Field::Timezone => &m.timezone,
+        Field::Text(field) => m.text(field),
+        Field::Timezone => m.timezone.as_ref(),
         Field::DateOfBirth => return m.date_of_birth.map(|d| d.to_string()),
     };
-    v.as_ref().filter(|s| !s.trim().is_empty()).cloned()
+    v.filter(|s| !s.trim().is_empty()).cloned()
 }
 
 fn current(m: &contact::Model, field: Field) -> Option<Value> {
@@ -284,14 +236,15 @@ pub fn changes(
 /// rewrites the parts it splits into; forced parts alone rewrite the name they join into,
 /// with the contact's other part.
 fn reconcile_name(m: &contact::Model, candidates: &[Candidate], out: &mut Vec<(Field, Value)>) {
-    let provided = |f: Field| candidates.iter().any(|c| c.field == f && c.provided);
-    let after = |out: &[(Field, Value)], f: Field| -> Option<String> {
-        match out.iter().find(|(field, _)| *field == f) {
+    let provided = |f: TextField| candidates.iter().any(|c| c.field == f.into() && c.provided);
+    let after = |out: &[(Field, Value)], f: TextField| -> Option<String> {
+        match out.iter().find(|(field, _)| *field == f.into()) {
             Some((_, Value::Text(t))) => Some(t.clone()),
-            _ => text(m, f),
+            _ => text(m, f.into()),
         }
     };
-    let set = |out: &mut Vec<(Field, Value)>, f: Field, value: Option<String>| {
+    let set = |out: &mut Vec<(Field, Value)>, f: TextField, value: Option<String>| {
+        let f = Field::from(f);
         let Some(value) = value else { return };
         if text(m, f).as_deref() == Some(value.as_str()) {
             out.retain(|(field, _)| *field != f);
@@ -303,23 +256,23 @@ fn reconcile_name(m: &contact::Model, candidates: &[Candidate], out: &mut Vec<(F
         }
     };
     let (name, first, last) = (
-        provided(Field::Name),
-        provided(Field::FirstName),
-        provided(Field::LastName),
+        provided(TextField::Name),
+        provided(TextField::FirstName),
+        provided(TextField::LastName),
     );
     if name && !first && !last {
-        let (first, last) = after(out, Field::Name)
+        let (first, last) = after(out, TextField::Name)
             .as_deref()
             .map(split_name)
             .unwrap_or((None, None));
-        set(out, Field::FirstName, first);
-        set(out, Field::LastName, last);
+        set(out, TextField::FirstName, first);
+        set(out, TextField::LastName, last);
     } else if !name && (first || last) {
         let joined = join_name(
-            after(out, Field::FirstName).as_deref(),
-            after(out, Field::LastName).as_deref(),
+            after(out, TextField::FirstName).as_deref(),
+            after(out, TextField::LastName).as_deref(),
         );
-        set(out, Field::Name, joined);
+        set(out, TextField::Name, joined);
     }
 }
 
@@ -338,21 +291,7 @@ pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) -> Vec<contact:
             (_, Value::Text(t)) => t,
         };
         let (slot, column) = match field {
-            Field::Name => (&mut m.name, C::Name),
-            Field::FirstName => (&mut m.first_name, C::FirstName),
-            Field::LastName => (&mut m.last_name, C::LastName),
-            Field::CompanyName => (&mut m.company_name, C::CompanyName),
-            Field::Email => (&mut m.email, C::Email),
-            Field::LeadSource => (&mut m.lead_source, C::LeadSource),
-            Field::Source => (&mut m.source, C::Source),
-            Field::Address => (&mut m.address, C::Address),
-            Field::City => (&mut m.city, C::City),
-            Field::State => (&mut m.state, C::State),
-            Field::Zipcode => (&mut m.zipcode, C::Zipcode),
-            Field::Country => (&mut m.country, C::Country),
-            Field::Csf1 => (&mut m.csf1, C::Csf1),
-            Field::Csf2 => (&mut m.csf2, C::Csf2),
-            Field::Website => (&mut m.website, C::Website),
+            Field::Text(field) => (m.text_mut(*field), C::from(*field)),
             Field::Timezone => (&mut m.timezone, C::Timezone),
             Field::DateOfBirth => continue,
         };
@@ -391,7 +330,8 @@ mod tests {
         m
     }
 
-    fn text_of(changes: &[(Field, Value)], field: Field) -> Option<String> {
+    fn text_of(changes: &[(Field, Value)], field: impl Into<Field>) -> Option<String> {
+        let field = field.into();
         changes
             .iter()
             .find(|(f, _)| *f == field)
@@ -432,10 +372,10 @@ mod tests {
         }));
         let ch = changes(None, &c, false);
         assert_eq!(
-            text_of(&ch, Field::FirstName).as_deref(),
+            text_of(&ch, TextField::FirstName).as_deref(),
             Some("Grace Brewster")
         );
-        assert_eq!(text_of(&ch, Field::LastName).as_deref(), Some("Hopper"));
+        assert_eq!(text_of(&ch, TextField::LastName).as_deref(), Some("Hopper"));
 
         let c = from_lead(&lead(LeadFields {
             first_name: Some("Ada".into()),
@@ -443,7 +383,10 @@ mod tests {
             ..LeadFields::default()
         }));
         let ch = changes(None, &c, false);
-        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            text_of(&ch, TextField::Name).as_deref(),
+            Some("Ada Lovelace")
+        );
     }
 
     #[test]
@@ -455,8 +398,11 @@ mod tests {
             ..LeadFields::default()
         }));
         let ch = changes(Some(&existing), &c, false);
-        assert_eq!(text_of(&ch, Field::Email), None);
-        assert_eq!(text_of(&ch, Field::CompanyName).as_deref(), Some("Acme"));
+        assert_eq!(text_of(&ch, TextField::Email), None);
+        assert_eq!(
+            text_of(&ch, TextField::CompanyName).as_deref(),
+            Some("Acme")
+        );
     }
 
     #[test]
@@ -472,18 +418,18 @@ mod tests {
             ..LeadFields::default()
         }));
         let ch = changes(Some(&existing), &c, true);
-        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Jane Roe"));
+        assert_eq!(text_of(&ch, TextField::Name).as_deref(), Some("Jane Roe"));
         // A forced name rewrites its parts, so the contact never contradicts itself.
-        assert_eq!(text_of(&ch, Field::FirstName).as_deref(), Some("Jane"));
-        assert_eq!(text_of(&ch, Field::LastName).as_deref(), Some("Roe"));
-        assert_eq!(text_of(&ch, Field::City), None);
+        assert_eq!(text_of(&ch, TextField::FirstName).as_deref(), Some("Jane"));
+        assert_eq!(text_of(&ch, TextField::LastName).as_deref(), Some("Roe"));
+        assert_eq!(text_of(&ch, TextField::City), None);
         // The same value again is no change.
         let again = changes(
             Some(&contact(|m| m.name = Some("Jane Roe".into()))),
             &c,
             true,
         );
-        assert_eq!(text_of(&again, Field::Name), None);
+        assert_eq!(text_of(&again, TextField::Name), None);
     }
 
     #[test]
@@ -498,9 +444,9 @@ mod tests {
             ..LeadFields::default()
         }));
         let ch = changes(Some(&existing), &first_only, true);
-        assert_eq!(text_of(&ch, Field::FirstName).as_deref(), Some("Jane"));
-        assert_eq!(text_of(&ch, Field::Name).as_deref(), Some("Jane Doe"));
-        assert_eq!(text_of(&ch, Field::LastName), None);
+        assert_eq!(text_of(&ch, TextField::FirstName).as_deref(), Some("Jane"));
+        assert_eq!(text_of(&ch, TextField::Name).as_deref(), Some("Jane Doe"));
+        assert_eq!(text_of(&ch, TextField::LastName), None);
         // Without force_update nothing of a filled name changes.
         assert!(changes(Some(&existing), &first_only, false).is_empty());
     }
@@ -510,9 +456,9 @@ mod tests {
         let number = PhoneNumber::parse("212 555 0100", Region::US).expect("phone");
         let derived = from_number(&number, None, &[]);
         let ch = changes(None, &derived, false);
-        assert_eq!(text_of(&ch, Field::Country).as_deref(), Some("US"));
-        assert_eq!(text_of(&ch, Field::State).as_deref(), Some("NY"));
-        assert_eq!(text_of(&ch, Field::City).as_deref(), Some("New York"));
+        assert_eq!(text_of(&ch, TextField::Country).as_deref(), Some("US"));
+        assert_eq!(text_of(&ch, TextField::State).as_deref(), Some("NY"));
+        assert_eq!(text_of(&ch, TextField::City).as_deref(), Some("New York"));
         assert_eq!(
             text_of(&ch, Field::Timezone).as_deref(),
             Some("America/New_York")
@@ -522,8 +468,8 @@ mod tests {
         let moved = contact(|m| m.state = Some("TX".into()));
         let derived = from_number(&number, Some(&moved), &[]);
         let ch = changes(Some(&moved), &derived, false);
-        assert_eq!(text_of(&ch, Field::City), None);
-        assert_eq!(text_of(&ch, Field::Country).as_deref(), Some("US"));
+        assert_eq!(text_of(&ch, TextField::City), None);
+        assert_eq!(text_of(&ch, TextField::Country).as_deref(), Some("US"));
     }
 
     proptest! {
@@ -538,7 +484,7 @@ mod tests {
         fn existing_values_survive_a_merge(email in "[a-z]{1,8}@example\\.com", other in "[a-z]{1,8}@example\\.org") {
             let existing = contact(|m| m.email = Some(email.clone()));
             let c = from_lead(&lead(LeadFields { email: Some(other), ..LeadFields::default() }));
-            prop_assert!(text_of(&changes(Some(&existing), &c, false), Field::Email).is_none());
+            prop_assert!(text_of(&changes(Some(&existing), &c, false), TextField::Email).is_none());
         }
     }
 }

@@ -355,28 +355,9 @@ pub(super) fn blank_contact(
         id,
         account_id,
         phone_number: phone.as_str().to_owned(),
-        name: None,
-        first_name: None,
-        last_name: None,
-        company_name: None,
-        email: None,
-        lead_source: None,
-        source: None,
-        address: None,
-        city: None,
-        state: None,
-        zipcode: None,
-        country: None,
-        csf1: None,
-        csf2: None,
-        date_of_birth: None,
-        timezone: None,
-        website: None,
-        owner_id: None,
-        line_id: None,
-        disposition_status_id: None,
         created_at: now,
         updated_at: now,
+        ..Default::default()
     }
 }
 
@@ -423,32 +404,11 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
     );
     if !rows.is_empty() {
         use contact::Column as C;
+        use sea_orm::Iterable;
         contact::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(C::Id)
-                    .update_columns([
-                        C::Name,
-                        C::FirstName,
-                        C::LastName,
-                        C::CompanyName,
-                        C::Email,
-                        C::LeadSource,
-                        C::Source,
-                        C::Address,
-                        C::City,
-                        C::State,
-                        C::Zipcode,
-                        C::Country,
-                        C::Csf1,
-                        C::Csf2,
-                        C::DateOfBirth,
-                        C::Timezone,
-                        C::Website,
-                        C::OwnerId,
-                        C::LineId,
-                        C::DispositionStatusId,
-                        C::UpdatedAt,
-                    ])
+                    .update_columns(C::iter().filter(C::is_updatable))
                     .to_owned(),
             )
             .exec_without_returning(txn)

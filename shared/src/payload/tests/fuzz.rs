@@ -92,26 +92,7 @@ fn check_answer(answer: &Result<Lead, FieldErrors>) -> Result<(), TestCaseError>
             prop_assert!(lead.phone_number.as_str().starts_with('+'));
             prop_assert!(lead.other_phone_numbers.len() <= MAX_OTHER_PHONE_NUMBERS);
             let f = &lead.fields;
-            for text in [
-                &f.name,
-                &f.first_name,
-                &f.last_name,
-                &f.company_name,
-                &f.email,
-                &f.lead_source,
-                &f.source,
-                &f.address,
-                &f.city,
-                &f.state,
-                &f.zipcode,
-                &f.country,
-                &f.csf1,
-                &f.csf2,
-                &f.website,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for (_, text) in f.given() {
                 prop_assert!(!text.is_empty() && text.trim() == text);
                 prop_assert!(text.chars().count() <= MAX_TEXT_CHARS);
             }
