@@ -6,6 +6,7 @@ use chrono::Utc;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared::admin;
+use shared::contact_fields::{TextField, TextKind};
 use shared::intake::{IntakeMessage, MESSAGE_VERSION};
 use shared::payload::{ParseContext, RawLead};
 use shared::phone::Region;
@@ -267,6 +268,28 @@ async fn every_contact_filter_selects_the_right_contacts() {
         let reply = app.get(&path).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(reply.body, json!({"message": "Not found."}));
+    }
+}
+
+/// Every text field of the declaration list, from a lead's payload through the worker to
+/// the read view, under its own name: a field added to the list is covered here.
+#[tokio::test]
+async fn every_text_field_goes_from_the_payload_to_the_read_view() {
+    let app = spawn_app().await;
+    let value = |field: TextField| match field.kind() {
+        TextKind::Text => format!("{field} value"),
+        TextKind::Email => format!("{field}@example.com"),
+        TextKind::Website => format!("https://{field}.example.com"),
+    };
+    let mut fields = json!({"phone_number": "8181234567"});
+    for &field in TextField::ALL {
+        fields[field.as_str()] = json!(value(field));
+    }
+    let id = app.contact(fields).await;
+    let reply = app.get(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for &field in TextField::ALL {
+        assert_eq!(reply.body[field.as_str()], json!(value(field)), "{field}");
     }
 }
 
