@@ -53,7 +53,15 @@ pub const ACTION_FIELDS: &[(&str, &[&str])] = &[
     ("disposition_status_id", &["disposition_id"]),
 ];
 
-/// Whether `name` is a field of the contract: what a mapping may target.
+/// Every field name of the contract, aliases included: what a mapping may target.
+pub fn field_names() -> impl Iterator<Item = &'static str> {
+    TextField::ALL
+        .iter()
+        .map(|f| f.as_str())
+        .chain(OTHER_FIELDS.iter().copied())
+}
+
+/// Whether `name` is a field of the contract.
 pub fn is_field(name: &str) -> bool {
     TextField::from_name(name).is_some() || OTHER_FIELDS.contains(&name)
 }
