@@ -19,6 +19,7 @@ use shared::entities::{
     contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
 };
 use shared::lead::{Lead, PowerdialerPosition};
+use shared::outcome::Action;
 use shared::phone::PhoneNumber;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -229,101 +230,41 @@ pub(crate) fn plan(
 ) -> Result<Option<Planned>, DbErr> {
     let m = &intake.message;
     let lead = &m.lead;
-    let account_id = m.account_id;
-    let force = lead.flags.force_update;
     // Existing from this lead's point of view: stored, or created by an earlier lead of the
     // transaction.
-    let (mut st, existing) = match batch.matched(account_id, lead) {
+    let (mut st, existing) = match batch.matched(m.account_id, lead) {
         Some(id) => match batch.contacts.remove(&id) {
             Some(s) => (s, true),
             None => return Ok(None),
         },
-        None => (batch.new_contact(account_id, &lead.phone_number)?, false),
+        None => (batch.new_contact(m.account_id, &lead.phone_number)?, false),
     };
-    let current = existing.then_some(&st.model);
     let contact_id = st.model.id;
-
-    let (links, mut report) = rules::links(&batch.snap, account_id, lead);
-    let changes = rules::contact_fields(current, lead, force);
-    let (owner, owner_report) = rules::owner(
-        &batch.snap.members,
-        lead,
-        &links,
+    let target = Target {
+        account_id: m.account_id,
+        contact_id,
         existing,
-        current.and_then(|c| c.owner_id),
-        rng,
-    );
-    let (line, disposition, line_report) = rules::line_and_disposition(current, &links, force);
-    let head = rules::contact_action(existing, force, contact_id, &changes);
-
-    let columns = fields::apply(&mut st.model, &changes);
-    if existing && !columns.is_empty() {
-        st.dirty.extend(columns);
-        report.changed = true;
-    }
-    if !existing {
-        batch.created.push(contact_id);
-    }
-    report.absorb(owner_report);
-    if owner != st.model.owner_id {
-        st.model.owner_id = owner;
-        st.dirty.push(contact::Column::OwnerId);
-    }
-    report.absorb(line_report);
-    if let Some(l) = line {
-        st.model.line_id = Some(l);
-        st.dirty.push(contact::Column::LineId);
-    }
-    if let Some(d) = disposition {
-        st.model.disposition_status_id = Some(d);
-        st.dirty.push(contact::Column::DispositionStatusId);
-    }
-
-    let (numbers, numbers_report) = rules::numbers(lead, contact_id, existing, |n| {
-        batch.owner_of(account_id, n)
-    });
-    report.absorb(numbers_report);
-    for n in numbers {
-        batch.add_number(
-            account_id,
-            contact_id,
-            n,
-            label_of(lead, n),
-            !existing && n.as_str() == st.model.phone_number,
-        );
-    }
-
-    let (note, note_report) = rules::note(lead);
-    report.absorb(note_report);
-    if let Some(body) = note {
-        batch.add_note(account_id, contact_id, m.intake_id, body);
-    }
-
-    let (tag, tag_report) = rules::tag(&links, &st.tags);
-    report.absorb(tag_report);
-    if let Some(tag_id) = tag {
-        st.tags.insert(tag_id);
-        batch.add_tag(account_id, contact_id, tag_id);
-    }
-
-    let (enrollment, sequence_report) = rules::sequence(&links, &st.active, lead);
-    report.absorb(sequence_report);
-    batch.enroll(&mut st, account_id, enrollment);
-
+        lead,
+    };
+    let (links, mut report) = rules::links(&batch.snap, m.account_id, lead);
+    let (head, contact_report) = batch.update_contact(&mut st, &target, &links, rng);
+    report.absorb(contact_report);
+    report.absorb(batch.add_related(&mut st, &target, &links, m.intake_id));
     // Recorded now; the entry is placed last in the transaction (see place_on_powerdialers),
     // and if that fails nothing of the lead commits.
-    let (listed, powerdialer_report) = rules::powerdialer(lead, owner, st.queued);
+    let (listed, powerdialer_report) = rules::powerdialer(lead, st.model.owner_id, st.queued);
     report.absorb(powerdialer_report);
     let powerdialer = listed.map(|user_id| {
         st.queued = true;
         PowerdialerPlan {
             user_id,
-            account_id,
+            account_id: m.account_id,
             contact_id,
             position: lead.powerdialer_position,
         }
     });
 
+    let force = lead.flags.force_update;
     let status = rules::status(existing, force, report.changed);
     if existing && (report.changed || force) {
         st.model.updated_at = batch.now;
@@ -343,6 +284,110 @@ pub(crate) fn plan(
         warnings: report.warnings,
         powerdialer,
     }))
+}
+
+/// The contact one lead is planned for.
+struct Target<'a> {
+    account_id: i64,
+    contact_id: i64,
+    /// Stored, or created by an earlier lead of the transaction.
+    existing: bool,
+    lead: &'a Lead,
+}
+
+impl Batch {
+    /// The rules on the contact's own row (§4.2–§4.6): fields, owner, line and disposition.
+    /// Returns the contact's own action (created / updated), which leads the lead's actions.
+    fn update_contact(
+        &mut self,
+        st: &mut ContactState,
+        target: &Target<'_>,
+        links: &rules::Links,
+        rng: &mut impl Rng,
+    ) -> (Option<Action>, rules::Report) {
+        let Target {
+            contact_id,
+            existing,
+            lead,
+            ..
+        } = *target;
+        let force = lead.flags.force_update;
+        let current = existing.then_some(&st.model);
+        let changes = rules::contact_fields(current, lead, force);
+        let (owner, mut report) = rules::owner(
+            &self.snap.members,
+            lead,
+            links,
+            existing,
+            current.and_then(|c| c.owner_id),
+            rng,
+        );
+        let (line, disposition, line_report) = rules::line_and_disposition(current, links, force);
+        let head = rules::contact_action(existing, force, contact_id, &changes);
+
+        let columns = fields::apply(&mut st.model, &changes);
+        if existing && !columns.is_empty() {
+            st.dirty.extend(columns);
+            report.changed = true;
+        }
+        if !existing {
+            self.created.push(contact_id);
+        }
+        if owner != st.model.owner_id {
+            st.model.owner_id = owner;
+            st.dirty.push(contact::Column::OwnerId);
+        }
+        report.absorb(line_report);
+        if let Some(l) = line {
+            st.model.line_id = Some(l);
+            st.dirty.push(contact::Column::LineId);
+        }
+        if let Some(d) = disposition {
+            st.model.disposition_status_id = Some(d);
+            st.dirty.push(contact::Column::DispositionStatusId);
+        }
+        (head, report)
+    }
+
+    /// The rules on the contact's related rows (§4.7–§4.8): numbers, note, tag, sequence.
+    fn add_related(
+        &mut self,
+        st: &mut ContactState,
+        target: &Target<'_>,
+        links: &rules::Links,
+        intake_id: uuid::Uuid,
+    ) -> rules::Report {
+        let Target {
+            account_id,
+            contact_id,
+            existing,
+            lead,
+        } = *target;
+        let (numbers, mut report) =
+            rules::numbers(lead, contact_id, existing, |n| self.owner_of(account_id, n));
+        for n in numbers {
+            let primary = !existing && n.as_str() == st.model.phone_number;
+            self.add_number(account_id, contact_id, n, label_of(lead, n), primary);
+        }
+
+        let (note, note_report) = rules::note(lead);
+        report.absorb(note_report);
+        if let Some(body) = note {
+            self.add_note(account_id, contact_id, intake_id, body);
+        }
+
+        let (tag, tag_report) = rules::tag(links, &st.tags);
+        report.absorb(tag_report);
+        if let Some(tag_id) = tag {
+            st.tags.insert(tag_id);
+            self.add_tag(account_id, contact_id, tag_id);
+        }
+
+        let (enrollment, sequence_report) = rules::sequence(links, &st.active, lead);
+        report.absorb(sequence_report);
+        self.enroll(st, account_id, enrollment);
+        report
+    }
 }
 
 pub(super) fn blank_contact(
@@ -374,7 +419,7 @@ fn label_of(lead: &Lead, n: &PhoneNumber) -> Option<String> {
 /// Writes everything the batch planned but the PowerDialer entries.
 pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(), DbErr> {
     let Batch {
-        mut contacts,
+        contacts,
         created,
         numbers,
         notes,
@@ -384,36 +429,7 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
         now,
         ..
     } = batch;
-    // New contacts and changed ones in one statement: a changed contact's row is written
-    // whole from the copy read under its lock, so an upsert on the id is its update.
-    let mut rows: Vec<contact::ActiveModel> = created
-        .iter()
-        .filter_map(|id| contacts.remove(id))
-        .map(|s| s.model.into_active_model().reset_all())
-        .collect();
-    let mut changed: Vec<contact::Model> = contacts
-        .into_values()
-        .filter(|s| !s.dirty.is_empty())
-        .map(|s| s.model)
-        .collect();
-    changed.sort_by_key(|m| m.id);
-    rows.extend(
-        changed
-            .into_iter()
-            .map(|m| m.into_active_model().reset_all()),
-    );
-    if !rows.is_empty() {
-        use contact::Column as C;
-        use sea_orm::Iterable;
-        contact::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(C::Id)
-                    .update_columns(C::iter().filter(C::is_updatable))
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
+    write_contacts(txn, contacts, &created).await?;
     if !numbers.is_empty() {
         contact_phone_number::Entity::insert_many(numbers)
             .exec_without_returning(txn)
@@ -430,6 +446,57 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
             .exec_without_returning(txn)
             .await?;
     }
+    write_enrollments(txn, disenroll, enrollments, now).await
+}
+
+/// New contacts and changed ones in one statement: a changed contact's row is written
+/// whole from the copy read under its lock, so an upsert on the id is its update. New
+/// contacts go first, in creation order; changed ones in id order.
+async fn write_contacts(
+    txn: &DatabaseTransaction,
+    mut contacts: HashMap<i64, ContactState>,
+    created: &[i64],
+) -> Result<(), DbErr> {
+    let mut rows: Vec<contact::ActiveModel> = created
+        .iter()
+        .filter_map(|id| contacts.remove(id))
+        .map(|s| s.model.into_active_model().reset_all())
+        .collect();
+    let mut changed: Vec<contact::Model> = contacts
+        .into_values()
+        .filter(|s| !s.dirty.is_empty())
+        .map(|s| s.model)
+        .collect();
+    changed.sort_by_key(|m| m.id);
+    rows.extend(
+        changed
+            .into_iter()
+            .map(|m| m.into_active_model().reset_all()),
+    );
+    if rows.is_empty() {
+        return Ok(());
+    }
+    use contact::Column as C;
+    use sea_orm::Iterable;
+    contact::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(C::Id)
+                .update_columns(C::iter().filter(C::is_updatable))
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Ends the stored active enrollments of `disenroll` and inserts the new ones (ended when
+/// a later lead of the transaction moved the contact on).
+async fn write_enrollments(
+    txn: &DatabaseTransaction,
+    disenroll: Vec<i64>,
+    enrollments: Vec<NewEnrollment>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     if !disenroll.is_empty() {
         use sequence_enrollment::Column as C;
         sequence_enrollment::Entity::update_many()
@@ -443,26 +510,27 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
             .exec(txn)
             .await?;
     }
-    if !enrollments.is_empty() {
-        let rows = enrollments
-            .into_iter()
-            .map(|e| sequence_enrollment::ActiveModel {
-                account_id: Set(e.account_id),
-                contact_id: Set(e.contact_id),
-                sequence_id: Set(e.sequence_id),
-                status: Set(if e.ended {
-                    EnrollmentStatus::Disenrolled
-                } else {
-                    EnrollmentStatus::Active
-                }),
-                enrolled_at: Set(now),
-                disenrolled_at: Set(e.ended.then_some(now)),
-                ..Default::default()
-            });
-        sequence_enrollment::Entity::insert_many(rows)
-            .exec_without_returning(txn)
-            .await?;
+    if enrollments.is_empty() {
+        return Ok(());
     }
+    let rows = enrollments
+        .into_iter()
+        .map(|e| sequence_enrollment::ActiveModel {
+            account_id: Set(e.account_id),
+            contact_id: Set(e.contact_id),
+            sequence_id: Set(e.sequence_id),
+            status: Set(if e.ended {
+                EnrollmentStatus::Disenrolled
+            } else {
+                EnrollmentStatus::Active
+            }),
+            enrolled_at: Set(now),
+            disenrolled_at: Set(e.ended.then_some(now)),
+            ..Default::default()
+        });
+    sequence_enrollment::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 
