@@ -388,75 +388,16 @@ async fn faulted_burst(
     let mut failures = Vec::new();
     let wait = send_limit;
     match s {
-        Scenario::WorkerKill => {
-            for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
-                if !burst.reached(share, wait).await {
-                    bail!("the burst did not reach {:.0}%", share * 100.0);
-                }
-                stage.tick()?;
-                let w = &mut stage.workers[k];
-                eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
-                w.kill().await?;
-                w.start().await?;
-            }
-        }
-        Scenario::ReceiverKill => {
-            if !burst.reached(0.4, wait).await {
-                bail!("the burst did not reach 40%");
-            }
-            stage.tick()?;
-            eprintln!(
-                "chaos: kill -9 the receiver at {} accepted",
-                burst.accepted()
-            );
-            stage.receiver.kill().await?;
-            stage.receiver.start().await?;
-        }
+        Scenario::WorkerKill => kill_workers(&mut stage, &burst, wait).await?,
+        Scenario::ReceiverKill => kill_receiver(&mut stage, &burst, wait).await?,
         Scenario::RabbitmqRestart | Scenario::PostgresRestart => {
-            if !burst.reached(0.3, wait).await {
-                bail!("the burst did not reach 30%");
-            }
-            stage.tick()?;
-            let service = if s == Scenario::PostgresRestart {
-                Service::Postgres
-            } else {
-                Service::Rabbitmq
-            };
-            let t = Instant::now();
-            services.restart(service, Duration::from_secs(2)).await?;
-            notes.push(format!("down {:.1} s", t.elapsed().as_secs_f64()));
+            notes.push(restart(&mut stage, &burst, wait, services, s).await?);
         }
         _ => {
-            if !burst.reached(0.3, wait).await {
-                bail!("the burst did not reach 30%");
-            }
-            stage.tick()?;
-            let before =
-                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
-            let t = Instant::now();
-            services.stop(Service::Redis).await?;
-            // Requests admitted just before Redis went down may still be published.
-            let accepted_before = burst.accepted();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let accepted_down = burst.accepted() - accepted_before;
-            let fail_open =
-                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await
-                    - before;
-            services.start(Service::Redis).await?;
-            notes.push(format!(
-                "down {:.1} s: {accepted_down} accepted meanwhile, {fail_open} counted fail-open",
-                t.elapsed().as_secs_f64()
-            ));
-            if s == Scenario::RedisFailOpen && (accepted_down == 0 || fail_open < 1.0) {
-                failures.push(format!(
-                    "fail-open: {accepted_down} accepted and {fail_open} counted while Redis was down"
-                ));
-            }
-            if s == Scenario::RedisFailClosed && accepted_down > sizes.connections {
-                failures.push(format!(
-                    "fail-closed: {accepted_down} accepted while Redis was down"
-                ));
-            }
+            let (note, problems) =
+                redis_outage(&mut stage, &burst, wait, services, sizes.connections, s).await?;
+            notes.push(note);
+            failures.extend(problems);
         }
     }
     let result = burst.finish().await?;
@@ -473,6 +414,103 @@ async fn faulted_burst(
     row.notes.extend(notes);
     row.failures.extend(failures);
     Ok(row)
+}
+
+/// Kills a worker with SIGKILL at 25%, the other at 50% and the first again at 75% of the
+/// burst, each started again at once.
+async fn kill_workers(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
+    for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
+        if !burst.reached(share, wait).await {
+            bail!("the burst did not reach {:.0}%", share * 100.0);
+        }
+        stage.tick()?;
+        let w = &mut stage.workers[k];
+        eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
+        w.kill().await?;
+        w.start().await?;
+    }
+    Ok(())
+}
+
+/// Kills the receiver with SIGKILL at 40% of the burst and starts it again at once.
+async fn kill_receiver(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
+    if !burst.reached(0.4, wait).await {
+        bail!("the burst did not reach 40%");
+    }
+    stage.tick()?;
+    eprintln!(
+        "chaos: kill -9 the receiver at {} accepted",
+        burst.accepted()
+    );
+    stage.receiver.kill().await?;
+    stage.receiver.start().await?;
+    Ok(())
+}
+
+/// Restarts RabbitMQ or PostgreSQL (as `s` says) at 30% of the burst; a note of how long it
+/// was down.
+async fn restart(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+    s: Scenario,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let service = if s == Scenario::PostgresRestart {
+        Service::Postgres
+    } else {
+        Service::Rabbitmq
+    };
+    let t = Instant::now();
+    services.restart(service, Duration::from_secs(2)).await?;
+    Ok(format!("down {:.1} s", t.elapsed().as_secs_f64()))
+}
+
+/// Stops Redis for 3 s at 30% of the burst; a note of what the receiver accepted meanwhile,
+/// and the failures of the rate limiter's fail mode (`s` says which was configured). Fail-closed
+/// may still accept the requests in flight when Redis stopped: at most `connections`.
+async fn redis_outage(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+    connections: usize,
+    s: Scenario,
+) -> anyhow::Result<(String, Vec<String>)> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let before = receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
+    let t = Instant::now();
+    services.stop(Service::Redis).await?;
+    // Requests admitted just before Redis went down may still be published.
+    let accepted_before = burst.accepted();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let accepted_down = burst.accepted() - accepted_before;
+    let fail_open =
+        receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await - before;
+    services.start(Service::Redis).await?;
+    let note = format!(
+        "down {:.1} s: {accepted_down} accepted meanwhile, {fail_open} counted fail-open",
+        t.elapsed().as_secs_f64()
+    );
+    let mut failures = Vec::new();
+    if s == Scenario::RedisFailOpen && (accepted_down == 0 || fail_open < 1.0) {
+        failures.push(format!(
+            "fail-open: {accepted_down} accepted and {fail_open} counted while Redis was down"
+        ));
+    }
+    if s == Scenario::RedisFailClosed && accepted_down > connections {
+        failures.push(format!(
+            "fail-closed: {accepted_down} accepted while Redis was down"
+        ));
+    }
+    Ok((note, failures))
 }
 
 /// Peak RSS of a process must not grow with the backlog: at the end at most 50% (and
