@@ -34,6 +34,7 @@ use client::{Burst, BurstResult, Lead, Pace};
 use fleet::{Member, Service, Services};
 use reconcile::Tally;
 use sea_orm::ConnectionTrait;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -659,17 +660,7 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         .await
         .context("Failed to install the refusing trigger")?;
     let mut leads = client::draw(50, &stage.c, "dlq", 13)?;
-    // A number no other lead of the burst repeats, so nothing else makes its contact.
-    let k = (0..leads.len())
-        .find(|&i| leads.iter().filter(|l| l.e164 == leads[i].e164).count() == 1)
-        .context("No lead with a number of its own")?;
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&leads[k].body).context("Failed to read a lead")?;
-    leads[k].note = format!("dlq lead {k}: refused until fixed");
-    fields.insert("notes".into(), serde_json::json!(leads[k].note));
-    leads[k].body = serde_json::to_vec(&fields)
-        .context("Failed to write a lead")?
-        .into();
+    let k = refuse_one(&mut leads)?;
     let leads = Arc::new(leads);
     let pace = Pace {
         connections: 4,
@@ -691,24 +682,7 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
     .await?;
     let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
     let before = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
-    let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    match dlq.get(&id) {
-        Some(reason) => notes.push(format!("dead-lettered: {reason}")),
-        None => failures.push(format!(
-            "the refused lead {id} is not in the dead-letter queue"
-        )),
-    }
-    if before.dead_lettered != 1 {
-        failures.push(format!(
-            "{} dead-lettered, expected 1",
-            before.dead_lettered
-        ));
-    }
-    let dead = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
-    if !dead.contains("contacts 0, notes 0") {
-        failures.push(format!("the refused lead left something behind: {dead}"));
-    }
+    let mut found = dead_lettered(&stage, &dlq, &before, &leads[k], id).await?;
 
     stage
         .db
@@ -716,10 +690,93 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         .execute_unprepared("DROP TRIGGER chaos_refuse_note ON contact_notes")
         .await
         .context("Failed to drop the refusing trigger")?;
+    found.extend(replays(ctx, &mut stage, &leads[k], id).await?);
+
+    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
+    let mut row = stage
+        .settle(ctx, &leads, &result, Duration::from_secs(60))
+        .await?;
+    row.tally = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
+    row.tally.dead_lettered = before.dead_lettered;
+    row.notes.extend(found.notes);
+    row.failures.extend(found.failures);
+    Ok(row)
+}
+
+/// Gives one lead a note the refusing trigger refuses; its index. The lead is one whose
+/// number no other lead of the burst repeats, so nothing else makes its contact.
+fn refuse_one(leads: &mut [Lead]) -> anyhow::Result<usize> {
+    let k = (0..leads.len())
+        .find(|&i| leads.iter().filter(|l| l.e164 == leads[i].e164).count() == 1)
+        .context("No lead with a number of its own")?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&leads[k].body).context("Failed to read a lead")?;
+    leads[k].note = format!("dlq lead {k}: refused until fixed");
+    fields.insert("notes".into(), serde_json::json!(leads[k].note));
+    leads[k].body = serde_json::to_vec(&fields)
+        .context("Failed to write a lead")?
+        .into();
+    Ok(k)
+}
+
+/// What a scenario's checks found: notes for the report, and failures.
+#[derive(Default)]
+struct Findings {
+    notes: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Findings {
+    fn extend(&mut self, more: Findings) {
+        self.notes.extend(more.notes);
+        self.failures.extend(more.failures);
+    }
+}
+
+/// Checks the refused `lead` (intake `id`) before the fix: in the dead-letter queue, the
+/// burst's only dead letter, and nothing of it written.
+async fn dead_lettered(
+    stage: &Stage,
+    dlq: &HashMap<uuid::Uuid, String>,
+    before: &Tally,
+    lead: &Lead,
+    id: uuid::Uuid,
+) -> anyhow::Result<Findings> {
+    let mut found = Findings::default();
+    match dlq.get(&id) {
+        Some(reason) => found.notes.push(format!("dead-lettered: {reason}")),
+        None => found.failures.push(format!(
+            "the refused lead {id} is not in the dead-letter queue"
+        )),
+    }
+    if before.dead_lettered != 1 {
+        found.failures.push(format!(
+            "{} dead-lettered, expected 1",
+            before.dead_lettered
+        ));
+    }
+    let dead = snapshot(&stage.db, &stage.c, lead, id).await?;
+    if !dead.contains("contacts 0, notes 0") {
+        found
+            .failures
+            .push(format!("the refused lead left something behind: {dead}"));
+    }
+    Ok(found)
+}
+
+/// After the fix: replays the refused `lead` (intake `id`) and waits for it to be written
+/// once; replays it again, then everything, and checks that neither changed anything.
+async fn replays(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    lead: &Lead,
+    id: uuid::Uuid,
+) -> anyhow::Result<Findings> {
+    let mut found = Findings::default();
     let id_text = id.to_string();
     match reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await? {
         Ok(v) if v["replayed"] == 1 => {}
-        other => failures.push(format!("first replay: {other:?}")),
+        other => found.failures.push(format!("first replay: {other:?}")),
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let pending = |s: &str| {
@@ -727,18 +784,18 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
             .iter()
             .any(|p| s.starts_with(p))
     };
-    let mut first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    let mut first = snapshot(&stage.db, &stage.c, lead, id).await?;
     while pending(&first) && Instant::now() < deadline {
         stage.tick()?;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+        first = snapshot(&stage.db, &stage.c, lead, id).await?;
     }
     if !first.contains("contacts 1, notes 1") || pending(&first) {
-        failures.push(format!("after the replay: {first}"));
+        found.failures.push(format!("after the replay: {first}"));
     }
     let again =
         reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await?;
-    notes.push(format!(
+    found.notes.push(format!(
         "second replay: {}",
         match &again {
             Ok(v) => v.to_string(),
@@ -749,27 +806,20 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", "--all"]).await?
         && v["replayed"] != 0
     {
-        failures.push(format!(
+        found.failures.push(format!(
             "replay --all after the fix replayed {}",
             v["replayed"]
         ));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    let second = snapshot(&stage.db, &stage.c, lead, id).await?;
     if second != first {
-        failures.push(format!("the second replay changed {first} into {second}"));
+        found
+            .failures
+            .push(format!("the second replay changed {first} into {second}"));
     }
-    notes.push(format!("after the replays: {second}"));
-
-    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
-    let mut row = stage
-        .settle(ctx, &leads, &result, Duration::from_secs(60))
-        .await?;
-    row.tally = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
-    row.tally.dead_lettered = before.dead_lettered;
-    row.notes.extend(notes);
-    row.failures.extend(failures);
-    Ok(row)
+    found.notes.push(format!("after the replays: {second}"));
+    Ok(found)
 }
 
 /// The table: one row per scenario.
