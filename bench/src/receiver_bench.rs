@@ -198,16 +198,19 @@ async fn level(
     let secs = ctx.sizes.receiver_secs;
     let duration = loads.duration;
     let cap = duration + Duration::from_secs(30);
+    // The hello-world and the receiver get the same load for the same time.
+    let timed = |addr, requests| {
+        load::run(
+            addr,
+            connections,
+            requests,
+            Until::Elapsed(duration),
+            cap,
+            None,
+        )
+    };
     eprintln!("bench: receiver: {connections} connections, {secs} s each: hello-world");
-    let hello_run = load::run(
-        hello.addr,
-        connections,
-        loads.hello_requests.clone(),
-        Until::Elapsed(duration),
-        cap,
-        None,
-    )
-    .await?;
+    let hello_run = timed(hello.addr, loads.hello_requests.clone()).await?;
     eprintln!("bench: receiver: {connections} connections: publish ceiling");
     let ceiling = publish::publish_for(
         &ctx.janitor.services().amqp_url,
@@ -220,15 +223,7 @@ async fn level(
     eprintln!("bench: receiver: {connections} connections: receiver");
     receiver.check_alive()?;
     let before = receiver.stats()?;
-    let run = load::run(
-        receiver.addr,
-        connections,
-        loads.requests.clone(),
-        Until::Elapsed(duration),
-        cap,
-        None,
-    )
-    .await?;
+    let run = timed(receiver.addr, loads.requests.clone()).await?;
     let after = receiver.stats()?;
     publish::purge(&ctx.janitor.services().amqp_url, &loads.receiver_topology).await?;
     env::delete_redis(&ctx.janitor.services().redis_url, &loads.redis_prefix).await?;
