@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use serde_json::json;
 use shared::intake::IntakeMessage;
+use shared::lead::Lead;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -98,307 +99,11 @@ pub async fn run(
     from: &Catalogs,
     to: &Catalogs,
 ) -> anyhow::Result<f64> {
-    // The same catalog in the other account, by position.
-    let user = |id: i64| -> Option<i64> {
-        from.users
-            .iter()
-            .position(|u| *u == id)
-            .and_then(|i| to.users.get(i).copied())
-    };
-    let eligible: Vec<i64> = to
-        .ring_members
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 2)
-        .map(|(_, u)| *u)
-        .collect();
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut positions: HashMap<i64, i64> = HashMap::new();
+    let mut baseline = Baseline::new(from, to);
     let started = Instant::now();
     let mut last_report = Instant::now();
     for (chunk_no, chunk) in messages.chunks(CHUNK).enumerate() {
-        let txn = conn.begin().await.context("Failed to begin")?;
-        let mut numbers: Vec<&str> = chunk.iter().map(|m| m.lead.phone_number.as_str()).collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        let mut known: HashMap<String, i64> = HashMap::new();
-        for row in txn
-            .query_all_raw(stmt(
-                "SELECT phone_number, contact_id FROM contact_phone_numbers \
-                 WHERE account_id = $1 AND phone_number = ANY(string_to_array($2, ','))",
-                vec![to.account.into(), numbers.join(",").into()],
-            ))
-            .await
-            .context("Failed to look numbers up")?
-        {
-            known.insert(
-                row.try_get::<String>("", "phone_number")
-                    .context("Failed to read a number")?,
-                row.try_get::<i64>("", "contact_id")
-                    .context("Failed to read a contact id")?,
-            );
-        }
-        let fresh = numbers.iter().filter(|n| !known.contains_key(**n)).count();
-        let mut ids: Vec<i64> = Vec::with_capacity(fresh);
-        for row in txn
-            .query_all_raw(stmt(
-                "SELECT nextval('contacts_id_seq') AS id FROM generate_series(1, $1)",
-                vec![(fresh as i64).into()],
-            ))
-            .await
-            .context("Failed to reserve contact ids")?
-        {
-            ids.push(
-                row.try_get::<i64>("", "id")
-                    .context("Failed to read an id")?,
-            );
-        }
-
-        let mut created: Vec<NewContact> = Vec::new();
-        let mut created_by_number: HashMap<&str, usize> = HashMap::new();
-        let mut fills: HashMap<i64, Fill> = HashMap::new();
-        let mut intakes = Rows::new();
-        let mut notes = Rows::new();
-        let mut tags = Rows::new();
-        let mut enrollments = Rows::new();
-        let mut dialer = Rows::new();
-        for (mi, m) in chunk.iter().enumerate() {
-            // The worker already recorded this intake id: the baseline's records are new.
-            let intake_id = uuid::Uuid::now_v7();
-            let lead = &m.lead;
-            let links = &lead.links;
-            let phone = lead.phone_number.as_str();
-            let owner = if lead.flags.distribute_to_ring_group && !eligible.is_empty() {
-                Some(eligible[rng.random_range(0..eligible.len())])
-            } else {
-                links.user_id.and_then(user)
-            };
-            let line = links.line_id.map(|_| to.line);
-            let mut actions = Vec::new();
-            let (contact_id, status) = if let Some(&id) = known.get(phone) {
-                let f = fills.entry(id).or_default();
-                f.first_name = f.first_name.take().or(lead.fields.first_name.clone());
-                f.last_name = f.last_name.take().or(lead.fields.last_name.clone());
-                f.email = f.email.take().or(lead.fields.email.clone());
-                f.lead_source = f.lead_source.take().or(lead.fields.lead_source.clone());
-                f.owner = f.owner.or(owner);
-                f.line = f.line.or(line);
-                actions.push(
-                    json!({"type": "contact_merged", "contact_id": id, "fields": ["first_name"]}),
-                );
-                (id, "merged")
-            } else if let Some(&ci) = created_by_number.get(phone) {
-                let c = &mut created[ci];
-                c.owner = c.owner.or(owner);
-                c.line = c.line.or(line);
-                actions.push(json!({"type": "contact_merged", "contact_id": c.id, "fields": []}));
-                (c.id, "merged")
-            } else {
-                let id = ids
-                    .pop()
-                    .context("Failed to plan: ran out of reserved ids")?;
-                created_by_number.insert(phone, created.len());
-                created.push(NewContact {
-                    id,
-                    m: mi,
-                    owner,
-                    line,
-                });
-                actions.push(json!({"type": "contact_created", "contact_id": id}));
-                (id, "created")
-            };
-            if let Some(o) = owner {
-                if lead.flags.distribute_to_ring_group {
-                    actions.push(json!({"type": "ring_group_distributed", "ring_group_id": to.ring_group, "user_id": o}));
-                } else {
-                    actions.push(json!({"type": "owner_assigned", "user_id": o}));
-                }
-            }
-            if let Some(l) = line {
-                actions.push(json!({"type": "line_set", "line_id": l}));
-            }
-            if let Some(body) = &lead.notes {
-                notes.push(
-                    vec![
-                        to.account.into(),
-                        contact_id.into(),
-                        body.clone().into(),
-                        intake_id.into(),
-                    ],
-                    &["bigint", "bigint", "text", "uuid"],
-                );
-                actions.push(json!({"type": "note_added"}));
-            }
-            if links.tag_id.is_some() {
-                tags.push(
-                    vec![contact_id.into(), to.tag.into(), to.account.into()],
-                    &["bigint", "bigint", "bigint"],
-                );
-                actions.push(json!({"type": "tag_added", "tag_id": to.tag}));
-            }
-            if links.sequence_id.is_some() {
-                enrollments.push(
-                    vec![to.account.into(), contact_id.into(), to.sequence.into()],
-                    &["bigint", "bigint", "bigint"],
-                );
-                actions.push(json!({"type": "sequence_enrolled", "sequence_id": to.sequence}));
-            }
-            if lead.flags.add_to_powerdialer
-                && let Some(o) = owner
-            {
-                let p = positions.entry(o).or_insert(0);
-                *p -= 1;
-                dialer.push(
-                    vec![to.account.into(), o.into(), contact_id.into(), (*p).into()],
-                    &["bigint", "bigint", "bigint", "bigint"],
-                );
-                actions.push(json!({"type": "powerdialer_added", "user_id": o, "position": "top"}));
-            }
-            intakes.push(
-                vec![
-                    intake_id.into(),
-                    to.account.into(),
-                    to.users[0].into(),
-                    to.token_id.into(),
-                    status.into(),
-                    m.payload.clone().into(),
-                    contact_id.into(),
-                    serde_json::Value::Array(actions).into(),
-                    m.received_at.into(),
-                ],
-                &[
-                    "uuid",
-                    "bigint",
-                    "bigint",
-                    "bigint",
-                    "varchar",
-                    "jsonb",
-                    "bigint",
-                    "jsonb",
-                    "timestamptz",
-                ],
-            );
-        }
-
-        let mut contacts = Rows::new();
-        let mut phones = Rows::new();
-        for c in &created {
-            let lead = &chunk[c.m].lead;
-            let place = shared::geo::locate(&lead.phone_number);
-            contacts.push(
-                vec![
-                    c.id.into(),
-                    to.account.into(),
-                    lead.phone_number.as_str().into(),
-                    lead.fields.first_name.clone().into(),
-                    lead.fields.last_name.clone().into(),
-                    lead.fields.email.clone().into(),
-                    lead.fields.lead_source.clone().into(),
-                    place.country.into(),
-                    place.state.into(),
-                    place.city.into(),
-                    place.timezone.map(|t| t.name().to_owned()).into(),
-                    c.owner.into(),
-                    c.line.into(),
-                ],
-                &[
-                    "bigint", "bigint", "varchar", "varchar", "varchar", "varchar", "varchar",
-                    "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
-                ],
-            );
-            phones.push(
-                vec![
-                    to.account.into(),
-                    c.id.into(),
-                    lead.phone_number.as_str().into(),
-                ],
-                &["bigint", "bigint", "varchar"],
-            );
-        }
-        let mut updates = Rows::new();
-        for (id, f) in fills {
-            updates.push(
-                vec![
-                    id.into(),
-                    f.first_name.into(),
-                    f.last_name.into(),
-                    f.email.into(),
-                    f.lead_source.into(),
-                    f.owner.into(),
-                    f.line.into(),
-                ],
-                &[
-                    "bigint", "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
-                ],
-            );
-        }
-
-        contacts
-            .exec(
-                &txn,
-                "INSERT INTO contacts (id, account_id, phone_number, first_name, last_name, email, \
-                 lead_source, country, state, city, timezone, owner_id, line_id)",
-                "",
-            )
-            .await?;
-        phones
-            .exec(
-                &txn,
-                "INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary) \
-                 SELECT a, c, p, true FROM (",
-                ") AS v(a, c, p)",
-            )
-            .await?;
-        if !updates.is_empty() {
-            let sql = format!(
-                "UPDATE contacts AS c SET first_name = COALESCE(c.first_name, v.f), \
-                 last_name = COALESCE(c.last_name, v.l), email = COALESCE(c.email, v.e), \
-                 lead_source = COALESCE(c.lead_source, v.s), owner_id = COALESCE(c.owner_id, v.o), \
-                 line_id = COALESCE(c.line_id, v.li), updated_at = now() \
-                 FROM (VALUES {}) AS v(id, f, l, e, s, o, li) WHERE c.id = v.id",
-                updates.sql
-            );
-            txn.execute_raw(stmt(&sql, updates.values))
-                .await
-                .context("Failed to run the baseline's UPDATE contacts")?;
-        }
-        intakes
-            .exec(
-                &txn,
-                "INSERT INTO lead_intakes (id, account_id, user_id, token_id, status, payload, \
-                 contact_id, actions, received_at, attempts, processed_at, updated_at) \
-                 SELECT *, 1, now(), now() FROM (",
-                ") AS v",
-            )
-            .await?;
-        notes
-            .exec(
-                &txn,
-                "INSERT INTO contact_notes (account_id, contact_id, body, intake_id)",
-                "",
-            )
-            .await?;
-        tags.exec(
-            &txn,
-            "INSERT INTO contact_tags (contact_id, tag_id, account_id)",
-            "ON CONFLICT DO NOTHING",
-        )
-        .await?;
-        enrollments
-            .exec(
-                &txn,
-                "INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id)",
-                "ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING",
-            )
-            .await?;
-        dialer
-            .exec(
-                &txn,
-                "INSERT INTO powerdialer_items (account_id, user_id, contact_id, position)",
-                "ON CONFLICT (account_id, contact_id) WHERE status = 'queued' DO NOTHING",
-            )
-            .await?;
-        txn.commit().await.context("Failed to commit")?;
+        baseline.write_chunk(conn, chunk).await?;
         if last_report.elapsed().as_secs_f64() >= 2.0 {
             last_report = Instant::now();
             let done = (chunk_no + 1) * CHUNK;
@@ -410,4 +115,462 @@ pub async fn run(
         }
     }
     Ok(messages.len() as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The worker's choices, made in the second account; what carries from chunk to chunk.
+struct Baseline<'a> {
+    /// The catalog of the account the leads were sent to.
+    from: &'a Catalogs,
+    /// The same catalog in the account the baseline writes into, by position.
+    to: &'a Catalogs,
+    /// Ring-group members a distributed lead may go to: all but the unavailable user 2.
+    eligible: Vec<i64>,
+    /// Draws the ring-group member; seeded, so every run draws the same members.
+    rng: StdRng,
+    /// Each user's top PowerDialer position so far; a new entry goes above it.
+    positions: HashMap<i64, i64>,
+}
+
+impl<'a> Baseline<'a> {
+    fn new(from: &'a Catalogs, to: &'a Catalogs) -> Self {
+        let eligible = to
+            .ring_members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, u)| *u)
+            .collect();
+        Self {
+            from,
+            to,
+            eligible,
+            rng: StdRng::seed_from_u64(7),
+            positions: HashMap::new(),
+        }
+    }
+
+    /// One chunk, one transaction: look its numbers up, reserve the new contacts' ids, plan
+    /// every lead, write the rows, commit.
+    async fn write_chunk(
+        &mut self,
+        conn: &DatabaseConnection,
+        chunk: &[IntakeMessage],
+    ) -> anyhow::Result<()> {
+        let txn = conn.begin().await.context("Failed to begin")?;
+        let mut numbers: Vec<&str> = chunk.iter().map(|m| m.lead.phone_number.as_str()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let known = look_up_numbers(&txn, self.to.account, &numbers).await?;
+        let fresh = numbers.iter().filter(|n| !known.contains_key(**n)).count();
+        let ids = reserve_ids(&txn, fresh).await?;
+        let mut plan = Plan::new(known, ids);
+        for (mi, m) in chunk.iter().enumerate() {
+            self.plan_lead(&mut plan, mi, m)?;
+        }
+        plan.write(&txn, chunk, self.to).await?;
+        txn.commit().await.context("Failed to commit")?;
+        Ok(())
+    }
+
+    /// The user of the second account at the position user `id` has in the first.
+    fn user(&self, id: i64) -> Option<i64> {
+        self.from
+            .users
+            .iter()
+            .position(|u| *u == id)
+            .and_then(|i| self.to.users.get(i).copied())
+    }
+
+    /// Who gets the lead: a random eligible member when it is distributed, else its user.
+    fn owner(&mut self, lead: &Lead) -> Option<i64> {
+        if lead.flags.distribute_to_ring_group && !self.eligible.is_empty() {
+            Some(self.eligible[self.rng.random_range(0..self.eligible.len())])
+        } else {
+            lead.links.user_id.and_then(|id| self.user(id))
+        }
+    }
+
+    /// Plans lead `mi` of the chunk: its contact, its linked rows and its intake record.
+    fn plan_lead<'c>(
+        &mut self,
+        plan: &mut Plan<'c>,
+        mi: usize,
+        m: &'c IntakeMessage,
+    ) -> anyhow::Result<()> {
+        // The worker already recorded this intake id: the baseline's records are new.
+        let intake_id = uuid::Uuid::now_v7();
+        let lead = &m.lead;
+        let owner = self.owner(lead);
+        let line = lead.links.line_id.map(|_| self.to.line);
+        let (contact_id, status, contact_action) = plan.contact(mi, lead, owner, line)?;
+        let mut actions = vec![contact_action];
+        if let Some(o) = owner {
+            if lead.flags.distribute_to_ring_group {
+                actions.push(json!({"type": "ring_group_distributed", "ring_group_id": self.to.ring_group, "user_id": o}));
+            } else {
+                actions.push(json!({"type": "owner_assigned", "user_id": o}));
+            }
+        }
+        if let Some(l) = line {
+            actions.push(json!({"type": "line_set", "line_id": l}));
+        }
+        actions.extend(self.link(plan, lead, contact_id, intake_id, owner));
+        plan.intakes.push(
+            vec![
+                intake_id.into(),
+                self.to.account.into(),
+                self.to.users[0].into(),
+                self.to.token_id.into(),
+                status.into(),
+                m.payload.clone().into(),
+                contact_id.into(),
+                serde_json::Value::Array(actions).into(),
+                m.received_at.into(),
+            ],
+            &[
+                "uuid",
+                "bigint",
+                "bigint",
+                "bigint",
+                "varchar",
+                "jsonb",
+                "bigint",
+                "jsonb",
+                "timestamptz",
+            ],
+        );
+        Ok(())
+    }
+
+    /// The lead's note, tag, sequence enrollment and PowerDialer entry: a row each in the
+    /// plan; returns their actions.
+    fn link(
+        &mut self,
+        plan: &mut Plan<'_>,
+        lead: &Lead,
+        contact_id: i64,
+        intake_id: uuid::Uuid,
+        owner: Option<i64>,
+    ) -> Vec<serde_json::Value> {
+        let to = self.to;
+        let mut actions = Vec::new();
+        if let Some(body) = &lead.notes {
+            plan.notes.push(
+                vec![
+                    to.account.into(),
+                    contact_id.into(),
+                    body.clone().into(),
+                    intake_id.into(),
+                ],
+                &["bigint", "bigint", "text", "uuid"],
+            );
+            actions.push(json!({"type": "note_added"}));
+        }
+        if lead.links.tag_id.is_some() {
+            plan.tags.push(
+                vec![contact_id.into(), to.tag.into(), to.account.into()],
+                &["bigint", "bigint", "bigint"],
+            );
+            actions.push(json!({"type": "tag_added", "tag_id": to.tag}));
+        }
+        if lead.links.sequence_id.is_some() {
+            plan.enrollments.push(
+                vec![to.account.into(), contact_id.into(), to.sequence.into()],
+                &["bigint", "bigint", "bigint"],
+            );
+            actions.push(json!({"type": "sequence_enrolled", "sequence_id": to.sequence}));
+        }
+        if lead.flags.add_to_powerdialer
+            && let Some(o) = owner
+        {
+            let p = self.positions.entry(o).or_insert(0);
+            *p -= 1;
+            plan.dialer.push(
+                vec![to.account.into(), o.into(), contact_id.into(), (*p).into()],
+                &["bigint", "bigint", "bigint", "bigint"],
+            );
+            actions.push(json!({"type": "powerdialer_added", "user_id": o, "position": "top"}));
+        }
+        actions
+    }
+}
+
+/// The contact ids of those of `numbers` the account already has.
+async fn look_up_numbers(
+    txn: &impl ConnectionTrait,
+    account: i64,
+    numbers: &[&str],
+) -> anyhow::Result<HashMap<String, i64>> {
+    let mut known: HashMap<String, i64> = HashMap::new();
+    for row in txn
+        .query_all_raw(stmt(
+            "SELECT phone_number, contact_id FROM contact_phone_numbers \
+             WHERE account_id = $1 AND phone_number = ANY(string_to_array($2, ','))",
+            vec![account.into(), numbers.join(",").into()],
+        ))
+        .await
+        .context("Failed to look numbers up")?
+    {
+        known.insert(
+            row.try_get::<String>("", "phone_number")
+                .context("Failed to read a number")?,
+            row.try_get::<i64>("", "contact_id")
+                .context("Failed to read a contact id")?,
+        );
+    }
+    Ok(known)
+}
+
+/// `count` contact ids taken from the sequence in one statement.
+async fn reserve_ids(txn: &impl ConnectionTrait, count: usize) -> anyhow::Result<Vec<i64>> {
+    let mut ids: Vec<i64> = Vec::with_capacity(count);
+    for row in txn
+        .query_all_raw(stmt(
+            "SELECT nextval('contacts_id_seq') AS id FROM generate_series(1, $1)",
+            vec![(count as i64).into()],
+        ))
+        .await
+        .context("Failed to reserve contact ids")?
+    {
+        ids.push(
+            row.try_get::<i64>("", "id")
+                .context("Failed to read an id")?,
+        );
+    }
+    Ok(ids)
+}
+
+/// What one chunk writes, gathered lead by lead; `'c` is the chunk's lifetime.
+struct Plan<'c> {
+    /// Contact ids of the numbers the account already had.
+    known: HashMap<String, i64>,
+    /// Reserved ids not yet given to a new contact.
+    ids: Vec<i64>,
+    created: Vec<NewContact>,
+    /// Index in `created` of the contact this chunk creates for a number.
+    created_by_number: HashMap<&'c str, usize>,
+    fills: HashMap<i64, Fill>,
+    intakes: Rows,
+    notes: Rows,
+    tags: Rows,
+    enrollments: Rows,
+    dialer: Rows,
+}
+
+impl<'c> Plan<'c> {
+    fn new(known: HashMap<String, i64>, ids: Vec<i64>) -> Self {
+        Self {
+            known,
+            ids,
+            created: Vec::new(),
+            created_by_number: HashMap::new(),
+            fills: HashMap::new(),
+            intakes: Rows::new(),
+            notes: Rows::new(),
+            tags: Rows::new(),
+            enrollments: Rows::new(),
+            dialer: Rows::new(),
+        }
+    }
+
+    /// The contact lead `mi` lands on — one the account has (its blanks filled), one this
+    /// chunk creates already, or a new one — with the intake status and the contact action.
+    fn contact(
+        &mut self,
+        mi: usize,
+        lead: &'c Lead,
+        owner: Option<i64>,
+        line: Option<i64>,
+    ) -> anyhow::Result<(i64, &'static str, serde_json::Value)> {
+        let phone = lead.phone_number.as_str();
+        Ok(if let Some(&id) = self.known.get(phone) {
+            let f = self.fills.entry(id).or_default();
+            f.first_name = f.first_name.take().or(lead.fields.first_name.clone());
+            f.last_name = f.last_name.take().or(lead.fields.last_name.clone());
+            f.email = f.email.take().or(lead.fields.email.clone());
+            f.lead_source = f.lead_source.take().or(lead.fields.lead_source.clone());
+            f.owner = f.owner.or(owner);
+            f.line = f.line.or(line);
+            let action =
+                json!({"type": "contact_merged", "contact_id": id, "fields": ["first_name"]});
+            (id, "merged", action)
+        } else if let Some(&ci) = self.created_by_number.get(phone) {
+            let c = &mut self.created[ci];
+            c.owner = c.owner.or(owner);
+            c.line = c.line.or(line);
+            let action = json!({"type": "contact_merged", "contact_id": c.id, "fields": []});
+            (c.id, "merged", action)
+        } else {
+            let id = self
+                .ids
+                .pop()
+                .context("Failed to plan: ran out of reserved ids")?;
+            self.created_by_number.insert(phone, self.created.len());
+            self.created.push(NewContact {
+                id,
+                m: mi,
+                owner,
+                line,
+            });
+            (
+                id,
+                "created",
+                json!({"type": "contact_created", "contact_id": id}),
+            )
+        })
+    }
+
+    /// Writes the chunk's rows, contacts first, then the records that refer to them.
+    async fn write(
+        self,
+        txn: &impl ConnectionTrait,
+        chunk: &[IntakeMessage],
+        to: &Catalogs,
+    ) -> anyhow::Result<()> {
+        let (contacts, phones) = new_contact_rows(&self.created, chunk, to);
+        let updates = update_rows(self.fills);
+        write_contacts(txn, contacts, phones, updates).await?;
+        self.intakes
+            .exec(
+                txn,
+                "INSERT INTO lead_intakes (id, account_id, user_id, token_id, status, payload, \
+                 contact_id, actions, received_at, attempts, processed_at, updated_at) \
+                 SELECT *, 1, now(), now() FROM (",
+                ") AS v",
+            )
+            .await?;
+        self.notes
+            .exec(
+                txn,
+                "INSERT INTO contact_notes (account_id, contact_id, body, intake_id)",
+                "",
+            )
+            .await?;
+        self.tags
+            .exec(
+                txn,
+                "INSERT INTO contact_tags (contact_id, tag_id, account_id)",
+                "ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        self.enrollments
+            .exec(
+                txn,
+                "INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id)",
+                "ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING",
+            )
+            .await?;
+        self.dialer
+            .exec(
+                txn,
+                "INSERT INTO powerdialer_items (account_id, user_id, contact_id, position)",
+                "ON CONFLICT (account_id, contact_id) WHERE status = 'queued' DO NOTHING",
+            )
+            .await
+    }
+}
+
+/// The rows of the contacts the chunk creates, and of their primary numbers.
+fn new_contact_rows(
+    created: &[NewContact],
+    chunk: &[IntakeMessage],
+    to: &Catalogs,
+) -> (Rows, Rows) {
+    let mut contacts = Rows::new();
+    let mut phones = Rows::new();
+    for c in created {
+        let lead = &chunk[c.m].lead;
+        let place = shared::geo::locate(&lead.phone_number);
+        contacts.push(
+            vec![
+                c.id.into(),
+                to.account.into(),
+                lead.phone_number.as_str().into(),
+                lead.fields.first_name.clone().into(),
+                lead.fields.last_name.clone().into(),
+                lead.fields.email.clone().into(),
+                lead.fields.lead_source.clone().into(),
+                place.country.into(),
+                place.state.into(),
+                place.city.into(),
+                place.timezone.map(|t| t.name().to_owned()).into(),
+                c.owner.into(),
+                c.line.into(),
+            ],
+            &[
+                "bigint", "bigint", "varchar", "varchar", "varchar", "varchar", "varchar",
+                "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
+            ],
+        );
+        phones.push(
+            vec![
+                to.account.into(),
+                c.id.into(),
+                lead.phone_number.as_str().into(),
+            ],
+            &["bigint", "bigint", "varchar"],
+        );
+    }
+    (contacts, phones)
+}
+
+/// The rows of the fields repeats bring to existing contacts.
+fn update_rows(fills: HashMap<i64, Fill>) -> Rows {
+    let mut updates = Rows::new();
+    for (id, f) in fills {
+        updates.push(
+            vec![
+                id.into(),
+                f.first_name.into(),
+                f.last_name.into(),
+                f.email.into(),
+                f.lead_source.into(),
+                f.owner.into(),
+                f.line.into(),
+            ],
+            &[
+                "bigint", "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
+            ],
+        );
+    }
+    updates
+}
+
+/// Inserts the new contacts and their numbers, then fills the blanks of existing ones.
+async fn write_contacts(
+    txn: &impl ConnectionTrait,
+    contacts: Rows,
+    phones: Rows,
+    updates: Rows,
+) -> anyhow::Result<()> {
+    contacts
+        .exec(
+            txn,
+            "INSERT INTO contacts (id, account_id, phone_number, first_name, last_name, email, \
+             lead_source, country, state, city, timezone, owner_id, line_id)",
+            "",
+        )
+        .await?;
+    phones
+        .exec(
+            txn,
+            "INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary) \
+             SELECT a, c, p, true FROM (",
+            ") AS v(a, c, p)",
+        )
+        .await?;
+    if !updates.is_empty() {
+        let sql = format!(
+            "UPDATE contacts AS c SET first_name = COALESCE(c.first_name, v.f), \
+             last_name = COALESCE(c.last_name, v.l), email = COALESCE(c.email, v.e), \
+             lead_source = COALESCE(c.lead_source, v.s), owner_id = COALESCE(c.owner_id, v.o), \
+             line_id = COALESCE(c.line_id, v.li), updated_at = now() \
+             FROM (VALUES {}) AS v(id, f, l, e, s, o, li) WHERE c.id = v.id",
+            updates.sql
+        );
+        txn.execute_raw(stmt(&sql, updates.values))
+            .await
+            .context("Failed to run the baseline's UPDATE contacts")?;
+    }
+    Ok(())
 }

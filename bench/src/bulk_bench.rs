@@ -96,33 +96,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
     let topology = Topology::new(&prefixes.amqp, &delays);
     let mut receiver = crate::e2e::start_receiver(ctx, &db.url, &prefixes, "receiver-bulk").await?;
 
-    let lead = |i: usize| {
-        serde_json::json!({"phone_number": number(i), "first_name": format!("Lead {i}"),
-                           "lead_source": "bench"})
-    };
-    let single: Vec<Req> = (0..5_000)
-        .map(|i| Req {
-            path: "/api/v1/webhook/forms".into(),
-            content_type: "application/json",
-            body: Bytes::from(lead(i).to_string()),
-            bearer: Some(c.token.clone()),
-            expect: 202,
-        })
-        .collect();
-    let bulk: Vec<Req> = (0..20)
-        .map(|r| {
-            let body: String = (0..LEADS_PER_REQUEST)
-                .map(|i| format!("{}\n", lead(r * LEADS_PER_REQUEST + i)))
-                .collect();
-            Req {
-                path: "/api/v1/webhook/forms/bulk".into(),
-                content_type: "application/x-ndjson",
-                body: Bytes::from(body),
-                bearer: Some(c.token.clone()),
-                expect: 207,
-            }
-        })
-        .collect();
+    let (single, bulk) = requests(&c.token);
 
     // Warm the token cache.
     let _ = load::run(
@@ -144,8 +118,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
         None,
     )
     .await?;
-    publish::purge(&ctx.janitor.services().amqp_url, &topology).await?;
-    env::delete_redis(&ctx.janitor.services().redis_url, &prefixes.redis).await?;
+    clear(ctx, &topology, &prefixes.redis).await?;
     receiver.check_alive()?;
     eprintln!(
         "bench: bulk: bulk endpoint, {BULK_CONNECTIONS} connections × {LEADS_PER_REQUEST} leads, {secs} s"
@@ -159,8 +132,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
         None,
     )
     .await?;
-    publish::purge(&ctx.janitor.services().amqp_url, &topology).await?;
-    env::delete_redis(&ctx.janitor.services().redis_url, &prefixes.redis).await?;
+    clear(ctx, &topology, &prefixes.redis).await?;
     eprintln!(
         "bench: bulk: {:.0} leads/s single ({}), {:.0} leads/s bulk ({})",
         single_run.rate(),
@@ -171,8 +143,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
 
     let import = if ctx.sizes.import_rows > 0 {
         let run = import_file(ctx, receiver.addr, &c.token, ctx.sizes.import_rows).await;
-        publish::purge(&ctx.janitor.services().amqp_url, &topology).await?;
-        env::delete_redis(&ctx.janitor.services().redis_url, &prefixes.redis).await?;
+        clear(ctx, &topology, &prefixes.redis).await?;
         Some(run?)
     } else {
         None
@@ -187,6 +158,45 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
     })
 }
 
+/// The single endpoint's requests (5,000 leads) and the bulk endpoint's (20 of
+/// [`LEADS_PER_REQUEST`] leads), with `token`.
+fn requests(token: &str) -> (Vec<Req>, Vec<Req>) {
+    let lead = |i: usize| {
+        serde_json::json!({"phone_number": number(i), "first_name": format!("Lead {i}"),
+                           "lead_source": "bench"})
+    };
+    let single: Vec<Req> = (0..5_000)
+        .map(|i| Req {
+            path: "/api/v1/webhook/forms".into(),
+            content_type: "application/json",
+            body: Bytes::from(lead(i).to_string()),
+            bearer: Some(token.to_owned()),
+            expect: 202,
+        })
+        .collect();
+    let bulk: Vec<Req> = (0..20)
+        .map(|r| {
+            let body: String = (0..LEADS_PER_REQUEST)
+                .map(|i| format!("{}\n", lead(r * LEADS_PER_REQUEST + i)))
+                .collect();
+            Req {
+                path: "/api/v1/webhook/forms/bulk".into(),
+                content_type: "application/x-ndjson",
+                body: Bytes::from(body),
+                bearer: Some(token.to_owned()),
+                expect: 207,
+            }
+        })
+        .collect();
+    (single, bulk)
+}
+
+/// Empties the receiver's queue and Redis keys after a run.
+async fn clear(ctx: &Ctx, topology: &Topology, redis_prefix: &str) -> anyhow::Result<()> {
+    publish::purge(&ctx.janitor.services().amqp_url, topology).await?;
+    env::delete_redis(&ctx.janitor.services().redis_url, redis_prefix).await
+}
+
 /// Writes a CSV of `rows` leads and imports it with the release `leadctl`, watching its
 /// memory.
 async fn import_file(
@@ -196,23 +206,7 @@ async fn import_file(
     rows: usize,
 ) -> anyhow::Result<ImportRun> {
     let path = ctx.log_dir.join("import.csv");
-    {
-        use std::io::Write;
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("Failed to create {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        writeln!(out, "Phone,Full Name,Email,Company")?;
-        for i in 0..rows {
-            writeln!(
-                out,
-                "\"({}) {}-{}\",\"Lead {i}\",lead{i}@example.com,\"Acme, Inc\"",
-                &number(i + 5_000_000)[..3],
-                &number(i + 5_000_000)[3..6],
-                &number(i + 5_000_000)[6..]
-            )?;
-        }
-        out.flush()?;
-    }
+    write_csv(&path, rows)?;
     let leadctl = procs::bin_dir()?.join("leadctl");
     eprintln!("bench: bulk: leadctl import of {rows} rows");
     let started = Instant::now();
@@ -278,4 +272,25 @@ async fn import_file(
         secs,
         peak_rss_mib: peak_kb / 1024.0,
     })
+}
+
+/// Writes to `path` a CSV of `rows` leads as a spreadsheet exports them: formatted numbers,
+/// quoted commas.
+fn write_csv(path: &std::path::Path, rows: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("Failed to create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "Phone,Full Name,Email,Company")?;
+    for i in 0..rows {
+        writeln!(
+            out,
+            "\"({}) {}-{}\",\"Lead {i}\",lead{i}@example.com,\"Acme, Inc\"",
+            &number(i + 5_000_000)[..3],
+            &number(i + 5_000_000)[3..6],
+            &number(i + 5_000_000)[6..]
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }

@@ -133,13 +133,55 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         w.wait_ready("/healthz").await?;
     }
 
+    let requests = requests(n, ctx.sizes.small_contacts, &c)?;
+    let ceiling_payload = Payload::of(&leads::to_message(
+        &serde_json::from_slice(&requests[0].body).context("Failed to re-read a body")?,
+        &c,
+    )?)?;
+
+    let limit = worker_bench::drain_limit(n);
+    let measured = posts_to_commits(&mut receiver, &mut workers, requests, limit).await?;
+    let logs = stop(receiver, workers).await?;
+
+    // The end, the lag and the statuses, read once every lead is done.
+    let since = measured.posts.started_at - chrono::Duration::seconds(1);
+    let lag = lag(&db.conn, c.account, since).await?;
+    let statuses = statuses(&db.conn, c.account, since).await?;
+    let secs = (lag.last - measured.posts.started_at).as_seconds_f64();
+    eprintln!(
+        "bench: e2e: {:.0} leads/s first POST → last commit ({})",
+        measured.accepted as f64 / secs,
+        statuses_text(&statuses)
+    );
+    let _ = db.conn.close().await;
+
+    let (ceiling, ceiling_system) = ceiling(ctx, ceiling_payload, n, limit).await?;
+
+    Ok(E2eFigures {
+        load: measured.posts,
+        accepted: measured.accepted,
+        secs,
+        lag_p50_ms: lag.p50.unwrap_or(0.0) * 1000.0,
+        lag_p99_ms: lag.p99.unwrap_or(0.0) * 1000.0,
+        statuses,
+        receiver: measured.receiver,
+        workers: measured.workers,
+        logs,
+        system: measured.system,
+        ceiling,
+        ceiling_system,
+    })
+}
+
+/// The `n` POSTs of the run: drawn leads with only the contract's basic fields.
+fn requests(n: usize, seeded: u64, c: &leads::Catalogs) -> anyhow::Result<Vec<Req>> {
     let mix = Mix {
         namespace: 0,
-        seeded: ctx.sizes.small_contacts,
+        seeded,
         actions: false,
         rng_seed: 4,
     };
-    let bodies = leads::draw(n, mix, &c)?;
+    let bodies = leads::draw(n, mix, c)?;
     let mut requests = Vec::with_capacity(n);
     for b in &bodies {
         let mut fields = b.fields.clone();
@@ -159,11 +201,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
             expect: 202,
         });
     }
-    let ceiling_payload = Payload::of(&leads::to_message(
-        &serde_json::from_slice(&requests[0].body).context("Failed to re-read a body")?,
-        &c,
-    )?)?;
+    Ok(requests)
+}
 
+/// What the measured phase gives: the POSTs' answers and what each process used meanwhile.
+struct PipelineRun {
+    posts: LoadResult,
+    accepted: u64,
+    system: SystemCpu,
+    receiver: ProcStats,
+    workers: Vec<(ProcStats, f64)>,
+}
+
+/// The measured phase: every request POSTed, then every accepted lead finished by the
+/// workers; CPU counted from the first POST to the last lead finished.
+async fn posts_to_commits(
+    receiver: &mut Proc,
+    workers: &mut [Proc],
+    requests: Vec<Req>,
+    limit: std::time::Duration,
+) -> anyhow::Result<PipelineRun> {
+    let n = requests.len();
     let r0 = receiver.stats()?;
     let w0: Vec<ProcStats> = workers
         .iter()
@@ -171,7 +229,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         .collect::<anyhow::Result<_>>()?;
     eprintln!("bench: e2e: {n} POSTs over {CONNECTIONS} connections");
     let sys0 = SystemCpu::sample();
-    let limit = worker_bench::drain_limit(n);
     let posts = load::run(
         receiver.addr,
         CONNECTIONS,
@@ -190,7 +247,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         posts.statuses_text()
     );
     receiver.check_alive()?;
-    worker_bench::wait_finished(&mut workers, accepted as f64, "e2e", limit).await?;
+    worker_bench::wait_finished(workers, accepted as f64, "e2e", limit).await?;
     let system = SystemCpu::sample().since(&sys0);
     let r1 = receiver.stats()?;
     let mut per_worker = Vec::with_capacity(workers.len());
@@ -198,6 +255,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         let finished = procs::counters(w.addr).await?.finished;
         per_worker.push((delta(before, w.stats()?), finished));
     }
+    Ok(PipelineRun {
+        posts,
+        accepted,
+        system,
+        receiver: delta(r0, r1),
+        workers: per_worker,
+    })
+}
+
+/// Stops the receiver and the workers; the summary of each one's log.
+async fn stop(receiver: Proc, workers: Vec<Proc>) -> anyhow::Result<Vec<(String, LogSummary)>> {
     let mut logs = Vec::new();
     let log = receiver.log.clone();
     receiver.stop().await?;
@@ -207,17 +275,30 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         w.stop().await?;
         logs.push((name, procs::summarize_log(&log)));
     }
+    Ok(logs)
+}
 
-    // One query for the end and the lag, once every lead is done.
-    let since = posts.started_at - chrono::Duration::seconds(1);
-    let row = db
-        .conn
+/// When the last lead received since `since` was processed, and the median and 99th
+/// percentile of receipt → processing, in seconds.
+struct Lag {
+    last: DateTime<Utc>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+/// The end and the lag of the run, in one query.
+async fn lag(
+    conn: &impl ConnectionTrait,
+    account: i64,
+    since: DateTime<Utc>,
+) -> anyhow::Result<Lag> {
+    let row = conn
         .query_one_raw(seed::stmt(
             "SELECT max(processed_at) AS last, count(*) AS n, \
              percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p50, \
              percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p99 \
              FROM lead_intakes WHERE account_id = $1 AND received_at >= $2 AND processed_at IS NOT NULL",
-            vec![c.account.into(), since.into()],
+            vec![account.into(), since.into()],
         ))
         .await
         .context("Failed to read the e2e lag")?
@@ -230,12 +311,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     let Some(last) = last else {
         bail!("No e2e lead reached the database");
     };
+    Ok(Lag { last, p50, p99 })
+}
+
+/// The run's intakes by status.
+async fn statuses(
+    conn: &impl ConnectionTrait,
+    account: i64,
+    since: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut statuses = BTreeMap::new();
-    for r in db
-        .conn
+    for r in conn
         .query_all_raw(seed::stmt(
             "SELECT status, count(*) AS n FROM lead_intakes WHERE account_id = $1 AND received_at >= $2 GROUP BY status",
-            vec![c.account.into(), since.into()],
+            vec![account.into(), since.into()],
         ))
         .await
         .context("Failed to count the e2e intakes")?
@@ -245,14 +334,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
             r.try_get::<i64>("", "n").context("Failed to read a count")?,
         );
     }
-    let secs = (last - posts.started_at).as_seconds_f64();
-    eprintln!(
-        "bench: e2e: {:.0} leads/s first POST → last commit ({})",
-        accepted as f64 / secs,
-        statuses_text(&statuses)
-    );
-    let _ = db.conn.close().await;
+    Ok(statuses)
+}
 
+/// The broker's ceiling: `n` copies of `payload` published and consumed, no database.
+async fn ceiling(
+    ctx: &Ctx,
+    payload: Payload,
+    n: usize,
+    limit: std::time::Duration,
+) -> anyhow::Result<(RoundTrip, SystemCpu)> {
     eprintln!(
         "bench: e2e ceiling: {n} messages published (confirms, {CONNECTIONS} in flight) and consumed (acks, prefetch 256)"
     );
@@ -262,7 +353,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     let ceiling = publish::round_trip(
         &ctx.janitor.services().amqp_url,
         &topology,
-        ceiling_payload,
+        payload,
         n as u64,
         CONNECTIONS,
         256,
@@ -271,19 +362,5 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     .await?;
     let ceiling_system = SystemCpu::sample().since(&sys0);
     eprintln!("bench: e2e ceiling: {:.0} msg/s", ceiling.rate());
-
-    Ok(E2eFigures {
-        load: posts,
-        accepted,
-        secs,
-        lag_p50_ms: p50.unwrap_or(0.0) * 1000.0,
-        lag_p99_ms: p99.unwrap_or(0.0) * 1000.0,
-        statuses,
-        receiver: delta(r0, r1),
-        workers: per_worker,
-        logs,
-        system,
-        ceiling,
-        ceiling_system,
-    })
+    Ok((ceiling, ceiling_system))
 }

@@ -94,27 +94,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
     let mut receiver = crate::e2e::start_receiver(ctx, &db.url, &prefixes, "receiver").await?;
 
     let mix = leads::receiver_mix(5_000, &c, 5);
-    let requests: Vec<Req> = mix
-        .iter()
-        .map(|m| Req {
-            path: "/api/v1/webhook/forms".into(),
-            content_type: if m.form {
-                "application/x-www-form-urlencoded"
-            } else {
-                "application/json"
-            },
-            body: Bytes::from(m.body.clone()),
-            bearer: m.bearer.then(|| c.token.clone()),
-            expect: m.expect,
-        })
-        .collect();
-    // The hello-world gets the same bytes; it answers 200 to everything.
-    let hello_requests: Vec<Req> = requests
-        .iter()
-        .cloned()
-        .map(|r| Req { expect: 200, ..r })
-        .collect();
-    let (requests, hello_requests) = (Arc::new(requests), Arc::new(hello_requests));
+    let (requests, hello_requests) = requests(&mix, &c);
     let sample = mix
         .iter()
         .find(|m| !m.form && m.expect == 202)
@@ -137,57 +117,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
     )
     .await?;
 
-    let cap = duration + Duration::from_secs(30);
+    let loads = Loads {
+        requests,
+        hello_requests,
+        payload,
+        ceiling_topology,
+        receiver_topology,
+        redis_prefix: prefixes.redis.clone(),
+        duration,
+    };
     let mut levels = Vec::new();
     for connections in CONNECTIONS {
-        eprintln!("bench: receiver: {connections} connections, {secs} s each: hello-world");
-        let hello_run = load::run(
-            hello.addr,
-            connections,
-            hello_requests.clone(),
-            Until::Elapsed(duration),
-            cap,
-            None,
-        )
-        .await?;
-        eprintln!("bench: receiver: {connections} connections: publish ceiling");
-        let ceiling = publish::publish_for(
-            &ctx.janitor.services().amqp_url,
-            &ceiling_topology,
-            payload.clone(),
-            connections,
-            duration,
-        )
-        .await?;
-        eprintln!("bench: receiver: {connections} connections: receiver");
-        receiver.check_alive()?;
-        let before = receiver.stats()?;
-        let run = load::run(
-            receiver.addr,
-            connections,
-            requests.clone(),
-            Until::Elapsed(duration),
-            cap,
-            None,
-        )
-        .await?;
-        let after = receiver.stats()?;
-        publish::purge(&ctx.janitor.services().amqp_url, &receiver_topology).await?;
-        env::delete_redis(&ctx.janitor.services().redis_url, &prefixes.redis).await?;
-        eprintln!(
-            "bench: receiver: {connections} connections: {:.0} req/s (hello {:.0}, publish ceiling {:.0}); {}",
-            run.rate(),
-            hello_run.rate(),
-            ceiling.rate(),
-            run.statuses_text()
-        );
-        levels.push(Level {
-            connections,
-            hello: hello_run,
-            ceiling,
-            receiver: run,
-            receiver_cpu_secs: after.cpu_secs - before.cpu_secs,
-        });
+        levels.push(level(ctx, &loads, &hello, &mut receiver, connections).await?);
     }
     let stats = receiver.stats()?;
     let log = receiver.log.clone();
@@ -199,5 +140,105 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
         levels,
         receiver: stats,
         log: crate::procs::summarize_log(&log),
+    })
+}
+
+/// The mix's requests to the receiver, and the same bytes for the hello-world.
+fn requests(mix: &[leads::MixedRequest], c: &leads::Catalogs) -> (Arc<Vec<Req>>, Arc<Vec<Req>>) {
+    let requests: Vec<Req> = mix
+        .iter()
+        .map(|m| Req {
+            path: "/api/v1/webhook/forms".into(),
+            content_type: if m.form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            },
+            body: Bytes::from(m.body.clone()),
+            bearer: m.bearer.then(|| c.token.clone()),
+            expect: m.expect,
+        })
+        .collect();
+    // The hello-world gets the same bytes; it answers 200 to everything.
+    let hello_requests: Vec<Req> = requests
+        .iter()
+        .cloned()
+        .map(|r| Req { expect: 200, ..r })
+        .collect();
+    (Arc::new(requests), Arc::new(hello_requests))
+}
+
+/// What each connection level sends, and where.
+struct Loads {
+    /// To the receiver.
+    requests: Arc<Vec<Req>>,
+    /// The same bytes, to the hello-world.
+    hello_requests: Arc<Vec<Req>>,
+    /// What the publish ceiling publishes: the message of a valid lead of the mix.
+    payload: Payload,
+    /// The publish ceiling's own queues.
+    ceiling_topology: Topology,
+    /// The receiver's queues, purged after each level.
+    receiver_topology: Topology,
+    /// The receiver's Redis keys, deleted after each level.
+    redis_prefix: String,
+    /// How long each run lasts.
+    duration: Duration,
+}
+
+/// One connection level: the hello-world, the publish ceiling, then the receiver, each for
+/// the same time; the receiver's queue and Redis keys are emptied afterwards.
+async fn level(
+    ctx: &Ctx,
+    loads: &Loads,
+    hello: &Proc,
+    receiver: &mut Proc,
+    connections: usize,
+) -> anyhow::Result<Level> {
+    let secs = ctx.sizes.receiver_secs;
+    let duration = loads.duration;
+    let cap = duration + Duration::from_secs(30);
+    // The hello-world and the receiver get the same load for the same time.
+    let timed = |addr, requests| {
+        load::run(
+            addr,
+            connections,
+            requests,
+            Until::Elapsed(duration),
+            cap,
+            None,
+        )
+    };
+    eprintln!("bench: receiver: {connections} connections, {secs} s each: hello-world");
+    let hello_run = timed(hello.addr, loads.hello_requests.clone()).await?;
+    eprintln!("bench: receiver: {connections} connections: publish ceiling");
+    let ceiling = publish::publish_for(
+        &ctx.janitor.services().amqp_url,
+        &loads.ceiling_topology,
+        loads.payload.clone(),
+        connections,
+        duration,
+    )
+    .await?;
+    eprintln!("bench: receiver: {connections} connections: receiver");
+    receiver.check_alive()?;
+    let before = receiver.stats()?;
+    let run = timed(receiver.addr, loads.requests.clone()).await?;
+    let after = receiver.stats()?;
+    publish::purge(&ctx.janitor.services().amqp_url, &loads.receiver_topology).await?;
+    env::delete_redis(&ctx.janitor.services().redis_url, &loads.redis_prefix).await?;
+    eprintln!(
+        "bench: receiver: {connections} connections: {:.0} req/s (hello {:.0}, publish ceiling {:.0}); {}",
+        run.rate(),
+        hello_run.rate(),
+        ceiling.rate(),
+        run.statuses_text()
+    );
+    Ok(Level {
+        connections,
+        hello: hello_run,
+        ceiling,
+        receiver: run,
+        receiver_cpu_secs: after.cpu_secs - before.cpu_secs,
     })
 }

@@ -63,165 +63,13 @@ impl Report {
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         if let Some(w) = &self.worker {
-            rows.push(row(
-                drain_name(&w.small),
-                format!("{:.1}", w.small.rate()),
-                String::new(),
-                String::new(),
-            ));
-            rows.push(row(
-                drain_name(&w.large),
-                format!("{:.1}", w.large.rate()),
-                format!("plain SQL, 1 connection: {:.1}", w.baseline),
-                format!("{:.3} worker ratio", w.ratio()),
-            ));
-            rows.push(row(
-                "worker scale (large ÷ small table)",
-                format!("{:.1}", w.large.rate()),
-                format!("small table: {:.1}", w.small.rate()),
-                format!("{:.3} worker scale ratio", w.scale_ratio()),
-            ));
-            rows.push(row(
-                drain_name(&w.two),
-                format!("{:.1}", w.two.rate()),
-                format!("1 process: {:.1}", w.large.rate()),
-                format!("{:.3} 2-process speedup", w.speedup()),
-            ));
-            rows.push(row(
-                format!(
-                    "PostgreSQL CPU µs/lead (1p, {} contacts)",
-                    n0(w.large.contacts as f64)
-                ),
-                format!(
-                    "{:.0} µs",
-                    w.large.system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
-                ),
-                format!(
-                    "plain SQL: {:.0} µs",
-                    w.baseline_system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
-                ),
-                String::new(),
-            ));
-            for d in [&w.small, &w.large, &w.two] {
-                rows.push(row(
-                    format!(
-                        "worker CPU µs/lead, peak RSS ({}p, {} contacts)",
-                        d.processes,
-                        n0(d.contacts as f64)
-                    ),
-                    format!("{:.0} µs", d.cpu_us_per_lead()),
-                    format!("{:.1} MiB", d.peak_rss_mib()),
-                    String::new(),
-                ));
-            }
+            rows.extend(worker_rows(w));
         }
         if let Some(e) = &self.e2e {
-            rows.push(row(
-                "e2e leads/s (first POST → last commit, 2 workers)",
-                format!("{:.1}", e.rate()),
-                format!("broker publish+consume: {:.1} msg/s", e.ceiling.rate()),
-                format!("{:.3} e2e ratio", e.ratio()),
-            ));
-            rows.push(row(
-                "e2e POST req/s (64 connections)",
-                format!("{:.1}", e.load.rate()),
-                format!("p99 {:.2} ms", e.load.percentile_ms(99.0)),
-                String::new(),
-            ));
-            rows.push(row(
-                "e2e lag received → committed p50 / p99",
-                format!("{:.0} / {:.0} ms", e.lag_p50_ms, e.lag_p99_ms),
-                String::new(),
-                String::new(),
-            ));
-            rows.push(row(
-                "e2e PostgreSQL, RabbitMQ CPU µs/lead",
-                format!(
-                    "{:.0}, {:.0} µs",
-                    e.system.postgres_secs * 1e6 / e.accepted.max(1) as f64,
-                    e.system.broker_secs * 1e6 / e.accepted.max(1) as f64
-                ),
-                format!(
-                    "broker alone: {:.0} µs/msg",
-                    e.ceiling_system.broker_secs * 1e6 / e.ceiling.messages.max(1) as f64
-                ),
-                String::new(),
-            ));
-            rows.push(row(
-                "e2e receiver CPU µs/lead, peak RSS",
-                format!(
-                    "{:.0} µs",
-                    e.receiver.cpu_secs * 1e6 / e.accepted.max(1) as f64
-                ),
-                format!("{:.1} MiB", e.receiver.peak_rss_mib),
-                String::new(),
-            ));
-            for (i, (s, leads)) in e.workers.iter().enumerate() {
-                rows.push(row(
-                    format!(
-                        "e2e worker {} CPU µs/lead, peak RSS ({} leads)",
-                        i + 1,
-                        n0(*leads)
-                    ),
-                    format!("{:.0} µs", s.cpu_secs * 1e6 / leads.max(1.0)),
-                    format!("{:.1} MiB", s.peak_rss_mib),
-                    String::new(),
-                ));
-            }
+            rows.extend(e2e_rows(e));
         }
         if let Some(r) = &self.receiver {
-            for l in &r.levels {
-                let c = l.connections;
-                rows.push(row(
-                    format!("receiver req/s ({c} connections, mixed leads)"),
-                    format!("{:.1}", l.receiver.rate()),
-                    format!(
-                        "publish ceiling {:.1}; hello-world {:.1}",
-                        l.ceiling.rate(),
-                        l.hello.rate()
-                    ),
-                    format!(
-                        "{:.3} of ceiling, {:.3} of hello",
-                        l.receiver.rate() / l.ceiling.rate().max(1e-9),
-                        l.receiver.rate() / l.hello.rate().max(1e-9)
-                    ),
-                ));
-                rows.push(row(
-                    format!("receiver p50/p99/p99.9 ms ({c} connections)"),
-                    format!(
-                        "{:.2}/{:.2}/{:.2}",
-                        l.receiver.percentile_ms(50.0),
-                        l.receiver.percentile_ms(99.0),
-                        l.receiver.percentile_ms(99.9)
-                    ),
-                    format!(
-                        "ceiling {:.2}/{:.2}/{:.2}; hello {:.2}/{:.2}/{:.2}",
-                        l.ceiling.percentile_ms(50.0),
-                        l.ceiling.percentile_ms(99.0),
-                        l.ceiling.percentile_ms(99.9),
-                        l.hello.percentile_ms(50.0),
-                        l.hello.percentile_ms(99.0),
-                        l.hello.percentile_ms(99.9)
-                    ),
-                    String::new(),
-                ));
-                rows.push(row(
-                    format!("receiver errors, CPU µs/request ({c} connections)"),
-                    format!(
-                        "{} errors ({} 5xx)",
-                        l.receiver.errors(),
-                        l.receiver.server_errors()
-                    ),
-                    format!("{:.0} µs/request", l.cpu_us_per_request()),
-                    String::new(),
-                ));
-            }
-            rows.push(row(
-                "receiver peak RSS",
-                format!("{:.1} MiB", r.receiver.peak_rss_mib),
-                String::new(),
-                String::new(),
-            ));
+            rows.extend(receiver_rows(r));
         }
         if let Some(b) = &self.bulk {
             rows.extend(bulk_rows(b));
@@ -231,100 +79,17 @@ impl Report {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let log_note = |name: &str, l: &LogSummary, notes: &mut Vec<String>| {
-            if l.warn + l.error > 0 {
-                let top = l
-                    .top
-                    .iter()
-                    .map(|(n, level, m)| format!("{n}× {level} {m}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                notes.push(format!(
-                    "{name}: {} warnings, {} errors in its log ({top})",
-                    l.warn, l.error
-                ));
-            }
-        };
         if let Some(w) = &self.worker {
-            notes.push(format!(
-                "baseline: machine {:.0}% busy",
-                w.baseline_system.busy() * 100.0
-            ));
-            notes.push(format!(
-                "rows written for the large backlog, worker / baseline: {}",
-                w.written
-                    .iter()
-                    .map(|(t, a, b)| format!("{t} {a}/{b}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            for d in [&w.small, &w.large, &w.two] {
-                let c = d.counters();
-                notes.push(format!(
-                    "drain {}: {} leads in {:.2} s; {}; {:.0} retried, {:.0} dead-lettered, {:.0} deferred to a second transaction, mean batch {:.1}; machine {:.0}% busy, CPU µs/lead: PostgreSQL {:.0}, RabbitMQ {:.0}",
-                    d.label,
-                    d.leads,
-                    d.secs,
-                    statuses_text(&d.statuses),
-                    c.retried,
-                    c.dead_lettered,
-                    c.deferred,
-                    c.batched_leads / c.batches.max(1.0),
-                    d.system.busy() * 100.0,
-                    d.system.postgres_secs * 1e6 / d.leads.max(1) as f64,
-                    d.system.broker_secs * 1e6 / d.leads.max(1) as f64
-                ));
-                if d.completed() != d.leads as i64 {
-                    notes.push(format!(
-                        "drain {}: only {} of {} leads have a final status",
-                        d.label,
-                        d.completed(),
-                        d.leads
-                    ));
-                }
-                for (i, l) in d.logs.iter().enumerate() {
-                    log_note(&format!("worker {} #{}", d.label, i + 1), l, &mut notes);
-                }
-            }
+            notes.extend(worker_notes(w));
         }
         if let Some(e) = &self.e2e {
-            notes.push(format!(
-                "e2e: {} POSTs answered ({}), {} transport errors, {} unexpected; intakes: {}",
-                e.load.answered(),
-                e.load.statuses_text(),
-                e.load.transport_errors,
-                e.load.unexpected,
-                statuses_text(&e.statuses)
-            ));
-            for (name, l) in &e.logs {
-                log_note(&format!("e2e {name}"), l, &mut notes);
-            }
+            notes.extend(e2e_notes(e));
         }
         if let Some(r) = &self.receiver {
-            for l in &r.levels {
-                notes.push(format!(
-                    "receiver at {}: {} requests ({}), {} unexpected, {} transport errors; hello {} errors, ceiling {} errors",
-                    l.connections,
-                    l.receiver.answered(),
-                    l.receiver.statuses_text(),
-                    l.receiver.unexpected,
-                    l.receiver.transport_errors,
-                    l.hello.errors(),
-                    l.ceiling.errors()
-                ));
-            }
-            log_note("receiver", &r.log, &mut notes);
+            notes.extend(receiver_notes(r));
         }
         if let Some(b) = &self.bulk {
-            notes.push(format!(
-                "bulk: single {} requests ({}), bulk {} requests ({}); {} unexpected, {} transport errors",
-                b.single.answered(),
-                b.single.statuses_text(),
-                b.bulk.answered(),
-                b.bulk.statuses_text(),
-                b.single.unexpected + b.bulk.unexpected,
-                b.single.transport_errors + b.bulk.transport_errors
-            ));
+            notes.push(bulk_note(b));
         }
         for (s, e) in &self.failures {
             notes.push(format!("section {s} FAILED: {e}"));
@@ -463,6 +228,295 @@ pub fn write_json(dir: &Path, json: &serde_json::Value) -> anyhow::Result<PathBu
     std::fs::write(&latest, &text)
         .with_context(|| format!("Failed to write {}", latest.display()))?;
     Ok(path)
+}
+
+/// The worker section's rows: each drain beside the plain-SQL baseline, scale, speed-up,
+/// and what PostgreSQL and the worker used per lead.
+fn worker_rows(w: &WorkerFigures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    rows.push(row(
+        drain_name(&w.small),
+        format!("{:.1}", w.small.rate()),
+        String::new(),
+        String::new(),
+    ));
+    rows.push(row(
+        drain_name(&w.large),
+        format!("{:.1}", w.large.rate()),
+        format!("plain SQL, 1 connection: {:.1}", w.baseline),
+        format!("{:.3} worker ratio", w.ratio()),
+    ));
+    rows.push(row(
+        "worker scale (large ÷ small table)",
+        format!("{:.1}", w.large.rate()),
+        format!("small table: {:.1}", w.small.rate()),
+        format!("{:.3} worker scale ratio", w.scale_ratio()),
+    ));
+    rows.push(row(
+        drain_name(&w.two),
+        format!("{:.1}", w.two.rate()),
+        format!("1 process: {:.1}", w.large.rate()),
+        format!("{:.3} 2-process speedup", w.speedup()),
+    ));
+    rows.push(row(
+        format!(
+            "PostgreSQL CPU µs/lead (1p, {} contacts)",
+            n0(w.large.contacts as f64)
+        ),
+        format!(
+            "{:.0} µs",
+            w.large.system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
+        ),
+        format!(
+            "plain SQL: {:.0} µs",
+            w.baseline_system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
+        ),
+        String::new(),
+    ));
+    for d in [&w.small, &w.large, &w.two] {
+        rows.push(row(
+            format!(
+                "worker CPU µs/lead, peak RSS ({}p, {} contacts)",
+                d.processes,
+                n0(d.contacts as f64)
+            ),
+            format!("{:.0} µs", d.cpu_us_per_lead()),
+            format!("{:.1} MiB", d.peak_rss_mib()),
+            String::new(),
+        ));
+    }
+    rows
+}
+
+/// The e2e section's rows: leads/s beside the broker's ceiling, the POSTs, the lag, and
+/// what each process used per lead.
+fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    rows.push(row(
+        "e2e leads/s (first POST → last commit, 2 workers)",
+        format!("{:.1}", e.rate()),
+        format!("broker publish+consume: {:.1} msg/s", e.ceiling.rate()),
+        format!("{:.3} e2e ratio", e.ratio()),
+    ));
+    rows.push(row(
+        "e2e POST req/s (64 connections)",
+        format!("{:.1}", e.load.rate()),
+        format!("p99 {:.2} ms", e.load.percentile_ms(99.0)),
+        String::new(),
+    ));
+    rows.push(row(
+        "e2e lag received → committed p50 / p99",
+        format!("{:.0} / {:.0} ms", e.lag_p50_ms, e.lag_p99_ms),
+        String::new(),
+        String::new(),
+    ));
+    rows.push(row(
+        "e2e PostgreSQL, RabbitMQ CPU µs/lead",
+        format!(
+            "{:.0}, {:.0} µs",
+            e.system.postgres_secs * 1e6 / e.accepted.max(1) as f64,
+            e.system.broker_secs * 1e6 / e.accepted.max(1) as f64
+        ),
+        format!(
+            "broker alone: {:.0} µs/msg",
+            e.ceiling_system.broker_secs * 1e6 / e.ceiling.messages.max(1) as f64
+        ),
+        String::new(),
+    ));
+    rows.push(row(
+        "e2e receiver CPU µs/lead, peak RSS",
+        format!(
+            "{:.0} µs",
+            e.receiver.cpu_secs * 1e6 / e.accepted.max(1) as f64
+        ),
+        format!("{:.1} MiB", e.receiver.peak_rss_mib),
+        String::new(),
+    ));
+    for (i, (s, leads)) in e.workers.iter().enumerate() {
+        rows.push(row(
+            format!(
+                "e2e worker {} CPU µs/lead, peak RSS ({} leads)",
+                i + 1,
+                n0(*leads)
+            ),
+            format!("{:.0} µs", s.cpu_secs * 1e6 / leads.max(1.0)),
+            format!("{:.1} MiB", s.peak_rss_mib),
+            String::new(),
+        ));
+    }
+    rows
+}
+
+/// The receiver section's rows: per connection level, req/s and latency beside the publish
+/// ceiling and hello-world, errors and CPU; then peak RSS.
+fn receiver_rows(r: &ReceiverFigures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for l in &r.levels {
+        let c = l.connections;
+        rows.push(row(
+            format!("receiver req/s ({c} connections, mixed leads)"),
+            format!("{:.1}", l.receiver.rate()),
+            format!(
+                "publish ceiling {:.1}; hello-world {:.1}",
+                l.ceiling.rate(),
+                l.hello.rate()
+            ),
+            format!(
+                "{:.3} of ceiling, {:.3} of hello",
+                l.receiver.rate() / l.ceiling.rate().max(1e-9),
+                l.receiver.rate() / l.hello.rate().max(1e-9)
+            ),
+        ));
+        rows.push(row(
+            format!("receiver p50/p99/p99.9 ms ({c} connections)"),
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                l.receiver.percentile_ms(50.0),
+                l.receiver.percentile_ms(99.0),
+                l.receiver.percentile_ms(99.9)
+            ),
+            format!(
+                "ceiling {:.2}/{:.2}/{:.2}; hello {:.2}/{:.2}/{:.2}",
+                l.ceiling.percentile_ms(50.0),
+                l.ceiling.percentile_ms(99.0),
+                l.ceiling.percentile_ms(99.9),
+                l.hello.percentile_ms(50.0),
+                l.hello.percentile_ms(99.0),
+                l.hello.percentile_ms(99.9)
+            ),
+            String::new(),
+        ));
+        rows.push(row(
+            format!("receiver errors, CPU µs/request ({c} connections)"),
+            format!(
+                "{} errors ({} 5xx)",
+                l.receiver.errors(),
+                l.receiver.server_errors()
+            ),
+            format!("{:.0} µs/request", l.cpu_us_per_request()),
+            String::new(),
+        ));
+    }
+    rows.push(row(
+        "receiver peak RSS",
+        format!("{:.1} MiB", r.receiver.peak_rss_mib),
+        String::new(),
+        String::new(),
+    ));
+    rows
+}
+
+/// A note on the warnings and errors in a process's log, if it has any.
+fn log_note(name: &str, l: &LogSummary) -> Option<String> {
+    if l.warn + l.error == 0 {
+        return None;
+    }
+    let top = l
+        .top
+        .iter()
+        .map(|(n, level, m)| format!("{n}× {level} {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(format!(
+        "{name}: {} warnings, {} errors in its log ({top})",
+        l.warn, l.error
+    ))
+}
+
+/// The worker section's notes: the baseline, rows written, and each drain's statuses,
+/// retries, CPU and log.
+fn worker_notes(w: &WorkerFigures) -> Vec<String> {
+    let mut notes = Vec::new();
+    notes.push(format!(
+        "baseline: machine {:.0}% busy",
+        w.baseline_system.busy() * 100.0
+    ));
+    notes.push(format!(
+        "rows written for the large backlog, worker / baseline: {}",
+        w.written
+            .iter()
+            .map(|(t, a, b)| format!("{t} {a}/{b}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for d in [&w.small, &w.large, &w.two] {
+        let c = d.counters();
+        notes.push(format!(
+            "drain {}: {} leads in {:.2} s; {}; {:.0} retried, {:.0} dead-lettered, {:.0} deferred to a second transaction, mean batch {:.1}; machine {:.0}% busy, CPU µs/lead: PostgreSQL {:.0}, RabbitMQ {:.0}",
+            d.label,
+            d.leads,
+            d.secs,
+            statuses_text(&d.statuses),
+            c.retried,
+            c.dead_lettered,
+            c.deferred,
+            c.batched_leads / c.batches.max(1.0),
+            d.system.busy() * 100.0,
+            d.system.postgres_secs * 1e6 / d.leads.max(1) as f64,
+            d.system.broker_secs * 1e6 / d.leads.max(1) as f64
+        ));
+        if d.completed() != d.leads as i64 {
+            notes.push(format!(
+                "drain {}: only {} of {} leads have a final status",
+                d.label,
+                d.completed(),
+                d.leads
+            ));
+        }
+        for (i, l) in d.logs.iter().enumerate() {
+            notes.extend(log_note(&format!("worker {} #{}", d.label, i + 1), l));
+        }
+    }
+    notes
+}
+
+/// The e2e section's notes: the POSTs' answers, the intakes' statuses, the logs.
+fn e2e_notes(e: &E2eFigures) -> Vec<String> {
+    let mut notes = Vec::new();
+    notes.push(format!(
+        "e2e: {} POSTs answered ({}), {} transport errors, {} unexpected; intakes: {}",
+        e.load.answered(),
+        e.load.statuses_text(),
+        e.load.transport_errors,
+        e.load.unexpected,
+        statuses_text(&e.statuses)
+    ));
+    for (name, l) in &e.logs {
+        notes.extend(log_note(&format!("e2e {name}"), l));
+    }
+    notes
+}
+
+/// The receiver section's notes: each level's answers and errors, the log.
+fn receiver_notes(r: &ReceiverFigures) -> Vec<String> {
+    let mut notes = Vec::new();
+    for l in &r.levels {
+        notes.push(format!(
+            "receiver at {}: {} requests ({}), {} unexpected, {} transport errors; hello {} errors, ceiling {} errors",
+            l.connections,
+            l.receiver.answered(),
+            l.receiver.statuses_text(),
+            l.receiver.unexpected,
+            l.receiver.transport_errors,
+            l.hello.errors(),
+            l.ceiling.errors()
+        ));
+    }
+    notes.extend(log_note("receiver", &r.log));
+    notes
+}
+
+/// The bulk section's note: both endpoints' answers and errors.
+fn bulk_note(b: &BulkFigures) -> String {
+    format!(
+        "bulk: single {} requests ({}), bulk {} requests ({}); {} unexpected, {} transport errors",
+        b.single.answered(),
+        b.single.statuses_text(),
+        b.bulk.answered(),
+        b.bulk.statuses_text(),
+        b.single.unexpected + b.bulk.unexpected,
+        b.single.transport_errors + b.bulk.transport_errors
+    )
 }
 
 /// The bulk section's rows: bulk leads/s beside the single endpoint's, and the import.

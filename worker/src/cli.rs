@@ -94,34 +94,38 @@ pub enum DlqCmd {
     /// One dead letter with its payload (API token removed).
     Show { intake_id: Uuid },
     /// Republish dead letters to the intake queue (same intake id, attempts reset).
-    Replay {
-        /// Intake ids to replay.
-        intake_ids: Vec<Uuid>,
-        /// Replay every dead letter.
-        #[arg(long, conflicts_with = "intake_ids")]
-        all: bool,
-        /// Only this account's.
-        #[arg(long)]
-        account: Option<i64>,
-        /// Only those whose reason contains this text.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Show what would be replayed; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Who replays (recorded on the intake; default: $USER).
-        #[arg(long, env = "USER", default_value = "operator")]
-        by: String,
-        /// Read at most this many dead letters.
-        #[arg(long, default_value_t = 100_000)]
-        limit: usize,
-    },
+    Replay(ReplayArgs),
     /// Delete every dead letter.
     Purge {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Which dead letters `leadctl dlq replay` republishes, and who does it.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Intake ids to replay.
+    intake_ids: Vec<Uuid>,
+    /// Replay every dead letter.
+    #[arg(long, conflicts_with = "intake_ids")]
+    all: bool,
+    /// Only this account's.
+    #[arg(long)]
+    account: Option<i64>,
+    /// Only those whose reason contains this text.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Show what would be replayed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Who replays (recorded on the intake; default: $USER).
+    #[arg(long, env = "USER", default_value = "operator")]
+    by: String,
+    /// Read at most this many dead letters.
+    #[arg(long, default_value_t = 100_000)]
+    limit: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,10 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
     let db = Database::connect(opts)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to connect to the database: {e}"))?;
-    let out = match cli.command {
-        Command::Status { watch } => status(&db, &settings, watch, cli.json).await,
-        command => execute(&db, &settings, command).await,
-    };
+    let out = execute(&db, &settings, cli.command, cli.json).await;
     db.close().await.ok();
     out
 }
@@ -396,157 +397,194 @@ fn replay_progress(count: usize) -> indicatif::ProgressBar {
 
 async fn dlq(db: &DatabaseConnection, settings: &Settings, cmd: DlqCmd) -> anyhow::Result<Output> {
     let mut q = Dlq::open(settings).await?;
-    let out = dlq_command(db, &mut q, cmd).await;
+    let out = match cmd {
+        DlqCmd::List { limit } => dlq_list(db, &mut q, limit).await,
+        DlqCmd::Show { intake_id } => dlq_show(db, &mut q, intake_id).await,
+        DlqCmd::Replay(args) => dlq_replay(db, &mut q, args).await,
+        DlqCmd::Purge { yes } => dlq_purge(db, &mut q, yes).await,
+    };
     q.close().await;
     out
 }
 
-async fn dlq_command(db: &DatabaseConnection, q: &mut Dlq, cmd: DlqCmd) -> anyhow::Result<Output> {
-    Ok(match cmd {
-        DlqCmd::List { limit } => {
-            let letters = q.scan(db, limit).await?;
-            let mut human = format!("{} dead letter(s)", letters.len());
-            for d in letters {
-                human.push('\n');
-                human.push_str(&dead_letter_line(d));
-            }
-            Output {
-                human,
-                json: json!({"id": null, "count": letters.len(),
-                             "items": letters.iter().map(dead_letter_json).collect::<Vec<_>>()}),
-            }
-        }
-        DlqCmd::Show { intake_id } => {
-            let letters = q.scan(db, usize::MAX).await?;
-            let d = letters
-                .iter()
-                .find(|d| d.intake_id == Some(intake_id))
-                .ok_or_else(|| anyhow::anyhow!("no dead letter with intake id {intake_id}"))?;
-            Output {
-                human: format!(
-                    "{}\nreceived: {}\npayload: {}",
-                    dead_letter_line(d),
-                    d.received_at
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| "?".into()),
-                    serde_json::to_string_pretty(&d.payload)?
-                ),
-                json: dead_letter_json(d),
-            }
-        }
-        DlqCmd::Replay {
-            intake_ids,
-            all,
-            account,
-            reason,
-            dry_run,
-            by,
-            limit,
-        } => {
-            if intake_ids.is_empty() && !all && account.is_none() && reason.is_none() {
-                anyhow::bail!(
-                    "say what to replay: intake ids, a filter (--account, --reason) or --all"
-                );
-            }
-            let filter = Filter {
-                ids: intake_ids.clone(),
-                account_id: account,
-                reason,
-            };
-            let letters = q.scan(db, limit).await?;
-            let missing: Vec<String> = intake_ids
-                .iter()
-                .filter(|id| !letters.iter().any(|d| d.intake_id == Some(**id)))
-                .map(|id| id.to_string())
-                .collect();
-            if !missing.is_empty() {
-                anyhow::bail!("no dead letter with intake id {}", missing.join(", "));
-            }
-            let chosen: Vec<DeadLetter> = if dry_run {
-                letters
-                    .iter()
-                    .filter(|d| filter.matches(d))
-                    .cloned()
-                    .collect()
-            } else {
-                let count = letters.iter().filter(|d| filter.matches(d)).count();
-                let bar = replay_progress(count);
-                let done = q.replay_with(db, &filter, &by, || bar.inc(1)).await;
-                bar.finish_and_clear();
-                done?
-            };
-            let verb = if dry_run { "Would replay" } else { "Replayed" };
-            let mut human = format!("{verb} {} dead letter(s)", chosen.len());
-            for d in &chosen {
-                human.push('\n');
-                human.push_str(&dead_letter_line(d));
-            }
-            Output {
-                human,
-                json: json!({"id": null, "dry_run": dry_run, "replayed": chosen.len(),
-                             "intake_ids": chosen.iter().map(|d| d.intake_id).collect::<Vec<_>>(),
-                             "replayed_by": by}),
-            }
-        }
-        DlqCmd::Purge { yes } => {
-            if !yes {
-                let count = q.scan(db, usize::MAX).await?.len();
-                if count == 0 {
-                    return Ok(Output {
-                        human: "The dead-letter queue is empty".into(),
-                        json: json!({"id": null, "purged": 0}),
-                    });
-                }
-                if !std::io::stdin().is_terminal() {
-                    anyhow::bail!("refusing to purge {count} dead letter(s) without --yes");
-                }
-                eprint!("Delete {count} dead letter(s) for good? Type 'yes' to confirm: ");
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if answer.trim() != "yes" {
-                    anyhow::bail!("purge cancelled");
-                }
-                // Scanned messages are unacknowledged; purge removes only ready ones, so
-                // hand them back first.
-                q.release().await?;
-            }
-            let purged = q.purge().await?;
-            Output {
-                human: format!("Purged {purged} dead letter(s)"),
-                json: json!({"id": null, "purged": purged}),
-            }
-        }
+/// `leadctl dlq list`.
+async fn dlq_list(db: &DatabaseConnection, q: &mut Dlq, limit: usize) -> anyhow::Result<Output> {
+    let letters = q.scan(db, limit).await?;
+    let mut human = format!("{} dead letter(s)", letters.len());
+    for d in letters {
+        human.push('\n');
+        human.push_str(&dead_letter_line(d));
+    }
+    Ok(Output {
+        human,
+        json: json!({"id": null, "count": letters.len(),
+                     "items": letters.iter().map(dead_letter_json).collect::<Vec<_>>()}),
     })
 }
 
+/// `leadctl dlq show`.
+async fn dlq_show(db: &DatabaseConnection, q: &mut Dlq, intake_id: Uuid) -> anyhow::Result<Output> {
+    let letters = q.scan(db, usize::MAX).await?;
+    let d = letters
+        .iter()
+        .find(|d| d.intake_id == Some(intake_id))
+        .ok_or_else(|| anyhow::anyhow!("no dead letter with intake id {intake_id}"))?;
+    Ok(Output {
+        human: format!(
+            "{}\nreceived: {}\npayload: {}",
+            dead_letter_line(d),
+            d.received_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "?".into()),
+            serde_json::to_string_pretty(&d.payload)?
+        ),
+        json: dead_letter_json(d),
+    })
+}
+
+/// `leadctl dlq replay`: the letters the arguments select, or what would be, with `--dry-run`.
+async fn dlq_replay(
+    db: &DatabaseConnection,
+    q: &mut Dlq,
+    args: ReplayArgs,
+) -> anyhow::Result<Output> {
+    let ReplayArgs {
+        intake_ids,
+        all,
+        account,
+        reason,
+        dry_run,
+        by,
+        limit,
+    } = args;
+    if intake_ids.is_empty() && !all && account.is_none() && reason.is_none() {
+        anyhow::bail!("say what to replay: intake ids, a filter (--account, --reason) or --all");
+    }
+    let filter = Filter {
+        ids: intake_ids.clone(),
+        account_id: account,
+        reason,
+    };
+    let letters = q.scan(db, limit).await?;
+    let missing: Vec<String> = intake_ids
+        .iter()
+        .filter(|id| !letters.iter().any(|d| d.intake_id == Some(**id)))
+        .map(|id| id.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!("no dead letter with intake id {}", missing.join(", "));
+    }
+    let chosen: Vec<DeadLetter> = if dry_run {
+        letters
+            .iter()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect()
+    } else {
+        let count = letters.iter().filter(|d| filter.matches(d)).count();
+        let bar = replay_progress(count);
+        let done = q.replay_with(db, &filter, &by, || bar.inc(1)).await;
+        bar.finish_and_clear();
+        done?
+    };
+    let verb = if dry_run { "Would replay" } else { "Replayed" };
+    let mut human = format!("{verb} {} dead letter(s)", chosen.len());
+    for d in &chosen {
+        human.push('\n');
+        human.push_str(&dead_letter_line(d));
+    }
+    Ok(Output {
+        human,
+        json: json!({"id": null, "dry_run": dry_run, "replayed": chosen.len(),
+                     "intake_ids": chosen.iter().map(|d| d.intake_id).collect::<Vec<_>>(),
+                     "replayed_by": by}),
+    })
+}
+
+/// `leadctl dlq purge`: without `--yes`, only after the operator typed "yes" on a terminal.
+async fn dlq_purge(db: &DatabaseConnection, q: &mut Dlq, yes: bool) -> anyhow::Result<Output> {
+    if !yes {
+        let count = q.scan(db, usize::MAX).await?.len();
+        if count == 0 {
+            return Ok(Output {
+                human: "The dead-letter queue is empty".into(),
+                json: json!({"id": null, "purged": 0}),
+            });
+        }
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("refusing to purge {count} dead letter(s) without --yes");
+        }
+        eprint!("Delete {count} dead letter(s) for good? Type 'yes' to confirm: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            anyhow::bail!("purge cancelled");
+        }
+        // Scanned messages are unacknowledged; purge removes only ready ones, so
+        // hand them back first.
+        q.release().await?;
+    }
+    let purged = q.purge().await?;
+    Ok(Output {
+        human: format!("Purged {purged} dead letter(s)"),
+        json: json!({"id": null, "purged": purged}),
+    })
+}
+
+/// Runs `command` on the open database: one function per command group. (`run` answers
+/// `import` and `topology` before it connects; they need no database.)
 async fn execute(
     db: &DatabaseConnection,
     settings: &Settings,
     command: Command,
+    json: bool,
 ) -> anyhow::Result<Output> {
-    Ok(match command {
-        Command::Account(AccountCmd::Create {
-            name,
-            region,
-            rate_limit,
-        }) => {
-            let a = admin::create_account(db, &name, &region, rate_limit).await?;
-            Output {
-                human: format!(
-                    "Created account {} ({}), default region {}",
-                    a.id, a.name, a.default_region
-                ),
-                json: json!({"id": a.id, "name": a.name, "default_region": a.default_region,
-                             "rate_limit_per_minute": a.rate_limit_per_minute}),
-            }
-        }
-        Command::User(UserCmd::Create {
+    match command {
+        Command::Account(cmd) => account(db, cmd).await,
+        Command::User(cmd) => user(db, cmd).await,
+        Command::Token(cmd) => token(db, settings, cmd).await,
+        Command::RingGroup(cmd) => ring_group(db, cmd).await,
+        Command::Line(cmd) => named(db, Catalog::Line, cmd).await,
+        Command::Tag(cmd) => named(db, Catalog::Tag, cmd).await,
+        Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await,
+        Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await,
+        Command::Powerdialer(cmd) => powerdialer(db, cmd).await,
+        Command::Demo(cmd) => demo(db, cmd).await,
+        Command::Dlq(cmd) => dlq(db, settings, cmd).await,
+        Command::Status { watch } => status(db, settings, watch, json).await,
+        Command::Topology(TopologyCmd::Definitions { vhost }) => Ok(definitions(settings, &vhost)),
+        Command::Import(args) => crate::import::command(&args, json).await,
+    }
+}
+
+/// `leadctl account …`.
+async fn account(db: &DatabaseConnection, cmd: AccountCmd) -> anyhow::Result<Output> {
+    let AccountCmd::Create {
+        name,
+        region,
+        rate_limit,
+    } = cmd;
+    let a = admin::create_account(db, &name, &region, rate_limit).await?;
+    Ok(Output {
+        human: format!(
+            "Created account {} ({}), default region {}",
+            a.id, a.name, a.default_region
+        ),
+        json: json!({"id": a.id, "name": a.name, "default_region": a.default_region,
+                     "rate_limit_per_minute": a.rate_limit_per_minute}),
+    })
+}
+
+/// `leadctl user …`.
+async fn user(db: &DatabaseConnection, cmd: UserCmd) -> anyhow::Result<Output> {
+    Ok(match cmd {
+        UserCmd::Create {
             account,
             name,
             email,
             inactive,
             unavailable,
-        }) => {
+        } => {
             let u = admin::create_user(
                 db,
                 account,
@@ -558,7 +596,7 @@ async fn execute(
             .await?;
             user_output("Created", &u)
         }
-        Command::User(UserCmd::Set { id, flags }) => {
+        UserCmd::Set { id, flags } => {
             let u = admin::set_user(
                 db,
                 id,
@@ -567,106 +605,6 @@ async fn execute(
             )
             .await?;
             user_output("Updated", &u)
-        }
-        Command::Token(TokenCmd::Create { user, label }) => {
-            let t = admin::create_token(db, user, label.as_deref()).await?;
-            Output {
-                human: format!(
-                    "Created token {} for user {} (account {}).\nToken (shown only this once): {}",
-                    t.row.id, t.row.user_id, t.row.account_id, t.token
-                ),
-                json: json!({"id": t.row.id, "token": t.token, "user_id": t.row.user_id,
-                             "account_id": t.row.account_id, "label": t.row.label,
-                             "prefix": t.row.token_prefix}),
-            }
-        }
-        Command::Token(TokenCmd::Revoke { id }) => {
-            let t = admin::revoke_token(db, id).await?;
-            let announced = announce_token_change(settings, &t.token_hash).await;
-            let effect = match &announced {
-                Ok(()) => "receivers refuse it now".to_owned(),
-                Err(e) => format!(
-                    "receivers could not be told ({e:#}); they refuse it within {} s",
-                    shared::config::ReceiverSettings::default().token_cache_ttl_ms / 1000
-                ),
-            };
-            Output {
-                human: format!("Revoked token {} ({}…); {effect}", t.id, t.token_prefix),
-                json: json!({"id": t.id, "user_id": t.user_id, "account_id": t.account_id,
-                             "revoked_at": t.revoked_at, "announced": announced.is_ok()}),
-            }
-        }
-        Command::Token(TokenCmd::Sources(cmd)) => {
-            crate::token_cli::execute(db, settings, cmd).await?
-        }
-        Command::RingGroup(RingGroupCmd::Create {
-            account,
-            name,
-            members,
-        }) => {
-            let g = admin::create_ring_group(db, account, &name, &members).await?;
-            Output {
-                human: format!(
-                    "Created ring group {} ({}) with members {:?}",
-                    g.id, g.name, g.members
-                ),
-                json: serde_json::to_value(&g)?,
-            }
-        }
-        Command::Line(cmd) => named(db, Catalog::Line, cmd).await?,
-        Command::Tag(cmd) => named(db, Catalog::Tag, cmd).await?,
-        Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await?,
-        Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await?,
-        Command::Powerdialer(PowerdialerCmd::List { user }) => {
-            let items = admin::powerdialer_list(db, user).await?;
-            let rows: Vec<Value> = items
-                .iter()
-                .map(|i| {
-                    json!({"id": i.id, "contact_id": i.contact_id, "position": i.position,
-                                "created_at": i.created_at})
-                })
-                .collect();
-            let mut human = format!("PowerDialer of user {user}: {} queued", items.len());
-            for (n, i) in items.iter().enumerate() {
-                human.push_str(&format!(
-                    "\n{:>4}. contact {} (entry {}, position {})",
-                    n + 1,
-                    i.contact_id,
-                    i.id,
-                    i.position
-                ));
-            }
-            Output {
-                human,
-                json: json!({"id": user, "user_id": user, "items": rows}),
-            }
-        }
-        Command::Dlq(cmd) => dlq(db, settings, cmd).await?,
-        Command::Status { .. } => status(db, settings, None, false).await?,
-        Command::Topology(TopologyCmd::Definitions { vhost }) => definitions(settings, &vhost),
-        Command::Import(args) => crate::import::command(&args, false).await?,
-        Command::Demo(DemoCmd::Seed) => {
-            let d = admin::demo_seed(db).await?;
-            let mut json = serde_json::to_value(&d)?;
-            if let Some(obj) = json.as_object_mut() {
-                obj.insert("id".into(), json!(d.account_id));
-            }
-            Output {
-                human: format!(
-                    "Demo account {}: users {:?}, ring group {}, sequence {}, tag {}, line {}, \
-                     disposition {}.\nToken {} (shown only this once): {}",
-                    d.account_id,
-                    d.user_ids,
-                    d.ring_group_id,
-                    d.sequence_id,
-                    d.tag_id,
-                    d.line_id,
-                    d.disposition_status_id,
-                    d.token_id,
-                    d.token
-                ),
-                json,
-            }
         }
     })
 }
@@ -690,6 +628,70 @@ fn user_output(verb: &str, u: &shared::entities::user::Model) -> Output {
     }
 }
 
+/// `leadctl token …`.
+async fn token(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    cmd: TokenCmd,
+) -> anyhow::Result<Output> {
+    match cmd {
+        TokenCmd::Create { user, label } => {
+            let t = admin::create_token(db, user, label.as_deref()).await?;
+            Ok(Output {
+                human: format!(
+                    "Created token {} for user {} (account {}).\nToken (shown only this once): {}",
+                    t.row.id, t.row.user_id, t.row.account_id, t.token
+                ),
+                json: json!({"id": t.row.id, "token": t.token, "user_id": t.row.user_id,
+                             "account_id": t.row.account_id, "label": t.row.label,
+                             "prefix": t.row.token_prefix}),
+            })
+        }
+        TokenCmd::Revoke { id } => revoke_token(db, settings, id).await,
+        TokenCmd::Sources(cmd) => crate::token_cli::execute(db, settings, cmd).await,
+    }
+}
+
+/// `leadctl token revoke`: revoked in the database, then announced to the receivers.
+async fn revoke_token(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    id: i64,
+) -> anyhow::Result<Output> {
+    let t = admin::revoke_token(db, id).await?;
+    let announced = announce_token_change(settings, &t.token_hash).await;
+    let effect = match &announced {
+        Ok(()) => "receivers refuse it now".to_owned(),
+        Err(e) => format!(
+            "receivers could not be told ({e:#}); they refuse it within {} s",
+            shared::config::ReceiverSettings::default().token_cache_ttl_ms / 1000
+        ),
+    };
+    Ok(Output {
+        human: format!("Revoked token {} ({}…); {effect}", t.id, t.token_prefix),
+        json: json!({"id": t.id, "user_id": t.user_id, "account_id": t.account_id,
+                     "revoked_at": t.revoked_at, "announced": announced.is_ok()}),
+    })
+}
+
+/// `leadctl ring-group …`.
+async fn ring_group(db: &DatabaseConnection, cmd: RingGroupCmd) -> anyhow::Result<Output> {
+    let RingGroupCmd::Create {
+        account,
+        name,
+        members,
+    } = cmd;
+    let g = admin::create_ring_group(db, account, &name, &members).await?;
+    Ok(Output {
+        human: format!(
+            "Created ring group {} ({}) with members {:?}",
+            g.id, g.name, g.members
+        ),
+        json: serde_json::to_value(&g)?,
+    })
+}
+
+/// `leadctl line|tag|disposition|sequence …`: the catalog entries with only a name.
 async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow::Result<Output> {
     let NamedCmd::Create { account, name } = cmd;
     let n = admin::create_named(db, kind, account, &name).await?;
@@ -702,6 +704,59 @@ async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow:
             n.account_id
         ),
         json: serde_json::to_value(&n)?,
+    })
+}
+
+/// `leadctl powerdialer …`.
+async fn powerdialer(db: &DatabaseConnection, cmd: PowerdialerCmd) -> anyhow::Result<Output> {
+    let PowerdialerCmd::List { user } = cmd;
+    let items = admin::powerdialer_list(db, user).await?;
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            json!({"id": i.id, "contact_id": i.contact_id, "position": i.position,
+                        "created_at": i.created_at})
+        })
+        .collect();
+    let mut human = format!("PowerDialer of user {user}: {} queued", items.len());
+    for (n, i) in items.iter().enumerate() {
+        human.push_str(&format!(
+            "\n{:>4}. contact {} (entry {}, position {})",
+            n + 1,
+            i.contact_id,
+            i.id,
+            i.position
+        ));
+    }
+    Ok(Output {
+        human,
+        json: json!({"id": user, "user_id": user, "items": rows}),
+    })
+}
+
+/// `leadctl demo …`.
+async fn demo(db: &DatabaseConnection, cmd: DemoCmd) -> anyhow::Result<Output> {
+    let DemoCmd::Seed = cmd;
+    let d = admin::demo_seed(db).await?;
+    let mut json = serde_json::to_value(&d)?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("id".into(), json!(d.account_id));
+    }
+    Ok(Output {
+        human: format!(
+            "Demo account {}: users {:?}, ring group {}, sequence {}, tag {}, line {}, \
+             disposition {}.\nToken {} (shown only this once): {}",
+            d.account_id,
+            d.user_ids,
+            d.ring_group_id,
+            d.sequence_id,
+            d.tag_id,
+            d.line_id,
+            d.disposition_status_id,
+            d.token_id,
+            d.token
+        ),
+        json,
     })
 }
 

@@ -156,46 +156,12 @@ pub async fn run(
         None
     };
     let mut reader = open(&args.file)?;
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "Failed to read the header row of {}: {e}",
-                args.file.display()
-            )
-        })?
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = if i == 0 {
-                h.trim_start_matches('\u{feff}')
-            } else {
-                h
-            };
-            h.trim().to_owned()
-        })
-        .collect();
-    anyhow::ensure!(
-        headers.iter().any(|h| !h.is_empty()),
-        "{} has no header row naming its columns",
-        args.file.display()
-    );
+    let headers = headers(&mut reader, &args.file)?;
     let sender = Sender {
         client: Client::builder(TokioExecutor::new()).build_http(),
         args,
     };
-    let mut book = Book {
-        columns: headers.len(),
-        rejected: Rejected::new(&args.file, &headers, args.resume_from > 1),
-        summary: Summary {
-            file: args.file.display().to_string(),
-            dry_run: args.dry_run,
-            started_at_row: args.resume_from,
-            ..Summary::default()
-        },
-        bar: total.map(|t| Bar::new(t.saturating_sub(args.resume_from - 1))),
-        started: Instant::now(),
-    };
+    let mut book = Book::new(args, &headers, total);
 
     // Chunks in flight, oldest first, each with its first row: results are booked in file
     // order, and an interruption resumes at the oldest chunk not booked.
@@ -279,6 +245,30 @@ fn open(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
         .flexible(true)
         .trim(csv::Trim::Fields)
         .from_reader(file))
+}
+
+/// The header row's column names (a spreadsheet's UTF-8 BOM removed, names trimmed).
+fn headers(reader: &mut csv::Reader<std::fs::File>, file: &Path) -> anyhow::Result<Vec<String>> {
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| anyhow::anyhow!("Failed to read the header row of {}: {e}", file.display()))?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            };
+            h.trim().to_owned()
+        })
+        .collect();
+    anyhow::ensure!(
+        headers.iter().any(|h| !h.is_empty()),
+        "{} has no header row naming its columns",
+        file.display()
+    );
+    Ok(headers)
 }
 
 /// A row as a lead: `{column: value}` for its non-blank cells, columns renamed by `map`.
@@ -539,6 +529,23 @@ impl Sender<'_> {
 }
 
 impl Book {
+    /// An empty book for the import of `args` with these headers; a bar when the file's
+    /// `total` data rows were counted. The import's clock starts here.
+    fn new(args: &ImportArgs, headers: &[String], total: Option<u64>) -> Self {
+        Self {
+            columns: headers.len(),
+            rejected: Rejected::new(&args.file, headers, args.resume_from > 1),
+            summary: Summary {
+                file: args.file.display().to_string(),
+                dry_run: args.dry_run,
+                started_at_row: args.resume_from,
+                ..Summary::default()
+            },
+            bar: total.map(|t| Bar::new(t.saturating_sub(args.resume_from - 1))),
+            started: Instant::now(),
+        }
+    }
+
     /// Books a chunk's outcome (chunks come in file order).
     fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
         self.summary.rows += outcome.rows;

@@ -266,8 +266,24 @@ pub fn render(s: &Status) -> String {
         "lead intake status at {}\n",
         s.at.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    out.push_str(&render_intake(s.intake.as_ref()));
+    out.push_str(&render_queues(
+        s.queues.as_deref(),
+        s.oldest_waiting_seconds,
+    ));
+    out.push_str(&render_workers(s.workers.as_deref()));
+    out.push_str(&render_dead_letters(s.dead_letters.as_ref()));
+    for e in &s.errors {
+        out.push_str(&format!("\nerror: {e}"));
+    }
+    out.trim_end().to_owned()
+}
+
+/// The status screen's intake section.
+fn render_intake(intake: Option<&IntakeRate>) -> String {
+    let mut out = String::new();
     out.push_str("\nIntake, last minute (all receivers)\n");
-    match &s.intake {
+    match intake {
         Some(i) => {
             out.push_str(&format!("  {} requests, {:.1}/s", i.total, i.per_second));
             if !i.by_status.is_empty() {
@@ -282,7 +298,13 @@ pub fn render(s: &Status) -> String {
         }
         None => out.push_str("  unknown (Redis unreachable)\n"),
     }
-    match &s.queues {
+    out
+}
+
+/// The status screen's queue section, with the oldest lead waiting.
+fn render_queues(queues: Option<&[QueueState]>, oldest_waiting_seconds: Option<i64>) -> String {
+    let mut out = String::new();
+    match queues {
         Some(qs) => {
             let width = qs.iter().map(|q| q.name.len()).max().unwrap_or(0).max(6);
             out.push_str(&format!(
@@ -307,15 +329,21 @@ pub fn render(s: &Status) -> String {
     }
     out.push_str(&format!(
         "  oldest lead waiting: {}\n",
-        match s.oldest_waiting_seconds {
+        match oldest_waiting_seconds {
             Some(0) => "none waiting".to_owned(),
             Some(secs) => format!("at most {}", age(secs)),
             None => "unknown (no worker has taken a lead)".to_owned(),
         }
     ));
+    out
+}
+
+/// The status screen's worker section.
+fn render_workers(workers: Option<&[WorkerState]>) -> String {
+    let mut out = String::new();
     out.push_str("\nWorkers\n");
-    match &s.workers {
-        Some(ws) if ws.is_empty() => out.push_str("  none has reported\n"),
+    match workers {
+        Some([]) => out.push_str("  none has reported\n"),
         Some(ws) => {
             for w in ws {
                 let h = &w.heartbeat;
@@ -336,8 +364,14 @@ pub fn render(s: &Status) -> String {
         }
         None => out.push_str("  unknown (Redis unreachable)\n"),
     }
+    out
+}
+
+/// The status screen's dead-letter section.
+fn render_dead_letters(dead_letters: Option<&DeadLetters>) -> String {
+    let mut out = String::new();
     out.push_str("\nDead-lettered intakes by reason\n");
-    match &s.dead_letters {
+    match dead_letters {
         Some(d) if d.total == 0 => out.push_str("  none\n"),
         Some(d) => {
             out.push_str(&format!("  {} in all\n", d.total));
@@ -347,8 +381,5 @@ pub fn render(s: &Status) -> String {
         }
         None => out.push_str("  unknown (database unreachable)\n"),
     }
-    for e in &s.errors {
-        out.push_str(&format!("\nerror: {e}"));
-    }
-    out.trim_end().to_owned()
+    out
 }

@@ -6,7 +6,7 @@
 //! applies within the token cache's TTL.
 
 use crate::cli::{Output, announce_token_change};
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Map, Value, json};
 use shared::config::Settings;
@@ -29,39 +29,7 @@ pub enum SourcesCmd {
     },
     /// Set the actions every lead of the token gets unless it says otherwise, replacing
     /// the token's defaults: `leadctl token defaults 7 --ring-group 3 --distribute`.
-    Defaults {
-        id: i64,
-        /// Owner of new contacts.
-        #[arg(long)]
-        user: Option<i64>,
-        #[arg(long)]
-        ring_group: Option<i64>,
-        /// Distribute to the ring group.
-        #[arg(long)]
-        distribute: bool,
-        /// Distribute only to available members.
-        #[arg(long)]
-        check_available: bool,
-        /// Fall back to any active member when none is available.
-        #[arg(long)]
-        check_available_with_fallback: bool,
-        /// Add to the owner's PowerDialer, at the top or the bottom.
-        #[arg(long, value_enum)]
-        powerdialer: Option<Position>,
-        /// Enroll in this sequence.
-        #[arg(long)]
-        sequence: Option<i64>,
-        #[arg(long)]
-        tag: Option<i64>,
-        /// Line (campaign).
-        #[arg(long)]
-        line: Option<i64>,
-        #[arg(long)]
-        disposition: Option<i64>,
-        /// Remove every default.
-        #[arg(long)]
-        clear: bool,
-    },
+    Defaults(DefaultsArgs),
     /// Set the key the token's Google Ads lead form sends (`google_key`); creates the
     /// account's `test` tag for test leads.
     #[command(name = "google-key")]
@@ -75,6 +43,91 @@ pub enum SourcesCmd {
     },
     /// A token with its mapping, defaults and whether a Google Ads key is set.
     Show { id: i64 },
+}
+
+/// The defaults `leadctl token defaults` sets.
+#[derive(Debug, Args)]
+pub struct DefaultsArgs {
+    id: i64,
+    /// Owner of new contacts.
+    #[arg(long)]
+    user: Option<i64>,
+    #[arg(long)]
+    ring_group: Option<i64>,
+    /// Distribute to the ring group.
+    #[arg(long)]
+    distribute: bool,
+    /// Distribute only to available members.
+    #[arg(long)]
+    check_available: bool,
+    /// Fall back to any active member when none is available.
+    #[arg(long)]
+    check_available_with_fallback: bool,
+    /// Add to the owner's PowerDialer, at the top or the bottom.
+    #[arg(long, value_enum)]
+    powerdialer: Option<Position>,
+    /// Enroll in this sequence.
+    #[arg(long)]
+    sequence: Option<i64>,
+    #[arg(long)]
+    tag: Option<i64>,
+    /// Line (campaign).
+    #[arg(long)]
+    line: Option<i64>,
+    #[arg(long)]
+    disposition: Option<i64>,
+    /// Remove every default.
+    #[arg(long)]
+    clear: bool,
+}
+
+impl DefaultsArgs {
+    /// The default actions these arguments give: none with `--clear`.
+    fn defaults(&self) -> anyhow::Result<DefaultActions> {
+        let mut fields = Map::new();
+        if !self.clear {
+            let ids = [
+                ("user_id", self.user),
+                ("ring_group_id", self.ring_group),
+                ("sequence_id", self.sequence),
+                ("tag_id", self.tag),
+                ("line_id", self.line),
+                ("disposition_status_id", self.disposition),
+            ];
+            for (name, id) in ids {
+                if let Some(id) = id {
+                    anyhow::ensure!(id > 0, "{name} must be a positive id");
+                    fields.insert(name.into(), json!(id));
+                }
+            }
+            let flags = [
+                ("distribute_to_ring_group", self.distribute),
+                ("check_available_users", self.check_available),
+                (
+                    "check_available_users_with_fallback",
+                    self.check_available_with_fallback,
+                ),
+            ];
+            for (name, on) in flags {
+                if on {
+                    fields.insert(name.into(), json!(true));
+                }
+            }
+            if let Some(position) = self.powerdialer {
+                fields.insert("add_to_powerdialer".into(), json!(true));
+                let position = match position {
+                    Position::Top => "top",
+                    Position::Bottom => "bottom",
+                };
+                fields.insert("powerdialer_position".into(), json!(position));
+            }
+            anyhow::ensure!(
+                !fields.is_empty(),
+                "give at least one default (see --help), or --clear"
+            );
+        }
+        Ok(DefaultActions::new(fields)?)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,68 +152,10 @@ pub async fn execute(
             };
             ("Mapped", sources::set_field_map(db, id, &map).await?)
         }
-        SourcesCmd::Defaults {
-            id,
-            user,
-            ring_group,
-            distribute,
-            check_available,
-            check_available_with_fallback,
-            powerdialer,
-            sequence,
-            tag,
-            line,
-            disposition,
-            clear,
-        } => {
-            let mut fields = Map::new();
-            if !clear {
-                let ids = [
-                    ("user_id", user),
-                    ("ring_group_id", ring_group),
-                    ("sequence_id", sequence),
-                    ("tag_id", tag),
-                    ("line_id", line),
-                    ("disposition_status_id", disposition),
-                ];
-                for (name, id) in ids {
-                    if let Some(id) = id {
-                        anyhow::ensure!(id > 0, "{name} must be a positive id");
-                        fields.insert(name.into(), json!(id));
-                    }
-                }
-                let flags = [
-                    ("distribute_to_ring_group", distribute),
-                    ("check_available_users", check_available),
-                    (
-                        "check_available_users_with_fallback",
-                        check_available_with_fallback,
-                    ),
-                ];
-                for (name, on) in flags {
-                    if on {
-                        fields.insert(name.into(), json!(true));
-                    }
-                }
-                if let Some(position) = powerdialer {
-                    fields.insert("add_to_powerdialer".into(), json!(true));
-                    let position = match position {
-                        Position::Top => "top",
-                        Position::Bottom => "bottom",
-                    };
-                    fields.insert("powerdialer_position".into(), json!(position));
-                }
-                anyhow::ensure!(
-                    !fields.is_empty(),
-                    "give at least one default (see --help), or --clear"
-                );
-            }
-            let defaults = DefaultActions::new(fields)?;
-            (
-                "Set defaults of",
-                sources::set_default_actions(db, id, &defaults).await?,
-            )
-        }
+        SourcesCmd::Defaults(args) => (
+            "Set defaults of",
+            sources::set_default_actions(db, args.id, &args.defaults()?).await?,
+        ),
         SourcesCmd::GoogleKey { id, key, clear } => {
             let key = if clear { None } else { key };
             (

@@ -34,6 +34,7 @@ use client::{Burst, BurstResult, Lead, Pace};
 use fleet::{Member, Service, Services};
 use reconcile::Tally;
 use sea_orm::ConnectionTrait;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -388,75 +389,16 @@ async fn faulted_burst(
     let mut failures = Vec::new();
     let wait = send_limit;
     match s {
-        Scenario::WorkerKill => {
-            for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
-                if !burst.reached(share, wait).await {
-                    bail!("the burst did not reach {:.0}%", share * 100.0);
-                }
-                stage.tick()?;
-                let w = &mut stage.workers[k];
-                eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
-                w.kill().await?;
-                w.start().await?;
-            }
-        }
-        Scenario::ReceiverKill => {
-            if !burst.reached(0.4, wait).await {
-                bail!("the burst did not reach 40%");
-            }
-            stage.tick()?;
-            eprintln!(
-                "chaos: kill -9 the receiver at {} accepted",
-                burst.accepted()
-            );
-            stage.receiver.kill().await?;
-            stage.receiver.start().await?;
-        }
+        Scenario::WorkerKill => kill_workers(&mut stage, &burst, wait).await?,
+        Scenario::ReceiverKill => kill_receiver(&mut stage, &burst, wait).await?,
         Scenario::RabbitmqRestart | Scenario::PostgresRestart => {
-            if !burst.reached(0.3, wait).await {
-                bail!("the burst did not reach 30%");
-            }
-            stage.tick()?;
-            let service = if s == Scenario::PostgresRestart {
-                Service::Postgres
-            } else {
-                Service::Rabbitmq
-            };
-            let t = Instant::now();
-            services.restart(service, Duration::from_secs(2)).await?;
-            notes.push(format!("down {:.1} s", t.elapsed().as_secs_f64()));
+            notes.push(restart(&mut stage, &burst, wait, services, s).await?);
         }
         _ => {
-            if !burst.reached(0.3, wait).await {
-                bail!("the burst did not reach 30%");
-            }
-            stage.tick()?;
-            let before =
-                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
-            let t = Instant::now();
-            services.stop(Service::Redis).await?;
-            // Requests admitted just before Redis went down may still be published.
-            let accepted_before = burst.accepted();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let accepted_down = burst.accepted() - accepted_before;
-            let fail_open =
-                receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await
-                    - before;
-            services.start(Service::Redis).await?;
-            notes.push(format!(
-                "down {:.1} s: {accepted_down} accepted meanwhile, {fail_open} counted fail-open",
-                t.elapsed().as_secs_f64()
-            ));
-            if s == Scenario::RedisFailOpen && (accepted_down == 0 || fail_open < 1.0) {
-                failures.push(format!(
-                    "fail-open: {accepted_down} accepted and {fail_open} counted while Redis was down"
-                ));
-            }
-            if s == Scenario::RedisFailClosed && accepted_down > sizes.connections {
-                failures.push(format!(
-                    "fail-closed: {accepted_down} accepted while Redis was down"
-                ));
-            }
+            let (note, problems) =
+                redis_outage(&mut stage, &burst, wait, services, sizes.connections, s).await?;
+            notes.push(note);
+            failures.extend(problems);
         }
     }
     let result = burst.finish().await?;
@@ -473,6 +415,103 @@ async fn faulted_burst(
     row.notes.extend(notes);
     row.failures.extend(failures);
     Ok(row)
+}
+
+/// Kills a worker with SIGKILL at 25%, the other at 50% and the first again at 75% of the
+/// burst, each started again at once.
+async fn kill_workers(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
+    for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
+        if !burst.reached(share, wait).await {
+            bail!("the burst did not reach {:.0}%", share * 100.0);
+        }
+        stage.tick()?;
+        let w = &mut stage.workers[k];
+        eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
+        w.kill().await?;
+        w.start().await?;
+    }
+    Ok(())
+}
+
+/// Kills the receiver with SIGKILL at 40% of the burst and starts it again at once.
+async fn kill_receiver(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
+    if !burst.reached(0.4, wait).await {
+        bail!("the burst did not reach 40%");
+    }
+    stage.tick()?;
+    eprintln!(
+        "chaos: kill -9 the receiver at {} accepted",
+        burst.accepted()
+    );
+    stage.receiver.kill().await?;
+    stage.receiver.start().await?;
+    Ok(())
+}
+
+/// Restarts RabbitMQ or PostgreSQL (as `s` says) at 30% of the burst; a note of how long it
+/// was down.
+async fn restart(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+    s: Scenario,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let service = if s == Scenario::PostgresRestart {
+        Service::Postgres
+    } else {
+        Service::Rabbitmq
+    };
+    let t = Instant::now();
+    services.restart(service, Duration::from_secs(2)).await?;
+    Ok(format!("down {:.1} s", t.elapsed().as_secs_f64()))
+}
+
+/// Stops Redis for 3 s at 30% of the burst; a note of what the receiver accepted meanwhile,
+/// and the failures of the rate limiter's fail mode (`s` says which was configured). Fail-closed
+/// may still accept the requests in flight when Redis stopped: at most `connections`.
+async fn redis_outage(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+    connections: usize,
+    s: Scenario,
+) -> anyhow::Result<(String, Vec<String>)> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let before = receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
+    let t = Instant::now();
+    services.stop(Service::Redis).await?;
+    // Requests admitted just before Redis went down may still be published.
+    let accepted_before = burst.accepted();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let accepted_down = burst.accepted() - accepted_before;
+    let fail_open =
+        receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await - before;
+    services.start(Service::Redis).await?;
+    let note = format!(
+        "down {:.1} s: {accepted_down} accepted meanwhile, {fail_open} counted fail-open",
+        t.elapsed().as_secs_f64()
+    );
+    let mut failures = Vec::new();
+    if s == Scenario::RedisFailOpen && (accepted_down == 0 || fail_open < 1.0) {
+        failures.push(format!(
+            "fail-open: {accepted_down} accepted and {fail_open} counted while Redis was down"
+        ));
+    }
+    if s == Scenario::RedisFailClosed && accepted_down > connections {
+        failures.push(format!(
+            "fail-closed: {accepted_down} accepted while Redis was down"
+        ));
+    }
+    Ok((note, failures))
 }
 
 /// Peak RSS of a process must not grow with the backlog: at the end at most 50% (and
@@ -621,17 +660,7 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         .await
         .context("Failed to install the refusing trigger")?;
     let mut leads = client::draw(50, &stage.c, "dlq", 13)?;
-    // A number no other lead of the burst repeats, so nothing else makes its contact.
-    let k = (0..leads.len())
-        .find(|&i| leads.iter().filter(|l| l.e164 == leads[i].e164).count() == 1)
-        .context("No lead with a number of its own")?;
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&leads[k].body).context("Failed to read a lead")?;
-    leads[k].note = format!("dlq lead {k}: refused until fixed");
-    fields.insert("notes".into(), serde_json::json!(leads[k].note));
-    leads[k].body = serde_json::to_vec(&fields)
-        .context("Failed to write a lead")?
-        .into();
+    let k = refuse_one(&mut leads)?;
     let leads = Arc::new(leads);
     let pace = Pace {
         connections: 4,
@@ -653,24 +682,7 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
     .await?;
     let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
     let before = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
-    let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    match dlq.get(&id) {
-        Some(reason) => notes.push(format!("dead-lettered: {reason}")),
-        None => failures.push(format!(
-            "the refused lead {id} is not in the dead-letter queue"
-        )),
-    }
-    if before.dead_lettered != 1 {
-        failures.push(format!(
-            "{} dead-lettered, expected 1",
-            before.dead_lettered
-        ));
-    }
-    let dead = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
-    if !dead.contains("contacts 0, notes 0") {
-        failures.push(format!("the refused lead left something behind: {dead}"));
-    }
+    let mut found = dead_lettered(&stage, &dlq, &before, &leads[k], id).await?;
 
     stage
         .db
@@ -678,10 +690,93 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         .execute_unprepared("DROP TRIGGER chaos_refuse_note ON contact_notes")
         .await
         .context("Failed to drop the refusing trigger")?;
+    found.extend(replays(ctx, &mut stage, &leads[k], id).await?);
+
+    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
+    let mut row = stage
+        .settle(ctx, &leads, &result, Duration::from_secs(60))
+        .await?;
+    row.tally = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
+    row.tally.dead_lettered = before.dead_lettered;
+    row.notes.extend(found.notes);
+    row.failures.extend(found.failures);
+    Ok(row)
+}
+
+/// Gives one lead a note the refusing trigger refuses; its index. The lead is one whose
+/// number no other lead of the burst repeats, so nothing else makes its contact.
+fn refuse_one(leads: &mut [Lead]) -> anyhow::Result<usize> {
+    let k = (0..leads.len())
+        .find(|&i| leads.iter().filter(|l| l.e164 == leads[i].e164).count() == 1)
+        .context("No lead with a number of its own")?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&leads[k].body).context("Failed to read a lead")?;
+    leads[k].note = format!("dlq lead {k}: refused until fixed");
+    fields.insert("notes".into(), serde_json::json!(leads[k].note));
+    leads[k].body = serde_json::to_vec(&fields)
+        .context("Failed to write a lead")?
+        .into();
+    Ok(k)
+}
+
+/// What a scenario's checks found: notes for the report, and failures.
+#[derive(Default)]
+struct Findings {
+    notes: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Findings {
+    fn extend(&mut self, more: Findings) {
+        self.notes.extend(more.notes);
+        self.failures.extend(more.failures);
+    }
+}
+
+/// Checks the refused `lead` (intake `id`) before the fix: in the dead-letter queue, the
+/// burst's only dead letter, and nothing of it written.
+async fn dead_lettered(
+    stage: &Stage,
+    dlq: &HashMap<uuid::Uuid, String>,
+    before: &Tally,
+    lead: &Lead,
+    id: uuid::Uuid,
+) -> anyhow::Result<Findings> {
+    let mut found = Findings::default();
+    match dlq.get(&id) {
+        Some(reason) => found.notes.push(format!("dead-lettered: {reason}")),
+        None => found.failures.push(format!(
+            "the refused lead {id} is not in the dead-letter queue"
+        )),
+    }
+    if before.dead_lettered != 1 {
+        found.failures.push(format!(
+            "{} dead-lettered, expected 1",
+            before.dead_lettered
+        ));
+    }
+    let dead = snapshot(&stage.db, &stage.c, lead, id).await?;
+    if !dead.contains("contacts 0, notes 0") {
+        found
+            .failures
+            .push(format!("the refused lead left something behind: {dead}"));
+    }
+    Ok(found)
+}
+
+/// After the fix: replays the refused `lead` (intake `id`) and waits for it to be written
+/// once; replays it again, then everything, and checks that neither changed anything.
+async fn replays(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    lead: &Lead,
+    id: uuid::Uuid,
+) -> anyhow::Result<Findings> {
+    let mut found = Findings::default();
     let id_text = id.to_string();
     match reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await? {
         Ok(v) if v["replayed"] == 1 => {}
-        other => failures.push(format!("first replay: {other:?}")),
+        other => found.failures.push(format!("first replay: {other:?}")),
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let pending = |s: &str| {
@@ -689,18 +784,18 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
             .iter()
             .any(|p| s.starts_with(p))
     };
-    let mut first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    let mut first = snapshot(&stage.db, &stage.c, lead, id).await?;
     while pending(&first) && Instant::now() < deadline {
         stage.tick()?;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        first = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+        first = snapshot(&stage.db, &stage.c, lead, id).await?;
     }
     if !first.contains("contacts 1, notes 1") || pending(&first) {
-        failures.push(format!("after the replay: {first}"));
+        found.failures.push(format!("after the replay: {first}"));
     }
     let again =
         reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", &id_text]).await?;
-    notes.push(format!(
+    found.notes.push(format!(
         "second replay: {}",
         match &again {
             Ok(v) => v.to_string(),
@@ -711,27 +806,20 @@ async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
         reconcile::leadctl(&stage.ctl_env, &ctx.log_dir, &["dlq", "replay", "--all"]).await?
         && v["replayed"] != 0
     {
-        failures.push(format!(
+        found.failures.push(format!(
             "replay --all after the fix replayed {}",
             v["replayed"]
         ));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = snapshot(&stage.db, &stage.c, &leads[k], id).await?;
+    let second = snapshot(&stage.db, &stage.c, lead, id).await?;
     if second != first {
-        failures.push(format!("the second replay changed {first} into {second}"));
+        found
+            .failures
+            .push(format!("the second replay changed {first} into {second}"));
     }
-    notes.push(format!("after the replays: {second}"));
-
-    let dlq = reconcile::dead_letters(&stage.ctl_env, &ctx.log_dir).await?;
-    let mut row = stage
-        .settle(ctx, &leads, &result, Duration::from_secs(60))
-        .await?;
-    row.tally = reconcile::reconcile(&stage.db, stage.c.account, &leads, &result, &dlq).await?;
-    row.tally.dead_lettered = before.dead_lettered;
-    row.notes.extend(notes);
-    row.failures.extend(failures);
-    Ok(row)
+    found.notes.push(format!("after the replays: {second}"));
+    Ok(found)
 }
 
 /// The table: one row per scenario.

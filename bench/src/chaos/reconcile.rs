@@ -187,130 +187,182 @@ pub async fn reconcile(
     burst: &BurstResult,
     dlq: &HashMap<Uuid, String>,
 ) -> anyhow::Result<Tally> {
+    let ids: Vec<Uuid> = burst.intake_ids.iter().flatten().copied().collect();
+    let found = Found::read(db, account, &ids).await?;
     let mut t = Tally {
         accepted: burst.accepted(),
+        contacts: found.phones.values().sum(),
         ..Tally::default()
     };
-    let ids: Vec<Uuid> = burst.intake_ids.iter().flatten().copied().collect();
-    let mut records: HashMap<Uuid, (String, bool)> = HashMap::new();
-    for r in db
-        .conn
-        .query_all_raw(stmt(
-            "SELECT id, status, last_error IS NOT NULL AS has_reason FROM lead_intakes \
-             WHERE id = ANY(string_to_array($1, ',')::uuid[])",
-            vec![id_list(&ids).into()],
-        ))
-        .await
-        .context("Failed to read the intake records")?
-    {
-        records.insert(
-            r.try_get("", "id").context("Failed to read an id")?,
-            (
-                r.try_get("", "status").context("Failed to read a status")?,
-                r.try_get("", "has_reason")
-                    .context("Failed to read a reason")?,
-            ),
-        );
-    }
-    let mut phones: HashMap<String, i64> = HashMap::new();
-    for r in db
-        .conn
-        .query_all_raw(stmt(
-            "SELECT phone_number, count(*) AS n FROM contacts WHERE account_id = $1 GROUP BY 1",
-            vec![account.into()],
-        ))
-        .await
-        .context("Failed to count contacts by number")?
-    {
-        let n: i64 = r.try_get("", "n").context("Failed to read a count")?;
-        t.contacts += n;
-        phones.insert(
-            r.try_get("", "phone_number")
-                .context("Failed to read a number")?,
-            n,
-        );
-    }
-    let mut notes: HashMap<String, i64> = HashMap::new();
-    for r in db
-        .conn
-        .query_all_raw(stmt(
-            "SELECT body, count(*) AS n FROM contact_notes WHERE account_id = $1 GROUP BY 1",
-            vec![account.into()],
-        ))
-        .await
-        .context("Failed to count notes")?
-    {
-        notes.insert(
-            r.try_get("", "body").context("Failed to read a note")?,
-            r.try_get("", "n").context("Failed to read a count")?,
-        );
-    }
-
-    let mut examples: Vec<String> = Vec::new();
-    let mut note = |what: String| {
-        if examples.len() < 10 {
-            examples.push(what);
-        }
-    };
+    // Every problem in the order found; the report shows the first ten.
+    let mut problems: Vec<String> = Vec::new();
     for (lead, id) in leads.iter().zip(&burst.intake_ids) {
         let Some(id) = id else { continue };
-        match records.get(id) {
-            None => {
-                t.lost += 1;
-                let where_ = if dlq.contains_key(id) {
-                    "in the dead-letter queue without an intake record"
-                } else {
-                    "no intake record, not in the dead-letter queue"
-                };
-                note(format!("lost {id} ({}): {where_}", lead.key));
-            }
-            Some((status, has_reason)) if status == "dead_lettered" => {
-                t.dead_lettered += 1;
-                if !dlq.contains_key(id) || !has_reason {
-                    t.lost += 1;
-                    note(format!(
-                        "lost {id} ({}): dead_lettered record, in the queue: {}, reason recorded: {has_reason}",
-                        lead.key,
-                        dlq.contains_key(id)
-                    ));
-                }
-            }
-            Some((status, _)) if !FINAL.contains(&format!("'{status}'")) => {
-                t.lost += 1;
-                note(format!("lost {id} ({}): still {status}", lead.key));
-            }
-            Some(_) => {
-                if phones.get(&lead.e164).copied().unwrap_or(0) == 0 {
-                    t.lost += 1;
-                    note(format!(
-                        "lost {id} ({}): no contact for {}",
-                        lead.key, lead.e164
-                    ));
-                } else if notes.get(&lead.note).copied().unwrap_or(0) == 0 {
-                    t.lost += 1;
-                    note(format!("lost {id} ({}): its note is missing", lead.key));
-                }
-            }
+        let record = found.records.get(id);
+        if matches!(record, Some((status, _)) if status == "dead_lettered") {
+            t.dead_lettered += 1;
+        }
+        if let Some(loss) = found.loss(lead, id, record, dlq) {
+            t.lost += 1;
+            problems.push(loss);
         }
     }
-    for (phone, n) in &phones {
+    for (phone, n) in &found.phones {
         if *n > 1 {
             t.duplicated += n - 1;
-            note(format!("{n} contacts with number {phone}"));
+            problems.push(format!("{n} contacts with number {phone}"));
         }
     }
     for (lead, id) in leads.iter().zip(&burst.intake_ids) {
-        let n = notes.get(&lead.note).copied().unwrap_or(0);
+        let n = found.notes.get(&lead.note).copied().unwrap_or(0);
         if n > 1 {
             t.duplicated_actions += n - 1;
             let by = note_intakes(db, account, &lead.note).await?;
-            note(format!(
+            problems.push(format!(
                 "note of {} written {n} times, by intakes {by} (the client's 202 named {})",
                 lead.key,
                 id.map_or_else(|| "none".to_owned(), |id| id.to_string())
             ));
         }
     }
+    for (what, contact, n) in repeated_links(db, account).await? {
+        t.duplicated_actions += n - 1;
+        problems.push(format!("contact {contact} has {n} {what}"));
+    }
+    problems.truncate(10);
+    t.problems = problems;
+    Ok(t)
+}
+
+/// What the database holds for a burst.
+struct Found {
+    /// Intake id → (status, whether a reason is recorded).
+    records: HashMap<Uuid, (String, bool)>,
+    /// Contacts of the account per number.
+    phones: HashMap<String, i64>,
+    /// Notes of the account per body.
+    notes: HashMap<String, i64>,
+}
+
+impl Found {
+    async fn read(db: &BenchDb, account: i64, ids: &[Uuid]) -> anyhow::Result<Self> {
+        let mut records: HashMap<Uuid, (String, bool)> = HashMap::new();
+        for r in db
+            .conn
+            .query_all_raw(stmt(
+                "SELECT id, status, last_error IS NOT NULL AS has_reason FROM lead_intakes \
+                 WHERE id = ANY(string_to_array($1, ',')::uuid[])",
+                vec![id_list(ids).into()],
+            ))
+            .await
+            .context("Failed to read the intake records")?
+        {
+            records.insert(
+                r.try_get("", "id").context("Failed to read an id")?,
+                (
+                    r.try_get("", "status").context("Failed to read a status")?,
+                    r.try_get("", "has_reason")
+                        .context("Failed to read a reason")?,
+                ),
+            );
+        }
+        let phones = counts(
+            db,
+            "SELECT phone_number AS key, count(*) AS n FROM contacts WHERE account_id = $1 GROUP BY 1",
+            account,
+            ("contacts by number", "a number"),
+        )
+        .await?;
+        let notes = counts(
+            db,
+            "SELECT body AS key, count(*) AS n FROM contact_notes WHERE account_id = $1 GROUP BY 1",
+            account,
+            ("notes", "a note"),
+        )
+        .await?;
+        Ok(Self {
+            records,
+            phones,
+            notes,
+        })
+    }
+
+    /// Why the lead with intake `id` and this intake `record` is lost, if it is.
+    fn loss(
+        &self,
+        lead: &Lead,
+        id: &Uuid,
+        record: Option<&(String, bool)>,
+        dlq: &HashMap<Uuid, String>,
+    ) -> Option<String> {
+        match record {
+            None => {
+                let where_ = if dlq.contains_key(id) {
+                    "in the dead-letter queue without an intake record"
+                } else {
+                    "no intake record, not in the dead-letter queue"
+                };
+                Some(format!("lost {id} ({}): {where_}", lead.key))
+            }
+            Some((status, has_reason)) if status == "dead_lettered" => {
+                (!dlq.contains_key(id) || !has_reason).then(|| {
+                    format!(
+                        "lost {id} ({}): dead_lettered record, in the queue: {}, reason recorded: {has_reason}",
+                        lead.key,
+                        dlq.contains_key(id)
+                    )
+                })
+            }
+            Some((status, _)) if !FINAL.contains(&format!("'{status}'")) => {
+                Some(format!("lost {id} ({}): still {status}", lead.key))
+            }
+            Some(_) => {
+                if self.phones.get(&lead.e164).copied().unwrap_or(0) == 0 {
+                    Some(format!(
+                        "lost {id} ({}): no contact for {}",
+                        lead.key, lead.e164
+                    ))
+                } else if self.notes.get(&lead.note).copied().unwrap_or(0) == 0 {
+                    Some(format!("lost {id} ({}): its note is missing", lead.key))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// `key → n` from `sql` (which selects `key` and `n` of account `$1`); `(what, item)` name
+/// the counted rows and one key in errors.
+async fn counts(
+    db: &BenchDb,
+    sql: &str,
+    account: i64,
+    (what, item): (&str, &str),
+) -> anyhow::Result<HashMap<String, i64>> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    for r in db
+        .conn
+        .query_all_raw(stmt(sql, vec![account.into()]))
+        .await
+        .with_context(|| format!("Failed to count {what}"))?
+    {
+        let n: i64 = r.try_get("", "n").context("Failed to read a count")?;
+        out.insert(
+            r.try_get("", "key")
+                .with_context(|| format!("Failed to read {item}"))?,
+            n,
+        );
+    }
+    Ok(out)
+}
+
+/// Contacts with more than one enrollment or PowerDialer entry: (what, contact, count).
+async fn repeated_links(
+    db: &BenchDb,
+    account: i64,
+) -> anyhow::Result<Vec<(&'static str, i64, i64)>> {
+    let mut out = Vec::new();
     for (table, what) in [
         ("sequence_enrollments", "enrollments"),
         ("powerdialer_items", "PowerDialer entries"),
@@ -331,10 +383,8 @@ pub async fn reconcile(
             let contact: i64 = r
                 .try_get("", "contact_id")
                 .context("Failed to read an id")?;
-            t.duplicated_actions += n - 1;
-            note(format!("contact {contact} has {n} {what}"));
+            out.push((what, contact, n));
         }
     }
-    t.problems = examples;
-    Ok(t)
+    Ok(out)
 }
