@@ -11,22 +11,23 @@
 //! message for any lead.
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
+use crate::auth::{Principal, bearer_token};
 use crate::error::ApiError;
-use crate::http::Body;
+use crate::http::{self, Body};
 use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
 use crate::redis_client::{RedisClient, Unavailable};
 use crate::telemetry;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode, header};
+use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::FailMode;
 use shared::intake::{IntakeStatus, QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use shared::lead::Lead;
 use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -112,9 +113,10 @@ impl BulkResult {
 /// Answers one request to [`PATH`].
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!("bulk_intake", account_id = tracing::field::Empty);
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    intake::respond(result, rate)
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 /// The leads of a body: each a JSON object's fields, or why it is not one.
@@ -167,7 +169,6 @@ async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
@@ -186,7 +187,7 @@ async fn accept(
     // Fields in the query string apply to every lead that lacks them; the token may be there.
     let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
     let idempotency_key = intake::idempotency_key(&parts.headers)?;
     let leads = leads_of(&bytes, ndjson)?;
     drop(bytes);
@@ -225,19 +226,18 @@ async fn accept(
         .bulk_admission
         .admit(state, principal.token_id, limit, &records, claim.as_ref())
         .await;
-    let (admit, waits, claimed) = match admitted {
+    let (admit, waits, claimed, rate) = match admitted {
         Ok(BulkAdmitted::Known(value)) => return replay(&value),
         Ok(BulkAdmitted::Counted {
             decision,
             admitted,
             waits,
         }) => {
-            *rate = Some(decision);
             if admitted == 0 {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
                 return Err(ApiError::RateLimited(decision));
             }
-            (admitted, waits, claim)
+            (admitted, waits, claim, Some(decision))
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
@@ -245,12 +245,47 @@ async fn accept(
                 tracing::warn!(
                     "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
                 );
-                (parsed.len(), Vec::new(), None)
+                (parsed.len(), Vec::new(), None, None)
             }
             FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
         },
     };
+    // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
+    let answer = publish_admitted(
+        state,
+        &principal,
+        parsed,
+        Quota { admit, waits },
+        &parts.headers,
+        received_at,
+        claimed,
+    )
+    .await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ApiError::into_response),
+        rate.as_ref(),
+    ))
+}
 
+/// How many leads of a request fit in the token's limit (the first `admit`), and how long
+/// each of the others would wait.
+struct Quota {
+    admit: usize,
+    waits: Vec<Duration>,
+}
+
+/// Publishes the admitted valid leads and answers with one result per lead (503 when the
+/// broker confirmed none of them), stored on the claimed key for a retry.
+async fn publish_admitted(
+    state: &AppState,
+    principal: &Principal,
+    parsed: Vec<Result<(Uuid, Lead, Value), FieldErrors>>,
+    quota: Quota,
+    headers: &HeaderMap,
+    received_at: DateTime<Utc>,
+    claimed: Option<ClaimedKey>,
+) -> Result<Response<Body>, ApiError> {
+    let Quota { admit, waits } = quota;
     let mut results: Vec<Option<BulkResult>> = vec![None; parsed.len()];
     let mut jobs = Vec::new();
     for (index, lead) in parsed.into_iter().enumerate() {
@@ -267,12 +302,11 @@ async fn accept(
             Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
-                intake::message(&principal, intake_id, received_at, lead, payload),
+                intake::message(principal, intake_id, received_at, lead, payload),
             )),
         }
     }
 
-    let headers = &parts.headers;
     let published: Vec<(usize, Uuid, bool)> = futures_util::stream::iter(jobs)
         .map(|(index, message)| async move {
             let traceparent = intake::traceparent(headers);

@@ -15,7 +15,6 @@ use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::http::Body;
 use crate::intake::{self, BodyKind, Enqueue, authenticate};
-use crate::limiter::Decision;
 use chrono::Utc;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -69,16 +68,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         intake_id = tracing::field::Empty,
         account_id = tracing::field::Empty
     );
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    intake::respond(result, rate)
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
@@ -97,7 +96,7 @@ async fn accept(
     .await?;
     let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
 
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
         let mut errors = FieldErrors::default();
@@ -108,7 +107,7 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::Unauthenticated(None));
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {
@@ -147,7 +146,6 @@ async fn accept(
             headers: &parts.headers,
             received_at,
         },
-        rate,
     )
     .await?;
     if response.status() == StatusCode::ACCEPTED {

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
 use crate::error::ApiError;
 use crate::http::{self, Body};
-use crate::idempotency::{self, Claim, IntakeRecords};
+use crate::idempotency::{self, Claim, ClaimedKey, IntakeRecords};
 use crate::limiter::Decision;
 use crate::telemetry;
 use crate::waiters::{Answer, Waiter};
@@ -39,29 +39,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         intake_id = tracing::field::Empty,
         account_id = tracing::field::Empty
     );
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    respond(result, rate)
-}
-
-/// The answer of an intake-limited endpoint: its response or refusal, with the rate-limit
-/// headers of the decision its request got.
-pub(crate) fn respond(
-    result: Result<Response<Body>, ApiError>,
-    rate: Option<Decision>,
-) -> Response<Body> {
-    let mut response = result.unwrap_or_else(ApiError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
     let LeadRequest {
         parts,
@@ -70,7 +57,7 @@ async fn accept(
         token,
         received_at,
     } = read_lead(state, req).await?;
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
 
     let idempotency_key = idempotency_key(&parts.headers)?;
     let wait = prefer_wait(&parts.headers);
@@ -90,7 +77,6 @@ async fn accept(
             headers: &parts.headers,
             received_at,
         },
-        rate,
     )
     .await
 }
@@ -158,31 +144,58 @@ pub(crate) struct Enqueue<'a> {
 
 /// Admits (rate limit, `Idempotency-Key`, queued record), then publishes one lead and
 /// answers with its 202 (or the synchronous outcome): the steps every single-lead source
-/// shares.
+/// shares. A refusal before the request is counted is an error; once it is counted, every
+/// answer (the lead's 400 and a 503 too) carries the decision's rate-limit headers.
 pub(crate) async fn enqueue(
     state: &AppState,
     principal: &Principal,
     req: Enqueue<'_>,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
-    let Enqueue {
-        lead,
-        payload,
-        idempotency_key,
-        wait,
-        headers,
-        received_at,
-    } = req;
+    let (intake_id, claimed, rate) = match admit(state, principal, &req).await? {
+        Entry::Replayed(response) => return Ok(response),
+        Entry::Admitted {
+            intake_id,
+            claimed,
+            rate,
+        } => (intake_id, claimed, rate),
+    };
+    let answer = publish(state, principal, intake_id, claimed, req).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ApiError::into_response),
+        rate.as_ref(),
+    ))
+}
+
+/// What admission decided for one lead.
+enum Entry {
+    /// An earlier request with the same `Idempotency-Key` was answered: its answer again.
+    Replayed(Response<Body>),
+    /// Counted against the token's limit and admitted, or let through uncounted while Redis
+    /// is unavailable (fail-open: no decision). The lead is published as `intake_id`.
+    Admitted {
+        intake_id: Uuid,
+        claimed: Option<ClaimedKey>,
+        rate: Option<Decision>,
+    },
+}
+
+/// Counts the request against the token's limit, looks up its `Idempotency-Key` and, for a
+/// valid lead, writes its `queued` record and claims the key, in one Redis call.
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    req: &Enqueue<'_>,
+) -> Result<Entry, ApiError> {
     let mut intake_id = Uuid::now_v7();
     // At most twice: a retry of a request whose publish got no confirm takes its intake id.
     let mut inherited = false;
-    let claimed = loop {
+    loop {
         tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
         let record = QueuedIntake {
             intake_id,
             account_id: principal.account_id,
             status: IntakeStatus::Queued,
-            received_at,
+            received_at: req.received_at,
         };
         let admitted = state
             .admission
@@ -193,9 +206,9 @@ pub(crate) async fn enqueue(
                 admission::Request {
                     token_id: principal.token_id,
                     limit: intake_limit(state, principal),
-                    valid: lead.is_ok(),
+                    valid: req.lead.is_ok(),
                     record: &record,
-                    idempotency_key,
+                    idempotency_key: req.idempotency_key,
                 },
             )
             .await;
@@ -204,19 +217,7 @@ pub(crate) async fn enqueue(
                 Claim::Accepted {
                     intake_id: first,
                     answered,
-                } => {
-                    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
-                    tracing::info!(first_intake_id = %first, "Replayed the answer of an earlier request with the same Idempotency-Key");
-                    let mut response = match answered {
-                        Some(outcome) => finished(first, outcome),
-                        None => accepted(first),
-                    };
-                    response.headers_mut().insert(
-                        "idempotent-replayed",
-                        header::HeaderValue::from_static("true"),
-                    );
-                    return Ok(response);
-                }
+                } => return Ok(Entry::Replayed(replayed(first, answered))),
                 Claim::Unconfirmed(earlier) if !inherited => {
                     tracing::info!(earlier_intake_id = %earlier, "Publishing again the intake of an earlier request with the same Idempotency-Key that got no confirm");
                     intake_id = earlier;
@@ -227,12 +228,15 @@ pub(crate) async fn enqueue(
                 }
             },
             Ok(Admitted::Counted { decision, claimed }) => {
-                *rate = Some(decision);
                 if !decision.admitted {
                     metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
                     return Err(ApiError::RateLimited(decision));
                 }
-                break claimed;
+                return Ok(Entry::Admitted {
+                    intake_id,
+                    claimed,
+                    rate: Some(decision),
+                });
             }
             Err(_) => match state.settings.rate_limit.fail_mode {
                 FailMode::Open => {
@@ -240,12 +244,50 @@ pub(crate) async fn enqueue(
                     tracing::warn!(
                         "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
                     );
-                    break None;
+                    return Ok(Entry::Admitted {
+                        intake_id,
+                        claimed: None,
+                        rate: None,
+                    });
                 }
                 FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
             },
         }
+    }
+}
+
+/// The answer of an earlier request with the same `Idempotency-Key`, given again.
+fn replayed(intake_id: Uuid, answered: Option<Answer>) -> Response<Body> {
+    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+    tracing::info!(first_intake_id = %intake_id, "Replayed the answer of an earlier request with the same Idempotency-Key");
+    let mut response = match answered {
+        Some(outcome) => finished(intake_id, outcome),
+        None => accepted(intake_id),
     };
+    response.headers_mut().insert(
+        "idempotent-replayed",
+        header::HeaderValue::from_static("true"),
+    );
+    response
+}
+
+/// Publishes an admitted lead and answers: 400 when it is not a lead, 503 without the
+/// broker's confirm, else its 202 (or, with `Prefer: wait`, the worker's outcome).
+async fn publish(
+    state: &AppState,
+    principal: &Principal,
+    intake_id: Uuid,
+    claimed: Option<ClaimedKey>,
+    req: Enqueue<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let Enqueue {
+        lead,
+        payload,
+        wait,
+        headers,
+        received_at,
+        ..
+    } = req;
     let lead = lead.map_err(ApiError::Invalid)?;
 
     let message = message(principal, intake_id, received_at, lead, payload);
@@ -410,7 +452,8 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
 }
 
 /// The principal of `token`, or the refusal: 401, or 429 for a client address with too
-/// many failed attempts. A valid token is never refused because of failures from its
+/// many failed attempts, each carrying the count of failures from the address where Redis
+/// made it (a valid token is not counted, so its principal comes alone). A valid token is never refused because of failures from its
 /// address (a shared NAT, or a proxy whose `X-Forwarded-For` is not trusted, puts many
 /// clients behind one address): the block only refuses tokens that turn out unknown, and
 /// its clients' lookups that miss the cache go to the database one or two at a time. The
@@ -420,10 +463,9 @@ pub(crate) async fn authenticate(
     token: Option<String>,
     headers: &HeaderMap,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Principal, ApiError> {
     let ip = http::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
-    let principal = authenticate_from(state, token, ip, rate).await?;
+    let principal = authenticate_from(state, token, ip).await?;
     tracing::Span::current().record("account_id", principal.account_id);
     Ok(principal)
 }
@@ -433,7 +475,6 @@ async fn authenticate_from(
     state: &AppState,
     token: Option<String>,
     ip: IpAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Principal, ApiError> {
     let blocked = state.auth_blocks.blocked(ip);
     let found = match token {
@@ -454,7 +495,6 @@ async fn authenticate_from(
     }
     if let Some(decision) = blocked {
         metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
-        *rate = Some(decision);
         return Err(ApiError::RateLimited(decision));
     }
     let limit = state.settings.rate_limit.auth_failures_per_minute;
@@ -465,17 +505,15 @@ async fn authenticate_from(
     {
         Ok(decision) if decision.admitted => {
             tracing::info!(client_ip = %ip, "Unauthenticated request");
-            *rate = Some(decision);
-            Err(ApiError::Unauthenticated)
+            Err(ApiError::Unauthenticated(Some(decision)))
         }
         Ok(decision) => {
             tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
             metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
             state.auth_blocks.block(ip, decision);
-            *rate = Some(decision);
             Err(ApiError::RateLimited(decision))
         }
-        Err(_) => Err(ApiError::Unauthenticated),
+        Err(_) => Err(ApiError::Unauthenticated(None)),
     }
 }
 

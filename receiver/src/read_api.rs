@@ -85,13 +85,9 @@ pub async fn handle(
     peer: SocketAddr,
     read: Read<'_>,
 ) -> Response<Body> {
-    let mut rate = None;
-    let result = serve(state, &req, peer, read, &mut rate).await;
-    let mut response = result.unwrap_or_else(ReadError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    serve(state, &req, peer, read)
+        .await
+        .unwrap_or_else(ReadError::into_response)
 }
 
 async fn serve(
@@ -99,7 +95,6 @@ async fn serve(
     req: &Request<Incoming>,
     peer: SocketAddr,
     read: Read<'_>,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ReadError> {
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
@@ -111,9 +106,23 @@ async fn serve(
         .find(|(key, value)| key == TOKEN_FIELD && !value.trim().is_empty())
         .map(|(_, value)| value.trim().to_owned())
         .or_else(|| bearer_token(req.headers()));
-    let principal = authenticate(state, token, req.headers(), peer, rate).await?;
-    count_read(state, &principal, rate).await?;
+    let principal = authenticate(state, token, req.headers(), peer).await?;
+    let rate = count_read(state, &principal).await?;
+    // Every answer from here on carries the read limit's headers.
+    let found = find(state, &principal, read, &pairs).await;
+    Ok(http::with_rate_limit(
+        found.unwrap_or_else(ReadError::into_response),
+        rate.as_ref(),
+    ))
+}
 
+/// What `read` asks for in the principal's account.
+async fn find(
+    state: &AppState,
+    principal: &Principal,
+    read: Read<'_>,
+    pairs: &[(String, String)],
+) -> Result<Response<Body>, ReadError> {
     let account_id = principal.account_id;
     match read {
         Read::Intake(id) => {
@@ -146,12 +155,12 @@ async fn serve(
     }
 }
 
-/// Counts a request against the token's read limit; refused once it is used up.
+/// Counts a request against the token's read limit: its decision, or the refusal once the
+/// limit is used up (no decision while Redis is unavailable and the limit fails open).
 pub(crate) async fn count_read(
     state: &AppState,
     principal: &Principal,
-    rate: &mut Option<Decision>,
-) -> Result<(), ReadError> {
+) -> Result<Option<Decision>, ReadError> {
     let limit = state.settings.rate_limit.read_per_minute;
     match state
         .limiter
@@ -159,17 +168,16 @@ pub(crate) async fn count_read(
         .await
     {
         Ok(decision) => {
-            *rate = Some(decision);
             if !decision.admitted {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
                 return Err(ReadError::Refused(ApiError::RateLimited(decision)));
             }
-            Ok(())
+            Ok(Some(decision))
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
                 metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                Ok(())
+                Ok(None)
             }
             FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),
         },

@@ -7,17 +7,17 @@
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{self, Body};
 use crate::intake::{LeadRequest, authenticate, read_lead};
-use crate::limiter::Decision;
 use crate::read_api::{ReadError, count_read};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use shared::lead::Lead;
-use shared::payload::ParseContext;
+use shared::payload::{BodyError, ParseContext, RawLead};
 use std::net::SocketAddr;
 
 /// The endpoint's path.
@@ -48,30 +48,41 @@ pub struct Warning {
 
 /// Answers one request to [`PATH`].
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let mut rate = None;
-    let result = check(state, req, peer, &mut rate).await;
-    let mut response = result.unwrap_or_else(ReadError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    check(state, req, peer)
+        .await
+        .unwrap_or_else(ReadError::into_response)
 }
 
 async fn check(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ReadError> {
     let LeadRequest {
         parts,
-        mut raw,
+        raw,
         body_error,
         token,
         ..
     } = read_lead(state, req).await?;
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
-    count_read(state, &principal, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
+    let rate = count_read(state, &principal).await?;
+    // Every answer from here on carries the read limit's headers.
+    let answer = judge(state, &principal, raw, body_error).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ReadError::into_response),
+        rate.as_ref(),
+    ))
+}
+
+/// What the lead would do: 200 with the contact it would match and the warnings the
+/// worker would record, or the 400 of the single endpoint.
+async fn judge(
+    state: &AppState,
+    principal: &Principal,
+    mut raw: RawLead,
+    body_error: Option<BodyError>,
+) -> Result<Response<Body>, ReadError> {
     principal.sources.prepare(&mut raw);
     let lead = match body_error {
         Some(error) => Err(error.into_field_errors()),
