@@ -11,13 +11,14 @@
 //! message for any lead.
 
 use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{self, Body};
 use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
 use crate::redis_client::{RedisClient, Unavailable};
+use crate::request::{self, Received};
 use crate::telemetry;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -119,6 +120,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         .unwrap_or_else(ApiError::into_response)
 }
 
+/// Whether the body is NDJSON (one lead per line) rather than a JSON array.
+fn is_ndjson(media_type: Option<&str>) -> Result<bool, ApiError> {
+    match media_type {
+        Some("application/json") => Ok(false),
+        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => Ok(true),
+        Some(other) if request::is_json(other) => Ok(false),
+        _ => Err(ApiError::UnsupportedBulkMediaType),
+    }
+}
+
 /// The leads of a body: each a JSON object's fields, or why it is not one.
 fn leads_of(bytes: &[u8], ndjson: bool) -> Result<Vec<Result<RawLead, BodyError>>, ApiError> {
     let one = |value: Value| match value {
@@ -170,25 +181,17 @@ async fn accept(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    let ndjson = match intake::media_type(&parts.headers)?.as_deref() {
-        Some("application/json") => false,
-        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => true,
-        Some(other) if other.starts_with("application/") && other.ends_with("+json") => false,
-        _ => return Err(ApiError::UnsupportedBulkMediaType),
-    };
-    let bytes = intake::read_body(
-        body,
-        MAX_BODY_BYTES,
-        Duration::from_millis(state.settings.receiver.body_timeout_ms),
-    )
-    .await?;
-    // Fields in the query string apply to every lead that lacks them; the token may be there.
-    let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    let token = query.take_token().or_else(|| bearer_token(&parts.headers));
+    // Fields in the query string apply to every lead that lacks them.
+    let Received {
+        parts,
+        format: ndjson,
+        body: bytes,
+        query,
+        token,
+        received_at,
+    } = request::receive(state, req, MAX_BODY_BYTES, is_ndjson).await?;
     let principal = authenticate(state, token, &parts.headers, peer).await?;
-    let idempotency_key = intake::idempotency_key(&parts.headers)?;
+    let idempotency_key = request::idempotency_key(&parts.headers)?;
     let leads = leads_of(&bytes, ndjson)?;
     drop(bytes);
 

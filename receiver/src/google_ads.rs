@@ -11,18 +11,16 @@
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::http::Body;
-use crate::intake::{self, BodyKind, Enqueue, authenticate};
-use chrono::Utc;
+use crate::intake::{self, Enqueue, authenticate};
+use crate::request::{self, BodyKind, Received};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use shared::mapping;
 use shared::payload::{FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tracing::Instrument;
 
 /// The endpoint's path.
@@ -79,23 +77,14 @@ async fn accept(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    if !matches!(
-        intake::body_kind(&parts.headers)?,
-        Some(BodyKind::Json) | None
-    ) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let settings = &state.settings.receiver;
-    let bytes = intake::read_body(
-        body,
-        settings.body_limit_bytes,
-        Duration::from_millis(settings.body_timeout_ms),
-    )
-    .await?;
-    let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    let token = query.take_token().or_else(|| bearer_token(&parts.headers));
+    let limit = state.settings.receiver.body_limit_bytes;
+    let Received {
+        parts,
+        body: bytes,
+        token,
+        received_at,
+        ..
+    } = request::receive(state, req, limit, json_only).await?;
     let principal = authenticate(state, token, &parts.headers, peer).await?;
 
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
@@ -152,6 +141,14 @@ async fn accept(
         *response.status_mut() = StatusCode::OK;
     }
     Ok(response)
+}
+
+/// Google posts JSON; a body without a `Content-Type` is read as JSON too.
+fn json_only(media_type: Option<&str>) -> Result<(), ApiError> {
+    match request::body_kind(media_type)? {
+        Some(BodyKind::Json) | None => Ok(()),
+        Some(BodyKind::Form) => Err(ApiError::UnsupportedMediaType),
+    }
 }
 
 /// The contract fields of a Google lead: standard columns by id, other questions through

@@ -8,22 +8,21 @@
 
 use crate::admission::{self, Admitted};
 use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{self, Body};
-use crate::idempotency::{self, Claim, ClaimedKey, IntakeRecords};
+use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
 use crate::limiter::Decision;
+use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
 use crate::telemetry;
 use crate::waiters::{Answer, Waiter};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use shared::config::FailMode;
 use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
 use shared::lead::Lead;
-use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead};
+use shared::payload::FieldErrors;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tracing::Instrument;
@@ -61,11 +60,7 @@ async fn accept(
 
     let idempotency_key = idempotency_key(&parts.headers)?;
     let wait = prefer_wait(&parts.headers);
-    principal.sources.prepare(&mut raw);
-    let lead = match body_error {
-        Some(error) => Err(error.into_field_errors()),
-        None => raw.parse(&ParseContext::now(principal.region)),
-    };
+    let lead = parse_lead(&mut raw, body_error, &principal);
     enqueue(
         state,
         &principal,
@@ -79,54 +74,6 @@ async fn accept(
         },
     )
     .await
-}
-
-/// A single-lead request as read: its fields (the body's over the query string's), why
-/// the body is not a lead if it is not, and the token it carries.
-pub(crate) struct LeadRequest {
-    pub parts: hyper::http::request::Parts,
-    pub raw: RawLead,
-    pub body_error: Option<BodyError>,
-    pub token: Option<String>,
-    pub received_at: DateTime<Utc>,
-}
-
-/// Reads a single-lead request: method, media type, the body (size and time bounded),
-/// the query string and the token.
-pub(crate) async fn read_lead(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<LeadRequest, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    let kind = body_kind(&parts.headers)?;
-    let settings = &state.settings.receiver;
-    let bytes = read_body(
-        body,
-        settings.body_limit_bytes,
-        Duration::from_millis(settings.body_timeout_ms),
-    )
-    .await?;
-    let parsed = match kind {
-        Some(BodyKind::Json) => RawLead::from_json(&bytes),
-        Some(BodyKind::Form) => Ok(RawLead::from_form(&bytes)),
-        None if bytes.iter().all(u8::is_ascii_whitespace) => Ok(RawLead::default()),
-        None => return Err(ApiError::UnsupportedMediaType),
-    };
-    let query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    // A body that is not a lead at all still lets the token in the query or header count.
-    let (mut raw, body_error) = match parsed {
-        Ok(raw) => (raw.with_query(query), None),
-        Err(error) => (query, Some(error)),
-    };
-    let token = raw.take_token().or_else(|| bearer_token(&parts.headers));
-    Ok(LeadRequest {
-        parts,
-        raw,
-        body_error,
-        token,
-        received_at,
-    })
 }
 
 /// One authenticated lead on its way to the queue.
@@ -559,80 +506,6 @@ fn accepted(intake_id: Uuid) -> Response<Body> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-pub(crate) enum BodyKind {
-    Json,
-    Form,
-}
-
-/// The body's format from `Content-Type`; `None` when there is none.
-pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, ApiError> {
-    match media_type(headers)?.as_deref() {
-        None => Ok(None),
-        Some("application/json") => Ok(Some(BodyKind::Json)),
-        Some("application/x-www-form-urlencoded") => Ok(Some(BodyKind::Form)),
-        Some(other) if other.starts_with("application/") && other.ends_with("+json") => {
-            Ok(Some(BodyKind::Json))
-        }
-        Some(_) => Err(ApiError::UnsupportedMediaType),
-    }
-}
-
-/// The lower-cased essence of `Content-Type` (`application/json`), `None` without one.
-pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| ApiError::UnsupportedMediaType)?;
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    Ok((!essence.is_empty()).then_some(essence))
-}
-
-/// The whole body, at most `limit` bytes, arriving within `timeout`.
-pub(crate) async fn read_body(
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    let declared = body.size_hint().lower();
-    if usize::try_from(declared).map_or(true, |n| n > limit) {
-        return Err(ApiError::TooLarge { limit });
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::TooLarge { limit })
-        }
-        Ok(Err(_)) => Err(ApiError::BodyUnreadable),
-    }
-}
-
-/// The `Idempotency-Key` header, if the request has a valid one.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    match value.to_str() {
-        Ok(key) if idempotency::valid_key(key) => Ok(Some(key.to_owned())),
-        _ => {
-            let mut errors = FieldErrors::default();
-            errors.add(
-                "idempotency_key",
-                format!(
-                    "The Idempotency-Key header must be 1 to {} printable ASCII characters.",
-                    idempotency::MAX_KEY_LEN
-                ),
-            );
-            Err(ApiError::Invalid(errors))
-        }
-    }
 }
 
 /// W3C trace context for the message: the caller's trace continued when it sent a valid

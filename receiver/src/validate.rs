@@ -10,14 +10,15 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{self, Body};
-use crate::intake::{LeadRequest, authenticate, read_lead};
+use crate::intake::authenticate;
 use crate::read_api::{ReadError, count_read};
+use crate::request::{LeadRequest, parse_lead, read_lead};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use shared::lead::Lead;
-use shared::payload::{BodyError, ParseContext, RawLead};
+use shared::payload::{BodyError, RawLead};
 use std::net::SocketAddr;
 
 /// The endpoint's path.
@@ -83,12 +84,7 @@ async fn judge(
     mut raw: RawLead,
     body_error: Option<BodyError>,
 ) -> Result<Response<Body>, ReadError> {
-    principal.sources.prepare(&mut raw);
-    let lead = match body_error {
-        Some(error) => Err(error.into_field_errors()),
-        None => raw.parse(&ParseContext::now(principal.region)),
-    }
-    .map_err(ApiError::Invalid)?;
+    let lead = parse_lead(&mut raw, body_error, principal).map_err(ApiError::Invalid)?;
 
     let missing = shared::sources::missing_links(&state.db, principal.account_id, &lead.links)
         .await
