@@ -176,27 +176,94 @@ fn body_invalid(message: &str) -> ApiError {
     ApiError::Invalid(errors)
 }
 
+/// Read, admit, publish, answer.
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
-    // Fields in the query string apply to every lead that lacks them.
+    let BulkRequest {
+        headers,
+        received_at,
+        principal,
+        idempotency_key,
+        leads,
+    } = read(state, req, peer).await?;
+    let entry = admit(
+        state,
+        &principal,
+        &leads,
+        idempotency_key.as_deref(),
+        received_at,
+    )
+    .await?;
+    let (quota, claimed, rate) = match entry {
+        BulkEntry::Replayed(response) => return Ok(response),
+        BulkEntry::Admitted {
+            quota,
+            claimed,
+            rate,
+        } => (quota, claimed, rate),
+    };
+    // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
+    let results = publish(state, &principal, leads, quota, &headers, received_at).await;
+    let answer = answer(state, results, claimed.as_ref()).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ApiError::into_response),
+        rate.as_ref(),
+    ))
+}
+
+/// One lead of a bulk request, parsed: its intake id, the lead and its payload, or its
+/// errors.
+type Parsed = Result<(Uuid, Lead, Value), FieldErrors>;
+
+/// A bulk request as read, authenticated and parsed.
+struct BulkRequest {
+    headers: HeaderMap,
+    received_at: DateTime<Utc>,
+    principal: Principal,
+    idempotency_key: Option<String>,
+    leads: Vec<Parsed>,
+}
+
+/// Reads the request, authenticates its token and parses its leads.
+async fn read(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<BulkRequest, ApiError> {
     let Received {
         parts,
         format: ndjson,
-        body: bytes,
+        body,
         query,
         token,
         received_at,
     } = request::receive(state, req, MAX_BODY_BYTES, is_ndjson).await?;
     let principal = authenticate(state, token, &parts.headers, peer).await?;
     let idempotency_key = request::idempotency_key(&parts.headers)?;
-    let leads = leads_of(&bytes, ndjson)?;
-    drop(bytes);
+    let leads = leads_of(&body, ndjson)?;
+    drop(body);
+    let leads = parse(leads, &query, &principal);
+    Ok(BulkRequest {
+        headers: parts.headers,
+        received_at,
+        principal,
+        idempotency_key,
+        leads,
+    })
+}
 
+/// Each lead as the single endpoint parses it (the token's mapping and defaults applied),
+/// its own token ignored and the query string's fields filling what it lacks.
+fn parse(
+    leads: Vec<Result<RawLead, BodyError>>,
+    query: &RawLead,
+    principal: &Principal,
+) -> Vec<Parsed> {
     let ctx = ParseContext::now(principal.region);
-    let parsed: Vec<_> = leads
+    leads
         .into_iter()
         .map(|lead| {
             let mut raw = lead.map_err(BodyError::into_field_errors)?;
@@ -206,9 +273,40 @@ async fn accept(
             let lead = raw.parse(&ctx)?;
             Ok((Uuid::now_v7(), lead, raw.into_payload()))
         })
-        .collect::<Vec<Result<_, FieldErrors>>>();
+        .collect()
+}
 
-    let records: Vec<Option<QueuedIntake>> = parsed
+/// What admission decided for a bulk request.
+enum BulkEntry {
+    /// An earlier request with the same `Idempotency-Key` was answered: its 207 again.
+    Replayed(Response<Body>),
+    /// At least one lead fits in the token's limit (or Redis is unavailable and the limit
+    /// fails open: all of them, no decision).
+    Admitted {
+        quota: Quota,
+        claimed: Option<ClaimedKey>,
+        rate: Option<Decision>,
+    },
+}
+
+/// How many leads of a request fit in the token's limit (the first `admit`), and how long
+/// each of the others would wait.
+struct Quota {
+    admit: usize,
+    waits: Vec<Duration>,
+}
+
+/// Looks up the request's `Idempotency-Key`, counts its leads against the token's limit in
+/// input order and writes the `queued` records of the admitted valid ones, in one Redis
+/// call (see [`BulkAdmission`]).
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    leads: &[Parsed],
+    idempotency_key: Option<&str>,
+    received_at: DateTime<Utc>,
+) -> Result<BulkEntry, ApiError> {
+    let records: Vec<Option<QueuedIntake>> = leads
         .iter()
         .map(|p| {
             p.as_ref().ok().map(|(intake_id, _, _)| QueuedIntake {
@@ -219,8 +317,8 @@ async fn accept(
             })
         })
         .collect();
-    let limit = intake::intake_limit(state, &principal);
-    let claim = idempotency_key.as_deref().map(|key| {
+    let limit = intake::intake_limit(state, principal);
+    let claim = idempotency_key.map(|key| {
         state
             .records
             .claim_for(principal.token_id, &format!("bulk:{key}"), Uuid::now_v7())
@@ -229,8 +327,8 @@ async fn accept(
         .bulk_admission
         .admit(state, principal.token_id, limit, &records, claim.as_ref())
         .await;
-    let (admit, waits, claimed, rate) = match admitted {
-        Ok(BulkAdmitted::Known(value)) => return replay(&value),
+    match admitted {
+        Ok(BulkAdmitted::Known(value)) => replay(&value).map(BulkEntry::Replayed),
         Ok(BulkAdmitted::Counted {
             decision,
             admitted,
@@ -240,7 +338,14 @@ async fn accept(
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
                 return Err(ApiError::RateLimited(decision));
             }
-            (admitted, waits, claim, Some(decision))
+            Ok(BulkEntry::Admitted {
+                quota: Quota {
+                    admit: admitted,
+                    waits,
+                },
+                claimed: claim,
+                rate: Some(decision),
+            })
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
@@ -248,50 +353,34 @@ async fn accept(
                 tracing::warn!(
                     "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
                 );
-                (parsed.len(), Vec::new(), None, None)
+                Ok(BulkEntry::Admitted {
+                    quota: Quota {
+                        admit: leads.len(),
+                        waits: Vec::new(),
+                    },
+                    claimed: None,
+                    rate: None,
+                })
             }
-            FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
+            FailMode::Closed => Err(ApiError::Unavailable("rate limiter")),
         },
-    };
-    // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
-    let answer = publish_admitted(
-        state,
-        &principal,
-        parsed,
-        Quota { admit, waits },
-        &parts.headers,
-        received_at,
-        claimed,
-    )
-    .await;
-    Ok(http::with_rate_limit(
-        answer.unwrap_or_else(ApiError::into_response),
-        rate.as_ref(),
-    ))
+    }
 }
 
-/// How many leads of a request fit in the token's limit (the first `admit`), and how long
-/// each of the others would wait.
-struct Quota {
-    admit: usize,
-    waits: Vec<Duration>,
-}
-
-/// Publishes the admitted valid leads and answers with one result per lead (503 when the
-/// broker confirmed none of them), stored on the claimed key for a retry.
-async fn publish_admitted(
+/// Publishes the admitted valid leads with many confirms in flight at once: one result per
+/// lead, in input order (429 beyond the quota, 400 invalid, 202 queued, 503 unconfirmed).
+async fn publish(
     state: &AppState,
     principal: &Principal,
-    parsed: Vec<Result<(Uuid, Lead, Value), FieldErrors>>,
+    leads: Vec<Parsed>,
     quota: Quota,
     headers: &HeaderMap,
     received_at: DateTime<Utc>,
-    claimed: Option<ClaimedKey>,
-) -> Result<Response<Body>, ApiError> {
+) -> Vec<BulkResult> {
     let Quota { admit, waits } = quota;
-    let mut results: Vec<Option<BulkResult>> = vec![None; parsed.len()];
+    let mut results: Vec<Option<BulkResult>> = vec![None; leads.len()];
     let mut jobs = Vec::new();
-    for (index, lead) in parsed.into_iter().enumerate() {
+    for (index, lead) in leads.into_iter().enumerate() {
         if index >= admit {
             let nth = index - admit;
             let wait = waits.get(nth).or(waits.last()).copied().unwrap_or(WINDOW);
@@ -322,12 +411,10 @@ async fn publish_admitted(
         .buffered(IN_FLIGHT)
         .collect()
         .await;
-    let mut failed = 0usize;
     for (index, intake_id, ok) in published {
         if ok {
             results[index] = Some(BulkResult::accepted(index, intake_id));
         } else {
-            failed += 1;
             state.records.abandon(&state.redis, intake_id, None).await;
             results[index] = Some(BulkResult {
                 message: Some("The lead could not be queued right now. Retry it later."),
@@ -335,12 +422,22 @@ async fn publish_admitted(
             });
         }
     }
-    let results: Vec<BulkResult> = results.into_iter().flatten().collect();
+    results.into_iter().flatten().collect()
+}
+
+/// The 207 of `results`, stored on the claimed key for a retry; 503 when the broker
+/// confirmed none of the leads it was given (the key is then given back).
+async fn answer(
+    state: &AppState,
+    results: Vec<BulkResult>,
+    claimed: Option<&ClaimedKey>,
+) -> Result<Response<Body>, ApiError> {
     let accepted = results.iter().filter(|r| r.status == 202).count();
+    let failed = results.iter().filter(|r| r.status == 503).count();
     if accepted == 0 && failed > 0 {
         // Nothing was queued because the broker is away: the whole request is retryable,
         // and its key is given back for the retry.
-        if let Some(claimed) = &claimed {
+        if let Some(claimed) = claimed {
             release(&state.redis, claimed).await;
         }
         return Err(ApiError::Unavailable("broker"));
@@ -364,7 +461,7 @@ async fn publish_admitted(
             answer.accepted, answer.rejected
         )
     });
-    if let Some(claimed) = &claimed
+    if let Some(claimed) = claimed
         && complete(&state.redis, claimed, &body).await.is_err()
     {
         tracing::warn!("Leads queued, but the Idempotency-Key could not be completed in Redis");
