@@ -567,6 +567,13 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
     if op["security"].is_array() {
         let _ = writeln!(out, "Authentication: `bearer` or `api_token`.\n");
     }
+    parameters(out, op);
+    request_body(out, op);
+    responses(out, op);
+}
+
+/// The operation's parameters as a table.
+fn parameters(out: &mut String, op: &Value) {
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "| Parameter | In | Type | Required | Description |");
         let _ = writeln!(out, "|---|---|---|---|---|");
@@ -587,6 +594,10 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
         }
         let _ = writeln!(out);
     }
+}
+
+/// The operation's request body: each media type with its schema and example.
+fn request_body(out: &mut String, op: &Value) {
     if let Some(content) = op["requestBody"]["content"].as_object() {
         let _ = writeln!(
             out,
@@ -601,47 +612,52 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
         }
         let _ = writeln!(out);
     }
-    if let Some(responses) = op["responses"].as_object() {
-        let _ = writeln!(out, "| Status | Description | Body | Headers |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (status, response) in responses {
-            let body = response["content"]
-                .as_object()
-                .and_then(|c| c.iter().next())
-                .map(|(media, c)| format!("{} (`{media}`)", type_name(&c["schema"])))
-                .unwrap_or_default();
-            let headers = response["headers"]
-                .as_object()
-                .map(|h| {
-                    h.keys()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| {status} | {} | {body} | {headers} |",
-                cell(&response["description"])
-            );
-        }
-        let _ = writeln!(out);
-        for (status, response) in responses {
-            let Some(content) = response["content"].as_object() else {
-                continue;
-            };
-            for c in content.values() {
-                if let Some(example) = c.get("example") {
-                    let _ = writeln!(out, "{status}:\n\n```json\n{}\n```\n", pretty(example));
-                }
-                if let Some(examples) = c["examples"].as_object() {
-                    for (name, example) in examples {
-                        let _ = writeln!(
-                            out,
-                            "{status} ({name}):\n\n```json\n{}\n```\n",
-                            pretty(&example["value"])
-                        );
-                    }
+}
+
+/// The operation's responses as a table, then their examples.
+fn responses(out: &mut String, op: &Value) {
+    let Some(responses) = op["responses"].as_object() else {
+        return;
+    };
+    let _ = writeln!(out, "| Status | Description | Body | Headers |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (status, response) in responses {
+        let body = response["content"]
+            .as_object()
+            .and_then(|c| c.iter().next())
+            .map(|(media, c)| format!("{} (`{media}`)", type_name(&c["schema"])))
+            .unwrap_or_default();
+        let headers = response["headers"]
+            .as_object()
+            .map(|h| {
+                h.keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {status} | {} | {body} | {headers} |",
+            cell(&response["description"])
+        );
+    }
+    let _ = writeln!(out);
+    for (status, response) in responses {
+        let Some(content) = response["content"].as_object() else {
+            continue;
+        };
+        for c in content.values() {
+            if let Some(example) = c.get("example") {
+                let _ = writeln!(out, "{status}:\n\n```json\n{}\n```\n", pretty(example));
+            }
+            if let Some(examples) = c["examples"].as_object() {
+                for (name, example) in examples {
+                    let _ = writeln!(
+                        out,
+                        "{status} ({name}):\n\n```json\n{}\n```\n",
+                        pretty(&example["value"])
+                    );
                 }
             }
         }
