@@ -655,37 +655,43 @@ impl BulkAdmission {
                 String::from_utf8_lossy(stored).into_owned(),
             ));
         }
-        let numbers = items
-            .iter()
-            .map(|item| match item {
-                redis::Value::Int(n) => Ok(*n),
-                _ => Err(Unavailable),
-            })
-            .collect::<Result<Vec<i64>, Unavailable>>()?;
-        let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
-            return Err(Unavailable);
-        };
-        let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
-        let waits: Vec<Duration> = refused
-            .iter()
-            .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
-            .collect();
-        let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
-        // A refused request's headers tell the wait of its first lead, as a single 429 does.
-        let decision = match (admitted, waits.first()) {
-            (0, Some(first)) => Decision::from_script(
-                limit,
-                0,
-                0,
-                i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
-                now_us,
-            ),
-            _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
-        };
-        Ok(BulkAdmitted::Counted {
-            decision,
-            admitted,
-            waits,
-        })
+        counted(&items, limit)
     }
+}
+
+/// What the script's reply {1, admitted, remaining, wait µs, now µs, refused waits µs…}
+/// says of a request counted against `limit`.
+fn counted(items: &[redis::Value], limit: u32) -> Result<BulkAdmitted, Unavailable> {
+    let numbers = items
+        .iter()
+        .map(|item| match item {
+            redis::Value::Int(n) => Ok(*n),
+            _ => Err(Unavailable),
+        })
+        .collect::<Result<Vec<i64>, Unavailable>>()?;
+    let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
+        return Err(Unavailable);
+    };
+    let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
+    let waits: Vec<Duration> = refused
+        .iter()
+        .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
+        .collect();
+    let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
+    // A refused request's headers tell the wait of its first lead, as a single 429 does.
+    let decision = match (admitted, waits.first()) {
+        (0, Some(first)) => Decision::from_script(
+            limit,
+            0,
+            0,
+            i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
+            now_us,
+        ),
+        _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
+    };
+    Ok(BulkAdmitted::Counted {
+        decision,
+        admitted,
+        waits,
+    })
 }
