@@ -12,8 +12,8 @@
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::http::{self, Body};
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
 use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
@@ -112,6 +112,44 @@ impl BulkResult {
 }
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_bulk",
+    summary = "Submit up to 1,000 leads",
+    description = "Each lead has the fields of `POST /api/v1/webhook/forms` (the token's field mapping and default actions apply to each) and is validated and queued on its own: one bad lead never fails the others. Fields in the query string apply to every lead that lacks them.\n\nEach lead costs one unit of the token's intake limit, in input order, valid or not; leads beyond the remaining quota get a 429 result with the wait after which they would fit, and the request as a whole gets 429 only when no lead fits.\n\nAn `Idempotency-Key` covers the whole request: the same key with the same token within 24 h answers the first 207 again (`Idempotent-Replayed: true`) and queues nothing.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a retry with the same key queues nothing twice.", example = "import-2026-11-28-part-3"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
+    ),
+    request_body(
+        description = "A JSON array of leads (`application/json`), or the same leads as NDJSON (`Content-Type: application/x-ndjson`, also `application/jsonl`: one lead object per line, blank lines skipped). At most 1,000 leads and 5 MiB.",
+        content(
+            (Vec<crate::openapi::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
+        ),
+    ),
+    responses(
+        (status = 207, description = "One result per lead, in input order.", body = BulkAnswer,
+            example = json!({"accepted": 1, "rejected": 2, "results": [
+                {"index": 0, "status": 202, "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"},
+                {"index": 1, "status": 400, "errors": {"phone_number": ["The phone number field is required."]}},
+                {"index": 2, "status": 429, "retry_after_ms": 41234}
+            ]})),
+        (status = 400, description = "The body is not a JSON array (or NDJSON) of at least one lead.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"body": ["The body must be a JSON array of leads."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message, headers(("Retry-After" = u64))),
+        (status = 413, description = "More than 1,000 leads, or a body over 5 MiB.", body = Message,
+            example = json!({"message": "A bulk request must not carry more than 1000 leads."})),
+        (status = 415, description = "Neither JSON nor NDJSON.", body = Message),
+        (status = 429, description = "No lead fits in the token's intake limit now.", body = TooMany,
+            headers(("Retry-After" = u64), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
+            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "The broker confirmed none of the leads: retry the request (its key is free again).", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!("bulk_intake", account_id = tracing::field::Empty);
     accept(state, req, peer)

@@ -11,9 +11,10 @@
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::http::Body;
-use crate::intake::{self, Enqueue, authenticate};
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{Body, Message};
+use crate::intake::{self, Accepted, Enqueue, authenticate};
+use crate::openapi::sources::GoogleAdsLead;
 use crate::request::{self, BodyKind, Received};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -60,6 +61,29 @@ const REACHING_FIELDS: &[&str] = &[
 ];
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_google_ads",
+    summary = "Google Ads lead form webhook",
+    description = "Set the webhook URL of a Google Ads lead form to `https://…/api/v1/webhook/google-ads?api_token=TOKEN` and its key to the one set with `leadctl token google-key ID KEY`. `lead_source` defaults to `Google Ads`; the token's default actions apply, except on test leads. The intake's payload keeps Google's ids (`form_id`, `campaign_id`, `gcl_id`, …) without the key.",
+    params(("api_token" = String, Query, description = "The token (Google cannot send headers).")),
+    request_body(content((GoogleAdsLead = "application/json"))),
+    responses(
+        (status = 200, description = "Queued (the platform wants a 200); a retried `lead_id` answers its first intake again.", body = Accepted,
+            example = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 400, description = "No `lead_id`, not JSON, or an invalid lead (e.g. no phone number).", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."]}})),
+        (status = 401, description = "Missing, unknown or revoked token, or a `google_key` that is not the token's.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 409, description = "The same `lead_id` is still being queued.", body = Message, headers(("Retry-After" = u64))),
+        (status = 413, description = "The body is over the limit.", body = Message),
+        (status = 415, description = "Not JSON.", body = Message),
+        (status = 429, description = "The token's intake limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The broker did not confirm in time: the platform retries.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!(
         "google_ads_intake",

@@ -9,10 +9,11 @@
 use crate::admission::{self, Admitted};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::http::{self, Body};
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
 use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
 use crate::limiter::Decision;
+use crate::openapi::IntakeRequest;
 use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
 use crate::telemetry;
 use crate::waiters::{Answer, Waiter};
@@ -32,6 +33,63 @@ use uuid::Uuid;
 pub const PATH: &str = "/api/v1/webhook/forms";
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_lead",
+    summary = "Submit a lead",
+    description = "Queues a lead for the worker, which creates or updates a contact of the token's account. Fields may also come in the query string; the body wins where both have a field. A 202 is sent only after the broker confirmed the message.\n\nWith `Prefer: wait=N` (1 to 10 seconds; larger values are clamped to 10, malformed ones ignored) the answer waits for the worker's outcome: 201 for a new contact, 200 for an updated one, 202 with the status for a merge, a duplicate or a dead letter, and the plain 202 when N elapses. Such answers carry `Preference-Applied: wait=N`.\n\nThe same `Idempotency-Key` with the same token within 24 h answers the first request's 202 again (`Idempotent-Replayed: true`) without queueing a second message.",
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 10) for the outcome.", example = "wait=5"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; retries with the same key are not queued twice.", example = "form-4711"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
+    ),
+    request_body(
+        description = "The lead. Other content types get 415; bodies over the limit (default 64 KiB) get 413.",
+        content(
+            (IntakeRequest = "application/json"),
+            (IntakeRequest = "application/x-www-form-urlencoded", example = json!("api_token=…&phone_number=8181234567&first_name=Ada&other_phone_numbers[0][label]=work&other_phone_numbers[0][phone_number]=8187405020")),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Queued (safely in the broker). In synchronous mode also: merged, duplicate, dead-lettered, or no outcome within the wait.", body = Accepted,
+            headers(("Location" = String, description = "The intake's status URL."), ("Preference-Applied" = String, description = "`wait=N` when synchronous mode was used.")),
+            examples(
+                ("Queued" = (summary = "Queued", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+                ("Duplicate" = (summary = "Synchronous mode: nothing new", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "duplicate", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+            )),
+        (status = 201, description = "Synchronous mode: a new contact was created.", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact created.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 200, description = "Synchronous mode: an existing contact was updated (`force_update`).", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact updated.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "updated", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 400, description = "Every failing field at once (malformed JSON under `body`).", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."], "email": ["The email must be a valid email address."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message,
+            example = json!({"message": "Unauthenticated."})),
+        (status = 405, description = "Any method but POST.", body = Message,
+            headers(("Allow" = String, description = "`POST`")),
+            example = json!({"message": "The GET method is not supported for this route. Supported methods: POST."})),
+        (status = 408, description = "The body took too long to arrive.", body = Message,
+            example = json!({"message": "The request body took too long to arrive."})),
+        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "A request with this Idempotency-Key is still being processed."})),
+        (status = 413, description = "The body is over the limit.", body = Message,
+            example = json!({"message": "The request body must not be larger than 65536 bytes."})),
+        (status = 415, description = "Neither JSON nor a form.", body = Message,
+            example = json!({"message": "Unsupported media type: send application/json or application/x-www-form-urlencoded."})),
+        (status = 429, description = "The token's intake limit (default 1000 per rolling 60 s), or too many failed authentications from this address.", body = TooMany,
+            headers(("Retry-After" = u64, description = "Whole seconds, rounded up."), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
+            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "The broker did not confirm in time (or Redis is down in fail-closed mode): retry.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "The lead could not be queued right now. Retry later."})),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!(
         "intake",

@@ -8,8 +8,8 @@
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::http::{self, Body};
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
 use crate::intake::authenticate;
 use crate::read_api::{ReadError, count_read};
 use crate::request::{LeadRequest, parse_lead, read_lead};
@@ -48,6 +48,33 @@ pub struct Warning {
 }
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "validate_lead",
+    summary = "Check a lead without queueing it",
+    description = "Takes exactly what `POST /api/v1/webhook/forms` takes and runs every check: the token, the fields, the numbers, the token's mapping and defaults, and the ids the lead names (looked up in the token's account). Nothing is queued. Counts against the token's read limit, not the intake limit.",
+    request_body(
+        description = "A lead, as for the single endpoint.",
+        content(
+            (crate::openapi::IntakeRequest = "application/json"),
+            (crate::openapi::IntakeRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Valid: what the lead would do.", body = Validated,
+            example = json!({"valid": true, "would": "match", "contact_id": 42, "warnings": [{"field": "ring_group_id", "message": "The ring group id is not one of the account's; it would be ignored."}]})),
+        (status = 400, description = "Invalid: every failing field, as the single endpoint answers.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 413, description = "The body is over the limit.", body = Message),
+        (status = 415, description = "Neither JSON nor a form.", body = Message),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "A dependency is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     check(state, req, peer)
         .await
