@@ -69,21 +69,7 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}", receiver.addr))?;
 
-        let mut db_options = ConnectOptions::new(settings.database_url.clone());
-        db_options
-            .max_connections(receiver.db_pool_size.max(1))
-            .min_connections(0)
-            .connect_timeout(Duration::from_secs(2))
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy(true)
-            // Statements carry token hashes; they stay out of the logs.
-            .sqlx_logging(false)
-            // Read-API searches stay index scans as the account's tables grow.
-            .map_sqlx_postgres_opts(|o| o.options([shared::db::CUSTOM_PLANS]));
-        let db = Database::connect(db_options)
-            .await
-            .context("Failed to set up the database pool")?;
-
+        let db = database(&settings).await?;
         let redis = RedisClient::new(
             &settings.redis_url,
             Duration::from_millis(receiver.redis_timeout_ms),
@@ -193,6 +179,24 @@ impl Application {
         tracing::info!("Receiver stopped");
         Ok(())
     }
+}
+
+/// The database pool: lazy, so the receiver starts while the database is still starting.
+async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(settings.database_url.clone());
+    options
+        .max_connections(settings.receiver.db_pool_size.max(1))
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(2))
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(true)
+        // Statements carry token hashes; they stay out of the logs.
+        .sqlx_logging(false)
+        // Read-API searches stay index scans as the account's tables grow.
+        .map_sqlx_postgres_opts(|o| o.options([shared::db::CUSTOM_PLANS]));
+    Database::connect(options)
+        .await
+        .context("Failed to set up the database pool")
 }
 
 fn topology_of(settings: &Settings) -> Topology {

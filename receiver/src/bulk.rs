@@ -11,22 +11,24 @@
 //! message for any lead.
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
-use crate::error::ApiError;
-use crate::http::Body;
+use crate::auth::Principal;
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
 use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
 use crate::redis_client::{RedisClient, Unavailable};
+use crate::request::{self, Received};
 use crate::telemetry;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode, header};
+use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::FailMode;
 use shared::intake::{IntakeStatus, QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use shared::lead::Lead;
 use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,11 +112,60 @@ impl BulkResult {
 }
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_bulk",
+    summary = "Submit up to 1,000 leads",
+    description = "Each lead has the fields of `POST /api/v1/webhook/forms` (the token's field mapping and default actions apply to each) and is validated and queued on its own: one bad lead never fails the others. Fields in the query string apply to every lead that lacks them.\n\nEach lead costs one unit of the token's intake limit, in input order, valid or not; leads beyond the remaining quota get a 429 result with the wait after which they would fit, and the request as a whole gets 429 only when no lead fits.\n\nAn `Idempotency-Key` covers the whole request: the same key with the same token within 24 h answers the first 207 again (`Idempotent-Replayed: true`) and queues nothing.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a retry with the same key queues nothing twice.", example = "import-2026-11-28-part-3"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
+    ),
+    request_body(
+        description = "A JSON array of leads (`application/json`), or the same leads as NDJSON (`Content-Type: application/x-ndjson`, also `application/jsonl`: one lead object per line, blank lines skipped). At most 1,000 leads and 5 MiB.",
+        content(
+            (Vec<crate::openapi::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
+        ),
+    ),
+    responses(
+        (status = 207, description = "One result per lead, in input order.", body = BulkAnswer,
+            example = json!({"accepted": 1, "rejected": 2, "results": [
+                {"index": 0, "status": 202, "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"},
+                {"index": 1, "status": 400, "errors": {"phone_number": ["The phone number field is required."]}},
+                {"index": 2, "status": 429, "retry_after_ms": 41234}
+            ]})),
+        (status = 400, description = "The body is not a JSON array (or NDJSON) of at least one lead.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"body": ["The body must be a JSON array of leads."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message, headers(("Retry-After" = u64))),
+        (status = 413, description = "More than 1,000 leads, or a body over 5 MiB.", body = Message,
+            example = json!({"message": "A bulk request must not carry more than 1000 leads."})),
+        (status = 415, description = "Neither JSON nor NDJSON.", body = Message),
+        (status = 429, description = "No lead fits in the token's intake limit now.", body = TooMany,
+            headers(("Retry-After" = u64), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
+            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "The broker confirmed none of the leads: retry the request (its key is free again).", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!("bulk_intake", account_id = tracing::field::Empty);
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    intake::respond(result, rate)
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+/// Whether the body is NDJSON (one lead per line) rather than a JSON array.
+fn is_ndjson(media_type: Option<&str>) -> Result<bool, ApiError> {
+    match media_type {
+        Some("application/json") => Ok(false),
+        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => Ok(true),
+        Some(other) if request::is_json(other) => Ok(false),
+        _ => Err(ApiError::UnsupportedBulkMediaType),
+    }
 }
 
 /// The leads of a body: each a JSON object's fields, or why it is not one.
@@ -163,36 +214,94 @@ fn body_invalid(message: &str) -> ApiError {
     ApiError::Invalid(errors)
 }
 
+/// Read, admit, publish, answer.
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    let ndjson = match intake::media_type(&parts.headers)?.as_deref() {
-        Some("application/json") => false,
-        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => true,
-        Some(other) if other.starts_with("application/") && other.ends_with("+json") => false,
-        _ => return Err(ApiError::UnsupportedBulkMediaType),
-    };
-    let bytes = intake::read_body(
-        body,
-        MAX_BODY_BYTES,
-        Duration::from_millis(state.settings.receiver.body_timeout_ms),
+    let BulkRequest {
+        headers,
+        received_at,
+        principal,
+        idempotency_key,
+        leads,
+    } = read(state, req, peer).await?;
+    let entry = admit(
+        state,
+        &principal,
+        &leads,
+        idempotency_key.as_deref(),
+        received_at,
     )
     .await?;
-    // Fields in the query string apply to every lead that lacks them; the token may be there.
-    let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
-    let idempotency_key = intake::idempotency_key(&parts.headers)?;
-    let leads = leads_of(&bytes, ndjson)?;
-    drop(bytes);
+    let (quota, claimed, rate) = match entry {
+        BulkEntry::Replayed(response) => return Ok(response),
+        BulkEntry::Admitted {
+            quota,
+            claimed,
+            rate,
+        } => (quota, claimed, rate),
+    };
+    // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
+    let results = publish(state, &principal, leads, quota, &headers, received_at).await;
+    let answer = answer(state, results, claimed.as_ref()).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ApiError::into_response),
+        rate.as_ref(),
+    ))
+}
 
+/// One lead of a bulk request, parsed: its intake id, the lead and its payload, or its
+/// errors.
+type Parsed = Result<(Uuid, Lead, Value), FieldErrors>;
+
+/// A bulk request as read, authenticated and parsed.
+struct BulkRequest {
+    headers: HeaderMap,
+    received_at: DateTime<Utc>,
+    principal: Principal,
+    idempotency_key: Option<String>,
+    leads: Vec<Parsed>,
+}
+
+/// Reads the request, authenticates its token and parses its leads.
+async fn read(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<BulkRequest, ApiError> {
+    let Received {
+        parts,
+        format: ndjson,
+        body,
+        query,
+        token,
+        received_at,
+    } = request::receive(state, req, MAX_BODY_BYTES, is_ndjson).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
+    let idempotency_key = request::idempotency_key(&parts.headers)?;
+    let leads = leads_of(&body, ndjson)?;
+    drop(body);
+    let leads = parse(leads, &query, &principal);
+    Ok(BulkRequest {
+        headers: parts.headers,
+        received_at,
+        principal,
+        idempotency_key,
+        leads,
+    })
+}
+
+/// Each lead as the single endpoint parses it (the token's mapping and defaults applied),
+/// its own token ignored and the query string's fields filling what it lacks.
+fn parse(
+    leads: Vec<Result<RawLead, BodyError>>,
+    query: &RawLead,
+    principal: &Principal,
+) -> Vec<Parsed> {
     let ctx = ParseContext::now(principal.region);
-    let parsed: Vec<_> = leads
+    leads
         .into_iter()
         .map(|lead| {
             let mut raw = lead.map_err(BodyError::into_field_errors)?;
@@ -202,9 +311,40 @@ async fn accept(
             let lead = raw.parse(&ctx)?;
             Ok((Uuid::now_v7(), lead, raw.into_payload()))
         })
-        .collect::<Vec<Result<_, FieldErrors>>>();
+        .collect()
+}
 
-    let records: Vec<Option<QueuedIntake>> = parsed
+/// What admission decided for a bulk request.
+enum BulkEntry {
+    /// An earlier request with the same `Idempotency-Key` was answered: its 207 again.
+    Replayed(Response<Body>),
+    /// At least one lead fits in the token's limit (or Redis is unavailable and the limit
+    /// fails open: all of them, no decision).
+    Admitted {
+        quota: Quota,
+        claimed: Option<ClaimedKey>,
+        rate: Option<Decision>,
+    },
+}
+
+/// How many leads of a request fit in the token's limit (the first `admit`), and how long
+/// each of the others would wait.
+struct Quota {
+    admit: usize,
+    waits: Vec<Duration>,
+}
+
+/// Looks up the request's `Idempotency-Key`, counts its leads against the token's limit in
+/// input order and writes the `queued` records of the admitted valid ones, in one Redis
+/// call (see [`BulkAdmission`]).
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    leads: &[Parsed],
+    idempotency_key: Option<&str>,
+    received_at: DateTime<Utc>,
+) -> Result<BulkEntry, ApiError> {
+    let records: Vec<Option<QueuedIntake>> = leads
         .iter()
         .map(|p| {
             p.as_ref().ok().map(|(intake_id, _, _)| QueuedIntake {
@@ -215,8 +355,8 @@ async fn accept(
             })
         })
         .collect();
-    let limit = intake::intake_limit(state, &principal);
-    let claim = idempotency_key.as_deref().map(|key| {
+    let limit = intake::intake_limit(state, principal);
+    let claim = idempotency_key.map(|key| {
         state
             .records
             .claim_for(principal.token_id, &format!("bulk:{key}"), Uuid::now_v7())
@@ -225,19 +365,25 @@ async fn accept(
         .bulk_admission
         .admit(state, principal.token_id, limit, &records, claim.as_ref())
         .await;
-    let (admit, waits, claimed) = match admitted {
-        Ok(BulkAdmitted::Known(value)) => return replay(&value),
+    match admitted {
+        Ok(BulkAdmitted::Known(value)) => replay(&value).map(BulkEntry::Replayed),
         Ok(BulkAdmitted::Counted {
             decision,
             admitted,
             waits,
         }) => {
-            *rate = Some(decision);
             if admitted == 0 {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
                 return Err(ApiError::RateLimited(decision));
             }
-            (admitted, waits, claim)
+            Ok(BulkEntry::Admitted {
+                quota: Quota {
+                    admit: admitted,
+                    waits,
+                },
+                claimed: claim,
+                rate: Some(decision),
+            })
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
@@ -245,15 +391,34 @@ async fn accept(
                 tracing::warn!(
                     "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
                 );
-                (parsed.len(), Vec::new(), None)
+                Ok(BulkEntry::Admitted {
+                    quota: Quota {
+                        admit: leads.len(),
+                        waits: Vec::new(),
+                    },
+                    claimed: None,
+                    rate: None,
+                })
             }
-            FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
+            FailMode::Closed => Err(ApiError::Unavailable("rate limiter")),
         },
-    };
+    }
+}
 
-    let mut results: Vec<Option<BulkResult>> = vec![None; parsed.len()];
+/// Publishes the admitted valid leads with many confirms in flight at once: one result per
+/// lead, in input order (429 beyond the quota, 400 invalid, 202 queued, 503 unconfirmed).
+async fn publish(
+    state: &AppState,
+    principal: &Principal,
+    leads: Vec<Parsed>,
+    quota: Quota,
+    headers: &HeaderMap,
+    received_at: DateTime<Utc>,
+) -> Vec<BulkResult> {
+    let Quota { admit, waits } = quota;
+    let mut results: Vec<Option<BulkResult>> = vec![None; leads.len()];
     let mut jobs = Vec::new();
-    for (index, lead) in parsed.into_iter().enumerate() {
+    for (index, lead) in leads.into_iter().enumerate() {
         if index >= admit {
             let nth = index - admit;
             let wait = waits.get(nth).or(waits.last()).copied().unwrap_or(WINDOW);
@@ -267,12 +432,11 @@ async fn accept(
             Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
-                intake::message(&principal, intake_id, received_at, lead, payload),
+                intake::message(principal, intake_id, received_at, lead, payload),
             )),
         }
     }
 
-    let headers = &parts.headers;
     let published: Vec<(usize, Uuid, bool)> = futures_util::stream::iter(jobs)
         .map(|(index, message)| async move {
             let traceparent = intake::traceparent(headers);
@@ -285,12 +449,10 @@ async fn accept(
         .buffered(IN_FLIGHT)
         .collect()
         .await;
-    let mut failed = 0usize;
     for (index, intake_id, ok) in published {
         if ok {
             results[index] = Some(BulkResult::accepted(index, intake_id));
         } else {
-            failed += 1;
             state.records.abandon(&state.redis, intake_id, None).await;
             results[index] = Some(BulkResult {
                 message: Some("The lead could not be queued right now. Retry it later."),
@@ -298,12 +460,22 @@ async fn accept(
             });
         }
     }
-    let results: Vec<BulkResult> = results.into_iter().flatten().collect();
+    results.into_iter().flatten().collect()
+}
+
+/// The 207 of `results`, stored on the claimed key for a retry; 503 when the broker
+/// confirmed none of the leads it was given (the key is then given back).
+async fn answer(
+    state: &AppState,
+    results: Vec<BulkResult>,
+    claimed: Option<&ClaimedKey>,
+) -> Result<Response<Body>, ApiError> {
     let accepted = results.iter().filter(|r| r.status == 202).count();
+    let failed = results.iter().filter(|r| r.status == 503).count();
     if accepted == 0 && failed > 0 {
         // Nothing was queued because the broker is away: the whole request is retryable,
         // and its key is given back for the retry.
-        if let Some(claimed) = &claimed {
+        if let Some(claimed) = claimed {
             release(&state.redis, claimed).await;
         }
         return Err(ApiError::Unavailable("broker"));
@@ -327,7 +499,7 @@ async fn accept(
             answer.accepted, answer.rejected
         )
     });
-    if let Some(claimed) = &claimed
+    if let Some(claimed) = claimed
         && complete(&state.redis, claimed, &body).await.is_err()
     {
         tracing::warn!("Leads queued, but the Idempotency-Key could not be completed in Redis");
@@ -521,37 +693,43 @@ impl BulkAdmission {
                 String::from_utf8_lossy(stored).into_owned(),
             ));
         }
-        let numbers = items
-            .iter()
-            .map(|item| match item {
-                redis::Value::Int(n) => Ok(*n),
-                _ => Err(Unavailable),
-            })
-            .collect::<Result<Vec<i64>, Unavailable>>()?;
-        let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
-            return Err(Unavailable);
-        };
-        let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
-        let waits: Vec<Duration> = refused
-            .iter()
-            .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
-            .collect();
-        let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
-        // A refused request's headers tell the wait of its first lead, as a single 429 does.
-        let decision = match (admitted, waits.first()) {
-            (0, Some(first)) => Decision::from_script(
-                limit,
-                0,
-                0,
-                i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
-                now_us,
-            ),
-            _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
-        };
-        Ok(BulkAdmitted::Counted {
-            decision,
-            admitted,
-            waits,
-        })
+        counted(&items, limit)
     }
+}
+
+/// What the script's reply {1, admitted, remaining, wait µs, now µs, refused waits µs…}
+/// says of a request counted against `limit`.
+fn counted(items: &[redis::Value], limit: u32) -> Result<BulkAdmitted, Unavailable> {
+    let numbers = items
+        .iter()
+        .map(|item| match item {
+            redis::Value::Int(n) => Ok(*n),
+            _ => Err(Unavailable),
+        })
+        .collect::<Result<Vec<i64>, Unavailable>>()?;
+    let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
+        return Err(Unavailable);
+    };
+    let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
+    let waits: Vec<Duration> = refused
+        .iter()
+        .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
+        .collect();
+    let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
+    // A refused request's headers tell the wait of its first lead, as a single 429 does.
+    let decision = match (admitted, waits.first()) {
+        (0, Some(first)) => Decision::from_script(
+            limit,
+            0,
+            0,
+            i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
+            now_us,
+        ),
+        _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
+    };
+    Ok(BulkAdmitted::Counted {
+        decision,
+        admitted,
+        waits,
+    })
 }

@@ -47,10 +47,14 @@ pub enum ApiError {
     BodyTimeout,
     #[error("request body unreadable")]
     BodyUnreadable,
+    /// No known token; with the count of failed authentications from the client's address
+    /// when Redis made it (its `X-RateLimit-*` headers go on the 401).
     #[error("unauthenticated")]
-    Unauthenticated,
+    Unauthenticated(Option<Decision>),
     #[error("invalid lead")]
     Invalid(FieldErrors),
+    /// Over the token's limit, or too many failed authentications from the client's
+    /// address: the decision's headers go on the 429.
     #[error("rate limited")]
     RateLimited(Decision),
     #[error("idempotency key in use")]
@@ -86,7 +90,10 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "The request body could not be read.",
             )),
-            Self::Unauthenticated => http::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
+            Self::Unauthenticated(rate) => http::with_rate_limit(
+                http::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
+                rate.as_ref(),
+            ),
             Self::Invalid(errors) => http::json(
                 StatusCode::BAD_REQUEST,
                 &Invalid {
@@ -94,12 +101,15 @@ impl ApiError {
                     errors,
                 },
             ),
-            Self::RateLimited(decision) => http::json(
-                StatusCode::TOO_MANY_REQUESTS,
-                &TooMany {
-                    message: "Too Many Attempts.",
-                    retry_after_ms: decision.retry_after_ms(),
-                },
+            Self::RateLimited(decision) => http::with_rate_limit(
+                http::json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &TooMany {
+                        message: "Too Many Attempts.",
+                        retry_after_ms: decision.retry_after_ms(),
+                    },
+                ),
+                Some(&decision),
             ),
             Self::IdempotencyConflict => {
                 let mut response = http::message(

@@ -11,19 +11,17 @@
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
-use crate::error::ApiError;
-use crate::http::Body;
-use crate::intake::{self, BodyKind, Enqueue, authenticate};
-use crate::limiter::Decision;
-use chrono::Utc;
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{Body, Message};
+use crate::intake::{self, Accepted, Enqueue, authenticate};
+use crate::openapi::sources::GoogleAdsLead;
+use crate::request::{self, BodyKind, Received};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use shared::mapping;
 use shared::payload::{FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tracing::Instrument;
 
 /// The endpoint's path.
@@ -63,41 +61,55 @@ const REACHING_FIELDS: &[&str] = &[
 ];
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_google_ads",
+    summary = "Google Ads lead form webhook",
+    description = "Set the webhook URL of a Google Ads lead form to `https://…/api/v1/webhook/google-ads?api_token=TOKEN` and its key to the one set with `leadctl token google-key ID KEY`. `lead_source` defaults to `Google Ads`; the token's default actions apply, except on test leads. The intake's payload keeps Google's ids (`form_id`, `campaign_id`, `gcl_id`, …) without the key.",
+    params(("api_token" = String, Query, description = "The token (Google cannot send headers).")),
+    request_body(content((GoogleAdsLead = "application/json"))),
+    responses(
+        (status = 200, description = "Queued (the platform wants a 200); a retried `lead_id` answers its first intake again.", body = Accepted,
+            example = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 400, description = "No `lead_id`, not JSON, or an invalid lead (e.g. no phone number).", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."]}})),
+        (status = 401, description = "Missing, unknown or revoked token, or a `google_key` that is not the token's.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 409, description = "The same `lead_id` is still being queued.", body = Message, headers(("Retry-After" = u64))),
+        (status = 413, description = "The body is over the limit.", body = Message),
+        (status = 415, description = "Not JSON.", body = Message),
+        (status = 429, description = "The token's intake limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The broker did not confirm in time: the platform retries.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!(
         "google_ads_intake",
         intake_id = tracing::field::Empty,
         account_id = tracing::field::Empty
     );
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    intake::respond(result, rate)
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    if !matches!(
-        intake::body_kind(&parts.headers)?,
-        Some(BodyKind::Json) | None
-    ) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let settings = &state.settings.receiver;
-    let bytes = intake::read_body(
-        body,
-        settings.body_limit_bytes,
-        Duration::from_millis(settings.body_timeout_ms),
-    )
-    .await?;
-    let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    let token = query.take_token().or_else(|| bearer_token(&parts.headers));
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
+    let limit = state.settings.receiver.body_limit_bytes;
+    let Received {
+        parts,
+        body: bytes,
+        token,
+        received_at,
+        ..
+    } = request::receive(state, req, limit, json_only).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
 
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
         let mut errors = FieldErrors::default();
@@ -108,7 +120,7 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::Unauthenticated(None));
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {
@@ -147,13 +159,20 @@ async fn accept(
             headers: &parts.headers,
             received_at,
         },
-        rate,
     )
     .await?;
     if response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::OK;
     }
     Ok(response)
+}
+
+/// Google posts JSON; a body without a `Content-Type` is read as JSON too.
+fn json_only(media_type: Option<&str>) -> Result<(), ApiError> {
+    match request::body_kind(media_type)? {
+        Some(BodyKind::Json) | None => Ok(()),
+        Some(BodyKind::Form) => Err(ApiError::UnsupportedMediaType),
+    }
 }
 
 /// The contract fields of a Google lead: standard columns by id, other questions through

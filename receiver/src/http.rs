@@ -55,9 +55,20 @@ pub fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
     headers.insert(name, HeaderValue::from(value));
 }
 
+/// `response` with the rate-limit decision its request got, when it got one:
 /// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds at which `remaining` next
 /// grows), and `Retry-After` when the request was refused.
-pub fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
+pub fn with_rate_limit(
+    mut response: Response<Body>,
+    decision: Option<&Decision>,
+) -> Response<Body> {
+    if let Some(decision) = decision {
+        set_rate_limit_headers(response.headers_mut(), decision);
+    }
+    response
+}
+
+fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
     set_number(headers, "x-ratelimit-limit", u64::from(decision.limit));
     set_number(
         headers,

@@ -8,22 +8,22 @@
 
 use crate::admission::{self, Admitted};
 use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
-use crate::error::ApiError;
-use crate::http::{self, Body};
-use crate::idempotency::{self, Claim, IntakeRecords};
+use crate::auth::Principal;
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
+use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
 use crate::limiter::Decision;
+use crate::openapi::IntakeRequest;
+use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
 use crate::telemetry;
 use crate::waiters::{Answer, Waiter};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use shared::config::FailMode;
 use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
 use shared::lead::Lead;
-use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead};
+use shared::payload::FieldErrors;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tracing::Instrument;
@@ -33,35 +33,79 @@ use uuid::Uuid;
 pub const PATH: &str = "/api/v1/webhook/forms";
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "intake_lead",
+    summary = "Submit a lead",
+    description = "Queues a lead for the worker, which creates or updates a contact of the token's account. Fields may also come in the query string; the body wins where both have a field. A 202 is sent only after the broker confirmed the message.\n\nWith `Prefer: wait=N` (1 to 10 seconds; larger values are clamped to 10, malformed ones ignored) the answer waits for the worker's outcome: 201 for a new contact, 200 for an updated one, 202 with the status for a merge, a duplicate or a dead letter, and the plain 202 when N elapses. Such answers carry `Preference-Applied: wait=N`.\n\nThe same `Idempotency-Key` with the same token within 24 h answers the first request's 202 again (`Idempotent-Replayed: true`) without queueing a second message.",
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 10) for the outcome.", example = "wait=5"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; retries with the same key are not queued twice.", example = "form-4711"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
+    ),
+    request_body(
+        description = "The lead. Other content types get 415; bodies over the limit (default 64 KiB) get 413.",
+        content(
+            (IntakeRequest = "application/json"),
+            (IntakeRequest = "application/x-www-form-urlencoded", example = json!("api_token=…&phone_number=8181234567&first_name=Ada&other_phone_numbers[0][label]=work&other_phone_numbers[0][phone_number]=8187405020")),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Queued (safely in the broker). In synchronous mode also: merged, duplicate, dead-lettered, or no outcome within the wait.", body = Accepted,
+            headers(("Location" = String, description = "The intake's status URL."), ("Preference-Applied" = String, description = "`wait=N` when synchronous mode was used.")),
+            examples(
+                ("Queued" = (summary = "Queued", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+                ("Duplicate" = (summary = "Synchronous mode: nothing new", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "duplicate", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
+            )),
+        (status = 201, description = "Synchronous mode: a new contact was created.", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact created.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 200, description = "Synchronous mode: an existing contact was updated (`force_update`).", body = Finished,
+            headers(("Location" = String), ("Preference-Applied" = String)),
+            example = json!({"message": "Contact updated.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "updated", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
+        (status = 400, description = "Every failing field at once (malformed JSON under `body`).", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."], "email": ["The email must be a valid email address."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message,
+            example = json!({"message": "Unauthenticated."})),
+        (status = 405, description = "Any method but POST.", body = Message,
+            headers(("Allow" = String, description = "`POST`")),
+            example = json!({"message": "The GET method is not supported for this route. Supported methods: POST."})),
+        (status = 408, description = "The body took too long to arrive.", body = Message,
+            example = json!({"message": "The request body took too long to arrive."})),
+        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "A request with this Idempotency-Key is still being processed."})),
+        (status = 413, description = "The body is over the limit.", body = Message,
+            example = json!({"message": "The request body must not be larger than 65536 bytes."})),
+        (status = 415, description = "Neither JSON nor a form.", body = Message,
+            example = json!({"message": "Unsupported media type: send application/json or application/x-www-form-urlencoded."})),
+        (status = 429, description = "The token's intake limit (default 1000 per rolling 60 s), or too many failed authentications from this address.", body = TooMany,
+            headers(("Retry-After" = u64, description = "Whole seconds, rounded up."), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
+            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "The broker did not confirm in time (or Redis is down in fail-closed mode): retry.", body = Message,
+            headers(("Retry-After" = u64)),
+            example = json!({"message": "The lead could not be queued right now. Retry later."})),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let span = tracing::info_span!(
         "intake",
         intake_id = tracing::field::Empty,
         account_id = tracing::field::Empty
     );
-    let mut rate = None;
-    let result = accept(state, req, peer, &mut rate).instrument(span).await;
-    respond(result, rate)
-}
-
-/// The answer of an intake-limited endpoint: its response or refusal, with the rate-limit
-/// headers of the decision its request got.
-pub(crate) fn respond(
-    result: Result<Response<Body>, ApiError>,
-    rate: Option<Decision>,
-) -> Response<Body> {
-    let mut response = result.unwrap_or_else(ApiError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    accept(state, req, peer)
+        .instrument(span)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn accept(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
     let LeadRequest {
         parts,
@@ -70,15 +114,11 @@ async fn accept(
         token,
         received_at,
     } = read_lead(state, req).await?;
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
 
     let idempotency_key = idempotency_key(&parts.headers)?;
     let wait = prefer_wait(&parts.headers);
-    principal.sources.prepare(&mut raw);
-    let lead = match body_error {
-        Some(error) => Err(error.into_field_errors()),
-        None => raw.parse(&ParseContext::now(principal.region)),
-    };
+    let lead = parse_lead(&mut raw, body_error, &principal);
     enqueue(
         state,
         &principal,
@@ -90,57 +130,8 @@ async fn accept(
             headers: &parts.headers,
             received_at,
         },
-        rate,
     )
     .await
-}
-
-/// A single-lead request as read: its fields (the body's over the query string's), why
-/// the body is not a lead if it is not, and the token it carries.
-pub(crate) struct LeadRequest {
-    pub parts: hyper::http::request::Parts,
-    pub raw: RawLead,
-    pub body_error: Option<BodyError>,
-    pub token: Option<String>,
-    pub received_at: DateTime<Utc>,
-}
-
-/// Reads a single-lead request: method, media type, the body (size and time bounded),
-/// the query string and the token.
-pub(crate) async fn read_lead(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<LeadRequest, ApiError> {
-    let received_at = Utc::now();
-    let (parts, body) = req.into_parts();
-    let kind = body_kind(&parts.headers)?;
-    let settings = &state.settings.receiver;
-    let bytes = read_body(
-        body,
-        settings.body_limit_bytes,
-        Duration::from_millis(settings.body_timeout_ms),
-    )
-    .await?;
-    let parsed = match kind {
-        Some(BodyKind::Json) => RawLead::from_json(&bytes),
-        Some(BodyKind::Form) => Ok(RawLead::from_form(&bytes)),
-        None if bytes.iter().all(u8::is_ascii_whitespace) => Ok(RawLead::default()),
-        None => return Err(ApiError::UnsupportedMediaType),
-    };
-    let query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
-    // A body that is not a lead at all still lets the token in the query or header count.
-    let (mut raw, body_error) = match parsed {
-        Ok(raw) => (raw.with_query(query), None),
-        Err(error) => (query, Some(error)),
-    };
-    let token = raw.take_token().or_else(|| bearer_token(&parts.headers));
-    Ok(LeadRequest {
-        parts,
-        raw,
-        body_error,
-        token,
-        received_at,
-    })
 }
 
 /// One authenticated lead on its way to the queue.
@@ -158,31 +149,58 @@ pub(crate) struct Enqueue<'a> {
 
 /// Admits (rate limit, `Idempotency-Key`, queued record), then publishes one lead and
 /// answers with its 202 (or the synchronous outcome): the steps every single-lead source
-/// shares.
+/// shares. A refusal before the request is counted is an error; once it is counted, every
+/// answer (the lead's 400 and a 503 too) carries the decision's rate-limit headers.
 pub(crate) async fn enqueue(
     state: &AppState,
     principal: &Principal,
     req: Enqueue<'_>,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ApiError> {
-    let Enqueue {
-        lead,
-        payload,
-        idempotency_key,
-        wait,
-        headers,
-        received_at,
-    } = req;
+    let (intake_id, claimed, rate) = match admit(state, principal, &req).await? {
+        Entry::Replayed(response) => return Ok(response),
+        Entry::Admitted {
+            intake_id,
+            claimed,
+            rate,
+        } => (intake_id, claimed, rate),
+    };
+    let answer = publish(state, principal, intake_id, claimed, req).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ApiError::into_response),
+        rate.as_ref(),
+    ))
+}
+
+/// What admission decided for one lead.
+enum Entry {
+    /// An earlier request with the same `Idempotency-Key` was answered: its answer again.
+    Replayed(Response<Body>),
+    /// Counted against the token's limit and admitted, or let through uncounted while Redis
+    /// is unavailable (fail-open: no decision). The lead is published as `intake_id`.
+    Admitted {
+        intake_id: Uuid,
+        claimed: Option<ClaimedKey>,
+        rate: Option<Decision>,
+    },
+}
+
+/// Counts the request against the token's limit, looks up its `Idempotency-Key` and, for a
+/// valid lead, writes its `queued` record and claims the key, in one Redis call.
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    req: &Enqueue<'_>,
+) -> Result<Entry, ApiError> {
     let mut intake_id = Uuid::now_v7();
     // At most twice: a retry of a request whose publish got no confirm takes its intake id.
     let mut inherited = false;
-    let claimed = loop {
+    loop {
         tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
         let record = QueuedIntake {
             intake_id,
             account_id: principal.account_id,
             status: IntakeStatus::Queued,
-            received_at,
+            received_at: req.received_at,
         };
         let admitted = state
             .admission
@@ -193,9 +211,9 @@ pub(crate) async fn enqueue(
                 admission::Request {
                     token_id: principal.token_id,
                     limit: intake_limit(state, principal),
-                    valid: lead.is_ok(),
+                    valid: req.lead.is_ok(),
                     record: &record,
-                    idempotency_key,
+                    idempotency_key: req.idempotency_key,
                 },
             )
             .await;
@@ -204,19 +222,7 @@ pub(crate) async fn enqueue(
                 Claim::Accepted {
                     intake_id: first,
                     answered,
-                } => {
-                    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
-                    tracing::info!(first_intake_id = %first, "Replayed the answer of an earlier request with the same Idempotency-Key");
-                    let mut response = match answered {
-                        Some(outcome) => finished(first, outcome),
-                        None => accepted(first),
-                    };
-                    response.headers_mut().insert(
-                        "idempotent-replayed",
-                        header::HeaderValue::from_static("true"),
-                    );
-                    return Ok(response);
-                }
+                } => return Ok(Entry::Replayed(replayed(first, answered))),
                 Claim::Unconfirmed(earlier) if !inherited => {
                     tracing::info!(earlier_intake_id = %earlier, "Publishing again the intake of an earlier request with the same Idempotency-Key that got no confirm");
                     intake_id = earlier;
@@ -227,12 +233,15 @@ pub(crate) async fn enqueue(
                 }
             },
             Ok(Admitted::Counted { decision, claimed }) => {
-                *rate = Some(decision);
                 if !decision.admitted {
                     metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
                     return Err(ApiError::RateLimited(decision));
                 }
-                break claimed;
+                return Ok(Entry::Admitted {
+                    intake_id,
+                    claimed,
+                    rate: Some(decision),
+                });
             }
             Err(_) => match state.settings.rate_limit.fail_mode {
                 FailMode::Open => {
@@ -240,12 +249,50 @@ pub(crate) async fn enqueue(
                     tracing::warn!(
                         "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
                     );
-                    break None;
+                    return Ok(Entry::Admitted {
+                        intake_id,
+                        claimed: None,
+                        rate: None,
+                    });
                 }
                 FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
             },
         }
+    }
+}
+
+/// The answer of an earlier request with the same `Idempotency-Key`, given again.
+fn replayed(intake_id: Uuid, answered: Option<Answer>) -> Response<Body> {
+    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+    tracing::info!(first_intake_id = %intake_id, "Replayed the answer of an earlier request with the same Idempotency-Key");
+    let mut response = match answered {
+        Some(outcome) => finished(intake_id, outcome),
+        None => accepted(intake_id),
     };
+    response.headers_mut().insert(
+        "idempotent-replayed",
+        header::HeaderValue::from_static("true"),
+    );
+    response
+}
+
+/// Publishes an admitted lead and answers: 400 when it is not a lead, 503 without the
+/// broker's confirm, else its 202 (or, with `Prefer: wait`, the worker's outcome).
+async fn publish(
+    state: &AppState,
+    principal: &Principal,
+    intake_id: Uuid,
+    claimed: Option<ClaimedKey>,
+    req: Enqueue<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let Enqueue {
+        lead,
+        payload,
+        wait,
+        headers,
+        received_at,
+        ..
+    } = req;
     let lead = lead.map_err(ApiError::Invalid)?;
 
     let message = message(principal, intake_id, received_at, lead, payload);
@@ -410,7 +457,8 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
 }
 
 /// The principal of `token`, or the refusal: 401, or 429 for a client address with too
-/// many failed attempts. A valid token is never refused because of failures from its
+/// many failed attempts, each carrying the count of failures from the address where Redis
+/// made it (a valid token is not counted, so its principal comes alone). A valid token is never refused because of failures from its
 /// address (a shared NAT, or a proxy whose `X-Forwarded-For` is not trusted, puts many
 /// clients behind one address): the block only refuses tokens that turn out unknown, and
 /// its clients' lookups that miss the cache go to the database one or two at a time. The
@@ -420,10 +468,9 @@ pub(crate) async fn authenticate(
     token: Option<String>,
     headers: &HeaderMap,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Principal, ApiError> {
     let ip = http::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
-    let principal = authenticate_from(state, token, ip, rate).await?;
+    let principal = authenticate_from(state, token, ip).await?;
     tracing::Span::current().record("account_id", principal.account_id);
     Ok(principal)
 }
@@ -433,7 +480,6 @@ async fn authenticate_from(
     state: &AppState,
     token: Option<String>,
     ip: IpAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Principal, ApiError> {
     let blocked = state.auth_blocks.blocked(ip);
     let found = match token {
@@ -454,7 +500,6 @@ async fn authenticate_from(
     }
     if let Some(decision) = blocked {
         metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
-        *rate = Some(decision);
         return Err(ApiError::RateLimited(decision));
     }
     let limit = state.settings.rate_limit.auth_failures_per_minute;
@@ -465,17 +510,15 @@ async fn authenticate_from(
     {
         Ok(decision) if decision.admitted => {
             tracing::info!(client_ip = %ip, "Unauthenticated request");
-            *rate = Some(decision);
-            Err(ApiError::Unauthenticated)
+            Err(ApiError::Unauthenticated(Some(decision)))
         }
         Ok(decision) => {
             tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
             metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
             state.auth_blocks.block(ip, decision);
-            *rate = Some(decision);
             Err(ApiError::RateLimited(decision))
         }
-        Err(_) => Err(ApiError::Unauthenticated),
+        Err(_) => Err(ApiError::Unauthenticated(None)),
     }
 }
 
@@ -521,80 +564,6 @@ fn accepted(intake_id: Uuid) -> Response<Body> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-pub(crate) enum BodyKind {
-    Json,
-    Form,
-}
-
-/// The body's format from `Content-Type`; `None` when there is none.
-pub(crate) fn body_kind(headers: &HeaderMap) -> Result<Option<BodyKind>, ApiError> {
-    match media_type(headers)?.as_deref() {
-        None => Ok(None),
-        Some("application/json") => Ok(Some(BodyKind::Json)),
-        Some("application/x-www-form-urlencoded") => Ok(Some(BodyKind::Form)),
-        Some(other) if other.starts_with("application/") && other.ends_with("+json") => {
-            Ok(Some(BodyKind::Json))
-        }
-        Some(_) => Err(ApiError::UnsupportedMediaType),
-    }
-}
-
-/// The lower-cased essence of `Content-Type` (`application/json`), `None` without one.
-pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| ApiError::UnsupportedMediaType)?;
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    Ok((!essence.is_empty()).then_some(essence))
-}
-
-/// The whole body, at most `limit` bytes, arriving within `timeout`.
-pub(crate) async fn read_body(
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    let declared = body.size_hint().lower();
-    if usize::try_from(declared).map_or(true, |n| n > limit) {
-        return Err(ApiError::TooLarge { limit });
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::TooLarge { limit })
-        }
-        Ok(Err(_)) => Err(ApiError::BodyUnreadable),
-    }
-}
-
-/// The `Idempotency-Key` header, if the request has a valid one.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    match value.to_str() {
-        Ok(key) if idempotency::valid_key(key) => Ok(Some(key.to_owned())),
-        _ => {
-            let mut errors = FieldErrors::default();
-            errors.add(
-                "idempotency_key",
-                format!(
-                    "The Idempotency-Key header must be 1 to {} printable ASCII characters.",
-                    idempotency::MAX_KEY_LEN
-                ),
-            );
-            Err(ApiError::Invalid(errors))
-        }
-    }
 }
 
 /// W3C trace context for the message: the caller's trace continued when it sent a valid

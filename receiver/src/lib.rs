@@ -6,6 +6,7 @@
 //! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
 //! - [`routes`]: the route table and dispatch; `/healthz`, `/readyz`, `/metrics`.
 //! - [`intake`]: the intake endpoint itself, and the steps every lead source shares.
+//! - [`request`]: reading a lead source's request: media type, body, query string, token.
 //! - [`bulk`]: the bulk endpoint: up to 1,000 leads, one result each.
 //! - [`validate`]: the validate endpoint: every check, nothing published.
 //! - [`google_ads`]: the Google Ads lead form webhook.
@@ -44,6 +45,7 @@ pub mod queue_depth;
 pub mod read_api;
 pub mod read_model;
 pub mod redis_client;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

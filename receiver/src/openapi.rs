@@ -1,12 +1,14 @@
 //! The OpenAPI 3.1 document of every route (served at `GET /openapi.json`), built with
-//! utoipa from the types the handlers answer with, and its Markdown rendering
-//! (`docs/api-reference.md`, written by `cargo run -p receiver --example api-reference`).
+//! utoipa, and its Markdown rendering (`docs/api-reference.md`, written by
+//! `cargo run -p receiver --example api-reference`).
 //!
-//! The operations below are anchors for the document only: the handlers live in
-//! [`crate::intake`], [`crate::read_api`] and [`crate::routes`] (and the lead sources'
-//! in [`sources`]). Tests hold the document's
-//! paths to [`crate::routes::ROUTES`], its request fields to what the lead parser reads,
-//! and its filters to what the contact query parser reads.
+//! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
+//! in [`crate::intake`], [`crate::bulk`], [`crate::validate`], [`crate::google_ads`],
+//! [`crate::read_api`], [`crate::routes`] and here ([`response`]). This module holds the
+//! schemas only the document needs (request bodies, contact filters, health answers) and
+//! assembles the document. Tests hold the document's paths to
+//! [`crate::routes::ROUTES`], its request fields to what the lead parser reads, and its
+//! filters to what the contact query parser reads.
 
 use crate::error::{Invalid, TooMany};
 use crate::http::{self, Body, Message};
@@ -22,7 +24,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-mod sources;
+pub(crate) mod sources;
 
 macro_rules! intake_request {
     ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
@@ -183,180 +185,6 @@ pub struct Readiness {
 
 const RATE_LIMIT_HEADERS: &str = "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds at which `Remaining` next grows) come with every authenticated answer.";
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/webhook/forms",
-    tag = "intake",
-    operation_id = "intake_lead",
-    summary = "Submit a lead",
-    description = "Queues a lead for the worker, which creates or updates a contact of the token's account. Fields may also come in the query string; the body wins where both have a field. A 202 is sent only after the broker confirmed the message.\n\nWith `Prefer: wait=N` (1 to 10 seconds; larger values are clamped to 10, malformed ones ignored) the answer waits for the worker's outcome: 201 for a new contact, 200 for an updated one, 202 with the status for a merge, a duplicate or a dead letter, and the plain 202 when N elapses. Such answers carry `Preference-Applied: wait=N`.\n\nThe same `Idempotency-Key` with the same token within 24 h answers the first request's 202 again (`Idempotent-Replayed: true`) without queueing a second message.",
-    params(
-        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 10) for the outcome.", example = "wait=5"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; retries with the same key are not queued twice.", example = "form-4711"),
-        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued in the worker's logs."),
-    ),
-    request_body(
-        description = "The lead. Other content types get 415; bodies over the limit (default 64 KiB) get 413.",
-        content(
-            (IntakeRequest = "application/json"),
-            (IntakeRequest = "application/x-www-form-urlencoded", example = json!("api_token=…&phone_number=8181234567&first_name=Ada&other_phone_numbers[0][label]=work&other_phone_numbers[0][phone_number]=8187405020")),
-        ),
-    ),
-    responses(
-        (status = 202, description = "Queued (safely in the broker). In synchronous mode also: merged, duplicate, dead-lettered, or no outcome within the wait.", body = Accepted,
-            headers(("Location" = String, description = "The intake's status URL."), ("Preference-Applied" = String, description = "`wait=N` when synchronous mode was used.")),
-            examples(
-                ("Queued" = (summary = "Queued", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
-                ("Duplicate" = (summary = "Synchronous mode: nothing new", value = json!({"message": "Lead accepted.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "duplicate", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"}))),
-            )),
-        (status = 201, description = "Synchronous mode: a new contact was created.", body = Finished,
-            headers(("Location" = String), ("Preference-Applied" = String)),
-            example = json!({"message": "Contact created.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
-        (status = 200, description = "Synchronous mode: an existing contact was updated (`force_update`).", body = Finished,
-            headers(("Location" = String), ("Preference-Applied" = String)),
-            example = json!({"message": "Contact updated.", "intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "updated", "contact_id": 42, "status_url": "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e"})),
-        (status = 400, description = "Every failing field at once (malformed JSON under `body`).", body = Invalid,
-            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."], "email": ["The email must be a valid email address."]}})),
-        (status = 401, description = "Missing, unknown or revoked token.", body = Message,
-            example = json!({"message": "Unauthenticated."})),
-        (status = 405, description = "Any method but POST.", body = Message,
-            headers(("Allow" = String, description = "`POST`")),
-            example = json!({"message": "The GET method is not supported for this route. Supported methods: POST."})),
-        (status = 408, description = "The body took too long to arrive.", body = Message,
-            example = json!({"message": "The request body took too long to arrive."})),
-        (status = 409, description = "A request with this Idempotency-Key is still being queued.", body = Message,
-            headers(("Retry-After" = u64)),
-            example = json!({"message": "A request with this Idempotency-Key is still being processed."})),
-        (status = 413, description = "The body is over the limit.", body = Message,
-            example = json!({"message": "The request body must not be larger than 65536 bytes."})),
-        (status = 415, description = "Neither JSON nor a form.", body = Message,
-            example = json!({"message": "Unsupported media type: send application/json or application/x-www-form-urlencoded."})),
-        (status = 429, description = "The token's intake limit (default 1000 per rolling 60 s), or too many failed authentications from this address.", body = TooMany,
-            headers(("Retry-After" = u64, description = "Whole seconds, rounded up."), ("X-RateLimit-Limit" = u64), ("X-RateLimit-Remaining" = u64), ("X-RateLimit-Reset" = u64)),
-            example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
-        (status = 503, description = "The broker did not confirm in time (or Redis is down in fail-closed mode): retry.", body = Message,
-            headers(("Retry-After" = u64)),
-            example = json!({"message": "The lead could not be queued right now. Retry later."})),
-    ),
-    security(("bearer" = []), ("api_token" = [])),
-)]
-#[allow(dead_code)]
-fn intake_lead() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/intakes/{id}",
-    tag = "read",
-    operation_id = "get_intake",
-    summary = "Where an intake stands",
-    description = "The worker's record of the intake, or `queued` until the worker has seen it: an accepted intake is never a 404.",
-    params(("id" = uuid::Uuid, Path, description = "The `intake_id` of the 202.")),
-    responses(
-        (status = 200, description = "The intake.", body = IntakeView,
-            example = json!({"intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "actions": [{"type": "contact_created", "contact_id": 42}, {"type": "ring_group_distributed", "ring_group_id": 3, "user_id": 9}, {"type": "note_added"}], "warnings": [{"field": "tag_id", "message": "Tag 77 not found in this account; tag not added."}], "attempts": 1, "last_error": null, "received_at": "2026-11-02T10:15:00Z", "processed_at": "2026-11-02T10:15:00.120Z"})),
-        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
-        (status = 404, description = "No such intake in the token's account.", body = Message, example = json!({"message": "Not found."})),
-        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
-        (status = 429, description = "The token's read limit (default 6000 per rolling 60 s).", body = TooMany, headers(("Retry-After" = u64)), example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
-        (status = 503, description = "A dependency is unreachable: retry.", body = Message, headers(("Retry-After" = u64)), example = json!({"message": "The service is unavailable right now. Retry later."})),
-    ),
-    security(("bearer" = []), ("api_token" = [])),
-)]
-#[allow(dead_code)]
-fn get_intake() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/contacts",
-    tag = "read",
-    operation_id = "list_contacts",
-    summary = "Search the account's contacts",
-    description = "Contacts in id order, a page at a time. Pages are stable under inserts: follow `next_cursor` until it is null and every contact that existed is seen exactly once.",
-    params(ContactFilters),
-    responses(
-        (status = 200, description = "One page.", body = ContactPage),
-        (status = 400, description = "Bad filters, every one reported.", body = Invalid,
-            example = json!({"message": "The given data was invalid.", "errors": {"limit": ["The limit must be an integer between 1 and 100."]}})),
-        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
-        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
-        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
-        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
-    ),
-    security(("bearer" = []), ("api_token" = [])),
-)]
-#[allow(dead_code)]
-fn list_contacts() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/contacts/{id}",
-    tag = "read",
-    operation_id = "get_contact",
-    summary = "One contact",
-    params(("id" = i64, Path, description = "The contact id.")),
-    responses(
-        (status = 200, description = "The contact.", body = ContactView),
-        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
-        (status = 404, description = "No such contact in the token's account.", body = Message, example = json!({"message": "Not found."})),
-        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
-        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
-        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
-    ),
-    security(("bearer" = []), ("api_token" = [])),
-)]
-#[allow(dead_code)]
-fn get_contact() {}
-
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    operation_id = "healthz",
-    summary = "The process is up",
-    responses((status = 200, description = "Always, while the process serves.", body = Health, example = json!({"status": "ok"}))),
-)]
-#[allow(dead_code)]
-fn healthz() {}
-
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    operation_id = "readyz",
-    summary = "RedisClient, the broker and the database are reachable",
-    responses(
-        (status = 200, description = "Ready.", body = Readiness),
-        (status = 503, description = "Something is unreachable.", body = Readiness,
-            example = json!({"status": "unavailable", "checks": {"redis": "ok", "broker": "unreachable", "database": "ok"}})),
-    ),
-)]
-#[allow(dead_code)]
-fn readyz() {}
-
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    operation_id = "metrics",
-    summary = "Prometheus metrics",
-    description = "Text exposition: request counts and latencies by route, publish confirms, rate limiting, synchronous waits, and the depth of `leads.intake` and `leads.dead` (`lead_intake_queue_depth{queue}`).",
-    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain",
-        example = json!("lead_intake_queue_depth{queue=\"leads.intake\"} 12"))),
-)]
-#[allow(dead_code)]
-fn metrics() {}
-
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    operation_id = "openapi",
-    summary = "This document",
-    responses((status = 200, description = "OpenAPI 3.1, JSON.", body = Object)),
-)]
-#[allow(dead_code)]
-fn openapi() {}
-
 struct Security;
 
 impl Modify for Security {
@@ -438,7 +266,16 @@ impl Modify for IntakeBody {
         title = "Lead intake API",
         description = "Web forms, ad platforms and apps submit leads; each becomes or updates a contact of the token's account. Every id is looked up in the token's account only; another account's id behaves like a missing one. Every body is JSON.",
     ),
-    paths(intake_lead, get_intake, list_contacts, get_contact, healthz, readyz, metrics, openapi),
+    paths(
+        crate::intake::handle,
+        crate::read_api::get_intake,
+        crate::read_api::list_contacts,
+        crate::read_api::get_contact,
+        crate::routes::healthz,
+        crate::routes::readyz,
+        crate::routes::metrics,
+        response,
+    ),
     components(schemas(
         IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
         Accepted, Finished, Invalid, TooMany, Message,
@@ -464,6 +301,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1, JSON.", body = Object)),
+)]
 pub fn response() -> Response<Body> {
     static JSON: OnceLock<Vec<u8>> = OnceLock::new();
     let bytes = JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default());
@@ -536,6 +381,13 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
     if op["security"].is_array() {
         let _ = writeln!(out, "Authentication: `bearer` or `api_token`.\n");
     }
+    parameters(out, op);
+    request_body(out, op);
+    responses(out, op);
+}
+
+/// The operation's parameters as a table.
+fn parameters(out: &mut String, op: &Value) {
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "| Parameter | In | Type | Required | Description |");
         let _ = writeln!(out, "|---|---|---|---|---|");
@@ -556,6 +408,10 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
         }
         let _ = writeln!(out);
     }
+}
+
+/// The operation's request body: each media type with its schema and example.
+fn request_body(out: &mut String, op: &Value) {
     if let Some(content) = op["requestBody"]["content"].as_object() {
         let _ = writeln!(
             out,
@@ -570,47 +426,52 @@ fn endpoint(out: &mut String, method: &str, path: &str, op: &Value) {
         }
         let _ = writeln!(out);
     }
-    if let Some(responses) = op["responses"].as_object() {
-        let _ = writeln!(out, "| Status | Description | Body | Headers |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (status, response) in responses {
-            let body = response["content"]
-                .as_object()
-                .and_then(|c| c.iter().next())
-                .map(|(media, c)| format!("{} (`{media}`)", type_name(&c["schema"])))
-                .unwrap_or_default();
-            let headers = response["headers"]
-                .as_object()
-                .map(|h| {
-                    h.keys()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| {status} | {} | {body} | {headers} |",
-                cell(&response["description"])
-            );
-        }
-        let _ = writeln!(out);
-        for (status, response) in responses {
-            let Some(content) = response["content"].as_object() else {
-                continue;
-            };
-            for c in content.values() {
-                if let Some(example) = c.get("example") {
-                    let _ = writeln!(out, "{status}:\n\n```json\n{}\n```\n", pretty(example));
-                }
-                if let Some(examples) = c["examples"].as_object() {
-                    for (name, example) in examples {
-                        let _ = writeln!(
-                            out,
-                            "{status} ({name}):\n\n```json\n{}\n```\n",
-                            pretty(&example["value"])
-                        );
-                    }
+}
+
+/// The operation's responses as a table, then their examples.
+fn responses(out: &mut String, op: &Value) {
+    let Some(responses) = op["responses"].as_object() else {
+        return;
+    };
+    let _ = writeln!(out, "| Status | Description | Body | Headers |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (status, response) in responses {
+        let body = response["content"]
+            .as_object()
+            .and_then(|c| c.iter().next())
+            .map(|(media, c)| format!("{} (`{media}`)", type_name(&c["schema"])))
+            .unwrap_or_default();
+        let headers = response["headers"]
+            .as_object()
+            .map(|h| {
+                h.keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {status} | {} | {body} | {headers} |",
+            cell(&response["description"])
+        );
+    }
+    let _ = writeln!(out);
+    for (status, response) in responses {
+        let Some(content) = response["content"].as_object() else {
+            continue;
+        };
+        for c in content.values() {
+            if let Some(example) = c.get("example") {
+                let _ = writeln!(out, "{status}:\n\n```json\n{}\n```\n", pretty(example));
+            }
+            if let Some(examples) = c["examples"].as_object() {
+                for (name, example) in examples {
+                    let _ = writeln!(
+                        out,
+                        "{status} ({name}):\n\n```json\n{}\n```\n",
+                        pretty(&example["value"])
+                    );
                 }
             }
         }

@@ -8,10 +8,11 @@
 
 use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
-use crate::error::ApiError;
-use crate::http::{self, Body};
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
 use crate::intake::authenticate;
 use crate::limiter::Decision;
+use crate::openapi::ContactFilters;
 use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
 use crate::telemetry;
 use hyper::body::Incoming;
@@ -27,7 +28,7 @@ const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// What a read request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read<'a> {
+enum Read<'a> {
     Intake(&'a str),
     Contacts,
     Contact(&'a str),
@@ -78,20 +79,100 @@ impl ReadError {
     }
 }
 
-/// Answers one read request (its method already checked by the router).
-pub async fn handle(
+/// `GET /api/v1/intakes/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/intakes/{id}",
+    tag = "read",
+    operation_id = "get_intake",
+    summary = "Where an intake stands",
+    description = "The worker's record of the intake, or `queued` until the worker has seen it: an accepted intake is never a 404.",
+    params(("id" = uuid::Uuid, Path, description = "The `intake_id` of the 202.")),
+    responses(
+        (status = 200, description = "The intake.", body = IntakeView,
+            example = json!({"intake_id": "01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e", "status": "created", "contact_id": 42, "actions": [{"type": "contact_created", "contact_id": 42}, {"type": "ring_group_distributed", "ring_group_id": 3, "user_id": 9}, {"type": "note_added"}], "warnings": [{"field": "tag_id", "message": "Tag 77 not found in this account; tag not added."}], "attempts": 1, "last_error": null, "received_at": "2026-11-02T10:15:00Z", "processed_at": "2026-11-02T10:15:00.120Z"})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 404, description = "No such intake in the token's account.", body = Message, example = json!({"message": "Not found."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit (default 6000 per rolling 60 s).", body = TooMany, headers(("Retry-After" = u64)), example = json!({"message": "Too Many Attempts.", "retry_after_ms": 997})),
+        (status = 503, description = "A dependency is unreachable: retry.", body = Message, headers(("Retry-After" = u64)), example = json!({"message": "The service is unavailable right now. Retry later."})),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+pub async fn get_intake(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
+    id: &str,
+) -> Response<Body> {
+    answer(state, &req, peer, Read::Intake(id)).await
+}
+
+/// `GET /api/v1/contacts`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "read",
+    operation_id = "list_contacts",
+    summary = "Search the account's contacts",
+    description = "Contacts in id order, a page at a time. Pages are stable under inserts: follow `next_cursor` until it is null and every contact that existed is seen exactly once.",
+    params(ContactFilters),
+    responses(
+        (status = 200, description = "One page.", body = ContactPage),
+        (status = 400, description = "Bad filters, every one reported.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"limit": ["The limit must be an integer between 1 and 100."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+pub async fn list_contacts(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    answer(state, &req, peer, Read::Contacts).await
+}
+
+/// `GET /api/v1/contacts/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    tag = "read",
+    operation_id = "get_contact",
+    summary = "One contact",
+    params(("id" = i64, Path, description = "The contact id.")),
+    responses(
+        (status = 200, description = "The contact.", body = ContactView),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 404, description = "No such contact in the token's account.", body = Message, example = json!({"message": "Not found."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+pub async fn get_contact(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    id: &str,
+) -> Response<Body> {
+    answer(state, &req, peer, Read::Contact(id)).await
+}
+
+/// Answers one read request (its method already checked by the router).
+async fn answer(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
     read: Read<'_>,
 ) -> Response<Body> {
-    let mut rate = None;
-    let result = serve(state, &req, peer, read, &mut rate).await;
-    let mut response = result.unwrap_or_else(ReadError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    serve(state, req, peer, read)
+        .await
+        .unwrap_or_else(ReadError::into_response)
 }
 
 async fn serve(
@@ -99,7 +180,6 @@ async fn serve(
     req: &Request<Incoming>,
     peer: SocketAddr,
     read: Read<'_>,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ReadError> {
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
@@ -111,9 +191,23 @@ async fn serve(
         .find(|(key, value)| key == TOKEN_FIELD && !value.trim().is_empty())
         .map(|(_, value)| value.trim().to_owned())
         .or_else(|| bearer_token(req.headers()));
-    let principal = authenticate(state, token, req.headers(), peer, rate).await?;
-    count_read(state, &principal, rate).await?;
+    let principal = authenticate(state, token, req.headers(), peer).await?;
+    let rate = count_read(state, &principal).await?;
+    // Every answer from here on carries the read limit's headers.
+    let found = find(state, &principal, read, &pairs).await;
+    Ok(http::with_rate_limit(
+        found.unwrap_or_else(ReadError::into_response),
+        rate.as_ref(),
+    ))
+}
 
+/// What `read` asks for in the principal's account.
+async fn find(
+    state: &AppState,
+    principal: &Principal,
+    read: Read<'_>,
+    pairs: &[(String, String)],
+) -> Result<Response<Body>, ReadError> {
     let account_id = principal.account_id;
     match read {
         Read::Intake(id) => {
@@ -146,12 +240,12 @@ async fn serve(
     }
 }
 
-/// Counts a request against the token's read limit; refused once it is used up.
+/// Counts a request against the token's read limit: its decision, or the refusal once the
+/// limit is used up (no decision while Redis is unavailable and the limit fails open).
 pub(crate) async fn count_read(
     state: &AppState,
     principal: &Principal,
-    rate: &mut Option<Decision>,
-) -> Result<(), ReadError> {
+) -> Result<Option<Decision>, ReadError> {
     let limit = state.settings.rate_limit.read_per_minute;
     match state
         .limiter
@@ -159,17 +253,16 @@ pub(crate) async fn count_read(
         .await
     {
         Ok(decision) => {
-            *rate = Some(decision);
             if !decision.admitted {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
                 return Err(ReadError::Refused(ApiError::RateLimited(decision)));
             }
-            Ok(())
+            Ok(Some(decision))
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
                 metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                Ok(())
+                Ok(None)
             }
             FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),
         },

@@ -358,15 +358,18 @@ pub async fn contacts(
     })
 }
 
-/// Builds views for `rows` with one query per related table.
-async fn views(
-    db: &impl ConnectionTrait,
-    rows: Vec<contact::Model>,
-) -> Result<Vec<ContactView>, DbErr> {
-    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The related rows of some contacts, by contact id.
+struct Related {
+    phones: HashMap<i64, Vec<PhoneView>>,
+    tags: HashMap<i64, Vec<i64>>,
+    notes: HashMap<i64, Vec<NoteView>>,
+    enrollments: HashMap<i64, Vec<EnrollmentView>>,
+    dialer: HashMap<i64, PowerdialerView>,
+}
+
+/// The other numbers, tags, notes, sequence enrollments and queued PowerDialer items of
+/// the contacts `ids`, with one query per table.
+async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Related, DbErr> {
     let mut phones: HashMap<i64, Vec<PhoneView>> = HashMap::new();
     for p in contact_phone_number::Entity::find()
         .filter(contact_phone_number::Column::ContactId.is_in(ids.clone()))
@@ -432,6 +435,31 @@ async fn views(
             },
         );
     }
+    Ok(Related {
+        phones,
+        tags,
+        notes,
+        enrollments,
+        dialer,
+    })
+}
+
+/// Builds views for `rows` with one query per related table.
+async fn views(
+    db: &impl ConnectionTrait,
+    rows: Vec<contact::Model>,
+) -> Result<Vec<ContactView>, DbErr> {
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Related {
+        mut phones,
+        mut tags,
+        mut notes,
+        mut enrollments,
+        mut dialer,
+    } = related(db, ids).await?;
     Ok(rows
         .into_iter()
         .map(|c| {

@@ -9,7 +9,8 @@
 
 use crate::app::AppState;
 use crate::http::{self, Body};
-use crate::read_api::{self, Read};
+use crate::openapi::{Health, Readiness};
+use crate::read_api;
 use crate::{bulk, google_ads, intake, intake_stats, openapi, telemetry, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
@@ -135,9 +136,9 @@ async fn dispatch(
         Endpoint::Bulk => bulk::handle(state, req, peer).await,
         Endpoint::Validate => validate::handle(state, req, peer).await,
         Endpoint::GoogleAds => google_ads::handle(state, req, peer).await,
-        Endpoint::IntakeStatus => read_api::handle(state, req, peer, Read::Intake(param)).await,
-        Endpoint::Contacts => read_api::handle(state, req, peer, Read::Contacts).await,
-        Endpoint::Contact => read_api::handle(state, req, peer, Read::Contact(param)).await,
+        Endpoint::IntakeStatus => read_api::get_intake(state, req, peer, param).await,
+        Endpoint::Contacts => read_api::list_contacts(state, req, peer).await,
+        Endpoint::Contact => read_api::get_contact(state, req, peer, param).await,
         Endpoint::Healthz => healthz(),
         Endpoint::Readyz => readyz(state).await,
         Endpoint::Metrics => metrics(state),
@@ -146,11 +147,31 @@ async fn dispatch(
 }
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "The process is up",
+    responses((status = 200, description = "Always, while the process serves.", body = Health, example = json!({"status": "ok"}))),
+)]
 fn healthz() -> Response<Body> {
     http::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
 /// Redis, the broker and the database are all reachable.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "RedisClient, the broker and the database are reachable",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Something is unreachable.", body = Readiness,
+            example = json!({"status": "unavailable", "checks": {"redis": "ok", "broker": "unreachable", "database": "ok"}})),
+    ),
+)]
 async fn readyz(state: &AppState) -> Response<Body> {
     let (redis, database) = tokio::join!(state.redis.ping(), state.auth.ping());
     let broker = state.publisher.is_connected();
@@ -174,6 +195,16 @@ async fn readyz(state: &AppState) -> Response<Body> {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "Text exposition: request counts and latencies by route, publish confirms, rate limiting, synchronous waits, and the depth of `leads.intake` and `leads.dead` (`lead_intake_queue_depth{queue}`).",
+    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain",
+        example = json!("lead_intake_queue_depth{queue=\"leads.intake\"} 12"))),
+)]
 fn metrics(state: &AppState) -> Response<Body> {
     let mut response = Response::new(Body::from(state.metrics.render()));
     response.headers_mut().insert(

@@ -7,17 +7,18 @@
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::http::{self, Body};
-use crate::intake::{LeadRequest, authenticate, read_lead};
-use crate::limiter::Decision;
+use crate::auth::Principal;
+use crate::error::{ApiError, Invalid, TooMany};
+use crate::http::{self, Body, Message};
+use crate::intake::authenticate;
 use crate::read_api::{ReadError, count_read};
+use crate::request::{LeadRequest, parse_lead, read_lead};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use shared::lead::Lead;
-use shared::payload::ParseContext;
+use shared::payload::{BodyError, RawLead};
 use std::net::SocketAddr;
 
 /// The endpoint's path.
@@ -47,37 +48,70 @@ pub struct Warning {
 }
 
 /// Answers one request to [`PATH`].
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "intake",
+    operation_id = "validate_lead",
+    summary = "Check a lead without queueing it",
+    description = "Takes exactly what `POST /api/v1/webhook/forms` takes and runs every check: the token, the fields, the numbers, the token's mapping and defaults, and the ids the lead names (looked up in the token's account). Nothing is queued. Counts against the token's read limit, not the intake limit.",
+    request_body(
+        description = "A lead, as for the single endpoint.",
+        content(
+            (crate::openapi::IntakeRequest = "application/json"),
+            (crate::openapi::IntakeRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Valid: what the lead would do.", body = Validated,
+            example = json!({"valid": true, "would": "match", "contact_id": 42, "warnings": [{"field": "ring_group_id", "message": "The ring group id is not one of the account's; it would be ignored."}]})),
+        (status = 400, description = "Invalid: every failing field, as the single endpoint answers.", body = Invalid,
+            example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."]}})),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 413, description = "The body is over the limit.", body = Message),
+        (status = 415, description = "Neither JSON nor a form.", body = Message),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "A dependency is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let mut rate = None;
-    let result = check(state, req, peer, &mut rate).await;
-    let mut response = result.unwrap_or_else(ReadError::into_response);
-    if let Some(decision) = &rate {
-        http::set_rate_limit_headers(response.headers_mut(), decision);
-    }
-    response
+    check(state, req, peer)
+        .await
+        .unwrap_or_else(ReadError::into_response)
 }
 
 async fn check(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
-    rate: &mut Option<Decision>,
 ) -> Result<Response<Body>, ReadError> {
     let LeadRequest {
         parts,
-        mut raw,
+        raw,
         body_error,
         token,
         ..
     } = read_lead(state, req).await?;
-    let principal = authenticate(state, token, &parts.headers, peer, rate).await?;
-    count_read(state, &principal, rate).await?;
-    principal.sources.prepare(&mut raw);
-    let lead = match body_error {
-        Some(error) => Err(error.into_field_errors()),
-        None => raw.parse(&ParseContext::now(principal.region)),
-    }
-    .map_err(ApiError::Invalid)?;
+    let principal = authenticate(state, token, &parts.headers, peer).await?;
+    let rate = count_read(state, &principal).await?;
+    // Every answer from here on carries the read limit's headers.
+    let answer = judge(state, &principal, raw, body_error).await;
+    Ok(http::with_rate_limit(
+        answer.unwrap_or_else(ReadError::into_response),
+        rate.as_ref(),
+    ))
+}
+
+/// What the lead would do: 200 with the contact it would match and the warnings the
+/// worker would record, or the 400 of the single endpoint.
+async fn judge(
+    state: &AppState,
+    principal: &Principal,
+    mut raw: RawLead,
+    body_error: Option<BodyError>,
+) -> Result<Response<Body>, ReadError> {
+    let lead = parse_lead(&mut raw, body_error, principal).map_err(ApiError::Invalid)?;
 
     let missing = shared::sources::missing_links(&state.db, principal.account_id, &lead.links)
         .await

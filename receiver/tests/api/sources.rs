@@ -612,23 +612,7 @@ async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_tt
     let form = json!({"Telefon": "818 123 4567"});
     assert_eq!(app.post_lead(&form).await.status, StatusCode::BAD_REQUEST);
     // The receiver listens for token announcements.
-    let channel = shared::keys::token_changes_channel(&app.settings.redis_prefix);
-    let mut redis = app.redis().await;
-    let listening = eventually(Duration::from_secs(10), || {
-        let (channel, mut redis) = (channel.clone(), redis.clone());
-        async move {
-            let (_, n): (String, i64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut redis)
-                .await
-                .ok()?;
-            (n >= 1).then_some(())
-        }
-    })
-    .await;
-    assert!(listening.is_some());
-    let _: () = redis::cmd("PING").query_async(&mut redis).await.unwrap();
+    assert!(app.wait_for_token_listeners(1).await);
 
     let out = worker::token_cli::execute(
         &app.db.conn,
