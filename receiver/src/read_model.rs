@@ -82,7 +82,7 @@ macro_rules! contact_view {
 shared::with_contact_text_fields!(contact_view);
 
 /// What tables other than `contacts` hold of a contact.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Related {
     other_phone_numbers: Vec<PhoneView>,
     tag_ids: Vec<i64>,
@@ -359,7 +359,7 @@ pub async fn contacts(
 }
 
 /// The related rows of some contacts, by contact id.
-struct Related {
+struct RelatedByContact {
     phones: HashMap<i64, Vec<PhoneView>>,
     tags: HashMap<i64, Vec<i64>>,
     notes: HashMap<i64, Vec<NoteView>>,
@@ -369,7 +369,7 @@ struct Related {
 
 /// The other numbers, tags, notes, sequence enrollments and queued PowerDialer items of
 /// the contacts `ids`, with one query per table.
-async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Related, DbErr> {
+async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<RelatedByContact, DbErr> {
     let mut phones: HashMap<i64, Vec<PhoneView>> = HashMap::new();
     for p in contact_phone_number::Entity::find()
         .filter(contact_phone_number::Column::ContactId.is_in(ids.clone()))
@@ -435,13 +435,26 @@ async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Related, Db
             },
         );
     }
-    Ok(Related {
+    Ok(RelatedByContact {
         phones,
         tags,
         notes,
         enrollments,
         dialer,
     })
+}
+
+impl RelatedByContact {
+    /// What the rows hold of contact `id`.
+    fn take(&mut self, id: i64) -> Related {
+        Related {
+            other_phone_numbers: self.phones.remove(&id).unwrap_or_default(),
+            tag_ids: self.tags.remove(&id).unwrap_or_default(),
+            notes: self.notes.remove(&id).unwrap_or_default(),
+            sequence_enrollments: self.enrollments.remove(&id).unwrap_or_default(),
+            powerdialer: self.dialer.remove(&id),
+        }
+    }
 }
 
 /// Builds views for `rows` with one query per related table.
@@ -453,24 +466,12 @@ async fn views(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let Related {
-        mut phones,
-        mut tags,
-        mut notes,
-        mut enrollments,
-        mut dialer,
-    } = related(db, ids).await?;
+    let mut related = related(db, ids).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
-            let related = Related {
-                other_phone_numbers: phones.remove(&c.id).unwrap_or_default(),
-                tag_ids: tags.remove(&c.id).unwrap_or_default(),
-                notes: notes.remove(&c.id).unwrap_or_default(),
-                sequence_enrollments: enrollments.remove(&c.id).unwrap_or_default(),
-                powerdialer: dialer.remove(&c.id),
-            };
-            ContactView::new(c, related)
+            let of_contact = related.take(c.id);
+            ContactView::new(c, of_contact)
         })
         .collect())
 }
