@@ -12,7 +12,7 @@
 
 use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{Body, Message};
+use crate::http::{self, Body, Message};
 use crate::intake::{self, Accepted, Enqueue, authenticate};
 use crate::openapi::sources::GoogleAdsLead;
 use crate::request::{self, BodyKind, Received};
@@ -120,7 +120,12 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        return Err(ApiError::Unauthenticated(None));
+        let ip = http::client_ip(
+            &parts.headers,
+            peer,
+            state.settings.receiver.trust_forwarded_for,
+        );
+        return Err(intake::failed_authentication(state, ip).await);
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {

@@ -502,6 +502,12 @@ async fn authenticate_from(
         metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
         return Err(ApiError::RateLimited(decision));
     }
+    Err(failed_authentication(state, ip).await)
+}
+
+/// Counts a failed authentication from `ip` against its limit: 401 (with the decision's
+/// headers), or 429 once the address has too many, which also blocks it for a while.
+pub(crate) async fn failed_authentication(state: &AppState, ip: IpAddr) -> ApiError {
     let limit = state.settings.rate_limit.auth_failures_per_minute;
     match state
         .limiter
@@ -510,15 +516,15 @@ async fn authenticate_from(
     {
         Ok(decision) if decision.admitted => {
             tracing::info!(client_ip = %ip, "Unauthenticated request");
-            Err(ApiError::Unauthenticated(Some(decision)))
+            ApiError::Unauthenticated(Some(decision))
         }
         Ok(decision) => {
             tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
             metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
             state.auth_blocks.block(ip, decision);
-            Err(ApiError::RateLimited(decision))
+            ApiError::RateLimited(decision)
         }
-        Err(_) => Err(ApiError::Unauthenticated(None)),
+        Err(_) => ApiError::Unauthenticated(None),
     }
 }
 

@@ -2,7 +2,9 @@
 //! lead form webhook and per-token mappings and default actions, against the real
 //! services, with a real worker where the outcome is the contact.
 
-use crate::helpers::{Reply, TestApp, eventually, lead, spawn_app, spawn_app_with_limit};
+use crate::helpers::{
+    Reply, TestApp, eventually, lead, spawn_app, spawn_app_with, spawn_app_with_limit,
+};
 use crate::sync::RunningWorker;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -634,4 +636,22 @@ async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_tt
     .await;
     assert!(accepted.is_some(), "the new mapping applies");
     assert!(at.elapsed() < Duration::from_secs(5), "{:?}", at.elapsed());
+}
+
+/// A wrong `google_key` is a failed authentication: guessing keys from one address is
+/// blocked like guessing tokens, and the right key is still refused while blocked.
+#[tokio::test]
+async fn wrong_google_keys_count_against_the_address_like_wrong_tokens() {
+    let app = spawn_app_with(|s| s.rate_limit.auth_failures_per_minute = 2).await;
+    sources::set_google_key(&app.db.conn, app.token_id, Some("s3cret"))
+        .await
+        .unwrap();
+    for guess in ["guess-1", "guess-2"] {
+        let reply = post_google(&app, &google_test_lead(guess)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{guess}");
+        assert!(reply.headers.contains_key("x-ratelimit-remaining"));
+    }
+    let blocked = post_google(&app, &google_test_lead("guess-3")).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(blocked.body["message"], "Too Many Attempts.");
 }
