@@ -13,6 +13,7 @@
 //! Every name is prefixed by `amqp_prefix`, so environments and tests sharing one broker
 //! stay apart.
 
+use crate::config::Settings;
 use lapin::{
     Channel, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -35,7 +36,13 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `retry_delays_ms`: one delay queue per retry step (see `WorkerSettings`).
+    /// The topology of `settings`: its `amqp_prefix` and its retry steps
+    /// (`settings.retry`), as every process of one environment declares it.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self::new(&settings.amqp_prefix, &settings.retry.delays_ms)
+    }
+
+    /// `retry_delays_ms`: one delay queue per retry step (see `RetrySettings`).
     pub fn new(prefix: &str, retry_delays_ms: &[u64]) -> Self {
         Self {
             prefix: prefix.to_owned(),
@@ -355,7 +362,6 @@ fn string(s: &str) -> AMQPValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WorkerSettings;
 
     /// The committed definitions are the default topology's, byte for byte: a change to the
     /// topology (or to the default retry delays) that is not regenerated fails here.
@@ -365,7 +371,7 @@ mod tests {
             .join("..")
             .join(DEFINITIONS_FILE);
         let committed = std::fs::read_to_string(&path).expect("read the definitions file");
-        let topology = Topology::new("", &WorkerSettings::default().retry_delays_ms);
+        let topology = Topology::from_settings(&Settings::default());
         assert!(
             committed == definitions_text(&topology, "/"),
             "{DEFINITIONS_FILE} is out of date; regenerate it with \

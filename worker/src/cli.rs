@@ -254,6 +254,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
         return crate::import::command(args, cli.json).await;
     }
     let mut settings = Settings::load()?;
+    // No log subscriber here: the warning goes with the command's other errors.
+    for deprecated in &settings.deprecated {
+        eprintln!("warning: {deprecated}");
+    }
     if let Some(u) = &cli.database_url {
         settings.database_url = u.clone();
     }
@@ -277,8 +281,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
 }
 
 fn definitions(settings: &Settings, vhost: &str) -> Output {
-    let topology =
-        shared::amqp::Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    let topology = shared::amqp::Topology::from_settings(settings);
     Output {
         human: shared::amqp::definitions_text(&topology, vhost)
             .trim_end()

@@ -218,10 +218,7 @@ impl TestApp {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(
-            &self.settings.amqp_prefix,
-            &self.settings.worker.retry_delays_ms,
-        )
+        Topology::from_settings(&self.settings)
     }
 
     /// Takes every message now in the intake queue.

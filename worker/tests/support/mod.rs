@@ -212,7 +212,7 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = Topology::from_settings(settings);
         topology.declare(&channel).await.unwrap();
         Self {
             conn,
