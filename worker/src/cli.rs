@@ -2,11 +2,11 @@
 //! subcommand) prints exactly one JSON object with the `id` of what was created or changed.
 //! Errors go to stderr with a non-zero exit.
 
+use crate::admin::{self, Catalog};
 use crate::dlq::{DeadLetter, Dlq, Filter};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde_json::{Value, json};
-use shared::admin::{self, Catalog};
 use shared::config::Settings;
 use std::io::IsTerminal;
 use uuid::Uuid;

@@ -382,15 +382,15 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
 
     let db = TestDb::new().await;
     let settings = testkit::settings(&db);
-    let account = shared::admin::create_account(&db.conn, "Acme", "US", None)
+    let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
         .await
         .expect("account")
         .id;
-    let user = shared::admin::create_user(&db.conn, account, "Ann", None, true, true)
+    let user = worker::admin::create_user(&db.conn, account, "Ann", None, true, true)
         .await
         .expect("user")
         .id;
-    let token = shared::admin::create_token(&db.conn, user, None)
+    let token = worker::admin::create_token(&db.conn, user, None)
         .await
         .expect("token")
         .row

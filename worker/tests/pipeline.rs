@@ -13,7 +13,6 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use shared::admin::Catalog;
 use shared::config::Settings;
 use shared::entities::{contact_phone_number, lead_intake, powerdialer_item};
 use shared::intake::IntakeStatus;
@@ -23,6 +22,7 @@ use std::time::Duration;
 use support::{Ctx, Publisher, WorkerRole, eventually, http_get, lead, metric, phone};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use worker::admin::Catalog;
 use worker::app::Worker;
 
 /// A worker running in this process until `stop`.

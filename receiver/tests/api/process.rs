@@ -5,7 +5,6 @@ use crate::helpers::{delete_redis_keys, eventually};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::Value;
-use shared::admin;
 use shared::config::Settings;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use testkit::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use worker::admin;
 
 struct Running {
     child: Child,
