@@ -88,7 +88,6 @@ fn number(i: usize) -> String {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
     let secs = ctx.sizes.receiver_secs;
     let duration = Duration::from_secs(secs);
-    let cap = duration + Duration::from_secs(60);
     let db = ctx.janitor.database().await?;
     let c = seed::account(&db.conn, "Bench bulk").await?;
     let delays = default_retry_delays();
@@ -108,31 +107,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
         None,
     )
     .await?;
+    let target = Target {
+        ctx,
+        addr: receiver.addr,
+        topology: &topology,
+        redis_prefix: &prefixes.redis,
+    };
     eprintln!("bench: bulk: single endpoint, {SINGLE_CONNECTIONS} connections, {secs} s");
-    let single_run = load::run(
-        receiver.addr,
-        SINGLE_CONNECTIONS,
-        Arc::new(single),
-        Until::Elapsed(duration),
-        cap,
-        None,
-    )
-    .await?;
-    clear(ctx, &topology, &prefixes.redis).await?;
+    let single_run = target.measure(SINGLE_CONNECTIONS, single, duration).await?;
     receiver.check_alive()?;
     eprintln!(
         "bench: bulk: bulk endpoint, {BULK_CONNECTIONS} connections × {LEADS_PER_REQUEST} leads, {secs} s"
     );
-    let bulk_run = load::run(
-        receiver.addr,
-        BULK_CONNECTIONS,
-        Arc::new(bulk),
-        Until::Elapsed(duration),
-        cap,
-        None,
-    )
-    .await?;
-    clear(ctx, &topology, &prefixes.redis).await?;
+    let bulk_run = target.measure(BULK_CONNECTIONS, bulk, duration).await?;
     eprintln!(
         "bench: bulk: {:.0} leads/s single ({}), {:.0} leads/s bulk ({})",
         single_run.rate(),
@@ -143,7 +130,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<BulkFigures> {
 
     let import = if ctx.sizes.import_rows > 0 {
         let run = import_file(ctx, receiver.addr, &c.token, ctx.sizes.import_rows).await;
-        clear(ctx, &topology, &prefixes.redis).await?;
+        target.clean().await?;
         Some(run?)
     } else {
         None
@@ -191,10 +178,43 @@ fn requests(token: &str) -> (Vec<Req>, Vec<Req>) {
     (single, bulk)
 }
 
-/// Empties the receiver's queue and Redis keys after a run.
-async fn clear(ctx: &Ctx, topology: &Topology, redis_prefix: &str) -> anyhow::Result<()> {
-    publish::purge(&ctx.janitor.services().amqp_url, topology).await?;
-    env::delete_redis(&ctx.janitor.services().redis_url, redis_prefix).await
+/// The receiver under measurement, and where its runs leave leads and keys.
+struct Target<'a> {
+    ctx: &'a Ctx,
+    addr: std::net::SocketAddr,
+    topology: &'a Topology,
+    redis_prefix: &'a str,
+}
+
+impl Target<'_> {
+    /// Cycles through `requests` on `connections` for `duration`, then cleans up after it.
+    async fn measure(
+        &self,
+        connections: usize,
+        requests: Vec<Req>,
+        duration: Duration,
+    ) -> anyhow::Result<LoadResult> {
+        let cap = duration + Duration::from_secs(60);
+        let run = load::run(
+            self.addr,
+            connections,
+            Arc::new(requests),
+            Until::Elapsed(duration),
+            cap,
+            None,
+        )
+        .await?;
+        self.clean().await?;
+        Ok(run)
+    }
+
+    /// Empties the queue and deletes the Redis keys a run filled (no worker drains them),
+    /// so the next run starts as the first did.
+    async fn clean(&self) -> anyhow::Result<()> {
+        let services = self.ctx.janitor.services();
+        publish::purge(&services.amqp_url, self.topology).await?;
+        env::delete_redis(&services.redis_url, self.redis_prefix).await
+    }
 }
 
 /// Writes a CSV of `rows` leads and imports it with the release `leadctl`, watching its

@@ -31,10 +31,10 @@ impl Default for Services {
     }
 }
 
-/// The worker's default retry delays: its delay queues carry them in their names, so the
+/// The default retry delays (`RetrySettings`): the delay queues carry them in their names, so the
 /// cleanup has to know them to delete those queues.
 pub fn default_retry_delays() -> Vec<u64> {
-    shared::config::WorkerSettings::default().retry_delays_ms
+    shared::config::RetrySettings::default().delays_ms
 }
 
 /// One fresh, migrated database.

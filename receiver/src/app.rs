@@ -200,7 +200,7 @@ async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
 }
 
 fn topology_of(settings: &Settings) -> Topology {
-    Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms)
+    Topology::from_settings(settings)
 }
 
 pub use shared::runtime::shutdown_signal;

@@ -4,10 +4,10 @@
 
 use receiver::read_model::{self as read, ContactQuery};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use shared::admin::{self, Catalog};
 use shared::phone::Region;
 use std::collections::HashSet;
 use testkit::TestDb;
+use worker::admin::{self, Catalog};
 
 async fn insert_contact(db: &DatabaseConnection, account: i64, phone: &str, extra: &str) -> i64 {
     let sql = format!(

@@ -13,6 +13,7 @@
 //! Every name is prefixed by `amqp_prefix`, so environments and tests sharing one broker
 //! stay apart.
 
+use crate::config::Settings;
 use lapin::{
     Channel, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -35,7 +36,13 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `retry_delays_ms`: one delay queue per retry step (see `WorkerSettings`).
+    /// The topology of `settings`: its `amqp_prefix` and its retry steps
+    /// (`settings.retry`), as every process of one environment declares it.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self::new(&settings.amqp_prefix, &settings.retry.delays_ms)
+    }
+
+    /// `retry_delays_ms`: one delay queue per retry step (see `RetrySettings`).
     pub fn new(prefix: &str, retry_delays_ms: &[u64]) -> Self {
         Self {
             prefix: prefix.to_owned(),
@@ -85,99 +92,72 @@ impl Topology {
 
     /// Declares everything; safe to call from every process at every start.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable_exchange = ExchangeDeclareOptions {
+        self.declare_exchanges(channel).await?;
+        self.declare_intake_queue(channel).await?;
+        self.declare_dead_queues(channel).await?;
+        self.declare_retry_queues(channel).await
+    }
+
+    /// The intake exchange (direct, by routing key) and the dead-letter exchange (fanout:
+    /// every dead letter goes to every dead queue).
+    async fn declare_exchanges(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
         };
-        let durable_queue = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                self.exchange().into(),
-                ExchangeKind::Direct,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.dead_exchange().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
+        for (name, kind) in [
+            (self.exchange(), ExchangeKind::Direct),
+            (self.dead_exchange(), ExchangeKind::Fanout),
+        ] {
+            channel
+                .exchange_declare(name.into(), kind, durable, FieldTable::default())
+                .await?;
+        }
+        Ok(())
+    }
 
-        let mut intake_args = FieldTable::default();
+    /// The queue workers consume, bound to the intake exchange.
+    async fn declare_intake_queue(&self, channel: &Channel) -> lapin::Result<()> {
+        let mut args = FieldTable::default();
         // Quorum: replicated, and survives broker restarts with confirmed messages intact.
-        put(&mut intake_args, "x-queue-type", string("quorum"));
+        put(&mut args, "x-queue-type", string("quorum"));
         // A message redelivered this often (its consumer keeps crashing) is dead-lettered
         // instead of looping for ever.
         put(
-            &mut intake_args,
+            &mut args,
             "x-delivery-limit",
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
         );
         put(
-            &mut intake_args,
+            &mut args,
             "x-dead-letter-exchange",
             string(&self.dead_exchange()),
         );
         // Dead-lettering by the broker is confirmed by the target queue, so a crash-looping
         // lead is moved, never dropped (needs reject-publish overflow).
-        put(
-            &mut intake_args,
-            "x-dead-letter-strategy",
-            string("at-least-once"),
-        );
-        put(&mut intake_args, "x-overflow", string("reject-publish"));
-        channel
-            .queue_declare(self.intake_queue().into(), durable_queue, intake_args)
-            .await?;
-        channel
-            .queue_bind(
-                self.intake_queue().into(),
-                self.exchange().into(),
-                INTAKE_ROUTING_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        put(&mut args, "x-dead-letter-strategy", string("at-least-once"));
+        put(&mut args, "x-overflow", string("reject-publish"));
+        let queue = self.intake_queue();
+        declare_queue(channel, &queue, args).await?;
+        bind(channel, &queue, &self.exchange(), INTAKE_ROUTING_KEY).await
+    }
 
-        let mut dead_args = FieldTable::default();
-        put(&mut dead_args, "x-queue-type", string("quorum"));
-        channel
-            .queue_declare(self.dead_queue().into(), durable_queue, dead_args)
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_queue().into(),
-                self.dead_exchange().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+    /// The dead-letter queue operators read and its copy workers record from, both bound
+    /// to the dead-letter exchange.
+    async fn declare_dead_queues(&self, channel: &Channel) -> lapin::Result<()> {
+        for queue in [self.dead_queue(), self.dead_record_queue()] {
+            let mut args = FieldTable::default();
+            put(&mut args, "x-queue-type", string("quorum"));
+            declare_queue(channel, &queue, args).await?;
+            bind(channel, &queue, &self.dead_exchange(), "").await?;
+        }
+        Ok(())
+    }
 
-        let mut records_args = FieldTable::default();
-        put(&mut records_args, "x-queue-type", string("quorum"));
-        channel
-            .queue_declare(self.dead_record_queue().into(), durable_queue, records_args)
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_record_queue().into(),
-                self.dead_exchange().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-
+    /// One delay queue per retry step, unbound: the worker publishes to it by name.
+    async fn declare_retry_queues(&self, channel: &Channel) -> lapin::Result<()> {
         for (step, ms) in self.retry_delays_ms.iter().enumerate() {
-            let Some(name) = self.retry_queue(step) else {
+            let Some(queue) = self.retry_queue(step) else {
                 continue;
             };
             let mut args = FieldTable::default();
@@ -198,9 +178,7 @@ impl Topology {
                 "x-dead-letter-routing-key",
                 string(INTAKE_ROUTING_KEY),
             );
-            channel
-                .queue_declare(name.into(), durable_queue, args)
-                .await?;
+            declare_queue(channel, &queue, args).await?;
         }
         Ok(())
     }
@@ -344,6 +322,29 @@ pub async fn counts(channel: &Channel, queue: &str) -> lapin::Result<QueueCounts
     })
 }
 
+/// Declares the durable queue `name` with `args`.
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare(name.into(), durable, args).await?;
+    Ok(())
+}
+
+/// Binds `queue` to `exchange` with routing key `key`.
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
 fn put(table: &mut FieldTable, key: &str, value: AMQPValue) {
     table.insert(ShortString::from(key), value);
 }
@@ -355,7 +356,6 @@ fn string(s: &str) -> AMQPValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WorkerSettings;
 
     /// The committed definitions are the default topology's, byte for byte: a change to the
     /// topology (or to the default retry delays) that is not regenerated fails here.
@@ -365,7 +365,7 @@ mod tests {
             .join("..")
             .join(DEFINITIONS_FILE);
         let committed = std::fs::read_to_string(&path).expect("read the definitions file");
-        let topology = Topology::new("", &WorkerSettings::default().retry_delays_ms);
+        let topology = Topology::from_settings(&Settings::default());
         assert!(
             committed == definitions_text(&topology, "/"),
             "{DEFINITIONS_FILE} is out of date; regenerate it with \

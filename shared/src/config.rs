@@ -4,6 +4,9 @@
 //! Environment variables override both: the flat names of the contract (`DATABASE_URL`,
 //! `REDIS_URL`, `AMQP_URL`, `RECEIVER_ADDR`, `LOG_FORMAT`, `RATE_LIMIT_FAIL_MODE`, …) and,
 //! for any nested key, `SECTION__KEY` (e.g. `WORKER__CONCURRENCY=16`).
+//!
+//! A setting that moved keeps its old name as a fallback, with a warning at startup: the
+//! retry delays were `WORKER__RETRY_DELAYS_MS` before they got a section of their own.
 
 use serde::Deserialize;
 
@@ -25,6 +28,11 @@ pub struct Settings {
     pub receiver: ReceiverSettings,
     pub rate_limit: RateLimitSettings,
     pub worker: WorkerSettings,
+    pub retry: RetrySettings,
+    /// Old setting names this load found, for a warning at startup
+    /// ([`Settings::warn_deprecated`]).
+    #[serde(skip)]
+    pub deprecated: Vec<Deprecated>,
 }
 
 impl Default for Settings {
@@ -39,6 +47,8 @@ impl Default for Settings {
             receiver: ReceiverSettings::default(),
             rate_limit: RateLimitSettings::default(),
             worker: WorkerSettings::default(),
+            retry: RetrySettings::default(),
+            deprecated: Vec::new(),
         }
     }
 }
@@ -153,9 +163,6 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     /// Address of the worker's /healthz and /metrics (`WORKER_METRICS_ADDR`).
     pub metrics_addr: String,
-    /// Delays before each retry of a transiently failing lead, in ms; after the last one
-    /// the lead is dead-lettered.
-    pub retry_delays_ms: Vec<u64>,
     /// Database connection pool size.
     pub db_pool_size: u32,
     /// Most leads one database transaction commits together (`WORKER__BATCH_SIZE`). Each
@@ -173,13 +180,66 @@ impl Default for WorkerSettings {
             concurrency: 4,
             prefetch: 512,
             metrics_addr: "0.0.0.0:9090".into(),
-            retry_delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
             db_pool_size: 16,
             batch_size: 64,
             shutdown_grace_ms: 30_000,
         }
     }
 }
+
+/// The retry steps of a transiently failing lead. The worker waits them out; the receiver
+/// and the worker both declare the delay queues that carry them (a delay queue's name holds
+/// its delay), so both read this section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetrySettings {
+    /// Delays before each retry, in ms (`RETRY__DELAYS_MS=1000,5000`); after the last one
+    /// the lead is dead-lettered.
+    pub delays_ms: Vec<u64>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
+        }
+    }
+}
+
+/// A setting given under a name that is going away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecated {
+    /// The old key and environment variable.
+    pub old: (&'static str, &'static str),
+    /// The key and environment variable that replace it.
+    pub new: (&'static str, &'static str),
+    /// Whether the old one's value was used: false when the new one was given too.
+    pub used: bool,
+}
+
+impl std::fmt::Display for Deprecated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ((old_key, old_env), (new_key, new_env)) = (self.old, self.new);
+        let what = if self.used {
+            "still read"
+        } else {
+            "ignored, as the new one is set"
+        };
+        write!(
+            f,
+            "{old_env} ({old_key}) is deprecated and {what}; set {new_env} ({new_key}) instead"
+        )
+    }
+}
+
+/// The retry delays' old key and variable, from when they were part of the worker's
+/// section. Still read while the new ones are unset (operators have it in manifests).
+const OLD_RETRY_DELAYS: (&str, &str) = ("worker.retry_delays_ms", "WORKER__RETRY_DELAYS_MS");
+/// The retry delays' key and variable.
+const RETRY_DELAYS: (&str, &str) = ("retry.delays_ms", "RETRY__DELAYS_MS");
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = [RETRY_DELAYS.0, OLD_RETRY_DELAYS.0];
 
 /// Flat environment names of the contract, mapped onto nested keys.
 const FLAT_ENV: [(&str, &str); 7] = [
@@ -208,22 +268,55 @@ impl Settings {
             .cloned()
             .unwrap_or_else(|| "config/lead-intake.toml".into());
         let explicit_file = vars.contains_key("CONFIG_FILE");
+        let mut environment = config::Environment::default()
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true);
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
         let mut builder = config::Config::builder()
             .add_source(config::File::with_name(&file).required(explicit_file))
-            .add_source(
-                config::Environment::default()
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("worker.retry_delays_ms")
-                    .try_parsing(true)
-                    .source(Some(vars.clone())),
-            );
+            .add_source(environment.source(Some(vars.clone())));
         for (env, key) in FLAT_ENV {
             if let Some(value) = vars.get(env) {
                 builder = builder.set_override(key, value.as_str())?;
             }
         }
-        builder.build()?.try_deserialize()
+        let config = builder.build()?;
+        let mut settings: Self = config.clone().try_deserialize()?;
+        if let Some(delays) = optional::<Vec<u64>>(&config, OLD_RETRY_DELAYS.0)? {
+            let used = optional::<Vec<u64>>(&config, RETRY_DELAYS.0)?.is_none();
+            if used {
+                settings.retry.delays_ms = delays;
+            }
+            settings.deprecated.push(Deprecated {
+                old: OLD_RETRY_DELAYS,
+                new: RETRY_DELAYS,
+                used,
+            });
+        }
+        Ok(settings)
+    }
+
+    /// Logs a warning for each deprecated setting this load found; call once at startup,
+    /// after the tracing subscriber is installed.
+    pub fn warn_deprecated(&self) {
+        for d in &self.deprecated {
+            tracing::warn!(setting = d.old.1, replacement = d.new.1, "{d}");
+        }
+    }
+}
+
+/// The value at `key`, or `None` when no source sets it.
+fn optional<T: serde::de::DeserializeOwned>(
+    config: &config::Config,
+    key: &str,
+) -> Result<Option<T>, config::ConfigError> {
+    match config.get(key) {
+        Ok(value) => Ok(Some(value)),
+        Err(config::ConfigError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -255,7 +348,7 @@ mod tests {
             ("LOG_FORMAT", "json"),
             ("RATE_LIMIT_FAIL_MODE", "closed"),
             ("WORKER__CONCURRENCY", "3"),
-            ("WORKER__RETRY_DELAYS_MS", "10,20"),
+            ("RETRY__DELAYS_MS", "10,20"),
         ]))
         .expect("load");
         assert_eq!(s.database_url, "postgres://x@h/db");
@@ -263,7 +356,66 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.rate_limit.fail_mode, FailMode::Closed);
         assert_eq!(s.worker.concurrency, 3);
-        assert_eq!(s.worker.retry_delays_ms, vec![10, 20]);
+        assert_eq!(s.retry.delays_ms, vec![10, 20]);
+        assert!(s.deprecated.is_empty());
+    }
+
+    #[test]
+    fn the_old_retry_delays_variable_is_read_while_the_new_one_is_unset() {
+        let s = Settings::load_from(env(&[("WORKER__RETRY_DELAYS_MS", "10,20")])).expect("load");
+        assert_eq!(s.retry.delays_ms, vec![10, 20]);
+        assert_eq!(
+            s.deprecated,
+            vec![Deprecated {
+                old: ("worker.retry_delays_ms", "WORKER__RETRY_DELAYS_MS"),
+                new: ("retry.delays_ms", "RETRY__DELAYS_MS"),
+                used: true,
+            }]
+        );
+        let warning = s.deprecated[0].to_string();
+        assert!(warning.contains("WORKER__RETRY_DELAYS_MS"), "{warning}");
+        assert!(warning.contains("set RETRY__DELAYS_MS"), "{warning}");
+    }
+
+    #[test]
+    fn the_new_retry_delays_variable_wins_over_the_old_one() {
+        let s = Settings::load_from(env(&[
+            ("WORKER__RETRY_DELAYS_MS", "10,20"),
+            ("RETRY__DELAYS_MS", "30,40"),
+        ]))
+        .expect("load");
+        assert_eq!(s.retry.delays_ms, vec![30, 40]);
+        assert_eq!(s.deprecated.len(), 1);
+        assert!(
+            !s.deprecated[0].used,
+            "the old value is ignored, and said so"
+        );
+    }
+
+    #[test]
+    fn without_either_retry_delays_variable_the_default_applies() {
+        let s = Settings::load_from(env(&[])).expect("load");
+        assert_eq!(s.retry.delays_ms, RetrySettings::default().delays_ms);
+        assert!(s.deprecated.is_empty());
+    }
+
+    #[test]
+    fn the_old_retry_delays_key_of_a_file_is_read_too() {
+        let dir = std::env::temp_dir().join(format!("li-config-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[worker]\nretry_delays_ms = [7, 8]\n").expect("write");
+        let s = Settings::load_from(env(&[("CONFIG_FILE", path.to_str().expect("utf8"))]))
+            .expect("load");
+        assert_eq!(s.retry.delays_ms, vec![7, 8]);
+        assert_eq!(s.deprecated.len(), 1);
+        assert!(s.deprecated[0].used);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn an_unreadable_old_retry_delays_variable_is_an_error() {
+        assert!(Settings::load_from(env(&[("WORKER__RETRY_DELAYS_MS", "soon")])).is_err());
     }
 
     #[test]

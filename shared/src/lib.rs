@@ -1,6 +1,5 @@
 //! Everything the lead-intake binaries share.
 //!
-//! - [`admin`]: operator operations (accounts, users, tokens, …) behind `leadctl`.
 //! - [`config`]: settings, defaults < optional file < environment.
 //! - [`contact_fields`]: the contact's text fields, declared once for every crate.
 //! - [`db`]: PostgreSQL session settings of every service.
@@ -16,11 +15,10 @@
 //! - [`keys`]: Redis key names shared by receiver and worker.
 //! - [`outcome`]: what the worker did with a lead, and the outcome it announces.
 //! - [`runtime`]: shutdown signal and reconnect backoff of every process.
-//! - [`sources`]: operator operations on a token's lead sources; the account id check.
+//! - [`sources`]: what the receiver reads of a token's lead sources; the account id check.
 //! - [`entities`]: SeaORM entities for every table.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
-pub mod admin;
 pub mod amqp;
 pub mod config;
 pub mod contact_fields;

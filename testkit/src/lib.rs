@@ -116,14 +116,14 @@ pub fn settings(db: &TestDb) -> Settings {
     };
     s.receiver.addr = "127.0.0.1:0".into();
     s.worker.metrics_addr = "127.0.0.1:0".into();
-    s.worker.retry_delays_ms = vec![100, 200, 400];
+    s.retry.delays_ms = vec![100, 200, 400];
     s
 }
 
 /// Deletes every queue and exchange of `settings`' topology (call at the end of a test).
 pub async fn delete_topology(settings: &Settings) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let topo = shared::amqp::Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    let topo = shared::amqp::Topology::from_settings(settings);
     let Ok(conn) =
         lapin::Connection::connect(&settings.amqp_url, lapin::ConnectionProperties::default())
             .await

@@ -73,7 +73,7 @@ async fn the_services_accept_a_broker_provisioned_from_the_definitions() {
         amqp_prefix: prefix.clone(),
         ..shared::config::Settings::default()
     };
-    settings.worker.retry_delays_ms = vec![100, 200];
+    settings.retry.delays_ms = vec![100, 200];
     let _ = conn.close(0, "done".into()).await;
     testkit::delete_topology(&settings).await;
     declared.expect("the topology's declaration matches the definitions");

@@ -3,8 +3,8 @@
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
-use shared::admin::{self, Catalog};
 use testkit::TestDb;
+use worker::admin::{self, Catalog};
 
 const TABLES: [&str; 16] = [
     "accounts",

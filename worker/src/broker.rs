@@ -30,7 +30,7 @@ impl Session {
         let connection = Connection::connect(&settings.amqp_url, ConnectionProperties::default())
             .await
             .context("Failed to connect to RabbitMQ")?;
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = Topology::from_settings(settings);
         let consume = connection
             .create_channel()
             .await

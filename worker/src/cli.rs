@@ -2,11 +2,11 @@
 //! subcommand) prints exactly one JSON object with the `id` of what was created or changed.
 //! Errors go to stderr with a non-zero exit.
 
+use crate::admin::{self, Catalog};
 use crate::dlq::{DeadLetter, Dlq, Filter};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde_json::{Value, json};
-use shared::admin::{self, Catalog};
 use shared::config::Settings;
 use std::io::IsTerminal;
 use uuid::Uuid;
@@ -258,6 +258,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
         return crate::import::command(args, cli.json).await;
     }
     let mut settings = Settings::load()?;
+    // No log subscriber here: the warning goes with the command's other errors.
+    for deprecated in &settings.deprecated {
+        eprintln!("warning: {deprecated}");
+    }
     if let Some(u) = &cli.database_url {
         settings.database_url = u.clone();
     }
@@ -278,8 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
 }
 
 fn definitions(settings: &Settings, vhost: &str) -> Output {
-    let topology =
-        shared::amqp::Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    let topology = shared::amqp::Topology::from_settings(settings);
     Output {
         human: shared::amqp::definitions_text(&topology, vhost)
             .trim_end()

@@ -100,7 +100,7 @@ impl Dlq {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = Topology::from_settings(settings);
         topology.declare(&channel).await?;
         Ok(Self {
             connection,

@@ -1,6 +1,8 @@
 //! The lead-intake worker pool and the `leadctl` operator CLI.
 //!
-//! - [`cli`]: `leadctl` commands over `shared::admin` and [`dlq`].
+//! - [`admin`]: operator operations (accounts, users, tokens, a token's lead sources, …);
+//!   tests and the bench seed data through them too.
+//! - [`cli`]: `leadctl` commands over [`admin`] and [`dlq`].
 //! - [`token_cli`]: `leadctl token map|defaults|google-key|show`.
 //! - [`import`]: `leadctl import`: a CSV file through the receiver's bulk endpoint.
 //! - [`dlq`]: reading, replaying and purging the dead-letter queue.
@@ -15,6 +17,7 @@
 //! - [`observe`]: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
+pub mod admin;
 pub mod announce;
 pub mod app;
 pub mod broker;

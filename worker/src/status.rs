@@ -83,7 +83,7 @@ pub struct ReasonCount {
 
 /// Reads every source; what fails is named in `errors` and the rest is still shown.
 pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
-    let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+    let topology = Topology::from_settings(settings);
     let mut errors = Vec::new();
     let (queues, redis, dead) = tokio::join!(
         bounded(queues(settings, &topology)),

@@ -5,6 +5,7 @@
 //! cached lookup and read it again), so it applies at once; if Redis cannot be reached, it
 //! applies within the token cache's TTL.
 
+use crate::admin::sources::{self, TokenView};
 use crate::cli::{Output, announce_token_change};
 use clap::{Args, Subcommand, ValueEnum};
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -12,7 +13,6 @@ use serde_json::{Map, Value, json};
 use shared::config::Settings;
 use shared::entities::api_token;
 use shared::mapping::{DefaultActions, FieldMap};
-use shared::sources::{self, TokenView};
 
 #[derive(Debug, Subcommand)]
 pub enum SourcesCmd {

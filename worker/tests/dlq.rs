@@ -29,7 +29,7 @@ impl Fixture {
     async fn new() -> Self {
         let db = TestDb::new().await;
         let settings = testkit::settings(&db);
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = Topology::from_settings(&settings);
         let conn = Connection::connect(&settings.amqp_url, ConnectionProperties::default())
             .await
             .expect("amqp");
@@ -39,7 +39,7 @@ impl Fixture {
             .await
             .expect("confirm");
         topology.declare(&channel).await.expect("declare");
-        let account = shared::admin::create_account(&db.conn, "Acme", "US", None)
+        let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
             .await
             .expect("account");
         Self {
@@ -123,7 +123,7 @@ impl Fixture {
             .env("DATABASE_URL", &self.db.url)
             .env("AMQP_URL", &self.settings.amqp_url)
             .env("AMQP_PREFIX", &self.settings.amqp_prefix)
-            .env("WORKER__RETRY_DELAYS_MS", "100,200,400")
+            .env("RETRY__DELAYS_MS", "100,200,400")
             .env("USER", "ops-ann")
             .stdin(Stdio::null())
             .output()

@@ -330,7 +330,7 @@ fn leadctl_on(settings: &shared::config::Settings, args: &[&str]) -> Command {
         .env("AMQP_PREFIX", &settings.amqp_prefix)
         .env("REDIS_URL", &settings.redis_url)
         .env("REDIS_PREFIX", &settings.redis_prefix)
-        .env("WORKER__RETRY_DELAYS_MS", "100,200,400")
+        .env("RETRY__DELAYS_MS", "100,200,400")
         .env_remove("CONFIG_FILE");
     cmd
 }
@@ -382,15 +382,15 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
 
     let db = TestDb::new().await;
     let settings = testkit::settings(&db);
-    let account = shared::admin::create_account(&db.conn, "Acme", "US", None)
+    let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
         .await
         .expect("account")
         .id;
-    let user = shared::admin::create_user(&db.conn, account, "Ann", None, true, true)
+    let user = worker::admin::create_user(&db.conn, account, "Ann", None, true, true)
         .await
         .expect("user")
         .id;
-    let token = shared::admin::create_token(&db.conn, user, None)
+    let token = worker::admin::create_token(&db.conn, user, None)
         .await
         .expect("token")
         .row
@@ -586,7 +586,7 @@ fn topology_definitions_follow_the_configured_prefix() {
     let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
         .args(["--json", "topology", "definitions", "--vhost", "staging"])
         .env("AMQP_PREFIX", "staging.")
-        .env("WORKER__RETRY_DELAYS_MS", "1000,5000")
+        .env("RETRY__DELAYS_MS", "1000,5000")
         .env_remove("CONFIG_FILE")
         .output()
         .expect("run");

@@ -13,7 +13,6 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use shared::admin::Catalog;
 use shared::config::Settings;
 use shared::entities::{contact_phone_number, lead_intake, powerdialer_item};
 use shared::intake::IntakeStatus;
@@ -23,6 +22,7 @@ use std::time::Duration;
 use support::{Ctx, Publisher, WorkerRole, eventually, http_get, lead, metric, phone};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use worker::admin::Catalog;
 use worker::app::Worker;
 
 /// A worker running in this process until `stop`.
@@ -298,7 +298,7 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     let mut settings = ctx.settings.clone();
     settings.database_url = role.url.clone();
     // Long enough later steps that the test restores the grant before they run out.
-    settings.worker.retry_delays_ms = vec![200, 2_000, 2_000, 2_000];
+    settings.retry.delays_ms = vec![200, 2_000, 2_000, 2_000];
     let publisher = Publisher::new(&settings).await;
     let running = Running::start(settings.clone()).await;
     let m = ctx.message(lead("818 555 0199"));
@@ -348,7 +348,7 @@ async fn a_lead_failing_after_its_contact_was_written_leaves_nothing_then_succee
         role.revoke(&ctx.db, &format!("INSERT ON {table}")).await;
         let mut settings = ctx.settings.clone();
         settings.database_url = role.url.clone();
-        settings.worker.retry_delays_ms = vec![200, 2_000, 2_000, 2_000];
+        settings.retry.delays_ms = vec![200, 2_000, 2_000, 2_000];
         let publisher = Publisher::new(&settings).await;
         let running = Running::start(settings.clone()).await;
         let mut l = lead("818 555 0177");

@@ -216,14 +216,14 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         users.push(ctx.user(name, true, available).await);
     }
     let c = Catalog {
-        ring_group: shared::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
+        ring_group: worker::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
             .await
             .unwrap()
             .id,
-        tag: ctx.named(shared::admin::Catalog::Tag, "web").await,
-        line: ctx.named(shared::admin::Catalog::Line, "Main").await,
-        sequence: ctx.named(shared::admin::Catalog::Sequence, "Welcome").await,
-        other_sequence: ctx.named(shared::admin::Catalog::Sequence, "Nurture").await,
+        tag: ctx.named(worker::admin::Catalog::Tag, "web").await,
+        line: ctx.named(worker::admin::Catalog::Line, "Main").await,
+        sequence: ctx.named(worker::admin::Catalog::Sequence, "Welcome").await,
+        other_sequence: ctx.named(worker::admin::Catalog::Sequence, "Nurture").await,
         users,
     };
 

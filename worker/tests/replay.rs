@@ -25,8 +25,8 @@ const WAIT: Duration = Duration::from_secs(30);
 fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
     let delays: Vec<String> = ctx
         .settings
-        .worker
-        .retry_delays_ms
+        .retry
+        .delays_ms
         .iter()
         .map(u64::to_string)
         .collect();
@@ -37,7 +37,7 @@ fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
         .env("DATABASE_URL", &ctx.db.url)
         .env("AMQP_URL", &ctx.settings.amqp_url)
         .env("AMQP_PREFIX", &ctx.settings.amqp_prefix)
-        .env("WORKER__RETRY_DELAYS_MS", delays.join(","))
+        .env("RETRY__DELAYS_MS", delays.join(","))
         .env("USER", "ops-ann")
         .stdin(Stdio::null())
         .output()

@@ -37,7 +37,7 @@ async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
         .env("REDIS_URL", &s.redis_url)
         .env("AMQP_PREFIX", &s.amqp_prefix)
         .env("REDIS_PREFIX", &s.redis_prefix)
-        .env("WORKER__RETRY_DELAYS_MS", "100,200,400")
+        .env("RETRY__DELAYS_MS", "100,200,400")
         .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
         .env("WORKER_CONCURRENCY", "4")
         .env("WORKER_PREFETCH", "64")

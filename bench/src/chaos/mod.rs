@@ -86,7 +86,8 @@ pub struct Sizes {
     pub connections: usize,
     /// Leads of the backlog scenario.
     pub backlog: usize,
-    /// The workers' retry schedule (`WORKER__RETRY_DELAYS_MS`); `None`: the default one.
+    /// The retry schedule of the receiver and the workers (`RETRY__DELAYS_MS`); `None`: the
+    /// default one.
     pub retry_delays: Option<&'static str>,
 }
 
@@ -218,7 +219,7 @@ impl Stage {
             let mut env = base;
             env.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             if let Some(list) = sizes.retry_delays {
-                env.push(("WORKER__RETRY_DELAYS_MS".into(), list.to_owned()));
+                env.push(("RETRY__DELAYS_MS".into(), list.to_owned()));
             }
             env
         };

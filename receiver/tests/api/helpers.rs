@@ -11,13 +11,13 @@ use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use receiver::Application;
 use serde_json::Value;
-use shared::admin;
 use shared::amqp::Topology;
 use shared::config::Settings;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use testkit::TestDb;
 use tokio::sync::oneshot;
+use worker::admin;
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -218,10 +218,7 @@ impl TestApp {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(
-            &self.settings.amqp_prefix,
-            &self.settings.worker.retry_delays_ms,
-        )
+        Topology::from_settings(&self.settings)
     }
 
     /// Takes every message now in the intake queue.

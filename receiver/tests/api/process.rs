@@ -5,7 +5,6 @@ use crate::helpers::{delete_redis_keys, eventually};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::Value;
-use shared::admin;
 use shared::config::Settings;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use testkit::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use worker::admin;
 
 struct Running {
     child: Child,
@@ -28,8 +28,8 @@ impl Running {
     async fn start(db: &TestDb) -> Self {
         let settings = testkit::settings(db);
         let delays: Vec<String> = settings
-            .worker
-            .retry_delays_ms
+            .retry
+            .delays_ms
             .iter()
             .map(u64::to_string)
             .collect();
@@ -40,7 +40,7 @@ impl Running {
             .env("AMQP_URL", &settings.amqp_url)
             .env("AMQP_PREFIX", &settings.amqp_prefix)
             .env("REDIS_PREFIX", &settings.redis_prefix)
-            .env("WORKER__RETRY_DELAYS_MS", delays.join(","))
+            .env("RETRY__DELAYS_MS", delays.join(","))
             .env("RECEIVER_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "trace")
@@ -138,10 +138,7 @@ impl Running {
     }
 
     async fn queued(&self) -> u32 {
-        let topology = shared::amqp::Topology::new(
-            &self.settings.amqp_prefix,
-            &self.settings.worker.retry_delays_ms,
-        );
+        let topology = shared::amqp::Topology::from_settings(&self.settings);
         let conn = crate::helpers::amqp().await;
         let channel = conn.create_channel().await.unwrap();
         let queue = channel

@@ -8,10 +8,9 @@ use crate::helpers::{
 use crate::sync::RunningWorker;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::admin::{self, Catalog};
 use shared::mapping::{DefaultActions, FieldMap};
-use shared::sources;
 use std::time::Duration;
+use worker::admin::{self, Catalog, sources};
 
 const BULK: &str = "/api/v1/webhook/forms/bulk";
 const VALIDATE: &str = "/api/v1/webhook/forms/validate";
@@ -385,7 +384,7 @@ async fn google_ads_leads_become_contacts_and_test_leads_reach_nobody() {
     sources::set_google_key(&app.db.conn, app.token_id, Some("s3cret"))
         .await
         .unwrap();
-    let test_tag = sources::test_tag(&app.db.conn, app.account_id)
+    let test_tag = shared::sources::test_tag(&app.db.conn, app.account_id)
         .await
         .unwrap()
         .expect("setting a key creates the test tag");

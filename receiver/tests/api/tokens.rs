@@ -4,8 +4,8 @@
 use crate::helpers::{eventually, lead, spawn_app};
 use hyper::StatusCode;
 use receiver::auth::Authenticator;
-use shared::admin;
 use std::time::{Duration, Instant};
+use worker::admin;
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once_by_every_receiver() {

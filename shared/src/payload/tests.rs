@@ -834,48 +834,13 @@ fn the_account_region_reads_national_numbers() {
 
 // ---- properties ----
 
-/// Keys the parser knows, so random bodies reach every field rule.
-const KEYS: &[&str] = &[
-    "phone_number",
-    "other_phone_numbers",
-    "name",
-    "first_name",
-    "last_name",
-    "company_name",
-    "email",
-    "lead_source",
-    "source",
-    "address",
-    "city",
-    "state",
-    "zipcode",
-    "country",
-    "csf1",
-    "csf2",
-    "website",
-    "date_of_birth",
-    "timezone",
-    "notes",
-    "user_id",
-    "ring_group_id",
-    "line_id",
-    "campaign_id",
-    "sequence_id",
-    "automation_id",
-    "tag_id",
-    "disposition_status_id",
-    "disposition_id",
-    "force_update",
-    "force_update_sequence",
-    "distribute_to_ring_group",
-    "distribute_to_right_group",
-    "check_available_users",
-    "check_available_users_with_fallback",
-    "add_to_powerdialer",
-    "powerdialer_position",
-    "api_token",
-    "label",
-];
+/// Keys the parser knows, so random bodies reach every field rule: every field of the
+/// contract, the token, and the label of an additional number.
+fn keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = crate::mapping::field_names().collect();
+    keys.extend(["api_token", "label"]);
+    keys
+}
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -889,7 +854,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|kv| {
+            prop::collection::vec((prop::sample::select(keys()), inner), 0..6).prop_map(|kv| {
                 Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
             }),
         ]
@@ -898,7 +863,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 
 fn form_key() -> impl Strategy<Value = String> {
     (
-        prop::sample::select(KEYS),
+        prop::sample::select(keys()),
         prop::collection::vec(
             prop_oneof![Just(String::new()), "[0-9]{1,2}", "[a-z_]{1,12}"],
             0..4,
@@ -1182,7 +1147,7 @@ proptest! {
 
     #[test]
     fn arbitrary_json_objects_never_panic(
-        fields in prop::collection::vec((prop::sample::select(KEYS), arb_json()), 0..12)
+        fields in prop::collection::vec((prop::sample::select(keys()), arb_json()), 0..12)
     ) {
         let map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let body = serde_json::to_vec(&Value::Object(map)).expect("ser");

@@ -40,15 +40,15 @@ impl Ctx {
     pub async fn new() -> Self {
         let db = TestDb::new().await;
         let settings = testkit::settings(&db);
-        let account = shared::admin::create_account(&db.conn, "Acme", "US", None)
+        let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
             .await
             .unwrap()
             .id;
-        let user = shared::admin::create_user(&db.conn, account, "Ada", None, true, true)
+        let user = worker::admin::create_user(&db.conn, account, "Ada", None, true, true)
             .await
             .unwrap()
             .id;
-        let token = shared::admin::create_token(&db.conn, user, None)
+        let token = worker::admin::create_token(&db.conn, user, None)
             .await
             .unwrap()
             .row
@@ -81,14 +81,14 @@ impl Ctx {
     }
 
     pub async fn user(&self, name: &str, active: bool, available: bool) -> i64 {
-        shared::admin::create_user(self.conn(), self.account, name, None, active, available)
+        worker::admin::create_user(self.conn(), self.account, name, None, active, available)
             .await
             .unwrap()
             .id
     }
 
-    pub async fn named(&self, kind: shared::admin::Catalog, name: &str) -> i64 {
-        shared::admin::create_named(self.conn(), kind, self.account, name)
+    pub async fn named(&self, kind: worker::admin::Catalog, name: &str) -> i64 {
+        worker::admin::create_named(self.conn(), kind, self.account, name)
             .await
             .unwrap()
             .id
@@ -212,7 +212,7 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let topology = Topology::new(&settings.amqp_prefix, &settings.worker.retry_delays_ms);
+        let topology = Topology::from_settings(settings);
         topology.declare(&channel).await.unwrap();
         Self {
             conn,

@@ -8,7 +8,7 @@
 //! runs them in a release build with `PROPTEST_CASES` raised and `FUZZ_SECONDS` set: each
 //! property then runs batches of cases until the cases or the seconds are used up.
 
-use super::{KEYS, arb_json, ctx};
+use super::{arb_json, ctx, keys};
 use crate::lead::Lead;
 use crate::payload::{BodyError, FieldErrors};
 use crate::payload::{MAX_NOTES_CHARS, MAX_OTHER_PHONE_NUMBERS, MAX_TEXT_CHARS, RawLead};
@@ -79,9 +79,7 @@ where
 /// Names a field error may carry: a field of the contract (or an alias the client used),
 /// an item of `other_phone_numbers`, or `body` when the body is not a JSON object.
 fn field_known(field: &str) -> bool {
-    field == "body"
-        || (KEYS.contains(&field) && field != "api_token" && field != "label")
-        || field.starts_with("other_phone_numbers.")
+    field == "body" || crate::mapping::is_field(field) || field.starts_with("other_phone_numbers.")
 }
 
 /// What every answer of the parser must be: a lead obeying the contract's limits, or a
@@ -191,7 +189,7 @@ fn any_json() -> impl Strategy<Value = Value> {
             .prop_map(Value::String),
     ];
     let key = prop_oneof![
-        3 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        3 => prop::sample::select(keys()).prop_map(str::to_owned),
         1 => any::<String>(),
         1 => "[0-9]{1,3}",
     ];
@@ -210,14 +208,16 @@ fn mangled() -> impl Strategy<Value = Vec<u8>> {
     let body = prop_oneof![
         arb_json().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
         any_json().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
-        prop::collection::vec((prop::sample::select(KEYS), "[^&]{0,12}"), 0..8).prop_map(|pairs| {
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in pairs {
-                form.append_pair(&format!("{k}[0][phone_number]"), &v);
-                form.append_pair(k, &v);
+        prop::collection::vec((prop::sample::select(keys()), "[^&]{0,12}"), 0..8).prop_map(
+            |pairs| {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in pairs {
+                    form.append_pair(&format!("{k}[0][phone_number]"), &v);
+                    form.append_pair(k, &v);
+                }
+                form.finish().into_bytes()
             }
-            form.finish().into_bytes()
-        }),
+        ),
     ];
     let edit = (any::<prop::sample::Index>(), any::<u8>(), 0u8..4);
     (body, prop::collection::vec(edit, 0..8)).prop_map(|(mut bytes, edits)| {
@@ -272,7 +272,7 @@ fn arbitrary_json_values_get_a_lead_or_field_errors() {
 #[test]
 fn arbitrary_objects_of_known_fields_get_a_lead_or_field_errors() {
     // Every key a field of the contract, every value anything: the rules themselves.
-    let fields = prop::collection::vec((prop::sample::select(KEYS), any_json()), 0..16);
+    let fields = prop::collection::vec((prop::sample::select(keys()), any_json()), 0..16);
     fuzz("arbitrary fields", fields, |fields| {
         let map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let body = serde_json::to_vec(&Value::Object(map))

@@ -1,18 +1,21 @@
-//! Operator operations on accounts, users, tokens and the things leads link to.
-//! `leadctl` is a thin command-line layer over these; tests seed data through them too.
+//! Operator operations on accounts, users, tokens and the things leads link to, and
+//! ([`sources`]) on a token's lead sources. `leadctl` is a thin command-line layer over
+//! these; tests and the bench seed data through them too.
 
-use crate::entities::{
-    account, api_token, disposition_status, line, powerdialer_item, ring_group, ring_group_member,
-    sequence, tag, user,
-};
-use crate::phone::Region;
-use crate::token;
+pub mod sources;
+
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set, SqlErr, TransactionSession, TransactionTrait,
 };
 use serde::Serialize;
+use shared::entities::{
+    account, api_token, disposition_status, line, powerdialer_item, ring_group, ring_group_member,
+    sequence, tag, user,
+};
+use shared::phone::Region;
+use shared::token;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
