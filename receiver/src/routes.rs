@@ -165,7 +165,7 @@ fn healthz() -> Response<Body> {
     path = "/readyz",
     tag = "operations",
     operation_id = "readyz",
-    summary = "RedisClient, the broker and the database are reachable",
+    summary = "Redis, the broker and the database are reachable",
     responses(
         (status = 200, description = "Ready.", body = Readiness),
         (status = 503, description = "Something is unreachable.", body = Readiness,

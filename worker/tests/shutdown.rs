@@ -1,10 +1,12 @@
-//! SIGTERM in the middle of a burst: the worker binary stops consuming, finishes and
-//! acknowledges what it received, exits 0; a worker started afterwards finishes the rest.
-//! Nothing is lost and nothing happens twice.
+//! The `worker` binary as operators run it. SIGTERM in the middle of a burst: it stops
+//! consuming, finishes and acknowledges what it received, exits 0; a worker started
+//! afterwards finishes the rest. Nothing is lost and nothing happens twice. And its JSON
+//! logs of a lead continue the trace the receiver published the lead with.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{Ctx, Publisher, eventually, finished_intakes, http_get, lead, metric};
@@ -130,4 +132,60 @@ async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
         NUMBERS
     );
     testkit::delete_topology(&ctx.settings).await;
+}
+
+/// The receiver publishes each lead with the client's (or a new) W3C `traceparent`; the
+/// worker's log lines of that lead carry its trace id, so one search finds both sides.
+#[tokio::test]
+async fn a_leads_log_lines_carry_the_trace_id_it_was_published_with() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let message = ctx.message(lead("818 200 7777"));
+    publisher
+        .publish_traced(&message, &format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .await;
+
+    let s = &ctx.settings;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &s.database_url)
+        .env("AMQP_URL", &s.amqp_url)
+        .env("REDIS_URL", &s.redis_url)
+        .env("AMQP_PREFIX", &s.amqp_prefix)
+        .env("REDIS_PREFIX", &s.redis_prefix)
+        .env("RETRY__DELAYS_MS", "100,200,400")
+        .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the worker binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = oneshot::channel();
+    let intake_id = message.intake_id.to_string();
+    std::thread::spawn(move || {
+        let found = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .find(|v| {
+                v["fields"]["message"] == "Lead processed"
+                    && v["fields"]["intake_id"] == intake_id.as_str()
+            });
+        let _ = tx.send(found);
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("the lead is processed within 60 s")
+        .expect("the reader answers")
+        .expect("a \"Lead processed\" line for the lead");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(line["span"]["name"], "lead", "{line}");
+    assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
+    assert_eq!(line["span"]["intake_id"], message.intake_id.to_string());
+    assert_eq!(line["span"]["account_id"], message.account_id);
 }

@@ -237,7 +237,24 @@ impl Publisher {
 
     /// Publishes any body (poison tests) without waiting for its confirm.
     pub async fn publish_raw(&self, message_id: &str, body: &[u8]) {
+        self.publish_with(message_id, body, FieldTable::default())
+            .await;
+    }
+
+    /// Publishes `m` with the W3C `traceparent` the receiver would have sent with it.
+    pub async fn publish_traced(&self, m: &IntakeMessage, traceparent: &str) {
         let mut h = FieldTable::default();
+        h.insert(
+            headers::TRACEPARENT.into(),
+            AMQPValue::LongString(traceparent.into()),
+        );
+        let body = serde_json::to_vec(m).unwrap();
+        self.publish_with(&m.intake_id.to_string(), &body, h).await;
+        let returned = self.channel.wait_for_confirms().await.unwrap();
+        assert!(returned.is_empty(), "unroutable message");
+    }
+
+    async fn publish_with(&self, message_id: &str, body: &[u8], mut h: FieldTable) {
         h.insert(headers::ATTEMPTS.into(), AMQPValue::LongLongInt(0));
         let props = BasicProperties::default()
             .with_message_id(message_id.into())
