@@ -17,6 +17,24 @@ const BURST: u64 = 1500;
 /// Distinct numbers in the burst: the rest are duplicates of them.
 const NUMBERS: u64 = 1200;
 
+/// The worker binary on the test's database, broker and Redis prefixes, logging JSON.
+fn worker_command(ctx: &Ctx) -> Command {
+    let s = &ctx.settings;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &s.database_url)
+        .env("AMQP_URL", &s.amqp_url)
+        .env("REDIS_URL", &s.redis_url)
+        .env("AMQP_PREFIX", &s.amqp_prefix)
+        .env("REDIS_PREFIX", &s.redis_prefix)
+        .env("RETRY__DELAYS_MS", "100,200,400")
+        .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json");
+    command
+}
+
 #[tokio::test]
 async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
     let ctx = Ctx::new().await;
@@ -30,21 +48,10 @@ async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
         .collect();
     publisher.publish_many(&messages).await;
 
-    let s = &ctx.settings;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &s.database_url)
-        .env("AMQP_URL", &s.amqp_url)
-        .env("REDIS_URL", &s.redis_url)
-        .env("AMQP_PREFIX", &s.amqp_prefix)
-        .env("REDIS_PREFIX", &s.redis_prefix)
-        .env("RETRY__DELAYS_MS", "100,200,400")
-        .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
+    let mut child = worker_command(&ctx)
         .env("WORKER_CONCURRENCY", "4")
         .env("WORKER_PREFETCH", "64")
         .env("WORKER__BATCH_SIZE", "8")
-        .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -146,18 +153,7 @@ async fn a_leads_log_lines_carry_the_trace_id_it_was_published_with() {
         .publish_traced(&message, &format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .await;
 
-    let s = &ctx.settings;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &s.database_url)
-        .env("AMQP_URL", &s.amqp_url)
-        .env("REDIS_URL", &s.redis_url)
-        .env("AMQP_PREFIX", &s.amqp_prefix)
-        .env("REDIS_PREFIX", &s.redis_prefix)
-        .env("RETRY__DELAYS_MS", "100,200,400")
-        .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
+    let mut child = worker_command(&ctx)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
