@@ -183,6 +183,11 @@ impl ContactQuery {
             if value.is_empty() {
                 continue;
             }
+            if value.contains('\0') {
+                // No stored text holds one (PostgreSQL refuses it), so it is a client error.
+                errors.add(key, "The filter must not contain a NUL character.");
+                continue;
+            }
             match key {
                 "phone_number" => match PhoneNumber::parse(value, region) {
                     Ok(p) => q.phone_number = Some(p),
@@ -517,6 +522,23 @@ mod tests {
         ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_nul_character_in_a_filter_is_a_client_error() {
+        let errors = ContactQuery::parse(
+            [
+                ("lead_source", "web\0"),
+                ("email", "a\0@b.co"),
+                ("source", "ok"),
+            ],
+            Region::US,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            errors.fields().collect::<Vec<_>>(),
+            ["lead_source", "email"]
+        );
     }
 
     #[test]

@@ -293,6 +293,17 @@ impl<'a> Reader<'a> {
         if text.is_empty() {
             return None;
         }
+        if text.contains('\0') {
+            // PostgreSQL cannot store it: refused here, not dead-lettered later.
+            self.fail(
+                field,
+                format!(
+                    "The {} field must not contain a NUL character.",
+                    display(field)
+                ),
+            );
+            return None;
+        }
         if text.chars().count() > max {
             self.fail(
                 field,

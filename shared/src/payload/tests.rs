@@ -1193,3 +1193,14 @@ proptest! {
 }
 
 mod fuzz;
+
+#[test]
+fn a_nul_character_in_text_is_refused_as_postgresql_cannot_store_it() {
+    let errors =
+        parse(with_phone(json!({"first_name": "Ada\0", "notes": "x\0y"}))).expect_err("refused");
+    assert_eq!(
+        errors.get("first_name"),
+        Some(&["The first name field must not contain a NUL character.".to_owned()][..])
+    );
+    assert!(errors.get("notes").is_some());
+}
