@@ -935,7 +935,7 @@ fn valid_lead() -> impl Strategy<Value = (Lead, Value)> {
         prop::option::of((1920i32..2020, 1u32..13, 1u32..29, 0usize..3)),
         prop::option::of(prop::sample::select(chrono_tz::TZ_VARIANTS.to_vec())),
         prop::option::of(("[a-z]{1,10}", any::<bool>())),
-        prop::option::of(".{1,200}".prop_filter("non-blank", |s| !s.trim().is_empty())),
+        prop::option::of("[^\\x00\\n]{1,200}".prop_filter("non-blank", |s| !s.trim().is_empty())),
         prop::collection::vec(prop::option::of((1i64..i64::MAX, any::<bool>())), 6),
         prop::collection::vec(any::<bool>(), 6),
         any::<bool>(),
