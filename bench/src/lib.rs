@@ -8,6 +8,7 @@ pub mod bulk_bench;
 pub mod chaos;
 pub mod e2e;
 pub mod env;
+pub mod growth_bench;
 pub mod leads;
 pub mod load;
 pub mod procs;
@@ -26,6 +27,8 @@ pub struct Sizes {
     pub large_contacts: u64,
     pub small_contacts: u64,
     pub backlog: usize,
+    /// Leads of the growth section's backlog, into an account that starts empty.
+    pub growth_backlog: usize,
     pub e2e_posts: usize,
     pub receiver_secs: u64,
     /// Rows of the CSV file the bulk section imports (0: none).

@@ -5,6 +5,8 @@
 //!
 //! Sections (all by default; `--only worker,e2e,receiver`):
 //! - `worker`: backlog drains by real worker processes vs plain SQL ([`worker_bench`]);
+//! - `growth`: a drain into an account that starts empty, its last fifth vs its first
+//!   ([`growth_bench`]);
 //! - `e2e`: real POSTs through receiver and workers vs the broker alone ([`e2e`]);
 //! - `receiver`: the intake endpoint vs a hello-world and the publish ceiling
 //!   ([`receiver_bench`]).
@@ -14,7 +16,8 @@
 
 use anyhow::Context;
 use bench::{
-    Ctx, Sizes, bulk_bench, e2e, env, procs, receiver_bench, report, target_dir, worker_bench,
+    Ctx, Sizes, bulk_bench, e2e, env, growth_bench, procs, receiver_bench, report, target_dir,
+    worker_bench,
 };
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
@@ -23,6 +26,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
     Worker,
+    Growth,
     E2e,
     Receiver,
     Bulk,
@@ -32,6 +36,7 @@ impl Section {
     fn name(self) -> &'static str {
         match self {
             Section::Worker => "worker",
+            Section::Growth => "growth",
             Section::E2e => "e2e",
             Section::Receiver => "receiver",
             Section::Bulk => "bulk",
@@ -53,6 +58,9 @@ struct Args {
     /// Leads of each worker backlog and POSTs of the e2e run.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     leads: Option<u64>,
+    /// Leads of the growth section's backlog (into an account that starts empty).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    growth_leads: Option<u64>,
     /// Pre-existing contacts of the large table.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
     contacts: Option<u64>,
@@ -64,16 +72,17 @@ struct Args {
 impl Args {
     fn sizes(&self) -> Sizes {
         let args = self;
-        let (contacts, leads, secs, import_rows) = if args.quick {
-            (100_000, 20_000, 5, 10_000)
+        let (contacts, leads, secs, import_rows, growth) = if args.quick {
+            (100_000, 20_000, 5, 10_000, 40_000)
         } else {
-            (1_000_000, 100_000, 10, 100_000)
+            (1_000_000, 100_000, 10, 100_000, 300_000)
         };
         let leads = args.leads.unwrap_or(leads) as usize;
         Sizes {
             large_contacts: args.contacts.unwrap_or(contacts),
             small_contacts: 10_000,
             backlog: leads,
+            growth_backlog: args.growth_leads.unwrap_or(growth) as usize,
             e2e_posts: leads,
             receiver_secs: secs,
             import_rows: args.import_rows.unwrap_or(import_rows) as usize,
@@ -104,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let wanted = if args.only.is_empty() {
         vec![
             Section::Worker,
+            Section::Growth,
             Section::E2e,
             Section::Receiver,
             Section::Bulk,
@@ -161,6 +171,9 @@ async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Repo
             Section::Worker => worker_bench::run(ctx)
                 .await
                 .map(|f| report.worker = Some(f)),
+            Section::Growth => growth_bench::run(ctx)
+                .await
+                .map(|f| report.growth = Some(f)),
             Section::E2e => e2e::run(ctx).await.map(|f| report.e2e = Some(f)),
             Section::Receiver => receiver_bench::run(ctx)
                 .await

@@ -6,6 +6,7 @@
 use crate::Sizes;
 use crate::bulk_bench::{self, BulkFigures};
 use crate::e2e::E2eFigures;
+use crate::growth_bench::GrowthFigures;
 use crate::procs::LogSummary;
 use crate::receiver_bench::ReceiverFigures;
 use crate::worker_bench::{Drain, WorkerFigures, statuses_text};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Default)]
 pub struct Report {
     pub worker: Option<WorkerFigures>,
+    pub growth: Option<GrowthFigures>,
     pub e2e: Option<E2eFigures>,
     pub receiver: Option<ReceiverFigures>,
     pub bulk: Option<BulkFigures>,
@@ -65,6 +67,9 @@ impl Report {
         if let Some(w) = &self.worker {
             rows.extend(worker_rows(w));
         }
+        if let Some(g) = &self.growth {
+            rows.extend(growth_rows(g, self.worker.as_ref()));
+        }
         if let Some(e) = &self.e2e {
             rows.extend(e2e_rows(e));
         }
@@ -81,6 +86,18 @@ impl Report {
         let mut notes = Vec::new();
         if let Some(w) = &self.worker {
             notes.extend(worker_notes(w));
+        }
+        if let Some(g) = &self.growth {
+            notes.push(format!(
+                "growth drain ({} leads into an empty account, statistics never refreshed), leads/s per {} s from its first commit: {}",
+                n0(g.drain.leads as f64),
+                g.slice_secs,
+                g.slices_text()
+            ));
+            notes.push(format!(
+                "growth drain statuses: {}",
+                statuses_text(&g.drain.statuses)
+            ));
         }
         if let Some(e) = &self.e2e {
             notes.extend(e2e_notes(e));
@@ -103,6 +120,10 @@ impl Report {
         if let Some(w) = &self.worker {
             out.push(format!("worker ratio {:.3}", w.ratio()));
             out.push(format!("worker scale ratio {:.3}", w.scale_ratio()));
+        }
+        if let Some(g) = &self.growth {
+            out.push(format!("worker growth ratio {:.3}", g.ratio()));
+            out.push(format!("worker growth leads/s {:.1}", g.drain.rate()));
         }
         if let Some(b) = &self.bulk {
             out.push(format!("bulk leads/s {:.1}", b.bulk_leads_per_sec()));
@@ -192,6 +213,7 @@ impl Report {
                 "large_contacts": sizes.large_contacts,
                 "small_contacts": sizes.small_contacts,
                 "backlog_leads": sizes.backlog,
+                "growth_backlog_leads": sizes.growth_backlog,
                 "e2e_posts": sizes.e2e_posts,
                 "receiver_secs_per_run": sizes.receiver_secs,
                 "import_rows": sizes.import_rows,
@@ -208,6 +230,7 @@ impl Report {
                 "two_process_speedup": w.speedup(),
                 "rows_written_worker_vs_baseline": w.written.iter().map(|(t, a, b)| serde_json::json!({"table": t, "worker": a, "baseline": b})).collect::<Vec<_>>(),
             })),
+            "growth": self.growth.as_ref().map(GrowthFigures::to_json),
             "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
             "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
             "bulk": self.bulk.as_ref().map(BulkFigures::to_json),
@@ -228,6 +251,30 @@ pub fn write_json(dir: &Path, json: &serde_json::Value) -> anyhow::Result<PathBu
     std::fs::write(&latest, &text)
         .with_context(|| format!("Failed to write {}", latest.display()))?;
     Ok(path)
+}
+
+/// The growth section's rows: the drain into an empty account beside the seeded 2-process
+/// drain of the worker section (when it ran), and its last fifth beside its first.
+fn growth_rows(g: &GrowthFigures, w: Option<&WorkerFigures>) -> Vec<Row> {
+    vec![
+        row(
+            format!(
+                "worker growth leads/s ({} proc, empty account → {} contacts)",
+                g.drain.processes,
+                n0(g.contacts as f64)
+            ),
+            format!("{:.1}", g.drain.rate()),
+            w.map(|w| format!("seeded {}: {:.1}", n0(w.two.contacts as f64), w.two.rate()))
+                .unwrap_or_default(),
+            String::new(),
+        ),
+        row(
+            "worker growth (last fifth ÷ first fifth)",
+            format!("{:.1}", g.last_fifth),
+            format!("first fifth: {:.1}", g.first_fifth),
+            format!("{:.3} worker growth ratio", g.ratio()),
+        ),
+    ]
 }
 
 /// The worker section's rows: each drain beside the plain-SQL baseline, scale, speed-up,

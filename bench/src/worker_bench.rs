@@ -135,7 +135,7 @@ async fn database(ctx: &Ctx, contacts: u64) -> anyhow::Result<(BenchDb, Catalogs
     Ok((db, first, second))
 }
 
-fn backlog(n: usize, mix: Mix, c: &Catalogs) -> anyhow::Result<Vec<IntakeMessage>> {
+pub(crate) fn backlog(n: usize, mix: Mix, c: &Catalogs) -> anyhow::Result<Vec<IntakeMessage>> {
     leads::draw(n, mix, c)?
         .iter()
         .map(|b| leads::to_message(&b.fields, c))
@@ -360,7 +360,7 @@ pub fn drain_limit(n: usize) -> Duration {
 
 /// Publishes `messages`, starts `processes` workers and times them until every lead is
 /// finished.
-async fn drain(
+pub(crate) async fn drain(
     ctx: &Ctx,
     db: &BenchDb,
     messages: &[IntakeMessage],

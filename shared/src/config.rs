@@ -165,6 +165,10 @@ pub struct WorkerSettings {
     pub metrics_addr: String,
     /// Database connection pool size.
     pub db_pool_size: u32,
+    /// A pooled database connection is closed and replaced after this long. PostgreSQL
+    /// keeps the plans a connection made (its prepared statements and foreign-key checks)
+    /// for the connection's life; a bounded life re-makes them as tables grow.
+    pub db_max_lifetime_ms: u64,
     /// Most leads one database transaction commits together (`WORKER__BATCH_SIZE`). Each
     /// lead's writes stay atomic and are acknowledged only after the commit; grouping them
     /// saves a disk flush per lead when a backlog builds up. 1 = a transaction per lead.
@@ -181,6 +185,7 @@ impl Default for WorkerSettings {
             prefetch: 512,
             metrics_addr: "0.0.0.0:9090".into(),
             db_pool_size: 16,
+            db_max_lifetime_ms: 600_000,
             batch_size: 64,
             shutdown_grace_ms: 30_000,
         }

@@ -1,9 +1,10 @@
 //! The few statements SeaORM's query builder does not express: advisory locks and set
 //! lookups for a whole batch in one round trip. The SQL lives in `sql/*.sql` beside this
 //! file. Every statement takes its keys as typed array parameters (`$1::bigint[]`) and
-//! descends an index once per key, so its cost follows the batch, never the table; the
-//! worker's sessions plan each execution afresh (see [`crate::db`]), so a plan made while a
-//! table was small is never kept as it grows.
+//! descends an index once per key, so its cost follows the batch, never the table. A
+//! session keeps a generic plan after five executions; one made while a table was small
+//! still reaches it by index as it grows (see [`crate::db`]: sequential scans, hash and
+//! merge joins are off, and connections are replaced after a bounded life).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde::Deserialize;
