@@ -6,6 +6,7 @@
 //! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
 //! - [`geo`]: country, state, city and timezone a number points to (shipped NANP table).
+//! - [`policy`]: the contact policy (§9): may this contact be called or texted now, and why not.
 //! - [`lead`]: the typed [`lead::Lead`] the receiver parses and the worker consumes.
 //! - [`mapping`]: per-token field mappings and default actions of lead sources.
 //! - [`payload`]: request fields (JSON, form, query) → [`lead::Lead`], or every failing field.
@@ -32,6 +33,7 @@ pub mod mapping;
 pub mod outcome;
 pub mod payload;
 pub mod phone;
+pub mod policy;
 pub mod runtime;
 pub mod sources;
 pub mod status;
