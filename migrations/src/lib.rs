@@ -17,6 +17,7 @@ mod m20261125_000004_create_automation;
 mod m20261125_000005_create_lead_intakes;
 mod m20261128_000006_token_sources;
 mod m20261202_000007_contacts_created_index;
+mod m20261202_000008_contact_policy;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_create_lead_intakes::Migration),
             Box::new(m20261128_000006_token_sources::Migration),
             Box::new(m20261202_000007_contacts_created_index::Migration),
+            Box::new(m20261202_000008_contact_policy::Migration),
         ]
     }
 }
