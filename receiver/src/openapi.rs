@@ -95,8 +95,62 @@ macro_rules! intake_request {
             pub add_to_powerdialer: Option<FlagInput>,
             /// Where in the PowerDialer list: `top` (default) or `bottom`.
             pub powerdialer_position: Option<PowerdialerPositionInput>,
+            /// The consent the form captured (§9), kept as evidence on the contact. A form
+            /// post nests it: `consent[channels][]=sms&consent[text]=…`.
+            pub consent: Option<ConsentInput>,
+            /// `consent.channels` where a source cannot nest fields (a CSV column, a Google
+            /// Ads form field): `sms,call`.
+            #[schema(example = "sms,call")]
+            pub consent_channels: Option<String>,
+            /// `consent.text`, flat.
+            #[schema(max_length = 10000)]
+            pub consent_text: Option<String>,
+            /// `consent.given_at`, flat.
+            #[schema(format = DateTime)]
+            pub consent_given_at: Option<String>,
+            /// `consent.source_url`, flat.
+            pub consent_source_url: Option<String>,
+            /// `consent.ip`, flat.
+            pub consent_ip: Option<String>,
+            /// `consent.user_agent`, flat.
+            pub consent_user_agent: Option<String>,
+            /// `consent.seller`, flat.
+            pub consent_seller: Option<String>,
+            /// A TrustedForm certificate of the form session.
+            #[schema(example = "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+                     pattern = "^https://cert\\.trustedform\\.com/[0-9a-fA-F]{40}$")]
+            pub trustedform_cert_url: Option<String>,
+            /// A Jornaya LeadiD of the form session: a 36-character GUID.
+            #[schema(example = "A1B2C3D4-E5F6-4A5B-8C7D-0E1F2A3B4C5D",
+                     pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+            pub leadid_token: Option<String>,
         }
     };
+}
+
+/// The consent a lead's form captured. Each channel becomes a consent record of the
+/// contact; a record is never overwritten, only added to or revoked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentInput {
+    /// At least one of `call`, `sms`, `email` (an array, or one comma-separated string).
+    #[schema(example = json!(["sms", "call"]))]
+    pub channels: Vec<shared::lead::ConsentChannel>,
+    /// The disclosure the person agreed to, as the form showed it.
+    #[schema(max_length = 10000)]
+    pub text: Option<String>,
+    /// When the person agreed (RFC 3339); the lead's received time when not given. Not in
+    /// the future.
+    #[schema(format = DateTime)]
+    pub given_at: Option<String>,
+    /// The page of the form: an http(s) URL.
+    pub source_url: Option<String>,
+    /// The person's IP address (IPv4 or IPv6).
+    pub ip: Option<String>,
+    #[schema(max_length = 1024)]
+    pub user_agent: Option<String>,
+    /// The business the person agreed to hear from.
+    #[schema(max_length = 255)]
+    pub seller: Option<String>,
 }
 
 shared::with_contact_text_fields!(intake_request);
@@ -278,6 +332,7 @@ impl Modify for IntakeBody {
     ),
     components(schemas(
         IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
+        ConsentInput, shared::lead::ConsentChannel,
         Accepted, Finished, Invalid, TooMany, Message,
         IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView,
         shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,

@@ -28,6 +28,67 @@ pub struct Lead {
     pub flags: LeadFlags,
     #[serde(default)]
     pub powerdialer_position: PowerdialerPosition,
+    /// What the form recorded of the person's consent (§9).
+    #[serde(flatten)]
+    pub evidence: ConsentEvidence,
+}
+
+/// The consent a lead's form captured, with the certificates of third-party recorders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConsentEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<LeadConsent>,
+    /// A TrustedForm certificate of the form session (`https://cert.trustedform.com/…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trustedform_cert_url: Option<String>,
+    /// A Jornaya LeadiD of the form session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leadid_token: Option<String>,
+}
+
+/// A channel a person agreed to be reached on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentChannel {
+    Call,
+    Sms,
+    Email,
+}
+
+impl ConsentChannel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "call" | "calls" | "phone" | "voice" => Some(Self::Call),
+            "sms" | "text" | "texts" => Some(Self::Sms),
+            "email" => Some(Self::Email),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// The `consent` object of a lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadConsent {
+    /// At least one, without repeats.
+    pub channels: Vec<ConsentChannel>,
+    /// The disclosure the person agreed to.
+    pub text: Option<String>,
+    /// When the person agreed; the lead's received time when not given.
+    pub given_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The page of the form.
+    pub source_url: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The business the person agreed to hear from.
+    pub seller: Option<String>,
 }
 
 macro_rules! lead_fields {
@@ -111,6 +172,22 @@ pub struct OtherPhoneNumber {
 }
 
 impl Lead {
+    /// A lead that gives only its number.
+    pub fn of_number(phone_number: PhoneNumber) -> Self {
+        Self {
+            phone_number,
+            other_phone_numbers: Vec::new(),
+            fields: LeadFields::default(),
+            date_of_birth: None,
+            timezone: None,
+            notes: None,
+            links: LeadLinks::default(),
+            flags: LeadFlags::default(),
+            powerdialer_position: PowerdialerPosition::Top,
+            evidence: ConsentEvidence::default(),
+        }
+    }
+
     /// Every number of the lead, primary first, without repeats.
     pub fn all_numbers(&self) -> Vec<&PhoneNumber> {
         let mut out: Vec<&PhoneNumber> = Vec::with_capacity(1 + self.other_phone_numbers.len());

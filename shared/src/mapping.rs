@@ -35,6 +35,16 @@ const OTHER_FIELDS: &[&str] = &[
     "check_available_users_with_fallback",
     "add_to_powerdialer",
     "powerdialer_position",
+    "consent",
+    "consent_channels",
+    "consent_text",
+    "consent_given_at",
+    "consent_source_url",
+    "consent_ip",
+    "consent_user_agent",
+    "consent_seller",
+    "trustedform_cert_url",
+    "leadid_token",
 ];
 
 /// The action fields a token may default, each with the aliases a lead may give it under

@@ -11,7 +11,9 @@
 //! expected.
 
 use crate::contact_fields::TextKind;
-use crate::lead::{Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition};
+use crate::lead::{
+    ConsentEvidence, Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition,
+};
 use crate::phone::{PhoneNumber, Region};
 use chrono::NaiveDate;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -61,14 +63,17 @@ pub struct ParseContext {
     pub region: Region,
     /// The latest date a date of birth may be.
     pub today: NaiveDate,
+    /// The time of receipt: a consent may not have been given after it.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl ParseContext {
     /// A context whose "today" is the current date anywhere on Earth (UTC+14), so a lead
     /// born today in the earliest time zone is not "in the future".
     pub fn now(region: Region) -> Self {
-        let today = (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
-        Self { region, today }
+        let now = chrono::Utc::now();
+        let today = (now + chrono::Duration::hours(14)).date_naive();
+        Self { region, today, now }
     }
 }
 
@@ -184,6 +189,11 @@ impl RawLead {
             add_to_powerdialer: r.flag(&["add_to_powerdialer"]),
         };
         let powerdialer_position = r.powerdialer_position("powerdialer_position");
+        let evidence = ConsentEvidence {
+            consent: r.consent("consent", ctx.now),
+            trustedform_cert_url: r.trustedform_cert_url("trustedform_cert_url"),
+            leadid_token: r.leadid_token("leadid_token"),
+        };
 
         match phone_number {
             Some(phone_number) if r.errors.is_empty() => Ok(Lead {
@@ -196,6 +206,7 @@ impl RawLead {
                 links,
                 flags,
                 powerdialer_position,
+                evidence,
             }),
             _ => Err(r.errors),
         }
@@ -738,6 +749,9 @@ fn insert_form_value(node: &mut Value, path: &[String], value: Value) {
         insert_form_value(child, rest, value);
     }
 }
+
+mod consent;
+pub use consent::MAX_CONSENT_TEXT_CHARS;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::lead::ConsentChannel;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -6,10 +7,15 @@ fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 25).expect("date")
 }
 
+fn now() -> chrono::DateTime<chrono::Utc> {
+    today().and_hms_opt(18, 0, 0).expect("time").and_utc()
+}
+
 fn ctx() -> ParseContext {
     ParseContext {
         region: Region::US,
         today: today(),
+        now: now(),
     }
 }
 
@@ -825,6 +831,7 @@ fn the_account_region_reads_national_numbers() {
     let gb = ParseContext {
         region: Region::parse("GB").expect("GB"),
         today: today(),
+        now: now(),
     };
     let lead = RawLead::from_form(b"phone_number=020+7946+0958")
         .parse(&gb)
@@ -1090,6 +1097,7 @@ fn valid_lead() -> impl Strategy<Value = (Lead, Value)> {
                         add_to_powerdialer: flags[5],
                     },
                     powerdialer_position: position,
+                    evidence: Default::default(),
                 };
                 (lead, Value::Object(body))
             },
@@ -1203,4 +1211,105 @@ fn a_nul_character_in_text_is_refused_as_postgresql_cannot_store_it() {
         Some(&["The first name field must not contain a NUL character.".to_owned()][..])
     );
     assert!(errors.get("notes").is_some());
+}
+
+#[test]
+fn consent_is_read_with_its_evidence() {
+    let lead = parse(json!({
+        "phone_number": "818 123 4567",
+        "consent": {
+            "channels": ["sms", "call", "sms"],
+            "text": "I agree to be contacted by Acme at this number.",
+            "given_at": "2026-11-25T17:59:00-00:00",
+            "source_url": "https://acme.example/quote",
+            "ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+            "seller": "Acme"
+        },
+        "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789ABCDEF01234567",
+        "leadid_token": "a1b2c3d4-e5f6-4a5b-8c7d-0e1f2a3b4c5d"
+    }))
+    .expect("valid");
+    let c = lead.evidence.consent.expect("consent");
+    assert_eq!(c.channels, vec![ConsentChannel::Sms, ConsentChannel::Call]);
+    assert_eq!(
+        c.given_at.map(|t| t.to_rfc3339()),
+        Some("2026-11-25T17:59:00+00:00".into())
+    );
+    assert_eq!(c.source_url.as_deref(), Some("https://acme.example/quote"));
+    assert_eq!(c.ip.as_deref(), Some("203.0.113.7"));
+    assert_eq!(c.seller.as_deref(), Some("Acme"));
+    assert_eq!(
+        lead.evidence.trustedform_cert_url.as_deref(),
+        Some("https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567")
+    );
+    assert_eq!(
+        lead.evidence.leadid_token.as_deref(),
+        Some("A1B2C3D4-E5F6-4A5B-8C7D-0E1F2A3B4C5D")
+    );
+}
+
+#[test]
+fn consent_comes_from_a_form_post_and_from_flat_fields() {
+    let form = RawLead::from_form(
+        b"phone_number=8181234567&consent[channels][]=sms&consent[channels][]=call&consent[text]=Yes",
+    )
+    .parse(&ctx())
+    .expect("form");
+    let c = form.evidence.consent.expect("consent");
+    assert_eq!(c.channels, vec![ConsentChannel::Sms, ConsentChannel::Call]);
+    assert_eq!(c.text.as_deref(), Some("Yes"));
+    assert_eq!(c.given_at, None, "the worker takes the received time");
+
+    // A CSV column or a Google Ads field cannot nest: consent_<key>, channels as a list.
+    let flat = parse(
+        json!({"phone_number": "818 123 4567", "consent_channels": "sms, email",
+                            "consent_ip": "2001:db8::1"}),
+    )
+    .expect("flat");
+    let c = flat.evidence.consent.expect("consent");
+    assert_eq!(c.channels, vec![ConsentChannel::Sms, ConsentChannel::Email]);
+    assert_eq!(c.ip.as_deref(), Some("2001:db8::1"));
+    assert!(
+        parse(json!({"phone_number": "818 123 4567"}))
+            .expect("none")
+            .evidence
+            .consent
+            .is_none()
+    );
+}
+
+#[test]
+fn bad_consent_values_name_each_field() {
+    let errors = parse(json!({
+        "phone_number": "818 123 4567",
+        "consent": {"channels": ["fax"], "given_at": "yesterday", "source_url": "not a url",
+                    "ip": "999.1.1.1"},
+        "trustedform_cert_url": "https://example.com/cert",
+        "leadid_token": "12345"
+    }))
+    .expect_err("invalid");
+    for field in [
+        "consent.channels",
+        "consent.given_at",
+        "consent.source_url",
+        "consent.ip",
+        "trustedform_cert_url",
+        "leadid_token",
+    ] {
+        assert!(errors.get(field).is_some(), "{field}: {errors:?}");
+    }
+    let errors = parse(json!({"phone_number": "818 123 4567", "consent": {"text": "ok"}}))
+        .expect_err("no channels");
+    assert_eq!(
+        errors.get("consent.channels"),
+        Some(&["The consent.channels field is required.".to_owned()][..])
+    );
+    let errors = parse(json!({"phone_number": "818 123 4567", "consent": "yes"}))
+        .expect_err("not an object");
+    assert!(errors.get("consent").is_some());
+    let errors = parse(json!({"phone_number": "818 123 4567",
+                              "consent": {"channels": "sms", "given_at": "2026-11-26T18:00:00Z"}}))
+    .expect_err("a day after receipt");
+    assert!(errors.get("consent.given_at").is_some());
 }

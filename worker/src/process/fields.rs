@@ -306,20 +306,13 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use proptest::prelude::*;
-    use shared::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
+    use shared::lead::LeadFields;
     use shared::phone::Region;
 
     fn lead(fields: LeadFields) -> Lead {
         Lead {
-            phone_number: PhoneNumber::parse("818 123 4567", Region::US).expect("phone"),
-            other_phone_numbers: vec![],
             fields,
-            date_of_birth: None,
-            timezone: None,
-            notes: None,
-            links: LeadLinks::default(),
-            flags: LeadFlags::default(),
-            powerdialer_position: PowerdialerPosition::Top,
+            ..Lead::of_number(PhoneNumber::parse("818 123 4567", Region::US).expect("phone"))
         }
     }
 

@@ -448,20 +448,9 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use shared::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
 
     fn lead() -> Lead {
-        Lead {
-            phone_number: PhoneNumber::from_e164("+18185550100".into()).expect("e164"),
-            other_phone_numbers: vec![],
-            fields: LeadFields::default(),
-            date_of_birth: None,
-            timezone: None,
-            notes: None,
-            links: LeadLinks::default(),
-            flags: LeadFlags::default(),
-            powerdialer_position: PowerdialerPosition::Top,
-        }
+        Lead::of_number(PhoneNumber::from_e164("+18185550100".into()).expect("e164"))
     }
 
     fn member(user_id: i64, active: bool, available: bool) -> Member {

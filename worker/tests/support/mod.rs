@@ -16,7 +16,7 @@ use shared::amqp::{INTAKE_ROUTING_KEY, Topology};
 use shared::config::Settings;
 use shared::entities::{contact, contact_phone_number, lead_intake};
 use shared::intake::{IntakeMessage, MESSAGE_VERSION, headers};
-use shared::lead::{Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition};
+use shared::lead::{Lead, OtherPhoneNumber};
 use shared::phone::{PhoneNumber, Region};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -164,17 +164,7 @@ pub fn phone(s: &str) -> PhoneNumber {
 
 /// A lead with only a phone number.
 pub fn lead(number: &str) -> Lead {
-    Lead {
-        phone_number: phone(number),
-        other_phone_numbers: vec![],
-        fields: LeadFields::default(),
-        date_of_birth: None,
-        timezone: None,
-        notes: None,
-        links: LeadLinks::default(),
-        flags: LeadFlags::default(),
-        powerdialer_position: PowerdialerPosition::Top,
-    }
+    Lead::of_number(phone(number))
 }
 
 pub fn other(label: &str, number: &str) -> OtherPhoneNumber {

@@ -79,7 +79,12 @@ where
 /// Names a field error may carry: a field of the contract (or an alias the client used),
 /// an item of `other_phone_numbers`, or `body` when the body is not a JSON object.
 fn field_known(field: &str) -> bool {
-    field == "body" || crate::mapping::is_field(field) || field.starts_with("other_phone_numbers.")
+    field == "body"
+        || crate::mapping::is_field(field)
+        || field.starts_with("other_phone_numbers.")
+        || field
+            .strip_prefix("consent.")
+            .is_some_and(|k| super::super::consent::CONSENT_KEYS.contains(&k))
 }
 
 /// What every answer of the parser must be: a lead obeying the contract's limits, or a
