@@ -9,8 +9,8 @@
 //! broker's confirm; a plain request costs Redis exactly one call.
 
 use crate::idempotency::{ClaimedKey, IntakeRecords};
+use crate::infra::redis_client::{RedisClient, Unavailable};
 use crate::limiter::{Decision, Limiter, WINDOW, sliding_window_script};
-use crate::redis_client::{RedisClient, Unavailable};
 use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
 use uuid::Uuid;
 

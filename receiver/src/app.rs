@@ -7,11 +7,12 @@ use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::bulk::BulkAdmission;
 use crate::idempotency::IntakeRecords;
+use crate::infra::publisher::Publisher;
+use crate::infra::redis_client::RedisClient;
+use crate::infra::waiters::OutcomeWaiters;
+use crate::infra::{prometheus, queue_depth};
 use crate::limiter::{AuthFailureBlocks, Limiter};
-use crate::publisher::Publisher;
-use crate::redis_client::RedisClient;
-use crate::waiters::OutcomeWaiters;
-use crate::{queue_depth, server, telemetry};
+use crate::server;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -91,7 +92,7 @@ impl Application {
             Duration::from_millis(receiver.queue_depth_interval_ms),
             stop.clone(),
         ));
-        tokio::spawn(crate::intake_stats::run(
+        tokio::spawn(crate::infra::intake_stats::run(
             redis.conn(),
             settings.redis_prefix.clone(),
             stop.clone(),
@@ -130,7 +131,7 @@ impl Application {
                 Duration::from_millis(receiver.publish_timeout_ms),
             ),
             publisher,
-            metrics: telemetry::prometheus(),
+            metrics: prometheus::handle(),
             settings,
         };
         Ok(Self {
@@ -165,7 +166,7 @@ impl Application {
             tracing::info!("Shutting down: draining in-flight requests");
             trigger.cancel();
         });
-        let upkeep = tokio::spawn(telemetry::run_upkeep(self.state.metrics.clone()));
+        let upkeep = tokio::spawn(prometheus::run_upkeep(self.state.metrics.clone()));
         server::serve(self.listener, self.state.clone(), server_stop).await;
         upkeep.abort();
         watcher.abort();

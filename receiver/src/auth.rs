@@ -12,7 +12,7 @@
 //! `token_stale_ms` past its TTL (re-checked every few seconds); after that, and for
 //! tokens never seen, requests get 503.
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use http::HeaderMap;
 use moka::Expiry;
 use moka::future::Cache;
@@ -158,11 +158,11 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, LookupError> {
         let hash = shared::token::hash(token);
         if let Some(known) = self.known.get(&hash).await {
-            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
             return Ok(Some(known.principal));
         }
         if self.unknown.contains_key(&hash) {
-            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
             return Ok(None);
         }
         // One query per token however many requests ask at once; they all get its answer.
@@ -207,7 +207,7 @@ impl Authenticator {
     async fn load(&self, hash: &str) -> Result<Known, Miss> {
         match self.lookup(hash).await {
             Ok(Some(principal)) => {
-                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 self.last_good
                     .insert(hash.to_owned(), principal.clone())
                     .await;
@@ -217,12 +217,12 @@ impl Authenticator {
                 })
             }
             Ok(None) => {
-                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 Err(Miss::Unknown)
             }
             Err(error) => match self.last_good.get(hash).await {
                 Some(principal) => {
-                    metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "stale").increment(1);
+                    metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "stale").increment(1);
                     tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the last good lookup");
                     Ok(Known {
                         principal,
@@ -274,9 +274,9 @@ pub async fn follow_token_changes(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let channel = shared::keys::token_changes_channel(&redis_prefix);
-    crate::pubsub::follow(
+    crate::infra::pubsub::follow(
         &redis_url,
-        crate::pubsub::Topic::Channel(channel),
+        crate::infra::pubsub::Topic::Channel(channel),
         "token changes",
         stop,
         |up| {

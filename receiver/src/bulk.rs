@@ -15,11 +15,11 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::idempotency::{ClaimedKey, KEY_TTL};
+use crate::infra::prometheus;
+use crate::infra::redis_client::{RedisClient, Unavailable};
 use crate::intake::{self, authenticate};
 use crate::limiter::{Decision, WINDOW};
-use crate::redis_client::{RedisClient, Unavailable};
 use crate::request::{self, Received};
-use crate::telemetry;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
@@ -373,7 +373,7 @@ async fn admit(
             waits,
         }) => {
             if admitted == 0 {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "token").increment(1);
                 return Err(ApiError::RateLimited(decision));
             }
             Ok(BulkEntry::Admitted {
@@ -387,7 +387,7 @@ async fn admit(
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                metrics::counter!(prometheus::RATE_LIMIT_FAIL_OPEN).increment(1);
                 tracing::warn!(
                     "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
                 );
@@ -485,7 +485,7 @@ async fn answer(
         rejected: results.len() - accepted,
         results,
     };
-    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(accepted as u64);
+    metrics::counter!(prometheus::LEADS_ACCEPTED).increment(accepted as u64);
     tracing::info!(
         accepted,
         rejected = answer.rejected,
@@ -527,7 +527,7 @@ fn multi_status(body: String, replayed: bool) -> Response<Body> {
 /// is still being published.
 fn replay(value: &str) -> Result<Response<Body>, ApiError> {
     if value.starts_with('{') {
-        metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+        metrics::counter!(prometheus::IDEMPOTENT_REPLAYS).increment(1);
         tracing::info!("Replayed the 207 of an earlier bulk request with the same Idempotency-Key");
         return Ok(multi_status(value.to_owned(), true));
     }

@@ -14,8 +14,8 @@
 //! *the same intake id* again. The worker does an intake id only once, so whichever copy it
 //! sees first is the lead, and a retry never doubles it.
 
-use crate::redis_client::{RedisClient, Unavailable};
-use crate::waiters::Answer;
+use crate::infra::redis_client::{RedisClient, Unavailable};
+use crate::infra::waiters::Answer;
 use sha2::{Digest, Sha256};
 use shared::intake::{IntakeStatus, QueuedIntake};
 use std::time::Duration;

@@ -12,11 +12,11 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
+use crate::infra::prometheus;
+use crate::infra::waiters::{Answer, Waiter};
 use crate::limiter::Decision;
 use crate::openapi::IntakeRequest;
 use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
-use crate::telemetry;
-use crate::waiters::{Answer, Waiter};
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
@@ -234,7 +234,7 @@ async fn admit(
             },
             Ok(Admitted::Counted { decision, claimed }) => {
                 if !decision.admitted {
-                    metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
+                    metrics::counter!(prometheus::RATE_LIMITED, "limit" => "token").increment(1);
                     return Err(ApiError::RateLimited(decision));
                 }
                 return Ok(Entry::Admitted {
@@ -245,7 +245,7 @@ async fn admit(
             }
             Err(_) => match state.settings.rate_limit.fail_mode {
                 FailMode::Open => {
-                    metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                    metrics::counter!(prometheus::RATE_LIMIT_FAIL_OPEN).increment(1);
                     tracing::warn!(
                         "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
                     );
@@ -263,7 +263,7 @@ async fn admit(
 
 /// The answer of an earlier request with the same `Idempotency-Key`, given again.
 fn replayed(intake_id: Uuid, answered: Option<Answer>) -> Response<Body> {
-    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+    metrics::counter!(prometheus::IDEMPOTENT_REPLAYS).increment(1);
     tracing::info!(first_intake_id = %intake_id, "Replayed the answer of an earlier request with the same Idempotency-Key");
     let mut response = match answered {
         Some(outcome) => finished(intake_id, outcome),
@@ -316,7 +316,7 @@ async fn publish(
     {
         tracing::warn!("Lead queued, but its Idempotency-Key could not be completed in Redis");
     }
-    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
+    metrics::counter!(prometheus::LEADS_ACCEPTED).increment(1);
     tracing::info!(%traceparent, "Lead accepted");
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
         return Ok(accepted(intake_id));
@@ -420,7 +420,7 @@ async fn synchronous(
     } else {
         "timeout"
     };
-    metrics::counter!(telemetry::SYNC_WAITS, "result" => result).increment(1);
+    metrics::counter!(prometheus::SYNC_WAITS, "result" => result).increment(1);
     let mut response = match outcome {
         Some(outcome) => finished(intake_id, outcome),
         None => accepted(intake_id),
@@ -499,7 +499,7 @@ async fn authenticate_from(
         return Ok(principal);
     }
     if let Some(decision) = blocked {
-        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+        metrics::counter!(prometheus::RATE_LIMITED, "limit" => "auth_ip").increment(1);
         return Err(ApiError::RateLimited(decision));
     }
     Err(failed_authentication(state, ip).await)
@@ -520,7 +520,7 @@ pub(crate) async fn failed_authentication(state: &AppState, ip: IpAddr) -> ApiEr
         }
         Ok(decision) => {
             tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
-            metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+            metrics::counter!(prometheus::RATE_LIMITED, "limit" => "auth_ip").increment(1);
             state.auth_blocks.block(ip, decision);
             ApiError::RateLimited(decision)
         }

@@ -15,17 +15,12 @@
 //! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
 //! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).
 //! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
-//! - [`redis_client`]: [`redis_client::RedisClient`], the Redis handle every Redis user goes through (timeouts, fail-fast).
-//! - [`publisher`]: the self-healing, publisher-confirmed RabbitMQ connection.
 //! - [`read_api`]: the read API: intake statuses and the account's contacts.
-//! - [`waiters`]: synchronous mode: requests waiting for the worker's outcome.
-//! - [`pubsub`]: the reconnecting Redis subscriptions (outcomes, token revocations).
 //! - [`read_model`]: the account-scoped read model behind the read API.
-//! - [`queue_depth`]: queue-depth gauges read from the broker.
-//! - [`intake_stats`]: per-second intake answer counts in Redis, for `leadctl status`.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
-//! - [`telemetry`]: Prometheus metrics.
 //! - [`http`]: response helpers shared by the handlers.
+//! - [`infra`]: the broker, Redis and Prometheus metrics: publisher, Redis client, pub/sub,
+//!   synchronous-mode waiters, queue depth, intake counts.
 
 pub mod admission;
 pub mod app;
@@ -35,21 +30,15 @@ pub mod error;
 pub mod google_ads;
 pub mod http;
 pub mod idempotency;
+pub mod infra;
 pub mod intake;
-pub mod intake_stats;
 pub mod limiter;
 pub mod openapi;
-pub mod publisher;
-pub mod pubsub;
-pub mod queue_depth;
 pub mod read_api;
 pub mod read_model;
-pub mod redis_client;
 pub mod request;
 pub mod routes;
 pub mod server;
-pub mod telemetry;
 pub mod validate;
-pub mod waiters;
 
 pub use app::Application;

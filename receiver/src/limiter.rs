@@ -9,7 +9,7 @@
 //!
 //! Time is Redis's own clock, so every receiver instance agrees on it.
 
-use crate::redis_client::{RedisClient, Unavailable};
+use crate::infra::redis_client::{RedisClient, Unavailable};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;

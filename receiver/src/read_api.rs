@@ -10,11 +10,11 @@ use crate::app::AppState;
 use crate::auth::{Principal, bearer_token};
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
+use crate::infra::prometheus;
 use crate::intake::authenticate;
 use crate::limiter::Decision;
 use crate::openapi::ContactFilters;
 use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
-use crate::telemetry;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::config::FailMode;
@@ -254,14 +254,14 @@ pub(crate) async fn count_read(
     {
         Ok(decision) => {
             if !decision.admitted {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
+                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "read").increment(1);
                 return Err(ReadError::Refused(ApiError::RateLimited(decision)));
             }
             Ok(Some(decision))
         }
         Err(_) => match state.settings.rate_limit.fail_mode {
             FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
+                metrics::counter!(prometheus::RATE_LIMIT_FAIL_OPEN).increment(1);
                 Ok(None)
             }
             FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),

@@ -9,9 +9,10 @@
 
 use crate::app::AppState;
 use crate::http::{self, Body};
+use crate::infra::{intake_stats, prometheus};
 use crate::openapi::{Health, Readiness};
 use crate::read_api;
-use crate::{bulk, google_ads, intake, intake_stats, openapi, telemetry, validate};
+use crate::{bulk, google_ads, intake, openapi, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use std::net::SocketAddr;
@@ -116,9 +117,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     if route == intake::PATH {
         intake_stats::record(status.as_u16());
     }
-    metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "status" => status.as_str().to_owned())
+    metrics::counter!(prometheus::HTTP_REQUESTS, "route" => route, "status" => status.as_str().to_owned())
         .increment(1);
-    metrics::histogram!(telemetry::HTTP_DURATION, "route" => route)
+    metrics::histogram!(prometheus::HTTP_DURATION, "route" => route)
         .record(started.elapsed().as_secs_f64());
     tracing::debug!(%method, route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "Request answered");
     response

@@ -14,7 +14,8 @@
 //!   `shutdown_grace_ms` whatever is left is dropped.
 
 use crate::app::AppState;
-use crate::{routes, telemetry};
+use crate::infra::prometheus;
+use crate::routes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -63,7 +64,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: Cancellati
         let stop = stop.clone();
         connections.spawn(async move {
             let _permit = permit;
-            metrics::gauge!(telemetry::OPEN_CONNECTIONS).increment(1.0);
+            metrics::gauge!(prometheus::OPEN_CONNECTIONS).increment(1.0);
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(routes::handle(&state, req, peer).await) }
@@ -85,7 +86,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: Cancellati
             if let Err(error) = result {
                 tracing::debug!(%error, %peer, "Connection ended with an error");
             }
-            metrics::gauge!(telemetry::OPEN_CONNECTIONS).decrement(1.0);
+            metrics::gauge!(prometheus::OPEN_CONNECTIONS).decrement(1.0);
         });
     }
     drop(listener);

@@ -11,7 +11,7 @@
 //! be reconnecting): a request that hears nothing reads the intake record once when its
 //! wait ends.
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use shared::intake::IntakeStatus;
 use shared::outcome::Announcement;
 use std::collections::HashMap;
@@ -93,9 +93,9 @@ impl OutcomeWaiters {
     ) {
         let pattern = shared::keys::intake_outcome_channel(&redis_prefix, Uuid::nil())
             .replace(&Uuid::nil().to_string(), "*");
-        crate::pubsub::follow(
+        crate::infra::pubsub::follow(
             &redis_url,
-            crate::pubsub::Topic::Pattern(pattern),
+            crate::infra::pubsub::Topic::Pattern(pattern),
             "intake outcomes",
             stop,
             |up| self.set_subscribed(up),
@@ -109,7 +109,7 @@ impl OutcomeWaiters {
 
     fn set_subscribed(&self, up: bool) {
         self.subscribed.store(up, Ordering::Relaxed);
-        metrics::gauge!(telemetry::OUTCOME_SUBSCRIPTION_UP).set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!(prometheus::OUTCOME_SUBSCRIPTION_UP).set(if up { 1.0 } else { 0.0 });
     }
 
     /// Hands one announcement to its waiter, if a request of this receiver waits for it.

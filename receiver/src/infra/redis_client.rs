@@ -2,7 +2,7 @@
 //! connection failure Redis is skipped for a moment, so an unreachable Redis costs each
 //! request microseconds instead of a timeout (the rate limit then fails open or closed).
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,13 +58,13 @@ impl RedisClient {
     ) -> Result<T, Unavailable> {
         let now_ms = self.now_ms();
         if now_ms < self.skip_until_ms.load(Ordering::Relaxed) {
-            metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
+            metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
             return Err(Unavailable);
         }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
+                metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
                 tracing::warn!(op, %error, "Redis call failed");
                 if is_connection_error(&error) {
                     self.cool_down();
@@ -72,7 +72,7 @@ impl RedisClient {
                 Err(Unavailable)
             }
             Err(_) => {
-                metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
+                metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
                 tracing::warn!(
                     op,
                     timeout_ms = self.timeout.as_millis() as u64,
