@@ -4,14 +4,14 @@
 //! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
 
 use crate::admission::Admission;
-use crate::auth::Authenticator;
+use crate::admission::intake_records::IntakeRecords;
+use crate::admission::limits::{AuthFailureBlocks, Limiter};
+use crate::admission::token::Authenticator;
 use crate::bulk::BulkAdmission;
-use crate::idempotency::IntakeRecords;
 use crate::infra::publisher::Publisher;
 use crate::infra::redis_client::RedisClient;
 use crate::infra::waiters::OutcomeWaiters;
 use crate::infra::{prometheus, queue_depth};
-use crate::limiter::{AuthFailureBlocks, Limiter};
 use crate::server;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -109,7 +109,7 @@ impl Application {
             Duration::from_millis(receiver.token_cache_ttl_ms),
             Duration::from_millis(receiver.token_stale_ms),
         ));
-        tokio::spawn(crate::auth::follow_token_changes(
+        tokio::spawn(crate::admission::token::follow_token_changes(
             auth.clone(),
             settings.redis_url.clone(),
             settings.redis_prefix.clone(),

@@ -10,15 +10,15 @@
 //! an `Idempotency-Key` stores the whole 207, so a retry gets it again without a second
 //! message for any lead.
 
+use crate::admission::intake_records::{ClaimedKey, KEY_TTL};
+use crate::admission::limits::{Decision, WINDOW};
+use crate::admission::token::Principal;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::idempotency::{ClaimedKey, KEY_TTL};
 use crate::infra::prometheus;
 use crate::infra::redis_client::{RedisClient, Unavailable};
 use crate::intake::{self, authenticate};
-use crate::limiter::{Decision, WINDOW};
 use crate::request::{self, Received};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;

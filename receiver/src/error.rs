@@ -2,8 +2,8 @@
 //! the status and body each gets; the read API has its own `ReadError`.
 //! Bodies never echo a token or any other request value besides field names.
 
+use crate::admission::limits::Decision;
 use crate::http::{self, Body};
-use crate::limiter::Decision;
 use ::http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 use shared::payload::FieldErrors;

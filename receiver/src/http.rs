@@ -1,6 +1,6 @@
 //! Response helpers shared by the handlers. Every body is JSON.
 
-use crate::limiter::Decision;
+use crate::admission::limits::Decision;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;

@@ -6,15 +6,15 @@
 //! or not the lead is valid; only then is the lead parsed, and a 202 is sent only after
 //! the broker confirmed the message.
 
+use crate::admission::intake_records::{Claim, ClaimedKey, IntakeRecords};
+use crate::admission::limits::Decision;
+use crate::admission::token::Principal;
 use crate::admission::{self, Admitted};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
 use crate::infra::prometheus;
 use crate::infra::waiters::{Answer, Waiter};
-use crate::limiter::Decision;
 use crate::openapi::IntakeRequest;
 use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
 use chrono::{DateTime, Utc};

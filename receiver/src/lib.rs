@@ -11,10 +11,9 @@
 //! - [`validate`]: the validate endpoint: every check, nothing published.
 //! - [`google_ads`]: the Google Ads lead form webhook.
 //! - [`error`]: [`error::ApiError`], every way the intake endpoints refuse a request, mapped to a status.
-//! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
-//! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
-//! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).
-//! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
+//! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim;
+//!   the token cache ([`admission::token`]), sliding-window limits ([`admission::limits`]),
+//!   `Idempotency-Key` claims and the `queued` intake records ([`admission::intake_records`]).
 //! - [`read_api`]: the read API: intake statuses and the account's contacts.
 //! - [`read_model`]: the account-scoped read model behind the read API.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
@@ -24,15 +23,12 @@
 
 pub mod admission;
 pub mod app;
-pub mod auth;
 pub mod bulk;
 pub mod error;
 pub mod google_ads;
 pub mod http;
-pub mod idempotency;
 pub mod infra;
 pub mod intake;
-pub mod limiter;
 pub mod openapi;
 pub mod read_api;
 pub mod read_model;

@@ -6,13 +6,13 @@
 //! (`rate_limit.read_per_minute`), so a client polling statuses never uses up its intake
 //! budget. Another account's id answers exactly like a missing one: 404.
 
+use crate::admission::limits::Decision;
+use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::infra::prometheus;
 use crate::intake::authenticate;
-use crate::limiter::Decision;
 use crate::openapi::ContactFilters;
 use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
 use hyper::body::Incoming;

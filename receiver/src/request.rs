@@ -3,10 +3,10 @@
 //! `Idempotency-Key` header. The intake, bulk, validate and Google Ads endpoints all read
 //! their requests here, so each refuses a body the same way.
 
+use crate::admission::intake_records;
+use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
 use crate::error::ApiError;
-use crate::idempotency;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};
@@ -176,14 +176,14 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if idempotency::valid_key(key) => Ok(Some(key.to_owned())),
+        Ok(key) if intake_records::valid_key(key) => Ok(Some(key.to_owned())),
         _ => {
             let mut errors = FieldErrors::default();
             errors.add(
                 "idempotency_key",
                 format!(
                     "The Idempotency-Key header must be 1 to {} printable ASCII characters.",
-                    idempotency::MAX_KEY_LEN
+                    intake_records::MAX_KEY_LEN
                 ),
             );
             Err(ApiError::Invalid(errors))

@@ -6,8 +6,8 @@
 //! its numbers), with the warnings the worker would record. Integrators call it before a
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
+use crate::admission::token::Principal;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::intake::authenticate;

@@ -1,6 +1,9 @@
+//! Admission: whether a request gets in. Who sent it ([`token`]), whether it fits its
+//! limits ([`limits`]), and whether it was seen before ([`intake_records`]).
+//!
 //! Admitting one intake request in one Redis round trip: its `Idempotency-Key` looked up
 //! first (a stored request is answered as before, never charged or judged again), then the
-//! token's sliding-window limit (see [`crate::limiter`]), then, for an admitted valid lead,
+//! token's sliding-window limit (see [`limits`]), then, for an admitted valid lead,
 //! its `queued` intake record and the claim of its key, all in one script.
 //!
 //! The record is written before the publish: nobody knows the intake id until the 202, and
@@ -8,11 +11,16 @@
 //! only on that rare path). A request with an `Idempotency-Key` completes its key after the
 //! broker's confirm; a plain request costs Redis exactly one call.
 
-use crate::idempotency::{ClaimedKey, IntakeRecords};
 use crate::infra::redis_client::{RedisClient, Unavailable};
-use crate::limiter::{Decision, Limiter, WINDOW, sliding_window_script};
+use limits::{Decision, Limiter, WINDOW, sliding_window_script};
 use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
 use uuid::Uuid;
+
+pub mod intake_records;
+pub mod limits;
+pub mod token;
+
+use intake_records::{ClaimedKey, IntakeRecords};
 
 /// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3], KEYS[4]
 /// (optional): the idempotency key and its lock. ARGV: limit, window in ms, a unique member
