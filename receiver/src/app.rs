@@ -4,10 +4,7 @@
 //! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
 
 use crate::admission::Admission;
-use crate::admission::intake_records::IntakeRecords;
-use crate::admission::limits::{AuthFailureBlocks, Limiter};
-use crate::admission::token::Authenticator;
-use crate::bulk::BulkAdmission;
+use crate::admission::token::{self, Authenticator};
 use crate::infra::publisher::Publisher;
 use crate::infra::redis_client::RedisClient;
 use crate::infra::waiters::OutcomeWaiters;
@@ -29,21 +26,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 /// What every request handler shares.
 pub struct AppState {
     pub settings: Settings,
-    /// Token → principal, cached.
-    pub auth: Arc<Authenticator>,
-    /// Rate limits, idempotency keys and intake records.
-    pub redis: RedisClient,
-    pub limiter: Limiter,
-    /// The one Redis call that admits an intake request.
+    /// Token check, rate limits, `Idempotency-Key` claims and intake records.
     pub admission: Admission,
-    /// The one Redis call that admits a bulk request.
-    pub bulk_admission: BulkAdmission,
-    /// Client addresses refused for failed authentications.
-    pub auth_blocks: AuthFailureBlocks,
-    /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
-    /// so a guessing client cannot flood the database (a valid token still gets through).
-    pub blocked_lookups: tokio::sync::Semaphore,
-    pub records: IntakeRecords,
     pub publisher: Arc<Publisher>,
     /// Read-only: the read API and the one final read of a synchronous wait.
     pub db: DatabaseConnection,
@@ -109,7 +93,7 @@ impl Application {
             Duration::from_millis(receiver.token_cache_ttl_ms),
             Duration::from_millis(receiver.token_stale_ms),
         ));
-        tokio::spawn(crate::admission::token::follow_token_changes(
+        tokio::spawn(token::follow_token_changes(
             auth.clone(),
             settings.redis_url.clone(),
             settings.redis_prefix.clone(),
@@ -117,19 +101,9 @@ impl Application {
         ));
 
         let state = AppState {
-            auth,
+            admission: Admission::new(redis, auth, &settings),
             db,
             outcomes,
-            redis,
-            limiter: Limiter::new(&settings.redis_prefix),
-            admission: Admission::default(),
-            bulk_admission: BulkAdmission::default(),
-            auth_blocks: AuthFailureBlocks::default(),
-            blocked_lookups: tokio::sync::Semaphore::new(2),
-            records: IntakeRecords::new(
-                &settings.redis_prefix,
-                Duration::from_millis(receiver.publish_timeout_ms),
-            ),
             publisher,
             metrics: prometheus::handle(),
             settings,

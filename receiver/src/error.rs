@@ -2,6 +2,7 @@
 //! the status and body each gets; the read API has its own `ReadError`.
 //! Bodies never echo a token or any other request value besides field names.
 
+use crate::admission::Refusal;
 use crate::admission::limits::Decision;
 use crate::http::{self, Body};
 use ::http::{HeaderValue, Response, StatusCode, header};
@@ -61,6 +62,16 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthenticated(decision) => Self::Unauthenticated(decision),
+            Refusal::RateLimited(decision) => Self::RateLimited(decision),
+            Refusal::Unavailable(what) => Self::Unavailable(what),
+        }
+    }
 }
 
 impl ApiError {

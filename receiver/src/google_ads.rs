@@ -125,7 +125,7 @@ async fn accept(
             peer,
             state.settings.receiver.trust_forwarded_for,
         );
-        return Err(intake::failed_authentication(state, ip).await);
+        return Err(state.admission.failed_authentication(ip).await.into());
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {

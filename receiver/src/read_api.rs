@@ -11,13 +11,11 @@ use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::infra::prometheus;
 use crate::intake::authenticate;
 use crate::openapi::ContactFilters;
 use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use shared::config::FailMode;
 use shared::intake::QueuedIntake;
 use shared::payload::{FieldErrors, TOKEN_FIELD};
 use std::net::SocketAddr;
@@ -246,27 +244,11 @@ pub(crate) async fn count_read(
     state: &AppState,
     principal: &Principal,
 ) -> Result<Option<Decision>, ReadError> {
-    let limit = state.settings.rate_limit.read_per_minute;
-    match state
-        .limiter
-        .check_read(&state.redis, principal.token_id, limit)
+    state
+        .admission
+        .count_read(principal)
         .await
-    {
-        Ok(decision) => {
-            if !decision.admitted {
-                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "read").increment(1);
-                return Err(ReadError::Refused(ApiError::RateLimited(decision)));
-            }
-            Ok(Some(decision))
-        }
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => {
-                metrics::counter!(prometheus::RATE_LIMIT_FAIL_OPEN).increment(1);
-                Ok(None)
-            }
-            FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),
-        },
-    }
+        .map_err(|refusal| ApiError::from(refusal).into())
 }
 
 /// The worker's record of an intake, else the receiver's `queued` record: an accepted
@@ -276,7 +258,8 @@ async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeVie
     if let Ok(Some(view)) = stored {
         return Ok(view);
     }
-    match state.records.queued(&state.redis, id).await {
+    let admission = &state.admission;
+    match admission.records.queued(&admission.redis, id).await {
         Ok(Some(record)) if record.account_id == account_id => Ok(queued_view(record)),
         Ok(_) => match stored {
             Ok(_) => Err(ReadError::NotFound),

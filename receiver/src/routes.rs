@@ -174,7 +174,8 @@ fn healthz() -> Response<Body> {
     ),
 )]
 async fn readyz(state: &AppState) -> Response<Body> {
-    let (redis, database) = tokio::join!(state.redis.ping(), state.auth.ping());
+    let (redis, database) =
+        tokio::join!(state.admission.redis.ping(), state.admission.tokens.ping());
     let broker = state.publisher.is_connected();
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let ready = redis && database && broker;

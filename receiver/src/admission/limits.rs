@@ -1,59 +1,26 @@
 //! Sliding-window rate limits in Redis.
 //!
-//! Each limited subject (a token, a client IP's failed authentications) has a sorted set of
-//! the times of its counted requests. One script per request drops entries older than the
-//! window, counts the rest and admits the request only if fewer than `limit` remain. So no
+//! Each limited subject (a token's leads, a token's reads, a client IP's failed
+//! authentications) has a sorted set of the times of its counted requests. One script
+//! (`admit.lua`) drops entries older than the window, counts the rest and admits
+//! as many of the call's requests as fit under `limit`, in order. So no
 //! 60-second span, wherever it starts, ever holds more than `limit` admitted requests (a
 //! fixed per-minute counter would admit 2× the limit around a minute boundary), and the
 //! wait of a refused request is exact: the moment the oldest entry that must leave does.
 //!
 //! Time is Redis's own clock, so every receiver instance agrees on it.
 
+use super::intake_records::ClaimedKey;
 use crate::infra::redis_client::{RedisClient, Unavailable};
+use shared::intake::QUEUED_RECORD_TTL_SECS;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// The span every limit counts over.
 pub const WINDOW: Duration = Duration::from_secs(60);
-
-/// The sliding-window log in Lua, with `$before` run first and `$on_admit` run for an
-/// admitted request just before its reply. KEYS[1]: the subject's sorted set. ARGV[1..3]:
-/// limit, window in ms, a unique member. Replies {admitted (1/0), remaining, wait in µs,
-/// Redis time in µs}: for an admitted request the wait is until the oldest counted request
-/// leaves the window (when `remaining` next grows); for a refused one, until a request
-/// would be admitted.
-macro_rules! sliding_window_script {
-    ($before:literal, $on_admit:literal) => {
-        concat!(
-            $before,
-            r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2]) * 1000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-",
-            $on_admit,
-            r"
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {1, limit - count - 1, tonumber(oldest[2]) + window - now, now}
-end
-local blocking = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-return {0, 0, tonumber(blocking[2]) + window - now, now}
-"
-        )
-    };
-}
-pub(crate) use sliding_window_script;
-
-/// One subject's limit.
-const SLIDING_WINDOW: &str = sliding_window_script!("", "");
 
 /// The verdict on one request, and what the `X-RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +66,47 @@ impl Decision {
     }
 }
 
-/// The sliding-window script, loaded once per Redis server (EVALSHA afterwards).
+/// The one admission script (`admit.lua`): counts up to n requests of one
+/// subject against its limit, and for an intake also looks up and claims its
+/// `Idempotency-Key` and writes the `queued` records of the admitted leads.
+const ADMIT: &str = include_str!("admit.lua");
+
+/// What the script said of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counted {
+    /// An earlier request holds the `Idempotency-Key`: the value it left there.
+    Known(String),
+    /// The first `admitted` requests are counted (and the records among them written);
+    /// the others would be admitted after `waits[i]` each. `decision` is what the
+    /// rate-limit headers say: the first refused request's wait when none was admitted.
+    Limited {
+        decision: Decision,
+        admitted: usize,
+        waits: Vec<Duration>,
+    },
+}
+
+/// An `Idempotency-Key` as one call uses it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyUse<'a> {
+    pub key: &'a ClaimedKey,
+    /// Claimed when at least one request is admitted; else only looked up.
+    pub claim: bool,
+}
+
+/// One call of the script: up to n requests of one subject.
+pub struct Batch<'a> {
+    /// The subject's sorted set.
+    pub subject: &'a str,
+    pub limit: u32,
+    /// One per request, in order: the key and JSON of the `queued` record an admitted
+    /// request writes, `None` for none.
+    pub records: Vec<Option<(String, String)>>,
+    pub key: Option<KeyUse<'a>>,
+}
+
+/// The sliding-window limits: the script, loaded once per Redis server (EVALSHA afterwards),
+/// and the name of each subject's sorted set.
 pub struct Limiter {
     script: redis::Script,
     prefix: String,
@@ -108,64 +115,129 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(redis_prefix: &str) -> Self {
         Self {
-            script: redis::Script::new(SLIDING_WINDOW),
+            script: redis::Script::new(ADMIT),
             prefix: redis_prefix.to_owned(),
         }
     }
 
-    /// The sorted set of `token_id`'s intake requests (counted by [`crate::admission`]).
+    /// The sorted set of `token_id`'s intake requests.
     pub fn intake_key(&self, token_id: i64) -> String {
         format!("{}rl:intake:{token_id}", self.prefix)
     }
 
-    /// Counts a read-API request of `token_id` against `limit` per window (a budget of its
-    /// own: polling intake statuses never eats into the intake limit).
-    pub async fn check_read(
-        &self,
-        redis: &RedisClient,
-        token_id: i64,
-        limit: u32,
-    ) -> Result<Decision, Unavailable> {
-        let key = format!("{}rl:read:{token_id}", self.prefix);
-        self.check(redis, "read_rate_limit", &key, limit).await
+    /// The sorted set of `token_id`'s read-API requests (a budget of its own: polling
+    /// intake statuses never eats into the intake limit).
+    pub fn read_key(&self, token_id: i64) -> String {
+        format!("{}rl:read:{token_id}", self.prefix)
     }
 
-    /// Counts a failed authentication from `ip` against `limit` per window.
-    pub async fn check_auth_failure(
-        &self,
-        redis: &RedisClient,
-        ip: IpAddr,
-        limit: u32,
-    ) -> Result<Decision, Unavailable> {
-        let key = format!("{}rl:auth-failures:{ip}", self.prefix);
-        self.check(redis, "auth_failures", &key, limit).await
+    /// The sorted set of failed authentications from `ip`.
+    pub fn auth_failures_key(&self, ip: IpAddr) -> String {
+        format!("{}rl:auth-failures:{ip}", self.prefix)
     }
 
-    async fn check(
+    /// Counts one request on `subject` against `limit` per window.
+    pub async fn count(
         &self,
         redis: &RedisClient,
         op: &'static str,
-        key: &str,
+        subject: &str,
         limit: u32,
     ) -> Result<Decision, Unavailable> {
-        let member = uuid::Uuid::new_v4().simple().to_string();
-        let window_ms = WINDOW.as_millis() as u64;
-        let mut conn = redis.conn();
-        let (admitted, remaining, wait_us, now_us): (i64, i64, i64, i64) = redis
-            .run(op, async {
-                self.script
-                    .key(key)
-                    .arg(limit)
-                    .arg(window_ms)
-                    .arg(&member)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
-        Ok(Decision::from_script(
-            limit, admitted, remaining, wait_us, now_us,
-        ))
+        let batch = Batch {
+            subject,
+            limit,
+            records: vec![None],
+            key: None,
+        };
+        match self.run(redis, op, batch).await? {
+            Counted::Limited { decision, .. } => Ok(decision),
+            // Without a key the script never answers with one.
+            Counted::Known(_) => Err(Unavailable),
+        }
     }
+
+    /// Runs the script on `batch`, named `op` in metrics and logs.
+    pub async fn run(
+        &self,
+        redis: &RedisClient,
+        op: &'static str,
+        batch: Batch<'_>,
+    ) -> Result<Counted, Unavailable> {
+        let Batch {
+            subject,
+            limit,
+            records,
+            key,
+        } = batch;
+        let mut invocation = self.script.key(subject);
+        match key {
+            Some(k) => invocation.key(k.key.redis_key()).key(k.key.lock_key()),
+            None => invocation.key(subject).key(subject),
+        };
+        for (record_key, _) in records.iter().flatten() {
+            invocation.key(record_key);
+        }
+        invocation
+            .arg(limit)
+            .arg(WINDOW.as_millis() as u64)
+            .arg(Uuid::new_v4().simple().to_string())
+            .arg(records.len())
+            .arg(match key {
+                None => "",
+                Some(k) if k.claim => "claim",
+                Some(_) => "look",
+            })
+            .arg(key.map(|k| k.key.open()).unwrap_or_default())
+            .arg(key.map_or(0, |k| k.key.open_ttl_ms()))
+            .arg(key.map(|k| k.key.holder()).unwrap_or_default())
+            .arg(key.map_or(0, |k| k.key.lock_ttl_ms()))
+            .arg(QUEUED_RECORD_TTL_SECS);
+        for record in &records {
+            invocation.arg(record.as_ref().map_or("", |(_, json)| json.as_str()));
+        }
+        let mut conn = redis.conn();
+        let reply: redis::Value = redis
+            .run(op, async { invocation.invoke_async(&mut conn).await })
+            .await?;
+        counted(reply, limit)
+    }
+}
+
+/// What the script's reply says: {2, value} for a known key, else {1, admitted, remaining,
+/// wait µs, now µs, refused waits µs…} of a call counted against `limit`.
+fn counted(reply: redis::Value, limit: u32) -> Result<Counted, Unavailable> {
+    let redis::Value::Array(items) = reply else {
+        return Err(Unavailable);
+    };
+    if let [redis::Value::Int(2), redis::Value::BulkString(stored)] = items.as_slice() {
+        return Ok(Counted::Known(String::from_utf8_lossy(stored).into_owned()));
+    }
+    let numbers = items
+        .iter()
+        .map(|item| match item {
+            redis::Value::Int(n) => Ok(*n),
+            _ => Err(Unavailable),
+        })
+        .collect::<Result<Vec<i64>, Unavailable>>()?;
+    let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
+        return Err(Unavailable);
+    };
+    let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
+    let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
+    let decision = match (admitted, refused.first()) {
+        (0, Some(first)) => Decision::from_script(limit, 0, 0, *first, now_us),
+        _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
+    };
+    let waits = refused
+        .iter()
+        .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
+        .collect();
+    Ok(Counted::Limited {
+        decision,
+        admitted,
+        waits,
+    })
 }
 
 /// Client IPs refused for too many failed authentications, remembered in-process so a

@@ -1,147 +1,259 @@
 //! Admission: whether a request gets in. Who sent it ([`token`]), whether it fits its
 //! limits ([`limits`]), and whether it was seen before ([`intake_records`]).
 //!
-//! Admitting one intake request in one Redis round trip: its `Idempotency-Key` looked up
-//! first (a stored request is answered as before, never charged or judged again), then the
-//! token's sliding-window limit (see [`limits`]), then, for an admitted valid lead,
-//! its `queued` intake record and the claim of its key, all in one script.
+//! One Redis script (`admit.lua`) does every count. It admits an intake request's n leads
+//! in one round trip (a single lead is n = 1): its `Idempotency-Key` looked up first (a
+//! stored request is answered as before, never charged or judged again), then the token's
+//! sliding-window limit, then, for the admitted valid leads, their `queued` intake records
+//! and the claim of the key. A read and a failed authentication are counted by the same
+//! script, with n = 1 and nothing else.
 //!
-//! The record is written before the publish: nobody knows the intake id until the 202, and
-//! a failed publish deletes the record and releases the key's lock (a second round trip
+//! The records are written before the publish: nobody knows an intake id until the 202, and
+//! a failed publish deletes its record and releases the key's lock (a second round trip
 //! only on that rare path). A request with an `Idempotency-Key` completes its key after the
 //! broker's confirm; a plain request costs Redis exactly one call.
-
-use crate::infra::redis_client::{RedisClient, Unavailable};
-use limits::{Decision, Limiter, WINDOW, sliding_window_script};
-use shared::intake::{QUEUED_RECORD_TTL_SECS, QueuedIntake};
-use uuid::Uuid;
+//!
+//! When Redis cannot count a request, the configured fail mode (`RATE_LIMIT_FAIL_MODE`)
+//! decides, here and only here: open lets it through uncounted, closed refuses it. Nothing
+//! here knows HTTP: a refusal is a [`Refusal`], which the HTTP layer answers.
 
 pub mod intake_records;
 pub mod limits;
 pub mod token;
 
-use intake_records::{ClaimedKey, IntakeRecords};
+use crate::infra::prometheus;
+use crate::infra::redis_client::{RedisClient, Unavailable};
+use intake_records::IntakeRecords;
+use limits::{AuthFailureBlocks, Batch, Counted, Decision, KeyUse, Limiter};
+use shared::config::{FailMode, RateLimitSettings, Settings};
+use shared::intake::QueuedIntake;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use token::{Authenticator, Principal};
+use tokio::sync::Semaphore;
 
-/// KEYS[1]: the token's sorted set; KEYS[2]: the intake's record; KEYS[3], KEYS[4]
-/// (optional): the idempotency key and its lock. ARGV: limit, window in ms, a unique member
-/// (the limiter's), whether the lead is valid (1/0), the record's JSON, its TTL in s, the
-/// lock's value, its TTL in ms, the key's `open:<intake id>` value, its TTL in ms.
-/// Returns {2, stored value} for a known key (`pending:` while its lock is held; a key
-/// left `open:` by this very intake id is this request's retry, and is claimed again),
-/// else the limiter's reply.
-const ADMIT: &str = sliding_window_script!(
-    r"
-if KEYS[3] then
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {2, 'pending:'} end
-  local v = redis.call('GET', KEYS[3])
-  if v and v ~= ARGV[9] then return {2, v} end
-end",
-    r"
-  if ARGV[4] == '1' then
-    redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
-    if KEYS[3] then
-      redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10])
-      redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
-    end
-  end"
-);
+/// Why a request is not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No known token; with the count of failed authentications from the client's address
+    /// when Redis made it.
+    Unauthenticated(Option<Decision>),
+    /// Over the token's limit, or too many failed authentications from the client's
+    /// address.
+    RateLimited(Decision),
+    /// What could not be reached (the database, or Redis in fail-closed mode).
+    Unavailable(&'static str),
+}
 
-/// What Redis said of a request.
+/// What admission decided for the leads of an intake request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admitted {
-    /// An earlier request with the same key holds it: its value (see
-    /// [`IntakeRecords::interpret`]).
+    /// An earlier request with the same `Idempotency-Key` holds it: the value it left there
+    /// (see [`IntakeRecords::interpret`]).
     Known(String),
-    /// Counted against the limit; refused when `decision.admitted` is false. For an
-    /// admitted valid lead, its record is written and its key (if any) claimed.
+    /// The first `admitted` leads (at least one) are counted against the token's limit,
+    /// the valid ones among them recorded, and the key (if any, and if asked) claimed; the
+    /// others would fit after `waits[i]` each. `decision` is what the rate-limit headers say.
     Counted {
         decision: Decision,
-        claimed: Option<ClaimedKey>,
+        admitted: usize,
+        waits: Vec<Duration>,
     },
+    /// Redis could not be asked and the limit fails open: every lead goes on, uncounted,
+    /// unrecorded, its key neither looked up nor claimed.
+    Uncounted,
 }
 
-/// One intake request as the admission script sees it.
-pub struct Request<'a> {
-    pub token_id: i64,
-    pub limit: u32,
-    /// Whether the lead parsed; an invalid one is counted, nothing else.
-    pub valid: bool,
-    pub record: &'a QueuedIntake,
-    pub idempotency_key: Option<&'a str>,
-}
-
-/// The admission script, loaded once per Redis server (EVALSHA afterwards).
+/// Everything that admits requests: the token cache, the limits, the intake records.
 pub struct Admission {
-    script: redis::Script,
-}
-
-impl Default for Admission {
-    fn default() -> Self {
-        Self {
-            script: redis::Script::new(ADMIT),
-        }
-    }
+    /// Rate limits, `Idempotency-Key` claims and intake records.
+    pub redis: RedisClient,
+    /// Token → principal, cached.
+    pub tokens: Arc<Authenticator>,
+    /// The `queued` records and `Idempotency-Key` claims.
+    pub records: IntakeRecords,
+    limiter: Limiter,
+    /// Client addresses refused for failed authentications.
+    auth_blocks: AuthFailureBlocks,
+    /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
+    /// so a guessing client cannot flood the database (a valid token still gets through).
+    blocked_lookups: Semaphore,
+    limits: RateLimitSettings,
 }
 
 impl Admission {
+    pub fn new(redis: RedisClient, tokens: Arc<Authenticator>, settings: &Settings) -> Self {
+        Self {
+            limiter: Limiter::new(&settings.redis_prefix),
+            records: IntakeRecords::new(
+                &settings.redis_prefix,
+                Duration::from_millis(settings.receiver.publish_timeout_ms),
+            ),
+            auth_blocks: AuthFailureBlocks::default(),
+            blocked_lookups: Semaphore::new(2),
+            limits: settings.rate_limit.clone(),
+            redis,
+            tokens,
+        }
+    }
+
+    /// The principal of `token` sent from `ip`, or the refusal: unauthenticated, or rate
+    /// limited for an address with too many failed attempts, each carrying the count of
+    /// failures from the address where Redis made it (a valid token is not counted, so its
+    /// principal comes alone). A valid token is never refused because of failures from its
+    /// address (a shared NAT, or a proxy whose `X-Forwarded-For` is not trusted, puts many
+    /// clients behind one address): the block only refuses tokens that turn out unknown,
+    /// and its clients' lookups that miss the cache go to the database one or two at a time.
+    pub async fn authenticate(
+        &self,
+        token: Option<String>,
+        ip: IpAddr,
+    ) -> Result<Principal, Refusal> {
+        let blocked = self.auth_blocks.blocked(ip);
+        let found = match token {
+            Some(token) => {
+                let _slow_lane = match blocked {
+                    Some(_) => Some(self.blocked_lookups.acquire().await),
+                    None => None,
+                };
+                self.tokens.authenticate(&token).await.map_err(|error| {
+                    tracing::warn!(%error, "Cannot authenticate: token store unavailable");
+                    Refusal::Unavailable("database")
+                })?
+            }
+            None => None,
+        };
+        if let Some(principal) = found {
+            return Ok(principal);
+        }
+        if let Some(decision) = blocked {
+            metrics::counter!(prometheus::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+            return Err(Refusal::RateLimited(decision));
+        }
+        Err(self.failed_authentication(ip).await)
+    }
+
+    /// Counts a failed authentication from `ip` against its limit: unauthenticated (with
+    /// the decision), or rate limited once the address has too many, which also blocks it
+    /// for a while.
+    pub async fn failed_authentication(&self, ip: IpAddr) -> Refusal {
+        let limit = self.limits.auth_failures_per_minute;
+        let subject = self.limiter.auth_failures_key(ip);
+        match self
+            .limiter
+            .count(&self.redis, "auth_failures", &subject, limit)
+            .await
+        {
+            Ok(decision) if decision.admitted => {
+                tracing::info!(client_ip = %ip, "Unauthenticated request");
+                Refusal::Unauthenticated(Some(decision))
+            }
+            Ok(decision) => {
+                tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
+                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "auth_ip").increment(1);
+                self.auth_blocks.block(ip, decision);
+                Refusal::RateLimited(decision)
+            }
+            Err(_) => Refusal::Unauthenticated(None),
+        }
+    }
+
+    /// The per-token intake limit of `principal`'s requests.
+    pub fn intake_limit(&self, principal: &Principal) -> u32 {
+        principal
+            .rate_limit_per_minute
+            .unwrap_or(self.limits.per_minute)
+    }
+
+    /// Admits as many of an intake request's leads as the token's limit allows, in order, in
+    /// one Redis call: `records` holds one entry per lead (its `queued` record, `None` for
+    /// an invalid lead), and `key` the request's `Idempotency-Key`. Refused when no lead
+    /// fits.
     pub async fn admit(
         &self,
-        redis: &RedisClient,
-        limiter: &Limiter,
-        records: &IntakeRecords,
-        req: Request<'_>,
-    ) -> Result<Admitted, Unavailable> {
-        let rate_key = limiter.intake_key(req.token_id);
-        let record_key = records.status_key(req.record.intake_id);
-        let claim = req
-            .idempotency_key
-            .map(|key| records.claim_for(req.token_id, key, req.record.intake_id));
-        let json = serde_json::to_string(req.record).map_err(|_| Unavailable)?;
-        let mut invocation = self.script.key(&rate_key);
-        invocation.key(&record_key);
-        if let Some(c) = &claim {
-            invocation.key(c.redis_key());
-            invocation.key(c.lock_key());
-        }
-        invocation
-            .arg(req.limit)
-            .arg(WINDOW.as_millis() as u64)
-            .arg(Uuid::new_v4().simple().to_string())
-            .arg(u8::from(req.valid))
-            .arg(json)
-            .arg(QUEUED_RECORD_TTL_SECS)
-            .arg(claim.as_ref().map(ClaimedKey::holder).unwrap_or_default())
-            .arg(records.claim_ttl_ms())
-            .arg(claim.as_ref().map(ClaimedKey::open).unwrap_or_default())
-            .arg(records.key_ttl_ms());
-        let mut conn = redis.conn();
-        let reply: redis::Value = redis
-            .run("admission", async {
-                invocation.invoke_async(&mut conn).await
+        principal: &Principal,
+        records: &[Option<QueuedIntake>],
+        key: Option<KeyUse<'_>>,
+    ) -> Result<Admitted, Refusal> {
+        let limit = self.intake_limit(principal);
+        let subject = self.limiter.intake_key(principal.token_id);
+        let written = records
+            .iter()
+            .map(|record| {
+                record
+                    .as_ref()
+                    .map(|record| {
+                        serde_json::to_string(record)
+                            .map(|json| (self.records.status_key(record.intake_id), json))
+                    })
+                    .transpose()
             })
-            .await?;
-        let redis::Value::Array(items) = reply else {
-            return Err(Unavailable);
+            .collect::<Result<Vec<_>, _>>();
+        let counted = match written {
+            Ok(records) => {
+                let batch = Batch {
+                    subject: &subject,
+                    limit,
+                    records,
+                    key,
+                };
+                self.limiter.run(&self.redis, "admission", batch).await
+            }
+            Err(_) => Err(Unavailable),
         };
-        let int = |i: usize| match items.get(i) {
-            Some(redis::Value::Int(n)) => Some(*n),
-            _ => None,
-        };
-        if int(0) == Some(2) {
-            return match items.get(1) {
-                Some(redis::Value::BulkString(v)) => {
-                    Ok(Admitted::Known(String::from_utf8_lossy(v).into_owned()))
-                }
-                _ => Err(Unavailable),
-            };
+        match counted {
+            Ok(Counted::Known(value)) => Ok(Admitted::Known(value)),
+            Ok(Counted::Limited {
+                decision,
+                admitted: 0,
+                ..
+            }) => {
+                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "token").increment(1);
+                Err(Refusal::RateLimited(decision))
+            }
+            Ok(Counted::Limited {
+                decision,
+                admitted,
+                waits,
+            }) => Ok(Admitted::Counted {
+                decision,
+                admitted,
+                waits,
+            }),
+            Err(_) => self.uncounted().map(|()| Admitted::Uncounted),
         }
-        let (Some(admitted), Some(remaining), Some(wait_us), Some(now_us)) =
-            (int(0), int(1), int(2), int(3))
-        else {
-            return Err(Unavailable);
-        };
-        let decision = Decision::from_script(req.limit, admitted, remaining, wait_us, now_us);
-        let claimed = (decision.admitted && req.valid).then_some(claim).flatten();
-        Ok(Admitted::Counted { decision, claimed })
+    }
+
+    /// Counts a read-API request of `principal` against the token's read limit: its
+    /// decision, or the refusal once the limit is used up (no decision while Redis is
+    /// unavailable and the limit fails open).
+    pub async fn count_read(&self, principal: &Principal) -> Result<Option<Decision>, Refusal> {
+        let subject = self.limiter.read_key(principal.token_id);
+        let limit = self.limits.read_per_minute;
+        match self
+            .limiter
+            .count(&self.redis, "read_rate_limit", &subject, limit)
+            .await
+        {
+            Ok(decision) if decision.admitted => Ok(Some(decision)),
+            Ok(decision) => {
+                metrics::counter!(prometheus::RATE_LIMITED, "limit" => "read").increment(1);
+                Err(Refusal::RateLimited(decision))
+            }
+            Err(_) => self.uncounted().map(|()| None),
+        }
+    }
+
+    /// The fail mode, for a request Redis could not count: open lets it through (and counts
+    /// that it did), closed refuses it.
+    fn uncounted(&self) -> Result<(), Refusal> {
+        match self.limits.fail_mode {
+            FailMode::Open => {
+                metrics::counter!(prometheus::RATE_LIMIT_FAIL_OPEN).increment(1);
+                Ok(())
+            }
+            FailMode::Closed => Err(Refusal::Unavailable("rate limiter")),
+        }
     }
 }
