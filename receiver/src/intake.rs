@@ -396,7 +396,7 @@ async fn synchronous(
 ) -> (Response<Body>, Option<Answer>) {
     let outcome = match waiter.wait(Duration::from_secs(wait)).await {
         Some(outcome) => Some(outcome),
-        None => match crate::read_model::intake(&state.db, account_id, intake_id).await {
+        None => match crate::read::model::intake(&state.db, account_id, intake_id).await {
             Ok(Some(view)) => Some(view.status)
                 .filter(|s| s.is_outcome() || *s == IntakeStatus::DeadLettered)
                 .map(|status| Answer {

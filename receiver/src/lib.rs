@@ -14,8 +14,8 @@
 //! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim;
 //!   the token cache ([`admission::token`]), sliding-window limits ([`admission::limits`]),
 //!   `Idempotency-Key` claims and the `queued` intake records ([`admission::intake_records`]).
-//! - [`read_api`]: the read API: intake statuses and the account's contacts.
-//! - [`read_model`]: the account-scoped read model behind the read API.
+//! - [`read`]: the read API (intake statuses, the account's contacts) and the
+//!   account-scoped read model behind it.
 //! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
 //! - [`http`]: response helpers shared by the handlers.
 //! - [`infra`]: the broker, Redis and Prometheus metrics: publisher, Redis client, pub/sub,
@@ -30,8 +30,7 @@ pub mod http;
 pub mod infra;
 pub mod intake;
 pub mod openapi;
-pub mod read_api;
-pub mod read_model;
+pub mod read;
 pub mod request;
 pub mod routes;
 pub mod server;

@@ -4,7 +4,7 @@
 //!
 //! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
 //! in [`crate::intake`], [`crate::bulk`], [`crate::validate`], [`crate::google_ads`],
-//! [`crate::read_api`], [`crate::routes`] and here ([`response`]). This module holds the
+//! [`crate::read::api`], [`crate::routes`] and here ([`response`]). This module holds the
 //! schemas only the document needs (request bodies, contact filters, health answers) and
 //! assembles the document. Tests hold the document's paths to
 //! [`crate::routes::ROUTES`], its request fields to what the lead parser reads, and its
@@ -13,7 +13,7 @@
 use crate::error::{Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::intake::{Accepted, Finished};
-use crate::read_model::{
+use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
 use hyper::{Response, StatusCode, header};
@@ -268,9 +268,9 @@ impl Modify for IntakeBody {
     ),
     paths(
         crate::intake::handle,
-        crate::read_api::get_intake,
-        crate::read_api::list_contacts,
-        crate::read_api::get_contact,
+        crate::read::api::get_intake,
+        crate::read::api::list_contacts,
+        crate::read::api::get_contact,
         crate::routes::healthz,
         crate::routes::readyz,
         crate::routes::metrics,
@@ -574,7 +574,7 @@ fn pretty(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read_model::ContactQuery;
+    use crate::read::model::ContactQuery;
     use serde_json::json;
     use shared::payload::{ParseContext, RawLead};
     use shared::phone::Region;
@@ -642,7 +642,7 @@ mod tests {
             .expect("parameters")
             .clone();
         let plain = ContactQuery::parse([], Region::US).expect("empty");
-        let cursor = crate::read_model::encode_cursor(5);
+        let cursor = crate::read::model::encode_cursor(5);
         for p in &params {
             let name = p["name"].as_str().expect("name");
             let value = match name {

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::http::{self, Body};
 use crate::infra::{intake_stats, prometheus};
 use crate::openapi::{Health, Readiness};
-use crate::read_api;
+use crate::read;
 use crate::{bulk, google_ads, intake, openapi, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
@@ -137,9 +137,9 @@ async fn dispatch(
         Endpoint::Bulk => bulk::handle(state, req, peer).await,
         Endpoint::Validate => validate::handle(state, req, peer).await,
         Endpoint::GoogleAds => google_ads::handle(state, req, peer).await,
-        Endpoint::IntakeStatus => read_api::get_intake(state, req, peer, param).await,
-        Endpoint::Contacts => read_api::list_contacts(state, req, peer).await,
-        Endpoint::Contact => read_api::get_contact(state, req, peer, param).await,
+        Endpoint::IntakeStatus => read::api::get_intake(state, req, peer, param).await,
+        Endpoint::Contacts => read::api::list_contacts(state, req, peer).await,
+        Endpoint::Contact => read::api::get_contact(state, req, peer, param).await,
         Endpoint::Healthz => healthz(),
         Endpoint::Readyz => readyz(state).await,
         Endpoint::Metrics => metrics(state),

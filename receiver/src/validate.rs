@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::intake::authenticate;
-use crate::read_api::{ReadError, count_read};
+use crate::read::api::{ReadError, count_read};
 use crate::request::{LeadRequest, parse_lead, read_lead};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};

@@ -6,6 +6,7 @@
 //! (`rate_limit.read_per_minute`), so a client polling statuses never uses up its intake
 //! budget. Another account's id answers exactly like a missing one: 404.
 
+use super::model::{self, ContactPage, ContactQuery, ContactView, IntakeView};
 use crate::admission::limits::Decision;
 use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
@@ -13,7 +14,6 @@ use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::intake::authenticate;
 use crate::openapi::ContactFilters;
-use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::intake::QueuedIntake;
@@ -218,7 +218,7 @@ async fn find(
                 principal.region,
             )
             .map_err(ReadError::Invalid)?;
-            let page: ContactPage = crate::read_model::contacts(&state.db, account_id, &query)
+            let page: ContactPage = model::contacts(&state.db, account_id, &query)
                 .await
                 .map_err(database_down)?;
             Ok(ok(&page))
@@ -229,7 +229,7 @@ async fn find(
                 .ok()
                 .filter(|id| *id > 0)
                 .ok_or(ReadError::NotFound)?;
-            let contact: ContactView = crate::read_model::contact(&state.db, account_id, id)
+            let contact: ContactView = model::contact(&state.db, account_id, id)
                 .await
                 .map_err(database_down)?
                 .ok_or(ReadError::NotFound)?;
@@ -254,7 +254,7 @@ pub(crate) async fn count_read(
 /// The worker's record of an intake, else the receiver's `queued` record: an accepted
 /// intake is never a 404, even before the worker has seen it.
 async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeView, ReadError> {
-    let stored = crate::read_model::intake(&state.db, account_id, id).await;
+    let stored = model::intake(&state.db, account_id, id).await;
     if let Ok(Some(view)) = stored {
         return Ok(view);
     }
