@@ -5,11 +5,9 @@
 //! - [`app`]: [`Application`]: builds every dependency, serves until told to stop.
 //! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
 //! - [`routes`]: the route table and dispatch; `/healthz`, `/readyz`, `/metrics`.
-//! - [`intake`]: the intake endpoint itself, and the steps every lead source shares.
+//! - [`sources`]: the lead sources: the single intake endpoint and the steps every lead
+//!   source shares, bulk, Google Ads, validate.
 //! - [`request`]: reading a lead source's request: media type, body, query string, token.
-//! - [`bulk`]: the bulk endpoint: up to 1,000 leads, one result each.
-//! - [`validate`]: the validate endpoint: every check, nothing published.
-//! - [`google_ads`]: the Google Ads lead form webhook.
 //! - [`error`]: [`error::ApiError`], every way the intake endpoints refuse a request, mapped to a status.
 //! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim;
 //!   the token cache ([`admission::token`]), sliding-window limits ([`admission::limits`]),
@@ -23,17 +21,14 @@
 
 pub mod admission;
 pub mod app;
-pub mod bulk;
 pub mod error;
-pub mod google_ads;
 pub mod http;
 pub mod infra;
-pub mod intake;
 pub mod openapi;
 pub mod read;
 pub mod request;
 pub mod routes;
 pub mod server;
-pub mod validate;
+pub mod sources;
 
 pub use app::Application;

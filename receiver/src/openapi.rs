@@ -3,7 +3,7 @@
 //! `cargo run -p receiver --example api-reference`).
 //!
 //! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
-//! in [`crate::intake`], [`crate::bulk`], [`crate::validate`], [`crate::google_ads`],
+//! in [`crate::sources::single`], [`crate::sources::bulk`], [`crate::sources::validate`], [`crate::sources::google_ads`],
 //! [`crate::read::api`], [`crate::routes`] and here ([`response`]). This module holds the
 //! schemas only the document needs (request bodies, contact filters, health answers) and
 //! assembles the document. Tests hold the document's paths to
@@ -12,10 +12,10 @@
 
 use crate::error::{Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::intake::{Accepted, Finished};
 use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
+use crate::sources::single::{Accepted, Finished};
 use hyper::{Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
@@ -224,7 +224,7 @@ impl Modify for IntakeBody {
         let Some(body) = openapi
             .paths
             .paths
-            .get_mut(crate::intake::PATH)
+            .get_mut(crate::sources::single::PATH)
             .and_then(|item| item.post.as_mut())
             .and_then(|op| op.request_body.as_mut())
         else {
@@ -267,7 +267,7 @@ impl Modify for IntakeBody {
         description = "Web forms, ad platforms and apps submit leads; each becomes or updates a contact of the token's account. Every id is looked up in the token's account only; another account's id behaves like a missing one. Every body is JSON.",
     ),
     paths(
-        crate::intake::handle,
+        crate::sources::single::handle,
         crate::read::api::get_intake,
         crate::read::api::list_contacts,
         crate::read::api::get_contact,

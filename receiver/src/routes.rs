@@ -10,9 +10,10 @@
 use crate::app::AppState;
 use crate::http::{self, Body};
 use crate::infra::{intake_stats, prometheus};
+use crate::openapi;
 use crate::openapi::{Health, Readiness};
 use crate::read;
-use crate::{bulk, google_ads, intake, openapi, validate};
+use crate::sources::{bulk, google_ads, single, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ const fn route(method: &'static str, path: &'static str, endpoint: Endpoint) -> 
 
 /// Everything the receiver serves.
 pub static ROUTES: &[Route] = &[
-    route("POST", intake::PATH, Endpoint::Intake),
+    route("POST", single::PATH, Endpoint::Intake),
     route("POST", bulk::PATH, Endpoint::Bulk),
     route("POST", validate::PATH, Endpoint::Validate),
     route("POST", google_ads::PATH, Endpoint::GoogleAds),
@@ -114,7 +115,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         },
     };
     let status = response.status();
-    if route == intake::PATH {
+    if route == single::PATH {
         intake_stats::record(status.as_u16());
     }
     metrics::counter!(prometheus::HTTP_REQUESTS, "route" => route, "status" => status.as_str().to_owned())
@@ -133,7 +134,7 @@ async fn dispatch(
     param: &str,
 ) -> Response<Body> {
     match endpoint {
-        Endpoint::Intake => intake::handle(state, req, peer).await,
+        Endpoint::Intake => single::handle(state, req, peer).await,
         Endpoint::Bulk => bulk::handle(state, req, peer).await,
         Endpoint::Validate => validate::handle(state, req, peer).await,
         Endpoint::GoogleAds => google_ads::handle(state, req, peer).await,

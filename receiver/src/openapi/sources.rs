@@ -1,10 +1,10 @@
 //! The OpenAPI part of the lead sources (§8): bulk intake, validation and the Google Ads
-//! lead form webhook. Their operations are declared on their handlers in [`crate::bulk`],
-//! [`crate::validate`] and [`crate::google_ads`]; here are the Google Ads body's schemas
+//! lead form webhook. Their operations are declared on their handlers in [`crate::sources::bulk`],
+//! [`crate::sources::validate`] and [`crate::sources::google_ads`]; here are the Google Ads body's schemas
 //! and the part of the document these operations make up.
 
-use crate::bulk::{BulkAnswer, BulkResult};
-use crate::validate::{Validated, Warning};
+use crate::sources::bulk::{BulkAnswer, BulkResult};
+use crate::sources::validate::{Validated, Warning};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -67,9 +67,9 @@ pub struct GoogleAdsColumn {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
-        crate::bulk::handle,
-        crate::validate::handle,
-        crate::google_ads::handle
+        crate::sources::bulk::handle,
+        crate::sources::validate::handle,
+        crate::sources::google_ads::handle
     ),
     components(schemas(
         BulkAnswer,

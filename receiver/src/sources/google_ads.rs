@@ -13,9 +13,9 @@
 use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::intake::{self, Accepted, Enqueue, authenticate};
 use crate::openapi::sources::GoogleAdsLead;
 use crate::request::{self, BodyKind, Received};
+use crate::sources::single::{self, Accepted, Enqueue, authenticate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -153,7 +153,7 @@ async fn accept(
     }
     let lead = raw.parse(&ParseContext::now(principal.region));
     let idempotency_key = format!("google-ads:{lead_id}");
-    let mut response = intake::enqueue(
+    let mut response = single::enqueue(
         state,
         &principal,
         Enqueue {

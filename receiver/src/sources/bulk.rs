@@ -18,8 +18,8 @@ use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::infra::prometheus;
-use crate::intake::{self, authenticate};
 use crate::request::{self, Received};
+use crate::sources::single::{self, authenticate};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
@@ -415,14 +415,14 @@ async fn publish(
             Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
-                intake::message(principal, intake_id, received_at, lead, payload),
+                single::message(principal, intake_id, received_at, lead, payload),
             )),
         }
     }
 
     let published: Vec<(usize, Uuid, bool)> = futures_util::stream::iter(jobs)
         .map(|(index, message)| async move {
-            let traceparent = intake::traceparent(headers);
+            let traceparent = single::traceparent(headers);
             let result = state.publisher.publish(&message, &traceparent).await;
             if let Err(error) = &result {
                 tracing::warn!(%error, intake_id = %message.intake_id, "Failed to queue a lead of a bulk request");
