@@ -3,185 +3,32 @@
 //! `cargo run -p receiver --example api-reference`).
 //!
 //! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
-//! in [`crate::sources::single`], [`crate::sources::bulk`], [`crate::sources::validate`], [`crate::sources::google_ads`],
-//! [`crate::read::api`], [`crate::routes`] and here ([`response`]). This module holds the
-//! schemas only the document needs (request bodies, contact filters, health answers) and
-//! assembles the document. Tests hold the document's paths to
-//! [`crate::routes::ROUTES`], its request fields to what the lead parser reads, and its
-//! filters to what the contact query parser reads.
+//! in [`crate::sources`] (single, bulk, validate, Google Ads), [`crate::read::api`],
+//! [`crate::routes`] and here ([`response`]), and the schemas they name live next to them
+//! (the request bodies in [`crate::sources::schema`]). This module only assembles the
+//! document from those declarations; nothing it is built from imports it. Tests hold the
+//! document's paths to [`crate::routes::ROUTES`], its request fields to what the lead parser
+//! reads, and its filters to what the contact query parser reads.
 
 use crate::error::{Invalid, TooMany};
 use crate::http::{self, Body, Message};
 use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
+use crate::routes::{Health, Readiness};
+use crate::sources::bulk::{BulkAnswer, BulkResult};
+use crate::sources::schema::{
+    FlagInput, GoogleAdsColumn, GoogleAdsLead, IdInput, IntakeRequest, OtherPhoneNumberInput,
+    PowerdialerPositionInput,
+};
 use crate::sources::single::{Accepted, Finished};
+use crate::sources::validate::{Validated, Warning};
 use hyper::{Response, StatusCode, header};
-use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
-
-pub(crate) mod sources;
-
-macro_rules! intake_request {
-    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
-        /// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
-        /// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
-        /// of their own and say which field they stand for.
-        #[derive(Debug, Serialize, ToSchema)]
-        #[schema(example = json!({
-            "phone_number": "(818) 123-4567",
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "email": "ada@example.com",
-            "lead_source": "Website",
-            "other_phone_numbers": [{"label": "work", "phone_number": "+1 818-740-5020"}],
-            "tag_id": 3,
-            "force_update": "yes"
-        }))]
-        pub struct IntakeRequest {
-            /// The API token, when it is not sent as `Authorization: Bearer`. Never stored.
-            pub api_token: Option<String>,
-            /// Required. Any human format; normalized to E.164 with the account's region (US unless
-            /// set). Must be a possible number for its region.
-            #[schema(example = "(818) 123-4567")]
-            pub phone_number: String,
-            /// Additional numbers: `{"label", "phone_number"}` objects or `["label", "number"]`
-            /// pairs (at most 20); `phone_number` is required in each. Form posts use
-            /// `other_phone_numbers[0][phone_number]=…`.
-            pub other_phone_numbers: Option<Vec<OtherPhoneNumberInput>>,
-            $( $(#[doc = $doc])* #[schema($($schema)*)] pub $field: Option<String>, )*
-            /// `MM/DD/YYYY`, `MM-DD-YYYY` or `YYYY-MM-DD`; a real date, not in the future.
-            #[schema(example = "04/21/1990")]
-            pub date_of_birth: Option<String>,
-            /// An IANA zone name; derived from the number when blank.
-            #[schema(example = "America/Los_Angeles")]
-            pub timezone: Option<String>,
-            /// Stored as a note on the contact (consent text).
-            #[schema(max_length = 10000)]
-            pub notes: Option<String>,
-            /// Owner: a user of the account. Positive integer or numeric string.
-            pub user_id: Option<IdInput>,
-            /// Ring group to distribute to (with `distribute_to_ring_group`).
-            pub ring_group_id: Option<IdInput>,
-            pub line_id: Option<IdInput>,
-            /// Alias of `line_id`.
-            pub campaign_id: Option<IdInput>,
-            /// Sequence (SMS automation) to enroll in.
-            pub sequence_id: Option<IdInput>,
-            /// Alias of `sequence_id` (older integrations).
-            pub automation_id: Option<IdInput>,
-            /// Tag to add.
-            pub tag_id: Option<IdInput>,
-            pub disposition_status_id: Option<IdInput>,
-            /// Alias of `disposition_status_id`.
-            pub disposition_id: Option<IdInput>,
-            /// Overwrite every field this lead provides on an existing contact.
-            pub force_update: Option<FlagInput>,
-            /// Move an existing contact from its active sequence to `sequence_id`.
-            pub force_update_sequence: Option<FlagInput>,
-            /// Owner = a random member of `ring_group_id`.
-            pub distribute_to_ring_group: Option<FlagInput>,
-            /// Alias of `distribute_to_ring_group`.
-            pub distribute_to_right_group: Option<FlagInput>,
-            /// Distribute only to active and available members.
-            pub check_available_users: Option<FlagInput>,
-            /// Like `check_available_users`, falling back to all active members.
-            pub check_available_users_with_fallback: Option<FlagInput>,
-            /// Add the contact to its owner's PowerDialer list.
-            pub add_to_powerdialer: Option<FlagInput>,
-            /// Where in the PowerDialer list: `top` (default) or `bottom`.
-            pub powerdialer_position: Option<PowerdialerPositionInput>,
-        }
-    };
-}
-
-shared::with_contact_text_fields!(intake_request);
-
-/// One additional number of a lead.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OtherPhoneNumberInput {
-    #[schema(example = "work")]
-    pub label: Option<String>,
-    #[schema(example = "+1 818-740-5020")]
-    pub phone_number: String,
-}
-
-/// A positive integer, or the same as a numeric string.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum IdInput {
-    Number(i64),
-    Text(String),
-}
-
-/// A boolean, or `"true"`/`"false"`, `1`/`0`, `"1"`/`"0"`, `"yes"`/`"no"`, `"on"`/`"off"`.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum FlagInput {
-    Bool(bool),
-    Number(i64),
-    Text(String),
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerdialerPositionInput {
-    Top,
-    Bottom,
-}
-
-/// Filters of `GET /api/v1/contacts`. Filters combine with AND.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ContactFilters {
-    /// Any format; matches the primary and the other numbers.
-    #[param(example = "(818) 123-4567")]
-    pub phone_number: Option<String>,
-    /// Case-insensitive.
-    pub email: Option<String>,
-    #[param(minimum = 1)]
-    pub tag_id: Option<i64>,
-    pub lead_source: Option<String>,
-    pub source: Option<String>,
-    #[param(minimum = 1)]
-    pub line_id: Option<i64>,
-    /// The owner.
-    #[param(minimum = 1)]
-    pub user_id: Option<i64>,
-    /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
-    #[param(example = "2026-01-01")]
-    pub created_after: Option<String>,
-    /// Created before: RFC 3339 date-time or `YYYY-MM-DD`.
-    #[param(example = "2026-02-01T00:00:00Z")]
-    pub created_before: Option<String>,
-    /// Page size, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// `{"status": "ok"}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-/// What `/readyz` found.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `unavailable`.
-    #[schema(example = "ready")]
-    pub status: String,
-    /// `ok` or `unreachable` for each of `redis`, `broker` and `database`.
-    #[schema(example = json!({"redis": "ok", "broker": "ok", "database": "ok"}))]
-    pub checks: std::collections::BTreeMap<String, String>,
-}
+use utoipa::{Modify, OpenApi};
 
 const RATE_LIMIT_HEADERS: &str = "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds at which `Remaining` next grows) come with every authenticated answer.";
 
@@ -292,10 +139,29 @@ impl Modify for IntakeBody {
 )]
 struct ApiDoc;
 
+/// The schemas these operations name.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        crate::sources::bulk::handle,
+        crate::sources::validate::handle,
+        crate::sources::google_ads::handle
+    ),
+    components(schemas(
+        BulkAnswer,
+        BulkResult,
+        Validated,
+        Warning,
+        GoogleAdsLead,
+        GoogleAdsColumn
+    ))
+)]
+struct SourcesDoc;
+
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    doc.merge(sources::SourcesDoc::openapi());
+    doc.merge(SourcesDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

@@ -11,13 +11,14 @@ use crate::app::AppState;
 use crate::http::{self, Body};
 use crate::infra::{intake_stats, prometheus};
 use crate::openapi;
-use crate::openapi::{Health, Readiness};
 use crate::read;
 use crate::sources::{bulk, google_ads, single, validate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Instant;
+use utoipa::ToSchema;
 
 /// What answers a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +147,24 @@ async fn dispatch(
         Endpoint::Metrics => metrics(state),
         Endpoint::OpenApi => openapi::response(),
     }
+}
+
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    pub status: String,
+    /// `ok` or `unreachable` for each of `redis`, `broker` and `database`.
+    #[schema(example = json!({"redis": "ok", "broker": "ok", "database": "ok"}))]
+    pub checks: std::collections::BTreeMap<String, String>,
 }
 
 /// The process is up.

@@ -12,13 +12,13 @@ use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::openapi::ContactFilters;
 use crate::sources::single::authenticate;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::intake::QueuedIntake;
 use shared::payload::{FieldErrors, TOKEN_FIELD};
 use std::net::SocketAddr;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// Seconds a client should wait before retrying a read that found a dependency down.
@@ -75,6 +75,37 @@ impl ReadError {
             }
         }
     }
+}
+
+/// Filters of `GET /api/v1/contacts`. Filters combine with AND.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilters {
+    /// Any format; matches the primary and the other numbers.
+    #[param(example = "(818) 123-4567")]
+    pub phone_number: Option<String>,
+    /// Case-insensitive.
+    pub email: Option<String>,
+    #[param(minimum = 1)]
+    pub tag_id: Option<i64>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    #[param(minimum = 1)]
+    pub line_id: Option<i64>,
+    /// The owner.
+    #[param(minimum = 1)]
+    pub user_id: Option<i64>,
+    /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-01-01")]
+    pub created_after: Option<String>,
+    /// Created before: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-02-01T00:00:00Z")]
+    pub created_before: Option<String>,
+    /// Page size, 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/intakes/{id}`.

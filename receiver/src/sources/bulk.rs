@@ -125,7 +125,7 @@ impl BulkResult {
     request_body(
         description = "A JSON array of leads (`application/json`), or the same leads as NDJSON (`Content-Type: application/x-ndjson`, also `application/jsonl`: one lead object per line, blank lines skipped). At most 1,000 leads and 5 MiB.",
         content(
-            (Vec<crate::openapi::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
+            (Vec<crate::sources::schema::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
         ),
     ),
     responses(

@@ -13,8 +13,8 @@
 use crate::app::AppState;
 use crate::error::{ApiError, Invalid, TooMany};
 use crate::http::{self, Body, Message};
-use crate::openapi::sources::GoogleAdsLead;
 use crate::request::{self, BodyKind, Received};
+use crate::sources::schema::GoogleAdsLead;
 use crate::sources::single::{self, Accepted, Enqueue, authenticate};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};

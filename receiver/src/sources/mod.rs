@@ -6,8 +6,10 @@
 //! - [`bulk`]: `POST /api/v1/webhook/forms/bulk`: up to 1,000 leads, one result each.
 //! - [`google_ads`]: the Google Ads lead form webhook.
 //! - [`validate`]: `POST /api/v1/webhook/forms/validate`: every check, nothing published.
+//! - [`schema`]: the request bodies as the OpenAPI document describes them.
 
 pub mod bulk;
 pub mod google_ads;
+pub mod schema;
 pub mod single;
 pub mod validate;

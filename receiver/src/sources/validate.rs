@@ -58,8 +58,8 @@ pub struct Warning {
     request_body(
         description = "A lead, as for the single endpoint.",
         content(
-            (crate::openapi::IntakeRequest = "application/json"),
-            (crate::openapi::IntakeRequest = "application/x-www-form-urlencoded"),
+            (crate::sources::schema::IntakeRequest = "application/json"),
+            (crate::sources::schema::IntakeRequest = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
