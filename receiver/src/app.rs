@@ -9,7 +9,7 @@ use crate::infra::publisher::Publisher;
 use crate::infra::redis_client::RedisClient;
 use crate::infra::waiters::OutcomeWaiters;
 use crate::infra::{prometheus, queue_depth};
-use crate::server;
+use crate::web::server;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};

@@ -4,18 +4,15 @@
 //!
 //! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
 //! in [`crate::sources`] (single, bulk, validate, Google Ads), [`crate::read::api`],
-//! [`crate::routes`] and here ([`response`]), and the schemas they name live next to them
+//! [`crate::web::routes`] and here ([`response`]), and the schemas they name live next to them
 //! (the request bodies in [`crate::sources::schema`]). This module only assembles the
 //! document from those declarations; nothing it is built from imports it. Tests hold the
-//! document's paths to [`crate::routes::ROUTES`], its request fields to what the lead parser
+//! document's paths to [`crate::web::routes::ROUTES`], its request fields to what the lead parser
 //! reads, and its filters to what the contact query parser reads.
 
-use crate::error::{Invalid, TooMany};
-use crate::http::{self, Body, Message};
 use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
-use crate::routes::{Health, Readiness};
 use crate::sources::bulk::{BulkAnswer, BulkResult};
 use crate::sources::schema::{
     FlagInput, GoogleAdsColumn, GoogleAdsLead, IdInput, IntakeRequest, OtherPhoneNumberInput,
@@ -23,6 +20,9 @@ use crate::sources::schema::{
 };
 use crate::sources::single::{Accepted, Finished};
 use crate::sources::validate::{Validated, Warning};
+use crate::web::error::{Invalid, TooMany};
+use crate::web::respond::{self, Body, Message};
+use crate::web::routes::{Health, Readiness};
 use hyper::{Response, StatusCode, header};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -118,9 +118,9 @@ impl Modify for IntakeBody {
         crate::read::api::get_intake,
         crate::read::api::list_contacts,
         crate::read::api::get_contact,
-        crate::routes::healthz,
-        crate::routes::readyz,
-        crate::routes::metrics,
+        crate::web::routes::healthz,
+        crate::web::routes::readyz,
+        crate::web::routes::metrics,
         response,
     ),
     components(schemas(
@@ -178,7 +178,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn response() -> Response<Body> {
     static JSON: OnceLock<Vec<u8>> = OnceLock::new();
     let bytes = JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default());
-    let mut response = http::json(StatusCode::OK, &());
+    let mut response = respond::json(StatusCode::OK, &());
     *response.body_mut() = Body::from(bytes.clone());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -542,7 +542,7 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let mut routed: Vec<(String, String)> = crate::routes::ROUTES
+        let mut routed: Vec<(String, String)> = crate::web::routes::ROUTES
             .iter()
             .map(|r| (r.method.to_owned(), r.path.to_owned()))
             .collect();
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn the_markdown_names_every_operation_and_schema() {
         let md = markdown();
-        for route in crate::routes::ROUTES {
+        for route in crate::web::routes::ROUTES {
             assert!(md.contains(&format!("### {} {}", route.method, route.path)));
         }
         assert!(md.contains("### ContactView"));

@@ -10,9 +10,9 @@ use super::model::{self, ContactPage, ContactQuery, ContactView, IntakeView};
 use crate::admission::limits::Decision;
 use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
 use crate::sources::single::authenticate;
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::respond::{self, Body, Message};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::intake::QueuedIntake;
@@ -60,13 +60,13 @@ impl ReadError {
         match self {
             Self::Refused(error) => error.into_response(),
             Self::Invalid(errors) => ApiError::Invalid(errors).into_response(),
-            Self::NotFound => http::not_found(),
+            Self::NotFound => respond::not_found(),
             Self::Unavailable(_) => {
-                let mut response = http::message(
+                let mut response = respond::message(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The service is unavailable right now. Retry later.",
                 );
-                http::set_number(
+                respond::set_number(
                     response.headers_mut(),
                     "retry-after",
                     UNAVAILABLE_RETRY_AFTER_SECS,
@@ -224,7 +224,7 @@ async fn serve(
     let rate = count_read(state, &principal).await?;
     // Every answer from here on carries the read limit's headers.
     let found = find(state, &principal, read, &pairs).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         found.unwrap_or_else(ReadError::into_response),
         rate.as_ref(),
     ))
@@ -320,5 +320,5 @@ fn database_down(error: sea_orm::DbErr) -> ReadError {
 }
 
 fn ok(body: &impl serde::Serialize) -> Response<Body> {
-    http::json(StatusCode::OK, body)
+    respond::json(StatusCode::OK, body)
 }

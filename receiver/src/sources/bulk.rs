@@ -15,11 +15,11 @@ use crate::admission::intake_records::ClaimedKey;
 use crate::admission::limits::{Decision, KeyUse, WINDOW};
 use crate::admission::token::Principal;
 use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
 use crate::infra::prometheus;
-use crate::request::{self, Received};
 use crate::sources::single::{self, authenticate};
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{self, Received};
+use crate::web::respond::{self, Body, Message};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
@@ -245,7 +245,7 @@ async fn accept(
     // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
     let results = publish(state, &principal, leads, quota, &headers, received_at).await;
     let answer = answer(state, results, claimed.as_ref()).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ApiError::into_response),
         rate.as_ref(),
     ))

@@ -11,11 +11,11 @@
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
 use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::request::{self, BodyKind, Received};
 use crate::sources::schema::GoogleAdsLead;
 use crate::sources::single::{self, Accepted, Enqueue, authenticate};
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{self, BodyKind, Received};
+use crate::web::respond::{self, Body, Message};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -120,7 +120,7 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        let ip = http::client_ip(
+        let ip = respond::client_ip(
             &parts.headers,
             peer,
             state.settings.receiver.trust_forwarded_for,

@@ -12,12 +12,12 @@ use crate::admission::limits::Decision;
 use crate::admission::limits::KeyUse;
 use crate::admission::token::Principal;
 use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
 use crate::infra::prometheus;
 use crate::infra::waiters::{Answer, Waiter};
-use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
 use crate::sources::schema::IntakeRequest;
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
+use crate::web::respond::{self, Body, Message};
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
@@ -165,7 +165,7 @@ pub(crate) async fn enqueue(
         } => (intake_id, claimed, rate),
     };
     let answer = publish(state, principal, intake_id, claimed, req).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ApiError::into_response),
         rate.as_ref(),
     ))
@@ -435,7 +435,7 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
         _ => (StatusCode::ACCEPTED, "Lead accepted."),
     };
     let status_url = format!("/api/v1/intakes/{intake_id}");
-    let mut response = http::json(
+    let mut response = respond::json(
         status,
         &Finished {
             message,
@@ -460,7 +460,7 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Result<Principal, ApiError> {
-    let ip = http::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
+    let ip = respond::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
     let principal = state.admission.authenticate(token, ip).await?;
     tracing::Span::current().record("account_id", principal.account_id);
     Ok(principal)
@@ -496,7 +496,7 @@ pub struct Finished {
 /// The 202 of an intake.
 fn accepted(intake_id: Uuid) -> Response<Body> {
     let status_url = format!("/api/v1/intakes/{intake_id}");
-    let mut response = http::json(
+    let mut response = respond::json(
         StatusCode::ACCEPTED,
         &Accepted {
             message: "Lead accepted.",

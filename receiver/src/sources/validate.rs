@@ -8,11 +8,11 @@
 
 use crate::admission::token::Principal;
 use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
 use crate::read::api::{ReadError, count_read};
-use crate::request::{LeadRequest, parse_lead, read_lead};
 use crate::sources::single::authenticate;
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{LeadRequest, parse_lead, read_lead};
+use crate::web::respond::{self, Body, Message};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
@@ -97,7 +97,7 @@ async fn check(
     let rate = count_read(state, &principal).await?;
     // Every answer from here on carries the read limit's headers.
     let answer = judge(state, &principal, raw, body_error).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ReadError::into_response),
         rate.as_ref(),
     ))
@@ -128,7 +128,7 @@ async fn judge(
         })
         .collect();
     warnings.extend(action_warnings(&lead));
-    Ok(http::json(
+    Ok(respond::json(
         StatusCode::OK,
         &Validated {
             valid: true,

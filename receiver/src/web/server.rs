@@ -15,7 +15,7 @@
 
 use crate::app::AppState;
 use crate::infra::prometheus;
-use crate::routes;
+use crate::web::routes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};

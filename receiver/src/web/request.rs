@@ -6,7 +6,7 @@
 use crate::admission::intake_records;
 use crate::admission::token::{Principal, bearer_token};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::web::error::ApiError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};

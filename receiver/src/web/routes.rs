@@ -8,11 +8,11 @@
 //! their cardinality.
 
 use crate::app::AppState;
-use crate::http::{self, Body};
 use crate::infra::{intake_stats, prometheus};
 use crate::openapi;
 use crate::read;
 use crate::sources::{bulk, google_ads, single, validate};
+use crate::web::respond::{self, Body};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use serde::Serialize;
@@ -100,7 +100,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     let path = path.to_owned();
     let found: Vec<_> = matching(&path).collect();
     let (route, response) = match found.first().map(|(route, _)| route.path) {
-        None => ("unmatched", http::not_found()),
+        None => ("unmatched", respond::not_found()),
         Some(pattern) => match found.iter().find(|(r, _)| r.method == method.as_str()) {
             Some((route, param)) => (
                 route.path,
@@ -110,7 +110,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
                 let allowed: Vec<&str> = found.iter().map(|(route, _)| route.method).collect();
                 (
                     pattern,
-                    http::method_not_allowed(&method, &allowed.join(", ")),
+                    respond::method_not_allowed(&method, &allowed.join(", ")),
                 )
             }
         },
@@ -177,7 +177,7 @@ pub struct Readiness {
     responses((status = 200, description = "Always, while the process serves.", body = Health, example = json!({"status": "ok"}))),
 )]
 fn healthz() -> Response<Body> {
-    http::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    respond::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
 /// Redis, the broker and the database are all reachable.
@@ -199,7 +199,7 @@ async fn readyz(state: &AppState) -> Response<Body> {
     let broker = state.publisher.is_connected();
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let ready = redis && database && broker;
-    http::json(
+    respond::json(
         if ready {
             StatusCode::OK
         } else {
