@@ -10,8 +10,8 @@ use crate::infra::redis_client::RedisClient;
 use crate::infra::waiters::OutcomeWaiters;
 use crate::infra::{prometheus, queue_depth};
 use crate::web::server;
+use crate::web::state::AppState;
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use shared::amqp::Topology;
 use shared::config::Settings;
@@ -22,19 +22,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// What every request handler shares.
-pub struct AppState {
-    pub settings: Settings,
-    /// Token check, rate limits, `Idempotency-Key` claims and intake records.
-    pub admission: Admission,
-    pub publisher: Arc<Publisher>,
-    /// Read-only: the read API and the one final read of a synchronous wait.
-    pub db: DatabaseConnection,
-    /// Requests waiting for their lead's outcome (synchronous mode).
-    pub outcomes: Arc<OutcomeWaiters>,
-    pub metrics: PrometheusHandle,
-}
 
 pub struct Application {
     listener: TcpListener,

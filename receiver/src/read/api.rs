@@ -9,10 +9,10 @@
 use super::model::{self, ContactPage, ContactQuery, ContactView, IntakeView};
 use crate::admission::limits::Decision;
 use crate::admission::token::{Principal, bearer_token};
-use crate::app::AppState;
-use crate::sources::single::authenticate;
 use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::authenticate;
 use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::intake::QueuedIntake;

@@ -10,12 +10,12 @@
 //! `test` tag and none of the actions that reach people: no distribution, PowerDialer or
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
-use crate::app::AppState;
 use crate::sources::schema::GoogleAdsLead;
-use crate::sources::single::{self, Accepted, Enqueue, authenticate};
+use crate::sources::single::{self, Accepted, Enqueue};
 use crate::web::error::{ApiError, Invalid, TooMany};
-use crate::web::request::{self, BodyKind, Received};
-use crate::web::respond::{self, Body, Message};
+use crate::web::request::{self, BodyKind, Received, authenticate};
+use crate::web::respond::{Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -120,7 +120,7 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        let ip = respond::client_ip(
+        let ip = request::client_ip(
             &parts.headers,
             peer,
             state.settings.receiver.trust_forwarded_for,

@@ -11,13 +11,13 @@ use crate::admission::intake_records::{Claim, ClaimedKey, IntakeRecords};
 use crate::admission::limits::Decision;
 use crate::admission::limits::KeyUse;
 use crate::admission::token::Principal;
-use crate::app::AppState;
 use crate::infra::prometheus;
 use crate::infra::waiters::{Answer, Waiter};
 use crate::sources::schema::IntakeRequest;
 use crate::web::error::{ApiError, Invalid, TooMany};
-use crate::web::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
+use crate::web::request::{LeadRequest, authenticate, idempotency_key, parse_lead, read_lead};
 use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
@@ -449,21 +449,6 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-/// The principal of `token`, or the refusal (see [`crate::admission::Admission::authenticate`]): 401, or 429
-/// for a client address with too many failed attempts. The read API authenticates the
-/// same way.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    token: Option<String>,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<Principal, ApiError> {
-    let ip = respond::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
-    let principal = state.admission.authenticate(token, ip).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
-    Ok(principal)
 }
 
 /// The body of a 202: the lead is safely in the queue.

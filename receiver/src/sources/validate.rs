@@ -7,12 +7,12 @@
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
 use crate::admission::token::Principal;
-use crate::app::AppState;
 use crate::read::api::{ReadError, count_read};
-use crate::sources::single::authenticate;
 use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::authenticate;
 use crate::web::request::{LeadRequest, parse_lead, read_lead};
 use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};

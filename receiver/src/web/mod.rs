@@ -6,9 +6,11 @@
 //! - [`error`]: [`error::ApiError`], every way the intake endpoints refuse a request,
 //!   mapped to a status.
 //! - [`respond`]: the JSON answers and headers the handlers share.
+//! - [`state`]: [`state::AppState`], what every handler is given with each request.
 
 pub mod error;
 pub mod request;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod state;

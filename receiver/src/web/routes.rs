@@ -7,12 +7,12 @@
 //! route's pattern, and unknown paths `unmatched`, so neither ids nor a scanner can blow up
 //! their cardinality.
 
-use crate::app::AppState;
 use crate::infra::{intake_stats, prometheus};
 use crate::openapi;
 use crate::read;
 use crate::sources::{bulk, google_ads, single, validate};
 use crate::web::respond::{self, Body};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use serde::Serialize;

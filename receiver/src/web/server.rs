@@ -13,9 +13,9 @@
 //!   confirmed or refused, never cut off), idle connections close, and after
 //!   `shutdown_grace_ms` whatever is left is dropped.
 
-use crate::app::AppState;
 use crate::infra::prometheus;
 use crate::web::routes;
+use crate::web::state::AppState;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
