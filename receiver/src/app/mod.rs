@@ -2,6 +2,7 @@
 //! server loop. Nothing is required to be reachable at start: the database pool and Redis
 //! connect lazily and the broker connection is kept by a background task, so the receiver
 //! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
+//! What it serves, and which handler answers what, is in [`endpoints`].
 
 use crate::admission::Admission;
 use crate::admission::token::{self, Authenticator};
@@ -12,6 +13,9 @@ use crate::infra::{prometheus, queue_depth};
 use crate::web::server;
 use crate::web::state::AppState;
 use anyhow::Context;
+
+mod endpoints;
+
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use shared::amqp::Topology;
 use shared::config::Settings;
@@ -128,7 +132,17 @@ impl Application {
             trigger.cancel();
         });
         let upkeep = tokio::spawn(prometheus::run_upkeep(self.state.metrics.clone()));
-        server::serve(self.listener, self.state.clone(), server_stop).await;
+        let state = self.state.clone();
+        server::serve(
+            self.listener,
+            &self.state.settings.receiver,
+            server_stop,
+            move |req, peer| {
+                let state = state.clone();
+                async move { endpoints::handle(&state, req, peer).await }
+            },
+        )
+        .await;
         upkeep.abort();
         watcher.abort();
         self.stop.cancel();
