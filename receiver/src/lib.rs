@@ -17,11 +17,11 @@
 //!   synchronous-mode waiters, queue depth, intake counts.
 
 pub mod admission;
-pub mod app;
-pub mod infra;
+pub(crate) mod app;
+pub(crate) mod infra;
 pub mod openapi;
 pub mod read;
-pub mod sources;
-pub mod web;
+pub(crate) mod sources;
+pub(crate) mod web;
 
 pub use app::Application;

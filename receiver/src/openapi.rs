@@ -159,7 +159,7 @@ struct ApiDoc;
 struct SourcesDoc;
 
 /// The document.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(SourcesDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -175,7 +175,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     summary = "This document",
     responses((status = 200, description = "OpenAPI 3.1, JSON.", body = Object)),
 )]
-pub fn response() -> Response<Body> {
+pub(crate) fn response() -> Response<Body> {
     static JSON: OnceLock<Vec<u8>> = OnceLock::new();
     let bytes = JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default());
     let mut response = respond::json(StatusCode::OK, &());

@@ -26,9 +26,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// How long an `Idempotency-Key` is remembered.
-pub const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted `Idempotency-Key`.
-pub const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Completes a claimed key with the answer a retry gets (`complete.lua`).
 const COMPLETE: &str = include_str!("complete.lua");
@@ -37,13 +37,13 @@ const COMPLETE: &str = include_str!("complete.lua");
 const RELEASE: &str = include_str!("release.lua");
 
 /// What the admission script answers for a key whose lock is held.
-pub const PENDING: &str = "pending:";
+pub(crate) const PENDING: &str = "pending:";
 /// Prefix of a key whose intake was published but not (yet) confirmed.
 const OPEN: &str = "open:";
 
 /// What an earlier request with the same key left on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
+pub(crate) enum Claim {
     /// An earlier request with this key was accepted as this intake; a synchronous one
     /// that heard the worker's outcome was answered with it.
     Accepted {
@@ -80,7 +80,7 @@ impl ClaimedKey {
         &self.lock_key
     }
 
-    pub fn holder(&self) -> &str {
+    pub(crate) fn holder(&self) -> &str {
         &self.holder
     }
 
@@ -90,12 +90,12 @@ impl ClaimedKey {
     }
 
     /// How long the key holds [`Self::open`] once claimed, ms.
-    pub fn open_ttl_ms(&self) -> u64 {
+    pub(crate) fn open_ttl_ms(&self) -> u64 {
         millis(self.open_ttl)
     }
 
     /// How long the lock outlives a publish that never finished, ms.
-    pub fn lock_ttl_ms(&self) -> u64 {
+    pub(crate) fn lock_ttl_ms(&self) -> u64 {
         millis(self.lock_ttl)
     }
 }
@@ -105,7 +105,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// A syntactically valid `Idempotency-Key`: 1–255 printable ASCII characters.
-pub fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     !key.trim().is_empty()
         && key.len() <= MAX_KEY_LEN
         && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
@@ -131,7 +131,7 @@ impl IntakeRecords {
     }
 
     /// The key of `intake_id`'s `queued` record.
-    pub fn status_key(&self, intake_id: Uuid) -> String {
+    pub(crate) fn status_key(&self, intake_id: Uuid) -> String {
         shared::keys::intake_status(&self.prefix, intake_id)
     }
 
@@ -143,7 +143,7 @@ impl IntakeRecords {
 
     /// The claim of a bulk request on `key` of `token_id`: apart from single leads' keys,
     /// and held only as long as its lock.
-    pub fn claim_for_bulk(&self, token_id: i64, key: &str) -> ClaimedKey {
+    pub(crate) fn claim_for_bulk(&self, token_id: i64, key: &str) -> ClaimedKey {
         self.claim(
             token_id,
             &format!("bulk:{key}"),
@@ -181,7 +181,7 @@ impl IntakeRecords {
     /// What the value an earlier request left on a key says: `<intake id>` for a 202,
     /// `<intake id> <status> <contact id or ->` for a synchronous answer with the outcome,
     /// `open:<intake id>` for a publish without a confirm.
-    pub fn interpret(value: &str) -> Claim {
+    pub(crate) fn interpret(value: &str) -> Claim {
         if value.starts_with(PENDING) {
             return Claim::InProgress;
         }
@@ -212,7 +212,7 @@ impl IntakeRecords {
 
     /// The value a single lead's key keeps once the broker confirmed its intake, and again
     /// with the outcome a synchronous request answered with (see [`Self::interpret`]).
-    pub fn answer(intake_id: Uuid, answered: Option<Answer>) -> String {
+    pub(crate) fn answer(intake_id: Uuid, answered: Option<Answer>) -> String {
         match answered {
             None => intake_id.to_string(),
             Some(o) => format!(
@@ -225,7 +225,7 @@ impl IntakeRecords {
     }
 
     /// Completes a claimed key with `answer`: a retry within [`KEY_TTL`] gets that answer.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         redis: &RedisClient,
         key: &ClaimedKey,
@@ -248,7 +248,7 @@ impl IntakeRecords {
 
     /// Gives a claimed key back: nothing of its request was queued, so a retry is a new
     /// request.
-    pub async fn release(&self, redis: &RedisClient, key: &ClaimedKey) {
+    pub(crate) async fn release(&self, redis: &RedisClient, key: &ClaimedKey) {
         let mut conn = redis.conn();
         let _ = redis
             .run("idempotency", async {
@@ -264,7 +264,7 @@ impl IntakeRecords {
 
     /// The `queued` record of `intake_id`, if this receiver (or another) accepted it and the
     /// record has not expired.
-    pub async fn queued(
+    pub(crate) async fn queued(
         &self,
         redis: &RedisClient,
         intake_id: Uuid,
@@ -286,7 +286,12 @@ impl IntakeRecords {
     /// releases its key's lock (if it claimed one), so the client's retry can publish the
     /// same intake id again at once. The key stays `open:<intake id>`: the broker may have
     /// stored the message even though no confirm came.
-    pub async fn abandon(&self, redis: &RedisClient, intake_id: Uuid, key: Option<&ClaimedKey>) {
+    pub(crate) async fn abandon(
+        &self,
+        redis: &RedisClient,
+        intake_id: Uuid,
+        key: Option<&ClaimedKey>,
+    ) {
         let mut conn = redis.conn();
         let status_key = self.status_key(intake_id);
         let _ = redis

@@ -18,7 +18,7 @@
 //! here knows HTTP: a refusal is a [`Refusal`], which the HTTP layer answers.
 
 pub mod intake_records;
-pub mod limits;
+pub(crate) mod limits;
 pub mod token;
 
 use crate::infra::prometheus;
@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 
 /// Why a request is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No known token; with the count of failed authentications from the client's address
     /// when Redis made it.
     Unauthenticated(Option<Decision>),
@@ -48,7 +48,7 @@ pub enum Refusal {
 
 /// What admission decided for the leads of an intake request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admitted {
+pub(crate) enum Admitted {
     /// An earlier request with the same `Idempotency-Key` holds it: the value it left there
     /// (see [`IntakeRecords::interpret`]).
     Known(String),
@@ -66,7 +66,7 @@ pub enum Admitted {
 }
 
 /// Everything that admits requests: the token cache, the limits, the intake records.
-pub struct Admission {
+pub(crate) struct Admission {
     /// Rate limits, `Idempotency-Key` claims and intake records.
     pub redis: RedisClient,
     /// Token → principal, cached.

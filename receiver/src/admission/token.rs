@@ -42,7 +42,7 @@ pub struct Principal {
 pub struct LookupError(String);
 
 /// The bearer token of an `Authorization` header, if it has one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
@@ -51,7 +51,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 
 /// The longest a lookup may be cached: a revoked token whose announcement was lost stops
 /// working within this.
-pub const MAX_TTL: Duration = Duration::from_secs(30);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most in each cache (known tokens, unknown tokens, last good lookups).
 const MAX_ENTRIES: u64 = 100_000;
 /// While the database is unreachable, how long a stale entry is served before the database
@@ -183,19 +183,19 @@ impl Authenticator {
     }
 
     /// Forgets everything cached about the token with this hash (it was revoked).
-    pub async fn forget(&self, token_hash: &str) {
+    pub(crate) async fn forget(&self, token_hash: &str) {
         self.known.invalidate(token_hash).await;
         self.last_good.invalidate(token_hash).await;
     }
 
     /// Forgets every fresh lookup, so each token is checked again on its next request
     /// (after revocations may have been missed). Last good lookups stay for outages.
-    pub fn forget_fresh(&self) {
+    pub(crate) fn forget_fresh(&self) {
         self.known.invalidate_all();
     }
 
     /// Whether the database answers now (within a second).
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         matches!(
             tokio::time::timeout(Duration::from_secs(1), self.db.ping()).await,
             Ok(Ok(()))
@@ -267,7 +267,7 @@ impl Authenticator {
 /// Keeps `auth` told of revoked and changed tokens: subscribes to the token-change channel
 /// of `redis_prefix` until `stop`, reconnecting with growing delays. After every (re)connect
 /// the fresh lookups are dropped, since announcements made meanwhile were missed.
-pub async fn follow_token_changes(
+pub(crate) async fn follow_token_changes(
     auth: Arc<Authenticator>,
     redis_url: String,
     redis_prefix: String,

@@ -178,5 +178,3 @@ async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
 fn topology_of(settings: &Settings) -> Topology {
     Topology::from_settings(settings)
 }
-
-pub use shared::runtime::shutdown_signal;

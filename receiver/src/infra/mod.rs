@@ -11,10 +11,10 @@
 //!
 //! Nothing here knows HTTP, a lead source or admission.
 
-pub mod intake_stats;
-pub mod prometheus;
-pub mod publisher;
-pub mod pubsub;
-pub mod queue_depth;
-pub mod redis_client;
-pub mod waiters;
+pub(crate) mod intake_stats;
+pub(crate) mod prometheus;
+pub(crate) mod publisher;
+pub(crate) mod pubsub;
+pub(crate) mod queue_depth;
+pub(crate) mod redis_client;
+pub(crate) mod waiters;

@@ -5,5 +5,5 @@
 //! - [`model`]: the account-scoped read model behind it (intake records and contacts, read
 //!   from PostgreSQL).
 
-pub mod api;
+pub(crate) mod api;
 pub mod model;

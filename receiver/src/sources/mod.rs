@@ -8,8 +8,8 @@
 //! - [`validate`]: `POST /api/v1/webhook/forms/validate`: every check, nothing published.
 //! - [`schema`]: the request bodies as the OpenAPI document describes them.
 
-pub mod bulk;
-pub mod google_ads;
-pub mod schema;
-pub mod single;
-pub mod validate;
+pub(crate) mod bulk;
+pub(crate) mod google_ads;
+pub(crate) mod schema;
+pub(crate) mod single;
+pub(crate) mod validate;

@@ -91,6 +91,10 @@ pub struct OtherPhoneNumberInput {
 }
 
 /// A positive integer, or the same as a numeric string.
+#[expect(
+    dead_code,
+    reason = "described in the OpenAPI document only: the parser reads RawLead"
+)]
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum IdInput {
@@ -99,6 +103,10 @@ pub enum IdInput {
 }
 
 /// A boolean, or `"true"`/`"false"`, `1`/`0`, `"1"`/`"0"`, `"yes"`/`"no"`, `"on"`/`"off"`.
+#[expect(
+    dead_code,
+    reason = "described in the OpenAPI document only: the parser reads RawLead"
+)]
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum FlagInput {
@@ -107,6 +115,10 @@ pub enum FlagInput {
     Text(String),
 }
 
+#[expect(
+    dead_code,
+    reason = "described in the OpenAPI document only: the parser reads RawLead"
+)]
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerdialerPositionInput {

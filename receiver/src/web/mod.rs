@@ -11,10 +11,10 @@
 //! - [`respond`]: the JSON answers and headers the handlers share.
 //! - [`state`]: [`state::AppState`], what every handler is given with each request.
 
-pub mod error;
-pub mod ops;
-pub mod request;
-pub mod respond;
-pub mod routes;
-pub mod server;
-pub mod state;
+pub(crate) mod error;
+pub(crate) mod ops;
+pub(crate) mod request;
+pub(crate) mod respond;
+pub(crate) mod routes;
+pub(crate) mod server;
+pub(crate) mod state;
