@@ -18,7 +18,7 @@
 //! lock: its leads get new intake ids on a retry, so a key whose request died mid-publish
 //! is free again once the lock is gone. Its completed value is the whole 207.
 
-use crate::infra::redis_client::{RedisClient, Unavailable};
+use crate::infra::redis_client::{RedisClient, RedisUnavailable};
 use crate::infra::waiters::Answer;
 use sha2::{Digest, Sha256};
 use shared::intake::{IntakeStatus, QueuedIntake};
@@ -212,7 +212,7 @@ impl IntakeRecords {
 
     /// The value a single lead's key keeps once the broker confirmed its intake, and again
     /// with the outcome a synchronous request answered with (see [`Self::interpret`]).
-    pub(crate) fn answer(intake_id: Uuid, answered: Option<Answer>) -> String {
+    pub(crate) fn key_value(intake_id: Uuid, answered: Option<Answer>) -> String {
         match answered {
             None => intake_id.to_string(),
             Some(o) => format!(
@@ -230,7 +230,7 @@ impl IntakeRecords {
         redis: &RedisClient,
         key: &ClaimedKey,
         answer: &str,
-    ) -> Result<(), Unavailable> {
+    ) -> Result<(), RedisUnavailable> {
         let mut conn = redis.conn();
         redis
             .run("idempotency", async {
@@ -268,7 +268,7 @@ impl IntakeRecords {
         &self,
         redis: &RedisClient,
         intake_id: Uuid,
-    ) -> Result<Option<QueuedIntake>, Unavailable> {
+    ) -> Result<Option<QueuedIntake>, RedisUnavailable> {
         let status_key = self.status_key(intake_id);
         let mut conn = redis.conn();
         let found: Option<String> = redis

@@ -11,7 +11,7 @@
 //! Time is Redis's own clock, so every receiver instance agrees on it.
 
 use super::intake_records::ClaimedKey;
-use crate::infra::redis_client::{RedisClient, Unavailable};
+use crate::infra::redis_client::{RedisClient, RedisUnavailable};
 use shared::intake::QUEUED_RECORD_TTL_SECS;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,13 +73,13 @@ const ADMIT: &str = include_str!("admit.lua");
 
 /// What the script said of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Counted {
+pub enum Reply {
     /// An earlier request holds the `Idempotency-Key`: the value it left there.
     Known(String),
     /// The first `admitted` requests are counted (and the records among them written);
     /// the others would be admitted after `waits[i]` each. `decision` is what the
     /// rate-limit headers say: the first refused request's wait when none was admitted.
-    Limited {
+    Counted {
         decision: Decision,
         admitted: usize,
         waits: Vec<Duration>,
@@ -143,7 +143,7 @@ impl Limiter {
         op: &'static str,
         subject: &str,
         limit: u32,
-    ) -> Result<Decision, Unavailable> {
+    ) -> Result<Decision, RedisUnavailable> {
         let batch = Batch {
             subject,
             limit,
@@ -151,9 +151,9 @@ impl Limiter {
             key: None,
         };
         match self.run(redis, op, batch).await? {
-            Counted::Limited { decision, .. } => Ok(decision),
+            Reply::Counted { decision, .. } => Ok(decision),
             // Without a key the script never answers with one.
-            Counted::Known(_) => Err(Unavailable),
+            Reply::Known(_) => Err(RedisUnavailable),
         }
     }
 
@@ -163,7 +163,7 @@ impl Limiter {
         redis: &RedisClient,
         op: &'static str,
         batch: Batch<'_>,
-    ) -> Result<Counted, Unavailable> {
+    ) -> Result<Reply, RedisUnavailable> {
         let Batch {
             subject,
             limit,
@@ -200,28 +200,28 @@ impl Limiter {
         let reply: redis::Value = redis
             .run(op, async { invocation.invoke_async(&mut conn).await })
             .await?;
-        counted(reply, limit)
+        reply_of(reply, limit)
     }
 }
 
 /// What the script's reply says: {2, value} for a known key, else {1, admitted, remaining,
 /// wait µs, now µs, refused waits µs…} of a call counted against `limit`.
-fn counted(reply: redis::Value, limit: u32) -> Result<Counted, Unavailable> {
+fn reply_of(reply: redis::Value, limit: u32) -> Result<Reply, RedisUnavailable> {
     let redis::Value::Array(items) = reply else {
-        return Err(Unavailable);
+        return Err(RedisUnavailable);
     };
     if let [redis::Value::Int(2), redis::Value::BulkString(stored)] = items.as_slice() {
-        return Ok(Counted::Known(String::from_utf8_lossy(stored).into_owned()));
+        return Ok(Reply::Known(String::from_utf8_lossy(stored).into_owned()));
     }
     let numbers = items
         .iter()
         .map(|item| match item {
             redis::Value::Int(n) => Ok(*n),
-            _ => Err(Unavailable),
+            _ => Err(RedisUnavailable),
         })
-        .collect::<Result<Vec<i64>, Unavailable>>()?;
+        .collect::<Result<Vec<i64>, RedisUnavailable>>()?;
     let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
-        return Err(Unavailable);
+        return Err(RedisUnavailable);
     };
     let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
     let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
@@ -233,7 +233,7 @@ fn counted(reply: redis::Value, limit: u32) -> Result<Counted, Unavailable> {
         .iter()
         .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
         .collect();
-    Ok(Counted::Limited {
+    Ok(Reply::Counted {
         decision,
         admitted,
         waits,

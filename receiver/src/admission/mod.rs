@@ -22,9 +22,9 @@ pub(crate) mod limits;
 pub mod token;
 
 use crate::infra::prometheus;
-use crate::infra::redis_client::{RedisClient, Unavailable};
+use crate::infra::redis_client::{RedisClient, RedisUnavailable};
 use intake_records::IntakeRecords;
-use limits::{AuthFailureBlocks, Batch, Counted, Decision, KeyUse, Limiter};
+use limits::{AuthFailureBlocks, Batch, Decision, KeyUse, Limiter, Reply};
 use shared::config::{FailMode, RateLimitSettings, Settings};
 use shared::intake::QueuedIntake;
 use std::net::IpAddr;
@@ -200,11 +200,11 @@ impl Admission {
                 };
                 self.limiter.run(&self.redis, "admission", batch).await
             }
-            Err(_) => Err(Unavailable),
+            Err(_) => Err(RedisUnavailable),
         };
         match counted {
-            Ok(Counted::Known(value)) => Ok(Admitted::Known(value)),
-            Ok(Counted::Limited {
+            Ok(Reply::Known(value)) => Ok(Admitted::Known(value)),
+            Ok(Reply::Counted {
                 decision,
                 admitted: 0,
                 ..
@@ -212,7 +212,7 @@ impl Admission {
                 metrics::counter!(prometheus::RATE_LIMITED, "limit" => "token").increment(1);
                 Err(Refusal::RateLimited(decision))
             }
-            Ok(Counted::Limited {
+            Ok(Reply::Counted {
                 decision,
                 admitted,
                 waits,

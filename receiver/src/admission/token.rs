@@ -60,7 +60,7 @@ const STALE_RETRY: Duration = Duration::from_secs(5);
 
 /// A known token's cached lookup, fresh for `fresh_for` from when it was stored.
 #[derive(Debug, Clone)]
-struct Known {
+struct KnownToken {
     principal: Principal,
     fresh_for: Duration,
 }
@@ -68,15 +68,15 @@ struct Known {
 /// Each known entry expires after its own `fresh_for`.
 struct FreshFor;
 
-impl Expiry<String, Known> for FreshFor {
-    fn expire_after_create(&self, _: &String, value: &Known, _: Instant) -> Option<Duration> {
+impl Expiry<String, KnownToken> for FreshFor {
+    fn expire_after_create(&self, _: &String, value: &KnownToken, _: Instant) -> Option<Duration> {
         Some(value.fresh_for)
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        value: &Known,
+        value: &KnownToken,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -95,7 +95,7 @@ pub struct Authenticator {
     db: DatabaseConnection,
     ttl: Duration,
     /// Token hash → principal, for tokens the database knows. Never the token itself.
-    known: Cache<String, Known>,
+    known: Cache<String, KnownToken>,
     /// Hashes of tokens the database does not know (or no longer knows).
     unknown: Cache<String, ()>,
     /// Each known token's last good lookup, kept `ttl + stale` after it, for outages.
@@ -204,14 +204,14 @@ impl Authenticator {
 
     /// The entry to cache for `hash`: from the database, or while it is unreachable the
     /// token's last good lookup for a few seconds.
-    async fn load(&self, hash: &str) -> Result<Known, Miss> {
+    async fn load(&self, hash: &str) -> Result<KnownToken, Miss> {
         match self.lookup(hash).await {
             Ok(Some(principal)) => {
                 metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 self.last_good
                     .insert(hash.to_owned(), principal.clone())
                     .await;
-                Ok(Known {
+                Ok(KnownToken {
                     principal,
                     fresh_for: self.ttl,
                 })
@@ -224,7 +224,7 @@ impl Authenticator {
                 Some(principal) => {
                     metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "stale").increment(1);
                     tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the last good lookup");
-                    Ok(Known {
+                    Ok(KnownToken {
                         principal,
                         fresh_for: STALE_RETRY.min(self.ttl),
                     })

@@ -14,7 +14,7 @@ const COOL_DOWN: Duration = Duration::from_millis(500);
 /// Redis did not answer (unreachable, too slow, or skipped during the cool-down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("Redis is unavailable")]
-pub struct Unavailable;
+pub struct RedisUnavailable;
 
 pub struct RedisClient {
     /// Reconnects by itself; created lazily so the receiver starts while Redis is down.
@@ -55,11 +55,11 @@ impl RedisClient {
         &self,
         op: &'static str,
         call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, Unavailable> {
+    ) -> Result<T, RedisUnavailable> {
         let now_ms = self.now_ms();
         if now_ms < self.skip_until_ms.load(Ordering::Relaxed) {
             metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
-            return Err(Unavailable);
+            return Err(RedisUnavailable);
         }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
@@ -69,7 +69,7 @@ impl RedisClient {
                 if is_connection_error(&error) {
                     self.cool_down();
                 }
-                Err(Unavailable)
+                Err(RedisUnavailable)
             }
             Err(_) => {
                 metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
@@ -79,7 +79,7 @@ impl RedisClient {
                     "Redis call timed out"
                 );
                 self.cool_down();
-                Err(Unavailable)
+                Err(RedisUnavailable)
             }
         }
     }

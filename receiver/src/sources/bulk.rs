@@ -415,7 +415,7 @@ async fn publish(
             Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
-                single::message(principal, intake_id, received_at, lead, payload),
+                single::queue_message(principal, intake_id, received_at, lead, payload),
             )),
         }
     }

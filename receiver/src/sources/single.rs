@@ -286,7 +286,7 @@ async fn publish(
     } = req;
     let lead = lead.map_err(ApiError::Invalid)?;
 
-    let message = message(principal, intake_id, received_at, lead, payload);
+    let message = queue_message(principal, intake_id, received_at, lead, payload);
     // Listening starts before the lead can reach a worker, so no outcome goes unheard.
     let waiter = wait.map(|_| state.outcomes.register(intake_id));
     let traceparent = traceparent(headers);
@@ -306,7 +306,7 @@ async fn publish(
             .complete(
                 &state.admission.redis,
                 claimed,
-                &IntakeRecords::answer(intake_id, None),
+                &IntakeRecords::key_value(intake_id, None),
             )
             .await
             .is_err()
@@ -328,7 +328,7 @@ async fn publish(
             .complete(
                 &state.admission.redis,
                 claimed,
-                &IntakeRecords::answer(intake_id, Some(outcome)),
+                &IntakeRecords::key_value(intake_id, Some(outcome)),
             )
             .await
             .is_err()
@@ -339,7 +339,7 @@ async fn publish(
 }
 
 /// The queue message of an accepted lead.
-pub(crate) fn message(
+pub(crate) fn queue_message(
     principal: &Principal,
     intake_id: Uuid,
     received_at: DateTime<Utc>,
