@@ -2,54 +2,31 @@
 //! applies the per-token rate limit, parses the lead into a typed [`shared::lead::Lead`],
 //! publishes it to RabbitMQ and answers 202 only once the broker has confirmed it.
 //!
-//! - [`app`]: [`Application`]: builds every dependency, serves until told to stop.
-//! - [`server`]: the HTTP/1 accept loop: connection cap, header timeout, graceful drain.
-//! - [`routes`]: the route table and dispatch; `/healthz`, `/readyz`, `/metrics`.
-//! - [`intake`]: the intake endpoint itself, and the steps every lead source shares.
-//! - [`request`]: reading a lead source's request: media type, body, query string, token.
-//! - [`bulk`]: the bulk endpoint: up to 1,000 leads, one result each.
-//! - [`validate`]: the validate endpoint: every check, nothing published.
-//! - [`google_ads`]: the Google Ads lead form webhook.
-//! - [`error`]: [`error::ApiError`], every way the intake endpoints refuse a request, mapped to a status.
-//! - [`auth`]: token extraction and the in-process token cache over PostgreSQL.
-//! - [`admission`]: one Redis call per intake: key lookup, rate limit, record and claim.
-//! - [`limiter`]: Redis sliding-window limits (per token, and failed authentications per IP).
-//! - [`idempotency`]: `Idempotency-Key` claims and replays, and the `queued` intake record.
-//! - [`redis_client`]: [`redis_client::RedisClient`], the Redis handle every Redis user goes through (timeouts, fail-fast).
-//! - [`publisher`]: the self-healing, publisher-confirmed RabbitMQ connection.
-//! - [`read_api`]: the read API: intake statuses and the account's contacts.
-//! - [`waiters`]: synchronous mode: requests waiting for the worker's outcome.
-//! - [`pubsub`]: the reconnecting Redis subscriptions (outcomes, token revocations).
-//! - [`read_model`]: the account-scoped read model behind the read API.
-//! - [`queue_depth`]: queue-depth gauges read from the broker.
-//! - [`intake_stats`]: per-second intake answer counts in Redis, for `leadctl status`.
-//! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and its Markdown rendering.
-//! - [`telemetry`]: Prometheus metrics.
-//! - [`http`]: response helpers shared by the handlers.
+//! The folders follow a request, each importing only the ones below it:
+//!
+//! - [`app`]: [`Application`]: builds every dependency, serves until told to stop; the
+//!   route table and which handler answers each route.
+//! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`), assembled from the handlers'
+//!   declarations, and its Markdown rendering.
+//! - [`sources`]: the lead sources: the single intake endpoint (and the steps every
+//!   single-lead source shares), bulk, Google Ads, validate.
+//! - [`read`]: the read API (intake statuses, the account's contacts) and the
+//!   account-scoped read model behind it.
+//! - [`web`]: HTTP plumbing: the accept loop, route matching, reading requests, errors, the
+//!   JSON answers, the operations endpoints, and [`AppState`](web::state::AppState), what
+//!   every handler is given.
+//! - [`admission`]: whether a request gets in: the token cache ([`admission::token`]), one
+//!   Redis script for every sliding-window limit (`admission::limits`), `Idempotency-Key`
+//!   claims and the `queued` intake records ([`admission::intake_records`]).
+//! - [`infra`]: the broker, Redis and Prometheus metrics: publisher, Redis client, pub/sub,
+//!   synchronous-mode waiters, queue depth, intake counts.
 
 pub mod admission;
-pub mod app;
-pub mod auth;
-pub mod bulk;
-pub mod error;
-pub mod google_ads;
-pub mod http;
-pub mod idempotency;
-pub mod intake;
-pub mod intake_stats;
-pub mod limiter;
+pub(crate) mod app;
+pub(crate) mod infra;
 pub mod openapi;
-pub mod publisher;
-pub mod pubsub;
-pub mod queue_depth;
-pub mod read_api;
-pub mod read_model;
-pub mod redis_client;
-pub mod request;
-pub mod routes;
-pub mod server;
-pub mod telemetry;
-pub mod validate;
-pub mod waiters;
+pub mod read;
+pub(crate) mod sources;
+pub(crate) mod web;
 
 pub use app::Application;

@@ -18,6 +18,6 @@ async fn main() -> anyhow::Result<()> {
     settings.warn_deprecated();
     let app = receiver::Application::build(settings).await?;
     tracing::info!(addr = %app.local_addr()?, "Receiver listening");
-    app.run_until_stopped(receiver::app::shutdown_signal())
+    app.run_until_stopped(shared::runtime::shutdown_signal())
         .await
 }

@@ -3,239 +3,32 @@
 //! `cargo run -p receiver --example api-reference`).
 //!
 //! Each operation is declared (`#[utoipa::path]`) on the function that answers its route,
-//! in [`crate::intake`], [`crate::bulk`], [`crate::validate`], [`crate::google_ads`],
-//! [`crate::read_api`], [`crate::routes`] and here ([`response`]). This module holds the
-//! schemas only the document needs (request bodies, contact filters, health answers) and
-//! assembles the document. Tests hold the document's paths to
-//! [`crate::routes::ROUTES`], its request fields to what the lead parser reads, and its
-//! filters to what the contact query parser reads.
+//! in [`crate::sources`] (single, bulk, validate, Google Ads), [`crate::read::api`],
+//! [`crate::web::ops`] and here ([`response`]), and the schemas they name live next to them
+//! (the request bodies in [`crate::sources::schema`]). This module only assembles the
+//! document from those declarations; nothing it is built from imports it. Tests hold the
+//! document's paths to the routes served (`app::endpoints::ROUTES`), its request fields to what the lead parser
+//! reads, and its filters to what the contact query parser reads.
 
-use crate::error::{Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::intake::{Accepted, Finished};
-use crate::read_model::{
+use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
+use crate::sources::bulk::{BulkAnswer, BulkResult};
+use crate::sources::schema::{
+    ConsentInput, FlagInput, GoogleAdsColumn, GoogleAdsLead, IdInput, IntakeRequest,
+    OtherPhoneNumberInput, PowerdialerPositionInput,
+};
+use crate::sources::single::{Accepted, Finished};
+use crate::sources::validate::{Validated, Warning};
+use crate::web::error::{Invalid, TooMany};
+use crate::web::ops::{Health, Readiness};
+use crate::web::respond::{self, Body, Message};
 use hyper::{Response, StatusCode, header};
-use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
-
-pub(crate) mod sources;
-
-macro_rules! intake_request {
-    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
-        /// The fields of a lead (§3), in a JSON body, a form body or the query string. Every field
-        /// but `phone_number` is optional; unknown fields are ignored. Aliases are listed as fields
-        /// of their own and say which field they stand for.
-        #[derive(Debug, Serialize, ToSchema)]
-        #[schema(example = json!({
-            "phone_number": "(818) 123-4567",
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "email": "ada@example.com",
-            "lead_source": "Website",
-            "other_phone_numbers": [{"label": "work", "phone_number": "+1 818-740-5020"}],
-            "tag_id": 3,
-            "force_update": "yes"
-        }))]
-        pub struct IntakeRequest {
-            /// The API token, when it is not sent as `Authorization: Bearer`. Never stored.
-            pub api_token: Option<String>,
-            /// Required. Any human format; normalized to E.164 with the account's region (US unless
-            /// set). Must be a possible number for its region.
-            #[schema(example = "(818) 123-4567")]
-            pub phone_number: String,
-            /// Additional numbers: `{"label", "phone_number"}` objects or `["label", "number"]`
-            /// pairs (at most 20); `phone_number` is required in each. Form posts use
-            /// `other_phone_numbers[0][phone_number]=…`.
-            pub other_phone_numbers: Option<Vec<OtherPhoneNumberInput>>,
-            $( $(#[doc = $doc])* #[schema($($schema)*)] pub $field: Option<String>, )*
-            /// `MM/DD/YYYY`, `MM-DD-YYYY` or `YYYY-MM-DD`; a real date, not in the future.
-            #[schema(example = "04/21/1990")]
-            pub date_of_birth: Option<String>,
-            /// An IANA zone name; derived from the number when blank.
-            #[schema(example = "America/Los_Angeles")]
-            pub timezone: Option<String>,
-            /// Stored as a note on the contact (consent text).
-            #[schema(max_length = 10000)]
-            pub notes: Option<String>,
-            /// Owner: a user of the account. Positive integer or numeric string.
-            pub user_id: Option<IdInput>,
-            /// Ring group to distribute to (with `distribute_to_ring_group`).
-            pub ring_group_id: Option<IdInput>,
-            pub line_id: Option<IdInput>,
-            /// Alias of `line_id`.
-            pub campaign_id: Option<IdInput>,
-            /// Sequence (SMS automation) to enroll in.
-            pub sequence_id: Option<IdInput>,
-            /// Alias of `sequence_id` (older integrations).
-            pub automation_id: Option<IdInput>,
-            /// Tag to add.
-            pub tag_id: Option<IdInput>,
-            pub disposition_status_id: Option<IdInput>,
-            /// Alias of `disposition_status_id`.
-            pub disposition_id: Option<IdInput>,
-            /// Overwrite every field this lead provides on an existing contact.
-            pub force_update: Option<FlagInput>,
-            /// Move an existing contact from its active sequence to `sequence_id`.
-            pub force_update_sequence: Option<FlagInput>,
-            /// Owner = a random member of `ring_group_id`.
-            pub distribute_to_ring_group: Option<FlagInput>,
-            /// Alias of `distribute_to_ring_group`.
-            pub distribute_to_right_group: Option<FlagInput>,
-            /// Distribute only to active and available members.
-            pub check_available_users: Option<FlagInput>,
-            /// Like `check_available_users`, falling back to all active members.
-            pub check_available_users_with_fallback: Option<FlagInput>,
-            /// Add the contact to its owner's PowerDialer list.
-            pub add_to_powerdialer: Option<FlagInput>,
-            /// Where in the PowerDialer list: `top` (default) or `bottom`.
-            pub powerdialer_position: Option<PowerdialerPositionInput>,
-            /// The consent the form captured (§9), kept as evidence on the contact. A form
-            /// post nests it: `consent[channels][]=sms&consent[text]=…`.
-            pub consent: Option<ConsentInput>,
-            /// `consent.channels` where a source cannot nest fields (a CSV column, a Google
-            /// Ads form field): `sms,call`.
-            #[schema(example = "sms,call")]
-            pub consent_channels: Option<String>,
-            /// `consent.text`, flat.
-            #[schema(max_length = 10000)]
-            pub consent_text: Option<String>,
-            /// `consent.given_at`, flat.
-            #[schema(format = DateTime)]
-            pub consent_given_at: Option<String>,
-            /// `consent.source_url`, flat.
-            pub consent_source_url: Option<String>,
-            /// `consent.ip`, flat.
-            pub consent_ip: Option<String>,
-            /// `consent.user_agent`, flat.
-            pub consent_user_agent: Option<String>,
-            /// `consent.seller`, flat.
-            pub consent_seller: Option<String>,
-            /// A TrustedForm certificate of the form session.
-            #[schema(example = "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
-                     pattern = "^https://cert\\.trustedform\\.com/[0-9a-fA-F]{40}$")]
-            pub trustedform_cert_url: Option<String>,
-            /// A Jornaya LeadiD of the form session: a 36-character GUID.
-            #[schema(example = "A1B2C3D4-E5F6-4A5B-8C7D-0E1F2A3B4C5D",
-                     pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
-            pub leadid_token: Option<String>,
-        }
-    };
-}
-
-/// The consent a lead's form captured. Each channel becomes a consent record of the
-/// contact; a record is never overwritten, only added to or revoked.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsentInput {
-    /// At least one of `call`, `sms`, `email` (an array, or one comma-separated string).
-    #[schema(example = json!(["sms", "call"]))]
-    pub channels: Vec<shared::lead::ConsentChannel>,
-    /// The disclosure the person agreed to, as the form showed it.
-    #[schema(max_length = 10000)]
-    pub text: Option<String>,
-    /// When the person agreed (RFC 3339); the lead's received time when not given. Not in
-    /// the future.
-    #[schema(format = DateTime)]
-    pub given_at: Option<String>,
-    /// The page of the form: an http(s) URL.
-    pub source_url: Option<String>,
-    /// The person's IP address (IPv4 or IPv6).
-    pub ip: Option<String>,
-    #[schema(max_length = 1024)]
-    pub user_agent: Option<String>,
-    /// The business the person agreed to hear from.
-    #[schema(max_length = 255)]
-    pub seller: Option<String>,
-}
-
-shared::with_contact_text_fields!(intake_request);
-
-/// One additional number of a lead.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OtherPhoneNumberInput {
-    #[schema(example = "work")]
-    pub label: Option<String>,
-    #[schema(example = "+1 818-740-5020")]
-    pub phone_number: String,
-}
-
-/// A positive integer, or the same as a numeric string.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum IdInput {
-    Number(i64),
-    Text(String),
-}
-
-/// A boolean, or `"true"`/`"false"`, `1`/`0`, `"1"`/`"0"`, `"yes"`/`"no"`, `"on"`/`"off"`.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum FlagInput {
-    Bool(bool),
-    Number(i64),
-    Text(String),
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerdialerPositionInput {
-    Top,
-    Bottom,
-}
-
-/// Filters of `GET /api/v1/contacts`. Filters combine with AND.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ContactFilters {
-    /// Any format; matches the primary and the other numbers.
-    #[param(example = "(818) 123-4567")]
-    pub phone_number: Option<String>,
-    /// Case-insensitive.
-    pub email: Option<String>,
-    #[param(minimum = 1)]
-    pub tag_id: Option<i64>,
-    pub lead_source: Option<String>,
-    pub source: Option<String>,
-    #[param(minimum = 1)]
-    pub line_id: Option<i64>,
-    /// The owner.
-    #[param(minimum = 1)]
-    pub user_id: Option<i64>,
-    /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
-    #[param(example = "2026-01-01")]
-    pub created_after: Option<String>,
-    /// Created before: RFC 3339 date-time or `YYYY-MM-DD`.
-    #[param(example = "2026-02-01T00:00:00Z")]
-    pub created_before: Option<String>,
-    /// Page size, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// `{"status": "ok"}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-/// What `/readyz` found.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `unavailable`.
-    #[schema(example = "ready")]
-    pub status: String,
-    /// `ok` or `unreachable` for each of `redis`, `broker` and `database`.
-    #[schema(example = json!({"redis": "ok", "broker": "ok", "database": "ok"}))]
-    pub checks: std::collections::BTreeMap<String, String>,
-}
+use utoipa::{Modify, OpenApi};
 
 const RATE_LIMIT_HEADERS: &str = "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds at which `Remaining` next grows) come with every authenticated answer.";
 
@@ -278,7 +71,7 @@ impl Modify for IntakeBody {
         let Some(body) = openapi
             .paths
             .paths
-            .get_mut(crate::intake::PATH)
+            .get_mut(crate::sources::single::PATH)
             .and_then(|item| item.post.as_mut())
             .and_then(|op| op.request_body.as_mut())
         else {
@@ -321,13 +114,13 @@ impl Modify for IntakeBody {
         description = "Web forms, ad platforms and apps submit leads; each becomes or updates a contact of the token's account. Every id is looked up in the token's account only; another account's id behaves like a missing one. Every body is JSON.",
     ),
     paths(
-        crate::intake::handle,
-        crate::read_api::get_intake,
-        crate::read_api::list_contacts,
-        crate::read_api::get_contact,
-        crate::routes::healthz,
-        crate::routes::readyz,
-        crate::routes::metrics,
+        crate::sources::single::handle,
+        crate::read::api::get_intake,
+        crate::read::api::list_contacts,
+        crate::read::api::get_contact,
+        crate::web::ops::healthz,
+        crate::web::ops::readyz,
+        crate::web::ops::metrics,
         response,
     ),
     components(schemas(
@@ -347,10 +140,29 @@ impl Modify for IntakeBody {
 )]
 struct ApiDoc;
 
+/// The schemas these operations name.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        crate::sources::bulk::handle,
+        crate::sources::validate::handle,
+        crate::sources::google_ads::handle
+    ),
+    components(schemas(
+        BulkAnswer,
+        BulkResult,
+        Validated,
+        Warning,
+        GoogleAdsLead,
+        GoogleAdsColumn
+    ))
+)]
+struct SourcesDoc;
+
 /// The document.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    doc.merge(sources::SourcesDoc::openapi());
+    doc.merge(SourcesDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
@@ -364,10 +176,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     summary = "This document",
     responses((status = 200, description = "OpenAPI 3.1, JSON.", body = Object)),
 )]
-pub fn response() -> Response<Body> {
+pub(crate) fn response() -> Response<Body> {
     static JSON: OnceLock<Vec<u8>> = OnceLock::new();
     let bytes = JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default());
-    let mut response = http::json(StatusCode::OK, &());
+    let mut response = respond::json(StatusCode::OK, &());
     *response.body_mut() = Body::from(bytes.clone());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -629,7 +441,7 @@ fn pretty(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read_model::ContactQuery;
+    use crate::read::model::ContactQuery;
     use serde_json::json;
     use shared::payload::{ParseContext, RawLead};
     use shared::phone::Region;
@@ -697,7 +509,7 @@ mod tests {
             .expect("parameters")
             .clone();
         let plain = ContactQuery::parse([], Region::US).expect("empty");
-        let cursor = crate::read_model::encode_cursor(5);
+        let cursor = crate::read::model::encode_cursor(5);
         for p in &params {
             let name = p["name"].as_str().expect("name");
             let value = match name {
@@ -714,41 +526,6 @@ mod tests {
         assert_eq!(params.len(), 11);
     }
 
-    /// The document describes exactly what the router serves: every route is documented and
-    /// every documented operation is routed.
-    #[test]
-    fn the_document_and_the_routes_agree() {
-        let doc = doc();
-        let mut documented: Vec<(String, String)> = doc["paths"]
-            .as_object()
-            .expect("paths")
-            .iter()
-            .flat_map(|(path, item)| {
-                item.as_object()
-                    .expect("path item")
-                    .keys()
-                    .map(|method| (method.to_uppercase(), path.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut routed: Vec<(String, String)> = crate::routes::ROUTES
-            .iter()
-            .map(|r| (r.method.to_owned(), r.path.to_owned()))
-            .collect();
-        documented.sort();
-        routed.sort();
-        let undocumented: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
-        let unrouted: Vec<_> = documented.iter().filter(|d| !routed.contains(d)).collect();
-        assert!(
-            undocumented.is_empty(),
-            "routes missing from the document: {undocumented:?}"
-        );
-        assert!(
-            unrouted.is_empty(),
-            "documented but not routed: {unrouted:?}"
-        );
-    }
-
     /// `docs/api-reference.md` is what the generator prints now.
     #[test]
     fn the_committed_api_reference_is_up_to_date() {
@@ -759,14 +536,5 @@ mod tests {
             committed == markdown(),
             "docs/api-reference.md is out of date: run `cargo run -p receiver --example api-reference > docs/api-reference.md`"
         );
-    }
-
-    #[test]
-    fn the_markdown_names_every_operation_and_schema() {
-        let md = markdown();
-        for route in crate::routes::ROUTES {
-            assert!(md.contains(&format!("### {} {}", route.method, route.path)));
-        }
-        assert!(md.contains("### ContactView"));
     }
 }

@@ -2,7 +2,7 @@
 //! account scoping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use receiver::read_model::{self as read, ContactQuery};
+use receiver::read::model::{self as read, ContactQuery};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use shared::phone::Region;
 use std::collections::HashSet;
@@ -104,7 +104,7 @@ async fn filters_select_and_accounts_stay_apart() {
         .expect("tag + number");
 
     let ids =
-        |p: receiver::read_model::ContactPage| p.data.iter().map(|c| c.id).collect::<Vec<_>>();
+        |p: receiver::read::model::ContactPage| p.data.iter().map(|c| c.id).collect::<Vec<_>>();
     let by_phone = read::contacts(&db.conn, a, &query(&[("phone_number", "(818) 123-4567")]))
         .await
         .expect("q");

@@ -334,7 +334,7 @@ async fn the_same_idempotency_key_gets_the_first_202_and_nothing_is_enqueued_twi
 /// What a receiver leaves on a key when it published `intake_id` and died before the
 /// confirm (or got none): the key `open:<intake id>`, its lock held until it expires.
 async fn unconfirmed_claim(app: &TestApp, key: &str, intake_id: Uuid, locked: bool) {
-    use receiver::idempotency::IntakeRecords;
+    use receiver::admission::intake_records::IntakeRecords;
     let records = IntakeRecords::new(&app.settings.redis_prefix, Duration::from_secs(5));
     let claim = records.claim_for(app.token_id, key, intake_id);
     let mut conn = app.redis().await;

@@ -3,7 +3,7 @@
 
 use crate::helpers::{eventually, lead, spawn_app};
 use hyper::StatusCode;
-use receiver::auth::Authenticator;
+use receiver::admission::token::Authenticator;
 use std::time::{Duration, Instant};
 use worker::admin;
 

@@ -2,18 +2,20 @@
 //! server loop. Nothing is required to be reachable at start: the database pool and Redis
 //! connect lazily and the broker connection is kept by a background task, so the receiver
 //! comes up (and `/readyz` tells what is missing) while a dependency is still starting.
+//! What it serves, and which handler answers what, is in [`endpoints`].
 
 use crate::admission::Admission;
-use crate::auth::Authenticator;
-use crate::bulk::BulkAdmission;
-use crate::idempotency::IntakeRecords;
-use crate::limiter::{AuthFailureBlocks, Limiter};
-use crate::publisher::Publisher;
-use crate::redis_client::RedisClient;
-use crate::waiters::OutcomeWaiters;
-use crate::{queue_depth, server, telemetry};
+use crate::admission::token::{self, Authenticator};
+use crate::infra::publisher::Publisher;
+use crate::infra::redis_client::RedisClient;
+use crate::infra::waiters::OutcomeWaiters;
+use crate::infra::{prometheus, queue_depth};
+use crate::web::server;
+use crate::web::state::AppState;
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
+
+mod endpoints;
+
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use shared::amqp::Topology;
 use shared::config::Settings;
@@ -24,32 +26,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// What every request handler shares.
-pub struct AppState {
-    pub settings: Settings,
-    /// Token → principal, cached.
-    pub auth: Arc<Authenticator>,
-    /// Rate limits, idempotency keys and intake records.
-    pub redis: RedisClient,
-    pub limiter: Limiter,
-    /// The one Redis call that admits an intake request.
-    pub admission: Admission,
-    /// The one Redis call that admits a bulk request.
-    pub bulk_admission: BulkAdmission,
-    /// Client addresses refused for failed authentications.
-    pub auth_blocks: AuthFailureBlocks,
-    /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
-    /// so a guessing client cannot flood the database (a valid token still gets through).
-    pub blocked_lookups: tokio::sync::Semaphore,
-    pub records: IntakeRecords,
-    pub publisher: Arc<Publisher>,
-    /// Read-only: the read API and the one final read of a synchronous wait.
-    pub db: DatabaseConnection,
-    /// Requests waiting for their lead's outcome (synchronous mode).
-    pub outcomes: Arc<OutcomeWaiters>,
-    pub metrics: PrometheusHandle,
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -91,7 +67,7 @@ impl Application {
             Duration::from_millis(receiver.queue_depth_interval_ms),
             stop.clone(),
         ));
-        tokio::spawn(crate::intake_stats::run(
+        tokio::spawn(crate::infra::intake_stats::run(
             redis.conn(),
             settings.redis_prefix.clone(),
             stop.clone(),
@@ -108,7 +84,7 @@ impl Application {
             Duration::from_millis(receiver.token_cache_ttl_ms),
             Duration::from_millis(receiver.token_stale_ms),
         ));
-        tokio::spawn(crate::auth::follow_token_changes(
+        tokio::spawn(token::follow_token_changes(
             auth.clone(),
             settings.redis_url.clone(),
             settings.redis_prefix.clone(),
@@ -116,21 +92,11 @@ impl Application {
         ));
 
         let state = AppState {
-            auth,
+            admission: Admission::new(redis, auth, &settings),
             db,
             outcomes,
-            redis,
-            limiter: Limiter::new(&settings.redis_prefix),
-            admission: Admission::default(),
-            bulk_admission: BulkAdmission::default(),
-            auth_blocks: AuthFailureBlocks::default(),
-            blocked_lookups: tokio::sync::Semaphore::new(2),
-            records: IntakeRecords::new(
-                &settings.redis_prefix,
-                Duration::from_millis(receiver.publish_timeout_ms),
-            ),
             publisher,
-            metrics: telemetry::prometheus(),
+            metrics: prometheus::handle(),
             settings,
         };
         Ok(Self {
@@ -165,8 +131,18 @@ impl Application {
             tracing::info!("Shutting down: draining in-flight requests");
             trigger.cancel();
         });
-        let upkeep = tokio::spawn(telemetry::run_upkeep(self.state.metrics.clone()));
-        server::serve(self.listener, self.state.clone(), server_stop).await;
+        let upkeep = tokio::spawn(prometheus::run_upkeep(self.state.metrics.clone()));
+        let state = self.state.clone();
+        server::serve(
+            self.listener,
+            &self.state.settings.receiver,
+            server_stop,
+            move |req, peer| {
+                let state = state.clone();
+                async move { endpoints::handle(&state, req, peer).await }
+            },
+        )
+        .await;
         upkeep.abort();
         watcher.abort();
         self.stop.cancel();
@@ -202,5 +178,3 @@ async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
 fn topology_of(settings: &Settings) -> Topology {
     Topology::from_settings(settings)
 }
-
-pub use shared::runtime::shutdown_signal;

@@ -1,12 +1,13 @@
 //! Reading a lead source's request before anything in it is judged: the media type, the
 //! body (size and time bounded), the query string's fields, the token and the
 //! `Idempotency-Key` header. The intake, bulk, validate and Google Ads endpoints all read
-//! their requests here, so each refuses a body the same way.
+//! their requests here, so each refuses a body the same way; every endpoint (the read API
+//! too) authenticates its token here, by the client's address.
 
-use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
-use crate::error::ApiError;
-use crate::idempotency;
+use crate::admission::intake_records;
+use crate::admission::token::{Principal, bearer_token};
+use crate::web::error::ApiError;
+use crate::web::state::AppState;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};
@@ -15,6 +16,7 @@ use hyper::http::request::Parts;
 use hyper::{HeaderMap, Request, header};
 use shared::lead::Lead;
 use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// A request as read, before its token is checked.
@@ -170,23 +172,57 @@ async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<By
     }
 }
 
+/// The principal of `token`, or the refusal (see [`crate::admission::Admission::authenticate`]): 401, or 429
+/// for a client address with too many failed attempts. The read API authenticates the
+/// same way.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    token: Option<String>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Principal, ApiError> {
+    let ip = client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
+    let principal = state.admission.authenticate(token, ip).await?;
+    tracing::Span::current().record("account_id", principal.account_id);
+    Ok(principal)
+}
+
 /// The `Idempotency-Key` header, if the request has a valid one.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if idempotency::valid_key(key) => Ok(Some(key.to_owned())),
+        Ok(key) if intake_records::valid_key(key) => Ok(Some(key.to_owned())),
         _ => {
             let mut errors = FieldErrors::default();
             errors.add(
                 "idempotency_key",
                 format!(
                     "The Idempotency-Key header must be 1 to {} printable ASCII characters.",
-                    idempotency::MAX_KEY_LEN
+                    intake_records::MAX_KEY_LEN
                 ),
             );
             Err(ApiError::Invalid(errors))
         }
     }
+}
+
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the receiver
+/// runs behind a proxy that appends it.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        // Only the last hop was written by our proxy; earlier ones are the client's word.
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
 }

@@ -13,12 +13,17 @@
 //!   confirmed or refused, never cut off), idle connections close, and after
 //!   `shutdown_grace_ms` whatever is left is dropped.
 
-use crate::app::AppState;
-use crate::{routes, telemetry};
+use crate::infra::prometheus;
+use crate::web::respond::Body;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use shared::config::ReceiverSettings;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -33,9 +38,17 @@ pub const MAX_HEAD_BYTES: usize = 72 * 1024;
 /// How long to back off when `accept` fails (out of file descriptors, typically).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// Serves `listener` until `stop` fires, then drains.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: CancellationToken) {
-    let settings = state.settings.receiver.clone();
+/// Serves `listener` until `stop` fires, then drains. `answer` answers each request (with
+/// the address of the client that sent it).
+pub async fn serve<A, Fut>(
+    listener: TcpListener,
+    settings: &ReceiverSettings,
+    stop: CancellationToken,
+    answer: A,
+) where
+    A: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let header_timeout = Duration::from_millis(settings.header_timeout_ms);
     let connections = TaskTracker::new();
@@ -59,14 +72,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: Cancellati
             },
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        let answer = answer.clone();
         let stop = stop.clone();
         connections.spawn(async move {
             let _permit = permit;
-            metrics::gauge!(telemetry::OPEN_CONNECTIONS).increment(1.0);
+            metrics::gauge!(prometheus::OPEN_CONNECTIONS).increment(1.0);
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(routes::handle(&state, req, peer).await) }
+                let answered = answer(req, peer);
+                async move { Ok::<_, Infallible>(answered.await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -85,7 +98,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: Cancellati
             if let Err(error) = result {
                 tracing::debug!(%error, %peer, "Connection ended with an error");
             }
-            metrics::gauge!(telemetry::OPEN_CONNECTIONS).decrement(1.0);
+            metrics::gauge!(prometheus::OPEN_CONNECTIONS).decrement(1.0);
         });
     }
     drop(listener);

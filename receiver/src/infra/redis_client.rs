@@ -2,7 +2,7 @@
 //! connection failure Redis is skipped for a moment, so an unreachable Redis costs each
 //! request microseconds instead of a timeout (the rate limit then fails open or closed).
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ const COOL_DOWN: Duration = Duration::from_millis(500);
 /// Redis did not answer (unreachable, too slow, or skipped during the cool-down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("Redis is unavailable")]
-pub struct Unavailable;
+pub struct RedisUnavailable;
 
 pub struct RedisClient {
     /// Reconnects by itself; created lazily so the receiver starts while Redis is down.
@@ -55,31 +55,31 @@ impl RedisClient {
         &self,
         op: &'static str,
         call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, Unavailable> {
+    ) -> Result<T, RedisUnavailable> {
         let now_ms = self.now_ms();
         if now_ms < self.skip_until_ms.load(Ordering::Relaxed) {
-            metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
-            return Err(Unavailable);
+            metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
+            return Err(RedisUnavailable);
         }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
+                metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
                 tracing::warn!(op, %error, "Redis call failed");
                 if is_connection_error(&error) {
                     self.cool_down();
                 }
-                Err(Unavailable)
+                Err(RedisUnavailable)
             }
             Err(_) => {
-                metrics::counter!(telemetry::REDIS_ERRORS, "op" => op).increment(1);
+                metrics::counter!(prometheus::REDIS_ERRORS, "op" => op).increment(1);
                 tracing::warn!(
                     op,
                     timeout_ms = self.timeout.as_millis() as u64,
                     "Redis call timed out"
                 );
                 self.cool_down();
-                Err(Unavailable)
+                Err(RedisUnavailable)
             }
         }
     }

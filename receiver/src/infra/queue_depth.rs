@@ -3,8 +3,8 @@
 //! how many consumers each queue has (workers connected), read from the broker itself
 //! every few seconds, so the numbers hold whichever process filled or drained the queues.
 
-use crate::publisher::Publisher;
-use crate::telemetry;
+use crate::infra::prometheus;
+use crate::infra::publisher::Publisher;
 use lapin::Channel;
 use shared::amqp::Topology;
 use std::sync::Arc;
@@ -38,9 +38,9 @@ pub async fn run(
         for queue in &queues {
             match shared::amqp::counts(open, queue).await {
                 Ok(q) => {
-                    metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => queue.clone())
+                    metrics::gauge!(prometheus::QUEUE_DEPTH, "queue" => queue.clone())
                         .set(f64::from(q.depth));
-                    metrics::gauge!(telemetry::QUEUE_CONSUMERS, "queue" => queue.clone())
+                    metrics::gauge!(prometheus::QUEUE_CONSUMERS, "queue" => queue.clone())
                         .set(f64::from(q.consumers));
                 }
                 Err(error) => {

@@ -128,7 +128,7 @@ pub struct ContactPage {
 
 /// An intake as the read API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct IntakeView {
+pub(crate) struct IntakeView {
     pub intake_id: Uuid,
     pub status: IntakeStatus,
     pub contact_id: Option<i64>,
@@ -164,8 +164,8 @@ pub struct ContactQuery {
     pub after_id: Option<i64>,
 }
 
-pub const DEFAULT_PAGE_SIZE: u64 = 25;
-pub const MAX_PAGE_SIZE: u64 = 100;
+pub(crate) const DEFAULT_PAGE_SIZE: u64 = 25;
+pub(crate) const MAX_PAGE_SIZE: u64 = 100;
 
 impl ContactQuery {
     /// Parses query-string pairs; every bad filter is reported at once.
@@ -263,11 +263,11 @@ fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Cursors are opaque to clients: a versioned, hex-encoded position.
-pub fn encode_cursor(last_id: i64) -> String {
+pub(crate) fn encode_cursor(last_id: i64) -> String {
     hex::encode(format!("c1:{last_id}"))
 }
 
-pub fn decode_cursor(cursor: &str) -> Option<i64> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<i64> {
     let bytes = hex::decode(cursor).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix("c1:")?
@@ -482,7 +482,7 @@ async fn views(
 }
 
 /// The worker's record of an intake of `account_id`, if it has one yet.
-pub async fn intake(
+pub(crate) async fn intake(
     db: &impl ConnectionTrait,
     account_id: i64,
     id: Uuid,

@@ -6,21 +6,19 @@
 //! (`rate_limit.read_per_minute`), so a client polling statuses never uses up its intake
 //! budget. Another account's id answers exactly like a missing one: 404.
 
-use crate::app::AppState;
-use crate::auth::{Principal, bearer_token};
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::intake::authenticate;
-use crate::limiter::Decision;
-use crate::openapi::ContactFilters;
-use crate::read_model::{ContactPage, ContactQuery, ContactView, IntakeView};
-use crate::telemetry;
+use super::model::{self, ContactPage, ContactQuery, ContactView, IntakeView};
+use crate::admission::limits::Decision;
+use crate::admission::token::{Principal, bearer_token};
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::authenticate;
+use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use shared::config::FailMode;
 use shared::intake::QueuedIntake;
 use shared::payload::{FieldErrors, TOKEN_FIELD};
 use std::net::SocketAddr;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// Seconds a client should wait before retrying a read that found a dependency down.
@@ -62,13 +60,13 @@ impl ReadError {
         match self {
             Self::Refused(error) => error.into_response(),
             Self::Invalid(errors) => ApiError::Invalid(errors).into_response(),
-            Self::NotFound => http::not_found(),
+            Self::NotFound => respond::not_found(),
             Self::Unavailable(_) => {
-                let mut response = http::message(
+                let mut response = respond::message(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The service is unavailable right now. Retry later.",
                 );
-                http::set_number(
+                respond::set_number(
                     response.headers_mut(),
                     "retry-after",
                     UNAVAILABLE_RETRY_AFTER_SECS,
@@ -77,6 +75,41 @@ impl ReadError {
             }
         }
     }
+}
+
+/// Filters of `GET /api/v1/contacts`. Filters combine with AND.
+#[expect(
+    dead_code,
+    reason = "described in the OpenAPI document only: the query parser reads ContactQuery"
+)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilters {
+    /// Any format; matches the primary and the other numbers.
+    #[param(example = "(818) 123-4567")]
+    pub phone_number: Option<String>,
+    /// Case-insensitive.
+    pub email: Option<String>,
+    #[param(minimum = 1)]
+    pub tag_id: Option<i64>,
+    pub lead_source: Option<String>,
+    pub source: Option<String>,
+    #[param(minimum = 1)]
+    pub line_id: Option<i64>,
+    /// The owner.
+    #[param(minimum = 1)]
+    pub user_id: Option<i64>,
+    /// Created at or after: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-01-01")]
+    pub created_after: Option<String>,
+    /// Created before: RFC 3339 date-time or `YYYY-MM-DD`.
+    #[param(example = "2026-02-01T00:00:00Z")]
+    pub created_before: Option<String>,
+    /// Page size, 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/intakes/{id}`.
@@ -195,7 +228,7 @@ async fn serve(
     let rate = count_read(state, &principal).await?;
     // Every answer from here on carries the read limit's headers.
     let found = find(state, &principal, read, &pairs).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         found.unwrap_or_else(ReadError::into_response),
         rate.as_ref(),
     ))
@@ -220,7 +253,7 @@ async fn find(
                 principal.region,
             )
             .map_err(ReadError::Invalid)?;
-            let page: ContactPage = crate::read_model::contacts(&state.db, account_id, &query)
+            let page: ContactPage = model::contacts(&state.db, account_id, &query)
                 .await
                 .map_err(database_down)?;
             Ok(ok(&page))
@@ -231,7 +264,7 @@ async fn find(
                 .ok()
                 .filter(|id| *id > 0)
                 .ok_or(ReadError::NotFound)?;
-            let contact: ContactView = crate::read_model::contact(&state.db, account_id, id)
+            let contact: ContactView = model::contact(&state.db, account_id, id)
                 .await
                 .map_err(database_down)?
                 .ok_or(ReadError::NotFound)?;
@@ -246,37 +279,22 @@ pub(crate) async fn count_read(
     state: &AppState,
     principal: &Principal,
 ) -> Result<Option<Decision>, ReadError> {
-    let limit = state.settings.rate_limit.read_per_minute;
-    match state
-        .limiter
-        .check_read(&state.redis, principal.token_id, limit)
+    state
+        .admission
+        .count_read(principal)
         .await
-    {
-        Ok(decision) => {
-            if !decision.admitted {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "read").increment(1);
-                return Err(ReadError::Refused(ApiError::RateLimited(decision)));
-            }
-            Ok(Some(decision))
-        }
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                Ok(None)
-            }
-            FailMode::Closed => Err(ReadError::Unavailable("rate limiter")),
-        },
-    }
+        .map_err(|refusal| ApiError::from(refusal).into())
 }
 
 /// The worker's record of an intake, else the receiver's `queued` record: an accepted
 /// intake is never a 404, even before the worker has seen it.
 async fn intake(state: &AppState, account_id: i64, id: Uuid) -> Result<IntakeView, ReadError> {
-    let stored = crate::read_model::intake(&state.db, account_id, id).await;
+    let stored = model::intake(&state.db, account_id, id).await;
     if let Ok(Some(view)) = stored {
         return Ok(view);
     }
-    match state.records.queued(&state.redis, id).await {
+    let admission = &state.admission;
+    match admission.records.queued(&admission.redis, id).await {
         Ok(Some(record)) if record.account_id == account_id => Ok(queued_view(record)),
         Ok(_) => match stored {
             Ok(_) => Err(ReadError::NotFound),
@@ -306,5 +324,5 @@ fn database_down(error: sea_orm::DbErr) -> ReadError {
 }
 
 fn ok(body: &impl serde::Serialize) -> Response<Body> {
-    http::json(StatusCode::OK, body)
+    respond::json(StatusCode::OK, body)
 }

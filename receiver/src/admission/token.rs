@@ -12,7 +12,7 @@
 //! `token_stale_ms` past its TTL (re-checked every few seconds); after that, and for
 //! tokens never seen, requests get 503.
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use http::HeaderMap;
 use moka::Expiry;
 use moka::future::Cache;
@@ -42,7 +42,7 @@ pub struct Principal {
 pub struct LookupError(String);
 
 /// The bearer token of an `Authorization` header, if it has one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
@@ -51,7 +51,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 
 /// The longest a lookup may be cached: a revoked token whose announcement was lost stops
 /// working within this.
-pub const MAX_TTL: Duration = Duration::from_secs(30);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most in each cache (known tokens, unknown tokens, last good lookups).
 const MAX_ENTRIES: u64 = 100_000;
 /// While the database is unreachable, how long a stale entry is served before the database
@@ -60,7 +60,7 @@ const STALE_RETRY: Duration = Duration::from_secs(5);
 
 /// A known token's cached lookup, fresh for `fresh_for` from when it was stored.
 #[derive(Debug, Clone)]
-struct Known {
+struct KnownToken {
     principal: Principal,
     fresh_for: Duration,
 }
@@ -68,15 +68,15 @@ struct Known {
 /// Each known entry expires after its own `fresh_for`.
 struct FreshFor;
 
-impl Expiry<String, Known> for FreshFor {
-    fn expire_after_create(&self, _: &String, value: &Known, _: Instant) -> Option<Duration> {
+impl Expiry<String, KnownToken> for FreshFor {
+    fn expire_after_create(&self, _: &String, value: &KnownToken, _: Instant) -> Option<Duration> {
         Some(value.fresh_for)
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        value: &Known,
+        value: &KnownToken,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -95,7 +95,7 @@ pub struct Authenticator {
     db: DatabaseConnection,
     ttl: Duration,
     /// Token hash → principal, for tokens the database knows. Never the token itself.
-    known: Cache<String, Known>,
+    known: Cache<String, KnownToken>,
     /// Hashes of tokens the database does not know (or no longer knows).
     unknown: Cache<String, ()>,
     /// Each known token's last good lookup, kept `ttl + stale` after it, for outages.
@@ -158,11 +158,11 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, LookupError> {
         let hash = shared::token::hash(token);
         if let Some(known) = self.known.get(&hash).await {
-            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
             return Ok(Some(known.principal));
         }
         if self.unknown.contains_key(&hash) {
-            metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
             return Ok(None);
         }
         // One query per token however many requests ask at once; they all get its answer.
@@ -183,19 +183,19 @@ impl Authenticator {
     }
 
     /// Forgets everything cached about the token with this hash (it was revoked).
-    pub async fn forget(&self, token_hash: &str) {
+    pub(crate) async fn forget(&self, token_hash: &str) {
         self.known.invalidate(token_hash).await;
         self.last_good.invalidate(token_hash).await;
     }
 
     /// Forgets every fresh lookup, so each token is checked again on its next request
     /// (after revocations may have been missed). Last good lookups stay for outages.
-    pub fn forget_fresh(&self) {
+    pub(crate) fn forget_fresh(&self) {
         self.known.invalidate_all();
     }
 
     /// Whether the database answers now (within a second).
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         matches!(
             tokio::time::timeout(Duration::from_secs(1), self.db.ping()).await,
             Ok(Ok(()))
@@ -204,27 +204,27 @@ impl Authenticator {
 
     /// The entry to cache for `hash`: from the database, or while it is unreachable the
     /// token's last good lookup for a few seconds.
-    async fn load(&self, hash: &str) -> Result<Known, Miss> {
+    async fn load(&self, hash: &str) -> Result<KnownToken, Miss> {
         match self.lookup(hash).await {
             Ok(Some(principal)) => {
-                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 self.last_good
                     .insert(hash.to_owned(), principal.clone())
                     .await;
-                Ok(Known {
+                Ok(KnownToken {
                     principal,
                     fresh_for: self.ttl,
                 })
             }
             Ok(None) => {
-                metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 Err(Miss::Unknown)
             }
             Err(error) => match self.last_good.get(hash).await {
                 Some(principal) => {
-                    metrics::counter!(telemetry::TOKEN_LOOKUPS, "result" => "stale").increment(1);
+                    metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "stale").increment(1);
                     tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the last good lookup");
-                    Ok(Known {
+                    Ok(KnownToken {
                         principal,
                         fresh_for: STALE_RETRY.min(self.ttl),
                     })
@@ -267,16 +267,16 @@ impl Authenticator {
 /// Keeps `auth` told of revoked and changed tokens: subscribes to the token-change channel
 /// of `redis_prefix` until `stop`, reconnecting with growing delays. After every (re)connect
 /// the fresh lookups are dropped, since announcements made meanwhile were missed.
-pub async fn follow_token_changes(
+pub(crate) async fn follow_token_changes(
     auth: Arc<Authenticator>,
     redis_url: String,
     redis_prefix: String,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let channel = shared::keys::token_changes_channel(&redis_prefix);
-    crate::pubsub::follow(
+    crate::infra::pubsub::follow(
         &redis_url,
-        crate::pubsub::Topic::Channel(channel),
+        crate::infra::pubsub::Topic::Channel(channel),
         "token changes",
         stop,
         |up| {

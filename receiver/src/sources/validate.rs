@@ -6,13 +6,13 @@
 //! its numbers), with the warnings the worker would record. Integrators call it before a
 //! campaign goes live, so it counts against the read limit, never the intake limit.
 
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::intake::authenticate;
-use crate::read_api::{ReadError, count_read};
-use crate::request::{LeadRequest, parse_lead, read_lead};
+use crate::admission::token::Principal;
+use crate::read::api::{ReadError, count_read};
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::authenticate;
+use crate::web::request::{LeadRequest, parse_lead, read_lead};
+use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use sea_orm::{DbBackend, FromQueryResult, Statement};
@@ -58,8 +58,8 @@ pub struct Warning {
     request_body(
         description = "A lead, as for the single endpoint.",
         content(
-            (crate::openapi::IntakeRequest = "application/json"),
-            (crate::openapi::IntakeRequest = "application/x-www-form-urlencoded"),
+            (crate::sources::schema::IntakeRequest = "application/json"),
+            (crate::sources::schema::IntakeRequest = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
@@ -97,7 +97,7 @@ async fn check(
     let rate = count_read(state, &principal).await?;
     // Every answer from here on carries the read limit's headers.
     let answer = judge(state, &principal, raw, body_error).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ReadError::into_response),
         rate.as_ref(),
     ))
@@ -128,7 +128,7 @@ async fn judge(
         })
         .collect();
     warnings.extend(action_warnings(&lead));
-    Ok(http::json(
+    Ok(respond::json(
         StatusCode::OK,
         &Validated {
             valid: true,

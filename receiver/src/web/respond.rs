@@ -1,10 +1,9 @@
 //! Response helpers shared by the handlers. Every body is JSON.
 
-use crate::limiter::Decision;
+use crate::admission::limits::Decision;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use std::net::{IpAddr, SocketAddr};
 
 pub type Body = Full<Bytes>;
 
@@ -79,23 +78,4 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
     if !decision.admitted {
         set_number(headers, "retry-after", decision.retry_after_secs());
     }
-}
-
-/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the receiver
-/// runs behind a proxy that appends it.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        // Only the last hop was written by our proxy; earlier ones are the client's word.
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    peer.ip()
 }

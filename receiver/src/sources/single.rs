@@ -6,25 +6,25 @@
 //! or not the lead is valid; only then is the lead parsed, and a 202 is sent only after
 //! the broker confirmed the message.
 
-use crate::admission::{self, Admitted};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::idempotency::{Claim, ClaimedKey, IntakeRecords};
-use crate::limiter::Decision;
-use crate::openapi::IntakeRequest;
-use crate::request::{LeadRequest, idempotency_key, parse_lead, read_lead};
-use crate::telemetry;
-use crate::waiters::{Answer, Waiter};
+use crate::admission::Admitted;
+use crate::admission::intake_records::{Claim, ClaimedKey, IntakeRecords};
+use crate::admission::limits::Decision;
+use crate::admission::limits::KeyUse;
+use crate::admission::token::Principal;
+use crate::infra::prometheus;
+use crate::infra::waiters::{Answer, Waiter};
+use crate::sources::schema::IntakeRequest;
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{LeadRequest, authenticate, idempotency_key, parse_lead, read_lead};
+use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
-use shared::config::FailMode;
 use shared::intake::{IntakeMessage, IntakeStatus, MESSAGE_VERSION, QueuedIntake};
 use shared::lead::Lead;
 use shared::payload::FieldErrors;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -165,7 +165,7 @@ pub(crate) async fn enqueue(
         } => (intake_id, claimed, rate),
     };
     let answer = publish(state, principal, intake_id, claimed, req).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ApiError::into_response),
         rate.as_ref(),
     ))
@@ -196,29 +196,28 @@ async fn admit(
     let mut inherited = false;
     loop {
         tracing::Span::current().record("intake_id", tracing::field::display(intake_id));
-        let record = QueuedIntake {
+        let record = req.lead.is_ok().then_some(QueuedIntake {
             intake_id,
             account_id: principal.account_id,
             status: IntakeStatus::Queued,
             received_at: req.received_at,
-        };
-        let admitted = state
-            .admission
-            .admit(
-                &state.redis,
-                &state.limiter,
-                &state.records,
-                admission::Request {
-                    token_id: principal.token_id,
-                    limit: intake_limit(state, principal),
-                    valid: req.lead.is_ok(),
-                    record: &record,
-                    idempotency_key: req.idempotency_key,
-                },
-            )
-            .await;
-        match admitted {
-            Ok(Admitted::Known(value)) => match IntakeRecords::interpret(&value) {
+        });
+        let admission = &state.admission;
+        let claim = req.idempotency_key.map(|key| {
+            admission
+                .records
+                .claim_for(principal.token_id, key, intake_id)
+        });
+        let key = claim.as_ref().map(|key| KeyUse {
+            key,
+            // Only an admitted valid lead claims its key.
+            claim: record.is_some(),
+        });
+        match admission
+            .admit(principal, std::slice::from_ref(&record), key)
+            .await?
+        {
+            Admitted::Known(value) => match IntakeRecords::interpret(&value) {
                 Claim::Accepted {
                     intake_id: first,
                     answered,
@@ -232,38 +231,30 @@ async fn admit(
                     return Err(ApiError::IdempotencyConflict);
                 }
             },
-            Ok(Admitted::Counted { decision, claimed }) => {
-                if !decision.admitted {
-                    metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-                    return Err(ApiError::RateLimited(decision));
-                }
+            Admitted::Counted { decision, .. } => {
                 return Ok(Entry::Admitted {
                     intake_id,
-                    claimed,
+                    claimed: claim.filter(|_| record.is_some()),
                     rate: Some(decision),
                 });
             }
-            Err(_) => match state.settings.rate_limit.fail_mode {
-                FailMode::Open => {
-                    metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                    tracing::warn!(
-                        "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
-                    );
-                    return Ok(Entry::Admitted {
-                        intake_id,
-                        claimed: None,
-                        rate: None,
-                    });
-                }
-                FailMode::Closed => return Err(ApiError::Unavailable("rate limiter")),
-            },
+            Admitted::Uncounted => {
+                tracing::warn!(
+                    "Redis unavailable: accepting the lead without rate limit, Idempotency-Key check or queued record"
+                );
+                return Ok(Entry::Admitted {
+                    intake_id,
+                    claimed: None,
+                    rate: None,
+                });
+            }
         }
     }
 }
 
 /// The answer of an earlier request with the same `Idempotency-Key`, given again.
 fn replayed(intake_id: Uuid, answered: Option<Answer>) -> Response<Body> {
-    metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+    metrics::counter!(prometheus::IDEMPOTENT_REPLAYS).increment(1);
     tracing::info!(first_intake_id = %intake_id, "Replayed the answer of an earlier request with the same Idempotency-Key");
     let mut response = match answered {
         Some(outcome) => finished(intake_id, outcome),
@@ -295,28 +286,34 @@ async fn publish(
     } = req;
     let lead = lead.map_err(ApiError::Invalid)?;
 
-    let message = message(principal, intake_id, received_at, lead, payload);
+    let message = queue_message(principal, intake_id, received_at, lead, payload);
     // Listening starts before the lead can reach a worker, so no outcome goes unheard.
     let waiter = wait.map(|_| state.outcomes.register(intake_id));
     let traceparent = traceparent(headers);
     if let Err(error) = state.publisher.publish(&message, &traceparent).await {
         tracing::warn!(%error, "Failed to queue a lead");
         state
+            .admission
             .records
-            .abandon(&state.redis, intake_id, claimed.as_ref())
+            .abandon(&state.admission.redis, intake_id, claimed.as_ref())
             .await;
         return Err(ApiError::Unavailable("broker"));
     }
     if let Some(claimed) = &claimed
         && state
+            .admission
             .records
-            .complete(&state.redis, claimed, intake_id, None)
+            .complete(
+                &state.admission.redis,
+                claimed,
+                &IntakeRecords::key_value(intake_id, None),
+            )
             .await
             .is_err()
     {
         tracing::warn!("Lead queued, but its Idempotency-Key could not be completed in Redis");
     }
-    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(1);
+    metrics::counter!(prometheus::LEADS_ACCEPTED).increment(1);
     tracing::info!(%traceparent, "Lead accepted");
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
         return Ok(accepted(intake_id));
@@ -326,8 +323,13 @@ async fn publish(
     // A retry with the same key gets this answer, not the 202 that preceded it.
     if let (Some(claimed), Some(outcome)) = (&claimed, outcome)
         && state
+            .admission
             .records
-            .complete(&state.redis, claimed, intake_id, Some(outcome))
+            .complete(
+                &state.admission.redis,
+                claimed,
+                &IntakeRecords::key_value(intake_id, Some(outcome)),
+            )
             .await
             .is_err()
     {
@@ -336,15 +338,8 @@ async fn publish(
     Ok(response)
 }
 
-/// The per-token intake limit of `principal`'s requests.
-pub(crate) fn intake_limit(state: &AppState, principal: &Principal) -> u32 {
-    principal
-        .rate_limit_per_minute
-        .unwrap_or(state.settings.rate_limit.per_minute)
-}
-
 /// The queue message of an accepted lead.
-pub(crate) fn message(
+pub(crate) fn queue_message(
     principal: &Principal,
     intake_id: Uuid,
     received_at: DateTime<Utc>,
@@ -401,7 +396,7 @@ async fn synchronous(
 ) -> (Response<Body>, Option<Answer>) {
     let outcome = match waiter.wait(Duration::from_secs(wait)).await {
         Some(outcome) => Some(outcome),
-        None => match crate::read_model::intake(&state.db, account_id, intake_id).await {
+        None => match crate::read::model::intake(&state.db, account_id, intake_id).await {
             Ok(Some(view)) => Some(view.status)
                 .filter(|s| s.is_outcome() || *s == IntakeStatus::DeadLettered)
                 .map(|status| Answer {
@@ -420,7 +415,7 @@ async fn synchronous(
     } else {
         "timeout"
     };
-    metrics::counter!(telemetry::SYNC_WAITS, "result" => result).increment(1);
+    metrics::counter!(prometheus::SYNC_WAITS, "result" => result).increment(1);
     let mut response = match outcome {
         Some(outcome) => finished(intake_id, outcome),
         None => accepted(intake_id),
@@ -440,7 +435,7 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
         _ => (StatusCode::ACCEPTED, "Lead accepted."),
     };
     let status_url = format!("/api/v1/intakes/{intake_id}");
-    let mut response = http::json(
+    let mut response = respond::json(
         status,
         &Finished {
             message,
@@ -454,78 +449,6 @@ fn finished(intake_id: Uuid, outcome: Answer) -> Response<Body> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-/// The principal of `token`, or the refusal: 401, or 429 for a client address with too
-/// many failed attempts, each carrying the count of failures from the address where Redis
-/// made it (a valid token is not counted, so its principal comes alone). A valid token is never refused because of failures from its
-/// address (a shared NAT, or a proxy whose `X-Forwarded-For` is not trusted, puts many
-/// clients behind one address): the block only refuses tokens that turn out unknown, and
-/// its clients' lookups that miss the cache go to the database one or two at a time. The
-/// read API authenticates the same way.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    token: Option<String>,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<Principal, ApiError> {
-    let ip = http::client_ip(headers, peer, state.settings.receiver.trust_forwarded_for);
-    let principal = authenticate_from(state, token, ip).await?;
-    tracing::Span::current().record("account_id", principal.account_id);
-    Ok(principal)
-}
-
-/// [`authenticate`] for a client at `ip`.
-async fn authenticate_from(
-    state: &AppState,
-    token: Option<String>,
-    ip: IpAddr,
-) -> Result<Principal, ApiError> {
-    let blocked = state.auth_blocks.blocked(ip);
-    let found = match token {
-        Some(token) => {
-            let _slow_lane = match blocked {
-                Some(_) => Some(state.blocked_lookups.acquire().await),
-                None => None,
-            };
-            state.auth.authenticate(&token).await.map_err(|error| {
-                tracing::warn!(%error, "Cannot authenticate: token store unavailable");
-                ApiError::Unavailable("database")
-            })?
-        }
-        None => None,
-    };
-    if let Some(principal) = found {
-        return Ok(principal);
-    }
-    if let Some(decision) = blocked {
-        metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
-        return Err(ApiError::RateLimited(decision));
-    }
-    Err(failed_authentication(state, ip).await)
-}
-
-/// Counts a failed authentication from `ip` against its limit: 401 (with the decision's
-/// headers), or 429 once the address has too many, which also blocks it for a while.
-pub(crate) async fn failed_authentication(state: &AppState, ip: IpAddr) -> ApiError {
-    let limit = state.settings.rate_limit.auth_failures_per_minute;
-    match state
-        .limiter
-        .check_auth_failure(&state.redis, ip, limit)
-        .await
-    {
-        Ok(decision) if decision.admitted => {
-            tracing::info!(client_ip = %ip, "Unauthenticated request");
-            ApiError::Unauthenticated(Some(decision))
-        }
-        Ok(decision) => {
-            tracing::warn!(client_ip = %ip, "Too many failed authentications; client blocked");
-            metrics::counter!(telemetry::RATE_LIMITED, "limit" => "auth_ip").increment(1);
-            state.auth_blocks.block(ip, decision);
-            ApiError::RateLimited(decision)
-        }
-        Err(_) => ApiError::Unauthenticated(None),
-    }
 }
 
 /// The body of a 202: the lead is safely in the queue.
@@ -558,7 +481,7 @@ pub struct Finished {
 /// The 202 of an intake.
 fn accepted(intake_id: Uuid) -> Response<Body> {
     let status_url = format!("/api/v1/intakes/{intake_id}");
-    let mut response = http::json(
+    let mut response = respond::json(
         StatusCode::ACCEPTED,
         &Accepted {
             message: "Lead accepted.",

@@ -5,29 +5,28 @@
 //! with its errors, or 429 with the wait after which it would fit. Each lead costs one unit
 //! of the token's intake limit (valid or not, as on the single endpoint), in input order;
 //! the request as a whole gets 429 only when no lead fits. One Redis call admits the whole
-//! request (key lookup, limit, the `queued` records, the key's claim, see [`BulkAdmission`]);
+//! request (key lookup, limit, the `queued` records, the key's claim, see [`crate::admission`]);
 //! the admitted valid leads are then published with many confirms in flight at once, and
 //! an `Idempotency-Key` stores the whole 207, so a retry gets it again without a second
 //! message for any lead.
 
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::idempotency::{ClaimedKey, KEY_TTL};
-use crate::intake::{self, authenticate};
-use crate::limiter::{Decision, WINDOW};
-use crate::redis_client::{RedisClient, Unavailable};
-use crate::request::{self, Received};
-use crate::telemetry;
+use crate::admission::Admitted;
+use crate::admission::intake_records::ClaimedKey;
+use crate::admission::limits::{Decision, KeyUse, WINDOW};
+use crate::admission::token::Principal;
+use crate::infra::prometheus;
+use crate::sources::single;
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{self, Received, authenticate};
+use crate::web::respond::{self, Body, Message};
+use crate::web::state::AppState;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
-use shared::config::FailMode;
-use shared::intake::{IntakeStatus, QUEUED_RECORD_TTL_SECS, QueuedIntake};
+use shared::intake::{IntakeStatus, QueuedIntake};
 use shared::lead::Lead;
 use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
 use std::net::SocketAddr;
@@ -126,7 +125,7 @@ impl BulkResult {
     request_body(
         description = "A JSON array of leads (`application/json`), or the same leads as NDJSON (`Content-Type: application/x-ndjson`, also `application/jsonl`: one lead object per line, blank lines skipped). At most 1,000 leads and 5 MiB.",
         content(
-            (Vec<crate::openapi::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
+            (Vec<crate::sources::schema::IntakeRequest> = "application/json", example = json!([{"phone_number": "(818) 123-4567", "first_name": "Ada"}, {"first_name": "No Phone"}])),
         ),
     ),
     responses(
@@ -246,7 +245,7 @@ async fn accept(
     // Every answer from here on, the 503 too, carries the decision's rate-limit headers.
     let results = publish(state, &principal, leads, quota, &headers, received_at).await;
     let answer = answer(state, results, claimed.as_ref()).await;
-    Ok(http::with_rate_limit(
+    Ok(respond::with_rate_limit(
         answer.unwrap_or_else(ApiError::into_response),
         rate.as_ref(),
     ))
@@ -336,7 +335,7 @@ struct Quota {
 
 /// Looks up the request's `Idempotency-Key`, counts its leads against the token's limit in
 /// input order and writes the `queued` records of the admitted valid ones, in one Redis
-/// call (see [`BulkAdmission`]).
+/// call (see [`crate::admission`]).
 async fn admit(
     state: &AppState,
     principal: &Principal,
@@ -355,53 +354,37 @@ async fn admit(
             })
         })
         .collect();
-    let limit = intake::intake_limit(state, principal);
-    let claim = idempotency_key.map(|key| {
-        state
-            .records
-            .claim_for(principal.token_id, &format!("bulk:{key}"), Uuid::now_v7())
-    });
-    let admitted = state
-        .bulk_admission
-        .admit(state, principal.token_id, limit, &records, claim.as_ref())
-        .await;
-    match admitted {
-        Ok(BulkAdmitted::Known(value)) => replay(&value).map(BulkEntry::Replayed),
-        Ok(BulkAdmitted::Counted {
+    let admission = &state.admission;
+    let claim =
+        idempotency_key.map(|key| admission.records.claim_for_bulk(principal.token_id, key));
+    let key = claim.as_ref().map(|key| KeyUse { key, claim: true });
+    match admission.admit(principal, &records, key).await? {
+        Admitted::Known(value) => replay(&value).map(BulkEntry::Replayed),
+        Admitted::Counted {
             decision,
             admitted,
             waits,
-        }) => {
-            if admitted == 0 {
-                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "token").increment(1);
-                return Err(ApiError::RateLimited(decision));
-            }
+        } => Ok(BulkEntry::Admitted {
+            quota: Quota {
+                admit: admitted,
+                waits,
+            },
+            claimed: claim,
+            rate: Some(decision),
+        }),
+        Admitted::Uncounted => {
+            tracing::warn!(
+                "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
+            );
             Ok(BulkEntry::Admitted {
                 quota: Quota {
-                    admit: admitted,
-                    waits,
+                    admit: leads.len(),
+                    waits: Vec::new(),
                 },
-                claimed: claim,
-                rate: Some(decision),
+                claimed: None,
+                rate: None,
             })
         }
-        Err(_) => match state.settings.rate_limit.fail_mode {
-            FailMode::Open => {
-                metrics::counter!(telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
-                tracing::warn!(
-                    "Redis unavailable: accepting the leads without rate limit, Idempotency-Key check or queued records"
-                );
-                Ok(BulkEntry::Admitted {
-                    quota: Quota {
-                        admit: leads.len(),
-                        waits: Vec::new(),
-                    },
-                    claimed: None,
-                    rate: None,
-                })
-            }
-            FailMode::Closed => Err(ApiError::Unavailable("rate limiter")),
-        },
     }
 }
 
@@ -432,14 +415,14 @@ async fn publish(
             Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
-                intake::message(principal, intake_id, received_at, lead, payload),
+                single::queue_message(principal, intake_id, received_at, lead, payload),
             )),
         }
     }
 
     let published: Vec<(usize, Uuid, bool)> = futures_util::stream::iter(jobs)
         .map(|(index, message)| async move {
-            let traceparent = intake::traceparent(headers);
+            let traceparent = single::traceparent(headers);
             let result = state.publisher.publish(&message, &traceparent).await;
             if let Err(error) = &result {
                 tracing::warn!(%error, intake_id = %message.intake_id, "Failed to queue a lead of a bulk request");
@@ -453,7 +436,11 @@ async fn publish(
         if ok {
             results[index] = Some(BulkResult::accepted(index, intake_id));
         } else {
-            state.records.abandon(&state.redis, intake_id, None).await;
+            let admission = &state.admission;
+            admission
+                .records
+                .abandon(&admission.redis, intake_id, None)
+                .await;
             results[index] = Some(BulkResult {
                 message: Some("The lead could not be queued right now. Retry it later."),
                 ..BulkResult::new(index, StatusCode::SERVICE_UNAVAILABLE)
@@ -476,7 +463,8 @@ async fn answer(
         // Nothing was queued because the broker is away: the whole request is retryable,
         // and its key is given back for the retry.
         if let Some(claimed) = claimed {
-            release(&state.redis, claimed).await;
+            let admission = &state.admission;
+            admission.records.release(&admission.redis, claimed).await;
         }
         return Err(ApiError::Unavailable("broker"));
     }
@@ -485,7 +473,7 @@ async fn answer(
         rejected: results.len() - accepted,
         results,
     };
-    metrics::counter!(telemetry::LEADS_ACCEPTED).increment(accepted as u64);
+    metrics::counter!(prometheus::LEADS_ACCEPTED).increment(accepted as u64);
     tracing::info!(
         accepted,
         rejected = answer.rejected,
@@ -500,7 +488,12 @@ async fn answer(
         )
     });
     if let Some(claimed) = claimed
-        && complete(&state.redis, claimed, &body).await.is_err()
+        && state
+            .admission
+            .records
+            .complete(&state.admission.redis, claimed, &body)
+            .await
+            .is_err()
     {
         tracing::warn!("Leads queued, but the Idempotency-Key could not be completed in Redis");
     }
@@ -527,209 +520,9 @@ fn multi_status(body: String, replayed: bool) -> Response<Body> {
 /// is still being published.
 fn replay(value: &str) -> Result<Response<Body>, ApiError> {
     if value.starts_with('{') {
-        metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1);
+        metrics::counter!(prometheus::IDEMPOTENT_REPLAYS).increment(1);
         tracing::info!("Replayed the 207 of an earlier bulk request with the same Idempotency-Key");
         return Ok(multi_status(value.to_owned(), true));
     }
     Err(ApiError::IdempotencyConflict)
-}
-
-/// Gives the claimed key back (nothing was queued).
-async fn release(redis: &RedisClient, claimed: &ClaimedKey) {
-    let mut conn = redis.conn();
-    let _ = redis
-        .run("idempotency", async {
-            redis::cmd("DEL")
-                .arg(claimed.redis_key())
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await;
-}
-
-/// Stores the 207 on the claimed key for [`KEY_TTL`].
-async fn complete(
-    redis: &RedisClient,
-    claimed: &ClaimedKey,
-    body: &str,
-) -> Result<(), Unavailable> {
-    let mut conn = redis.conn();
-    redis
-        .run("idempotency", async {
-            redis::cmd("SET")
-                .arg(claimed.redis_key())
-                .arg(body)
-                .arg("PX")
-                .arg(KEY_TTL.as_millis() as u64)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
-}
-
-/// KEYS[1]: the token's sorted set; KEYS[2]: the idempotency key (the sorted set again
-/// without one); KEYS[3..]: the `queued` record keys of the valid leads, in input order.
-/// ARGV: whether there is a key (1/0), limit, window in ms, a unique member prefix, the
-/// number of leads n, the claim's value, its TTL in ms, the records' TTL in s, then per
-/// lead its record's JSON ('' for an invalid lead).
-/// Returns {2, stored value} for a known key, else {1, admitted, remaining, wait in µs
-/// until the oldest counted request leaves, Redis time in µs, then for the refused leads
-/// in order the wait in µs until each would fit (at most `limit` of them)}.
-const BULK_ADMIT: &str = r"
-if ARGV[1] == '1' then
-  local v = redis.call('GET', KEYS[2])
-  if v then return {2, v} end
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3]) * 1000
-local n = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local admit = math.max(0, math.min(n, limit - count))
-local k = 2
-for i = 1, admit do
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-  local record = ARGV[8 + i]
-  if record ~= '' then
-    k = k + 1
-    redis.call('SET', KEYS[k], record, 'EX', ARGV[8])
-  end
-end
-if admit > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) end
-end
-local total = count + admit
-local reply = {1, admit, math.max(0, limit - total), 0, now}
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then reply[4] = tonumber(oldest[2]) + window - now end
-local refused = math.min(n - admit, limit)
-if refused > 0 then
-  local first = math.max(0, total - limit)
-  local scores = redis.call('ZRANGE', KEYS[1], first, first + refused - 1, 'WITHSCORES')
-  for j = 2, #scores, 2 do reply[#reply + 1] = tonumber(scores[j]) + window - now end
-end
-return reply
-";
-
-/// What Redis said of a bulk request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BulkAdmitted {
-    /// An earlier request with the same key holds it: its stored 207, or its claim.
-    Known(String),
-    /// The first `admitted` leads are counted (and the valid ones recorded); the rest wait
-    /// `waits[i]` each. `decision` is what the rate-limit headers say.
-    Counted {
-        decision: Decision,
-        admitted: usize,
-        waits: Vec<Duration>,
-    },
-}
-
-/// The bulk admission script, loaded once per Redis server (EVALSHA afterwards).
-pub struct BulkAdmission {
-    script: redis::Script,
-}
-
-impl Default for BulkAdmission {
-    fn default() -> Self {
-        Self {
-            script: redis::Script::new(BULK_ADMIT),
-        }
-    }
-}
-
-impl BulkAdmission {
-    /// Admits as many of `records` (one per lead, `None` for an invalid one) as the limit
-    /// allows, in order, in one call.
-    pub async fn admit(
-        &self,
-        state: &AppState,
-        token_id: i64,
-        limit: u32,
-        records: &[Option<QueuedIntake>],
-        claim: Option<&ClaimedKey>,
-    ) -> Result<BulkAdmitted, Unavailable> {
-        let rate_key = state.limiter.intake_key(token_id);
-        let mut invocation = self.script.key(&rate_key);
-        invocation.key(claim.map_or(rate_key.as_str(), ClaimedKey::redis_key));
-        for record in records.iter().flatten() {
-            invocation.key(state.records.status_key(record.intake_id));
-        }
-        invocation
-            .arg(u8::from(claim.is_some()))
-            .arg(limit)
-            .arg(WINDOW.as_millis() as u64)
-            .arg(Uuid::new_v4().simple().to_string())
-            .arg(records.len())
-            .arg(
-                claim
-                    .map(|c| format!("pending:{}", c.holder()))
-                    .unwrap_or_default(),
-            )
-            .arg(state.records.claim_ttl_ms())
-            .arg(QUEUED_RECORD_TTL_SECS);
-        for record in records {
-            let json = match record {
-                Some(record) => serde_json::to_string(record).map_err(|_| Unavailable)?,
-                None => String::new(),
-            };
-            invocation.arg(json);
-        }
-        let mut conn = state.redis.conn();
-        let reply: redis::Value = state
-            .redis
-            .run("bulk_admission", async {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
-        let redis::Value::Array(items) = reply else {
-            return Err(Unavailable);
-        };
-        if let [redis::Value::Int(2), redis::Value::BulkString(stored)] = items.as_slice() {
-            return Ok(BulkAdmitted::Known(
-                String::from_utf8_lossy(stored).into_owned(),
-            ));
-        }
-        counted(&items, limit)
-    }
-}
-
-/// What the script's reply {1, admitted, remaining, wait µs, now µs, refused waits µs…}
-/// says of a request counted against `limit`.
-fn counted(items: &[redis::Value], limit: u32) -> Result<BulkAdmitted, Unavailable> {
-    let numbers = items
-        .iter()
-        .map(|item| match item {
-            redis::Value::Int(n) => Ok(*n),
-            _ => Err(Unavailable),
-        })
-        .collect::<Result<Vec<i64>, Unavailable>>()?;
-    let [1, admitted, remaining, wait_us, now_us, refused @ ..] = numbers.as_slice() else {
-        return Err(Unavailable);
-    };
-    let (admitted, remaining, wait_us, now_us) = (*admitted, *remaining, *wait_us, *now_us);
-    let waits: Vec<Duration> = refused
-        .iter()
-        .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
-        .collect();
-    let admitted = usize::try_from(admitted.max(0)).unwrap_or(0);
-    // A refused request's headers tell the wait of its first lead, as a single 429 does.
-    let decision = match (admitted, waits.first()) {
-        (0, Some(first)) => Decision::from_script(
-            limit,
-            0,
-            0,
-            i64::try_from(first.as_micros()).unwrap_or(i64::MAX),
-            now_us,
-        ),
-        _ => Decision::from_script(limit, 1, remaining, wait_us, now_us),
-    };
-    Ok(BulkAdmitted::Counted {
-        decision,
-        admitted,
-        waits,
-    })
 }

@@ -2,9 +2,10 @@
 //! the status and body each gets; the read API has its own `ReadError`.
 //! Bodies never echo a token or any other request value besides field names.
 
-use crate::http::{self, Body};
-use crate::limiter::Decision;
-use ::http::{HeaderValue, Response, StatusCode, header};
+use crate::admission::Refusal;
+use crate::admission::limits::Decision;
+use crate::web::respond::{self, Body};
+use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 use shared::payload::FieldErrors;
 
@@ -63,46 +64,56 @@ pub enum ApiError {
     Unavailable(&'static str),
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthenticated(decision) => Self::Unauthenticated(decision),
+            Refusal::RateLimited(decision) => Self::RateLimited(decision),
+            Refusal::Unavailable(what) => Self::Unavailable(what),
+        }
+    }
+}
+
 impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         match self {
-            Self::UnsupportedMediaType => http::message(
+            Self::UnsupportedMediaType => respond::message(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported media type: send application/json or application/x-www-form-urlencoded.",
             ),
-            Self::TooLarge { limit } => closing(http::message(
+            Self::TooLarge { limit } => closing(respond::message(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("The request body must not be larger than {limit} bytes."),
             )),
-            Self::TooManyLeads { max } => http::message(
+            Self::TooManyLeads { max } => respond::message(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("A bulk request must not carry more than {max} leads."),
             ),
-            Self::UnsupportedBulkMediaType => http::message(
+            Self::UnsupportedBulkMediaType => respond::message(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported media type: send a JSON array as application/json, or one lead per line as application/x-ndjson.",
             ),
-            Self::BodyTimeout => closing(http::message(
+            Self::BodyTimeout => closing(respond::message(
                 StatusCode::REQUEST_TIMEOUT,
                 "The request body took too long to arrive.",
             )),
-            Self::BodyUnreadable => closing(http::message(
+            Self::BodyUnreadable => closing(respond::message(
                 StatusCode::BAD_REQUEST,
                 "The request body could not be read.",
             )),
-            Self::Unauthenticated(rate) => http::with_rate_limit(
-                http::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
+            Self::Unauthenticated(rate) => respond::with_rate_limit(
+                respond::message(StatusCode::UNAUTHORIZED, "Unauthenticated."),
                 rate.as_ref(),
             ),
-            Self::Invalid(errors) => http::json(
+            Self::Invalid(errors) => respond::json(
                 StatusCode::BAD_REQUEST,
                 &Invalid {
                     message: "The given data was invalid.",
                     errors,
                 },
             ),
-            Self::RateLimited(decision) => http::with_rate_limit(
-                http::json(
+            Self::RateLimited(decision) => respond::with_rate_limit(
+                respond::json(
                     StatusCode::TOO_MANY_REQUESTS,
                     &TooMany {
                         message: "Too Many Attempts.",
@@ -112,19 +123,19 @@ impl ApiError {
                 Some(&decision),
             ),
             Self::IdempotencyConflict => {
-                let mut response = http::message(
+                let mut response = respond::message(
                     StatusCode::CONFLICT,
                     "A request with this Idempotency-Key is still being processed.",
                 );
-                http::set_number(response.headers_mut(), "retry-after", 1);
+                respond::set_number(response.headers_mut(), "retry-after", 1);
                 response
             }
             Self::Unavailable(_) => {
-                let mut response = http::message(
+                let mut response = respond::message(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The lead could not be queued right now. Retry later.",
                 );
-                http::set_number(
+                respond::set_number(
                     response.headers_mut(),
                     "retry-after",
                     UNAVAILABLE_RETRY_AFTER_SECS,

@@ -4,7 +4,7 @@
 //! first 202 again instead of a second message in the queue.
 //!
 //! A key is looked up before anything else about a request, and claimed with the rate limit
-//! and the record in one script ([`crate::admission`]). A claim is two keys: the key itself,
+//! and the records in one script ([`super::limits`]). A claim is two keys: the key itself,
 //! holding `open:<intake id>` until the broker confirmed that intake, then the intake id
 //! (and, for a synchronous request, again with the outcome it answered with), and a short
 //! lock held while one request publishes (a second request meanwhile gets 409 rather than a
@@ -13,43 +13,37 @@
 //! goes (or expires), the key stays `open:<intake id>`, and the client's retry publishes
 //! *the same intake id* again. The worker does an intake id only once, so whichever copy it
 //! sees first is the lead, and a retry never doubles it.
+//!
+//! A bulk request's key is claimed the same way, except that its claim expires with its
+//! lock: its leads get new intake ids on a retry, so a key whose request died mid-publish
+//! is free again once the lock is gone. Its completed value is the whole 207.
 
-use crate::redis_client::{RedisClient, Unavailable};
-use crate::waiters::Answer;
+use crate::infra::redis_client::{RedisClient, RedisUnavailable};
+use crate::infra::waiters::Answer;
 use sha2::{Digest, Sha256};
 use shared::intake::{IntakeStatus, QueuedIntake};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// How long an `Idempotency-Key` is remembered.
-pub const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted `Idempotency-Key`.
-pub const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
-/// KEYS: the key, its lock. ARGV: the key's value, its TTL in ms, the lock's holder.
-/// Completes the key; deletes the lock only if it is still ours.
-const COMPLETE: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return 1
-";
-
-/// KEYS: the `queued` record, the lock (optional). ARGV: the lock's holder. Deletes the
-/// record, and the lock only if it is still ours.
-const ABANDON: &str = r"
-redis.call('DEL', KEYS[1])
-if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
-";
+/// Completes a claimed key with the answer a retry gets (`complete.lua`).
+const COMPLETE: &str = include_str!("complete.lua");
+/// Deletes a `queued` record or gives a claimed key back, with the lock if it is still
+/// ours (`release.lua`).
+const RELEASE: &str = include_str!("release.lua");
 
 /// What the admission script answers for a key whose lock is held.
-pub const PENDING: &str = "pending:";
+pub(crate) const PENDING: &str = "pending:";
 /// Prefix of a key whose intake was published but not (yet) confirmed.
 const OPEN: &str = "open:";
 
 /// What an earlier request with the same key left on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
+pub(crate) enum Claim {
     /// An earlier request with this key was accepted as this intake; a synchronous one
     /// that heard the worker's outcome was answered with it.
     Accepted {
@@ -71,6 +65,10 @@ pub struct ClaimedKey {
     /// The lock's value: this request's own, so a late release cannot free another's lock.
     holder: String,
     open: String,
+    /// How long the key holds `open` once claimed.
+    open_ttl: Duration,
+    /// How long the lock outlives a publish that never finished (a crashed process).
+    lock_ttl: Duration,
 }
 
 impl ClaimedKey {
@@ -82,7 +80,7 @@ impl ClaimedKey {
         &self.lock_key
     }
 
-    pub fn holder(&self) -> &str {
+    pub(crate) fn holder(&self) -> &str {
         &self.holder
     }
 
@@ -90,10 +88,24 @@ impl ClaimedKey {
     pub fn open(&self) -> &str {
         &self.open
     }
+
+    /// How long the key holds [`Self::open`] once claimed, ms.
+    pub(crate) fn open_ttl_ms(&self) -> u64 {
+        millis(self.open_ttl)
+    }
+
+    /// How long the lock outlives a publish that never finished, ms.
+    pub(crate) fn lock_ttl_ms(&self) -> u64 {
+        millis(self.lock_ttl)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A syntactically valid `Idempotency-Key`: 1–255 printable ASCII characters.
-pub fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     !key.trim().is_empty()
         && key.len() <= MAX_KEY_LEN
         && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
@@ -102,7 +114,7 @@ pub fn valid_key(key: &str) -> bool {
 pub struct IntakeRecords {
     prefix: String,
     complete: redis::Script,
-    abandon: redis::Script,
+    release: redis::Script,
     /// How long a lock outlives a publish that never finished (a crashed process).
     claim_ttl: Duration,
 }
@@ -113,18 +125,34 @@ impl IntakeRecords {
         Self {
             prefix: redis_prefix.to_owned(),
             complete: redis::Script::new(COMPLETE),
-            abandon: redis::Script::new(ABANDON),
+            release: redis::Script::new(RELEASE),
             claim_ttl: publish_timeout + Duration::from_secs(5),
         }
     }
 
     /// The key of `intake_id`'s `queued` record.
-    pub fn status_key(&self, intake_id: Uuid) -> String {
+    pub(crate) fn status_key(&self, intake_id: Uuid) -> String {
         shared::keys::intake_status(&self.prefix, intake_id)
     }
 
-    /// The claim `intake_id` makes on `key` of `token_id` (taken by [`crate::admission`]).
+    /// The claim `intake_id` makes on `key` of `token_id`: `open:<intake id>` for
+    /// [`KEY_TTL`], so a retry after a publish without a confirm publishes that intake again.
     pub fn claim_for(&self, token_id: i64, key: &str, intake_id: Uuid) -> ClaimedKey {
+        self.claim(token_id, key, intake_id, KEY_TTL)
+    }
+
+    /// The claim of a bulk request on `key` of `token_id`: apart from single leads' keys,
+    /// and held only as long as its lock.
+    pub(crate) fn claim_for_bulk(&self, token_id: i64, key: &str) -> ClaimedKey {
+        self.claim(
+            token_id,
+            &format!("bulk:{key}"),
+            Uuid::now_v7(),
+            self.claim_ttl,
+        )
+    }
+
+    fn claim(&self, token_id: i64, key: &str, intake_id: Uuid, open_ttl: Duration) -> ClaimedKey {
         let redis_key = format!(
             "{}idem:{token_id}:{}",
             self.prefix,
@@ -135,23 +163,25 @@ impl IntakeRecords {
             redis_key,
             holder: Uuid::new_v4().simple().to_string(),
             open: format!("{OPEN}{intake_id}"),
+            open_ttl,
+            lock_ttl: self.claim_ttl,
         }
     }
 
     /// How long a lock outlives a publish that never finished (a crashed process), ms.
     pub fn claim_ttl_ms(&self) -> u64 {
-        u64::try_from(self.claim_ttl.as_millis()).unwrap_or(u64::MAX)
+        millis(self.claim_ttl)
     }
 
     /// How long a key is remembered, ms.
     pub fn key_ttl_ms(&self) -> u64 {
-        u64::try_from(KEY_TTL.as_millis()).unwrap_or(u64::MAX)
+        millis(KEY_TTL)
     }
 
     /// What the value an earlier request left on a key says: `<intake id>` for a 202,
     /// `<intake id> <status> <contact id or ->` for a synchronous answer with the outcome,
     /// `open:<intake id>` for a publish without a confirm.
-    pub fn interpret(value: &str) -> Claim {
+    pub(crate) fn interpret(value: &str) -> Claim {
         if value.starts_with(PENDING) {
             return Claim::InProgress;
         }
@@ -180,17 +210,10 @@ impl IntakeRecords {
         }
     }
 
-    /// Completes a claimed key once the broker confirmed its intake, and again with the
-    /// outcome a synchronous request answered with: a retry within [`KEY_TTL`] gets the
-    /// same answer.
-    pub async fn complete(
-        &self,
-        redis: &RedisClient,
-        key: &ClaimedKey,
-        intake_id: Uuid,
-        answered: Option<Answer>,
-    ) -> Result<(), Unavailable> {
-        let value = match answered {
+    /// The value a single lead's key keeps once the broker confirmed its intake, and again
+    /// with the outcome a synchronous request answered with (see [`Self::interpret`]).
+    pub(crate) fn key_value(intake_id: Uuid, answered: Option<Answer>) -> String {
+        match answered {
             None => intake_id.to_string(),
             Some(o) => format!(
                 "{intake_id} {} {}",
@@ -198,14 +221,23 @@ impl IntakeRecords {
                 o.contact_id
                     .map_or_else(|| "-".to_owned(), |id| id.to_string())
             ),
-        };
+        }
+    }
+
+    /// Completes a claimed key with `answer`: a retry within [`KEY_TTL`] gets that answer.
+    pub(crate) async fn complete(
+        &self,
+        redis: &RedisClient,
+        key: &ClaimedKey,
+        answer: &str,
+    ) -> Result<(), RedisUnavailable> {
         let mut conn = redis.conn();
         redis
             .run("idempotency", async {
                 self.complete
                     .key(&key.redis_key)
                     .key(&key.lock_key)
-                    .arg(value)
+                    .arg(answer)
                     .arg(self.key_ttl_ms())
                     .arg(&key.holder)
                     .invoke_async::<()>(&mut conn)
@@ -214,13 +246,29 @@ impl IntakeRecords {
             .await
     }
 
+    /// Gives a claimed key back: nothing of its request was queued, so a retry is a new
+    /// request.
+    pub(crate) async fn release(&self, redis: &RedisClient, key: &ClaimedKey) {
+        let mut conn = redis.conn();
+        let _ = redis
+            .run("idempotency", async {
+                self.release
+                    .key(&key.redis_key)
+                    .key(&key.lock_key)
+                    .arg(&key.holder)
+                    .invoke_async::<()>(&mut conn)
+                    .await
+            })
+            .await;
+    }
+
     /// The `queued` record of `intake_id`, if this receiver (or another) accepted it and the
     /// record has not expired.
-    pub async fn queued(
+    pub(crate) async fn queued(
         &self,
         redis: &RedisClient,
         intake_id: Uuid,
-    ) -> Result<Option<QueuedIntake>, Unavailable> {
+    ) -> Result<Option<QueuedIntake>, RedisUnavailable> {
         let status_key = self.status_key(intake_id);
         let mut conn = redis.conn();
         let found: Option<String> = redis
@@ -238,12 +286,17 @@ impl IntakeRecords {
     /// releases its key's lock (if it claimed one), so the client's retry can publish the
     /// same intake id again at once. The key stays `open:<intake id>`: the broker may have
     /// stored the message even though no confirm came.
-    pub async fn abandon(&self, redis: &RedisClient, intake_id: Uuid, key: Option<&ClaimedKey>) {
+    pub(crate) async fn abandon(
+        &self,
+        redis: &RedisClient,
+        intake_id: Uuid,
+        key: Option<&ClaimedKey>,
+    ) {
         let mut conn = redis.conn();
         let status_key = self.status_key(intake_id);
         let _ = redis
             .run("intake_record", async {
-                let mut invocation = self.abandon.key(&status_key);
+                let mut invocation = self.release.key(&status_key);
                 if let Some(key) = key {
                     invocation.key(&key.lock_key).arg(&key.holder);
                 }

@@ -49,7 +49,7 @@ const BUCKETS: [f64; 14] = [
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's Prometheus handle, installing the recorder on first use.
-pub fn prometheus() -> PrometheusHandle {
+pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();

@@ -11,11 +11,10 @@
 //! be reconnecting): a request that hears nothing reads the intake record once when its
 //! wait ends.
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use shared::intake::IntakeStatus;
 use shared::outcome::Announcement;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -34,8 +33,6 @@ pub struct Answer {
 pub struct OutcomeWaiters {
     /// Intake id → the waiting request's end of a oneshot.
     waiting: Mutex<HashMap<Uuid, oneshot::Sender<Answer>>>,
-    /// Whether the pattern subscription is active now.
-    subscribed: AtomicBool,
 }
 
 /// One request's claim on an intake's outcome; unregisters itself when dropped.
@@ -73,16 +70,6 @@ impl OutcomeWaiters {
         }
     }
 
-    /// Requests waiting now.
-    pub fn waiting(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether announcements are being received now.
-    pub fn is_subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed)
-    }
-
     /// Keeps the subscription to every outcome channel under `redis_prefix` until `stop`,
     /// reconnecting with growing delays.
     pub async fn run(
@@ -93,23 +80,24 @@ impl OutcomeWaiters {
     ) {
         let pattern = shared::keys::intake_outcome_channel(&redis_prefix, Uuid::nil())
             .replace(&Uuid::nil().to_string(), "*");
-        crate::pubsub::follow(
+        crate::infra::pubsub::follow(
             &redis_url,
-            crate::pubsub::Topic::Pattern(pattern),
+            crate::infra::pubsub::Topic::Pattern(pattern),
             "intake outcomes",
             stop,
-            |up| self.set_subscribed(up),
+            |up| {
+                metrics::gauge!(prometheus::OUTCOME_SUBSCRIPTION_UP).set(if up {
+                    1.0
+                } else {
+                    0.0
+                });
+            },
             |payload| {
                 self.deliver(&payload);
                 std::future::ready(())
             },
         )
         .await;
-    }
-
-    fn set_subscribed(&self, up: bool) {
-        self.subscribed.store(up, Ordering::Relaxed);
-        metrics::gauge!(telemetry::OUTCOME_SUBSCRIPTION_UP).set(if up { 1.0 } else { 0.0 });
     }
 
     /// Hands one announcement to its waiter, if a request of this receiver waits for it.
@@ -146,7 +134,7 @@ mod tests {
         let b = Uuid::now_v7();
         let wait_a = waiters.register(a);
         let wait_b = waiters.register(b);
-        assert_eq!(waiters.waiting(), 2);
+        assert_eq!(waiters.lock().len(), 2);
 
         waiters.deliver(
             format!(r#"{{"intake_id":"{a}","status":"created","contact_id":7}}"#).as_bytes(),
@@ -164,6 +152,10 @@ mod tests {
             })
         );
         assert_eq!(wait_b.wait(Duration::from_millis(20)).await, None);
-        assert_eq!(waiters.waiting(), 0, "finished waits leave nothing behind");
+        assert_eq!(
+            waiters.lock().len(),
+            0,
+            "finished waits leave nothing behind"
+        );
     }
 }

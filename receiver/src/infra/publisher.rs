@@ -6,7 +6,7 @@
 //! queue's replicas stored it, a return means no queue was bound to take it. Many publishes
 //! are in flight on each channel at once; each request awaits only its own confirm.
 
-use crate::telemetry;
+use crate::infra::prometheus;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -162,7 +162,8 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let result = self.try_publish(message, traceparent).await;
         if let Err(error) = &result {
-            metrics::counter!(telemetry::PUBLISH_FAILURES, "reason" => error.reason()).increment(1);
+            metrics::counter!(prometheus::PUBLISH_FAILURES, "reason" => error.reason())
+                .increment(1);
             if matches!(error, PublishError::Failed(_) | PublishError::Unavailable) {
                 self.trouble.notify_one();
             }
@@ -220,7 +221,7 @@ impl Publisher {
                 .await
         })
         .await;
-        metrics::histogram!(telemetry::PUBLISH_CONFIRM).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(prometheus::PUBLISH_CONFIRM).record(started.elapsed().as_secs_f64());
         match confirmed {
             Err(_) => Err(PublishError::Timeout),
             Ok(Err(error)) => Err(PublishError::Failed(error)),

@@ -10,12 +10,12 @@
 //! `test` tag and none of the actions that reach people: no distribution, PowerDialer or
 //! sequence. Success answers 200 (the platform wants a 200) with the usual 202 body.
 
-use crate::app::AppState;
-use crate::error::{ApiError, Invalid, TooMany};
-use crate::http::{self, Body, Message};
-use crate::intake::{self, Accepted, Enqueue, authenticate};
-use crate::openapi::sources::GoogleAdsLead;
-use crate::request::{self, BodyKind, Received};
+use crate::sources::schema::GoogleAdsLead;
+use crate::sources::single::{self, Accepted, Enqueue};
+use crate::web::error::{ApiError, Invalid, TooMany};
+use crate::web::request::{self, BodyKind, Received, authenticate};
+use crate::web::respond::{Body, Message};
+use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -120,12 +120,12 @@ async fn accept(
     let key = key.as_ref().and_then(Value::as_str).unwrap_or_default();
     if !principal.sources.google_key_matches(key) {
         tracing::info!("Google Ads lead with a wrong google_key");
-        let ip = http::client_ip(
+        let ip = request::client_ip(
             &parts.headers,
             peer,
             state.settings.receiver.trust_forwarded_for,
         );
-        return Err(intake::failed_authentication(state, ip).await);
+        return Err(state.admission.failed_authentication(ip).await.into());
     }
     body.remove(TOKEN_FIELD);
     let lead_id = match body.get("lead_id") {
@@ -153,7 +153,7 @@ async fn accept(
     }
     let lead = raw.parse(&ParseContext::now(principal.region));
     let idempotency_key = format!("google-ads:{lead_id}");
-    let mut response = intake::enqueue(
+    let mut response = single::enqueue(
         state,
         &principal,
         Enqueue {
