@@ -3,7 +3,7 @@
 //! [`super::rules`], then everything is written in a handful of multi-row statements. A lead costs no round trip of its own
 //! unless it changes an existing contact.
 
-use super::sql::{self, Related, Snapshot};
+use super::sql;
 use super::{Attempt, Planned, fields, rules};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -21,6 +21,7 @@ use shared::entities::{
 use shared::lead::{Lead, PowerdialerPosition};
 use shared::outcome::Action;
 use shared::phone::PhoneNumber;
+use shared::snapshot::{ContactView, Snapshot};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// A PowerDialer entry to add once every lead is planned.
@@ -108,18 +109,17 @@ impl Batch {
     }
 
     /// Adds contacts this transaction has locked, with what it needs to know of them.
-    pub fn add_locked(&mut self, models: Vec<contact::Model>, mut related: Related) {
-        for model in models {
-            let id = model.id;
+    pub fn add_locked(&mut self, views: Vec<ContactView>) {
+        for view in views {
             self.contacts.insert(
-                id,
+                view.model.id,
                 ContactState {
-                    model,
+                    model: view.model,
                     new: false,
                     dirty: Vec::new(),
-                    tags: related.tags.remove(&id).unwrap_or_default(),
-                    active: related.active.remove(&id).unwrap_or_default(),
-                    queued: related.queued.contains(&id),
+                    tags: view.tags,
+                    active: view.active,
+                    queued: view.queued,
                 },
             );
         }

@@ -5,13 +5,13 @@
 //! decide. Ring-group randomness comes in as a parameter, so a test can fix it.
 
 use super::fields::{self, Field, Value};
-use super::sql::{Member, Snapshot};
 use super::{Action, Warning};
 use rand::Rng;
 use shared::entities::contact;
 use shared::intake::IntakeStatus;
 use shared::lead::Lead;
 use shared::phone::PhoneNumber;
+use shared::snapshot::{Member, Snapshot};
 use std::collections::{HashMap, HashSet};
 
 /// What a rule did for a lead.
