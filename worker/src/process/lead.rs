@@ -1,10 +1,10 @@
 //! The leads of one transaction: each is planned in order against an in-memory view of the
 //! contacts it touches (so a later lead sees what an earlier one did) by the rules of
-//! [`super::rules`], then everything is written in a handful of multi-row statements. A lead costs no round trip of its own
+//! [`shared::rules`], then everything is written in a handful of multi-row statements. A lead costs no round trip of its own
 //! unless it changes an existing contact.
 
 use super::sql;
-use super::{Attempt, Planned, fields, rules};
+use super::{Attempt, Planned};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
@@ -21,6 +21,7 @@ use shared::entities::{
 use shared::lead::{Lead, PowerdialerPosition};
 use shared::outcome::Action;
 use shared::phone::PhoneNumber;
+use shared::rules::{self, fields};
 use shared::snapshot::{ContactView, Snapshot};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -57,10 +58,9 @@ struct NewEnrollment {
 
 /// The transaction's view and the writes it has planned.
 pub(crate) struct Batch {
+    /// What the leads read; its numbers' contacts are kept up to date as leads add numbers.
     snap: Snapshot,
     now: DateTime<Utc>,
-    /// (account, E.164) → contact, kept up to date as leads add numbers.
-    owners: HashMap<(i64, String), i64>,
     /// Locked existing contacts and contacts created by this transaction.
     contacts: HashMap<i64, ContactState>,
     /// Contacts in creation order.
@@ -76,12 +76,10 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub fn new(mut snap: Snapshot) -> Self {
-        let owners = std::mem::take(&mut snap.owners);
         let new_ids = std::mem::take(&mut snap.new_ids).into();
         Self {
             snap,
             now: Utc::now(),
-            owners,
             contacts: HashMap::new(),
             created: Vec::new(),
             new_ids,
@@ -97,15 +95,9 @@ impl Batch {
         &self.snap
     }
 
-    /// The contact `lead` belongs to by its numbers (§4.1): the primary number's contact,
-    /// else the oldest contact any of its numbers belongs to.
+    /// The contact `lead` belongs to by its numbers (§4.1), as the transaction sees them.
     pub fn matched(&self, account_id: i64, lead: &Lead) -> Option<i64> {
-        let owner = |n: &PhoneNumber| {
-            self.owners
-                .get(&(account_id, n.as_str().to_owned()))
-                .copied()
-        };
-        owner(&lead.phone_number).or_else(|| lead.all_numbers().into_iter().filter_map(owner).min())
+        rules::matched(&self.snap, account_id, lead)
     }
 
     /// Adds contacts this transaction has locked, with what it needs to know of them.
@@ -125,12 +117,6 @@ impl Batch {
         }
     }
 
-    fn owner_of(&self, account_id: i64, n: &PhoneNumber) -> Option<i64> {
-        self.owners
-            .get(&(account_id, n.as_str().to_owned()))
-            .copied()
-    }
-
     /// A contact this transaction creates, with one of the reserved ids.
     fn new_contact(&mut self, account_id: i64, phone: &PhoneNumber) -> Result<ContactState, DbErr> {
         let id = self
@@ -138,7 +124,7 @@ impl Batch {
             .pop_front()
             .ok_or_else(|| DbErr::Custom("Failed to reserve a contact id".into()))?;
         Ok(ContactState {
-            model: blank_contact(id, account_id, phone, self.now),
+            model: rules::blank_contact(id, account_id, phone, self.now),
             new: true,
             dirty: Vec::new(),
             tags: HashSet::new(),
@@ -165,7 +151,8 @@ impl Batch {
             created_at: Set(self.now),
             ..Default::default()
         });
-        self.owners
+        self.snap
+            .owners
             .insert((account_id, n.as_str().to_owned()), contact_id);
     }
 
@@ -363,8 +350,9 @@ impl Batch {
             existing,
             lead,
         } = *target;
-        let (numbers, mut report) =
-            rules::numbers(lead, contact_id, existing, |n| self.owner_of(account_id, n));
+        let (numbers, mut report) = rules::numbers(lead, contact_id, existing, |n| {
+            rules::owner_of(&self.snap, account_id, n)
+        });
         for n in numbers {
             let primary = !existing && n.as_str() == st.model.phone_number;
             self.add_number(account_id, contact_id, n, label_of(lead, n), primary);
@@ -387,22 +375,6 @@ impl Batch {
         report.absorb(sequence_report);
         self.enroll(st, account_id, enrollment);
         report
-    }
-}
-
-pub(super) fn blank_contact(
-    id: i64,
-    account_id: i64,
-    phone: &PhoneNumber,
-    now: DateTime<Utc>,
-) -> contact::Model {
-    contact::Model {
-        id,
-        account_id,
-        phone_number: phone.as_str().to_owned(),
-        created_at: now,
-        updated_at: now,
-        ..Default::default()
     }
 }
 

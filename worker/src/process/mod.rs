@@ -18,9 +18,7 @@
 //! leads whose locks are busy to a second transaction that waits for them, so a batch never
 //! queues behind another while holding many locks.
 
-mod fields;
 mod lead;
-mod rules;
 mod sql;
 
 use chrono::Utc;
@@ -36,7 +34,6 @@ use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-pub use fields::{join_name, split_name};
 pub use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 

@@ -1,13 +1,13 @@
 //! The contact's own data fields: what a lead provides, what is derived from it (name ↔
 //! first/last, place and timezone from the number), and how both apply to a new or an
-//! existing contact (§4.2–§4.4). Pure functions: the database side lives in `lead.rs`.
+//! existing contact (§4.2–§4.4). Pure functions: the worker writes what they decide.
 
+use crate::contact_fields::TextField;
+use crate::entities::contact;
+use crate::geo;
+use crate::lead::Lead;
+use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
-use shared::contact_fields::TextField;
-use shared::entities::contact;
-use shared::geo;
-use shared::lead::Lead;
-use shared::phone::PhoneNumber;
 
 /// Longest text a contact column holds.
 const MAX_TEXT: usize = 255;
@@ -304,10 +304,10 @@ pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) -> Vec<contact:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
+    use crate::phone::Region;
     use chrono::Utc;
     use proptest::prelude::*;
-    use shared::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
-    use shared::phone::Region;
 
     fn lead(fields: LeadFields) -> Lead {
         Lead {
@@ -325,7 +325,7 @@ mod tests {
 
     fn contact(f: impl FnOnce(&mut contact::Model)) -> contact::Model {
         let phone = PhoneNumber::from_e164("+18181234567".into()).expect("e164");
-        let mut m = super::super::lead::blank_contact(1, 1, &phone, Utc::now());
+        let mut m = crate::rules::blank_contact(1, 1, &phone, Utc::now());
         f(&mut m);
         m
     }

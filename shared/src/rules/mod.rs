@@ -1,22 +1,26 @@
-//! The §4 rules, one function each. A rule takes what it reads and returns its decision
-//! with a [`Report`]: the actions it took, the warnings it gives and whether the contact
-//! changed. Nothing here touches the database or the transaction's state;
-//! [`super::lead::plan`] runs the rules for a lead in order and collects the writes they
-//! decide. Ring-group randomness comes in as a parameter, so a test can fix it.
+//! The §4 rules, one function each, over what [`crate::snapshot`] reads. A rule takes what
+//! it reads and returns its decision with a [`Report`]: the actions it took, the warnings it
+//! gives and whether the contact changed. Nothing here touches the database: the worker
+//! runs the rules for a lead in order and writes what they decide; the validate endpoint
+//! runs the same rules to tell what the worker would do. Ring-group randomness comes in as
+//! a parameter, so a test can fix it.
 
-use super::fields::{self, Field, Value};
-use super::{Action, Warning};
+pub mod fields;
+
+use crate::entities::contact;
+use crate::intake::IntakeStatus;
+use crate::lead::Lead;
+use crate::outcome::{Action, Warning};
+use crate::phone::PhoneNumber;
+use crate::snapshot::{Member, Snapshot};
+use chrono::{DateTime, Utc};
+use fields::{Field, Value};
 use rand::Rng;
-use shared::entities::contact;
-use shared::intake::IntakeStatus;
-use shared::lead::Lead;
-use shared::phone::PhoneNumber;
-use shared::snapshot::{Member, Snapshot};
 use std::collections::{HashMap, HashSet};
 
 /// What a rule did for a lead.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Report {
+pub struct Report {
     pub actions: Vec<Action>,
     pub warnings: Vec<Warning>,
     /// The contact, or what hangs off it (numbers, notes, tags, enrollments, PowerDialer
@@ -47,9 +51,40 @@ impl Report {
     }
 }
 
+/// §4.1: the contact a lead of `account_id` belongs to by its numbers: the primary number's
+/// contact, else the oldest (lowest id) contact any of its numbers belongs to.
+pub fn matched(snap: &Snapshot, account_id: i64, lead: &Lead) -> Option<i64> {
+    let owner = |n: &PhoneNumber| owner_of(snap, account_id, n);
+    owner(&lead.phone_number).or_else(|| lead.all_numbers().into_iter().filter_map(owner).min())
+}
+
+/// The contact of the account that has number `n`.
+pub fn owner_of(snap: &Snapshot, account_id: i64, n: &PhoneNumber) -> Option<i64> {
+    snap.owners
+        .get(&(account_id, n.as_str().to_owned()))
+        .copied()
+}
+
+/// A contact row with only its number: what a new contact starts from.
+pub fn blank_contact(
+    id: i64,
+    account_id: i64,
+    phone: &PhoneNumber,
+    now: DateTime<Utc>,
+) -> contact::Model {
+    contact::Model {
+        id,
+        account_id,
+        phone_number: phone.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+        ..Default::default()
+    }
+}
+
 /// The lead's linked ids that are the account's.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Links {
+pub struct Links {
     pub user: Option<i64>,
     pub ring_group: Option<i64>,
     pub line: Option<i64>,
@@ -60,7 +95,7 @@ pub(crate) struct Links {
 
 /// §2: the lead's ids that are the account's, and a warning for every other one (another
 /// account's id is treated exactly like a missing one).
-pub(crate) fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
+pub fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
     let l = &lead.links;
     let mut report = Report::default();
     let mut keep =
@@ -113,7 +148,7 @@ pub(crate) fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Re
 /// §4.2–4.4: the contact's own fields to write: the lead's values, and what its number
 /// tells (name parts, state, timezone…), by the create / fill-blank / force rules.
 /// `current` is `None` for a new contact.
-pub(crate) fn contact_fields(
+pub fn contact_fields(
     current: Option<&contact::Model>,
     lead: &Lead,
     force: bool,
@@ -132,7 +167,7 @@ pub(crate) fn contact_fields(
 
 /// The action that heads a lead's list: the contact created, or the fields a merge filled
 /// in or force_update overwrote (none when nothing of the contact's own fields changed).
-pub(crate) fn contact_action(
+pub fn contact_action(
     existing: bool,
     force: bool,
     contact_id: i64,
@@ -154,7 +189,7 @@ pub(crate) fn contact_action(
 
 /// §4.5 ownership and §4.6 ring-group distribution: the contact's owner after this lead.
 /// `current` is its owner before; `rng` picks among the eligible members.
-pub(crate) fn owner(
+pub fn owner(
     members: &HashMap<i64, Vec<Member>>,
     lead: &Lead,
     links: &Links,
@@ -271,7 +306,7 @@ fn distribute(
 
 /// §4.9: the line and the disposition to set: on create, or when blank, or with
 /// force_update.
-pub(crate) fn line_and_disposition(
+pub fn line_and_disposition(
     current: Option<&contact::Model>,
     links: &Links,
     force: bool,
@@ -300,7 +335,7 @@ pub(crate) fn line_and_disposition(
 /// §4.1 numbers: the lead's numbers to add to `contact_id`: all of them for a new contact,
 /// for an existing one those nobody has yet; a number of another contact stays there (a
 /// warning). `owner_of` says whose a number is now.
-pub(crate) fn numbers(
+pub fn numbers(
     lead: &Lead,
     contact_id: i64,
     existing: bool,
@@ -335,7 +370,7 @@ pub(crate) fn numbers(
 }
 
 /// §4.3: the note to append, whatever else happens (a blank one is none).
-pub(crate) fn note(lead: &Lead) -> (Option<&str>, Report) {
+pub fn note(lead: &Lead) -> (Option<&str>, Report) {
     let mut report = Report::default();
     let body = lead.notes.as_deref().filter(|b| !b.trim().is_empty());
     if body.is_some() {
@@ -345,7 +380,7 @@ pub(crate) fn note(lead: &Lead) -> (Option<&str>, Report) {
 }
 
 /// §4.9: the tag to add, unless the contact has it.
-pub(crate) fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
+pub fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
     let mut report = Report::default();
     let tag = links.tag.filter(|t| !has.contains(t));
     if let Some(tag_id) = tag {
@@ -356,7 +391,7 @@ pub(crate) fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
 
 /// What §4.8 does to a contact's enrollments.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Enrollment {
+pub struct Enrollment {
     /// Active enrollments that end.
     pub end: Vec<i64>,
     /// The sequence the contact is enrolled in.
@@ -365,7 +400,7 @@ pub(crate) struct Enrollment {
 
 /// §4.8: enrolls in the lead's sequence unless the contact is active in it; a contact
 /// active in another is moved only with force_update_sequence.
-pub(crate) fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
+pub fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
     let mut report = Report::default();
     let Some(sequence_id) = links.sequence.filter(|s| !active.contains(s)) else {
         return (Enrollment::default(), report);
@@ -399,7 +434,7 @@ pub(crate) fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollmen
 
 /// §4.7: the owner whose PowerDialer list gets the contact, when the lead asks for it and
 /// the contact has an owner and is not queued yet.
-pub(crate) fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64>, Report) {
+pub fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64>, Report) {
     let mut report = Report::default();
     if !lead.flags.add_to_powerdialer {
         return (None, report);
@@ -431,7 +466,7 @@ pub(crate) fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Opt
 
 /// §4.1: what the intake is: created for a new contact, updated under force_update, merged
 /// when anything changed, else a duplicate.
-pub(crate) fn status(existing: bool, force: bool, changed: bool) -> IntakeStatus {
+pub fn status(existing: bool, force: bool, changed: bool) -> IntakeStatus {
     if !existing {
         IntakeStatus::Created
     } else if force {
@@ -446,9 +481,9 @@ pub(crate) fn status(existing: bool, force: bool, changed: bool) -> IntakeStatus
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use shared::lead::{LeadFields, LeadFlags, LeadLinks, PowerdialerPosition};
 
     fn lead() -> Lead {
         Lead {
@@ -626,7 +661,7 @@ mod tests {
         let (line, disposition, report) = line_and_disposition(None, &links, false);
         assert_eq!((line, disposition), (Some(4), Some(6)));
         assert!(report.changed);
-        let mut c = super::super::lead::blank_contact(
+        let mut c = super::blank_contact(
             1,
             1,
             &PhoneNumber::from_e164("+18185550100".into()).expect("e164"),
