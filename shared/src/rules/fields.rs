@@ -276,29 +276,16 @@ fn reconcile_name(m: &contact::Model, candidates: &[Candidate], out: &mut Vec<(F
     }
 }
 
-/// Writes `changes` into a contact; returns the columns written.
-pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) -> Vec<contact::Column> {
-    use contact::Column as C;
-    let mut columns = Vec::with_capacity(changes.len());
+/// Writes `changes` into a contact.
+pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) {
     for (field, value) in changes {
-        let text = match (field, value) {
-            (Field::DateOfBirth, Value::Date(d)) => {
-                m.date_of_birth = Some(*d);
-                columns.push(C::DateOfBirth);
-                continue;
-            }
-            (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => continue,
-            (_, Value::Text(t)) => t,
-        };
-        let (slot, column) = match field {
-            Field::Text(field) => (m.text_mut(*field), C::from(*field)),
-            Field::Timezone => (&mut m.timezone, C::Timezone),
-            Field::DateOfBirth => continue,
-        };
-        *slot = Some(text.clone());
-        columns.push(column);
+        match (field, value) {
+            (Field::DateOfBirth, Value::Date(d)) => m.date_of_birth = Some(*d),
+            (Field::Text(field), Value::Text(t)) => *m.text_mut(*field) = Some(t.clone()),
+            (Field::Timezone, Value::Text(t)) => m.timezone = Some(t.clone()),
+            (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => {}
+        }
     }
-    columns
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! a parameter, so a test can fix it.
 
 pub mod fields;
+mod plan;
+
+pub use plan::{Landing, NewNumber, Plan, RelatedPlan, RowPlan, plan};
 
 use crate::entities::contact;
 use crate::intake::IntakeStatus;
@@ -20,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 /// What a rule did for a lead.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Report {
+pub(crate) struct Report {
     pub actions: Vec<Action>,
     pub warnings: Vec<Warning>,
     /// The contact, or what hangs off it (numbers, notes, tags, enrollments, PowerDialer
@@ -84,7 +87,7 @@ pub fn blank_contact(
 
 /// The lead's linked ids that are the account's.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Links {
+pub(crate) struct Links {
     pub user: Option<i64>,
     pub ring_group: Option<i64>,
     pub line: Option<i64>,
@@ -95,7 +98,7 @@ pub struct Links {
 
 /// §2: the lead's ids that are the account's, and a warning for every other one (another
 /// account's id is treated exactly like a missing one).
-pub fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
+pub(crate) fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
     let l = &lead.links;
     let mut report = Report::default();
     let mut keep =
@@ -148,7 +151,7 @@ pub fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
 /// §4.2–4.4: the contact's own fields to write: the lead's values, and what its number
 /// tells (name parts, state, timezone…), by the create / fill-blank / force rules.
 /// `current` is `None` for a new contact.
-pub fn contact_fields(
+pub(crate) fn contact_fields(
     current: Option<&contact::Model>,
     lead: &Lead,
     force: bool,
@@ -167,7 +170,7 @@ pub fn contact_fields(
 
 /// The action that heads a lead's list: the contact created, or the fields a merge filled
 /// in or force_update overwrote (none when nothing of the contact's own fields changed).
-pub fn contact_action(
+pub(crate) fn contact_action(
     existing: bool,
     force: bool,
     contact_id: i64,
@@ -189,7 +192,7 @@ pub fn contact_action(
 
 /// §4.5 ownership and §4.6 ring-group distribution: the contact's owner after this lead.
 /// `current` is its owner before; `rng` picks among the eligible members.
-pub fn owner(
+pub(crate) fn owner(
     members: &HashMap<i64, Vec<Member>>,
     lead: &Lead,
     links: &Links,
@@ -306,7 +309,7 @@ fn distribute(
 
 /// §4.9: the line and the disposition to set: on create, or when blank, or with
 /// force_update.
-pub fn line_and_disposition(
+pub(crate) fn line_and_disposition(
     current: Option<&contact::Model>,
     links: &Links,
     force: bool,
@@ -335,7 +338,7 @@ pub fn line_and_disposition(
 /// §4.1 numbers: the lead's numbers to add to `contact_id`: all of them for a new contact,
 /// for an existing one those nobody has yet; a number of another contact stays there (a
 /// warning). `owner_of` says whose a number is now.
-pub fn numbers(
+pub(crate) fn numbers(
     lead: &Lead,
     contact_id: i64,
     existing: bool,
@@ -370,7 +373,7 @@ pub fn numbers(
 }
 
 /// §4.3: the note to append, whatever else happens (a blank one is none).
-pub fn note(lead: &Lead) -> (Option<&str>, Report) {
+pub(crate) fn note(lead: &Lead) -> (Option<&str>, Report) {
     let mut report = Report::default();
     let body = lead.notes.as_deref().filter(|b| !b.trim().is_empty());
     if body.is_some() {
@@ -380,7 +383,7 @@ pub fn note(lead: &Lead) -> (Option<&str>, Report) {
 }
 
 /// §4.9: the tag to add, unless the contact has it.
-pub fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
+pub(crate) fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
     let mut report = Report::default();
     let tag = links.tag.filter(|t| !has.contains(t));
     if let Some(tag_id) = tag {
@@ -400,7 +403,7 @@ pub struct Enrollment {
 
 /// §4.8: enrolls in the lead's sequence unless the contact is active in it; a contact
 /// active in another is moved only with force_update_sequence.
-pub fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
+pub(crate) fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
     let mut report = Report::default();
     let Some(sequence_id) = links.sequence.filter(|s| !active.contains(s)) else {
         return (Enrollment::default(), report);
@@ -434,7 +437,7 @@ pub fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Repo
 
 /// §4.7: the owner whose PowerDialer list gets the contact, when the lead asks for it and
 /// the contact has an owner and is not queued yet.
-pub fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64>, Report) {
+pub(crate) fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64>, Report) {
     let mut report = Report::default();
     if !lead.flags.add_to_powerdialer {
         return (None, report);
@@ -466,7 +469,7 @@ pub fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64
 
 /// §4.1: what the intake is: created for a new contact, updated under force_update, merged
 /// when anything changed, else a duplicate.
-pub fn status(existing: bool, force: bool, changed: bool) -> IntakeStatus {
+pub(crate) fn status(existing: bool, force: bool, changed: bool) -> IntakeStatus {
     if !existing {
         IntakeStatus::Created
     } else if force {
