@@ -201,15 +201,44 @@ async fn run_session(
         tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
     }
 
+    let end = forward(&session, &mut consumer, &tag, &tx, stop).await;
+    drop(tx);
+    drop(consumer);
+
+    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "Leads still running after the grace period; their messages return to the queue"
+        );
+        tasks.abort_all();
+    }
+    // A copy being recorded now is simply delivered again to the next session.
+    records.abort();
+    session.close().await;
+    end
+}
+
+/// Hands the session's deliveries to the consumer tasks until the consumer ends; on
+/// `stop`, cancels consumption and waits (briefly) for the broker to end the stream.
+async fn forward(
+    session: &Session,
+    consumer: &mut lapin::Consumer,
+    tag: &str,
+    tx: &mpsc::Sender<Received>,
+    stop: &CancellationToken,
+) -> SessionEnd {
     let mut cancelled = false;
-    let end = loop {
+    loop {
         tokio::select! {
             _ = stop.cancelled(), if !cancelled => {
                 cancelled = true;
-                // No new deliveries; those already received are finished below.
+                // No new deliveries; those already received are finished by the consumer tasks.
                 if let Err(e) = session
                     .consume
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .basic_cancel(tag.into(), BasicCancelOptions::default())
                     .await
                 {
                     warn!(error = %e, "Failed to cancel the consumer");
@@ -237,24 +266,7 @@ async fn run_session(
                 None => break if cancelled { SessionEnd::Stopped } else { SessionEnd::Lost },
             }
         }
-    };
-    drop(tx);
-    drop(consumer);
-
-    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        warn!(
-            grace_ms = grace.as_millis() as u64,
-            "Leads still running after the grace period; their messages return to the queue"
-        );
-        tasks.abort_all();
     }
-    // A copy being recorded now is simply delivered again to the next session.
-    records.abort();
-    session.close().await;
-    end
 }
 
 /// A delivery and when it reached this process.
