@@ -16,6 +16,9 @@
 //! - [`keys`]: Redis key names shared by receiver and worker.
 //! - [`outcome`]: what the worker did with a lead, and the outcome it announces.
 //! - [`runtime`]: shutdown signal and reconnect backoff of every process.
+//! - [`rules`]: the §4 rules as pure functions, run by the worker and the validate endpoint.
+//! - [`snapshot`]: what the §4 rules read about leads and their contacts, for the worker and
+//!   the validate endpoint.
 //! - [`sources`]: what the receiver reads of a token's lead sources; the account id check.
 //! - [`entities`]: SeaORM entities for every table.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
@@ -34,7 +37,9 @@ pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod policy;
+pub mod rules;
 pub mod runtime;
+pub mod snapshot;
 pub mod sources;
 pub mod status;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! What the receiver reads of a token's lead sources, and the account-scoped id check
-//! that the validate endpoint and `leadctl token defaults` both use. Changing a token's
+//! that `leadctl token defaults` uses. Changing a token's
 //! sources is an operator operation (`worker::admin::sources`).
 
 use crate::entities::tag;

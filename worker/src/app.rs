@@ -4,16 +4,16 @@
 
 use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
-use crate::decode::{self, Poison};
+use crate::decode;
 use crate::observe;
-use crate::process::{Attempt, DeadRecord, Outcome, ProcessError, Processor, RetryRecord};
+use crate::process::{Attempt, Outcome, ProcessError, Processor, RetryRecord};
+use crate::settle::{self, Carried, Fate, Settlement, Subject};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use lapin::options::BasicCancelOptions;
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::config::Settings;
-use shared::intake::IntakeStatus;
 use shared::intake::headers;
 use shared::runtime::Backoff;
 use std::future::Future;
@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 /// Most leads in one transaction, whatever the settings say: keeps every multi-row statement
@@ -201,15 +201,44 @@ async fn run_session(
         tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
     }
 
+    let end = forward(&session, &mut consumer, &tag, &tx, stop).await;
+    drop(tx);
+    drop(consumer);
+
+    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "Leads still running after the grace period; their messages return to the queue"
+        );
+        tasks.abort_all();
+    }
+    // A copy being recorded now is simply delivered again to the next session.
+    records.abort();
+    session.close().await;
+    end
+}
+
+/// Hands the session's deliveries to the consumer tasks until the consumer ends; on
+/// `stop`, cancels consumption and waits (briefly) for the broker to end the stream.
+async fn forward(
+    session: &Session,
+    consumer: &mut lapin::Consumer,
+    tag: &str,
+    tx: &mpsc::Sender<Received>,
+    stop: &CancellationToken,
+) -> SessionEnd {
     let mut cancelled = false;
-    let end = loop {
+    loop {
         tokio::select! {
             _ = stop.cancelled(), if !cancelled => {
                 cancelled = true;
-                // No new deliveries; those already received are finished below.
+                // No new deliveries; those already received are finished by the consumer tasks.
                 if let Err(e) = session
                     .consume
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .basic_cancel(tag.into(), BasicCancelOptions::default())
                     .await
                 {
                     warn!(error = %e, "Failed to cancel the consumer");
@@ -237,24 +266,7 @@ async fn run_session(
                 None => break if cancelled { SessionEnd::Stopped } else { SessionEnd::Lost },
             }
         }
-    };
-    drop(tx);
-    drop(consumer);
-
-    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        warn!(
-            grace_ms = grace.as_millis() as u64,
-            "Leads still running after the grace period; their messages return to the queue"
-        );
-        tasks.abort_all();
     }
-    // A copy being recorded now is simply delivered again to the next session.
-    records.abort();
-    session.close().await;
-    end
 }
 
 /// A delivery and when it reached this process.
@@ -306,8 +318,14 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
                 received.push(r);
             }
             Err(poison) => {
-                if let Some(a) = dead_letter_poison(shared, session, &r, poison).await {
-                    announcements.push(a);
+                let previous = decode::attempts(&r.delivery.properties);
+                let settlement = settle::settle(Fate::Poison(&poison.reason), previous, 0);
+                let subject = Subject::Poison(poison.record.map(|b| *b));
+                let carried =
+                    settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
+                        .await;
+                if let Carried::DeadLettered(a) = carried {
+                    announcements.extend(a);
                 }
                 settled(&r);
             }
@@ -320,41 +338,66 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
             .try_process_batch(&intakes)
             .instrument(info_span!("batch", leads = intakes.len()))
             .await;
-        let mut committed = Vec::with_capacity(received.len());
-        let mut retrying = Vec::new();
-        for ((r, intake), result) in received.iter().zip(&intakes).zip(results) {
-            let settle = async {
-                match result {
-                    Ok(outcome) => {
-                        observe::committed(intake.message.received_at);
-                        announcements.push(finished(outcome));
-                        committed.push(r);
-                    }
-                    Err(ProcessError::Transient(e)) => {
-                        match retry(shared, session, r, intake, &e).await {
-                            Retried::Scheduled(record) => retrying.push(record),
-                            Retried::DeadLettered(a) => announcements.extend(a),
-                            Retried::Returned => {}
-                        }
-                        settled(r);
-                    }
-                    Err(ProcessError::Permanent(e)) => {
-                        announcements
-                            .extend(dead_letter(shared, session, r, intake, "permanent", &e).await);
-                        settled(r);
-                    }
-                }
-            };
-            settle.instrument(lead_span(r, intake)).await;
-        }
-        // Committed: acknowledge them all at once.
-        futures_util::future::join_all(committed.iter().map(|r| ack(&r.delivery))).await;
-        for r in committed {
-            settled(r);
-        }
-        record_retries(shared, &retrying).await;
+        settle_processed(
+            shared,
+            session,
+            &received,
+            &intakes,
+            results,
+            &mut announcements,
+        )
+        .await;
     }
     shared.outcomes.announce(announcements);
+}
+
+/// Settles each processed delivery as [`settle::settle`] decides; the committed ones are
+/// acknowledged all at once, and the intakes waiting for a retry recorded in one statement.
+async fn settle_processed(
+    shared: &Shared,
+    session: &Session,
+    received: &[Received],
+    intakes: &[Attempt],
+    results: Vec<Result<Outcome, ProcessError>>,
+    announcements: &mut Vec<Announcement>,
+) {
+    let retry_steps = session.topology.retry_delays_ms().len();
+    let mut committed = Vec::with_capacity(received.len());
+    let mut retrying = Vec::new();
+    for ((r, intake), result) in received.iter().zip(intakes).zip(results) {
+        let fate = match &result {
+            Ok(_) => Fate::Done,
+            Err(ProcessError::Transient(e)) => Fate::Transient(e),
+            Err(ProcessError::Permanent(e)) => Fate::Permanent(e),
+        };
+        let settlement = settle::settle(fate, intake.previous_attempts, retry_steps);
+        let span = lead_span(r, intake);
+        if let (Settlement::Ack, Ok(outcome)) = (&settlement, result) {
+            span.in_scope(|| {
+                observe::committed(intake.message.received_at);
+                announcements.push(finished(outcome));
+            });
+            committed.push(r);
+            continue;
+        }
+        let subject = Subject::Intake(intake);
+        let carried =
+            settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
+                .instrument(span)
+                .await;
+        match carried {
+            Carried::Retrying(record) => retrying.push(record),
+            Carried::DeadLettered(a) => announcements.extend(a),
+            Carried::Acked | Carried::Returned => {}
+        }
+        settled(r);
+    }
+    // Committed: acknowledge them all at once.
+    futures_util::future::join_all(committed.iter().map(|r| settle::ack(&r.delivery))).await;
+    for r in committed {
+        settled(r);
+    }
+    record_retries(shared, &retrying).await;
 }
 
 /// The span of one lead's settlement: its intake, account and attempt, and the trace the
@@ -399,64 +442,6 @@ fn finished(o: Outcome) -> Announcement {
     }
 }
 
-/// What became of a lead that failed for a transient reason.
-enum Retried {
-    /// In a delay queue; its intake record is to say so.
-    Scheduled(RetryRecord),
-    /// Out of retries: dead-lettered.
-    DeadLettered(Option<Announcement>),
-    /// The broker refused the retry; the message went back to the queue.
-    Returned,
-}
-
-/// A transient failure: the next delay queue, or the dead-letter queue after the last one.
-async fn retry(
-    shared: &Shared,
-    session: &Session,
-    r: &Received,
-    intake: &Attempt,
-    error: &str,
-) -> Retried {
-    let step = intake.previous_attempts as usize;
-    let attempts = intake.number();
-    if session.topology.retry_queue(step).is_none() {
-        let reason = format!("gave up after {attempts} attempts: {error}");
-        return Retried::DeadLettered(
-            dead_letter(shared, session, r, intake, "exhausted", &reason).await,
-        );
-    }
-    match session.publish_retry(&r.delivery, step, attempts).await {
-        Ok(()) => {
-            ack(&r.delivery).await;
-            metrics::counter!(observe::RETRIES).increment(1);
-            metrics::counter!(observe::LEADS, "outcome" => "retried").increment(1);
-            warn!(
-                intake_id = %intake.message.intake_id,
-                attempt = attempts,
-                delay_ms = session.topology.retry_delays_ms().get(step).copied(),
-                error,
-                "Lead failed; retrying later"
-            );
-            let m = &intake.message;
-            Retried::Scheduled(RetryRecord {
-                id: m.intake_id,
-                account_id: m.account_id,
-                user_id: m.user_id,
-                token_id: m.token_id,
-                payload: m.payload.clone(),
-                attempts,
-                last_error: error.to_owned(),
-                received_at: m.received_at,
-            })
-        }
-        Err(e) => {
-            error!(intake_id = %intake.message.intake_id, error = format!("{e:#}"), "Failed to schedule a retry; returning the message to the queue");
-            requeue(&r.delivery).await;
-            Retried::Returned
-        }
-    }
-}
-
 /// How long recording retries may take: during a database outage it fails, and the batch
 /// must not wait for the pool's timeout.
 const RECORD_RETRIES_TIMEOUT: Duration = Duration::from_secs(2);
@@ -476,111 +461,5 @@ async fn record_retries(shared: &Shared, records: &[RetryRecord]) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, leads = records.len(), "Failed to record retries"),
         Err(_) => warn!(leads = records.len(), "Timed out recording retries"),
-    }
-}
-
-async fn dead_letter(
-    shared: &Shared,
-    session: &Session,
-    r: &Received,
-    intake: &Attempt,
-    kind: &'static str,
-    reason: &str,
-) -> Option<Announcement> {
-    let m = &intake.message;
-    let record = DeadRecord {
-        intake_id: m.intake_id,
-        account_id: m.account_id,
-        user_id: Some(m.user_id),
-        token_id: Some(m.token_id),
-        payload: m.payload.clone(),
-        received_at: Some(m.received_at),
-        attempts: intake.number(),
-        reason: reason.to_owned(),
-    };
-    settle_dead(
-        shared,
-        session,
-        r,
-        Some(record),
-        kind,
-        reason,
-        intake.number(),
-    )
-    .await
-}
-
-async fn dead_letter_poison(
-    shared: &Shared,
-    session: &Session,
-    r: &Received,
-    poison: Poison,
-) -> Option<Announcement> {
-    let attempts = decode::attempts(&r.delivery.properties).saturating_add(1);
-    settle_dead(
-        shared,
-        session,
-        r,
-        poison.record.map(|b| *b),
-        "poison",
-        &poison.reason,
-        attempts,
-    )
-    .await
-}
-
-/// Publishes to the dead-letter exchange, and once confirmed records the intake and acks.
-async fn settle_dead(
-    shared: &Shared,
-    session: &Session,
-    r: &Received,
-    record: Option<DeadRecord>,
-    kind: &'static str,
-    reason: &str,
-    attempts: u32,
-) -> Option<Announcement> {
-    let intake_id = record.as_ref().map(|d| d.intake_id);
-    if let Err(e) = session.publish_dead(&r.delivery, reason, attempts).await {
-        error!(intake_id = ?intake_id, error = format!("{e:#}"), "Failed to dead-letter; returning the message to the queue");
-        requeue(&r.delivery).await;
-        return None;
-    }
-    if let Some(rec) = &record
-        && let Err(e) = shared.processor.record_dead_letter(rec).await
-    {
-        // The message is safe in the dead-letter queue with its reason; only the record lags.
-        error!(intake_id = %rec.intake_id, error = %e, "Failed to record the dead letter");
-    }
-    ack(&r.delivery).await;
-    metrics::counter!(observe::DEAD_LETTERS, "kind" => kind).increment(1);
-    metrics::counter!(observe::LEADS, "outcome" => "dead_lettered").increment(1);
-    error!(intake_id = ?intake_id, attempts, reason, kind, "Lead dead-lettered");
-    intake_id.map(|intake_id| Announcement {
-        intake_id,
-        status: IntakeStatus::DeadLettered,
-        contact_id: None,
-    })
-}
-
-async fn ack(d: &Delivery) {
-    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
-        // The broker redelivers it; the intake record makes the second delivery a no-op.
-        warn!(error = %e, "Failed to acknowledge");
-    }
-}
-
-/// Hands a message back after the broker refused its retry or dead-letter copy; the pause
-/// keeps a persistent broker problem from turning into a hot loop.
-async fn requeue(d: &Delivery) {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Err(e) = d
-        .acker
-        .nack(BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        })
-        .await
-    {
-        warn!(error = %e, "Failed to return a message to the queue");
     }
 }

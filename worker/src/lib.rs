@@ -11,6 +11,7 @@
 //! - [`db`]: the database pool and its session settings.
 //! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
 //! - [`decode`]: deliveries → intakes, or the reason they are poison.
+//! - [`settle`]: what becomes of a delivery (ack, retry, dead letter), decided and done.
 //! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
 //! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
 //! - [`announce`]: outcome announcements on Redis (synchronous mode).
@@ -30,5 +31,6 @@ pub mod heartbeat;
 pub mod import;
 pub mod observe;
 pub mod process;
+pub mod settle;
 pub mod status;
 pub mod token_cli;

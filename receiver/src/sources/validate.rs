@@ -3,8 +3,11 @@
 //! lead names, looked up in the token's account), without publishing anything.
 //!
 //! It answers what the lead would do: create a contact, or match an existing one (by any of
-//! its numbers), with the warnings the worker would record. Integrators call it before a
-//! campaign goes live, so it counts against the read limit, never the intake limit.
+//! its numbers), with the warnings the worker would record. It runs the worker's own rules
+//! ([`shared::rules::plan`]) over what the worker's own statements read
+//! ([`shared::snapshot`]), without locks and reserving no contact id, so its answer is the
+//! worker's as of now. Integrators call it before a campaign goes live, so it counts
+//! against the read limit, never the intake limit.
 
 use crate::admission::token::Principal;
 use crate::read::api::{ReadError, count_read};
@@ -15,11 +18,17 @@ use crate::web::respond::{self, Body, Message};
 use crate::web::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use sea_orm::{DbBackend, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 use shared::lead::Lead;
 use shared::payload::{BodyError, RawLead};
+use shared::rules::{self, Landing, Plan};
+use shared::snapshot::{self, ContactView, RowLock, Wanted};
 use std::net::SocketAddr;
+
+/// The warnings validate answers are the worker's own (the OpenAPI document lists them as
+/// this endpoint's).
+pub use shared::outcome::Warning;
 
 /// The endpoint's path.
 pub const PATH: &str = "/api/v1/webhook/forms/validate";
@@ -36,15 +45,6 @@ pub struct Validated {
     pub contact_id: Option<i64>,
     /// What the lead asks for that would be ignored or skipped; the lead is still saved.
     pub warnings: Vec<Warning>,
-}
-
-/// Something the worker would not honour.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Warning {
-    #[schema(example = "ring_group_id")]
-    pub field: &'static str,
-    #[schema(example = "The ring group id is not one of the account's; it would be ignored.")]
-    pub message: String,
 }
 
 /// Answers one request to [`PATH`].
@@ -64,7 +64,7 @@ pub struct Warning {
     ),
     responses(
         (status = 200, description = "Valid: what the lead would do.", body = Validated,
-            example = json!({"valid": true, "would": "match", "contact_id": 42, "warnings": [{"field": "ring_group_id", "message": "The ring group id is not one of the account's; it would be ignored."}]})),
+            example = json!({"valid": true, "would": "match", "contact_id": 42, "warnings": [{"field": "ring_group_id", "message": "Ring group 999 not found in this account; distribution skipped."}]})),
         (status = 400, description = "Invalid: every failing field, as the single endpoint answers.", body = Invalid,
             example = json!({"message": "The given data was invalid.", "errors": {"phone_number": ["The phone number field is required."]}})),
         (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
@@ -112,88 +112,53 @@ async fn judge(
     body_error: Option<BodyError>,
 ) -> Result<Response<Body>, ReadError> {
     let lead = parse_lead(&mut raw, body_error, principal).map_err(ApiError::Invalid)?;
-
-    let missing = shared::sources::missing_links(&state.db, principal.account_id, &lead.links)
+    let plan = worker_plan(&state.db, principal.account_id, &lead)
         .await
         .map_err(database_down)?;
-    let contact_id = matching_contact(state, principal.account_id, &lead).await?;
-    let mut warnings: Vec<Warning> = missing
-        .into_iter()
-        .map(|field| Warning {
-            field,
-            message: format!(
-                "The {} is not one of the account's; it would be ignored.",
-                field.replace('_', " ")
-            ),
-        })
-        .collect();
-    warnings.extend(action_warnings(&lead));
     Ok(respond::json(
         StatusCode::OK,
         &Validated {
             valid: true,
-            would: if contact_id.is_some() {
-                "match"
-            } else {
-                "create"
-            },
-            contact_id,
-            warnings,
+            would: if plan.existing { "match" } else { "create" },
+            contact_id: plan.existing.then_some(plan.contact_id),
+            warnings: plan.warnings,
         },
     ))
 }
 
-/// Actions the lead asks for without what they need.
-fn action_warnings(lead: &Lead) -> Vec<Warning> {
-    let mut out = Vec::new();
-    if lead.flags.distribute_to_ring_group && lead.links.ring_group_id.is_none() {
-        out.push(Warning {
-            field: "distribute_to_ring_group",
-            message: "Distribution needs a ring group id; it would be skipped.".into(),
-        });
-    }
-    if lead.flags.add_to_powerdialer
-        && lead.links.user_id.is_none()
-        && !lead.flags.distribute_to_ring_group
-    {
-        out.push(Warning {
-            field: "add_to_powerdialer",
-            message: "A new contact without an owner is not added to a PowerDialer.".into(),
-        });
-    }
-    out
-}
-
-#[derive(Debug, FromQueryResult)]
-struct Matched {
-    contact_id: i64,
-}
-
-/// The contact of the account that has any of the lead's numbers (the worker's dedupe).
-async fn matching_contact(
-    state: &AppState,
+/// The plan the worker would make for `lead` now: the same statements and rules, read
+/// without locks and reserving no contact id (a new contact's id is 0 in the plan).
+async fn worker_plan(
+    db: &impl ConnectionTrait,
     account_id: i64,
     lead: &Lead,
-) -> Result<Option<i64>, ReadError> {
-    let numbers: Vec<String> = lead
-        .all_numbers()
-        .into_iter()
-        .map(|n| n.as_str().to_owned())
-        .collect();
-    let found = Matched::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT contact_id FROM contact_phone_numbers \
-         WHERE account_id = $1 AND phone_number = ANY($2::text[]) \
-         ORDER BY array_position($2::text[], phone_number::text) LIMIT 1",
-        [account_id.into(), numbers.into()],
+) -> Result<Plan, DbErr> {
+    let mut wanted = Wanted::default();
+    wanted.add_lead(account_id, lead);
+    let snap = snapshot::read(db, &wanted).await?;
+    let stored = match rules::matched(&snap, account_id, lead) {
+        Some(id) => snapshot::contacts(db, vec![id], RowLock::None).await?.pop(),
+        None => None,
+    };
+    let existing = stored.is_some();
+    let contact = stored.unwrap_or_else(|| {
+        let now = chrono::Utc::now();
+        ContactView::new(rules::blank_contact(0, account_id, &lead.phone_number, now))
+    });
+    let landing = Landing {
+        contact: &contact,
+        existing,
+    };
+    Ok(rules::plan(
+        &snap,
+        account_id,
+        lead,
+        landing,
+        &mut rand::rng(),
     ))
-    .one(&state.db)
-    .await
-    .map_err(database_down)?;
-    Ok(found.map(|m| m.contact_id))
 }
 
-fn database_down(error: sea_orm::DbErr) -> ReadError {
+fn database_down(error: DbErr) -> ReadError {
     tracing::warn!(%error, "Validation failed: database unavailable");
     ReadError::Unavailable("database")
 }

@@ -16,4 +16,5 @@ mod server;
 mod sources;
 mod sync;
 mod tokens;
+mod validate;
 mod validation;

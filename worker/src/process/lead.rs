@@ -1,10 +1,11 @@
-//! The leads of one transaction: each is planned in order against an in-memory view of the
-//! contacts it touches (so a later lead sees what an earlier one did) by the rules of
-//! [`super::rules`], then everything is written in a handful of multi-row statements. A lead costs no round trip of its own
-//! unless it changes an existing contact.
+//! The leads of one transaction: each is planned in order by [`shared::rules::plan`] against
+//! an in-memory view of the contacts it touches, and its plan applied to that view at once
+//! (so a later lead sees what an earlier one did); then everything is written in a handful
+//! of multi-row statements. A lead costs no round trip of its own unless it changes an
+//! existing contact.
 
-use super::sql::{self, Related, Snapshot};
-use super::{Attempt, Planned, fields, rules};
+use super::sql;
+use super::{Attempt, Planned};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
@@ -18,10 +19,12 @@ use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
     contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
 };
+use shared::intake::IntakeMessage;
 use shared::lead::{Lead, PowerdialerPosition};
-use shared::outcome::Action;
 use shared::phone::PhoneNumber;
-use std::collections::{HashMap, HashSet, VecDeque};
+use shared::rules::{self, Landing, Plan};
+use shared::snapshot::{ContactView, Snapshot};
+use std::collections::{HashMap, VecDeque};
 
 /// A PowerDialer entry to add once every lead is planned.
 #[derive(Debug, Clone, Copy)]
@@ -34,16 +37,10 @@ pub(crate) struct PowerdialerPlan {
 
 /// A contact as this transaction sees it.
 struct ContactState {
-    model: contact::Model,
-    /// Created by this transaction (inserted at flush).
-    new: bool,
-    /// Columns of an existing contact to write at flush.
-    dirty: Vec<contact::Column>,
-    tags: HashSet<i64>,
-    /// Sequences the contact is actively enrolled in (at most one).
-    active: Vec<i64>,
-    /// Queued in some PowerDialer list of the account (or planned to be).
-    queued: bool,
+    view: ContactView,
+    /// A stored contact's row is to be written back at flush (contacts this transaction
+    /// creates are inserted whole, in [`Batch::created`] order).
+    changed: bool,
 }
 
 /// An enrollment row to insert at flush; one ended within the transaction is inserted ended.
@@ -56,10 +53,9 @@ struct NewEnrollment {
 
 /// The transaction's view and the writes it has planned.
 pub(crate) struct Batch {
+    /// What the leads read; its numbers' contacts are kept up to date as leads add numbers.
     snap: Snapshot,
     now: DateTime<Utc>,
-    /// (account, E.164) → contact, kept up to date as leads add numbers.
-    owners: HashMap<(i64, String), i64>,
     /// Locked existing contacts and contacts created by this transaction.
     contacts: HashMap<i64, ContactState>,
     /// Contacts in creation order.
@@ -75,12 +71,10 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub fn new(mut snap: Snapshot) -> Self {
-        let owners = std::mem::take(&mut snap.owners);
         let new_ids = std::mem::take(&mut snap.new_ids).into();
         Self {
             snap,
             now: Utc::now(),
-            owners,
             contacts: HashMap::new(),
             created: Vec::new(),
             new_ids,
@@ -96,39 +90,20 @@ impl Batch {
         &self.snap
     }
 
-    /// The contact `lead` belongs to by its numbers (§4.1): the primary number's contact,
-    /// else the oldest contact any of its numbers belongs to.
+    /// The contact `lead` belongs to by its numbers (§4.1), as the transaction sees them.
     pub fn matched(&self, account_id: i64, lead: &Lead) -> Option<i64> {
-        let owner = |n: &PhoneNumber| {
-            self.owners
-                .get(&(account_id, n.as_str().to_owned()))
-                .copied()
-        };
-        owner(&lead.phone_number).or_else(|| lead.all_numbers().into_iter().filter_map(owner).min())
+        rules::matched(&self.snap, account_id, lead)
     }
 
     /// Adds contacts this transaction has locked, with what it needs to know of them.
-    pub fn add_locked(&mut self, models: Vec<contact::Model>, mut related: Related) {
-        for model in models {
-            let id = model.id;
-            self.contacts.insert(
-                id,
-                ContactState {
-                    model,
-                    new: false,
-                    dirty: Vec::new(),
-                    tags: related.tags.remove(&id).unwrap_or_default(),
-                    active: related.active.remove(&id).unwrap_or_default(),
-                    queued: related.queued.contains(&id),
-                },
-            );
+    pub fn add_locked(&mut self, views: Vec<ContactView>) {
+        for view in views {
+            let state = ContactState {
+                view,
+                changed: false,
+            };
+            self.contacts.insert(state.view.model.id, state);
         }
-    }
-
-    fn owner_of(&self, account_id: i64, n: &PhoneNumber) -> Option<i64> {
-        self.owners
-            .get(&(account_id, n.as_str().to_owned()))
-            .copied()
     }
 
     /// A contact this transaction creates, with one of the reserved ids.
@@ -138,35 +113,64 @@ impl Batch {
             .pop_front()
             .ok_or_else(|| DbErr::Custom("Failed to reserve a contact id".into()))?;
         Ok(ContactState {
-            model: blank_contact(id, account_id, phone, self.now),
-            new: true,
-            dirty: Vec::new(),
-            tags: HashSet::new(),
-            active: Vec::new(),
-            queued: false,
+            view: ContactView::new(rules::blank_contact(id, account_id, phone, self.now)),
+            changed: false,
         })
     }
 
-    /// Gives `n` to `contact_id` (later leads of the transaction see it).
-    fn add_number(
+    /// Carries out a lead's plan: on the transaction's view of its contact, and as the rows
+    /// to write at flush. Returns the PowerDialer entry to add, if any.
+    fn apply(
         &mut self,
-        account_id: i64,
-        contact_id: i64,
-        n: &PhoneNumber,
-        label: Option<String>,
-        is_primary: bool,
-    ) {
+        st: &mut ContactState,
+        m: &IntakeMessage,
+        plan: &Plan,
+    ) -> Option<PowerdialerPlan> {
+        let (account_id, contact_id) = (m.account_id, plan.contact_id);
+        plan.row.apply(&mut st.view.model);
+        if plan.touched {
+            st.view.model.updated_at = self.now;
+            st.changed = true;
+        }
+        if !plan.existing {
+            self.created.push(contact_id);
+        }
+        let related = &plan.related;
+        for n in &related.numbers {
+            self.add_number(account_id, contact_id, n);
+        }
+        if let Some(body) = &related.note {
+            self.add_note(account_id, contact_id, m.intake_id, body);
+        }
+        if let Some(tag_id) = related.tag {
+            st.view.tags.insert(tag_id);
+            self.add_tag(account_id, contact_id, tag_id);
+        }
+        self.enroll(st, account_id, &related.enrollment);
+        plan.powerdialer.map(|user_id| {
+            st.view.queued = true;
+            PowerdialerPlan {
+                user_id,
+                account_id,
+                contact_id,
+                position: m.lead.powerdialer_position,
+            }
+        })
+    }
+
+    /// Gives a number to `contact_id` (later leads of the transaction see it).
+    fn add_number(&mut self, account_id: i64, contact_id: i64, n: &rules::NewNumber) {
+        let e164 = n.number.as_str().to_owned();
         self.numbers.push(contact_phone_number::ActiveModel {
             account_id: Set(account_id),
             contact_id: Set(contact_id),
-            phone_number: Set(n.as_str().to_owned()),
-            label: Set(label),
-            is_primary: Set(is_primary),
+            phone_number: Set(e164.clone()),
+            label: Set(n.label.clone()),
+            is_primary: Set(n.primary),
             created_at: Set(self.now),
             ..Default::default()
         });
-        self.owners
-            .insert((account_id, n.as_str().to_owned()), contact_id);
+        self.snap.owners.insert((account_id, e164), contact_id);
     }
 
     fn add_note(&mut self, account_id: i64, contact_id: i64, intake_id: uuid::Uuid, body: &str) {
@@ -191,12 +195,12 @@ impl Batch {
 
     /// Ends and starts the enrollments §4.8 decided for `st`'s contact. An enrollment made
     /// earlier in this transaction is inserted ended; a stored one is ended in place.
-    fn enroll(&mut self, st: &mut ContactState, account_id: i64, e: rules::Enrollment) {
+    fn enroll(&mut self, st: &mut ContactState, account_id: i64, e: &rules::Enrollment) {
         let Some(sequence_id) = e.enroll else {
             return;
         };
-        let contact_id = st.model.id;
-        for ended in e.end {
+        let contact_id = st.view.model.id;
+        for &ended in &e.end {
             match self
                 .enrollments
                 .iter_mut()
@@ -216,204 +220,47 @@ impl Batch {
             sequence_id,
             ended: false,
         });
-        st.active = vec![sequence_id];
+        st.view.active = vec![sequence_id];
     }
 }
 
-/// Plans one lead (§4): runs the rules of [`rules`] in order against the transaction's view
-/// of its contact and collects the writes they decide. `None` when its contact is held by
-/// another transaction (nothing is planned for it then).
+/// Plans one lead (§4) with [`rules::plan`] against the transaction's view of its contact,
+/// and applies the plan. `None` when its contact is held by another transaction (nothing
+/// is planned for it then).
 pub(crate) fn plan(
     batch: &mut Batch,
     intake: &Attempt,
     rng: &mut impl Rng,
 ) -> Result<Option<Planned>, DbErr> {
     let m = &intake.message;
-    let lead = &m.lead;
     // Existing from this lead's point of view: stored, or created by an earlier lead of the
     // transaction.
-    let (mut st, existing) = match batch.matched(m.account_id, lead) {
+    let (mut st, existing) = match batch.matched(m.account_id, &m.lead) {
         Some(id) => match batch.contacts.remove(&id) {
             Some(s) => (s, true),
             None => return Ok(None),
         },
-        None => (batch.new_contact(m.account_id, &lead.phone_number)?, false),
+        None => (
+            batch.new_contact(m.account_id, &m.lead.phone_number)?,
+            false,
+        ),
     };
-    let contact_id = st.model.id;
-    let target = Target {
-        account_id: m.account_id,
-        contact_id,
+    let landing = Landing {
+        contact: &st.view,
         existing,
-        lead,
     };
-    let (links, mut report) = rules::links(&batch.snap, m.account_id, lead);
-    let (head, contact_report) = batch.update_contact(&mut st, &target, &links, rng);
-    report.absorb(contact_report);
-    report.absorb(batch.add_related(&mut st, &target, &links, m.intake_id));
+    let plan = rules::plan(&batch.snap, m.account_id, &m.lead, landing, rng);
     // Recorded now; the entry is placed last in the transaction (see place_on_powerdialers),
     // and if that fails nothing of the lead commits.
-    let (listed, powerdialer_report) = rules::powerdialer(lead, st.model.owner_id, st.queued);
-    report.absorb(powerdialer_report);
-    let powerdialer = listed.map(|user_id| {
-        st.queued = true;
-        PowerdialerPlan {
-            user_id,
-            account_id: m.account_id,
-            contact_id,
-            position: lead.powerdialer_position,
-        }
-    });
-
-    let force = lead.flags.force_update;
-    let status = rules::status(existing, force, report.changed);
-    if existing && (report.changed || force) {
-        st.model.updated_at = batch.now;
-        if !st.new {
-            st.dirty.push(contact::Column::UpdatedAt);
-        }
-    }
-    batch.contacts.insert(contact_id, st);
-    let mut actions = report.actions;
-    if let Some(head) = head {
-        actions.insert(0, head);
-    }
+    let powerdialer = batch.apply(&mut st, m, &plan);
+    batch.contacts.insert(plan.contact_id, st);
     Ok(Some(Planned {
-        status,
-        contact_id,
-        actions,
-        warnings: report.warnings,
+        status: plan.status,
+        contact_id: plan.contact_id,
+        actions: plan.actions,
+        warnings: plan.warnings,
         powerdialer,
     }))
-}
-
-/// The contact one lead is planned for.
-struct Target<'a> {
-    account_id: i64,
-    contact_id: i64,
-    /// Stored, or created by an earlier lead of the transaction.
-    existing: bool,
-    lead: &'a Lead,
-}
-
-impl Batch {
-    /// The rules on the contact's own row (§4.2–§4.6): fields, owner, line and disposition.
-    /// Returns the contact's own action (created / updated), which leads the lead's actions.
-    fn update_contact(
-        &mut self,
-        st: &mut ContactState,
-        target: &Target<'_>,
-        links: &rules::Links,
-        rng: &mut impl Rng,
-    ) -> (Option<Action>, rules::Report) {
-        let Target {
-            contact_id,
-            existing,
-            lead,
-            ..
-        } = *target;
-        let force = lead.flags.force_update;
-        let current = existing.then_some(&st.model);
-        let changes = rules::contact_fields(current, lead, force);
-        let (owner, mut report) = rules::owner(
-            &self.snap.members,
-            lead,
-            links,
-            existing,
-            current.and_then(|c| c.owner_id),
-            rng,
-        );
-        let (line, disposition, line_report) = rules::line_and_disposition(current, links, force);
-        let head = rules::contact_action(existing, force, contact_id, &changes);
-
-        let columns = fields::apply(&mut st.model, &changes);
-        if existing && !columns.is_empty() {
-            st.dirty.extend(columns);
-            report.changed = true;
-        }
-        if !existing {
-            self.created.push(contact_id);
-        }
-        if owner != st.model.owner_id {
-            st.model.owner_id = owner;
-            st.dirty.push(contact::Column::OwnerId);
-        }
-        report.absorb(line_report);
-        if let Some(l) = line {
-            st.model.line_id = Some(l);
-            st.dirty.push(contact::Column::LineId);
-        }
-        if let Some(d) = disposition {
-            st.model.disposition_status_id = Some(d);
-            st.dirty.push(contact::Column::DispositionStatusId);
-        }
-        (head, report)
-    }
-
-    /// The rules on the contact's related rows (§4.7–§4.8): numbers, note, tag, sequence.
-    fn add_related(
-        &mut self,
-        st: &mut ContactState,
-        target: &Target<'_>,
-        links: &rules::Links,
-        intake_id: uuid::Uuid,
-    ) -> rules::Report {
-        let Target {
-            account_id,
-            contact_id,
-            existing,
-            lead,
-        } = *target;
-        let (numbers, mut report) =
-            rules::numbers(lead, contact_id, existing, |n| self.owner_of(account_id, n));
-        for n in numbers {
-            let primary = !existing && n.as_str() == st.model.phone_number;
-            self.add_number(account_id, contact_id, n, label_of(lead, n), primary);
-        }
-
-        let (note, note_report) = rules::note(lead);
-        report.absorb(note_report);
-        if let Some(body) = note {
-            self.add_note(account_id, contact_id, intake_id, body);
-        }
-
-        let (tag, tag_report) = rules::tag(links, &st.tags);
-        report.absorb(tag_report);
-        if let Some(tag_id) = tag {
-            st.tags.insert(tag_id);
-            self.add_tag(account_id, contact_id, tag_id);
-        }
-
-        let (enrollment, sequence_report) = rules::sequence(links, &st.active, lead);
-        report.absorb(sequence_report);
-        self.enroll(st, account_id, enrollment);
-        report
-    }
-}
-
-pub(super) fn blank_contact(
-    id: i64,
-    account_id: i64,
-    phone: &PhoneNumber,
-    now: DateTime<Utc>,
-) -> contact::Model {
-    contact::Model {
-        id,
-        account_id,
-        phone_number: phone.as_str().to_owned(),
-        created_at: now,
-        updated_at: now,
-        ..Default::default()
-    }
-}
-
-fn label_of(lead: &Lead, n: &PhoneNumber) -> Option<String> {
-    if n == &lead.phone_number {
-        return None;
-    }
-    lead.other_phone_numbers
-        .iter()
-        .find(|o| &o.phone_number == n)
-        .and_then(|o| o.label.clone())
 }
 
 /// Writes everything the batch planned but the PowerDialer entries.
@@ -460,12 +307,12 @@ async fn write_contacts(
     let mut rows: Vec<contact::ActiveModel> = created
         .iter()
         .filter_map(|id| contacts.remove(id))
-        .map(|s| s.model.into_active_model().reset_all())
+        .map(|s| s.view.model.into_active_model().reset_all())
         .collect();
     let mut changed: Vec<contact::Model> = contacts
         .into_values()
-        .filter(|s| !s.dirty.is_empty())
-        .map(|s| s.model)
+        .filter(|s| s.changed)
+        .map(|s| s.view.model)
         .collect();
     changed.sort_by_key(|m| m.id);
     rows.extend(

@@ -18,25 +18,22 @@
 //! leads whose locks are busy to a second transaction that waits for them, so a batch never
 //! queues behind another while holding many locks.
 
-mod fields;
 mod lead;
-mod rules;
 mod sql;
 
 use chrono::Utc;
-use sea_orm::sea_query::LockType;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, RuntimeErr, TransactionTrait,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, RuntimeErr,
+    TransactionTrait,
 };
-use shared::entities::{contact, lead_intake};
+use shared::entities::lead_intake;
 use shared::intake::{IntakeMessage, IntakeStatus};
+use shared::snapshot::{self, IntakeRow, RowLock, Wanted};
 use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-pub use fields::{join_name, split_name};
 pub use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 
@@ -269,7 +266,7 @@ impl Processor {
         let free = lock_leads(&txn, &lead_keys, mode).await?;
         // Read after the locks: this statement's snapshot includes every earlier holder's
         // commit.
-        let mut batch = lead::Batch::new(sql::snapshot(&txn, &wanted).await?);
+        let mut batch = lead::Batch::new(snapshot::read(&txn, &wanted).await?);
         lock_contacts(&txn, &mut batch, intakes, &free, mode).await?;
         let steps = plan_all(&mut batch, intakes, &free)?;
         write(&txn, batch, intakes, &steps).await?;
@@ -342,7 +339,7 @@ pub struct DeadRecord {
     pub reason: String,
 }
 
-fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &sql::IntakeRow) -> Outcome {
+fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &IntakeRow) -> Outcome {
     Outcome {
         intake_id,
         status,
@@ -355,31 +352,23 @@ fn outcome_from_record(intake_id: Uuid, status: IntakeStatus, row: &sql::IntakeR
 
 /// What the transaction reads about `intakes`, and the phase-1 lock keys of each lead (its
 /// intake id and every number).
-fn wanted(intakes: &[Attempt]) -> (sql::Wanted, Vec<Vec<String>>) {
-    let mut wanted = sql::Wanted {
+fn wanted(intakes: &[Attempt]) -> (Wanted, Vec<Vec<String>>) {
+    let mut wanted = Wanted {
         new_ids: intakes.len(),
-        ..sql::Wanted::default()
+        ..Wanted::default()
     };
     let mut lead_keys: Vec<Vec<String>> = Vec::with_capacity(intakes.len());
     for i in intakes {
         let m = &i.message;
-        let l = &m.lead.links;
         let mut own = vec![sql::key::intake(m.intake_id)];
         for n in m.lead.all_numbers() {
             own.push(sql::key::number(m.account_id, n.as_str()));
-            wanted.numbers.push((m.account_id, n.as_str().to_owned()));
         }
         lead_keys.push(own);
         wanted.intakes.push(m.intake_id);
         wanted.accounts.push(m.account_id);
         wanted.tokens.push(m.token_id);
-        let account = |id: Option<i64>| id.map(|id| (m.account_id, id));
-        wanted.users.extend(account(l.user_id));
-        wanted.ring_groups.extend(account(l.ring_group_id));
-        wanted.lines.extend(account(l.line_id));
-        wanted.tags.extend(account(l.tag_id));
-        wanted.dispositions.extend(account(l.disposition_status_id));
-        wanted.sequences.extend(account(l.sequence_id));
+        wanted.add_lead(m.account_id, &m.lead);
     }
     (wanted, lead_keys)
 }
@@ -447,14 +436,7 @@ async fn lock_contacts(
     }
     // The row lock too: a changed contact is written back whole, so no writer that does not
     // know the advisory locks may slip in between.
-    let models = contact::Entity::find()
-        .filter(contact::Column::Id.is_in(locked))
-        .lock(LockType::NoKeyUpdate)
-        .all(txn)
-        .await?;
-    let keys: Vec<(i64, i64)> = models.iter().map(|c| (c.account_id, c.id)).collect();
-    let related = sql::related(txn, &keys).await?;
-    batch.add_locked(models, related);
+    batch.add_locked(snapshot::contacts(txn, locked, RowLock::ForWrite).await?);
     Ok(())
 }
 

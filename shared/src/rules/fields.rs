@@ -1,13 +1,13 @@
 //! The contact's own data fields: what a lead provides, what is derived from it (name ↔
 //! first/last, place and timezone from the number), and how both apply to a new or an
-//! existing contact (§4.2–§4.4). Pure functions: the database side lives in `lead.rs`.
+//! existing contact (§4.2–§4.4). Pure functions: the worker writes what they decide.
 
+use crate::contact_fields::TextField;
+use crate::entities::contact;
+use crate::geo;
+use crate::lead::Lead;
+use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
-use shared::contact_fields::TextField;
-use shared::entities::contact;
-use shared::geo;
-use shared::lead::Lead;
-use shared::phone::PhoneNumber;
 
 /// Longest text a contact column holds.
 const MAX_TEXT: usize = 255;
@@ -276,38 +276,25 @@ fn reconcile_name(m: &contact::Model, candidates: &[Candidate], out: &mut Vec<(F
     }
 }
 
-/// Writes `changes` into a contact; returns the columns written.
-pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) -> Vec<contact::Column> {
-    use contact::Column as C;
-    let mut columns = Vec::with_capacity(changes.len());
+/// Writes `changes` into a contact.
+pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) {
     for (field, value) in changes {
-        let text = match (field, value) {
-            (Field::DateOfBirth, Value::Date(d)) => {
-                m.date_of_birth = Some(*d);
-                columns.push(C::DateOfBirth);
-                continue;
-            }
-            (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => continue,
-            (_, Value::Text(t)) => t,
-        };
-        let (slot, column) = match field {
-            Field::Text(field) => (m.text_mut(*field), C::from(*field)),
-            Field::Timezone => (&mut m.timezone, C::Timezone),
-            Field::DateOfBirth => continue,
-        };
-        *slot = Some(text.clone());
-        columns.push(column);
+        match (field, value) {
+            (Field::DateOfBirth, Value::Date(d)) => m.date_of_birth = Some(*d),
+            (Field::Text(field), Value::Text(t)) => *m.text_mut(*field) = Some(t.clone()),
+            (Field::Timezone, Value::Text(t)) => m.timezone = Some(t.clone()),
+            (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => {}
+        }
     }
-    columns
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lead::LeadFields;
+    use crate::phone::Region;
     use chrono::Utc;
     use proptest::prelude::*;
-    use shared::lead::LeadFields;
-    use shared::phone::Region;
 
     fn lead(fields: LeadFields) -> Lead {
         Lead {
@@ -318,7 +305,7 @@ mod tests {
 
     fn contact(f: impl FnOnce(&mut contact::Model)) -> contact::Model {
         let phone = PhoneNumber::from_e164("+18181234567".into()).expect("e164");
-        let mut m = super::super::lead::blank_contact(1, 1, &phone, Utc::now());
+        let mut m = crate::rules::blank_contact(1, 1, &phone, Utc::now());
         f(&mut m);
         m
     }

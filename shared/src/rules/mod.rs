@@ -1,17 +1,24 @@
-//! The §4 rules, one function each. A rule takes what it reads and returns its decision
-//! with a [`Report`]: the actions it took, the warnings it gives and whether the contact
-//! changed. Nothing here touches the database or the transaction's state;
-//! [`super::lead::plan`] runs the rules for a lead in order and collects the writes they
-//! decide. Ring-group randomness comes in as a parameter, so a test can fix it.
+//! The §4 rules, one function each, over what [`crate::snapshot`] reads. A rule takes what
+//! it reads and returns its decision with a [`Report`]: the actions it took, the warnings it
+//! gives and whether the contact changed. Nothing here touches the database: the worker
+//! runs the rules for a lead in order and writes what they decide; the validate endpoint
+//! runs the same rules to tell what the worker would do. Ring-group randomness comes in as
+//! a parameter, so a test can fix it.
 
-use super::fields::{self, Field, Value};
-use super::sql::{Member, Snapshot};
-use super::{Action, Warning};
+pub mod fields;
+mod plan;
+
+pub use plan::{Landing, NewNumber, Plan, RelatedPlan, RowPlan, plan};
+
+use crate::entities::contact;
+use crate::intake::IntakeStatus;
+use crate::lead::Lead;
+use crate::outcome::{Action, Warning};
+use crate::phone::PhoneNumber;
+use crate::snapshot::{Member, Snapshot};
+use chrono::{DateTime, Utc};
+use fields::{Field, Value};
 use rand::Rng;
-use shared::entities::contact;
-use shared::intake::IntakeStatus;
-use shared::lead::Lead;
-use shared::phone::PhoneNumber;
 use std::collections::{HashMap, HashSet};
 
 /// What a rule did for a lead.
@@ -44,6 +51,37 @@ impl Report {
         self.actions.extend(other.actions);
         self.warnings.extend(other.warnings);
         self.changed |= other.changed;
+    }
+}
+
+/// §4.1: the contact a lead of `account_id` belongs to by its numbers: the primary number's
+/// contact, else the oldest (lowest id) contact any of its numbers belongs to.
+pub fn matched(snap: &Snapshot, account_id: i64, lead: &Lead) -> Option<i64> {
+    let owner = |n: &PhoneNumber| owner_of(snap, account_id, n);
+    owner(&lead.phone_number).or_else(|| lead.all_numbers().into_iter().filter_map(owner).min())
+}
+
+/// The contact of the account that has number `n`.
+pub fn owner_of(snap: &Snapshot, account_id: i64, n: &PhoneNumber) -> Option<i64> {
+    snap.owners
+        .get(&(account_id, n.as_str().to_owned()))
+        .copied()
+}
+
+/// A contact row with only its number: what a new contact starts from.
+pub fn blank_contact(
+    id: i64,
+    account_id: i64,
+    phone: &PhoneNumber,
+    now: DateTime<Utc>,
+) -> contact::Model {
+    contact::Model {
+        id,
+        account_id,
+        phone_number: phone.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+        ..Default::default()
     }
 }
 
@@ -356,7 +394,7 @@ pub(crate) fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
 
 /// What §4.8 does to a contact's enrollments.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Enrollment {
+pub struct Enrollment {
     /// Active enrollments that end.
     pub end: Vec<i64>,
     /// The sequence the contact is enrolled in.
@@ -615,7 +653,7 @@ mod tests {
         let (line, disposition, report) = line_and_disposition(None, &links, false);
         assert_eq!((line, disposition), (Some(4), Some(6)));
         assert!(report.changed);
-        let mut c = super::super::lead::blank_contact(
+        let mut c = super::blank_contact(
             1,
             1,
             &PhoneNumber::from_e164("+18185550100".into()).expect("e164"),

@@ -1,15 +1,15 @@
--- What a transaction reads about its leads, in one round trip, once their locks are held.
--- Every lookup takes typed array parameters and descends an index once per key, so its
--- cost follows the batch, never the table. Linked ids are looked up as (account, id)
--- pairs on each table's (account_id, id) unique index: another account's id is simply not
--- found.
+-- What a transaction reads about its leads, in one round trip, once their locks are held
+-- (and what the validate endpoint reads about one lead, without locks). Every lookup takes
+-- typed array parameters and descends an index once per key, so its cost follows the
+-- batch, never the table. Linked ids are looked up as (account, id) pairs on each table's
+-- (account_id, id) unique index: another account's id is simply not found.
 --   $1 uuid[]    intake ids              $6, $7   users (account, id)
 --   $2 bigint[]  account ids             $8, $9   ring groups
 --   $3 bigint[]  token ids               $10, $11 lines
 --   $4 bigint[]  account of each number  $12, $13 tags
 --   $5 text[]    E.164 numbers           $14, $15 disposition statuses
 --                                        $16, $17 sequences
---   $18 int      contact ids to reserve
+--   $18 int      contact ids to reserve (0 for a read that creates nothing: no nextval)
 SELECT json_build_object(
   'intakes', (
     SELECT coalesce(json_agg(json_build_object('id', i.id, 'status', i.status,
