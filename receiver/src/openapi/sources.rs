@@ -3,9 +3,9 @@
 //! [`crate::validate`] and [`crate::google_ads`]; here are the Google Ads body's schemas
 //! and the part of the document these operations make up.
 
-use crate::bulk::{BulkAnswer, BulkResult};
 use crate::validate::{Validated, Warning};
 use serde::Serialize;
+use shared::answer::{BulkAnswer, BulkResult};
 use utoipa::ToSchema;
 
 /// The Google Ads lead form webhook's body, as Google documents and sends it.
