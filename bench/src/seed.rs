@@ -1,13 +1,13 @@
 //! Data a section starts from: an account with users, a ring group, tag, line, sequence and
-//! token (through `worker::admin`, as operators create them), and pre-existing contacts
+//! token (through `leadctl::admin`, as operators create them), and pre-existing contacts
 //! written *by SQL* in bulk, each with its primary number and a finished intake record, so
 //! every table the worker reads is as large as the run asks.
 
 use crate::leads::{self, Catalogs};
 use anyhow::Context;
+use leadctl::admin::{self, Catalog};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use std::time::Instant;
-use worker::admin::{self, Catalog};
 
 /// Intake requests per minute the bench accounts allow: far above anything a run sends, so
 /// no lead is ever answered 429.

@@ -13,7 +13,6 @@
 use crate::read::model::{
     ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
 };
-use crate::sources::bulk::{BulkAnswer, BulkResult};
 use crate::sources::schema::{
     ConsentInput, FlagInput, GoogleAdsColumn, GoogleAdsLead, IdInput, IntakeRequest,
     OtherPhoneNumberInput, PowerdialerPositionInput,
@@ -25,6 +24,7 @@ use crate::web::ops::{Health, Readiness};
 use crate::web::respond::{self, Body, Message};
 use hyper::{Response, StatusCode, header};
 use serde_json::Value;
+use shared::answer::{BulkAnswer, BulkResult};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -2,12 +2,12 @@
 //! account scoping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use leadctl::admin::{self, Catalog};
 use receiver::read::model::{self as read, ContactQuery};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use shared::phone::Region;
 use std::collections::HashSet;
 use testkit::TestDb;
-use worker::admin::{self, Catalog};
 
 async fn insert_contact(db: &DatabaseConnection, account: i64, phone: &str, extra: &str) -> i64 {
     let sql = format!(

@@ -1,5 +1,6 @@
 //! Everything the lead-intake binaries share.
 //!
+//! - [`answer`]: bodies of the receiver's answers a client reads back (the bulk answer).
 //! - [`config`]: settings, defaults < optional file < environment.
 //! - [`contact_fields`]: the contact's text fields, declared once for every crate.
 //! - [`db`]: PostgreSQL session settings of every service.
@@ -24,6 +25,7 @@
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
 pub mod amqp;
+pub mod answer;
 pub mod config;
 pub mod contact_fields;
 pub mod db;

@@ -16,6 +16,7 @@ use crate::lead::{
 };
 use crate::phone::{PhoneNumber, Region};
 use chrono::NaiveDate;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -244,6 +245,11 @@ impl FieldErrors {
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(f, _)| f.as_str())
     }
+
+    /// Each failing field with its messages, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(f, m)| (f.as_str(), m.as_slice()))
+    }
 }
 
 impl Serialize for FieldErrors {
@@ -253,6 +259,27 @@ impl Serialize for FieldErrors {
             map.serialize_entry(field, messages)?;
         }
         map.end()
+    }
+}
+
+/// Reads the `errors` object back in the order it was written (a client of the API).
+impl<'de> Deserialize<'de> for FieldErrors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = FieldErrors;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of field names and their messages")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldErrors, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, Vec<String>>()? {
+                    fields.push(entry);
+                }
+                Ok(FieldErrors(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the receiver reads of a token's lead sources, and the account-scoped id check
 //! that `leadctl token defaults` uses. Changing a token's
-//! sources is an operator operation (`worker::admin::sources`).
+//! sources is an operator operation (`leadctl::admin::sources`).
 
 use crate::entities::tag;
 use crate::lead::LeadLinks;

@@ -1,10 +1,10 @@
 //! The schema against a real PostgreSQL: migrations apply, roll back and re-apply, and the
 //! invariants the product relies on are enforced by the database itself.
 
+use leadctl::admin::{self, Catalog};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
-use worker::admin::{self, Catalog};
 
 const TABLES: [&str; 16] = [
     "accounts",

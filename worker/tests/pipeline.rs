@@ -9,6 +9,7 @@ mod support;
 use futures_util::StreamExt;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, ShortString};
+use leadctl::admin::Catalog;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -22,7 +23,6 @@ use std::time::Duration;
 use support::{Ctx, Publisher, WorkerRole, eventually, http_get, lead, metric, phone};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use worker::admin::Catalog;
 use worker::app::Worker;
 
 /// A worker running in this process until `stop`.

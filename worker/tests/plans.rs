@@ -236,14 +236,18 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         users.push(ctx.user(name, true, available).await);
     }
     let c = Catalog {
-        ring_group: worker::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
+        ring_group: leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
             .await
             .unwrap()
             .id,
-        tag: ctx.named(worker::admin::Catalog::Tag, "web").await,
-        line: ctx.named(worker::admin::Catalog::Line, "Main").await,
-        sequence: ctx.named(worker::admin::Catalog::Sequence, "Welcome").await,
-        other_sequence: ctx.named(worker::admin::Catalog::Sequence, "Nurture").await,
+        tag: ctx.named(leadctl::admin::Catalog::Tag, "web").await,
+        line: ctx.named(leadctl::admin::Catalog::Line, "Main").await,
+        sequence: ctx
+            .named(leadctl::admin::Catalog::Sequence, "Welcome")
+            .await,
+        other_sequence: ctx
+            .named(leadctl::admin::Catalog::Sequence, "Nurture")
+            .await,
         users,
     };
 

@@ -5,6 +5,7 @@
 mod support;
 
 use chrono::NaiveDate;
+use leadctl::admin::Catalog;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
@@ -14,7 +15,6 @@ use shared::entities::{contact_note, contact_tag, powerdialer_item, sequence_enr
 use shared::intake::IntakeStatus;
 use shared::lead::PowerdialerPosition;
 use support::{Ctx, lead, other, phone};
-use worker::admin::Catalog;
 use worker::process::{Action, Outcome, ProcessError, Warning};
 
 async fn run(ctx: &Ctx, l: shared::lead::Lead) -> Outcome {
@@ -288,7 +288,7 @@ async fn ring_group_distribution_is_uniform_among_active_members_and_overrides_u
     let c = ctx.user("C", true, true).await;
     let inactive = ctx.user("Off", false, true).await;
     let group =
-        worker::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &[a, b, c, inactive])
+        leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &[a, b, c, inactive])
             .await
             .unwrap()
             .id;
@@ -331,11 +331,11 @@ async fn check_available_users_picks_only_available_members_or_skips_with_a_warn
     let free = ctx.user("Free", true, true).await;
     let off = ctx.user("Off", false, true).await;
     let mixed =
-        worker::admin::create_ring_group(ctx.conn(), ctx.account, "Mixed", &[busy, free, off])
+        leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Mixed", &[busy, free, off])
             .await
             .unwrap()
             .id;
-    let all_busy = worker::admin::create_ring_group(ctx.conn(), ctx.account, "Busy", &[busy, off])
+    let all_busy = leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Busy", &[busy, off])
         .await
         .unwrap()
         .id;
@@ -383,11 +383,11 @@ async fn check_available_users_picks_only_available_members_or_skips_with_a_warn
 async fn ring_group_warnings_and_an_owned_contact_is_not_redistributed_without_force() {
     let ctx = Ctx::new().await;
     let member = ctx.user("M", true, true).await;
-    let group = worker::admin::create_ring_group(ctx.conn(), ctx.account, "G", &[member])
+    let group = leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "G", &[member])
         .await
         .unwrap()
         .id;
-    let empty = worker::admin::create_ring_group(ctx.conn(), ctx.account, "Empty", &[])
+    let empty = leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Empty", &[])
         .await
         .unwrap()
         .id;
@@ -452,7 +452,7 @@ async fn powerdialer_adds_at_the_top_or_bottom_of_the_owners_list() {
         }));
         ids.push(o.contact_id.expect("c"));
     }
-    let list: Vec<i64> = worker::admin::powerdialer_list(ctx.conn(), ctx.user)
+    let list: Vec<i64> = leadctl::admin::powerdialer_list(ctx.conn(), ctx.user)
         .await
         .unwrap()
         .into_iter()
@@ -616,11 +616,11 @@ async fn tag_line_and_disposition_follow_the_create_blank_force_rules() {
 #[tokio::test]
 async fn ids_of_another_account_are_warnings_never_links() {
     let ctx = Ctx::new().await;
-    let other = worker::admin::create_account(ctx.conn(), "Other", "US", None)
+    let other = leadctl::admin::create_account(ctx.conn(), "Other", "US", None)
         .await
         .unwrap()
         .id;
-    let their_user = worker::admin::create_user(ctx.conn(), other, "Eve", None, true, true)
+    let their_user = leadctl::admin::create_user(ctx.conn(), other, "Eve", None, true, true)
         .await
         .unwrap()
         .id;
@@ -632,14 +632,14 @@ async fn ids_of_another_account_are_warnings_never_links() {
         Catalog::Sequence,
     ] {
         theirs.push(
-            worker::admin::create_named(ctx.conn(), kind, other, "theirs")
+            leadctl::admin::create_named(ctx.conn(), kind, other, "theirs")
                 .await
                 .unwrap()
                 .id,
         );
     }
     let (tag, line, disp, seq) = (theirs[0], theirs[1], theirs[2], theirs[3]);
-    let group = worker::admin::create_ring_group(ctx.conn(), other, "Theirs", &[their_user])
+    let group = leadctl::admin::create_ring_group(ctx.conn(), other, "Theirs", &[their_user])
         .await
         .unwrap()
         .id;

@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
-use serde::Serialize;
 use serde_json::Value;
+use shared::answer::{BulkAnswer, BulkResult};
 use shared::intake::{IntakeStatus, QueuedIntake};
 use shared::lead::Lead;
 use shared::payload::{BodyError, FieldErrors, ParseContext, RawLead, TOKEN_FIELD};
@@ -44,69 +44,23 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// publishing levels off between 64 and 256 in flight), few enough to bound memory.
 const IN_FLIGHT: usize = 256;
 
-/// The answer to a bulk request.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BulkAnswer {
-    /// Leads queued (status 202).
-    pub accepted: usize,
-    /// Leads not queued (status 400, 429 or 503).
-    pub rejected: usize,
-    /// One per lead, in input order.
-    pub results: Vec<BulkResult>,
+/// A result of `status` for the lead at `index`.
+fn result(index: usize, status: StatusCode) -> BulkResult {
+    BulkResult::new(index, status.as_u16())
 }
 
-/// What became of one lead of a bulk request.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct BulkResult {
-    /// The lead's position in the request, from 0.
-    pub index: usize,
-    /// 202 queued, 400 invalid, 429 over the token's limit, 503 not confirmed by the broker.
-    #[schema(example = 202)]
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub intake_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "/api/v1/intakes/01963b7e-8a51-7cc2-9d8e-3f0c2a4b5d6e")]
-    pub status_url: Option<String>,
-    /// 400: field name → messages, as the single endpoint's 400.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>,
-        example = json!({"phone_number": ["The phone number field is required."]}))]
-    pub errors: Option<FieldErrors>,
-    /// 429: milliseconds until this lead would fit in the token's limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_ms: Option<u64>,
-    /// 503: what to do.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<&'static str>,
+fn accepted(index: usize, intake_id: Uuid) -> BulkResult {
+    BulkResult {
+        intake_id: Some(intake_id),
+        status_url: Some(format!("/api/v1/intakes/{intake_id}")),
+        ..result(index, StatusCode::ACCEPTED)
+    }
 }
 
-impl BulkResult {
-    fn new(index: usize, status: StatusCode) -> Self {
-        Self {
-            index,
-            status: status.as_u16(),
-            intake_id: None,
-            status_url: None,
-            errors: None,
-            retry_after_ms: None,
-            message: None,
-        }
-    }
-
-    fn accepted(index: usize, intake_id: Uuid) -> Self {
-        Self {
-            intake_id: Some(intake_id),
-            status_url: Some(format!("/api/v1/intakes/{intake_id}")),
-            ..Self::new(index, StatusCode::ACCEPTED)
-        }
-    }
-
-    fn invalid(index: usize, errors: FieldErrors) -> Self {
-        Self {
-            errors: Some(errors),
-            ..Self::new(index, StatusCode::BAD_REQUEST)
-        }
+fn invalid(index: usize, errors: FieldErrors) -> BulkResult {
+    BulkResult {
+        errors: Some(errors),
+        ..result(index, StatusCode::BAD_REQUEST)
     }
 }
 
@@ -407,12 +361,12 @@ async fn publish(
             let wait = waits.get(nth).or(waits.last()).copied().unwrap_or(WINDOW);
             results[index] = Some(BulkResult {
                 retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
-                ..BulkResult::new(index, StatusCode::TOO_MANY_REQUESTS)
+                ..result(index, StatusCode::TOO_MANY_REQUESTS)
             });
             continue;
         }
         match lead {
-            Err(errors) => results[index] = Some(BulkResult::invalid(index, errors)),
+            Err(errors) => results[index] = Some(invalid(index, errors)),
             Ok((intake_id, lead, payload)) => jobs.push((
                 index,
                 single::queue_message(principal, intake_id, received_at, lead, payload),
@@ -434,7 +388,7 @@ async fn publish(
         .await;
     for (index, intake_id, ok) in published {
         if ok {
-            results[index] = Some(BulkResult::accepted(index, intake_id));
+            results[index] = Some(accepted(index, intake_id));
         } else {
             let admission = &state.admission;
             admission
@@ -442,8 +396,8 @@ async fn publish(
                 .abandon(&admission.redis, intake_id, None)
                 .await;
             results[index] = Some(BulkResult {
-                message: Some("The lead could not be queued right now. Retry it later."),
-                ..BulkResult::new(index, StatusCode::SERVICE_UNAVAILABLE)
+                message: Some("The lead could not be queued right now. Retry it later.".into()),
+                ..result(index, StatusCode::SERVICE_UNAVAILABLE)
             });
         }
     }

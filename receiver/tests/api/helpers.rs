@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use leadctl::admin;
 use receiver::Application;
 use serde_json::Value;
 use shared::amqp::Topology;
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use testkit::TestDb;
 use tokio::sync::oneshot;
-use worker::admin;
 
 pub struct TestApp {
     pub addr: SocketAddr,

@@ -1,13 +1,13 @@
-//! `leadctl import` (worker::import) against a real receiver: a spreadsheet's CSV through
+//! `leadctl import` (leadctl::import) against a real receiver: a spreadsheet's CSV through
 //! the bulk endpoint, rejected rows beside the file, a dry run, and an import interrupted
 //! and resumed without a lead queued twice.
 
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with_limit};
+use leadctl::import::{self, ImportArgs};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker::import::{self, ImportArgs};
 
 struct TempDir(PathBuf);
 

@@ -1,11 +1,11 @@
 use crate::helpers::{TestApp, eventually, lead, spawn_app, spawn_app_with};
 use hyper::{Method, StatusCode};
 use lapin::types::AMQPValue;
+use leadctl::admin;
 use serde_json::{Value, json};
 use shared::intake::{IntakeMessage, IntakeStatus, QueuedIntake, headers};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use worker::admin;
 
 const PATH: &str = "/api/v1/webhook/forms";
 

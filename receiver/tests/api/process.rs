@@ -4,6 +4,7 @@
 use crate::helpers::{delete_redis_keys, eventually};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use leadctl::admin;
 use serde_json::Value;
 use shared::config::Settings;
 use std::io::{BufRead, BufReader};
@@ -14,7 +15,6 @@ use std::time::Duration;
 use testkit::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use worker::admin;
 
 struct Running {
     child: Child,

@@ -4,13 +4,13 @@
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use chrono::Utc;
 use hyper::{Method, StatusCode};
+use leadctl::admin;
 use serde_json::{Value, json};
 use shared::contact_fields::{TextField, TextKind};
 use shared::intake::{IntakeMessage, MESSAGE_VERSION};
 use shared::payload::{ParseContext, RawLead};
 use shared::phone::Region;
 use uuid::Uuid;
-use worker::admin;
 use worker::process::{Attempt, Processor};
 
 impl TestApp {

@@ -5,6 +5,7 @@
 
 use crate::helpers::{TestApp, lead, raw_request, spawn_app, spawn_app_with};
 use hyper::StatusCode;
+use leadctl::admin::{self, Catalog};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use shared::entities::{contact, powerdialer_item, sequence_enrollment};
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use uuid::Uuid;
-use worker::admin::{self, Catalog};
 use worker::process::{Attempt, Outcome, Processor};
 
 /// Everything of an account a lead can name.

@@ -7,10 +7,10 @@ use crate::helpers::{
 };
 use crate::sync::RunningWorker;
 use hyper::{Method, StatusCode};
+use leadctl::admin::{self, Catalog, sources};
 use serde_json::{Value, json};
 use shared::mapping::{DefaultActions, FieldMap};
 use std::time::Duration;
-use worker::admin::{self, Catalog, sources};
 
 const BULK: &str = "/api/v1/webhook/forms/bulk";
 const VALIDATE: &str = "/api/v1/webhook/forms/validate";
@@ -615,10 +615,10 @@ async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_tt
     // The receiver listens for token announcements.
     assert!(app.wait_for_token_listeners(1).await);
 
-    let out = worker::token_cli::execute(
+    let out = leadctl::token_cli::execute(
         &app.db.conn,
         &app.settings,
-        worker::token_cli::SourcesCmd::Map {
+        leadctl::token_cli::SourcesCmd::Map {
             id: app.token_id,
             pairs: vec!["Telefon=phone_number".into()],
             clear: false,

@@ -3,9 +3,9 @@
 
 use crate::helpers::{eventually, lead, spawn_app};
 use hyper::StatusCode;
+use leadctl::admin;
 use receiver::admission::token::Authenticator;
 use std::time::{Duration, Instant};
-use worker::admin;
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
@@ -30,7 +30,7 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
     let revoked = admin::revoke_token(&app.db.conn, second.row.id)
         .await
         .unwrap();
-    worker::cli::announce_token_change(&app.settings, &revoked.token_hash)
+    leadctl::cli::announce_token_change(&app.settings, &revoked.token_hash)
         .await
         .expect("announced");
     let at = Instant::now();

@@ -4,10 +4,10 @@
 use crate::helpers::{TestApp, eventually, spawn_app};
 use crate::sync::RunningWorker;
 use hyper::{Method, StatusCode};
+use leadctl::admin::{self, Catalog};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use std::time::Duration;
-use worker::admin::{self, Catalog};
 
 const VALIDATE: &str = "/api/v1/webhook/forms/validate";
 

@@ -104,63 +104,16 @@ pub(crate) async fn powerdialer_bounds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sea_orm::{ActiveEnum, Iterable};
-    use shared::entities::powerdialer_item::PowerdialerStatus;
-    use shared::entities::sequence_enrollment::EnrollmentStatus;
-    use shared::intake::IntakeStatus;
 
-    /// The statuses the SQL names are literals (a partial index only serves a query that
-    /// names its predicate's value), so each must be a value of the status enums.
     #[test]
     fn every_status_the_sql_names_is_a_value_of_its_enum() {
-        let known: HashSet<String> = IntakeStatus::iter()
-            .map(|s| s.to_value())
-            .chain(EnrollmentStatus::iter().map(|s| s.to_value()))
-            .chain(PowerdialerStatus::iter().map(|s| s.to_value()))
-            .collect();
         let sources = [
-            ("dlq.rs", include_str!("../dlq.rs")),
             ("processing.sql", PROCESSING),
             ("dead_letter.sql", DEAD_LETTER),
         ]
         .into_iter()
         .chain(HOT_PATH);
-        let mut named = 0;
-        for (name, text) in sources {
-            for line in text.lines() {
-                let code = line.split("--").next().unwrap_or_default();
-                for literal in compared_statuses(code) {
-                    named += 1;
-                    assert!(
-                        known.contains(literal),
-                        "{name}: '{literal}' is not a status: {line}"
-                    );
-                }
-            }
-        }
+        let named = testkit::statuses::assert_known(sources);
         assert!(named >= 10, "only {named} status literals found");
-    }
-
-    /// The literals `status` is compared with or set to on a line: `status = 'x'`,
-    /// `status IN ('x', 'y')`, `status NOT IN (…)`.
-    fn compared_statuses(code: &str) -> Vec<&str> {
-        let mut found = Vec::new();
-        for (at, _) in code.match_indices("status") {
-            let rest = code[at + "status".len()..].trim_start();
-            let list = if let Some(r) = rest.strip_prefix('=') {
-                r.trim_start()
-                    .strip_prefix('\'')
-                    .and_then(|r| r.split_once('\''))
-                    .map(|(literal, _)| vec![literal])
-            } else {
-                rest.strip_prefix("NOT IN")
-                    .or_else(|| rest.strip_prefix("IN"))
-                    .and_then(|r| r.trim_start().strip_prefix('('))
-                    .and_then(|r| r.split_once(')'))
-                    .map(|(inside, _)| inside.split('\'').skip(1).step_by(2).collect())
-            };
-            found.extend(list.unwrap_or_default());
-        }
-        found
     }
 }

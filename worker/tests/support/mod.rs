@@ -1,4 +1,5 @@
-//! Shared by the worker's integration tests: a seeded account on a fresh database, leads and
+//! Shared by the worker's integration tests (and leadctl's dead-letter replay test, which
+//! runs a worker): a seeded account on a fresh database, leads and
 //! intake messages, a confirmed publisher, bounded polling, a role whose privileges a test
 //! can take away, and a TCP proxy whose connections a test can cut.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -40,15 +41,15 @@ impl Ctx {
     pub async fn new() -> Self {
         let db = TestDb::new().await;
         let settings = testkit::settings(&db);
-        let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
+        let account = leadctl::admin::create_account(&db.conn, "Acme", "US", None)
             .await
             .unwrap()
             .id;
-        let user = worker::admin::create_user(&db.conn, account, "Ada", None, true, true)
+        let user = leadctl::admin::create_user(&db.conn, account, "Ada", None, true, true)
             .await
             .unwrap()
             .id;
-        let token = worker::admin::create_token(&db.conn, user, None)
+        let token = leadctl::admin::create_token(&db.conn, user, None)
             .await
             .unwrap()
             .row
@@ -81,14 +82,14 @@ impl Ctx {
     }
 
     pub async fn user(&self, name: &str, active: bool, available: bool) -> i64 {
-        worker::admin::create_user(self.conn(), self.account, name, None, active, available)
+        leadctl::admin::create_user(self.conn(), self.account, name, None, active, available)
             .await
             .unwrap()
             .id
     }
 
-    pub async fn named(&self, kind: worker::admin::Catalog, name: &str) -> i64 {
-        worker::admin::create_named(self.conn(), kind, self.account, name)
+    pub async fn named(&self, kind: leadctl::admin::Catalog, name: &str) -> i64 {
+        leadctl::admin::create_named(self.conn(), kind, self.account, name)
             .await
             .unwrap()
             .id

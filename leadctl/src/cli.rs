@@ -486,7 +486,7 @@ async fn dlq_replay(
     } else {
         let count = letters.iter().filter(|d| filter.matches(d)).count();
         let bar = replay_progress(count);
-        let done = q.replay_with(db, &filter, &by, || bar.inc(1)).await;
+        let done = q.replay(db, &filter, &by, || bar.inc(1)).await;
         bar.finish_and_clear();
         done?
     };

@@ -39,7 +39,7 @@ impl Fixture {
             .await
             .expect("confirm");
         topology.declare(&channel).await.expect("declare");
-        let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
+        let account = leadctl::admin::create_account(&db.conn, "Acme", "US", None)
             .await
             .expect("account");
         Self {

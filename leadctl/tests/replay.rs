@@ -4,6 +4,9 @@
 //! it is replayed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The worker's test support (a seeded account, a confirmed publisher, a worker role whose
+// privileges can be taken away): this test runs the worker too.
+#[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
 use lapin::options::BasicPublishOptions;

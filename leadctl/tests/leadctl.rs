@@ -382,15 +382,15 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
 
     let db = TestDb::new().await;
     let settings = testkit::settings(&db);
-    let account = worker::admin::create_account(&db.conn, "Acme", "US", None)
+    let account = leadctl::admin::create_account(&db.conn, "Acme", "US", None)
         .await
         .expect("account")
         .id;
-    let user = worker::admin::create_user(&db.conn, account, "Ann", None, true, true)
+    let user = leadctl::admin::create_user(&db.conn, account, "Ann", None, true, true)
         .await
         .expect("user")
         .id;
-    let token = worker::admin::create_token(&db.conn, user, None)
+    let token = leadctl::admin::create_token(&db.conn, user, None)
         .await
         .expect("token")
         .row

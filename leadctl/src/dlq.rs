@@ -134,18 +134,9 @@ impl Dlq {
         Ok(&self.letters)
     }
 
-    /// Replays the scanned letters that `filter` selects; returns them. `who` is recorded.
+    /// Replays the scanned letters that `filter` selects; returns them. `who` is recorded;
+    /// `replayed` is called after each letter (a progress bar).
     pub async fn replay(
-        &mut self,
-        db: &DatabaseConnection,
-        filter: &Filter,
-        who: &str,
-    ) -> anyhow::Result<Vec<DeadLetter>> {
-        self.replay_with(db, filter, who, || {}).await
-    }
-
-    /// [`Dlq::replay`], calling `replayed` after each letter (a progress bar).
-    pub async fn replay_with(
         &mut self,
         db: &DatabaseConnection,
         filter: &Filter,
@@ -398,4 +389,14 @@ async fn unmark_replayed(db: &DatabaseConnection, id: Uuid) -> anyhow::Result<()
     ))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The statements above name statuses as literals: each must be a value of its enum.
+    #[test]
+    fn every_status_the_sql_names_is_a_value_of_its_enum() {
+        let named = testkit::statuses::assert_known([("dlq.rs", include_str!("dlq.rs"))]);
+        assert!(named >= 6, "only {named} status literals found");
+    }
 }

@@ -1,13 +1,13 @@
-//! `leadctl`: the operator CLI. See `worker::cli`.
+//! `leadctl`: the operator CLI. See `leadctl::cli`.
 
 use clap::Parser;
 use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = worker::cli::Cli::parse();
+    let cli = leadctl::cli::Cli::parse();
     let json = cli.json;
-    match worker::cli::run(cli).await {
+    match leadctl::cli::run(cli).await {
         Ok(out) => {
             if out.json.is_null() && out.human.is_empty() {
                 // Printed as it went (`status --watch`).

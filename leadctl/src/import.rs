@@ -29,8 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use shared::answer::BulkAnswer;
 use shared::mapping::FieldMap;
-use shared::payload::RawLead;
+use shared::payload::{FieldErrors, RawLead};
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -295,8 +296,8 @@ struct Sender<'a> {
 struct Outcome {
     rows: u64,
     accepted: u64,
-    /// Each refused row with its errors, in file order.
-    rejected: Vec<(Row, Value)>,
+    /// Each refused row with its errors (if the receiver named any), in file order.
+    rejected: Vec<(Row, Option<FieldErrors>)>,
 }
 
 /// The running totals, the rejected file and the progress bar.
@@ -314,6 +315,8 @@ struct Answer {
     /// The answer of an earlier request with the same key: its waits are stale.
     replayed: bool,
     retry_after: Option<Duration>,
+    bytes: Bytes,
+    /// `bytes` as JSON (`null` if they are not).
     body: Value,
 }
 
@@ -354,33 +357,29 @@ impl Sender<'_> {
             match answer.status {
                 StatusCode::MULTI_STATUS => {
                     unavailable = 0;
-                    let results = answer.body["results"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
+                    let bulk: BulkAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
+                        anyhow::anyhow!("Failed to read the receiver's bulk answer: {e}")
+                    })?;
                     let mut again = Vec::new();
                     let mut wait = Duration::ZERO;
                     let mut rows_by_index: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
-                    for result in &results {
-                        let Some(row) = result["index"]
-                            .as_u64()
-                            .and_then(|i| rows_by_index.get_mut(i as usize))
-                            .and_then(Option::take)
+                    for result in bulk.results {
+                        let Some(row) = rows_by_index.get_mut(result.index).and_then(Option::take)
                         else {
                             continue;
                         };
-                        match result["status"].as_u64() {
-                            Some(202) => outcome.accepted += 1,
-                            Some(429) => {
-                                let ms = result["retry_after_ms"].as_u64().unwrap_or(1000);
+                        match result.status {
+                            202 => outcome.accepted += 1,
+                            429 => {
+                                let ms = result.retry_after_ms.unwrap_or(1000);
                                 wait = wait.max(Duration::from_millis(ms));
                                 again.push(row);
                             }
-                            Some(503) => {
+                            503 => {
                                 wait = wait.max(Duration::from_secs(2));
                                 again.push(row);
                             }
-                            _ => outcome.rejected.push((row, result["errors"].clone())),
+                            _ => outcome.rejected.push((row, result.errors)),
                         }
                     }
                     // A row the answer does not mention is sent again.
@@ -460,9 +459,10 @@ impl Sender<'_> {
             let answer = answer?;
             match answer.status {
                 StatusCode::OK => outcome.accepted += 1,
-                StatusCode::BAD_REQUEST => {
-                    outcome.rejected.push((row, answer.body["errors"].clone()))
-                }
+                StatusCode::BAD_REQUEST => outcome.rejected.push((
+                    row,
+                    serde_json::from_value(answer.body["errors"].clone()).ok(),
+                )),
                 status => anyhow::bail!(
                     "the receiver answered {status}: {}",
                     answer.body["message"].as_str().unwrap_or("(no message)")
@@ -522,6 +522,7 @@ impl Sender<'_> {
                 status,
                 replayed,
                 retry_after,
+                bytes,
                 body,
             });
         }
@@ -552,7 +553,7 @@ impl Book {
         self.summary.accepted += outcome.accepted;
         for (row, errors) in &outcome.rejected {
             self.summary.rejected += 1;
-            self.rejected.write(row, errors, self.columns)?;
+            self.rejected.write(row, errors.as_ref(), self.columns)?;
         }
         if let Some(bar) = &mut self.bar {
             bar.draw(&self.summary, self.started.elapsed());
@@ -612,7 +613,12 @@ impl Rejected {
         }
     }
 
-    fn write(&mut self, row: &Row, errors: &Value, columns: usize) -> anyhow::Result<()> {
+    fn write(
+        &mut self,
+        row: &Row,
+        errors: Option<&FieldErrors>,
+        columns: usize,
+    ) -> anyhow::Result<()> {
         if self.writer.is_none() {
             let exists = self.append && self.path.exists();
             let file = std::fs::OpenOptions::new()
@@ -651,23 +657,19 @@ impl Rejected {
     }
 }
 
-/// `{"phone_number": ["…"]}` as `phone_number: …; email: …`.
-fn error_text(errors: &Value) -> String {
-    match errors {
-        Value::Object(fields) => fields
-            .iter()
-            .map(|(field, messages)| {
-                let messages: Vec<&str> = messages
-                    .as_array()
-                    .map(|m| m.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                format!("{field}: {}", messages.join(" "))
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Value::Null => "rejected".into(),
-        other => other.to_string(),
-    }
+/// `{"phone_number": ["…"], "email": ["…"]}` as `email: …; phone_number: …` (fields by
+/// name, as the rejected file has always listed them).
+fn error_text(errors: Option<&FieldErrors>) -> String {
+    let Some(errors) = errors else {
+        return "rejected".into();
+    };
+    let mut fields: Vec<(&str, &[String])> = errors.iter().collect();
+    fields.sort_by_key(|(field, _)| *field);
+    fields
+        .iter()
+        .map(|(field, messages)| format!("{field}: {}", messages.join(" ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A one-line progress bar on stderr: rows/s, accepted, rejected, ETA.
@@ -719,7 +721,6 @@ impl Bar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn quoted_commas_a_bom_and_blank_lines_read_as_a_spreadsheet_wrote_them() {
@@ -762,9 +763,14 @@ mod tests {
         assert_eq!(r.path, Path::new("x/leads.rejected.csv"));
         let r = Rejected::new(Path::new("x/leads.txt"), &[], false);
         assert_eq!(r.path, Path::new("x/leads.txt.rejected.csv"));
+        let mut errors = FieldErrors::default();
+        errors.add("phone_number", "The phone number field is required.");
+        errors.add("email", "The email must be a valid email address.");
         assert_eq!(
-            error_text(&json!({"phone_number": ["The phone number field is required."]})),
-            "phone_number: The phone number field is required."
+            error_text(Some(&errors)),
+            "email: The email must be a valid email address.; \
+             phone_number: The phone number field is required."
         );
+        assert_eq!(error_text(None), "rejected");
     }
 }
