@@ -6,7 +6,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
 
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 18] = [
     "accounts",
     "users",
     "api_tokens",
@@ -23,6 +23,8 @@ const TABLES: [&str; 16] = [
     "sequence_enrollments",
     "powerdialer_items",
     "lead_intakes",
+    "contact_consents",
+    "do_not_contact",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {
