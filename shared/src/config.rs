@@ -29,6 +29,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub worker: WorkerSettings,
     pub retry: RetrySettings,
+    pub policy: PolicySettings,
     /// Old setting names this load found, for a warning at startup
     /// ([`Settings::warn_deprecated`]).
     #[serde(skip)]
@@ -48,6 +49,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             worker: WorkerSettings::default(),
             retry: RetrySettings::default(),
+            policy: PolicySettings::default(),
             deprecated: Vec::new(),
         }
     }
@@ -189,6 +191,24 @@ impl Default for WorkerSettings {
             batch_size: 64,
             shutdown_grace_ms: 30_000,
         }
+    }
+}
+
+/// The contact policy (§9).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PolicySettings {
+    /// A rule table replacing the shipped one (`POLICY__RULES_FILE`); a file that does not
+    /// parse stops the process at start with the line that is wrong.
+    pub rules_file: Option<std::path::PathBuf>,
+}
+
+impl PolicySettings {
+    /// The rule table in force.
+    pub fn rules(
+        &self,
+    ) -> Result<crate::policy::table::RuleTable, crate::policy::table::TableError> {
+        crate::policy::table::load(self.rules_file.as_deref())
     }
 }
 

@@ -34,6 +34,26 @@ pub enum Action {
     PowerdialerAdded {
         user_id: i64,
         position: crate::lead::PowerdialerPosition,
+        /// Outside the contact's calling window: the entry is dialed from this instant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// The contact policy (§9) held back an attempt: nothing was queued or sent
+    /// (`dnc`, `no_consent`, `unknown_local_time`), or it waits for `next_allowed_at`
+    /// (`outside_hours`, `frequency_cap`).
+    PolicyBlocked {
+        #[schema(value_type = String, example = "call")]
+        channel: crate::policy::Channel,
+        #[schema(value_type = String, example = "outside_hours")]
+        reason: crate::policy::Reason,
+        /// The rule that decided (`US-FL`, `US-federal`, `do-not-contact`, `account-consent`).
+        rule: String,
+        next_allowed_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Consent records the lead brought (one per channel).
+    ConsentRecorded {
+        #[schema(value_type = Vec<String>)]
+        channels: Vec<crate::lead::ConsentChannel>,
     },
     SequenceEnrolled {
         sequence_id: i64,

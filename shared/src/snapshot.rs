@@ -10,6 +10,8 @@
 
 use crate::entities::contact;
 use crate::lead::Lead;
+use crate::policy::{AccountPolicy, Channel, Consent, DncChannel, DncEntry};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::LockType;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
@@ -41,6 +43,10 @@ pub struct IntakeRow {
 pub struct Snapshot {
     pub records: HashMap<Uuid, IntakeRow>,
     pub accounts: HashSet<i64>,
+    /// Each account's contact-policy settings (§9).
+    pub policies: HashMap<i64, AccountPolicy>,
+    /// (account, E.164) → the number's do-not-contact entries.
+    pub dnc: HashMap<(i64, String), Vec<DncEntry>>,
     pub tokens: HashSet<i64>,
     /// (account, E.164) → contact.
     pub owners: HashMap<(i64, String), i64>,
@@ -101,10 +107,14 @@ impl Wanted {
     }
 }
 
+/// (account, E.164, channel, expires at)
+type DncRow = (i64, String, String, Option<DateTime<Utc>>);
+
 #[derive(Deserialize)]
 struct SnapshotJson {
     intakes: Vec<IntakeRow>,
-    accounts: Vec<i64>,
+    accounts: Vec<(i64, Vec<String>)>,
+    dnc: Vec<DncRow>,
     tokens: Vec<i64>,
     numbers: Vec<(i64, String, i64)>,
     users: Vec<(i64, i64)>,
@@ -133,9 +143,27 @@ pub async fn read(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbEr
             available,
         });
     }
+    let mut dnc: HashMap<(i64, String), Vec<DncEntry>> = HashMap::new();
+    for (account, number, channel, expires_at) in j.dnc {
+        let channel = match channel.as_str() {
+            "call" => DncChannel::Call,
+            "sms" => DncChannel::Sms,
+            _ => DncChannel::All,
+        };
+        dnc.entry((account, number)).or_default().push(DncEntry {
+            channel,
+            expires_at,
+        });
+    }
     Ok(Snapshot {
         records: j.intakes.into_iter().map(|r| (r.id, r)).collect(),
-        accounts: j.accounts.into_iter().collect(),
+        policies: j
+            .accounts
+            .iter()
+            .map(|(id, required)| (*id, account_policy(required)))
+            .collect(),
+        accounts: j.accounts.into_iter().map(|(id, _)| id).collect(),
+        dnc,
         tokens: j.tokens.into_iter().collect(),
         owners: j.numbers.into_iter().map(|(a, p, c)| ((a, p), c)).collect(),
         users: j.users.into_iter().collect(),
@@ -147,6 +175,14 @@ pub async fn read(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbEr
         members,
         new_ids: j.ids,
     })
+}
+
+/// An account's policy settings from its `require_consent` column.
+pub fn account_policy(required: &[String]) -> AccountPolicy {
+    AccountPolicy {
+        require_consent_call: required.iter().any(|c| c == "call"),
+        require_consent_sms: required.iter().any(|c| c == "sms"),
+    }
 }
 
 /// The parameters of [`SNAPSHOT`], in its order.
@@ -188,6 +224,8 @@ pub struct ContactView {
     pub active: Vec<i64>,
     /// Queued in some PowerDialer list of the account.
     pub queued: bool,
+    /// Consent records for calls and messages, given and revoked (§9).
+    pub consents: Vec<Consent>,
 }
 
 impl ContactView {
@@ -198,6 +236,7 @@ impl ContactView {
             tags: HashSet::new(),
             active: Vec::new(),
             queued: false,
+            consents: Vec::new(),
         }
     }
 }
@@ -234,6 +273,7 @@ pub async fn contacts(
                 tags: related.tags.remove(&id).unwrap_or_default(),
                 active: related.active.remove(&id).unwrap_or_default(),
                 queued: related.queued.contains(&id),
+                consents: related.consents.remove(&id).unwrap_or_default(),
             }
         })
         .collect())
@@ -247,12 +287,17 @@ struct Related {
     active: HashMap<i64, Vec<i64>>,
     /// Contacts with a queued PowerDialer entry.
     queued: HashSet<i64>,
+    consents: HashMap<i64, Vec<Consent>>,
 }
+
+/// (contact, channel, given at, revoked at)
+type ConsentRow = (i64, String, DateTime<Utc>, Option<DateTime<Utc>>);
 
 #[derive(Deserialize)]
 struct RelatedJson {
     tags: Vec<(i64, i64)>,
     active: Vec<(i64, i64)>,
+    consents: Vec<ConsentRow>,
     queued: Vec<i64>,
 }
 
@@ -274,6 +319,18 @@ async fn related(c: &impl ConnectionTrait, contacts: &[(i64, i64)]) -> Result<Re
     }
     for (contact, sequence) in j.active {
         out.active.entry(contact).or_default().push(sequence);
+    }
+    for (contact, channel, given_at, revoked_at) in j.consents {
+        let channel = if channel == "call" {
+            Channel::Call
+        } else {
+            Channel::Sms
+        };
+        out.consents.entry(contact).or_default().push(Consent {
+            channel,
+            given_at,
+            revoked_at,
+        });
     }
     out.queued = j.queued.into_iter().collect();
     Ok(out)

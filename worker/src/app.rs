@@ -78,8 +78,12 @@ impl Worker {
             .await
             .with_context(|| format!("Failed to listen on {}", settings.worker.metrics_addr))?;
         let metrics_addr = listener.local_addr()?;
+        let rules = settings
+            .policy
+            .rules()
+            .context("Failed to load the contact policy's rule table")?;
         Ok(Self {
-            processor: Processor::new(db),
+            processor: Processor::with_rules(db, std::sync::Arc::new(rules)),
             outcomes: Announcer::new(&settings),
             settings,
             metrics,

@@ -91,7 +91,12 @@ impl Application {
             stop.clone(),
         ));
 
+        let rules = settings
+            .policy
+            .rules()
+            .context("Failed to load the contact policy's rule table")?;
         let state = AppState {
+            rules: Arc::new(rules),
             admission: Admission::new(redis, auth, &settings),
             db,
             outcomes,

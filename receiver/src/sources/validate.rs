@@ -45,6 +45,10 @@ pub struct Validated {
     pub contact_id: Option<i64>,
     /// What the lead asks for that would be ignored or skipped; the lead is still saved.
     pub warnings: Vec<Warning>,
+    /// The contact policy's verdicts on what the lead would queue (§9): `reason` is null
+    /// when allowed; else why, the rule that decided and `next_allowed_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub policy: Vec<shared::policy::Verdict>,
 }
 
 /// Answers one request to [`PATH`].
@@ -112,7 +116,7 @@ async fn judge(
     body_error: Option<BodyError>,
 ) -> Result<Response<Body>, ReadError> {
     let lead = parse_lead(&mut raw, body_error, principal).map_err(ApiError::Invalid)?;
-    let plan = worker_plan(&state.db, principal.account_id, &lead)
+    let plan = worker_plan(&state.db, principal.account_id, &lead, &state.rules)
         .await
         .map_err(database_down)?;
     Ok(respond::json(
@@ -122,6 +126,7 @@ async fn judge(
             would: if plan.existing { "match" } else { "create" },
             contact_id: plan.existing.then_some(plan.contact_id),
             warnings: plan.warnings,
+            policy: plan.verdicts,
         },
     ))
 }
@@ -132,6 +137,7 @@ async fn worker_plan(
     db: &impl ConnectionTrait,
     account_id: i64,
     lead: &Lead,
+    rules: &shared::policy::table::RuleTable,
 ) -> Result<Plan, DbErr> {
     let mut wanted = Wanted::default();
     wanted.add_lead(account_id, lead);
@@ -149,11 +155,18 @@ async fn worker_plan(
         contact: &contact,
         existing,
     };
+    let now = chrono::Utc::now();
+    let judge = rules::Judge {
+        rules,
+        now,
+        received_at: now,
+    };
     Ok(rules::plan(
         &snap,
         account_id,
         lead,
         landing,
+        judge,
         &mut rand::rng(),
     ))
 }

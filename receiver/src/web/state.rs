@@ -20,4 +20,6 @@ pub struct AppState {
     /// Requests waiting for their lead's outcome (synchronous mode).
     pub outcomes: Arc<OutcomeWaiters>,
     pub metrics: PrometheusHandle,
+    /// The contact policy's rule table (§9), for the verdicts validate shows.
+    pub rules: Arc<shared::policy::table::RuleTable>,
 }

@@ -10,6 +10,8 @@ pub struct Model {
     pub default_region: String,
     /// Intake requests per rolling minute per token; `None` = the configured default.
     pub rate_limit_per_minute: Option<i32>,
+    /// Channels (`call`, `sms`) that need a standing consent record (§9); default `sms`.
+    pub require_consent: Vec<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

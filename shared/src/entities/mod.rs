@@ -6,10 +6,12 @@
 pub mod account;
 pub mod api_token;
 pub mod contact;
+pub mod contact_consent;
 pub mod contact_note;
 pub mod contact_phone_number;
 pub mod contact_tag;
 pub mod disposition_status;
+pub mod do_not_contact;
 pub mod lead_intake;
 pub mod line;
 pub mod powerdialer_item;

@@ -13,6 +13,8 @@ pub struct Model {
     pub position: i64,
     /// At most one queued per contact in an account.
     pub status: PowerdialerStatus,
+    /// Outside the contact's calling window (§9): not to be dialed before this instant.
+    pub not_before: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

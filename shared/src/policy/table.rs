@@ -13,6 +13,45 @@ use toml::Spanned;
 /// The table that ships with the product.
 pub const SHIPPED: &str = include_str!("../../data/contact-policy-rules.toml");
 
+static SHIPPED_TABLE: std::sync::LazyLock<RuleTable> = std::sync::LazyLock::new(|| {
+    // A test (`the_shipped_table_parses…`) holds the shipped file to parsing; should it
+    // ever fail, the federal window still applies to everyone.
+    RuleTable::parse(SHIPPED, "the shipped rule table").unwrap_or_else(|_| RuleTable {
+        rules: vec![Rule {
+            id: "US-federal".into(),
+            region: Region::Everywhere,
+            channels: vec![Channel::Call, Channel::Sms],
+            start: NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
+            end: NaiveTime::from_hms_opt(21, 0, 0).unwrap_or(NaiveTime::MIN),
+            closed_days: Vec::new(),
+            closed_dates: Vec::new(),
+            max_per_24h: None,
+            citation: "47 CFR § 64.1200(c)(1)".into(),
+            checked: NaiveDate::MIN,
+        }],
+    })
+});
+
+/// The shipped table, parsed once.
+pub fn shipped() -> RuleTable {
+    SHIPPED_TABLE.clone()
+}
+
+/// The table in force: the file at `path` when set (`POLICY__RULES_FILE`), else the
+/// shipped one. A file that cannot be read or parsed is an error naming the line.
+pub fn load(path: Option<&std::path::Path>) -> Result<RuleTable, TableError> {
+    let Some(path) = path else {
+        return RuleTable::parse(SHIPPED, "the shipped rule table");
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| TableError {
+        source_name: name.clone(),
+        line: 0,
+        message: format!("cannot be read: {e}"),
+    })?;
+    RuleTable::parse(&text, &name)
+}
+
 /// Where a rule applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Region {

@@ -8,13 +8,14 @@
 pub mod fields;
 mod plan;
 
-pub use plan::{Landing, NewNumber, Plan, RelatedPlan, RowPlan, plan};
+pub use plan::{Judge, Landing, NewConsent, NewNumber, Plan, RelatedPlan, RowPlan, plan};
 
 use crate::entities::contact;
 use crate::intake::IntakeStatus;
 use crate::lead::Lead;
 use crate::outcome::{Action, Warning};
 use crate::phone::PhoneNumber;
+use crate::policy::{Reason, Verdict};
 use crate::snapshot::{Member, Snapshot};
 use chrono::{DateTime, Utc};
 use fields::{Field, Value};
@@ -435,35 +436,96 @@ pub(crate) fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollmen
     )
 }
 
-/// §4.7: the owner whose PowerDialer list gets the contact, when the lead asks for it and
-/// the contact has an owner and is not queued yet.
-pub(crate) fn powerdialer(lead: &Lead, owner: Option<i64>, queued: bool) -> (Option<i64>, Report) {
+/// §4.7 and §9: the owner whose PowerDialer list gets the contact, when the lead asks for
+/// it, the contact has an owner and is not queued yet, and the contact policy allows a call
+/// (`verdict`, asked only then). Outside the calling window the entry waits for the window
+/// (`not_before`); a number on the do-not-contact list, a missing consent or an unknown
+/// local time add nothing.
+pub(crate) fn powerdialer(
+    lead: &Lead,
+    owner: Option<i64>,
+    queued: bool,
+    verdict: impl FnOnce() -> Verdict,
+) -> (Option<Queued>, Report, Option<Verdict>) {
     let mut report = Report::default();
     if !lead.flags.add_to_powerdialer {
-        return (None, report);
+        return (None, report, None);
     }
-    match owner {
+    let user_id = match owner {
         None => {
             report.warn(
                 "add_to_powerdialer",
                 "Contact has no owner; not added to a PowerDialer list.",
             );
-            (None, report)
+            return (None, report, None);
         }
         Some(_) if queued => {
             report.warn(
                 "add_to_powerdialer",
                 "Contact is already queued in a PowerDialer list; not added again.",
             );
-            (None, report)
+            return (None, report, None);
         }
-        Some(user_id) => {
-            report.change(Action::PowerdialerAdded {
-                user_id,
-                position: lead.powerdialer_position,
+        Some(user_id) => user_id,
+    };
+    let v = verdict();
+    let not_before = match v.reason {
+        None => None,
+        Some(reason) => {
+            report.action(Action::PolicyBlocked {
+                channel: v.channel,
+                reason,
+                rule: v.rule.clone(),
+                next_allowed_at: v.next_allowed_at,
             });
-            (Some(user_id), report)
+            match reason {
+                Reason::OutsideHours | Reason::FrequencyCap => v.next_allowed_at,
+                Reason::Dnc | Reason::NoConsent | Reason::UnknownLocalTime => {
+                    report.warn(
+                        "add_to_powerdialer",
+                        format!(
+                            "Not added to a PowerDialer list: {}.",
+                            blocked_because(reason)
+                        ),
+                    );
+                    return (None, report, Some(v));
+                }
+            }
         }
+    };
+    report.change(Action::PowerdialerAdded {
+        user_id,
+        position: lead.powerdialer_position,
+        not_before,
+    });
+    (
+        Some(Queued {
+            user_id,
+            not_before,
+        }),
+        report,
+        Some(v),
+    )
+}
+
+/// A PowerDialer entry a lead adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub user_id: i64,
+    /// Not to be dialed before this instant (§9).
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why the policy refused, as the end of a sentence.
+fn blocked_because(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Dnc => "the number is on the do-not-contact list",
+        Reason::NoConsent => "the account requires consent for calls and the contact has none",
+        Reason::UnknownLocalTime => {
+            "the contact's local time is unknown (no timezone, state or area code tells it)"
+        }
+        Reason::OutsideHours => "outside the contact's calling window",
+        Reason::FrequencyCap => "the contact was reached as often as the law allows today",
     }
 }
 
@@ -634,13 +696,56 @@ mod tests {
     #[test]
     fn powerdialer_needs_an_owner_and_a_contact_not_yet_queued() {
         let mut l = lead();
-        assert_eq!(powerdialer(&l, Some(3), false), (None, Report::default()));
+        let allowed = || verdict(None, None);
+        assert_eq!(
+            powerdialer(&l, Some(3), false, allowed),
+            (None, Report::default(), None)
+        );
         l.flags.add_to_powerdialer = true;
-        assert_eq!(powerdialer(&l, None, false).0, None);
-        assert_eq!(powerdialer(&l, Some(3), true).0, None);
-        let (user, report) = powerdialer(&l, Some(3), false);
-        assert_eq!(user, Some(3));
-        assert!(report.changed);
+        assert_eq!(powerdialer(&l, None, false, allowed).0, None);
+        assert_eq!(powerdialer(&l, Some(3), true, allowed).0, None);
+        let (queued, report, v) = powerdialer(&l, Some(3), false, allowed);
+        assert_eq!(queued.map(|q| (q.user_id, q.not_before)), Some((3, None)));
+        assert!(report.changed && v.is_some());
+    }
+
+    fn verdict(reason: Option<Reason>, next: Option<DateTime<Utc>>) -> Verdict {
+        Verdict {
+            channel: crate::policy::Channel::Call,
+            reason,
+            rule: "US-federal".into(),
+            next_allowed_at: next,
+        }
+    }
+
+    #[test]
+    fn the_policy_holds_an_entry_until_its_window_or_refuses_it() {
+        let mut l = lead();
+        l.flags.add_to_powerdialer = true;
+        let at = DateTime::from_timestamp(1_800_000_000, 0);
+        let (queued, report, _) = powerdialer(&l, Some(3), false, || {
+            verdict(Some(Reason::OutsideHours), at)
+        });
+        assert_eq!(
+            queued.map(|q| q.not_before),
+            Some(at),
+            "queued for the window"
+        );
+        assert!(report.actions.iter().any(|a| matches!(
+            a,
+            Action::PolicyBlocked {
+                reason: Reason::OutsideHours,
+                ..
+            }
+        )));
+        for reason in [Reason::Dnc, Reason::NoConsent, Reason::UnknownLocalTime] {
+            let (queued, report, v) =
+                powerdialer(&l, Some(3), false, || verdict(Some(reason), None));
+            assert_eq!(queued, None, "{reason:?} adds nothing");
+            assert!(!report.changed, "{reason:?}");
+            assert_eq!(report.warnings.len(), 1, "{reason:?}");
+            assert_eq!(v.and_then(|v| v.reason), Some(reason));
+        }
     }
 
     #[test]

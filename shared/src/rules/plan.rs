@@ -9,7 +9,9 @@ use crate::intake::IntakeStatus;
 use crate::lead::Lead;
 use crate::outcome::{Action, Warning};
 use crate::phone::PhoneNumber;
+use crate::policy::{self, Channel, Consent, Facts, Verdict, table::RuleTable};
 use crate::snapshot::{ContactView, Snapshot};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 
 /// The contact a lead lands on.
@@ -19,6 +21,16 @@ pub struct Landing<'a> {
     pub contact: &'a ContactView,
     /// The lead matched it: stored, or created by an earlier lead of the same transaction.
     pub existing: bool,
+}
+
+/// What the contact policy (§9) judges a lead's attempts by, besides the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge<'a> {
+    pub rules: &'a RuleTable,
+    /// The instant of the decision.
+    pub now: DateTime<Utc>,
+    /// When the lead was received: the time of its consent when it names none.
+    pub received_at: DateTime<Utc>,
 }
 
 /// What a lead does to its contact, and what it reports.
@@ -33,8 +45,10 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
     pub row: RowPlan,
     pub related: RelatedPlan,
-    /// The owner whose PowerDialer list gets the contact.
-    pub powerdialer: Option<i64>,
+    /// The PowerDialer entry the contact gets.
+    pub powerdialer: Option<super::Queued>,
+    /// The contact policy's verdicts on the lead's attempts (§9).
+    pub verdicts: Vec<Verdict>,
     /// The matched contact changed, or force_update touched it: its row is written back
     /// with a new `updated_at`.
     pub touched: bool,
@@ -69,9 +83,18 @@ impl RowPlan {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RelatedPlan {
     pub numbers: Vec<NewNumber>,
+    /// Consent records the lead brings, one per channel (§9).
+    pub consents: Vec<NewConsent>,
     pub note: Option<String>,
     pub tag: Option<i64>,
     pub enrollment: Enrollment,
+}
+
+/// A consent record the contact gets: a channel of the lead's consent, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConsent {
+    pub channel: crate::lead::ConsentChannel,
+    pub given_at: DateTime<Utc>,
 }
 
 /// A number the contact gets.
@@ -90,15 +113,30 @@ pub fn plan(
     account_id: i64,
     lead: &Lead,
     landing: Landing<'_>,
+    judge: Judge<'_>,
     rng: &mut impl Rng,
 ) -> Plan {
     let (links, mut report) = super::links(snap, account_id, lead);
     let (row, head, row_report) = own_row(snap, lead, &links, landing, rng);
     report.absorb(row_report);
-    let (related, related_report) = related(snap, account_id, lead, &links, landing);
+    let (mut related, related_report) = related(snap, account_id, lead, &links, landing);
     report.absorb(related_report);
-    let (powerdialer, powerdialer_report) =
-        super::powerdialer(lead, row.owner, landing.contact.queued);
+    related.consents = consents(lead, judge.received_at);
+    if !related.consents.is_empty() {
+        report.change(Action::ConsentRecorded {
+            channels: related.consents.iter().map(|c| c.channel).collect(),
+        });
+    }
+    let call = || {
+        let contact = planned_contact(landing.contact, &row);
+        let consents = Consents {
+            stored: &landing.contact.consents,
+            new: &related.consents,
+        };
+        verdict(Channel::Call, snap, account_id, &contact, consents, judge)
+    };
+    let (powerdialer, powerdialer_report, verdict) =
+        super::powerdialer(lead, row.owner, landing.contact.queued, call);
     report.absorb(powerdialer_report);
 
     let force = lead.flags.force_update;
@@ -115,7 +153,93 @@ pub fn plan(
         row,
         related,
         powerdialer,
+        verdicts: verdict.into_iter().collect(),
         touched: landing.existing && (report.changed || force),
+    }
+}
+
+/// The consent records `lead` brings: one per channel of its `consent`.
+fn consents(lead: &Lead, received_at: DateTime<Utc>) -> Vec<NewConsent> {
+    let Some(c) = &lead.evidence.consent else {
+        return Vec::new();
+    };
+    c.channels
+        .iter()
+        .map(|channel| NewConsent {
+            channel: *channel,
+            given_at: c.given_at.unwrap_or(received_at),
+        })
+        .collect()
+}
+
+/// The contact's row as the lead leaves it.
+fn planned_contact(contact: &ContactView, row: &RowPlan) -> contact::Model {
+    let mut model = contact.model.clone();
+    row.apply(&mut model);
+    model
+}
+
+/// A contact's consent records and those its lead brings.
+#[derive(Clone, Copy)]
+struct Consents<'a> {
+    stored: &'a [Consent],
+    new: &'a [NewConsent],
+}
+
+/// The policy's verdict on reaching `contact` on `channel` (§9), with the consent the lead
+/// brings counted.
+fn verdict(
+    channel: Channel,
+    snap: &Snapshot,
+    account_id: i64,
+    contact: &contact::Model,
+    consents: Consents<'_>,
+    judge: Judge<'_>,
+) -> Verdict {
+    let number = PhoneNumber::from_e164(contact.phone_number.clone());
+    let consents: Vec<Consent> = consents
+        .new
+        .iter()
+        .filter_map(|c| {
+            let channel = match c.channel {
+                crate::lead::ConsentChannel::Call => Channel::Call,
+                crate::lead::ConsentChannel::Sms => Channel::Sms,
+                crate::lead::ConsentChannel::Email => return None,
+            };
+            Some(Consent {
+                channel,
+                given_at: c.given_at,
+                revoked_at: None,
+            })
+        })
+        .chain(consents.stored.iter().cloned())
+        .collect();
+    let dnc = snap
+        .dnc
+        .get(&(account_id, contact.phone_number.clone()))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let account = snap.policies.get(&account_id).copied().unwrap_or_default();
+    match number {
+        Ok(number) => {
+            let facts = Facts {
+                number: &number,
+                timezone: contact.timezone.as_deref().and_then(|t| t.parse().ok()),
+                state: contact.state.as_deref(),
+                consents: &consents,
+                dnc,
+                recent_sends: &[],
+            };
+            policy::decide(channel, &facts, &account, judge.rules, judge.now)
+        }
+        // A stored number is E.164 by a CHECK constraint; should one not parse, nothing
+        // is known of where the contact is.
+        Err(_) => Verdict {
+            channel,
+            reason: Some(policy::Reason::UnknownLocalTime),
+            rule: "US-federal".into(),
+            next_allowed_at: None,
+        },
     }
 }
 
@@ -184,6 +308,7 @@ fn related(
     report.absorb(sequence_report);
     let related = RelatedPlan {
         numbers,
+        consents: Vec::new(),
         note: note.map(str::to_owned),
         tag,
         enrollment,
@@ -211,6 +336,15 @@ mod tests {
     use rand::rngs::StdRng;
 
     const ACCOUNT: i64 = 1;
+
+    fn judge(rules: &RuleTable) -> Judge<'_> {
+        let now = Utc::now();
+        Judge {
+            rules,
+            now,
+            received_at: now,
+        }
+    }
 
     fn number(e164: &str) -> PhoneNumber {
         PhoneNumber::from_e164(e164.into()).expect("e164")
@@ -272,7 +406,15 @@ mod tests {
             contact: &contact,
             existing: true,
         };
-        let p = plan(&snap, ACCOUNT, &l, landing, &mut StdRng::seed_from_u64(0));
+        let rules = policy::table::shipped();
+        let p = plan(
+            &snap,
+            ACCOUNT,
+            &l,
+            landing,
+            judge(&rules),
+            &mut StdRng::seed_from_u64(0),
+        );
         assert_eq!(p.contact_id, 2);
         assert_eq!(p.status, IntakeStatus::Merged);
         assert!(p.touched);
@@ -303,7 +445,15 @@ mod tests {
             contact: &contact,
             existing: false,
         };
-        let p = plan(&snap, ACCOUNT, &l, landing, &mut StdRng::seed_from_u64(0));
+        let rules = policy::table::shipped();
+        let p = plan(
+            &snap,
+            ACCOUNT,
+            &l,
+            landing,
+            judge(&rules),
+            &mut StdRng::seed_from_u64(0),
+        );
         assert_eq!(p.status, IntakeStatus::Created);
         assert!(!p.touched, "a new row is inserted whole");
         assert_eq!(

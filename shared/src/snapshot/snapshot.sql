@@ -16,7 +16,8 @@ SELECT json_build_object(
              'contact_id', i.contact_id, 'actions', i.actions, 'warnings', i.warnings)), '[]'::json)
     FROM lead_intakes i WHERE i.id = ANY ($1::uuid[])),
   'accounts', (
-    SELECT coalesce(json_agg(a.id), '[]'::json) FROM accounts a WHERE a.id = ANY ($2::bigint[])),
+    SELECT coalesce(json_agg(json_build_array(a.id, a.require_consent)), '[]'::json)
+    FROM accounts a WHERE a.id = ANY ($2::bigint[])),
   'tokens', (
     SELECT coalesce(json_agg(t.id), '[]'::json) FROM api_tokens t WHERE t.id = ANY ($3::bigint[])),
   -- (account, number) pairs joined to the unique (account_id, phone_number) index.
@@ -25,6 +26,13 @@ SELECT json_build_object(
     FROM unnest($4::bigint[], $5::text[]) AS k(account_id, phone_number)
     JOIN contact_phone_numbers n
       ON n.account_id = k.account_id AND n.phone_number = k.phone_number),
+  -- The do-not-contact entries of the same pairs, on the unique (account_id, phone_number,
+  -- channel) index's prefix.
+  'dnc', (
+    SELECT coalesce(json_agg(json_build_array(d.account_id, d.phone_number, d.channel, d.expires_at)), '[]'::json)
+    FROM unnest($4::bigint[], $5::text[]) AS k(account_id, phone_number)
+    JOIN do_not_contact d
+      ON d.account_id = k.account_id AND d.phone_number = k.phone_number),
   'users', (
     SELECT coalesce(json_agg(json_build_array(t.account_id, t.id)), '[]'::json)
     FROM unnest($6::bigint[], $7::bigint[]) AS k(account_id, id)

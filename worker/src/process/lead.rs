@@ -17,12 +17,16 @@ use sea_orm::{
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
-    contact, contact_note, contact_phone_number, contact_tag, powerdialer_item, sequence_enrollment,
+    contact, contact_consent, contact_note, contact_phone_number, contact_tag, powerdialer_item,
+    sequence_enrollment,
 };
 use shared::intake::IntakeMessage;
+use shared::lead::ConsentChannel;
 use shared::lead::{Lead, PowerdialerPosition};
 use shared::phone::PhoneNumber;
-use shared::rules::{self, Landing, Plan};
+use shared::policy::table::RuleTable;
+use shared::policy::{Channel, Consent};
+use shared::rules::{self, Judge, Landing, Plan};
 use shared::snapshot::{ContactView, Snapshot};
 use std::collections::{HashMap, VecDeque};
 
@@ -33,6 +37,8 @@ pub(crate) struct PowerdialerPlan {
     pub account_id: i64,
     pub contact_id: i64,
     pub position: PowerdialerPosition,
+    /// Outside the contact's calling window: dialed from this instant (§9).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// A contact as this transaction sees it.
@@ -52,10 +58,12 @@ struct NewEnrollment {
 }
 
 /// The transaction's view and the writes it has planned.
-pub(crate) struct Batch {
+pub(crate) struct Batch<'r> {
     /// What the leads read; its numbers' contacts are kept up to date as leads add numbers.
     snap: Snapshot,
     now: DateTime<Utc>,
+    /// The contact policy's rule table.
+    rules: &'r RuleTable,
     /// Locked existing contacts and contacts created by this transaction.
     contacts: HashMap<i64, ContactState>,
     /// Contacts in creation order.
@@ -63,23 +71,26 @@ pub(crate) struct Batch {
     new_ids: VecDeque<i64>,
     numbers: Vec<contact_phone_number::ActiveModel>,
     notes: Vec<contact_note::ActiveModel>,
+    consents: Vec<contact_consent::ActiveModel>,
     tags: Vec<contact_tag::ActiveModel>,
     /// Contacts whose stored active enrollment ends.
     disenroll: Vec<i64>,
     enrollments: Vec<NewEnrollment>,
 }
 
-impl Batch {
-    pub fn new(mut snap: Snapshot) -> Self {
+impl<'r> Batch<'r> {
+    pub fn new(mut snap: Snapshot, rules: &'r RuleTable) -> Self {
         let new_ids = std::mem::take(&mut snap.new_ids).into();
         Self {
             snap,
             now: Utc::now(),
+            rules,
             contacts: HashMap::new(),
             created: Vec::new(),
             new_ids,
             numbers: Vec::new(),
             notes: Vec::new(),
+            consents: Vec::new(),
             tags: Vec::new(),
             disenroll: Vec::new(),
             enrollments: Vec::new(),
@@ -142,18 +153,22 @@ impl Batch {
         if let Some(body) = &related.note {
             self.add_note(account_id, contact_id, m.intake_id, body);
         }
+        for c in &related.consents {
+            self.add_consent(st, m, contact_id, c);
+        }
         if let Some(tag_id) = related.tag {
             st.view.tags.insert(tag_id);
             self.add_tag(account_id, contact_id, tag_id);
         }
         self.enroll(st, account_id, &related.enrollment);
-        plan.powerdialer.map(|user_id| {
+        plan.powerdialer.map(|q| {
             st.view.queued = true;
             PowerdialerPlan {
-                user_id,
+                user_id: q.user_id,
                 account_id,
                 contact_id,
                 position: m.lead.powerdialer_position,
+                not_before: q.not_before,
             }
         })
     }
@@ -171,6 +186,49 @@ impl Batch {
             ..Default::default()
         });
         self.snap.owners.insert((account_id, e164), contact_id);
+    }
+
+    /// A consent record of the lead's consent, with its evidence; the transaction's view of
+    /// the contact counts it for the leads after this one.
+    fn add_consent(
+        &mut self,
+        st: &mut ContactState,
+        m: &IntakeMessage,
+        contact_id: i64,
+        c: &rules::NewConsent,
+    ) {
+        let evidence = &m.lead.evidence;
+        let Some(consent) = &evidence.consent else {
+            return;
+        };
+        let channel = match c.channel {
+            ConsentChannel::Call => Some(Channel::Call),
+            ConsentChannel::Sms => Some(Channel::Sms),
+            ConsentChannel::Email => None,
+        };
+        if let Some(channel) = channel {
+            st.view.consents.push(Consent {
+                channel,
+                given_at: c.given_at,
+                revoked_at: None,
+            });
+        }
+        self.consents.push(contact_consent::ActiveModel {
+            account_id: Set(m.account_id),
+            contact_id: Set(contact_id),
+            channel: Set(c.channel.as_str().to_owned()),
+            given_at: Set(c.given_at),
+            text: Set(consent.text.clone()),
+            source_url: Set(consent.source_url.clone()),
+            ip: Set(consent.ip.clone()),
+            user_agent: Set(consent.user_agent.clone()),
+            seller: Set(consent.seller.clone()),
+            trustedform_cert_url: Set(evidence.trustedform_cert_url.clone()),
+            leadid_token: Set(evidence.leadid_token.clone()),
+            intake_id: Set(Some(m.intake_id)),
+            created_at: Set(self.now),
+            ..Default::default()
+        });
     }
 
     fn add_note(&mut self, account_id: i64, contact_id: i64, intake_id: uuid::Uuid, body: &str) {
@@ -228,7 +286,7 @@ impl Batch {
 /// and applies the plan. `None` when its contact is held by another transaction (nothing
 /// is planned for it then).
 pub(crate) fn plan(
-    batch: &mut Batch,
+    batch: &mut Batch<'_>,
     intake: &Attempt,
     rng: &mut impl Rng,
 ) -> Result<Option<Planned>, DbErr> {
@@ -249,7 +307,12 @@ pub(crate) fn plan(
         contact: &st.view,
         existing,
     };
-    let plan = rules::plan(&batch.snap, m.account_id, &m.lead, landing, rng);
+    let judge = Judge {
+        rules: batch.rules,
+        now: batch.now,
+        received_at: m.received_at,
+    };
+    let plan = rules::plan(&batch.snap, m.account_id, &m.lead, landing, judge, rng);
     // Recorded now; the entry is placed last in the transaction (see place_on_powerdialers),
     // and if that fails nothing of the lead commits.
     let powerdialer = batch.apply(&mut st, m, &plan);
@@ -264,12 +327,13 @@ pub(crate) fn plan(
 }
 
 /// Writes everything the batch planned but the PowerDialer entries.
-pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(), DbErr> {
+pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result<(), DbErr> {
     let Batch {
         contacts,
         created,
         numbers,
         notes,
+        consents,
         tags,
         disenroll,
         enrollments,
@@ -284,6 +348,13 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch) -> Result<(),
     }
     if !notes.is_empty() {
         contact_note::Entity::insert_many(notes)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !consents.is_empty() {
+        // A redelivered lead's records exist already (unique per intake and channel).
+        contact_consent::Entity::insert_many(consents)
+            .on_conflict_do_nothing()
             .exec_without_returning(txn)
             .await?;
     }
@@ -419,6 +490,7 @@ pub(crate) async fn place_on_powerdialers(
             contact_id: Set(plan.contact_id),
             position: Set(position),
             status: Set(PowerdialerStatus::Queued),
+            not_before: Set(plan.not_before),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()

@@ -167,11 +167,22 @@ enum Step {
 pub struct Processor {
     /// The pool; each transaction holds one connection.
     db: DatabaseConnection,
+    /// The contact policy's rule table (§9).
+    rules: std::sync::Arc<shared::policy::table::RuleTable>,
 }
 
 impl Processor {
+    /// A processor judging by the rule table shipped with the product.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self::with_rules(db, std::sync::Arc::new(shared::policy::table::shipped()))
+    }
+
+    /// A processor judging by `rules` (`POLICY__RULES_FILE`).
+    pub fn with_rules(
+        db: DatabaseConnection,
+        rules: std::sync::Arc<shared::policy::table::RuleTable>,
+    ) -> Self {
+        Self { db, rules }
     }
 
     /// Processes one intake in a transaction of its own.
@@ -266,7 +277,7 @@ impl Processor {
         let free = lock_leads(&txn, &lead_keys, mode).await?;
         // Read after the locks: this statement's snapshot includes every earlier holder's
         // commit.
-        let mut batch = lead::Batch::new(snapshot::read(&txn, &wanted).await?);
+        let mut batch = lead::Batch::new(snapshot::read(&txn, &wanted).await?, &self.rules);
         lock_contacts(&txn, &mut batch, intakes, &free, mode).await?;
         let steps = plan_all(&mut batch, intakes, &free)?;
         write(&txn, batch, intakes, &steps).await?;
@@ -400,7 +411,7 @@ async fn lock_leads(
 /// ones), then read with what the rules need to know of them.
 async fn lock_contacts(
     txn: &DatabaseTransaction,
-    batch: &mut lead::Batch,
+    batch: &mut lead::Batch<'_>,
     intakes: &[Attempt],
     free: &[bool],
     mode: LockMode,
@@ -443,7 +454,7 @@ async fn lock_contacts(
 /// Plans every lead in order: already finished, a repeat of an earlier one, busy, failed,
 /// or planned by the §4 rules.
 fn plan_all(
-    batch: &mut lead::Batch,
+    batch: &mut lead::Batch<'_>,
     intakes: &[Attempt],
     free: &[bool],
 ) -> Result<Vec<Step>, DbErr> {
@@ -487,7 +498,7 @@ fn plan_all(
 /// records, then the PowerDialer entries (last, so their list locks are held briefly).
 async fn write(
     txn: &DatabaseTransaction,
-    batch: lead::Batch,
+    batch: lead::Batch<'_>,
     intakes: &[Attempt],
     steps: &[Step],
 ) -> Result<(), DbErr> {
