@@ -337,14 +337,12 @@ impl Sender<'_> {
         Ok(outcome)
     }
 
+    /// Sends `rows` through the bulk endpoint, again and again for those told to wait,
+    /// until each is accepted or rejected.
     async fn bulk(&self, mut rows: Vec<Row>, outcome: &mut Outcome) -> anyhow::Result<()> {
         let mut unavailable = 0;
         while !rows.is_empty() {
-            let mut body = String::with_capacity(rows.iter().map(|r| r.lead.len() + 1).sum());
-            for row in &rows {
-                body.push_str(&row.lead);
-                body.push('\n');
-            }
+            let body = ndjson(&rows);
             let key = format!("import-{}", hex::encode(Sha256::digest(body.as_bytes())));
             let answer = self
                 .post(
@@ -360,31 +358,7 @@ impl Sender<'_> {
                     let bulk: BulkAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
                         anyhow::anyhow!("Failed to read the receiver's bulk answer: {e}")
                     })?;
-                    let mut again = Vec::new();
-                    let mut wait = Duration::ZERO;
-                    let mut rows_by_index: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
-                    for result in bulk.results {
-                        let Some(row) = rows_by_index.get_mut(result.index).and_then(Option::take)
-                        else {
-                            continue;
-                        };
-                        match result.status {
-                            202 => outcome.accepted += 1,
-                            429 => {
-                                let ms = result.retry_after_ms.unwrap_or(1000);
-                                wait = wait.max(Duration::from_millis(ms));
-                                again.push(row);
-                            }
-                            503 => {
-                                wait = wait.max(Duration::from_secs(2));
-                                again.push(row);
-                            }
-                            _ => outcome.rejected.push((row, result.errors)),
-                        }
-                    }
-                    // A row the answer does not mention is sent again.
-                    again.extend(rows_by_index.into_iter().flatten());
-                    again.sort_by_key(|r| r.number);
+                    let (again, mut wait) = sort_results(rows, bulk, outcome);
                     rows = again;
                     if answer.replayed {
                         // Waits from the first time have passed or will be told afresh.
@@ -716,6 +690,46 @@ impl Bar {
     fn done(&mut self) {
         let _ = writeln!(std::io::stderr());
     }
+}
+
+/// `rows` as one NDJSON body, a lead a line.
+fn ndjson(rows: &[Row]) -> String {
+    let mut body = String::with_capacity(rows.iter().map(|r| r.lead.len() + 1).sum());
+    for row in rows {
+        body.push_str(&row.lead);
+        body.push('\n');
+    }
+    body
+}
+
+/// Counts the accepted and rejected rows of a bulk answer into `outcome`; gives back the
+/// rows to send again, in file order, and how long to wait before sending them.
+fn sort_results(rows: Vec<Row>, bulk: BulkAnswer, outcome: &mut Outcome) -> (Vec<Row>, Duration) {
+    let mut again = Vec::new();
+    let mut wait = Duration::ZERO;
+    let mut rows_by_index: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    for result in bulk.results {
+        let Some(row) = rows_by_index.get_mut(result.index).and_then(Option::take) else {
+            continue;
+        };
+        match result.status {
+            202 => outcome.accepted += 1,
+            429 => {
+                let ms = result.retry_after_ms.unwrap_or(1000);
+                wait = wait.max(Duration::from_millis(ms));
+                again.push(row);
+            }
+            503 => {
+                wait = wait.max(Duration::from_secs(2));
+                again.push(row);
+            }
+            _ => outcome.rejected.push((row, result.errors)),
+        }
+    }
+    // A row the answer does not mention is sent again.
+    again.extend(rows_by_index.into_iter().flatten());
+    again.sort_by_key(|r| r.number);
+    (again, wait)
 }
 
 #[cfg(test)]
