@@ -290,8 +290,7 @@ async fn consume_batches(
             // Everything waiting, up to a batch: a lead that arrives alone is processed at
             // once on its own, and a steady stream forms fewer, larger transactions instead
             // of being spread over the idle consumers (each transaction costs the database
-            // the same statements whatever its size: measured in the e2e bench, 2,837 →
-            // 3,339 leads/s, worker CPU 150 → 126 µs and PostgreSQL 241 → 205 µs per lead).
+            // the same statements whatever its size; figures in docs/performance.md).
             let share = (rx.len() + 1).clamp(1, max);
             let mut batch = Vec::with_capacity(share);
             batch.push(first);
