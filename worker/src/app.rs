@@ -48,7 +48,7 @@ pub struct Worker {
 }
 
 /// What every consumer task of a session shares.
-struct Shared {
+struct ConsumerContext {
     /// Concurrency, batch size, retry delays, prefixes.
     settings: Settings,
     /// Leads → database.
@@ -117,7 +117,7 @@ impl Worker {
             self.settings.clone(),
             http_stop.clone(),
         ));
-        let shared = Arc::new(Shared {
+        let ctx = Arc::new(ConsumerContext {
             settings: self.settings,
             processor: self.processor,
             outcomes: self.outcomes,
@@ -127,7 +127,7 @@ impl Worker {
         while !stop.is_cancelled() {
             let opened = tokio::select! {
                 _ = stop.cancelled() => break,
-                s = Session::open(&shared.settings) => s,
+                s = Session::open(&ctx.settings) => s,
             };
             let session = match opened {
                 Ok(s) => s,
@@ -148,13 +148,13 @@ impl Worker {
             metrics::counter!(observe::BROKER_CONNECTS).increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
-                concurrency = shared.settings.worker.concurrency,
-                prefetch = shared.settings.worker.prefetch,
-                batch_size = shared.settings.worker.batch_size,
+                concurrency = ctx.settings.worker.concurrency,
+                prefetch = ctx.settings.worker.prefetch,
+                batch_size = ctx.settings.worker.batch_size,
                 "Consuming"
             );
             observe::set_consuming(true);
-            let end = run_session(&shared, session, &stop).await;
+            let end = run_session(&ctx, session, &stop).await;
             observe::set_consuming(false);
             match end {
                 SessionEnd::Stopped => break,
@@ -172,7 +172,7 @@ impl Worker {
 pub use shared::runtime::shutdown_signal;
 
 async fn run_session(
-    shared: &Arc<Shared>,
+    ctx: &Arc<ConsumerContext>,
     session: Session,
     stop: &CancellationToken,
 ) -> SessionEnd {
@@ -187,25 +187,25 @@ async fn run_session(
         }
     };
     let records = {
-        let (shared, session) = (shared.clone(), session.clone());
+        let (ctx, session) = (ctx.clone(), session.clone());
         let tag = format!("dead-records-{}", Uuid::new_v4().simple());
         tokio::spawn(async move {
-            crate::dead_records::run(&session, &shared.processor, &shared.outcomes, &tag).await;
+            crate::dead_records::run(&session, &ctx.processor, &ctx.outcomes, &tag).await;
         })
     };
-    let concurrency = shared.settings.worker.concurrency.max(1);
-    let (tx, rx) = mpsc::channel::<Received>(usize::from(shared.settings.worker.prefetch.max(1)));
+    let concurrency = ctx.settings.worker.concurrency.max(1);
+    let (tx, rx) = mpsc::channel::<Received>(usize::from(ctx.settings.worker.prefetch.max(1)));
     let rx = Arc::new(Mutex::new(rx));
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency {
-        tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
+        tasks.spawn(consume_batches(ctx.clone(), session.clone(), rx.clone()));
     }
 
     let end = forward(&session, &mut consumer, &tag, &tx, stop).await;
     drop(tx);
     drop(consumer);
 
-    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
+    let grace = Duration::from_millis(ctx.settings.worker.shutdown_grace_ms);
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -278,11 +278,11 @@ struct Received {
 /// One consumer task: takes what has arrived (up to a batch), processes it as one batch,
 /// settles each delivery; until the session's deliveries end.
 async fn consume_batches(
-    shared: Arc<Shared>,
+    ctx: Arc<ConsumerContext>,
     session: Arc<Session>,
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
 ) {
-    let max = shared.settings.worker.batch_size.clamp(1, MAX_BATCH);
+    let max = ctx.settings.worker.batch_size.clamp(1, MAX_BATCH);
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -302,11 +302,11 @@ async fn consume_batches(
             }
             batch
         };
-        handle_batch(&shared, &session, batch).await;
+        handle_batch(&ctx, &session, batch).await;
     }
 }
 
-async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) {
+async fn handle_batch(ctx: &ConsumerContext, session: &Session, batch: Vec<Received>) {
     let mut intakes: Vec<Attempt> = Vec::with_capacity(batch.len());
     let mut received: Vec<Received> = Vec::with_capacity(batch.len());
     let mut announcements = Vec::new();
@@ -321,7 +321,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
                 let settlement = settle::settle(Fate::Poison(&poison.reason), previous, 0);
                 let subject = Subject::Poison(poison.record.map(|b| *b));
                 let carried =
-                    settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
+                    settle::carry_out(&ctx.processor, session, &r.delivery, subject, settlement)
                         .await;
                 if let Carried::DeadLettered(a) = carried {
                     announcements.extend(a);
@@ -332,13 +332,13 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
     }
     if !intakes.is_empty() {
         metrics::histogram!(observe::BATCH_SIZE).record(intakes.len() as f64);
-        let results = shared
+        let results = ctx
             .processor
             .try_process_batch(&intakes)
             .instrument(info_span!("batch", leads = intakes.len()))
             .await;
         settle_processed(
-            shared,
+            ctx,
             session,
             &received,
             &intakes,
@@ -347,13 +347,13 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         )
         .await;
     }
-    shared.outcomes.announce(announcements);
+    ctx.outcomes.announce(announcements);
 }
 
 /// Settles each processed delivery as [`settle::settle`] decides; the committed ones are
 /// acknowledged all at once, and the intakes waiting for a retry recorded in one statement.
 async fn settle_processed(
-    shared: &Shared,
+    ctx: &ConsumerContext,
     session: &Session,
     received: &[Received],
     intakes: &[Attempt],
@@ -380,10 +380,9 @@ async fn settle_processed(
             continue;
         }
         let subject = Subject::Intake(intake);
-        let carried =
-            settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
-                .instrument(span)
-                .await;
+        let carried = settle::carry_out(&ctx.processor, session, &r.delivery, subject, settlement)
+            .instrument(span)
+            .await;
         match carried {
             Carried::Retrying(record) => retrying.push(record),
             Carried::DeadLettered(a) => announcements.extend(a),
@@ -396,7 +395,7 @@ async fn settle_processed(
     for r in committed {
         settled(r);
     }
-    record_retries(shared, &retrying).await;
+    record_retries(ctx, &retrying).await;
 }
 
 /// The span of one lead's settlement: its intake, account and attempt, and the trace the
@@ -447,13 +446,13 @@ const RECORD_RETRIES_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Marks the intakes waiting for a retry as `processing` with their attempts and last error
 /// (best effort: the retry itself is already safe in its delay queue).
-async fn record_retries(shared: &Shared, records: &[RetryRecord]) {
+async fn record_retries(ctx: &ConsumerContext, records: &[RetryRecord]) {
     if records.is_empty() {
         return;
     }
     match tokio::time::timeout(
         RECORD_RETRIES_TIMEOUT,
-        shared.processor.record_retries(records),
+        ctx.processor.record_retries(records),
     )
     .await
     {
