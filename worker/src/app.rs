@@ -5,7 +5,7 @@
 use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
 use crate::decode;
-use crate::observe;
+use crate::ops_server;
 use crate::process::{Attempt, Outcome, ProcessError, Processor, RetryRecord};
 use crate::settle::{self, Carried, Fate, Settlement, Subject};
 use anyhow::Context;
@@ -70,7 +70,7 @@ impl Worker {
     /// Sets up the database pool (connecting lazily, so a worker starts while the database
     /// is still coming up), the metrics recorder and the metrics listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let metrics = observe::recorder()?;
+        let metrics = ops_server::recorder()?;
         let db = crate::db::connect(&settings)
             .await
             .context("Failed to set up the database pool")?;
@@ -108,7 +108,7 @@ impl Worker {
             });
         }
         let http_stop = CancellationToken::new();
-        let http = tokio::spawn(observe::serve(
+        let http = tokio::spawn(ops_server::serve(
             self.listener,
             self.metrics,
             http_stop.clone(),
@@ -145,7 +145,7 @@ impl Worker {
                 }
             };
             backoff.reset();
-            metrics::counter!(observe::BROKER_CONNECTS).increment(1);
+            metrics::counter!(ops_server::BROKER_CONNECTS).increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
                 concurrency = ctx.settings.worker.concurrency,
@@ -153,9 +153,9 @@ impl Worker {
                 batch_size = ctx.settings.worker.batch_size,
                 "Consuming"
             );
-            observe::set_consuming(true);
+            ops_server::set_consuming(true);
             let end = run_session(&ctx, session, &stop).await;
-            observe::set_consuming(false);
+            ops_server::set_consuming(false);
             match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
@@ -251,7 +251,7 @@ async fn forward(
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    observe::taken(*delivery.properties.timestamp());
+                    ops_server::taken(*delivery.properties.timestamp());
                     let received = Received { delivery, at: Instant::now() };
                     if tx.send(received).await.is_err() {
                         break SessionEnd::Lost;
@@ -331,7 +331,7 @@ async fn handle_batch(ctx: &ConsumerContext, session: &Session, batch: Vec<Recei
         }
     }
     if !intakes.is_empty() {
-        metrics::histogram!(observe::BATCH_SIZE).record(intakes.len() as f64);
+        metrics::histogram!(ops_server::BATCH_SIZE).record(intakes.len() as f64);
         let results = ctx
             .processor
             .try_process_batch(&intakes)
@@ -373,7 +373,7 @@ async fn settle_processed(
         let span = lead_span(r, intake);
         if let (Settlement::Ack, Ok(outcome)) = (&settlement, result) {
             span.in_scope(|| {
-                observe::committed(intake.message.received_at);
+                ops_server::committed(intake.message.received_at);
                 announcements.push(finished(outcome));
             });
             committed.push(r);
@@ -415,7 +415,7 @@ fn lead_span(r: &Received, intake: &Attempt) -> tracing::Span {
 }
 
 fn settled(r: &Received) {
-    observe::settled(r.at);
+    ops_server::settled(r.at);
 }
 
 fn finished(o: Outcome) -> Announcement {
@@ -424,7 +424,7 @@ fn finished(o: Outcome) -> Announcement {
     } else {
         o.status.as_str()
     };
-    metrics::counter!(observe::LEADS, "outcome" => label).increment(1);
+    metrics::counter!(ops_server::LEADS, "outcome" => label).increment(1);
     info!(
         intake_id = %o.intake_id,
         status = o.status.as_str(),

@@ -206,7 +206,7 @@ impl Processor {
         let all: Vec<usize> = (0..intakes.len()).collect();
         let deferred = self.settle(intakes, &all, LockMode::Try, &mut out).await;
         if !deferred.is_empty() {
-            metrics::counter!(crate::observe::DEFERRED).increment(deferred.len() as u64);
+            metrics::counter!(crate::ops_server::DEFERRED).increment(deferred.len() as u64);
             let still = self
                 .settle(intakes, &deferred, LockMode::Wait, &mut out)
                 .await;
