@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-pub use shared::outcome::{Action, Warning};
+use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 
 /// One attempt at processing an intake: its message, delivered once more.
