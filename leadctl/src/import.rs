@@ -206,9 +206,9 @@ pub async fn run(
         }
         tokio::select! {
             biased;
-            Some(outcome) = in_flight.next() => {
+            Some(tally) = in_flight.next() => {
                 firsts.pop_front();
-                book.add(outcome?)?;
+                book.add(tally?)?;
             }
             _ = stop.cancelled() => {
                 interrupted = Some(
@@ -292,8 +292,8 @@ struct Sender<'a> {
     args: &'a ImportArgs,
 }
 
-/// What became of one chunk.
-struct Outcome {
+/// The count of one chunk: its rows, how many were accepted, which were rejected.
+struct ChunkTally {
     rows: u64,
     accepted: u64,
     /// Each refused row with its errors (if the receiver named any), in file order.
@@ -322,29 +322,27 @@ struct Answer {
 
 impl Sender<'_> {
     /// Sends `rows` until each is accepted or rejected.
-    async fn send(&self, rows: Vec<Row>) -> anyhow::Result<Outcome> {
-        let mut outcome = Outcome {
+    async fn send(&self, rows: Vec<Row>) -> anyhow::Result<ChunkTally> {
+        let mut tally = ChunkTally {
             rows: rows.len() as u64,
             accepted: 0,
             rejected: Vec::new(),
         };
         if self.args.dry_run {
-            self.validate(rows, &mut outcome).await?;
+            self.validate(rows, &mut tally).await?;
         } else {
-            self.bulk(rows, &mut outcome).await?;
+            self.bulk(rows, &mut tally).await?;
         }
-        outcome.rejected.sort_by_key(|(row, _)| row.number);
-        Ok(outcome)
+        tally.rejected.sort_by_key(|(row, _)| row.number);
+        Ok(tally)
     }
 
-    async fn bulk(&self, mut rows: Vec<Row>, outcome: &mut Outcome) -> anyhow::Result<()> {
+    /// Sends `rows` through the bulk endpoint, again and again for those told to wait,
+    /// until each is accepted or rejected.
+    async fn bulk(&self, mut rows: Vec<Row>, tally: &mut ChunkTally) -> anyhow::Result<()> {
         let mut unavailable = 0;
         while !rows.is_empty() {
-            let mut body = String::with_capacity(rows.iter().map(|r| r.lead.len() + 1).sum());
-            for row in &rows {
-                body.push_str(&row.lead);
-                body.push('\n');
-            }
+            let body = ndjson(&rows);
             let key = format!("import-{}", hex::encode(Sha256::digest(body.as_bytes())));
             let answer = self
                 .post(
@@ -360,31 +358,7 @@ impl Sender<'_> {
                     let bulk: BulkAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
                         anyhow::anyhow!("Failed to read the receiver's bulk answer: {e}")
                     })?;
-                    let mut again = Vec::new();
-                    let mut wait = Duration::ZERO;
-                    let mut rows_by_index: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
-                    for result in bulk.results {
-                        let Some(row) = rows_by_index.get_mut(result.index).and_then(Option::take)
-                        else {
-                            continue;
-                        };
-                        match result.status {
-                            202 => outcome.accepted += 1,
-                            429 => {
-                                let ms = result.retry_after_ms.unwrap_or(1000);
-                                wait = wait.max(Duration::from_millis(ms));
-                                again.push(row);
-                            }
-                            503 => {
-                                wait = wait.max(Duration::from_secs(2));
-                                again.push(row);
-                            }
-                            _ => outcome.rejected.push((row, result.errors)),
-                        }
-                    }
-                    // A row the answer does not mention is sent again.
-                    again.extend(rows_by_index.into_iter().flatten());
-                    again.sort_by_key(|r| r.number);
+                    let (again, mut wait) = sort_results(rows, bulk, tally);
                     rows = again;
                     if answer.replayed {
                         // Waits from the first time have passed or will be told afresh.
@@ -420,7 +394,7 @@ impl Sender<'_> {
     }
 
     /// A dry run: each row through the validate endpoint, a few at a time.
-    async fn validate(&self, rows: Vec<Row>, outcome: &mut Outcome) -> anyhow::Result<()> {
+    async fn validate(&self, rows: Vec<Row>, tally: &mut ChunkTally) -> anyhow::Result<()> {
         let this = self;
         let answers: Vec<(Row, anyhow::Result<Answer>)> = futures_util::stream::iter(rows)
             .map(|row| async move {
@@ -458,8 +432,8 @@ impl Sender<'_> {
         for (row, answer) in answers {
             let answer = answer?;
             match answer.status {
-                StatusCode::OK => outcome.accepted += 1,
-                StatusCode::BAD_REQUEST => outcome.rejected.push((
+                StatusCode::OK => tally.accepted += 1,
+                StatusCode::BAD_REQUEST => tally.rejected.push((
                     row,
                     serde_json::from_value(answer.body["errors"].clone()).ok(),
                 )),
@@ -547,11 +521,11 @@ impl Book {
         }
     }
 
-    /// Books a chunk's outcome (chunks come in file order).
-    fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
-        self.summary.rows += outcome.rows;
-        self.summary.accepted += outcome.accepted;
-        for (row, errors) in &outcome.rejected {
+    /// Books a chunk's tally (chunks come in file order).
+    fn add(&mut self, tally: ChunkTally) -> anyhow::Result<()> {
+        self.summary.rows += tally.rows;
+        self.summary.accepted += tally.accepted;
+        for (row, errors) in &tally.rejected {
             self.summary.rejected += 1;
             self.rejected.write(row, errors.as_ref(), self.columns)?;
         }
@@ -716,6 +690,46 @@ impl Bar {
     fn done(&mut self) {
         let _ = writeln!(std::io::stderr());
     }
+}
+
+/// `rows` as one NDJSON body, a lead a line.
+fn ndjson(rows: &[Row]) -> String {
+    let mut body = String::with_capacity(rows.iter().map(|r| r.lead.len() + 1).sum());
+    for row in rows {
+        body.push_str(&row.lead);
+        body.push('\n');
+    }
+    body
+}
+
+/// Counts the accepted and rejected rows of a bulk answer into `tally`; gives back the
+/// rows to send again, in file order, and how long to wait before sending them.
+fn sort_results(rows: Vec<Row>, bulk: BulkAnswer, tally: &mut ChunkTally) -> (Vec<Row>, Duration) {
+    let mut again = Vec::new();
+    let mut wait = Duration::ZERO;
+    let mut rows_by_index: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    for result in bulk.results {
+        let Some(row) = rows_by_index.get_mut(result.index).and_then(Option::take) else {
+            continue;
+        };
+        match result.status {
+            202 => tally.accepted += 1,
+            429 => {
+                let ms = result.retry_after_ms.unwrap_or(1000);
+                wait = wait.max(Duration::from_millis(ms));
+                again.push(row);
+            }
+            503 => {
+                wait = wait.max(Duration::from_secs(2));
+                again.push(row);
+            }
+            _ => tally.rejected.push((row, result.errors)),
+        }
+    }
+    // A row the answer does not mention is sent again.
+    again.extend(rows_by_index.into_iter().flatten());
+    again.sort_by_key(|r| r.number);
+    (again, wait)
 }
 
 #[cfg(test)]

@@ -161,17 +161,13 @@ impl Fixture {
         )
     }
 
-    /// Waits (bounded) until `queue` holds `want` ready messages; returns what it holds.
+    /// Waits (bounded) until `queue` holds `want` ready messages; returns that count.
     async fn settles_at(&self, queue: String, want: u32) -> u32 {
-        let mut now = 0;
-        for _ in 0..100 {
-            now = self.ready(queue.clone()).await;
-            if now == want {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        now
+        let what = format!("{want} ready messages in {queue}");
+        testkit::eventually(&what, std::time::Duration::from_secs(5), || async {
+            (self.ready(queue.clone()).await == want).then_some(want)
+        })
+        .await
     }
 
     async fn ready(&self, queue: String) -> u32 {

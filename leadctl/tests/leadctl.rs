@@ -359,18 +359,16 @@ async fn status_when(
     what: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let s = status_json(settings);
-        if ready(&s) {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status never showed {what}: {s:#}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    testkit::eventually(
+        &format!("status showing {what}"),
+        std::time::Duration::from_secs(30),
+        || {
+            let s = status_json(settings);
+            let shown = ready(&s).then_some(s);
+            async move { shown }
+        },
+    )
+    .await
 }
 
 #[tokio::test]

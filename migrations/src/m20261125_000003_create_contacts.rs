@@ -2,15 +2,8 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(
-            manager,
-            r#"
+/// The tables and their indexes.
+const UP: &str = r#"
 CREATE TABLE contacts (
     id                    BIGSERIAL PRIMARY KEY,
     account_id            BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
@@ -100,9 +93,15 @@ CREATE TABLE contact_tags (
 );
 -- "Contacts with tag X" in the read API.
 CREATE INDEX contact_tags_account_tag_idx ON contact_tags (account_id, tag_id, contact_id);
-"#,
-        )
-        .await
+"#;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::run_sql(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -4,10 +4,9 @@
 use anyhow::Context;
 use shared::config::Settings;
 
-/// Every request allocates and frees its body, headers, lead and message; malloc and free
-/// were a tenth of the receiver's CPU under load. jemalloc's thread caches cut the CPU per
-/// request by about a tenth at the same memory (mimalloc cut it as much but held 70 MB at
-/// 256 connections against jemalloc's 45; measured with scripts/bench --only receiver).
+/// Every request allocates and frees its body, headers, lead and message; jemalloc's
+/// thread caches make that cheaper at the same memory (docs/performance.md, "The
+/// receiver's allocator", has the figures).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -18,13 +18,14 @@ use crate::sources::schema::{
     OtherPhoneNumberInput, PowerdialerPositionInput,
 };
 use crate::sources::single::{Accepted, Finished};
-use crate::sources::validate::{Validated, Warning};
+use crate::sources::validate::Validated;
 use crate::web::error::{Invalid, TooMany};
 use crate::web::ops::{Health, Readiness};
 use crate::web::respond::{self, Body, Message};
 use hyper::{Response, StatusCode, header};
 use serde_json::Value;
 use shared::answer::{BulkAnswer, BulkResult};
+use shared::outcome::Warning;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -146,8 +146,9 @@ pub async fn delete_topology(settings: &Settings) {
     let _ = conn.close(0, "done".into()).await;
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+/// Polls `check` every 20 ms until it returns `Some`, and gives that value; panics naming
+/// `what` was awaited if `timeout` passes first. The one way a test waits for a condition.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -155,11 +156,12 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
-            return Some(value);
+            return value;
         }
-        if Instant::now() >= deadline {
-            return None;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

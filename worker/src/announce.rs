@@ -44,7 +44,7 @@ impl Announcer {
             return;
         }
         let Some(mut conn) = self.conn.clone() else {
-            metrics::counter!(crate::observe::OUTCOME_PUBLISH_FAILURES)
+            metrics::counter!(crate::ops_server::OUTCOME_PUBLISH_FAILURES)
                 .increment(outcomes.len() as u64);
             return;
         };
@@ -67,7 +67,7 @@ impl Announcer {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".to_owned(),
             };
-            metrics::counter!(crate::observe::OUTCOME_PUBLISH_FAILURES).increment(count);
+            metrics::counter!(crate::ops_server::OUTCOME_PUBLISH_FAILURES).increment(count);
             warn!(error = %failure, count, "Failed to announce outcomes on Redis");
         });
     }

@@ -5,7 +5,7 @@
 use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
 use crate::decode;
-use crate::observe;
+use crate::ops_server;
 use crate::process::{Attempt, Outcome, ProcessError, Processor, RetryRecord};
 use crate::settle::{self, Carried, Fate, Settlement, Subject};
 use anyhow::Context;
@@ -48,7 +48,7 @@ pub struct Worker {
 }
 
 /// What every consumer task of a session shares.
-struct Shared {
+struct ConsumerContext {
     /// Concurrency, batch size, retry delays, prefixes.
     settings: Settings,
     /// Leads → database.
@@ -70,7 +70,7 @@ impl Worker {
     /// Sets up the database pool (connecting lazily, so a worker starts while the database
     /// is still coming up), the metrics recorder and the metrics listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let metrics = observe::recorder()?;
+        let metrics = ops_server::recorder()?;
         let db = crate::db::connect(&settings)
             .await
             .context("Failed to set up the database pool")?;
@@ -112,7 +112,7 @@ impl Worker {
             });
         }
         let http_stop = CancellationToken::new();
-        let http = tokio::spawn(observe::serve(
+        let http = tokio::spawn(ops_server::serve(
             self.listener,
             self.metrics,
             http_stop.clone(),
@@ -121,7 +121,7 @@ impl Worker {
             self.settings.clone(),
             http_stop.clone(),
         ));
-        let shared = Arc::new(Shared {
+        let ctx = Arc::new(ConsumerContext {
             settings: self.settings,
             processor: self.processor,
             outcomes: self.outcomes,
@@ -131,7 +131,7 @@ impl Worker {
         while !stop.is_cancelled() {
             let opened = tokio::select! {
                 _ = stop.cancelled() => break,
-                s = Session::open(&shared.settings) => s,
+                s = Session::open(&ctx.settings) => s,
             };
             let session = match opened {
                 Ok(s) => s,
@@ -149,17 +149,17 @@ impl Worker {
                 }
             };
             backoff.reset();
-            metrics::counter!(observe::BROKER_CONNECTS).increment(1);
+            metrics::counter!(ops_server::BROKER_CONNECTS).increment(1);
             info!(
                 queue = %session.topology.intake_queue(),
-                concurrency = shared.settings.worker.concurrency,
-                prefetch = shared.settings.worker.prefetch,
-                batch_size = shared.settings.worker.batch_size,
+                concurrency = ctx.settings.worker.concurrency,
+                prefetch = ctx.settings.worker.prefetch,
+                batch_size = ctx.settings.worker.batch_size,
                 "Consuming"
             );
-            observe::set_consuming(true);
-            let end = run_session(&shared, session, &stop).await;
-            observe::set_consuming(false);
+            ops_server::set_consuming(true);
+            let end = run_session(&ctx, session, &stop).await;
+            ops_server::set_consuming(false);
             match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
@@ -176,7 +176,7 @@ impl Worker {
 pub use shared::runtime::shutdown_signal;
 
 async fn run_session(
-    shared: &Arc<Shared>,
+    ctx: &Arc<ConsumerContext>,
     session: Session,
     stop: &CancellationToken,
 ) -> SessionEnd {
@@ -191,25 +191,25 @@ async fn run_session(
         }
     };
     let records = {
-        let (shared, session) = (shared.clone(), session.clone());
+        let (ctx, session) = (ctx.clone(), session.clone());
         let tag = format!("dead-records-{}", Uuid::new_v4().simple());
         tokio::spawn(async move {
-            crate::dead_records::run(&session, &shared.processor, &shared.outcomes, &tag).await;
+            crate::dead_records::run(&session, &ctx.processor, &ctx.outcomes, &tag).await;
         })
     };
-    let concurrency = shared.settings.worker.concurrency.max(1);
-    let (tx, rx) = mpsc::channel::<Received>(usize::from(shared.settings.worker.prefetch.max(1)));
+    let concurrency = ctx.settings.worker.concurrency.max(1);
+    let (tx, rx) = mpsc::channel::<Received>(usize::from(ctx.settings.worker.prefetch.max(1)));
     let rx = Arc::new(Mutex::new(rx));
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency {
-        tasks.spawn(consume_batches(shared.clone(), session.clone(), rx.clone()));
+        tasks.spawn(consume_batches(ctx.clone(), session.clone(), rx.clone()));
     }
 
     let end = forward(&session, &mut consumer, &tag, &tx, stop).await;
     drop(tx);
     drop(consumer);
 
-    let grace = Duration::from_millis(shared.settings.worker.shutdown_grace_ms);
+    let grace = Duration::from_millis(ctx.settings.worker.shutdown_grace_ms);
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -255,7 +255,7 @@ async fn forward(
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    observe::taken(*delivery.properties.timestamp());
+                    ops_server::taken(*delivery.properties.timestamp());
                     let received = Received { delivery, at: Instant::now() };
                     if tx.send(received).await.is_err() {
                         break SessionEnd::Lost;
@@ -282,11 +282,11 @@ struct Received {
 /// One consumer task: takes what has arrived (up to a batch), processes it as one batch,
 /// settles each delivery; until the session's deliveries end.
 async fn consume_batches(
-    shared: Arc<Shared>,
+    ctx: Arc<ConsumerContext>,
     session: Arc<Session>,
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
 ) {
-    let max = shared.settings.worker.batch_size.clamp(1, MAX_BATCH);
+    let max = ctx.settings.worker.batch_size.clamp(1, MAX_BATCH);
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -294,8 +294,7 @@ async fn consume_batches(
             // Everything waiting, up to a batch: a lead that arrives alone is processed at
             // once on its own, and a steady stream forms fewer, larger transactions instead
             // of being spread over the idle consumers (each transaction costs the database
-            // the same statements whatever its size: measured in the e2e bench, 2,837 →
-            // 3,339 leads/s, worker CPU 150 → 126 µs and PostgreSQL 241 → 205 µs per lead).
+            // the same statements whatever its size; figures in docs/performance.md).
             let share = (rx.len() + 1).clamp(1, max);
             let mut batch = Vec::with_capacity(share);
             batch.push(first);
@@ -307,11 +306,11 @@ async fn consume_batches(
             }
             batch
         };
-        handle_batch(&shared, &session, batch).await;
+        handle_batch(&ctx, &session, batch).await;
     }
 }
 
-async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) {
+async fn handle_batch(ctx: &ConsumerContext, session: &Session, batch: Vec<Received>) {
     let mut intakes: Vec<Attempt> = Vec::with_capacity(batch.len());
     let mut received: Vec<Received> = Vec::with_capacity(batch.len());
     let mut announcements = Vec::new();
@@ -326,7 +325,7 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
                 let settlement = settle::settle(Fate::Poison(&poison.reason), previous, 0);
                 let subject = Subject::Poison(poison.record.map(|b| *b));
                 let carried =
-                    settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
+                    settle::carry_out(&ctx.processor, session, &r.delivery, subject, settlement)
                         .await;
                 if let Carried::DeadLettered(a) = carried {
                     announcements.extend(a);
@@ -336,14 +335,14 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         }
     }
     if !intakes.is_empty() {
-        metrics::histogram!(observe::BATCH_SIZE).record(intakes.len() as f64);
-        let results = shared
+        metrics::histogram!(ops_server::BATCH_SIZE).record(intakes.len() as f64);
+        let results = ctx
             .processor
             .try_process_batch(&intakes)
             .instrument(info_span!("batch", leads = intakes.len()))
             .await;
         settle_processed(
-            shared,
+            ctx,
             session,
             &received,
             &intakes,
@@ -352,13 +351,13 @@ async fn handle_batch(shared: &Shared, session: &Session, batch: Vec<Received>) 
         )
         .await;
     }
-    shared.outcomes.announce(announcements);
+    ctx.outcomes.announce(announcements);
 }
 
 /// Settles each processed delivery as [`settle::settle`] decides; the committed ones are
 /// acknowledged all at once, and the intakes waiting for a retry recorded in one statement.
 async fn settle_processed(
-    shared: &Shared,
+    ctx: &ConsumerContext,
     session: &Session,
     received: &[Received],
     intakes: &[Attempt],
@@ -378,17 +377,16 @@ async fn settle_processed(
         let span = lead_span(r, intake);
         if let (Settlement::Ack, Ok(outcome)) = (&settlement, result) {
             span.in_scope(|| {
-                observe::committed(intake.message.received_at);
+                ops_server::committed(intake.message.received_at);
                 announcements.push(finished(outcome));
             });
             committed.push(r);
             continue;
         }
         let subject = Subject::Intake(intake);
-        let carried =
-            settle::carry_out(&shared.processor, session, &r.delivery, subject, settlement)
-                .instrument(span)
-                .await;
+        let carried = settle::carry_out(&ctx.processor, session, &r.delivery, subject, settlement)
+            .instrument(span)
+            .await;
         match carried {
             Carried::Retrying(record) => retrying.push(record),
             Carried::DeadLettered(a) => announcements.extend(a),
@@ -401,7 +399,7 @@ async fn settle_processed(
     for r in committed {
         settled(r);
     }
-    record_retries(shared, &retrying).await;
+    record_retries(ctx, &retrying).await;
 }
 
 /// The span of one lead's settlement: its intake, account and attempt, and the trace the
@@ -421,7 +419,7 @@ fn lead_span(r: &Received, intake: &Attempt) -> tracing::Span {
 }
 
 fn settled(r: &Received) {
-    observe::settled(r.at);
+    ops_server::settled(r.at);
 }
 
 fn finished(o: Outcome) -> Announcement {
@@ -430,7 +428,7 @@ fn finished(o: Outcome) -> Announcement {
     } else {
         o.status.as_str()
     };
-    metrics::counter!(observe::LEADS, "outcome" => label).increment(1);
+    metrics::counter!(ops_server::LEADS, "outcome" => label).increment(1);
     info!(
         intake_id = %o.intake_id,
         status = o.status.as_str(),
@@ -452,13 +450,13 @@ const RECORD_RETRIES_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Marks the intakes waiting for a retry as `processing` with their attempts and last error
 /// (best effort: the retry itself is already safe in its delay queue).
-async fn record_retries(shared: &Shared, records: &[RetryRecord]) {
+async fn record_retries(ctx: &ConsumerContext, records: &[RetryRecord]) {
     if records.is_empty() {
         return;
     }
     match tokio::time::timeout(
         RECORD_RETRIES_TIMEOUT,
-        shared.processor.record_retries(records),
+        ctx.processor.record_retries(records),
     )
     .await
     {

@@ -16,7 +16,7 @@ pub const SESSION_OPTIONS: [(&str, &str); 5] = [
     // table grows to millions of rows. With sequential scans off, every plan, generic or
     // not, reaches a table through its index whatever its size at planning time. (Planning
     // every execution instead, `plan_cache_mode = force_custom_plan`, also re-plans each
-    // foreign-key check of every inserted row: measured 1.6 times the database CPU per lead.)
+    // foreign-key check of every inserted row, at a price docs/performance.md gives.)
     ("enable_seqscan", "off"),
     // For the same reason, joins are nested loops that descend an index per outer row: a
     // hash or merge join kept from a small table would read the other side whole.

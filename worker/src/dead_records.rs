@@ -89,8 +89,9 @@ async fn record(delivery: &Delivery, processor: &Processor, outcomes: &Announcer
     match processor.record_dead_letter(&dead).await {
         Ok(()) => {
             if by_broker {
-                metrics::counter!(crate::observe::DEAD_LETTERS, "kind" => "broker").increment(1);
-                metrics::counter!(crate::observe::LEADS, "outcome" => "dead_lettered").increment(1);
+                metrics::counter!(crate::ops_server::DEAD_LETTERS, "kind" => "broker").increment(1);
+                metrics::counter!(crate::ops_server::LEADS, "outcome" => "dead_lettered")
+                    .increment(1);
                 error!(intake_id = %dead.intake_id, attempts, reason, "Lead dead-lettered by the broker");
                 outcomes.announce(vec![Announcement {
                     intake_id: dead.intake_id,

@@ -4,7 +4,7 @@
 //! entry; one that dies leaves an entry that ages and is reported as gone. Best effort:
 //! Redis being down never holds up a lead.
 
-use crate::observe;
+use crate::ops_server;
 use chrono::{TimeZone, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::config::Settings;
@@ -59,7 +59,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let s = observe::snapshot();
+        let s = ops_server::progress();
         let beat = Heartbeat {
             id: id.clone(),
             host: host.clone(),

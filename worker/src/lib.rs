@@ -8,7 +8,7 @@
 //! - [`broker`]: the RabbitMQ session, confirmed retries and dead letters.
 //! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
 //! - [`announce`]: outcome announcements on Redis (synchronous mode).
-//! - [`observe`]: `/healthz` and `/metrics`.
+//! - [`ops_server`]: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
 pub mod announce;
@@ -18,6 +18,6 @@ pub mod db;
 pub mod dead_records;
 pub mod decode;
 pub mod heartbeat;
-pub mod observe;
+pub mod ops_server;
 pub mod process;
 pub mod settle;

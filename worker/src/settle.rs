@@ -5,7 +5,7 @@
 
 use crate::announce::Announcement;
 use crate::broker::Session;
-use crate::observe;
+use crate::ops_server;
 use crate::process::{Attempt, DeadRecord, Processor, RetryRecord};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -174,8 +174,8 @@ async fn retry(
         return Carried::Returned;
     }
     ack(delivery).await;
-    metrics::counter!(observe::RETRIES).increment(1);
-    metrics::counter!(observe::LEADS, "outcome" => "retried").increment(1);
+    metrics::counter!(ops_server::RETRIES).increment(1);
+    metrics::counter!(ops_server::LEADS, "outcome" => "retried").increment(1);
     warn!(
         intake_id = %intake.message.intake_id,
         attempt = attempts,
@@ -246,8 +246,8 @@ async fn dead_letter(
     }
     ack(delivery).await;
     let kind = kind.as_str();
-    metrics::counter!(observe::DEAD_LETTERS, "kind" => kind).increment(1);
-    metrics::counter!(observe::LEADS, "outcome" => "dead_lettered").increment(1);
+    metrics::counter!(ops_server::DEAD_LETTERS, "kind" => kind).increment(1);
+    metrics::counter!(ops_server::LEADS, "outcome" => "dead_lettered").increment(1);
     error!(intake_id = ?intake_id, attempts, reason, kind, "Lead dead-lettered");
     Carried::DeadLettered(intake_id.map(|intake_id| Announcement {
         intake_id,

@@ -596,6 +596,7 @@ async fn a_message_that_keeps_failing_its_consumer_is_dead_lettered_by_the_broke
             if publisher.depth(&publisher.topology.dead_queue()).await == 1 {
                 break;
             }
+            // Not a plain wait: this loop also counts and requeues every delivery.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };

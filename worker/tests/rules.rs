@@ -14,8 +14,9 @@ use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{contact_note, contact_tag, powerdialer_item, sequence_enrollment};
 use shared::intake::IntakeStatus;
 use shared::lead::PowerdialerPosition;
+use shared::outcome::{Action, Warning};
 use support::{Ctx, lead, other, phone};
-use worker::process::{Action, Outcome, ProcessError, Warning};
+use worker::process::{Outcome, ProcessError};
 
 async fn run(ctx: &Ctx, l: shared::lead::Lead) -> Outcome {
     ctx.processor

@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{Ctx, Publisher, eventually, finished_intakes, http_get, lead, metric};
 use tokio::sync::oneshot;
 use worker::app::Worker;
@@ -67,17 +67,11 @@ async fn sigterm_mid_burst_loses_nothing_and_repeats_nothing() {
         .status()
         .expect("kill");
     assert!(killed.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "worker did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let status = eventually("the worker to stop", Duration::from_secs(30), || {
+        let status = child.try_wait().expect("wait");
+        async move { status }
+    })
+    .await;
     assert_eq!(status.code(), Some(0), "clean exit");
 
     // Everything it finished was acknowledged: finished + still queued = the burst.

@@ -26,9 +26,8 @@ use shared::rules::{self, Landing, Plan};
 use shared::snapshot::{self, ContactView, RowLock, Wanted};
 use std::net::SocketAddr;
 
-/// The warnings validate answers are the worker's own (the OpenAPI document lists them as
-/// this endpoint's).
-pub use shared::outcome::Warning;
+// The warnings validate answers are the worker's own.
+use shared::outcome::Warning;
 
 /// The endpoint's path.
 pub const PATH: &str = "/api/v1/webhook/forms/validate";

@@ -45,37 +45,33 @@ async fn broker_unreachable_answers_503_and_never_202() {
 async fn the_receiver_reconnects_by_itself_when_the_broker_comes_back() {
     let (proxy, via) = proxied(&testkit::amqp_url()).await;
     let app = spawn_app_with(|s| s.amqp_url = via).await;
-    assert!(
-        eventually(Duration::from_secs(15), || async {
-            broker_ready(&app).await.then_some(())
-        })
-        .await
-        .is_some()
-    );
+    eventually("the broker ready", Duration::from_secs(15), || async {
+        broker_ready(&app).await.then_some(())
+    })
+    .await;
     assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
 
     proxy.down();
-    let first = eventually(Duration::from_secs(5), || async {
+    let first = eventually("the outage is noticed", Duration::from_secs(5), || async {
         let reply = app.post_lead(&lead()).await;
         (reply.status != StatusCode::ACCEPTED).then_some(reply)
     })
-    .await
-    .expect("the outage is noticed");
+    .await;
     assert_unavailable(&first);
     for _ in 0..3 {
         assert_unavailable(&app.post_lead(&lead()).await);
     }
 
     proxy.up();
-    let back = eventually(Duration::from_secs(20), || async {
-        let reply = app.post_lead(&lead()).await;
-        (reply.status == StatusCode::ACCEPTED).then_some(reply)
-    })
+    eventually(
+        "leads are accepted again once the broker is back",
+        Duration::from_secs(20),
+        || async {
+            let reply = app.post_lead(&lead()).await;
+            (reply.status == StatusCode::ACCEPTED).then_some(reply)
+        },
+    )
     .await;
-    assert!(
-        back.is_some(),
-        "leads are accepted again once the broker is back"
-    );
     assert!(broker_ready(&app).await);
     assert_eq!(
         app.queue_len().await,
@@ -114,11 +110,12 @@ async fn a_broker_that_never_confirms_gets_503_within_the_publish_timeout_and_fr
         s.receiver.publish_timeout_ms = 1_000;
     })
     .await;
-    eventually(Duration::from_secs(15), || async {
-        broker_ready(&app).await.then_some(())
-    })
-    .await
-    .expect("connected through the proxy");
+    eventually(
+        "connected through the proxy",
+        Duration::from_secs(15),
+        || async { broker_ready(&app).await.then_some(()) },
+    )
+    .await;
     assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
 
     // Connected, publishing, but no confirm ever comes back.
@@ -161,11 +158,14 @@ async fn a_broker_that_never_confirms_gets_503_within_the_publish_timeout_and_fr
     proxy.unstall();
     proxy.down();
     proxy.up();
-    let retried = eventually(Duration::from_secs(20), || async {
-        let reply = keyed("stalled-1").await;
-        (reply.status == StatusCode::ACCEPTED).then_some(reply)
-    })
-    .await
-    .expect("the retry is accepted once the broker confirms again");
+    let retried = eventually(
+        "the retry is accepted once the broker confirms again",
+        Duration::from_secs(20),
+        || async {
+            let reply = keyed("stalled-1").await;
+            (reply.status == StatusCode::ACCEPTED).then_some(reply)
+        },
+    )
+    .await;
     assert_eq!(retried.header("idempotent-replayed"), None);
 }

@@ -19,19 +19,24 @@ async fn queue_depth_gauges_follow_the_broker() {
     for _ in 0..3 {
         assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
     }
-    eventually(Duration::from_secs(10), || async {
-        let text = app.metrics_text().await;
-        (crate::helpers::metric_value(&text, &intake) == 3.0 && text.contains(&dead)).then_some(())
-    })
-    .await
-    .expect("the intake queue's depth is 3 and the dead-letter queue's is reported");
+    eventually(
+        "the intake queue's depth is 3 and the dead-letter queue's is reported",
+        Duration::from_secs(10),
+        || async {
+            let text = app.metrics_text().await;
+            (crate::helpers::metric_value(&text, &intake) == 3.0 && text.contains(&dead))
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(app.metric(&dead).await, 0.0);
 
     // Taken out of the queue, the gauge follows.
     app.drain_queue().await;
-    eventually(Duration::from_secs(10), || async {
-        (app.metric(&intake).await == 0.0).then_some(())
-    })
-    .await
-    .expect("the intake queue's depth drops to 0");
+    eventually(
+        "the intake queue's depth drops to 0",
+        Duration::from_secs(10),
+        || async { (app.metric(&intake).await == 0.0).then_some(()) },
+    )
+    .await;
 }

@@ -152,11 +152,12 @@ async fn an_import_interrupted_and_resumed_queues_every_row_exactly_once() {
         let (run, stop) = (run.clone(), stop.clone());
         async move { import::run(&run, stop, false).await }
     });
-    eventually(Duration::from_secs(30), || async {
-        (app.queue_len().await >= 1500).then_some(())
-    })
-    .await
-    .expect("the first 1,500 rows are queued");
+    eventually(
+        "the first 1,500 rows are queued",
+        Duration::from_secs(30),
+        || async { (app.queue_len().await >= 1500).then_some(()) },
+    )
+    .await;
     stop.cancel();
     let summary = task.await.unwrap().unwrap();
     // The requests after the first waited for the window: resume from the oldest one not

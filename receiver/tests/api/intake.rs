@@ -199,12 +199,15 @@ async fn missing_unknown_and_revoked_tokens_get_401() {
         .await
         .unwrap();
     let revoked_at = Instant::now();
-    let refused = eventually(Duration::from_secs(5), || async {
-        let reply = app.post_lead_as(&second.token, &lead()).await;
-        (reply.status == StatusCode::UNAUTHORIZED).then_some(reply)
-    })
-    .await
-    .expect("a revoked token is refused");
+    let refused = eventually(
+        "a revoked token is refused",
+        Duration::from_secs(5),
+        || async {
+            let reply = app.post_lead_as(&second.token, &lead()).await;
+            (reply.status == StatusCode::UNAUTHORIZED).then_some(reply)
+        },
+    )
+    .await;
     assert_eq!(refused.body, unauthenticated);
     assert!(
         revoked_at.elapsed() < Duration::from_millis(300 + 1_000),
@@ -512,7 +515,7 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
     let looked_up = Instant::now();
 
     proxy.down();
-    // Let the cached lookup expire.
+    // Let the cached lookup expire (a wait that is the behaviour under test).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cached = app.post_lead(&lead()).await;
     assert_eq!(
@@ -520,17 +523,18 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
         StatusCode::ACCEPTED,
         "an expired entry is used while the database is down"
     );
-    // ...but not beyond its stated bound: TTL + token_stale_ms after the last good lookup.
+    // ...but not beyond its stated bound: TTL + token_stale_ms after the last good lookup
+    // (waited out on purpose).
     tokio::time::sleep(Duration::from_millis(2_200).saturating_sub(looked_up.elapsed())).await;
-    let too_stale = eventually(Duration::from_secs(8), || async {
-        let reply = app.post_lead(&lead()).await;
-        (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
-    })
+    eventually(
+        "a last good lookup is not served past its bound",
+        Duration::from_secs(8),
+        || async {
+            let reply = app.post_lead(&lead()).await;
+            (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        },
+    )
     .await;
-    assert!(
-        too_stale.is_some(),
-        "a last good lookup is not served past its bound"
-    );
     assert!(
         looked_up.elapsed() < Duration::from_millis(200 + 2_000 + 5_000 + 1_000),
         "refused {:?} after the last good lookup",
@@ -548,13 +552,13 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
     assert_eq!(ready.body["checks"]["database"], "unreachable");
 
     proxy.up();
-    let back = eventually(Duration::from_secs(10), || async {
-        (app.post_lead_as(&second.token, &lead()).await.status == StatusCode::ACCEPTED)
-            .then_some(())
-    })
+    eventually(
+        "lookups work again once the database is back",
+        Duration::from_secs(10),
+        || async {
+            (app.post_lead_as(&second.token, &lead()).await.status == StatusCode::ACCEPTED)
+                .then_some(())
+        },
+    )
     .await;
-    assert!(
-        back.is_some(),
-        "lookups work again once the database is back"
-    );
 }

@@ -27,23 +27,26 @@ async fn intake_answers_are_counted_per_second_in_redis() {
 
     let mut redis = app.redis().await;
     let prefix = app.settings.redis_prefix.clone();
-    let counted = eventually(Duration::from_secs(10), || {
-        let mut redis = redis.clone();
-        let prefix = prefix.clone();
-        async move {
-            let mut total: BTreeMap<String, u64> = BTreeMap::new();
-            for s in since..=chrono::Utc::now().timestamp() {
-                let key = shared::status::intake_stats_key(&prefix, s);
-                let second: BTreeMap<String, u64> = redis.hgetall(&key).await.ok()?;
-                for (status, n) in second {
-                    *total.entry(status).or_default() += n;
+    let counted = eventually(
+        "four intake answers counted within 10 s",
+        Duration::from_secs(10),
+        || {
+            let mut redis = redis.clone();
+            let prefix = prefix.clone();
+            async move {
+                let mut total: BTreeMap<String, u64> = BTreeMap::new();
+                for s in since..=chrono::Utc::now().timestamp() {
+                    let key = shared::status::intake_stats_key(&prefix, s);
+                    let second: BTreeMap<String, u64> = redis.hgetall(&key).await.ok()?;
+                    for (status, n) in second {
+                        *total.entry(status).or_default() += n;
+                    }
                 }
+                (total.values().sum::<u64>() == 4).then_some(total)
             }
-            (total.values().sum::<u64>() == 4).then_some(total)
-        }
-    })
-    .await
-    .expect("four intake answers counted within 10 s");
+        },
+    )
+    .await;
     assert_eq!(
         counted,
         BTreeMap::from([("202".into(), 2), ("400".into(), 1), ("401".into(), 1)])
@@ -71,18 +74,21 @@ async fn every_queue_reports_its_depth_and_consumers() {
     let topology = app.topology();
     let queues = topology.queues();
     assert!(queues.len() > 2, "intake, dead and the retry queues");
-    let text = eventually(Duration::from_secs(10), || async {
-        let text = app.metrics_text().await;
-        queues
-            .iter()
-            .all(|q| {
-                text.contains(&format!("lead_intake_queue_depth{{queue=\"{q}\"}}"))
-                    && text.contains(&format!("lead_intake_queue_consumers{{queue=\"{q}\"}}"))
-            })
-            .then_some(text)
-    })
-    .await
-    .expect("a depth and a consumer count for every queue");
+    let text = eventually(
+        "a depth and a consumer count for every queue",
+        Duration::from_secs(10),
+        || async {
+            let text = app.metrics_text().await;
+            queues
+                .iter()
+                .all(|q| {
+                    text.contains(&format!("lead_intake_queue_depth{{queue=\"{q}\"}}"))
+                        && text.contains(&format!("lead_intake_queue_consumers{{queue=\"{q}\"}}"))
+                })
+                .then_some(text)
+        },
+    )
+    .await;
     let consumers = format!(
         "lead_intake_queue_consumers{{queue=\"{}\"}}",
         topology.intake_queue()

@@ -105,6 +105,7 @@ async fn a_burst_straddling_a_minute_boundary_never_exceeds_the_limit() {
         boundary += Duration::from_secs(60);
     }
     let start = boundary - Duration::from_secs(4);
+    // Waiting for the clock to near the boundary is the behaviour under test.
     if start > now {
         tokio::time::sleep(start - now).await;
     }
@@ -124,6 +125,7 @@ async fn a_burst_straddling_a_minute_boundary_never_exceeds_the_limit() {
         "the whole limit is admitted before the boundary"
     );
 
+    // Past the boundary, on purpose.
     tokio::time::sleep(boundary.saturating_sub(unix_now()) + Duration::from_millis(50)).await;
     let mut after = 0;
     for _ in 0..LIMIT {
@@ -239,11 +241,14 @@ async fn redis_stopping_mid_run_fails_open_and_recovers() {
     assert!(app.metric(FAIL_OPEN).await >= 1.0);
 
     proxy.up();
-    let recovered = eventually(Duration::from_secs(10), || async {
-        let reply = app.post_lead(&lead()).await;
-        reply.header_u64("x-ratelimit-remaining")
-    })
-    .await
-    .expect("the limiter is back once Redis is");
+    let recovered = eventually(
+        "the limiter is back once Redis is",
+        Duration::from_secs(10),
+        || async {
+            let reply = app.post_lead(&lead()).await;
+            reply.header_u64("x-ratelimit-remaining")
+        },
+    )
+    .await;
     assert!(recovered < 999);
 }

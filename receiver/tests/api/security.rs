@@ -442,6 +442,7 @@ async fn a_slow_head_is_cut_at_the_header_timeout_while_others_are_served() {
                 if stream.write_all(&[byte]).await.is_err() {
                     break;
                 }
+                // The slow client's pace: the behaviour under test.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             // Cut: a write fails once the server has closed (the first may still be
@@ -455,6 +456,7 @@ async fn a_slow_head_is_cut_at_the_header_timeout_while_others_are_served() {
         let reply = app.post_lead(&lead()).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         app.assert_up("slow heads").await;
+        // Requests spread over the slow clients' 3 s, on purpose.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for handle in slow {

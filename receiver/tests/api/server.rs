@@ -110,9 +110,9 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         s.receiver.header_timeout_ms = 1_000;
     })
     .await;
-    // The only slot is taken by a client that sends nothing.
+    // The only slot is taken by a client that sends nothing: connected first, it is first
+    // in the listener's queue, so the server accepts it before the one below.
     let _holder = TcpStream::connect(app.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = Instant::now();
     let mut waiting = TcpStream::connect(app.addr).await.unwrap();

@@ -38,11 +38,12 @@ impl RunningWorker {
 
 /// Waits until the receiver hears outcome announcements.
 async fn subscribed(app: &TestApp) {
-    eventually(Duration::from_secs(10), || async {
-        (app.metric("receiver_outcome_subscription_up").await == 1.0).then_some(())
-    })
-    .await
-    .expect("the receiver subscribes to intake outcomes");
+    eventually(
+        "the receiver subscribes to intake outcomes",
+        Duration::from_secs(10),
+        || async { (app.metric("receiver_outcome_subscription_up").await == 1.0).then_some(()) },
+    )
+    .await;
 }
 
 async fn post_waiting(app: &TestApp, prefer: &str, lead: &Value) -> Reply {

@@ -22,10 +22,7 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
         );
     }
     // Both receivers listen for revocations.
-    assert!(
-        app.wait_for_token_listeners(2).await,
-        "both receivers subscribed"
-    );
+    app.wait_for_token_listeners(2).await;
 
     let revoked = admin::revoke_token(&app.db.conn, second.row.id)
         .await
@@ -35,12 +32,15 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
         .expect("announced");
     let at = Instant::now();
     for addr in [app.addr, peer] {
-        let refused = eventually(Duration::from_secs(5), || async {
-            let reply = app.post_lead_at(addr, &second.token, &lead()).await;
-            (reply.status == StatusCode::UNAUTHORIZED).then_some(())
-        })
+        eventually(
+            &format!("{addr} refusing the revoked token"),
+            Duration::from_secs(5),
+            || async {
+                let reply = app.post_lead_at(addr, &second.token, &lead()).await;
+                (reply.status == StatusCode::UNAUTHORIZED).then_some(())
+            },
+        )
         .await;
-        assert!(refused.is_some(), "{addr} refuses the revoked token");
     }
     assert!(
         at.elapsed() < Duration::from_secs(2),

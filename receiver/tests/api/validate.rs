@@ -36,16 +36,19 @@ async fn process(app: &TestApp, lead: &Value) -> Value {
         "/api/v1/intakes/{}",
         accepted.body["intake_id"].as_str().unwrap()
     );
-    eventually(Duration::from_secs(20), || {
-        let path = path.clone();
-        async move {
-            let record = app.get(&path).await.body;
-            let status = record["status"].as_str()?;
-            (!matches!(status, "queued" | "processing")).then_some(record)
-        }
-    })
+    eventually(
+        "the worker finishes the lead",
+        Duration::from_secs(20),
+        || {
+            let path = path.clone();
+            async move {
+                let record = app.get(&path).await.body;
+                let status = record["status"].as_str()?;
+                (!matches!(status, "queued" | "processing")).then_some(record)
+            }
+        },
+    )
     .await
-    .expect("the worker finishes the lead")
 }
 
 /// The last contact id handed out (`None` before the first).

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-pub use shared::outcome::{Action, Warning};
+use shared::outcome::{Action, Warning};
 pub use sql::HOT_PATH;
 
 /// One attempt at processing an intake: its message, delivered once more.
@@ -217,7 +217,7 @@ impl Processor {
         let all: Vec<usize> = (0..intakes.len()).collect();
         let deferred = self.settle(intakes, &all, LockMode::Try, &mut out).await;
         if !deferred.is_empty() {
-            metrics::counter!(crate::observe::DEFERRED).increment(deferred.len() as u64);
+            metrics::counter!(crate::ops_server::DEFERRED).increment(deferred.len() as u64);
             let still = self
                 .settle(intakes, &deferred, LockMode::Wait, &mut out)
                 .await;

@@ -3,7 +3,7 @@
 //! [`shared::snapshot`], shared with the validate endpoint). The SQL lives in `sql/*.sql`
 //! beside this file. Every statement takes its keys as typed array parameters
 //! (`$1::bigint[]`) and descends an index once per key, so its cost follows the batch,
-//! never the table. A session keeps a generic plan after five executions; one made while a
+//! never the table. PostgreSQL may keep a generic plan after five executions; one made while a
 //! table was small still reaches it by index as it grows (see [`crate::db`]: sequential
 //! scans, hash and merge joins are off, and connections are replaced after a bounded life).
 

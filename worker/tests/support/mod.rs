@@ -1,6 +1,6 @@
 //! Shared by the worker's integration tests (and leadctl's dead-letter replay test, which
 //! runs a worker): a seeded account on a fresh database, leads and
-//! intake messages, a confirmed publisher, bounded polling, a role whose privileges a test
+//! intake messages, a confirmed publisher, `testkit::eventually` for waiting, a role whose privileges a test
 //! can take away, and a TCP proxy whose connections a test can cut.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,9 +19,7 @@ use shared::entities::{contact, contact_phone_number, lead_intake};
 use shared::intake::{IntakeMessage, MESSAGE_VERSION, headers};
 use shared::lead::{Lead, OtherPhoneNumber};
 use shared::phone::{PhoneNumber, Region};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 use testkit::TestDb;
 use tokio::net::TcpStream;
 use uuid::Uuid;
@@ -173,17 +171,6 @@ pub fn other(label: &str, number: &str) -> OtherPhoneNumber {
         label: Some(label.to_owned()),
         phone_number: phone(number),
     }
-}
-
-/// Polls `f` until it gives a value, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    testkit::eventually(timeout, f)
-        .await
-        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Publishes intake messages the way the receiver does: persistent, confirmed.
@@ -372,5 +359,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+#[allow(unused_imports)]
+pub use testkit::eventually;
 #[allow(unused_imports)]
 pub use testkit::metric_sum as metric;

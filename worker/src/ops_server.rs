@@ -228,7 +228,7 @@ pub fn set_consuming(on: bool) {
 }
 
 /// This process as the heartbeat reports it.
-pub struct Snapshot {
+pub struct Progress {
     pub consuming: bool,
     pub in_flight: u64,
     pub leads: u64,
@@ -237,9 +237,9 @@ pub struct Snapshot {
 }
 
 /// What this process has done so far.
-pub fn snapshot() -> Snapshot {
+pub fn progress() -> Progress {
     let head = HEAD_RECEIVED.load(Ordering::Relaxed);
-    Snapshot {
+    Progress {
         consuming: CONSUMING_NOW.load(Ordering::Relaxed),
         in_flight: IN_FLIGHT_NOW.load(Ordering::Relaxed),
         leads: LEADS_DONE.load(Ordering::Relaxed),
