@@ -12,9 +12,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use shared::entities::{contact_consent, powerdialer_item};
 use shared::lead::{ConsentChannel, Lead, LeadConsent};
+use shared::outcome::Action;
 use shared::policy::{Channel, Reason};
 use support::{Ctx, lead};
-use worker::process::{Action, Outcome};
+use worker::process::Outcome;
 
 async fn run(ctx: &Ctx, l: Lead) -> Outcome {
     ctx.processor
