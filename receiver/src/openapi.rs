@@ -11,7 +11,8 @@
 //! reads, and its filters to what the contact query parser reads.
 
 use crate::read::model::{
-    ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView, PowerdialerView,
+    ConsentView, ContactPage, ContactView, EnrollmentView, IntakeView, NoteView, PhoneView,
+    PowerdialerView,
 };
 use crate::sources::schema::{
     ConsentInput, FlagInput, GoogleAdsColumn, GoogleAdsLead, IdInput, IntakeRequest,
@@ -128,7 +129,7 @@ impl Modify for IntakeBody {
         IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
         ConsentInput, shared::lead::ConsentChannel,
         Accepted, Finished, Invalid, TooMany, Message,
-        IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView,
+        IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView, ConsentView,
         shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,
         Health, Readiness,
     )),

@@ -152,3 +152,43 @@ async fn filters_select_and_accounts_stay_apart() {
         assert!(json.get(key).is_some(), "{key} present");
     }
 }
+
+#[tokio::test]
+async fn a_contact_shows_its_consent_records_and_the_channels_it_may_not_be_reached_on() {
+    let db = TestDb::new().await;
+    let a = admin::create_account(&db.conn, "Acme", "US", None)
+        .await
+        .expect("a")
+        .id;
+    let id = insert_contact(&db.conn, a, "+18185550142", "'web', NULL").await;
+    db.conn
+        .execute_unprepared(&format!(
+            "INSERT INTO contact_consents (account_id, contact_id, channel, given_at, source_url, revoked_at) \
+             VALUES ({a}, {id}, 'sms', '2026-11-01T10:00:00Z', 'https://acme.example/f', NULL), \
+                    ({a}, {id}, 'call', '2026-11-01T10:00:00Z', NULL, '2026-11-20T10:00:00Z'); \
+             INSERT INTO do_not_contact (account_id, phone_number, channel, expires_at) \
+             VALUES ({a}, '+18185550142', 'call', NULL), \
+                    ({a}, '+18185550142', 'sms', '2020-01-01T00:00:00Z')"
+        ))
+        .await
+        .expect("records");
+    let view = read::contact(&db.conn, a, id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(view.consent.len(), 2);
+    assert_eq!(view.consent[0].channel, "sms");
+    assert_eq!(
+        view.consent[0].source_url.as_deref(),
+        Some("https://acme.example/f")
+    );
+    assert!(
+        view.consent[1].revoked_at.is_some(),
+        "a revocation is shown"
+    );
+    assert_eq!(
+        view.do_not_contact,
+        vec!["call".to_owned()],
+        "the expired entry is not"
+    );
+}

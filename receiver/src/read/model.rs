@@ -12,8 +12,8 @@ use serde::Serialize;
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
-    contact, contact_note, contact_phone_number, contact_tag, lead_intake, powerdialer_item,
-    sequence_enrollment,
+    contact, contact_consent, contact_note, contact_phone_number, contact_tag, do_not_contact,
+    lead_intake, powerdialer_item, sequence_enrollment,
 };
 use shared::intake::IntakeStatus;
 use shared::outcome::{Action, Warning};
@@ -50,6 +50,11 @@ macro_rules! contact_view {
             pub sequence_enrollments: Vec<EnrollmentView>,
             /// The contact's queued PowerDialer entry, if any.
             pub powerdialer: Option<PowerdialerView>,
+            /// The contact's consent records (§9), oldest first; a revoked one keeps its
+            /// `revoked_at`.
+            pub consent: Vec<ConsentView>,
+            /// Channels its primary number may not be reached on now (`call`, `sms`, `all`).
+            pub do_not_contact: Vec<String>,
             pub created_at: DateTime<Utc>,
             pub updated_at: DateTime<Utc>,
         }
@@ -63,6 +68,8 @@ macro_rules! contact_view {
                     notes: related.notes,
                     sequence_enrollments: related.sequence_enrollments,
                     powerdialer: related.powerdialer,
+                    consent: related.consent,
+                    do_not_contact: related.do_not_contact,
                     id: c.id,
                     phone_number: c.phone_number,
                     $( $field: c.$field, )*
@@ -89,6 +96,21 @@ struct Related {
     notes: Vec<NoteView>,
     sequence_enrollments: Vec<EnrollmentView>,
     powerdialer: Option<PowerdialerView>,
+    consent: Vec<ConsentView>,
+    do_not_contact: Vec<String>,
+}
+
+/// One consent record of a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ConsentView {
+    /// `call`, `sms` or `email`.
+    pub channel: String,
+    pub given_at: DateTime<Utc>,
+    pub text: Option<String>,
+    pub source_url: Option<String>,
+    pub trustedform_cert_url: Option<String>,
+    pub leadid_token: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -116,6 +138,8 @@ pub struct PowerdialerView {
     pub user_id: i64,
     /// Smaller = nearer the top.
     pub position: i64,
+    /// Outside the contact's calling window (§9): not dialed before this instant.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// One page of contacts.
@@ -370,6 +394,9 @@ struct RelatedByContact {
     notes: HashMap<i64, Vec<NoteView>>,
     enrollments: HashMap<i64, Vec<EnrollmentView>>,
     dialer: HashMap<i64, PowerdialerView>,
+    consents: HashMap<i64, Vec<ConsentView>>,
+    /// (account, E.164) → channels.
+    dnc: HashMap<(i64, String), Vec<String>>,
 }
 
 /// The other numbers, tags, notes, sequence enrollments and queued PowerDialer items of
@@ -437,6 +464,7 @@ async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<RelatedByCo
             PowerdialerView {
                 user_id: d.user_id,
                 position: d.position,
+                not_before: d.not_before,
             },
         );
     }
@@ -446,6 +474,8 @@ async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<RelatedByCo
         notes,
         enrollments,
         dialer,
+        consents: HashMap::new(),
+        dnc: HashMap::new(),
     })
 }
 
@@ -458,8 +488,61 @@ impl RelatedByContact {
             notes: self.notes.remove(&id).unwrap_or_default(),
             sequence_enrollments: self.enrollments.remove(&id).unwrap_or_default(),
             powerdialer: self.dialer.remove(&id),
+            consent: self.consents.remove(&id).unwrap_or_default(),
+            do_not_contact: Vec::new(),
         }
     }
+}
+
+/// The consent records of the contacts `ids`, and the do-not-contact entries in force of
+/// their primary numbers, one query each.
+async fn policy_records(
+    db: &impl ConnectionTrait,
+    rows: &[contact::Model],
+    related: &mut RelatedByContact,
+) -> Result<(), DbErr> {
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    for c in contact_consent::Entity::find()
+        .filter(contact_consent::Column::ContactId.is_in(ids))
+        .order_by_asc(contact_consent::Column::Id)
+        .all(db)
+        .await?
+    {
+        related
+            .consents
+            .entry(c.contact_id)
+            .or_default()
+            .push(ConsentView {
+                channel: c.channel,
+                given_at: c.given_at,
+                text: c.text,
+                source_url: c.source_url,
+                trustedform_cert_url: c.trustedform_cert_url,
+                leadid_token: c.leadid_token,
+                revoked_at: c.revoked_at,
+            });
+    }
+    let Some(account) = rows.first().map(|c| c.account_id) else {
+        return Ok(());
+    };
+    let numbers: Vec<String> = rows.iter().map(|c| c.phone_number.clone()).collect();
+    let now = Utc::now();
+    for d in do_not_contact::Entity::find()
+        .filter(do_not_contact::Column::AccountId.eq(account))
+        .filter(do_not_contact::Column::PhoneNumber.is_in(numbers))
+        .order_by_asc(do_not_contact::Column::Channel)
+        .all(db)
+        .await?
+    {
+        if d.expires_at.is_none_or(|x| x > now) {
+            related
+                .dnc
+                .entry((d.account_id, d.phone_number))
+                .or_default()
+                .push(d.channel);
+        }
+    }
+    Ok(())
 }
 
 /// Builds views for `rows` with one query per related table.
@@ -472,10 +555,15 @@ async fn views(
         return Ok(Vec::new());
     }
     let mut related = related(db, ids).await?;
+    policy_records(db, &rows, &mut related).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
-            let of_contact = related.take(c.id);
+            let mut of_contact = related.take(c.id);
+            of_contact.do_not_contact = related
+                .dnc
+                .remove(&(c.account_id, c.phone_number.clone()))
+                .unwrap_or_default();
             ContactView::new(c, of_contact)
         })
         .collect())
