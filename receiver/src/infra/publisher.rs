@@ -92,7 +92,7 @@ impl Publisher {
             exchange: topology.exchange().into(),
             routing_key: INTAKE_ROUTING_KEY.into(),
             topology,
-            channels: channels.max(1),
+            channels,
             timeout,
             link: RwLock::new(None),
             next: AtomicUsize::new(0),
