@@ -86,6 +86,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher that is not connected yet; [`Self::run`] connects it.
+    /// `channels`: at least 1 (`receiver.publish_channels`, checked when settings load).
     pub fn new(url: &str, topology: Topology, channels: usize, timeout: Duration) -> Self {
         Self {
             url: url.to_owned(),
