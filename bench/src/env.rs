@@ -7,6 +7,7 @@
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use shared::config::defaults;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,17 +25,19 @@ impl Default for Services {
     /// The machine's own services, where `scripts/run` and `scripts/test` find them.
     fn default() -> Self {
         Self {
-            pg_server: "postgres://postgres@127.0.0.1:5432".into(),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            pg_server: defaults::POSTGRES_SERVER.into(),
+            redis_url: defaults::REDIS_URL.into(),
+            amqp_url: defaults::AMQP_URL.into(),
         }
     }
 }
 
-/// The default retry delays (`RetrySettings`): the delay queues carry them in their names, so the
-/// cleanup has to know them to delete those queues.
+/// The default retry delays (`RetrySettings`), in ms: the delay queues carry them in their
+/// names, so the cleanup has to know them to delete those queues.
 pub fn default_retry_delays() -> Vec<u64> {
-    shared::config::RetrySettings::default().delays_ms
+    (shared::config::RetrySettings::default().delays.iter())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .collect()
 }
 
 /// One fresh, migrated database.

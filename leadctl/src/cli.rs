@@ -258,10 +258,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Output> {
         return crate::import::command(args, cli.json).await;
     }
     let mut settings = Settings::load()?;
-    // No log subscriber here: the warning goes with the command's other errors.
-    for deprecated in &settings.deprecated {
-        eprintln!("warning: {deprecated}");
-    }
     if let Some(u) = &cli.database_url {
         settings.database_url = u.clone();
     }
@@ -667,7 +663,9 @@ async fn revoke_token(
         Ok(()) => "receivers refuse it now".to_owned(),
         Err(e) => format!(
             "receivers could not be told ({e:#}); they refuse it within {} s",
-            shared::config::ReceiverSettings::default().token_cache_ttl_ms / 1000
+            shared::config::ReceiverSettings::default()
+                .token_cache_ttl
+                .as_secs()
         ),
     };
     Ok(Output {

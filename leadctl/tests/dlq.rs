@@ -123,7 +123,7 @@ impl Fixture {
             .env("DATABASE_URL", &self.db.url)
             .env("AMQP_URL", &self.settings.amqp_url)
             .env("AMQP_PREFIX", &self.settings.amqp_prefix)
-            .env("RETRY__DELAYS_MS", "100,200,400")
+            .env("RETRY__DELAYS", "100ms,200ms,400ms")
             .env("USER", "ops-ann")
             .stdin(Stdio::null())
             .output()

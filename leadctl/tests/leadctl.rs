@@ -330,7 +330,7 @@ fn leadctl_on(settings: &shared::config::Settings, args: &[&str]) -> Command {
         .env("AMQP_PREFIX", &settings.amqp_prefix)
         .env("REDIS_URL", &settings.redis_url)
         .env("REDIS_PREFIX", &settings.redis_prefix)
-        .env("RETRY__DELAYS_MS", "100,200,400")
+        .env("RETRY__DELAYS", "100ms,200ms,400ms")
         .env_remove("CONFIG_FILE");
     cmd
 }
@@ -584,7 +584,7 @@ fn topology_definitions_follow_the_configured_prefix() {
     let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
         .args(["--json", "topology", "definitions", "--vhost", "staging"])
         .env("AMQP_PREFIX", "staging.")
-        .env("RETRY__DELAYS_MS", "1000,5000")
+        .env("RETRY__DELAYS", "1s,5s")
         .env_remove("CONFIG_FILE")
         .output()
         .expect("run");

@@ -29,9 +29,9 @@ fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
     let delays: Vec<String> = ctx
         .settings
         .retry
-        .delays_ms
+        .delays
         .iter()
-        .map(u64::to_string)
+        .map(|d| format!("{}ms", d.as_millis()))
         .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
         .arg("--json")
@@ -40,7 +40,7 @@ fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
         .env("DATABASE_URL", &ctx.db.url)
         .env("AMQP_URL", &ctx.settings.amqp_url)
         .env("AMQP_PREFIX", &ctx.settings.amqp_prefix)
-        .env("RETRY__DELAYS_MS", delays.join(","))
+        .env("RETRY__DELAYS", delays.join(","))
         .env("USER", "ops-ann")
         .stdin(Stdio::null())
         .output()

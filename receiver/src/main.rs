@@ -14,7 +14,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("Failed to load settings")?;
     shared::telemetry::init(settings.log_format);
-    settings.warn_deprecated();
     let app = receiver::Application::build(settings).await?;
     tracing::info!(addr = %app.local_addr()?, "Receiver listening");
     app.run_until_stopped(shared::runtime::shutdown_signal())

@@ -39,7 +39,10 @@ impl Topology {
     /// The topology of `settings`: its `amqp_prefix` and its retry steps
     /// (`settings.retry`), as every process of one environment declares it.
     pub fn from_settings(settings: &Settings) -> Self {
-        Self::new(&settings.amqp_prefix, &settings.retry.delays_ms)
+        let delays_ms: Vec<u64> = (settings.retry.delays.iter())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        Self::new(&settings.amqp_prefix, &delays_ms)
     }
 
     /// `retry_delays_ms`: one delay queue per retry step (see `RetrySettings`).

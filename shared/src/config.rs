@@ -1,14 +1,40 @@
-//! Settings for every binary: defaults < optional file < environment.
+//! Settings for every binary: defaults < optional file < environment, checked once at load.
 //!
 //! The file is `CONFIG_FILE` if set, else `config/lead-intake.toml` when it exists.
 //! Environment variables override both: the flat names of the contract (`DATABASE_URL`,
 //! `REDIS_URL`, `AMQP_URL`, `RECEIVER_ADDR`, `LOG_FORMAT`, `RATE_LIMIT_FAIL_MODE`, …) and,
 //! for any nested key, `SECTION__KEY` (e.g. `WORKER__CONCURRENCY=16`).
 //!
-//! A setting that moved keeps its old name as a fallback, with a warning at startup: the
-//! retry delays were `WORKER__RETRY_DELAYS_MS` before they got a section of their own.
+//! Durations are written with a unit (`250ms`, `30s`, `10m`); a bare number is refused. A
+//! list of them is comma-separated (`RETRY__DELAYS=1s,5s,30s`), and one value is a list of
+//! one. Counts and sizes must be at least 1 and durations more than 0: a load that breaks
+//! a rule fails with an error naming the variable (or file key) and its value, so the
+//! binaries use the values as they are.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use config::ConfigError;
 use serde::Deserialize;
+
+/// Where the services are by default: a local PostgreSQL, Redis and RabbitMQ with their
+/// stock ports and credentials. [`Settings::default`], the test kit and the bench read these.
+pub mod defaults {
+    macro_rules! postgres_server {
+        () => {
+            "postgres://postgres@127.0.0.1:5432"
+        };
+    }
+
+    /// The PostgreSQL server, without a database (tests and the bench create their own).
+    pub const POSTGRES_SERVER: &str = postgres_server!();
+    /// The PostgreSQL database of the product.
+    pub const DATABASE_URL: &str = concat!(postgres_server!(), "/lead_intake");
+    /// Redis.
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    /// RabbitMQ, its default virtual host.
+    pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -30,18 +56,14 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub retry: RetrySettings,
     pub policy: PolicySettings,
-    /// Old setting names this load found, for a warning at startup
-    /// ([`Settings::warn_deprecated`]).
-    #[serde(skip)]
-    pub deprecated: Vec<Deprecated>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/lead_intake".into(),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            database_url: defaults::DATABASE_URL.into(),
+            redis_url: defaults::REDIS_URL.into(),
+            amqp_url: defaults::AMQP_URL.into(),
             amqp_prefix: String::new(),
             redis_prefix: "li:".into(),
             log_format: LogFormat::Pretty,
@@ -50,7 +72,6 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             retry: RetrySettings::default(),
             policy: PolicySettings::default(),
-            deprecated: Vec::new(),
         }
     }
 }
@@ -72,23 +93,30 @@ pub struct ReceiverSettings {
     /// Largest accepted request body; larger gets 413.
     pub body_limit_bytes: usize,
     /// Time a client has to send the request head; slow clients cannot hold connections.
-    pub header_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub header_timeout: Duration,
     /// Time a client has to send the whole body.
-    pub body_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub body_timeout: Duration,
     /// Open connections at most; more wait in the accept backlog.
     pub max_connections: usize,
     /// How long to wait for the broker's publisher confirm before answering 503.
-    pub publish_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub publish_timeout: Duration,
     /// How long a token lookup is cached; bounds how late a revocation takes effect.
-    pub token_cache_ttl_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub token_cache_ttl: Duration,
     /// While the database cannot be reached, how long past its TTL a token's last good
     /// lookup may still be used; after that its requests get 503.
-    pub token_stale_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub token_stale: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
-    pub shutdown_grace_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub shutdown_grace: Duration,
     /// How long one Redis call may take before the request goes on without it (fail-open)
     /// or gives up (fail-closed); Redis answers in well under a millisecond when healthy.
-    pub redis_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub redis_timeout: Duration,
     /// Database connections for token lookups (cache misses only).
     pub db_pool_size: u32,
     /// AMQP channels that publish leads; confirms are pipelined on each. One channel
@@ -98,8 +126,15 @@ pub struct ReceiverSettings {
     /// Take the client address for per-IP limits from the last `X-Forwarded-For` entry
     /// (set it only behind a proxy that appends it); otherwise the TCP peer counts.
     pub trust_forwarded_for: bool,
-    /// How often the queue-depth gauges are read from the broker.
-    pub queue_depth_interval_ms: u64,
+    /// How often the queue-depth gauges are read from the broker; at least
+    /// [`Self::MIN_QUEUE_DEPTH_INTERVAL`].
+    #[serde(deserialize_with = "duration::one")]
+    pub queue_depth_interval: Duration,
+}
+
+impl ReceiverSettings {
+    /// The shortest `queue_depth_interval`: each reading asks the broker about every queue.
+    pub const MIN_QUEUE_DEPTH_INTERVAL: Duration = Duration::from_millis(50);
 }
 
 impl Default for ReceiverSettings {
@@ -107,18 +142,18 @@ impl Default for ReceiverSettings {
         Self {
             addr: "0.0.0.0:8080".into(),
             body_limit_bytes: 64 * 1024,
-            header_timeout_ms: 5_000,
-            body_timeout_ms: 10_000,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            publish_timeout_ms: 5_000,
-            token_cache_ttl_ms: 30_000,
-            token_stale_ms: 300_000,
-            shutdown_grace_ms: 15_000,
-            redis_timeout_ms: 250,
+            publish_timeout: Duration::from_secs(5),
+            token_cache_ttl: Duration::from_secs(30),
+            token_stale: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(15),
+            redis_timeout: Duration::from_millis(250),
             db_pool_size: 8,
             publish_channels: 1,
             trust_forwarded_for: false,
-            queue_depth_interval_ms: 5_000,
+            queue_depth_interval: Duration::from_secs(5),
         }
     }
 }
@@ -170,14 +205,23 @@ pub struct WorkerSettings {
     /// A pooled database connection is closed and replaced after this long. PostgreSQL
     /// keeps the plans a connection made (its prepared statements and foreign-key checks)
     /// for the connection's life; a bounded life re-makes them as tables grow.
-    pub db_max_lifetime_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub db_max_lifetime: Duration,
     /// Most leads one database transaction commits together (`WORKER__BATCH_SIZE`). Each
     /// lead's writes stay atomic and are acknowledged only after the commit; grouping them
-    /// saves a disk flush per lead when a backlog builds up. 1 = a transaction per lead.
+    /// saves a disk flush per lead when a backlog builds up. 1 = a transaction per lead;
+    /// at most [`Self::MAX_BATCH_SIZE`].
     pub batch_size: usize,
     /// How long leads received before SIGTERM may take to finish before the process exits
     /// anyway (their messages then return to the queue).
-    pub shutdown_grace_ms: u64,
+    #[serde(deserialize_with = "duration::one")]
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerSettings {
+    /// Most leads in one transaction: keeps every multi-row statement far below
+    /// PostgreSQL's limit of 65,535 parameters.
+    pub const MAX_BATCH_SIZE: usize = 256;
 }
 
 impl Default for WorkerSettings {
@@ -187,9 +231,9 @@ impl Default for WorkerSettings {
             prefetch: 512,
             metrics_addr: "0.0.0.0:9090".into(),
             db_pool_size: 16,
-            db_max_lifetime_ms: 600_000,
+            db_max_lifetime: Duration::from_secs(600),
             batch_size: 64,
-            shutdown_grace_ms: 30_000,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -218,53 +262,19 @@ impl PolicySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RetrySettings {
-    /// Delays before each retry, in ms (`RETRY__DELAYS_MS=1000,5000`); after the last one
-    /// the lead is dead-lettered.
-    pub delays_ms: Vec<u64>,
+    /// Delays before each retry (`RETRY__DELAYS=1s,5s`), in whole milliseconds; after the
+    /// last one the lead is dead-lettered.
+    #[serde(deserialize_with = "duration::list")]
+    pub delays: Vec<Duration>,
 }
 
 impl Default for RetrySettings {
     fn default() -> Self {
         Self {
-            delays_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
+            delays: [1, 5, 30, 120, 600].map(Duration::from_secs).to_vec(),
         }
     }
 }
-
-/// A setting given under a name that is going away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deprecated {
-    /// The old key and environment variable.
-    pub old: (&'static str, &'static str),
-    /// The key and environment variable that replace it.
-    pub new: (&'static str, &'static str),
-    /// Whether the old one's value was used: false when the new one was given too.
-    pub used: bool,
-}
-
-impl std::fmt::Display for Deprecated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ((old_key, old_env), (new_key, new_env)) = (self.old, self.new);
-        let what = if self.used {
-            "still read"
-        } else {
-            "ignored, as the new one is set"
-        };
-        write!(
-            f,
-            "{old_env} ({old_key}) is deprecated and {what}; set {new_env} ({new_key}) instead"
-        )
-    }
-}
-
-/// The retry delays' old key and variable, from when they were part of the worker's
-/// section. Still read while the new ones are unset (operators have it in manifests).
-const OLD_RETRY_DELAYS: (&str, &str) = ("worker.retry_delays_ms", "WORKER__RETRY_DELAYS_MS");
-/// The retry delays' key and variable.
-const RETRY_DELAYS: (&str, &str) = ("retry.delays_ms", "RETRY__DELAYS_MS");
-
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = [RETRY_DELAYS.0, OLD_RETRY_DELAYS.0];
 
 /// Flat environment names of the contract, mapped onto nested keys.
 const FLAT_ENV: [(&str, &str); 7] = [
@@ -278,28 +288,25 @@ const FLAT_ENV: [(&str, &str); 7] = [
 ];
 
 impl Settings {
-    /// Loads settings from the optional file and the process environment.
-    pub fn load() -> Result<Self, config::ConfigError> {
+    /// Loads settings from the optional file and the process environment, and checks them.
+    pub fn load() -> Result<Self, ConfigError> {
         Self::load_from(std::env::vars())
     }
 
-    /// Loads settings with `vars` standing in for the process environment.
+    /// Loads settings with `vars` standing in for the process environment, and checks them.
     pub fn load_from(
         vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, config::ConfigError> {
-        let vars: std::collections::HashMap<String, String> = vars.into_iter().collect();
+    ) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
         let file = vars
             .get("CONFIG_FILE")
             .cloned()
             .unwrap_or_else(|| "config/lead-intake.toml".into());
         let explicit_file = vars.contains_key("CONFIG_FILE");
-        let mut environment = config::Environment::default()
+        // Lists are split by the durations' own parser, so a lone value is a list of one.
+        let environment = config::Environment::default()
             .separator("__")
-            .list_separator(",")
             .try_parsing(true);
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
         let mut builder = config::Config::builder()
             .add_source(config::File::with_name(&file).required(explicit_file))
             .add_source(environment.source(Some(vars.clone())));
@@ -308,40 +315,226 @@ impl Settings {
                 builder = builder.set_override(key, value.as_str())?;
             }
         }
-        let config = builder.build()?;
-        let mut settings: Self = config.clone().try_deserialize()?;
-        if let Some(delays) = optional::<Vec<u64>>(&config, OLD_RETRY_DELAYS.0)? {
-            let used = optional::<Vec<u64>>(&config, RETRY_DELAYS.0)?.is_none();
-            if used {
-                settings.retry.delays_ms = delays;
-            }
-            settings.deprecated.push(Deprecated {
-                old: OLD_RETRY_DELAYS,
-                new: RETRY_DELAYS,
-                used,
-            });
-        }
+        let names = Names {
+            vars: &vars,
+            file: &file,
+        };
+        let settings: Self = builder
+            .build()?
+            .try_deserialize()
+            .map_err(|e| names.error(e))?;
+        settings.check().map_err(|(key, problem)| {
+            ConfigError::Message(format!("{}: {problem}", names.of(key)))
+        })?;
         Ok(settings)
     }
 
-    /// Logs a warning for each deprecated setting this load found; call once at startup,
-    /// after the tracing subscriber is installed.
-    pub fn warn_deprecated(&self) {
-        for d in &self.deprecated {
-            tracing::warn!(setting = d.old.1, replacement = d.new.1, "{d}");
+    /// The rules a load enforces: the key and the problem of the first one broken.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let (r, w) = (&self.receiver, &self.worker);
+        let counts = [
+            ("receiver.body_limit_bytes", r.body_limit_bytes == 0),
+            ("receiver.max_connections", r.max_connections == 0),
+            ("receiver.db_pool_size", r.db_pool_size == 0),
+            ("receiver.publish_channels", r.publish_channels == 0),
+            ("worker.concurrency", w.concurrency == 0),
+            ("worker.prefetch", w.prefetch == 0),
+            ("worker.db_pool_size", w.db_pool_size == 0),
+            ("worker.batch_size", w.batch_size == 0),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
+            return Err((key, "0 is too few; it must be at least 1".into()));
+        }
+        if w.batch_size > WorkerSettings::MAX_BATCH_SIZE {
+            return Err((
+                "worker.batch_size",
+                format!(
+                    "{} is too many; it must be at most {}",
+                    w.batch_size,
+                    WorkerSettings::MAX_BATCH_SIZE
+                ),
+            ));
+        }
+        let positive = None;
+        let durations = [
+            ("receiver.header_timeout", r.header_timeout, positive),
+            ("receiver.body_timeout", r.body_timeout, positive),
+            ("receiver.publish_timeout", r.publish_timeout, positive),
+            ("receiver.token_cache_ttl", r.token_cache_ttl, positive),
+            ("receiver.token_stale", r.token_stale, positive),
+            ("receiver.shutdown_grace", r.shutdown_grace, positive),
+            ("receiver.redis_timeout", r.redis_timeout, positive),
+            (
+                "receiver.queue_depth_interval",
+                r.queue_depth_interval,
+                Some(ReceiverSettings::MIN_QUEUE_DEPTH_INTERVAL),
+            ),
+            ("worker.shutdown_grace", w.shutdown_grace, positive),
+            ("worker.db_max_lifetime", w.db_max_lifetime, positive),
+        ]
+        .into_iter()
+        // Retry delays name delay queues in whole milliseconds.
+        .chain(
+            (self.retry.delays.iter())
+                .map(|d| ("retry.delays", *d, Some(Duration::from_millis(1)))),
+        );
+        for (key, value, least) in durations {
+            let rule = match least {
+                None if value.is_zero() => "it must be more than 0".to_owned(),
+                Some(least) if value < least => {
+                    format!("it must be at least {}", humantime::format_duration(least))
+                }
+                _ => continue,
+            };
+            let value = humantime::format_duration(value);
+            return Err((key, format!("{value} is too short; {rule}")));
+        }
+        Ok(())
+    }
+}
+
+/// Names a setting the way the operator gave it: its environment variable, or its key in
+/// the file.
+struct Names<'a> {
+    vars: &'a HashMap<String, String>,
+    file: &'a str,
+}
+
+impl Names<'_> {
+    /// The name of the setting at `key` (`receiver.publish_timeout`, `retry.delays[2]`).
+    fn of(&self, key: &str) -> String {
+        let key = key.split('[').next().unwrap_or(key);
+        if let Some((env, _)) = FLAT_ENV
+            .iter()
+            .find(|(env, k)| *k == key && self.vars.contains_key(*env))
+        {
+            return (*env).to_owned();
+        }
+        let env = key.replace('.', "__").to_uppercase();
+        if self.vars.contains_key(&env) {
+            env
+        } else {
+            format!("{key} (in {})", self.file)
+        }
+    }
+
+    /// `error` of reading the settings, with the name of the setting it is about.
+    fn error(&self, error: ConfigError) -> ConfigError {
+        match error {
+            ConfigError::At {
+                error,
+                key: Some(key),
+                ..
+            } => ConfigError::Message(format!("{}: {error}", self.of(&key))),
+            ConfigError::Type {
+                unexpected,
+                expected,
+                key: Some(key),
+                ..
+            } => ConfigError::Message(format!("{}: {unexpected} is not {expected}", self.of(&key))),
+            other => other,
         }
     }
 }
 
-/// The value at `key`, or `None` when no source sets it.
-fn optional<T: serde::de::DeserializeOwned>(
-    config: &config::Config,
-    key: &str,
-) -> Result<Option<T>, config::ConfigError> {
-    match config.get(key) {
-        Ok(value) => Ok(Some(value)),
-        Err(config::ConfigError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
+/// Durations written with a unit (`250ms`, `30s`, `10m`), alone or as a list.
+mod duration {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+    /// Reads `text` as a duration; a bare number is refused, as its unit would be a guess.
+    pub(super) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        if text.parse::<f64>().is_ok() {
+            return Err(no_unit(text));
+        }
+        humantime::parse_duration(text)
+            .map_err(|_| format!("{text:?} is not a duration (e.g. 250ms, 30s, 10m)"))
+    }
+
+    fn no_unit(number: impl fmt::Display) -> String {
+        format!("{number} has no unit; add one (e.g. {number}ms or {number}s)")
+    }
+
+    /// One duration.
+    pub(super) fn one<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(One)
+    }
+
+    /// A list of durations: a sequence, or a comma-separated string (one value: a list of one).
+    pub(super) fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        d.deserialize_any(List)
+    }
+
+    struct One;
+
+    impl Visitor<'_> for One {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration such as 250ms, 30s or 10m")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse(v).map_err(E::custom)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            Err(E::custom(no_unit(v)))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Err(E::custom(no_unit(v)))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            Err(E::custom(no_unit(v)))
+        }
+    }
+
+    struct List;
+
+    /// An element of a list.
+    struct Element(Duration);
+
+    impl<'de> de::Deserialize<'de> for Element {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            one(d).map(Element)
+        }
+    }
+
+    impl<'de> Visitor<'de> for List {
+        type Value = Vec<Duration>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("durations such as 1s,5s,30s")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.split(',').map(|d| parse(d).map_err(E::custom)).collect()
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Err(E::custom(no_unit(v)))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Err(E::custom(no_unit(v)))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Err(E::custom(no_unit(v)))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut delays = Vec::new();
+            while let Some(Element(d)) = seq.next_element()? {
+                delays.push(d);
+            }
+            Ok(delays)
+        }
     }
 }
 
@@ -356,13 +549,35 @@ mod tests {
             .collect()
     }
 
+    fn load_error(pairs: &[(&str, &str)]) -> String {
+        match Settings::load_from(env(pairs)) {
+            Ok(s) => panic!("loaded {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A file holding `text`, in a directory of its own named after `name`.
+    fn file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("li-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
     #[test]
     fn defaults_apply_without_environment() {
         let s = Settings::load_from(env(&[])).expect("load");
         assert_eq!(s.receiver.addr, "0.0.0.0:8080");
         assert_eq!(s.rate_limit.per_minute, 1000);
         assert_eq!(s.receiver.body_limit_bytes, 65536);
+        assert_eq!(s.receiver.publish_timeout, Duration::from_secs(5));
         assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.database_url, defaults::DATABASE_URL);
+        assert_eq!(
+            s.retry.delays,
+            [1_000, 5_000, 30_000, 120_000, 600_000].map(Duration::from_millis)
+        );
     }
 
     #[test]
@@ -373,7 +588,7 @@ mod tests {
             ("LOG_FORMAT", "json"),
             ("RATE_LIMIT_FAIL_MODE", "closed"),
             ("WORKER__CONCURRENCY", "3"),
-            ("RETRY__DELAYS_MS", "10,20"),
+            ("RETRY__DELAYS", "10ms, 20ms"),
         ]))
         .expect("load");
         assert_eq!(s.database_url, "postgres://x@h/db");
@@ -381,78 +596,96 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.rate_limit.fail_mode, FailMode::Closed);
         assert_eq!(s.worker.concurrency, 3);
-        assert_eq!(s.retry.delays_ms, vec![10, 20]);
-        assert!(s.deprecated.is_empty());
+        assert_eq!(s.retry.delays, [10, 20].map(Duration::from_millis));
     }
 
     #[test]
-    fn the_old_retry_delays_variable_is_read_while_the_new_one_is_unset() {
-        let s = Settings::load_from(env(&[("WORKER__RETRY_DELAYS_MS", "10,20")])).expect("load");
-        assert_eq!(s.retry.delays_ms, vec![10, 20]);
-        assert_eq!(
-            s.deprecated,
-            vec![Deprecated {
-                old: ("worker.retry_delays_ms", "WORKER__RETRY_DELAYS_MS"),
-                new: ("retry.delays_ms", "RETRY__DELAYS_MS"),
-                used: true,
-            }]
-        );
-        let warning = s.deprecated[0].to_string();
-        assert!(warning.contains("WORKER__RETRY_DELAYS_MS"), "{warning}");
-        assert!(warning.contains("set RETRY__DELAYS_MS"), "{warning}");
-    }
-
-    #[test]
-    fn the_new_retry_delays_variable_wins_over_the_old_one() {
+    fn durations_are_read_with_their_unit() {
         let s = Settings::load_from(env(&[
-            ("WORKER__RETRY_DELAYS_MS", "10,20"),
-            ("RETRY__DELAYS_MS", "30,40"),
+            ("RECEIVER__PUBLISH_TIMEOUT", "250ms"),
+            ("RECEIVER__TOKEN_STALE", "10m"),
+            ("WORKER__SHUTDOWN_GRACE", "1m 30s"),
+            ("WORKER__DB_MAX_LIFETIME", "2h"),
         ]))
         .expect("load");
-        assert_eq!(s.retry.delays_ms, vec![30, 40]);
-        assert_eq!(s.deprecated.len(), 1);
+        assert_eq!(s.receiver.publish_timeout, Duration::from_millis(250));
+        assert_eq!(s.receiver.token_stale, Duration::from_secs(600));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(s.worker.db_max_lifetime, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn a_lone_value_is_a_list_of_one() {
+        let s = Settings::load_from(env(&[("RETRY__DELAYS", "30s")])).expect("load");
+        assert_eq!(s.retry.delays, vec![Duration::from_secs(30)]);
+    }
+
+    #[test]
+    fn a_bad_duration_is_an_error_naming_the_variable_and_the_value() {
+        let e = load_error(&[("RECEIVER__PUBLISH_TIMEOUT", "5 parsecs")]);
+        assert_eq!(
+            e,
+            r#"RECEIVER__PUBLISH_TIMEOUT: "5 parsecs" is not a duration (e.g. 250ms, 30s, 10m)"#
+        );
+        let e = load_error(&[("RETRY__DELAYS", "1s,soon")]);
         assert!(
-            !s.deprecated[0].used,
-            "the old value is ignored, and said so"
+            e.starts_with(r#"RETRY__DELAYS: "soon" is not a duration"#),
+            "{e}"
         );
     }
 
     #[test]
-    fn without_either_retry_delays_variable_the_default_applies() {
-        let s = Settings::load_from(env(&[])).expect("load");
-        assert_eq!(s.retry.delays_ms, RetrySettings::default().delays_ms);
-        assert!(s.deprecated.is_empty());
+    fn a_number_without_a_unit_is_an_error_asking_for_one() {
+        let e = load_error(&[("RECEIVER__PUBLISH_TIMEOUT", "5000")]);
+        assert!(
+            e.starts_with("RECEIVER__PUBLISH_TIMEOUT: 5000 has no unit"),
+            "{e}"
+        );
+        let e = load_error(&[("RETRY__DELAYS", "30000")]);
+        assert!(e.starts_with("RETRY__DELAYS: 30000 has no unit"), "{e}");
+        let e = load_error(&[("RETRY__DELAYS", "1s,30000")]);
+        assert!(e.starts_with("RETRY__DELAYS: 30000 has no unit"), "{e}");
     }
 
     #[test]
-    fn the_old_retry_delays_key_of_a_file_is_read_too() {
-        let dir = std::env::temp_dir().join(format!("li-config-old-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("c.toml");
-        std::fs::write(&path, "[worker]\nretry_delays_ms = [7, 8]\n").expect("write");
-        let s = Settings::load_from(env(&[("CONFIG_FILE", path.to_str().expect("utf8"))]))
-            .expect("load");
-        assert_eq!(s.retry.delays_ms, vec![7, 8]);
-        assert_eq!(s.deprecated.len(), 1);
-        assert!(s.deprecated[0].used);
-        std::fs::remove_dir_all(dir).ok();
+    fn a_zero_count_is_an_error_naming_the_variable() {
+        let e = load_error(&[("WORKER_CONCURRENCY", "0")]);
+        assert_eq!(e, "WORKER_CONCURRENCY: 0 is too few; it must be at least 1");
+        let e = load_error(&[("RECEIVER__PUBLISH_CHANNELS", "0")]);
+        assert!(
+            e.starts_with("RECEIVER__PUBLISH_CHANNELS: 0 is too few"),
+            "{e}"
+        );
+        let e = load_error(&[("WORKER__BATCH_SIZE", "257")]);
+        assert!(e.starts_with("WORKER__BATCH_SIZE: 257 is too many"), "{e}");
     }
 
     #[test]
-    fn an_unreadable_old_retry_delays_variable_is_an_error() {
-        assert!(Settings::load_from(env(&[("WORKER__RETRY_DELAYS_MS", "soon")])).is_err());
+    fn a_zero_duration_is_an_error_naming_the_variable() {
+        let e = load_error(&[("RECEIVER__REDIS_TIMEOUT", "0s")]);
+        assert_eq!(
+            e,
+            "RECEIVER__REDIS_TIMEOUT: 0s is too short; it must be more than 0"
+        );
+        let e = load_error(&[("RECEIVER__QUEUE_DEPTH_INTERVAL", "10ms")]);
+        assert!(e.contains("at least 50ms"), "{e}");
+        let e = load_error(&[("RETRY__DELAYS", "1s,0s")]);
+        assert!(e.starts_with("RETRY__DELAYS: 0s is too short"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_value_names_the_variable() {
+        let e = load_error(&[("WORKER__CONCURRENCY", "many")]);
+        assert!(e.starts_with("WORKER__CONCURRENCY: "), "{e}");
     }
 
     #[test]
     fn file_sits_between_defaults_and_environment() {
-        let dir = std::env::temp_dir().join(format!("li-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("c.toml");
-        std::fs::write(
-            &path,
-            "redis_url = \"redis://file\"\n[worker]\nprefetch = 7\nconcurrency = 2\n",
-        )
-        .expect("write");
+        let path = file(
+            "layers",
+            "redis_url = \"redis://file\"\n[worker]\nprefetch = 7\nconcurrency = 2\n\
+             shutdown_grace = \"45s\"\n[retry]\ndelays = [\"1s\", \"2m\"]\n",
+        );
         let s = Settings::load_from(env(&[
             ("CONFIG_FILE", path.to_str().expect("utf8")),
             ("WORKER_CONCURRENCY", "5"),
@@ -461,7 +694,32 @@ mod tests {
         assert_eq!(s.redis_url, "redis://file");
         assert_eq!(s.worker.prefetch, 7);
         assert_eq!(s.worker.concurrency, 5);
-        std::fs::remove_dir_all(dir).ok();
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(45));
+        assert_eq!(s.retry.delays, [1, 120].map(Duration::from_secs));
+        std::fs::remove_file(path).ok();
+    }
+
+    #[test]
+    fn a_bad_file_value_names_its_key_and_the_file() {
+        let path = file(
+            "bad",
+            "[receiver]\nbody_timeout = 10000\n[worker]\nprefetch = 0\n",
+        );
+        let path_text = path.to_str().expect("utf8");
+        let e = load_error(&[("CONFIG_FILE", path_text)]);
+        assert_eq!(
+            e,
+            format!(
+                "receiver.body_timeout (in {path_text}): 10000 has no unit; add one (e.g. 10000ms or 10000s)"
+            )
+        );
+        std::fs::write(&path, "[worker]\nprefetch = 0\n").expect("write");
+        let e = load_error(&[("CONFIG_FILE", path_text)]);
+        assert_eq!(
+            e,
+            format!("worker.prefetch (in {path_text}): 0 is too few; it must be at least 1")
+        );
+        std::fs::remove_file(path).ok();
     }
 
     #[test]

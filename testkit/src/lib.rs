@@ -12,22 +12,20 @@ pub mod statuses;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
-use shared::config::Settings;
+use shared::config::{Settings, defaults};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| defaults::POSTGRES_SERVER.into())
 }
 
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| defaults::REDIS_URL.into())
 }
 
 pub fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| defaults::AMQP_URL.into())
 }
 
 /// A short random id for names (databases, prefixes).
@@ -117,7 +115,7 @@ pub fn settings(db: &TestDb) -> Settings {
     };
     s.receiver.addr = "127.0.0.1:0".into();
     s.worker.metrics_addr = "127.0.0.1:0".into();
-    s.retry.delays_ms = vec![100, 200, 400];
+    s.retry.delays = [100, 200, 400].map(Duration::from_millis).to_vec();
     s
 }
 

@@ -8,6 +8,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 use shared::amqp::Topology;
+use std::time::Duration;
 
 fn table(arguments: &Value) -> FieldTable {
     let mut t = FieldTable::default();
@@ -73,7 +74,7 @@ async fn the_services_accept_a_broker_provisioned_from_the_definitions() {
         amqp_prefix: prefix.clone(),
         ..shared::config::Settings::default()
     };
-    settings.retry.delays_ms = vec![100, 200];
+    settings.retry.delays = [100, 200].map(Duration::from_millis).to_vec();
     let _ = conn.close(0, "done".into()).await;
     testkit::delete_topology(&settings).await;
     declared.expect("the topology's declaration matches the definitions");

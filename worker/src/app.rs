@@ -27,10 +27,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
-/// Most leads in one transaction, whatever the settings say: keeps every multi-row statement
-/// far below PostgreSQL's limit of 65,535 parameters.
-const MAX_BATCH: usize = 256;
-
 /// A worker, built and ready to run.
 pub struct Worker {
     /// Everything configurable; the consumer tasks share it.
@@ -197,8 +193,8 @@ async fn run_session(
             crate::dead_records::run(&session, &ctx.processor, &ctx.outcomes, &tag).await;
         })
     };
-    let concurrency = ctx.settings.worker.concurrency.max(1);
-    let (tx, rx) = mpsc::channel::<Received>(usize::from(ctx.settings.worker.prefetch.max(1)));
+    let concurrency = ctx.settings.worker.concurrency;
+    let (tx, rx) = mpsc::channel::<Received>(usize::from(ctx.settings.worker.prefetch));
     let rx = Arc::new(Mutex::new(rx));
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency {
@@ -209,7 +205,7 @@ async fn run_session(
     drop(tx);
     drop(consumer);
 
-    let grace = Duration::from_millis(ctx.settings.worker.shutdown_grace_ms);
+    let grace = ctx.settings.worker.shutdown_grace;
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -286,7 +282,7 @@ async fn consume_batches(
     session: Arc<Session>,
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
 ) {
-    let max = ctx.settings.worker.batch_size.clamp(1, MAX_BATCH);
+    let max = ctx.settings.worker.batch_size;
     loop {
         let batch = {
             let mut rx = rx.lock().await;

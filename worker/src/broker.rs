@@ -40,7 +40,7 @@ impl Session {
             .await
             .context("Failed to declare the queues")?;
         consume
-            .basic_qos(settings.worker.prefetch.max(1), BasicQosOptions::default())
+            .basic_qos(settings.worker.prefetch, BasicQosOptions::default())
             .await
             .context("Failed to set the prefetch")?;
         let publish = connection

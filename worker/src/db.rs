@@ -26,12 +26,12 @@ pub const SESSION_OPTIONS: [(&str, &str); 5] = [
 
 /// The pool options of a worker process with `pool_size` connections. Connections are made
 /// lazily, so a worker starts while the database is still coming up, and each is replaced
-/// after `worker.db_max_lifetime_ms`, so no plan it cached outlives that.
+/// after `worker.db_max_lifetime`, so no plan it cached outlives that.
 pub fn options(settings: &Settings, pool_size: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(settings.database_url.clone());
-    opts.max_connections(pool_size.max(1))
+    opts.max_connections(pool_size)
         .min_connections(0)
-        .max_lifetime(Duration::from_millis(settings.worker.db_max_lifetime_ms))
+        .max_lifetime(settings.worker.db_max_lifetime)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy(true)

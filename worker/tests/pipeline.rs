@@ -298,7 +298,9 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     let mut settings = ctx.settings.clone();
     settings.database_url = role.url.clone();
     // Long enough later steps that the test restores the grant before they run out.
-    settings.retry.delays_ms = vec![200, 2_000, 2_000, 2_000];
+    settings.retry.delays = [200, 2_000, 2_000, 2_000]
+        .map(Duration::from_millis)
+        .to_vec();
     let publisher = Publisher::new(&settings).await;
     let running = Running::start(settings.clone()).await;
     let m = ctx.message(lead("818 555 0199"));
@@ -348,7 +350,9 @@ async fn a_lead_failing_after_its_contact_was_written_leaves_nothing_then_succee
         role.revoke(&ctx.db, &format!("INSERT ON {table}")).await;
         let mut settings = ctx.settings.clone();
         settings.database_url = role.url.clone();
-        settings.retry.delays_ms = vec![200, 2_000, 2_000, 2_000];
+        settings.retry.delays = [200, 2_000, 2_000, 2_000]
+            .map(Duration::from_millis)
+            .to_vec();
         let publisher = Publisher::new(&settings).await;
         let running = Running::start(settings.clone()).await;
         let mut l = lead("818 555 0177");
@@ -542,7 +546,11 @@ async fn poison_is_dead_lettered_at_once() {
 async fn the_worker_reconnects_when_the_broker_connection_drops() {
     let ctx = Ctx::new().await;
     let publisher = Publisher::new(&ctx.settings).await;
-    let proxy = support::Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    // The broker's address, from the URL the tests use (`amqp://user:pass@host:port/vhost`).
+    let broker = (ctx.settings.amqp_url.split_once('@'))
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("the broker's address");
+    let proxy = support::Proxy::start(broker.parse().unwrap()).await;
     let mut settings = ctx.settings.clone();
     settings.amqp_url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
     let running = Running::start(settings).await;

@@ -29,7 +29,7 @@ fn worker_command(ctx: &Ctx) -> Command {
         .env("REDIS_URL", &s.redis_url)
         .env("AMQP_PREFIX", &s.amqp_prefix)
         .env("REDIS_PREFIX", &s.redis_prefix)
-        .env("RETRY__DELAYS_MS", "100,200,400")
+        .env("RETRY__DELAYS", "100ms,200ms,400ms")
         .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json");
     command

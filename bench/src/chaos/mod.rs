@@ -86,9 +86,9 @@ pub struct Sizes {
     pub connections: usize,
     /// Leads of the backlog scenario.
     pub backlog: usize,
-    /// The retry schedule of the receiver and the workers (`RETRY__DELAYS_MS`); `None`: the
-    /// default one.
-    pub retry_delays: Option<&'static str>,
+    /// The retry schedule of the receiver and the workers, in ms (`RETRY__DELAYS`); `None`:
+    /// the default one.
+    pub retry_delays: Option<&'static [u64]>,
 }
 
 impl Sizes {
@@ -101,7 +101,7 @@ impl Sizes {
                 backlog: 20_000,
                 // Shorter than the default (total 38 s instead of 12.6 min), still far
                 // longer than any outage of the run.
-                retry_delays: Some("1000,2000,5000,10000,20000"),
+                retry_delays: Some(&[1000, 2000, 5000, 10000, 20000]),
             }
         } else {
             Self {
@@ -208,10 +208,7 @@ impl Stage {
         let db = ctx.janitor.database().await?;
         let c = seed::account(&db.conn, &format!("Chaos {label}")).await?;
         let delays: Vec<u64> = match sizes.retry_delays {
-            Some(list) => list
-                .split(',')
-                .map(|d| d.parse().context("Failed to read a retry delay"))
-                .collect::<anyhow::Result<_>>()?,
+            Some(list) => list.to_vec(),
             None => crate::env::default_retry_delays(),
         };
         let prefixes: Prefixes = ctx.janitor.prefixes(&delays);
@@ -219,7 +216,8 @@ impl Stage {
             let mut env = base;
             env.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             if let Some(list) = sizes.retry_delays {
-                env.push(("RETRY__DELAYS_MS".into(), list.to_owned()));
+                let list: Vec<String> = list.iter().map(|ms| format!("{ms}ms")).collect();
+                env.push(("RETRY__DELAYS".into(), list.join(",")));
             }
             env
         };
@@ -650,7 +648,7 @@ async fn snapshot(
 /// retries, replayed once fixed, and replayed again.
 async fn dlq_replay(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row> {
     let quick = Sizes {
-        retry_delays: Some("200,400,800"),
+        retry_delays: Some(&[200, 400, 800]),
         ..sizes.clone()
     };
     let mut stage = Stage::new(ctx, &quick, "dlq", 1, &[], &[], true).await?;

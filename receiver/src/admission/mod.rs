@@ -86,10 +86,7 @@ impl Admission {
     pub fn new(redis: RedisClient, tokens: Arc<Authenticator>, settings: &Settings) -> Self {
         Self {
             limiter: Limiter::new(&settings.redis_prefix),
-            records: IntakeRecords::new(
-                &settings.redis_prefix,
-                Duration::from_millis(settings.receiver.publish_timeout_ms),
-            ),
+            records: IntakeRecords::new(&settings.redis_prefix, settings.receiver.publish_timeout),
             auth_blocks: AuthFailureBlocks::default(),
             blocked_lookups: Semaphore::new(2),
             limits: settings.rate_limit.clone(),

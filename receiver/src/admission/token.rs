@@ -1,7 +1,7 @@
 //! Who sent a request: the API token (from the body, the query string or
 //! `Authorization: Bearer`), looked up by its SHA-256 in PostgreSQL and cached in-process.
 //!
-//! Two bounded caches keep lookups for at most `token_cache_ttl_ms` (≤ 30 s): one of known
+//! Two bounded caches keep lookups for at most `token_cache_ttl` (≤ 30 s): one of known
 //! tokens and one of unknown ones, so a flood of random tokens evicts only other unknown
 //! tokens, never a customer's. Concurrent lookups of one token share a single database
 //! query. A revocation takes effect at once: `leadctl token revoke` announces the token's
@@ -9,7 +9,7 @@
 //! drops it; the TTL bounds a revocation whose announcement was lost.
 //!
 //! While the database cannot be reached, a token's last good lookup is used for at most
-//! `token_stale_ms` past its TTL (re-checked every few seconds); after that, and for
+//! `token_stale` past its TTL (re-checked every few seconds); after that, and for
 //! tokens never seen, requests get 503.
 
 use crate::infra::prometheus;

@@ -46,25 +46,22 @@ impl Application {
             .with_context(|| format!("Failed to bind {}", receiver.addr))?;
 
         let db = database(&settings).await?;
-        let redis = RedisClient::new(
-            &settings.redis_url,
-            Duration::from_millis(receiver.redis_timeout_ms),
-        )
-        .context("Failed to set up the Redis client")?;
+        let redis = RedisClient::new(&settings.redis_url, receiver.redis_timeout)
+            .context("Failed to set up the Redis client")?;
 
         let topology = topology_of(&settings);
         let publisher = Arc::new(Publisher::new(
             &settings.amqp_url,
             topology,
             receiver.publish_channels,
-            Duration::from_millis(receiver.publish_timeout_ms),
+            receiver.publish_timeout,
         ));
         let stop = CancellationToken::new();
         let publisher_task = tokio::spawn(publisher.clone().run(stop.clone()));
         tokio::spawn(queue_depth::run(
             publisher.clone(),
             topology_of(&settings),
-            Duration::from_millis(receiver.queue_depth_interval_ms),
+            receiver.queue_depth_interval,
             stop.clone(),
         ));
         tokio::spawn(crate::infra::intake_stats::run(
@@ -81,8 +78,8 @@ impl Application {
 
         let auth = Arc::new(Authenticator::new(
             db.clone(),
-            Duration::from_millis(receiver.token_cache_ttl_ms),
-            Duration::from_millis(receiver.token_stale_ms),
+            receiver.token_cache_ttl,
+            receiver.token_stale,
         ));
         tokio::spawn(token::follow_token_changes(
             auth.clone(),
@@ -166,7 +163,7 @@ impl Application {
 async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
-        .max_connections(settings.receiver.db_pool_size.max(1))
+        .max_connections(settings.receiver.db_pool_size)
         .min_connections(0)
         .connect_timeout(Duration::from_secs(2))
         .acquire_timeout(Duration::from_secs(2))

@@ -86,13 +86,14 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher that is not connected yet; [`Self::run`] connects it.
+    /// `channels`: at least 1 (`receiver.publish_channels`, checked when settings load).
     pub fn new(url: &str, topology: Topology, channels: usize, timeout: Duration) -> Self {
         Self {
             url: url.to_owned(),
             exchange: topology.exchange().into(),
             routing_key: INTAKE_ROUTING_KEY.into(),
             topology,
-            channels: channels.max(1),
+            channels,
             timeout,
             link: RwLock::new(None),
             next: AtomicUsize::new(0),

@@ -22,7 +22,7 @@ pub async fn run(
 ) {
     let queues = topology.queues();
     let mut channel: Option<Channel> = None;
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

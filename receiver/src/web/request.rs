@@ -44,7 +44,7 @@ pub(crate) async fn receive<F>(
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
     let format = format(media_type(&parts.headers)?.as_deref())?;
-    let timeout = Duration::from_millis(state.settings.receiver.body_timeout_ms);
+    let timeout = state.settings.receiver.body_timeout;
     let body = read_body(body, limit, timeout).await?;
     let mut query = RawLead::from_form(parts.uri.query().unwrap_or_default().as_bytes());
     let token = query.take_token().or_else(|| bearer_token(&parts.headers));

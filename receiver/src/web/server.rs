@@ -2,7 +2,7 @@
 //!
 //! - At most `max_connections` connections are served at once; further clients wait in the
 //!   listen backlog instead of exhausting memory or file descriptors.
-//! - A client must send each request head within `header_timeout_ms`, and keep-alive
+//! - A client must send each request head within `header_timeout`, and keep-alive
 //!   connections waiting for their next request are held to the same bound, so slow or
 //!   idle clients cannot pin connections (the body has its own timeout in the handler).
 //! - A request head (request line and headers) larger than [`MAX_HEAD_BYTES`] gets 431 and
@@ -11,7 +11,7 @@
 //!   HTTP layer before any handler runs, so it has no JSON body.)
 //! - On shutdown the listener closes at once, in-flight requests finish (their leads are
 //!   confirmed or refused, never cut off), idle connections close, and after
-//!   `shutdown_grace_ms` whatever is left is dropped.
+//!   `shutdown_grace` whatever is left is dropped.
 
 use crate::infra::prometheus;
 use crate::web::respond::Body;
@@ -49,8 +49,8 @@ pub async fn serve<A, Fut>(
     A: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-    let header_timeout = Duration::from_millis(settings.header_timeout_ms);
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let header_timeout = settings.header_timeout;
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -103,7 +103,7 @@ pub async fn serve<A, Fut>(
     }
     drop(listener);
     connections.close();
-    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let grace = settings.shutdown_grace;
     if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()

@@ -107,7 +107,7 @@ async fn a_broker_that_never_confirms_gets_503_within_the_publish_timeout_and_fr
     let (proxy, via) = proxied(&testkit::amqp_url()).await;
     let app = spawn_app_with(|s| {
         s.amqp_url = via;
-        s.receiver.publish_timeout_ms = 1_000;
+        s.receiver.publish_timeout = Duration::from_millis(1_000);
     })
     .await;
     eventually(

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn queue_depth_gauges_follow_the_broker() {
-    let app = spawn_app_with(|s| s.receiver.queue_depth_interval_ms = 100).await;
+    let app =
+        spawn_app_with(|s| s.receiver.queue_depth_interval = Duration::from_millis(100)).await;
     let topology = app.topology();
     let intake = format!(
         "lead_intake_queue_depth{{queue=\"{}\"}}",

@@ -70,7 +70,7 @@ async fn spawn(tweak: impl FnOnce(&mut Settings), account_limit: Option<i32>) ->
     let mut settings = testkit::settings(&db);
     // A loaded test machine can stall a healthy Redis call past the production bound; the
     // tests that want Redis gone make it refuse connections instead.
-    settings.receiver.redis_timeout_ms = 2_000;
+    settings.receiver.redis_timeout = Duration::from_secs(2);
     tweak(&mut settings);
     let account = admin::create_account(&db.conn, "Acme", "US", account_limit)
         .await

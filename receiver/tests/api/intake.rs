@@ -175,7 +175,7 @@ async fn every_token_source_authenticates_and_the_token_is_never_stored() {
 
 #[tokio::test]
 async fn missing_unknown_and_revoked_tokens_get_401() {
-    let app = spawn_app_with(|s| s.receiver.token_cache_ttl_ms = 300).await;
+    let app = spawn_app_with(|s| s.receiver.token_cache_ttl = Duration::from_millis(300)).await;
     let unauthenticated = json!({"message": "Unauthenticated."});
 
     let missing = app
@@ -507,8 +507,8 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
     let app = spawn_app_with(|s| {
         let name = s.database_url.rsplit('/').next().unwrap().to_owned();
         s.database_url = format!("{via}/{name}");
-        s.receiver.token_cache_ttl_ms = 200;
-        s.receiver.token_stale_ms = 2_000;
+        s.receiver.token_cache_ttl = Duration::from_millis(200);
+        s.receiver.token_stale = Duration::from_secs(2);
     })
     .await;
     assert_eq!(app.post_lead(&lead()).await.status, StatusCode::ACCEPTED);
@@ -523,7 +523,7 @@ async fn known_tokens_keep_working_while_the_database_is_unreachable() {
         StatusCode::ACCEPTED,
         "an expired entry is used while the database is down"
     );
-    // ...but not beyond its stated bound: TTL + token_stale_ms after the last good lookup
+    // ...but not beyond its stated bound: TTL + token_stale after the last good lookup
     // (waited out on purpose).
     tokio::time::sleep(Duration::from_millis(2_200).saturating_sub(looked_up.elapsed())).await;
     eventually(

@@ -70,7 +70,8 @@ async fn intake_answers_are_counted_per_second_in_redis() {
 
 #[tokio::test]
 async fn every_queue_reports_its_depth_and_consumers() {
-    let app = spawn_app_with(|s| s.receiver.queue_depth_interval_ms = 100).await;
+    let app =
+        spawn_app_with(|s| s.receiver.queue_depth_interval = Duration::from_millis(100)).await;
     let topology = app.topology();
     let queues = topology.queues();
     assert!(queues.len() > 2, "intake, dead and the retry queues");

@@ -29,9 +29,9 @@ impl Running {
         let settings = testkit::settings(db);
         let delays: Vec<String> = settings
             .retry
-            .delays_ms
+            .delays
             .iter()
-            .map(u64::to_string)
+            .map(|d| format!("{}ms", d.as_millis()))
             .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_receiver"))
             .env_remove("CONFIG_FILE")
@@ -40,7 +40,7 @@ impl Running {
             .env("AMQP_URL", &settings.amqp_url)
             .env("AMQP_PREFIX", &settings.amqp_prefix)
             .env("REDIS_PREFIX", &settings.redis_prefix)
-            .env("RETRY__DELAYS_MS", delays.join(","))
+            .env("RETRY__DELAYS", delays.join(","))
             .env("RECEIVER_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "trace")

@@ -425,7 +425,7 @@ async fn fields_the_server_owns_cannot_be_set_from_the_body() {
 
 #[tokio::test]
 async fn a_slow_head_is_cut_at_the_header_timeout_while_others_are_served() {
-    let app = spawn_app_with(|s| s.receiver.header_timeout_ms = 2_000).await;
+    let app = spawn_app_with(|s| s.receiver.header_timeout = Duration::from_millis(2_000)).await;
     // Slowloris: many connections, each sending its head one byte a second.
     let head = format!(
         "POST /api/v1/webhook/forms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nX-Pad: {}\r\n",

@@ -56,8 +56,8 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn slow_clients_cannot_hold_connections() {
     let app = spawn_app_with(|s| {
-        s.receiver.header_timeout_ms = 300;
-        s.receiver.body_timeout_ms = 300;
+        s.receiver.header_timeout = Duration::from_millis(300);
+        s.receiver.body_timeout = Duration::from_millis(300);
     })
     .await;
 
@@ -107,7 +107,7 @@ async fn slow_clients_cannot_hold_connections() {
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let app = spawn_app_with(|s| {
         s.receiver.max_connections = 1;
-        s.receiver.header_timeout_ms = 1_000;
+        s.receiver.header_timeout = Duration::from_millis(1_000);
     })
     .await;
     // The only slot is taken by a client that sends nothing: connected first, it is first

@@ -587,7 +587,9 @@ async fn a_typeform_style_flat_post_ends_as_the_right_contact_with_the_token_def
 
 #[tokio::test]
 async fn a_changed_mapping_takes_effect_within_the_token_cache_bound() {
-    let app = crate::helpers::spawn_app_with(|s| s.receiver.token_cache_ttl_ms = 300).await;
+    let app =
+        crate::helpers::spawn_app_with(|s| s.receiver.token_cache_ttl = Duration::from_millis(300))
+            .await;
     let form = json!({"Telefon": "818 123 4567"});
     let before = app.post_lead(&form).await;
     assert_eq!(before.status, StatusCode::BAD_REQUEST);
@@ -612,7 +614,10 @@ async fn a_changed_mapping_takes_effect_within_the_token_cache_bound() {
 #[tokio::test]
 async fn a_mapping_changed_with_leadctl_applies_at_once_long_before_the_cache_ttl() {
     let app = spawn_app().await;
-    assert_eq!(app.settings.receiver.token_cache_ttl_ms, 30_000);
+    assert_eq!(
+        app.settings.receiver.token_cache_ttl,
+        Duration::from_secs(30)
+    );
     let form = json!({"Telefon": "818 123 4567"});
     assert_eq!(app.post_lead(&form).await.status, StatusCode::BAD_REQUEST);
     // The receiver listens for token announcements.

@@ -8,7 +8,6 @@ use worker::app::{Worker, shutdown_signal};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("Failed to load settings")?;
     shared::telemetry::init(settings.log_format);
-    settings.warn_deprecated();
     let worker = Worker::build(settings).await?;
     tracing::info!(metrics_addr = %worker.metrics_addr(), "Worker started");
     worker.run_until_stopped(shutdown_signal()).await
