@@ -3,10 +3,10 @@
 //! [`with_contact_text_fields!`](crate::with_contact_text_fields) holds the list; every
 //! type that has one member per text field is written by a macro that the list is handed
 //! to: the `contacts` entity, the lead's [`LeadFields`](crate::lead::LeadFields), the
-//! [`TextField`] names below, the receiver's read view and its OpenAPI request schema. The
-//! parser reads each field by its [`TextKind`], and the worker writes each through
-//! [`TextField`]. Adding a text field is one entry in the list and a migration adding its
-//! column.
+//! receiver's read view and its OpenAPI request schema. [`TextField`] names the fields (a
+//! plain enum: the compiler checks every match on it). The parser reads each field by its
+//! [`TextKind`], and the worker writes each through [`TextField`]. Adding a text field is
+//! one entry in the list, a [`TextField`] variant and a migration adding its column.
 
 /// Calls the macro `$then` with every text field of a contact, in the order of the
 /// contract's field table (§3): its description, its OpenAPI schema attribute, its name
@@ -70,71 +70,94 @@ pub enum TextKind {
     Website,
 }
 
-macro_rules! text_field_enum {
-    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
-        /// A text field of a contact.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum TextField {
-            $( $variant, )*
-        }
-
-        impl TextField {
-            /// Every text field, in the order of the contract's field table.
-            pub const ALL: &[TextField] = &[$(TextField::$variant),*];
-
-            /// The field's name in a payload and its column on the contact.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $( TextField::$variant => stringify!($field), )*
-                }
-            }
-
-            /// How a lead's value is checked.
-            pub fn kind(self) -> TextKind {
-                match self {
-                    $( TextField::$variant => TextKind::$kind, )*
-                }
-            }
-        }
-    };
+/// A text field of a contact: its name in a payload and its column on the contact
+/// (`first_name`), in the order of the contract's field table.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumIter,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum TextField {
+    Name,
+    FirstName,
+    LastName,
+    CompanyName,
+    Email,
+    LeadSource,
+    Source,
+    Address,
+    City,
+    State,
+    Zipcode,
+    Country,
+    Csf1,
+    Csf2,
+    Website,
 }
-
-with_contact_text_fields!(text_field_enum);
 
 impl TextField {
-    /// The field called `name`, if it is a text field.
-    pub fn from_name(name: &str) -> Option<TextField> {
-        TextField::ALL.iter().copied().find(|f| f.as_str() == name)
+    /// The field's name in a payload and its column on the contact.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
-}
 
-impl std::fmt::Display for TextField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    /// How a lead's value is checked.
+    pub fn kind(self) -> TextKind {
+        match self {
+            TextField::Email => TextKind::Email,
+            TextField::Website => TextKind::Website,
+            TextField::Name
+            | TextField::FirstName
+            | TextField::LastName
+            | TextField::CompanyName
+            | TextField::LeadSource
+            | TextField::Source
+            | TextField::Address
+            | TextField::City
+            | TextField::State
+            | TextField::Zipcode
+            | TextField::Country
+            | TextField::Csf1
+            | TextField::Csf2 => TextKind::Text,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
 
     #[test]
     fn every_field_is_found_by_its_name_and_names_are_unique() {
-        for field in TextField::ALL {
-            assert_eq!(TextField::from_name(field.as_str()), Some(*field));
+        for field in TextField::iter() {
+            assert_eq!(field.as_str().parse(), Ok(field));
+            assert_eq!(field.to_string(), field.as_str());
         }
-        let mut names: Vec<_> = TextField::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(TextField::Csf1.as_str(), "csf1");
+        assert_eq!(TextField::LeadSource.as_str(), "lead_source");
+        let mut names: Vec<_> = TextField::iter().map(TextField::as_str).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), TextField::ALL.len());
-        assert_eq!(TextField::from_name("phone_number"), None);
+        assert_eq!(names.len(), TextField::iter().count());
+        assert!("phone_number".parse::<TextField>().is_err());
     }
 
     #[test]
     fn every_field_is_a_column_of_the_same_name() {
         use crate::entities::contact::Column;
         use sea_orm::IdenStatic;
-        for &field in TextField::ALL {
+        for field in TextField::iter() {
             let column = Column::from(field);
             assert_eq!(column.as_str(), field.as_str());
             assert!(column.is_updatable(), "{field} is written on update");

@@ -7,6 +7,7 @@ use crate::contact_fields::TextField;
 use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use strum::IntoEnumIterator;
 
 /// A validated lead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +102,7 @@ macro_rules! lead_fields {
         }
 
         impl LeadFields {
-            /// The fields, each read by `read`, in the order of [`TextField::ALL`].
+            /// The fields, each read by `read`, in the order of [`TextField`].
             pub fn read(mut read: impl FnMut(TextField) -> Option<String>) -> Self {
                 Self {
                     $( $field: read(TextField::$variant), )*
@@ -121,11 +122,9 @@ macro_rules! lead_fields {
 crate::with_contact_text_fields!(lead_fields);
 
 impl LeadFields {
-    /// Every field the lead gives, in the order of [`TextField::ALL`].
+    /// Every field the lead gives, in the order of [`TextField`].
     pub fn given(&self) -> impl Iterator<Item = (TextField, &String)> {
-        TextField::ALL
-            .iter()
-            .filter_map(|&f| self.get(f).map(|v| (f, v)))
+        TextField::iter().filter_map(|f| self.get(f).map(|v| (f, v)))
     }
 }
 

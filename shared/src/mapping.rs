@@ -9,6 +9,7 @@ use crate::contact_fields::TextField;
 use crate::payload::RawLead;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use strum::IntoEnumIterator;
 
 /// Every field name of the contract (§3) but the contact's text fields ([`TextField`]),
 /// aliases included.
@@ -65,15 +66,14 @@ pub const ACTION_FIELDS: &[(&str, &[&str])] = &[
 
 /// Every field name of the contract, aliases included: what a mapping may target.
 pub fn field_names() -> impl Iterator<Item = &'static str> {
-    TextField::ALL
-        .iter()
-        .map(|f| f.as_str())
+    TextField::iter()
+        .map(TextField::as_str)
         .chain(OTHER_FIELDS.iter().copied())
 }
 
 /// Whether `name` is a field of the contract.
 pub fn is_field(name: &str) -> bool {
-    TextField::from_name(name).is_some() || OTHER_FIELDS.contains(&name)
+    name.parse::<TextField>().is_ok() || OTHER_FIELDS.contains(&name)
 }
 
 /// A mapping that cannot be used.

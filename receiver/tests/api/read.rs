@@ -10,6 +10,7 @@ use shared::contact_fields::{TextField, TextKind};
 use shared::intake::{IntakeMessage, MESSAGE_VERSION};
 use shared::payload::{ParseContext, RawLead};
 use shared::phone::Region;
+use strum::IntoEnumIterator;
 use uuid::Uuid;
 use worker::process::{Attempt, Processor};
 
@@ -282,13 +283,13 @@ async fn every_text_field_goes_from_the_payload_to_the_read_view() {
         TextKind::Website => format!("https://{field}.example.com"),
     };
     let mut fields = json!({"phone_number": "8181234567"});
-    for &field in TextField::ALL {
+    for field in TextField::iter() {
         fields[field.as_str()] = json!(value(field));
     }
     let id = app.contact(fields).await;
     let reply = app.get(&format!("/api/v1/contacts/{id}")).await;
     assert_eq!(reply.status, StatusCode::OK);
-    for &field in TextField::ALL {
+    for field in TextField::iter() {
         assert_eq!(reply.body[field.as_str()], json!(value(field)), "{field}");
     }
 }
