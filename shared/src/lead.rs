@@ -3,11 +3,10 @@
 //! Past the receiver nothing is re-validated: every field here already obeys the rules of
 //! the contract (§3). The wire form in the queue is this struct as JSON.
 
-use crate::contact_fields::TextField;
+use crate::contact_fields::ContactText;
 use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use strum::IntoEnumIterator;
 
 /// A validated lead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,7 +16,7 @@ pub struct Lead {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_phone_numbers: Vec<OtherPhoneNumber>,
     #[serde(flatten)]
-    pub fields: LeadFields,
+    pub fields: ContactText,
     pub date_of_birth: Option<NaiveDate>,
     /// IANA zone name, checked against the zone database.
     pub timezone: Option<chrono_tz::Tz>,
@@ -92,42 +91,6 @@ pub struct LeadConsent {
     pub seller: Option<String>,
 }
 
-macro_rules! lead_fields {
-    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
-        /// The plain text fields of a contact (each ≤ 255 characters, trimmed, never empty;
-        /// an e-mail address has a lower-cased domain, a website is an absolute http(s) URL).
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-        pub struct LeadFields {
-            $( $(#[doc = $doc])* pub $field: Option<String>, )*
-        }
-
-        impl LeadFields {
-            /// The fields, each read by `read`, in the order of [`TextField`].
-            pub fn read(mut read: impl FnMut(TextField) -> Option<String>) -> Self {
-                Self {
-                    $( $field: read(TextField::$variant), )*
-                }
-            }
-
-            /// The value of `field`.
-            pub fn get(&self, field: TextField) -> Option<&String> {
-                match field {
-                    $( TextField::$variant => self.$field.as_ref(), )*
-                }
-            }
-        }
-    };
-}
-
-crate::with_contact_text_fields!(lead_fields);
-
-impl LeadFields {
-    /// Every field the lead gives, in the order of [`TextField`].
-    pub fn given(&self) -> impl Iterator<Item = (TextField, &String)> {
-        TextField::iter().filter_map(|f| self.get(f).map(|v| (f, v)))
-    }
-}
-
 /// Ids the lead names; each is looked up inside the token's account by the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LeadLinks {
@@ -176,7 +139,7 @@ impl Lead {
         Self {
             phone_number,
             other_phone_numbers: Vec::new(),
-            fields: LeadFields::default(),
+            fields: ContactText::default(),
             date_of_birth: None,
             timezone: None,
             notes: None,

@@ -10,9 +10,9 @@
 //! trimmed; an empty string or `null` counts as absent; numbers are accepted where text is
 //! expected.
 
-use crate::contact_fields::TextKind;
+use crate::contact_fields::{ContactText, TextKind};
 use crate::lead::{
-    ConsentEvidence, Lead, LeadFields, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition,
+    ConsentEvidence, Lead, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition,
 };
 use crate::phone::{PhoneNumber, Region};
 use chrono::NaiveDate;
@@ -164,7 +164,7 @@ impl RawLead {
         };
         let phone_number = r.primary_phone(ctx.region);
         let other_phone_numbers = r.other_phone_numbers(ctx.region);
-        let fields = LeadFields::read(|field| match field.kind() {
+        let fields = ContactText::read(|field| match field.kind() {
             TextKind::Text => r.text(field.as_str(), MAX_TEXT_CHARS),
             TextKind::Email => r.email(field.as_str()),
             TextKind::Website => r.website(field.as_str()),

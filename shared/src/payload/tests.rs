@@ -983,7 +983,7 @@ fn valid_lead() -> impl Strategy<Value = (Lead, Value)> {
                 if !other_json.is_empty() {
                     body.insert("other_phone_numbers".into(), Value::Array(other_json));
                 }
-                let mut fields = LeadFields::default();
+                let mut fields = ContactText::default();
                 if let Some(n) = &name {
                     body.insert("name".into(), json!(n));
                     fields.name = Some(n.clone());

@@ -291,12 +291,12 @@ pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lead::LeadFields;
+    use crate::contact_fields::ContactText;
     use crate::phone::Region;
     use chrono::Utc;
     use proptest::prelude::*;
 
-    fn lead(fields: LeadFields) -> Lead {
+    fn lead(fields: ContactText) -> Lead {
         Lead {
             fields,
             ..Lead::of_number(PhoneNumber::parse("818 123 4567", Region::US).expect("phone"))
@@ -346,9 +346,9 @@ mod tests {
 
     #[test]
     fn a_lead_name_is_completed_from_its_other_half() {
-        let c = from_lead(&lead(LeadFields {
+        let c = from_lead(&lead(ContactText {
             name: Some("Grace Brewster Hopper".into()),
-            ..LeadFields::default()
+            ..ContactText::default()
         }));
         let ch = changes(None, &c, false);
         assert_eq!(
@@ -357,10 +357,10 @@ mod tests {
         );
         assert_eq!(text_of(&ch, TextField::LastName).as_deref(), Some("Hopper"));
 
-        let c = from_lead(&lead(LeadFields {
+        let c = from_lead(&lead(ContactText {
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
-            ..LeadFields::default()
+            ..ContactText::default()
         }));
         let ch = changes(None, &c, false);
         assert_eq!(
@@ -372,10 +372,10 @@ mod tests {
     #[test]
     fn merge_fills_blanks_and_keeps_existing_values() {
         let existing = contact(|m| m.email = Some("old@example.com".into()));
-        let c = from_lead(&lead(LeadFields {
+        let c = from_lead(&lead(ContactText {
             email: Some("new@example.com".into()),
             company_name: Some("Acme".into()),
-            ..LeadFields::default()
+            ..ContactText::default()
         }));
         let ch = changes(Some(&existing), &c, false);
         assert_eq!(text_of(&ch, TextField::Email), None);
@@ -393,9 +393,9 @@ mod tests {
             m.last_name = Some("Doe".into());
             m.city = Some("Boston".into());
         });
-        let c = from_lead(&lead(LeadFields {
+        let c = from_lead(&lead(ContactText {
             name: Some("Jane Roe".into()),
-            ..LeadFields::default()
+            ..ContactText::default()
         }));
         let ch = changes(Some(&existing), &c, true);
         assert_eq!(text_of(&ch, TextField::Name).as_deref(), Some("Jane Roe"));
@@ -419,9 +419,9 @@ mod tests {
             m.first_name = Some("John".into());
             m.last_name = Some("Doe".into());
         });
-        let first_only = from_lead(&lead(LeadFields {
+        let first_only = from_lead(&lead(ContactText {
             first_name: Some("Jane".into()),
-            ..LeadFields::default()
+            ..ContactText::default()
         }));
         let ch = changes(Some(&existing), &first_only, true);
         assert_eq!(text_of(&ch, TextField::FirstName).as_deref(), Some("Jane"));
@@ -463,7 +463,7 @@ mod tests {
         #[test]
         fn existing_values_survive_a_merge(email in "[a-z]{1,8}@example\\.com", other in "[a-z]{1,8}@example\\.org") {
             let existing = contact(|m| m.email = Some(email.clone()));
-            let c = from_lead(&lead(LeadFields { email: Some(other), ..LeadFields::default() }));
+            let c = from_lead(&lead(ContactText { email: Some(other), ..ContactText::default() }));
             prop_assert!(text_of(&changes(Some(&existing), &c, false), TextField::Email).is_none());
         }
     }
