@@ -2,11 +2,11 @@
 //!
 //! [`ContactText`] holds them, flattened into the lead; [`TextField`] names them (a plain
 //! enum: the compiler checks every match on it). [`with_contact_text_fields!`](crate::with_contact_text_fields)
-//! repeats the list for the types still written by a macro: the `contacts` entity, the
+//! repeats the list for the types still written by a macro: the
 //! receiver's read view and its OpenAPI request schema. The parser reads each field by its
 //! [`TextKind`], and the worker writes each through [`TextField`]. Adding a text field is a
-//! [`ContactText`] member, one entry in the list, a [`TextField`] variant and a migration
-//! adding its column.
+//! [`ContactText`] member, one entry in the list, a [`TextField`] variant, a member of the
+//! `contacts` entity and a migration adding its column.
 
 use serde::{Deserialize, Serialize};
 use strum::IntoEnumIterator;
@@ -263,12 +263,20 @@ mod tests {
 
     #[test]
     fn every_field_is_a_column_of_the_same_name() {
-        use crate::entities::contact::Column;
-        use sea_orm::IdenStatic;
+        use crate::entities::contact::{Column, Model};
+        use sea_orm::{IdenStatic, ModelTrait};
         for field in TextField::iter() {
-            let column = Column::from(field);
+            let column: Column = field.as_str().parse().expect("a column");
             assert_eq!(column.as_str(), field.as_str());
             assert!(column.is_updatable(), "{field} is written on update");
+            let mut model = Model::default();
+            *model.text_mut(field) = Some("value".to_owned());
+            assert_eq!(model.text(field).map(String::as_str), Some("value"));
+            assert_eq!(
+                model.get(column),
+                Some("value".to_owned()).into(),
+                "{field}"
+            );
         }
     }
 
