@@ -58,6 +58,49 @@ impl Modify for Security {
     }
 }
 
+/// A schema with a `#[serde(flatten)]` member as the single object the client sees: utoipa
+/// describes one as `allOf` the flattened type and an object of the other members; here
+/// their properties become one object's, the flattened ones last.
+struct Flattened;
+
+impl Modify for Flattened {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            let parts: Option<Vec<_>> = all
+                .items
+                .iter()
+                .map(|item| match item {
+                    RefOr::T(Schema::Object(o)) => Some(o),
+                    _ => None,
+                })
+                .collect();
+            let Some((own, flattened)) = parts.as_deref().and_then(<[_]>::split_last) else {
+                continue;
+            };
+            let mut object = (*own).clone();
+            for part in flattened {
+                object.properties.extend(part.properties.clone());
+                object.required.extend(part.required.clone());
+            }
+            object.title = all.title.clone();
+            object.description = all.description.clone();
+            #[allow(deprecated)]
+            {
+                object.example = all.example.clone();
+            }
+            object.examples = all.examples.clone();
+            *schema = RefOr::T(Schema::Object(object));
+        }
+    }
+}
+
 /// The intake's body as it really is: optional (a lead may come entirely in the query
 /// string), and, as a form, described without `other_phone_numbers`, whose bracket keys
 /// (`other_phone_numbers[0][phone_number]=…`) OpenAPI cannot express: a form encoder
@@ -133,7 +176,7 @@ impl Modify for IntakeBody {
         shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,
         Health, Readiness,
     )),
-    modifiers(&Security, &IntakeBody),
+    modifiers(&Flattened, &Security, &IntakeBody),
     tags(
         (name = "intake", description = "Submitting leads."),
         (name = "read", description = "Intake statuses and the account's contacts."),

@@ -1,9 +1,8 @@
 //! The contact's text fields.
 //!
-//! [`ContactText`] holds them, flattened into the lead; [`TextField`] names them (a plain
+//! [`ContactText`] holds them, flattened into the lead and the receiver's read view; [`TextField`] names them (a plain
 //! enum: the compiler checks every match on it). [`with_contact_text_fields!`](crate::with_contact_text_fields)
-//! repeats the list for the types still written by a macro: the
-//! receiver's read view and its OpenAPI request schema. The parser reads each field by its
+//! repeats the list for the receiver's OpenAPI request schema. The parser reads each field by its
 //! [`TextKind`], and the worker writes each through [`TextField`]. Adding a text field is a
 //! [`ContactText`] member, one entry in the list, a [`TextField`] variant, a member of the
 //! `contacts` entity and a migration adding its column.
@@ -69,8 +68,8 @@ macro_rules! with_contact_text_fields {
 /// OpenAPI request schema; each member is named by a [`TextField`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct ContactText {
-    /// Full name; split into first and last name on the last space when those are blank,
-    /// and joined from them when it is.
+    /// Full name; split into first and last name on the last space when those are
+    /// blank, and joined from them when it is.
     #[schema(max_length = 255, example = "Ada Lovelace")]
     pub name: Option<String>,
     #[schema(max_length = 255)]

@@ -9,6 +9,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 use serde::Serialize;
+use shared::contact_fields::ContactText;
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
@@ -23,70 +24,66 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-macro_rules! contact_view {
-    ($( $(#[doc = $doc:literal])* #[schema($($schema:tt)*)] $field:ident : $variant:ident = $kind:ident, )*) => {
-        /// A contact as the read API returns it.
-        #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-        pub struct ContactView {
-            pub id: i64,
-            /// Primary number, E.164.
-            #[schema(example = "+18181234567")]
-            pub phone_number: String,
-            pub other_phone_numbers: Vec<PhoneView>,
-            $( $(#[doc = $doc])* #[schema($($schema)*)] pub $field: Option<String>, )*
-            /// `YYYY-MM-DD`.
-            #[schema(value_type = Option<String>, format = Date, example = "1990-04-21")]
-            pub date_of_birth: Option<NaiveDate>,
-            /// IANA zone name.
-            #[schema(example = "America/Los_Angeles")]
-            pub timezone: Option<String>,
-            /// The owner, or null.
-            pub user_id: Option<i64>,
-            pub tag_ids: Vec<i64>,
-            pub line_id: Option<i64>,
-            pub disposition_status_id: Option<i64>,
-            /// Oldest first.
-            pub notes: Vec<NoteView>,
-            pub sequence_enrollments: Vec<EnrollmentView>,
-            /// The contact's queued PowerDialer entry, if any.
-            pub powerdialer: Option<PowerdialerView>,
-            /// The contact's consent records (§9), oldest first; a revoked one keeps its
-            /// `revoked_at`.
-            pub consent: Vec<ConsentView>,
-            /// Channels its primary number may not be reached on now (`call`, `sms`, `all`).
-            pub do_not_contact: Vec<String>,
-            pub created_at: DateTime<Utc>,
-            pub updated_at: DateTime<Utc>,
-        }
-
-        impl ContactView {
-            /// The view of `c`, with what other tables hold of it.
-            fn new(c: contact::Model, related: Related) -> ContactView {
-                ContactView {
-                    other_phone_numbers: related.other_phone_numbers,
-                    tag_ids: related.tag_ids,
-                    notes: related.notes,
-                    sequence_enrollments: related.sequence_enrollments,
-                    powerdialer: related.powerdialer,
-                    consent: related.consent,
-                    do_not_contact: related.do_not_contact,
-                    id: c.id,
-                    phone_number: c.phone_number,
-                    $( $field: c.$field, )*
-                    date_of_birth: c.date_of_birth,
-                    timezone: c.timezone,
-                    user_id: c.owner_id,
-                    line_id: c.line_id,
-                    disposition_status_id: c.disposition_status_id,
-                    created_at: c.created_at,
-                    updated_at: c.updated_at,
-                }
-            }
-        }
-    };
+/// A contact as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: i64,
+    /// Primary number, E.164.
+    #[schema(example = "+18181234567")]
+    pub phone_number: String,
+    pub other_phone_numbers: Vec<PhoneView>,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub text: ContactText,
+    /// `YYYY-MM-DD`.
+    #[schema(value_type = Option<String>, format = Date, example = "1990-04-21")]
+    pub date_of_birth: Option<NaiveDate>,
+    /// IANA zone name.
+    #[schema(example = "America/Los_Angeles")]
+    pub timezone: Option<String>,
+    /// The owner, or null.
+    pub user_id: Option<i64>,
+    pub tag_ids: Vec<i64>,
+    pub line_id: Option<i64>,
+    pub disposition_status_id: Option<i64>,
+    /// Oldest first.
+    pub notes: Vec<NoteView>,
+    pub sequence_enrollments: Vec<EnrollmentView>,
+    /// The contact's queued PowerDialer entry, if any.
+    pub powerdialer: Option<PowerdialerView>,
+    /// The contact's consent records (§9), oldest first; a revoked one keeps its
+    /// `revoked_at`.
+    pub consent: Vec<ConsentView>,
+    /// Channels its primary number may not be reached on now (`call`, `sms`, `all`).
+    pub do_not_contact: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-shared::with_contact_text_fields!(contact_view);
+impl ContactView {
+    /// The view of `c`, with what other tables hold of it.
+    fn new(mut c: contact::Model, related: Related) -> ContactView {
+        ContactView {
+            other_phone_numbers: related.other_phone_numbers,
+            tag_ids: related.tag_ids,
+            notes: related.notes,
+            sequence_enrollments: related.sequence_enrollments,
+            powerdialer: related.powerdialer,
+            consent: related.consent,
+            do_not_contact: related.do_not_contact,
+            text: ContactText::read(|field| c.text_mut(field).take()),
+            id: c.id,
+            phone_number: c.phone_number,
+            date_of_birth: c.date_of_birth,
+            timezone: c.timezone,
+            user_id: c.owner_id,
+            line_id: c.line_id,
+            disposition_status_id: c.disposition_status_id,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
 
 /// What tables other than `contacts` hold of a contact.
 #[derive(Debug)]

@@ -12,8 +12,8 @@ pub struct Model {
     pub account_id: i64,
     /// Primary number in E.164; also a `contact_phone_numbers` row with `is_primary`.
     pub phone_number: String,
-    /// Full name; split into first and last name on the last space when those are blank,
-    /// and joined from them when it is.
+    /// Full name; split into first and last name on the last space when those are
+    /// blank, and joined from them when it is.
     pub name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
