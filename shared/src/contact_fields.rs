@@ -1,66 +1,13 @@
-//! The contact's text fields.
-//!
-//! [`ContactText`] holds them, flattened into the lead and the receiver's read view; [`TextField`] names them (a plain
-//! enum: the compiler checks every match on it). [`with_contact_text_fields!`](crate::with_contact_text_fields)
-//! repeats the list for the receiver's OpenAPI request schema. The parser reads each field by its
-//! [`TextKind`], and the worker writes each through [`TextField`]. Adding a text field is a
-//! [`ContactText`] member, one entry in the list, a [`TextField`] variant, a member of the
-//! `contacts` entity and a migration adding its column.
+//! The contact's text fields: [`ContactText`] holds them (flattened into the lead, the
+//! receiver's read view and its OpenAPI request schema), [`TextField`] names them (a plain
+//! enum: the compiler checks every match on it). The parser reads each field by its
+//! [`TextKind`], and the worker writes each through [`TextField`]. Adding a text field is
+//! a [`ContactText`] member, a [`TextField`] variant with the arms the compiler then asks
+//! for, a member of the `contacts` entity and a migration adding its column.
 
 use serde::{Deserialize, Serialize};
 use strum::IntoEnumIterator;
 use utoipa::ToSchema;
-
-/// Calls the macro `$then` with every text field of a contact, in the order of the
-/// contract's field table (§3): its description, its OpenAPI schema attribute, its name
-/// (payload key and column), its [`TextField`] variant (also the entity's column variant)
-/// and its [`TextKind`].
-#[macro_export]
-macro_rules! with_contact_text_fields {
-    ($then:ident) => {
-        $then! {
-            /// Full name; split into first and last name on the last space when those are
-            /// blank, and joined from them when it is.
-            #[schema(max_length = 255, example = "Ada Lovelace")]
-            name: Name = Text,
-            #[schema(max_length = 255)]
-            first_name: FirstName = Text,
-            #[schema(max_length = 255)]
-            last_name: LastName = Text,
-            #[schema(max_length = 255)]
-            company_name: CompanyName = Text,
-            /// A valid address; the domain is lower-cased.
-            #[schema(max_length = 255, format = Email)]
-            email: Email = Email,
-            #[schema(max_length = 255)]
-            lead_source: LeadSource = Text,
-            #[schema(max_length = 255)]
-            source: Source = Text,
-            #[schema(max_length = 255)]
-            address: Address = Text,
-            /// Derived from the number when blank (NANP numbers, where the data knows it).
-            #[schema(max_length = 255)]
-            city: City = Text,
-            /// Derived from the number when blank (two-letter code, NANP numbers).
-            #[schema(max_length = 255)]
-            state: State = Text,
-            #[schema(max_length = 255)]
-            zipcode: Zipcode = Text,
-            /// Derived from the number when blank (ISO 3166-1 alpha-2).
-            #[schema(max_length = 255)]
-            country: Country = Text,
-            /// Custom field 1.
-            #[schema(max_length = 255)]
-            csf1: Csf1 = Text,
-            /// Custom field 2.
-            #[schema(max_length = 255)]
-            csf2: Csf2 = Text,
-            /// An http(s) URL; a bare domain is given `https://`.
-            #[schema(max_length = 255, example = "https://example.com")]
-            website: Website = Website,
-        }
-    };
-}
 
 /// The plain text fields of a contact (each ≤ 255 characters, trimmed, never empty; an
 /// e-mail address has a lower-cased domain, a website is an absolute http(s) URL), in the

@@ -2,7 +2,7 @@
 //!
 //! - [`answer`]: bodies of the receiver's answers a client reads back (the bulk answer).
 //! - [`config`]: settings, defaults < optional file < environment.
-//! - [`contact_fields`]: the contact's text fields, declared once for every crate.
+//! - [`contact_fields`]: the contact's text fields ([`contact_fields::ContactText`]) and their names.
 //! - [`db`]: PostgreSQL session settings of every service.
 //! - [`telemetry`]: tracing subscriber (`LOG_FORMAT=json|pretty`, `RUST_LOG`).
 //! - [`phone`]: [`phone::PhoneNumber`], a number normalized to E.164.
