@@ -545,6 +545,29 @@ mod tests {
             .expect("the documented example is a valid lead");
     }
 
+    /// Every link field is documented under its name and each of its aliases, which says
+    /// whose alias it is.
+    #[test]
+    fn every_link_field_and_alias_is_documented() {
+        let doc = doc();
+        let properties = &doc["components"]["schemas"]["IntakeRequest"]["properties"];
+        for field in shared::lead::LINKS {
+            assert!(
+                properties[field.name].is_object(),
+                "{} documented",
+                field.name
+            );
+            for alias in field.aliases {
+                // A reference's description sits beside it, in the `oneOf` with null.
+                let property = properties[alias].to_string();
+                assert!(
+                    property.contains(&format!("Alias of `{}`", field.name)),
+                    "{alias}: {property}"
+                );
+            }
+        }
+    }
+
     /// Every documented contact filter changes the parsed query.
     #[test]
     fn every_documented_filter_is_read_by_the_query_parser() {

@@ -91,7 +91,8 @@ pub struct LeadConsent {
     pub seller: Option<String>,
 }
 
-/// Ids the lead names; each is looked up inside the token's account by the worker.
+/// Ids the lead names; each is looked up inside the token's account by the worker. Each
+/// member is a row of [`LINKS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LeadLinks {
     pub user_id: Option<i64>,
@@ -104,6 +105,127 @@ pub struct LeadLinks {
     /// Also given as `disposition_id`.
     pub disposition_status_id: Option<i64>,
 }
+
+impl LeadLinks {
+    /// The id the lead gives for `link`.
+    pub fn get(&self, link: Link) -> Option<i64> {
+        match link {
+            Link::User => self.user_id,
+            Link::RingGroup => self.ring_group_id,
+            Link::Line => self.line_id,
+            Link::Sequence => self.sequence_id,
+            Link::Tag => self.tag_id,
+            Link::DispositionStatus => self.disposition_status_id,
+        }
+    }
+
+    /// The member of `link`, to write.
+    pub fn get_mut(&mut self, link: Link) -> &mut Option<i64> {
+        match link {
+            Link::User => &mut self.user_id,
+            Link::RingGroup => &mut self.ring_group_id,
+            Link::Line => &mut self.line_id,
+            Link::Sequence => &mut self.sequence_id,
+            Link::Tag => &mut self.tag_id,
+            Link::DispositionStatus => &mut self.disposition_status_id,
+        }
+    }
+}
+
+/// What a link field points to: a kind of row of the account's catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter)]
+pub enum Link {
+    User,
+    RingGroup,
+    Line,
+    Sequence,
+    Tag,
+    DispositionStatus,
+}
+
+/// A field of the lead that names a row of the account's catalog by id (§3), and what the
+/// worker says when the account has no such row (§4.9).
+#[derive(Debug)]
+pub struct LinkField {
+    pub link: Link,
+    /// The field's name in a payload, on [`LeadLinks`] and in a warning.
+    pub name: &'static str,
+    /// Other names a lead may give it under (the first given counts).
+    pub aliases: &'static [&'static str],
+    /// The catalog table the id is a row of, looked up by `(account_id, id)`.
+    pub table: &'static str,
+    /// The warning for an id that is not the account's: "`what` 7 not found in this
+    /// account; `consequence`."
+    pub what: &'static str,
+    pub consequence: &'static str,
+}
+
+impl LinkField {
+    /// The field's name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// The warning for `id`, which is not the account's.
+    pub fn not_found(&self, id: i64) -> String {
+        format!(
+            "{} {id} not found in this account; {}.",
+            self.what, self.consequence
+        )
+    }
+}
+
+/// Every link field, in the order of the contract's field table (§3).
+pub const LINKS: &[LinkField] = &[
+    LinkField {
+        link: Link::User,
+        name: "user_id",
+        aliases: &[],
+        table: "users",
+        what: "User",
+        consequence: "owner not set from it",
+    },
+    LinkField {
+        link: Link::RingGroup,
+        name: "ring_group_id",
+        aliases: &[],
+        table: "ring_groups",
+        what: "Ring group",
+        consequence: "distribution skipped",
+    },
+    LinkField {
+        link: Link::Line,
+        name: "line_id",
+        aliases: &["campaign_id"],
+        table: "lines",
+        what: "Line",
+        consequence: "line not set",
+    },
+    LinkField {
+        link: Link::Sequence,
+        name: "sequence_id",
+        aliases: &["automation_id"],
+        table: "sequences",
+        what: "Sequence",
+        consequence: "not enrolled",
+    },
+    LinkField {
+        link: Link::Tag,
+        name: "tag_id",
+        aliases: &[],
+        table: "tags",
+        what: "Tag",
+        consequence: "tag not added",
+    },
+    LinkField {
+        link: Link::DispositionStatus,
+        name: "disposition_status_id",
+        aliases: &["disposition_id"],
+        table: "disposition_statuses",
+        what: "Disposition status",
+        consequence: "disposition not set",
+    },
+];
 
 /// Switches of the lead's actions (§4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -161,5 +283,49 @@ impl Lead {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    /// Each link has one row, whose name is the [`LeadLinks`] member its link reads and
+    /// writes; no name is given twice.
+    #[test]
+    fn every_link_has_one_row_named_as_its_member() {
+        for link in Link::iter() {
+            let rows: Vec<&LinkField> = LINKS.iter().filter(|f| f.link == link).collect();
+            let [row] = rows[..] else {
+                panic!("{link:?} has {} rows", rows.len());
+            };
+            let mut links = LeadLinks::default();
+            *links.get_mut(link) = Some(7);
+            assert_eq!(links.get(link), Some(7));
+            let json = serde_json::to_value(links).expect("json");
+            let set: Vec<&str> = json
+                .as_object()
+                .expect("object")
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.as_str())
+                .collect();
+            assert_eq!(set, [row.name], "{link:?}");
+        }
+        let mut names: Vec<&str> = LINKS.iter().flat_map(LinkField::names).collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name is given twice");
+    }
+
+    #[test]
+    fn the_warning_names_the_id_and_what_is_not_done() {
+        let tag = LINKS.iter().find(|f| f.link == Link::Tag).expect("tag");
+        assert_eq!(
+            tag.not_found(77),
+            "Tag 77 not found in this account; tag not added."
+        );
     }
 }

@@ -6,28 +6,20 @@
 //! through exactly the checks a field sent under its own name does.
 
 use crate::contact_fields::TextField;
+use crate::lead::{LINKS, LinkField};
 use crate::payload::RawLead;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use strum::IntoEnumIterator;
 
-/// Every field name of the contract (§3) but the contact's text fields ([`TextField`]),
-/// aliases included.
+/// Every field name of the contract (§3) but the contact's text fields ([`TextField`]) and
+/// link fields ([`LINKS`]), aliases included.
 const OTHER_FIELDS: &[&str] = &[
     "phone_number",
     "other_phone_numbers",
     "date_of_birth",
     "timezone",
     "notes",
-    "user_id",
-    "ring_group_id",
-    "line_id",
-    "campaign_id",
-    "sequence_id",
-    "automation_id",
-    "tag_id",
-    "disposition_status_id",
-    "disposition_id",
     "force_update",
     "force_update_sequence",
     "distribute_to_ring_group",
@@ -48,32 +40,38 @@ const OTHER_FIELDS: &[&str] = &[
     "leadid_token",
 ];
 
-/// The action fields a token may default, each with the aliases a lead may give it under
-/// (a lead that gives any of them "says otherwise").
-pub const ACTION_FIELDS: &[(&str, &[&str])] = &[
-    ("user_id", &[]),
-    ("ring_group_id", &[]),
+/// The action fields a token may default besides the link fields ([`LINKS`]), each with the
+/// aliases a lead may give it under (a lead that gives any of them "says otherwise").
+const ACTION_FLAGS: &[(&str, &[&str])] = &[
     ("distribute_to_ring_group", &["distribute_to_right_group"]),
     ("check_available_users", &[]),
     ("check_available_users_with_fallback", &[]),
     ("add_to_powerdialer", &[]),
     ("powerdialer_position", &[]),
-    ("sequence_id", &["automation_id"]),
-    ("tag_id", &[]),
-    ("line_id", &["campaign_id"]),
-    ("disposition_status_id", &["disposition_id"]),
 ];
+
+/// The aliases of `name` if it is an action field a token may default: a link field or one
+/// of [`ACTION_FLAGS`].
+pub fn action_aliases(name: &str) -> Option<&'static [&'static str]> {
+    LINKS
+        .iter()
+        .map(|f| (f.name, f.aliases))
+        .chain(ACTION_FLAGS.iter().copied())
+        .find(|(n, _)| *n == name)
+        .map(|(_, aliases)| aliases)
+}
 
 /// Every field name of the contract, aliases included: what a mapping may target.
 pub fn field_names() -> impl Iterator<Item = &'static str> {
     TextField::iter()
         .map(TextField::as_str)
+        .chain(LINKS.iter().flat_map(LinkField::names))
         .chain(OTHER_FIELDS.iter().copied())
 }
 
 /// Whether `name` is a field of the contract.
 pub fn is_field(name: &str) -> bool {
-    name.parse::<TextField>().is_ok() || OTHER_FIELDS.contains(&name)
+    field_names().any(|n| n == name)
 }
 
 /// A mapping that cannot be used.
@@ -243,12 +241,9 @@ fn blank(value: &Value) -> bool {
 pub struct DefaultActions(Map<String, Value>);
 
 impl DefaultActions {
-    /// Defaults from `fields`; each must be one of [`ACTION_FIELDS`].
+    /// Defaults from `fields`; each must be an action field ([`action_aliases`]).
     pub fn new(fields: Map<String, Value>) -> Result<Self, MappingError> {
-        if let Some(unknown) = fields
-            .keys()
-            .find(|k| !ACTION_FIELDS.iter().any(|(name, _)| name == k))
-        {
+        if let Some(unknown) = fields.keys().find(|k| action_aliases(k).is_none()) {
             return Err(MappingError::UnknownField(unknown.clone()));
         }
         Ok(Self(fields))
@@ -274,11 +269,7 @@ impl DefaultActions {
     pub fn apply(&self, raw: &mut RawLead) {
         let fields = raw.fields_mut();
         for (name, value) in &self.0 {
-            let aliases = ACTION_FIELDS
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, a)| *a)
-                .unwrap_or_default();
+            let aliases = action_aliases(name).unwrap_or_default();
             let given = std::iter::once(name.as_str())
                 .chain(aliases.iter().copied())
                 .any(|n| fields.get(n).is_some_and(|v| !blank(v)));

@@ -12,7 +12,7 @@
 
 use crate::contact_fields::{ContactText, TextKind};
 use crate::lead::{
-    ConsentEvidence, Lead, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition,
+    ConsentEvidence, LINKS, Lead, LeadFlags, LeadLinks, OtherPhoneNumber, PowerdialerPosition,
 };
 use crate::phone::{PhoneNumber, Region};
 use chrono::NaiveDate;
@@ -172,14 +172,10 @@ impl RawLead {
         let date_of_birth = r.date_of_birth("date_of_birth", ctx.today);
         let timezone = r.timezone("timezone");
         let notes = r.text("notes", MAX_NOTES_CHARS);
-        let links = LeadLinks {
-            user_id: r.id(&["user_id"]),
-            ring_group_id: r.id(&["ring_group_id"]),
-            line_id: r.id(&["line_id", "campaign_id"]),
-            sequence_id: r.id(&["sequence_id", "automation_id"]),
-            tag_id: r.id(&["tag_id"]),
-            disposition_status_id: r.id(&["disposition_status_id", "disposition_id"]),
-        };
+        let mut links = LeadLinks::default();
+        for field in LINKS {
+            *links.get_mut(field.link) = r.id(field.names());
+        }
         let flags = LeadFlags {
             force_update: r.flag(&["force_update"]),
             force_update_sequence: r.flag(&["force_update_sequence"]),
@@ -303,9 +299,9 @@ struct Given<'a> {
 
 impl<'a> Reader<'a> {
     /// The first of `names` (canonical name first, then aliases) that is present.
-    fn given(&self, names: &[&'a str]) -> Option<Given<'a>> {
-        names.iter().find_map(|&name| {
-            let value = self.fields.get(name)?;
+    fn given<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Option<Given<'a>> {
+        names.into_iter().find_map(|name| {
+            let (name, value) = self.fields.get_key_value(name)?;
             (!is_blank(value)).then_some(Given { name, value })
         })
     }
@@ -315,7 +311,7 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self, name: &'a str, max: usize) -> Option<String> {
-        let given = self.given(&[name])?;
+        let given = self.given([name])?;
         self.text_value(given.name, given.value, max)
     }
 
@@ -356,7 +352,7 @@ impl<'a> Reader<'a> {
     }
 
     fn primary_phone(&mut self, region: Region) -> Option<PhoneNumber> {
-        let Some(given) = self.given(&["phone_number"]) else {
+        let Some(given) = self.given(["phone_number"]) else {
             self.fail("phone_number", "The phone number field is required.");
             return None;
         };
@@ -376,7 +372,7 @@ impl<'a> Reader<'a> {
 
     fn other_phone_numbers(&mut self, region: Region) -> Vec<OtherPhoneNumber> {
         let field = "other_phone_numbers";
-        let Some(given) = self.given(&[field]) else {
+        let Some(given) = self.given([field]) else {
             return Vec::new();
         };
         // A form posts `other_phone_numbers[3][…]`, which reads as an object keyed by index.
@@ -529,7 +525,7 @@ impl<'a> Reader<'a> {
         tz
     }
 
-    fn id(&mut self, names: &[&'a str]) -> Option<i64> {
+    fn id<'n>(&mut self, names: impl IntoIterator<Item = &'n str>) -> Option<i64> {
         let given = self.given(names)?;
         let parsed = match given.value {
             Value::Number(n) => n.as_i64(),
@@ -564,7 +560,7 @@ impl<'a> Reader<'a> {
     }
 
     fn flag(&mut self, names: &[&'a str]) -> bool {
-        let Some(given) = self.given(names) else {
+        let Some(given) = self.given(names.iter().copied()) else {
             return false;
         };
         match parse_bool(given.value) {
@@ -580,7 +576,7 @@ impl<'a> Reader<'a> {
     }
 
     fn powerdialer_position(&mut self, name: &'a str) -> PowerdialerPosition {
-        let Some(given) = self.given(&[name]) else {
+        let Some(given) = self.given([name]) else {
             return PowerdialerPosition::default();
         };
         let position =

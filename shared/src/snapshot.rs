@@ -9,7 +9,7 @@
 //! follows the batch, never the table.
 
 use crate::entities::contact;
-use crate::lead::Lead;
+use crate::lead::{Lead, Link};
 use crate::policy::{AccountPolicy, Channel, Consent, DncChannel, DncEntry};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::LockType;
@@ -61,6 +61,20 @@ pub struct Snapshot {
     pub members: HashMap<i64, Vec<Member>>,
     /// Contact ids reserved for the contacts a transaction may create.
     pub new_ids: Vec<i64>,
+}
+
+impl Snapshot {
+    /// The (account, id) pairs of `link` that exist.
+    pub fn ids(&self, link: Link) -> &HashSet<(i64, i64)> {
+        match link {
+            Link::User => &self.users,
+            Link::RingGroup => &self.ring_groups,
+            Link::Line => &self.lines,
+            Link::Sequence => &self.sequences,
+            Link::Tag => &self.tags,
+            Link::DispositionStatus => &self.dispositions,
+        }
+    }
 }
 
 /// A ring-group member as distribution sees it.

@@ -3,7 +3,7 @@
 //! sources is an operator operation (`leadctl::admin::sources`).
 
 use crate::entities::tag;
-use crate::lead::LeadLinks;
+use crate::lead::{LINKS, LeadLinks};
 use crate::mapping::{DefaultActions, FieldMap, TokenSources};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
@@ -43,21 +43,10 @@ pub async fn missing_links(
     account_id: i64,
     links: &LeadLinks,
 ) -> Result<Vec<&'static str>, DbErr> {
-    let wanted: Vec<(&'static str, &'static str, i64)> = [
-        ("user_id", "users", links.user_id),
-        ("ring_group_id", "ring_groups", links.ring_group_id),
-        ("line_id", "lines", links.line_id),
-        ("sequence_id", "sequences", links.sequence_id),
-        ("tag_id", "tags", links.tag_id),
-        (
-            "disposition_status_id",
-            "disposition_statuses",
-            links.disposition_status_id,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(field, table, id)| id.map(|id| (field, table, id)))
-    .collect();
+    let wanted: Vec<(&'static str, &'static str, i64)> = LINKS
+        .iter()
+        .filter_map(|f| links.get(f.link).map(|id| (f.name, f.table, id)))
+        .collect();
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

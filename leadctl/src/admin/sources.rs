@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use serde::Serialize;
 use serde_json::Value;
 use shared::entities::api_token;
-use shared::lead::LeadLinks;
+use shared::lead::{LINKS, LeadLinks};
 use shared::mapping::{DefaultActions, FieldMap};
 use shared::sources::{TEST_TAG, missing_links, test_tag};
 
@@ -125,13 +125,9 @@ pub async fn set_google_key(
 
 /// The ids that default actions name.
 fn links_of(defaults: &DefaultActions) -> LeadLinks {
-    let id = |name: &str| defaults.fields().get(name).and_then(Value::as_i64);
-    LeadLinks {
-        user_id: id("user_id"),
-        ring_group_id: id("ring_group_id"),
-        line_id: id("line_id"),
-        sequence_id: id("sequence_id"),
-        tag_id: id("tag_id"),
-        disposition_status_id: id("disposition_status_id"),
+    let mut links = LeadLinks::default();
+    for field in LINKS {
+        *links.get_mut(field.link) = defaults.fields().get(field.name).and_then(Value::as_i64);
     }
+    links
 }

@@ -36,7 +36,7 @@ impl<'a> Reader<'a> {
                 (!super::is_blank(v)).then(|| ((*k).to_owned(), v.clone()))
             })
             .collect();
-        let nested = match self.given(&[name]) {
+        let nested = match self.given([name]) {
             Some(given) => match given.value {
                 Value::Object(obj) => Some(obj),
                 _ => {

@@ -12,7 +12,7 @@ pub use plan::{Judge, Landing, NewConsent, NewNumber, Plan, RelatedPlan, RowPlan
 
 use crate::entities::contact;
 use crate::intake::IntakeStatus;
-use crate::lead::Lead;
+use crate::lead::{LINKS, Lead, LeadLinks};
 use crate::outcome::{Action, Warning};
 use crate::phone::PhoneNumber;
 use crate::policy::{Reason, Verdict};
@@ -86,67 +86,21 @@ pub fn blank_contact(
     }
 }
 
-/// The lead's linked ids that are the account's.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Links {
-    pub user: Option<i64>,
-    pub ring_group: Option<i64>,
-    pub line: Option<i64>,
-    pub tag: Option<i64>,
-    pub disposition: Option<i64>,
-    pub sequence: Option<i64>,
-}
-
 /// §2: the lead's ids that are the account's, and a warning for every other one (another
 /// account's id is treated exactly like a missing one).
-pub(crate) fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (Links, Report) {
-    let l = &lead.links;
+pub(crate) fn links(snap: &Snapshot, account_id: i64, lead: &Lead) -> (LeadLinks, Report) {
+    let mut kept = lead.links;
     let mut report = Report::default();
-    let mut keep =
-        |id: Option<i64>, set: &HashSet<(i64, i64)>, field: &str, what: &str, consequence: &str| {
-            let id = id?;
-            if set.contains(&(account_id, id)) {
-                return Some(id);
-            }
-            report.warn(
-                field,
-                format!("{what} {id} not found in this account; {consequence}."),
-            );
-            None
-        };
-    let links = Links {
-        user: keep(
-            l.user_id,
-            &snap.users,
-            "user_id",
-            "User",
-            "owner not set from it",
-        ),
-        ring_group: keep(
-            l.ring_group_id,
-            &snap.ring_groups,
-            "ring_group_id",
-            "Ring group",
-            "distribution skipped",
-        ),
-        line: keep(l.line_id, &snap.lines, "line_id", "Line", "line not set"),
-        tag: keep(l.tag_id, &snap.tags, "tag_id", "Tag", "tag not added"),
-        disposition: keep(
-            l.disposition_status_id,
-            &snap.dispositions,
-            "disposition_status_id",
-            "Disposition status",
-            "disposition not set",
-        ),
-        sequence: keep(
-            l.sequence_id,
-            &snap.sequences,
-            "sequence_id",
-            "Sequence",
-            "not enrolled",
-        ),
-    };
-    (links, report)
+    for field in LINKS {
+        let id = kept.get_mut(field.link);
+        if let Some(n) = *id
+            && !snap.ids(field.link).contains(&(account_id, n))
+        {
+            report.warn(field.name, field.not_found(n));
+            *id = None;
+        }
+    }
+    (kept, report)
 }
 
 /// §4.2–4.4: the contact's own fields to write: the lead's values, and what its number
@@ -196,7 +150,7 @@ pub(crate) fn contact_action(
 pub(crate) fn owner(
     members: &HashMap<i64, Vec<Member>>,
     lead: &Lead,
-    links: &Links,
+    links: &LeadLinks,
     existing: bool,
     current: Option<i64>,
     rng: &mut impl Rng,
@@ -214,7 +168,7 @@ pub(crate) fn owner(
                     ),
                 );
             }
-            if links.user.is_some_and(|u| u != owner) {
+            if links.user_id.is_some_and(|u| u != owner) {
                 report.warn(
                     "user_id",
                     format!(
@@ -240,7 +194,7 @@ pub(crate) fn owner(
             Some(user_id)
         }
         None => {
-            let owner = links.user.or(current);
+            let owner = links.user_id.or(current);
             if let Some(user_id) = owner.filter(|o| Some(*o) != current) {
                 report.action(Action::OwnerAssigned { user_id });
             }
@@ -255,12 +209,12 @@ pub(crate) fn owner(
 fn distribute(
     members: &HashMap<i64, Vec<Member>>,
     lead: &Lead,
-    links: &Links,
+    links: &LeadLinks,
     rng: &mut impl Rng,
     report: &mut Report,
 ) -> Option<(i64, i64)> {
     let flags = &lead.flags;
-    let group = match (lead.links.ring_group_id, links.ring_group) {
+    let group = match (lead.links.ring_group_id, links.ring_group_id) {
         (None, _) => {
             report.warn(
                 "ring_group_id",
@@ -312,17 +266,17 @@ fn distribute(
 /// force_update.
 pub(crate) fn line_and_disposition(
     current: Option<&contact::Model>,
-    links: &Links,
+    links: &LeadLinks,
     force: bool,
 ) -> (Option<i64>, Option<i64>, Report) {
     let settable = |have: Option<i64>, want: Option<i64>| -> Option<i64> {
         let want = want?;
         (current.is_none() || ((have.is_none() || force) && have != Some(want))).then_some(want)
     };
-    let line = settable(current.and_then(|c| c.line_id), links.line);
+    let line = settable(current.and_then(|c| c.line_id), links.line_id);
     let disposition = settable(
         current.and_then(|c| c.disposition_status_id),
-        links.disposition,
+        links.disposition_status_id,
     );
     let mut report = Report::default();
     if let Some(line_id) = line {
@@ -384,9 +338,9 @@ pub(crate) fn note(lead: &Lead) -> (Option<&str>, Report) {
 }
 
 /// §4.9: the tag to add, unless the contact has it.
-pub(crate) fn tag(links: &Links, has: &HashSet<i64>) -> (Option<i64>, Report) {
+pub(crate) fn tag(links: &LeadLinks, has: &HashSet<i64>) -> (Option<i64>, Report) {
     let mut report = Report::default();
-    let tag = links.tag.filter(|t| !has.contains(t));
+    let tag = links.tag_id.filter(|t| !has.contains(t));
     if let Some(tag_id) = tag {
         report.change(Action::TagAdded { tag_id });
     }
@@ -404,9 +358,9 @@ pub struct Enrollment {
 
 /// §4.8: enrolls in the lead's sequence unless the contact is active in it; a contact
 /// active in another is moved only with force_update_sequence.
-pub(crate) fn sequence(links: &Links, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
+pub(crate) fn sequence(links: &LeadLinks, active: &[i64], lead: &Lead) -> (Enrollment, Report) {
     let mut report = Report::default();
-    let Some(sequence_id) = links.sequence.filter(|s| !active.contains(s)) else {
+    let Some(sequence_id) = links.sequence_id.filter(|s| !active.contains(s)) else {
         return (Enrollment::default(), report);
     };
     if !active.is_empty() && !lead.flags.force_update_sequence {
@@ -565,15 +519,15 @@ mod tests {
         HashMap::from([(7, members)])
     }
 
-    fn distributing(check_available: bool, fallback: bool) -> (Lead, Links) {
+    fn distributing(check_available: bool, fallback: bool) -> (Lead, LeadLinks) {
         let mut l = lead();
         l.links.ring_group_id = Some(7);
         l.flags.distribute_to_ring_group = true;
         l.flags.check_available_users = check_available;
         l.flags.check_available_users_with_fallback = fallback;
-        let links = Links {
-            ring_group: Some(7),
-            ..Links::default()
+        let links = LeadLinks {
+            ring_group_id: Some(7),
+            ..LeadLinks::default()
         };
         (l, links)
     }
@@ -633,7 +587,7 @@ mod tests {
     #[test]
     fn an_owned_contact_keeps_its_owner_without_force_update() {
         let (mut l, mut links) = distributing(false, false);
-        links.user = Some(9);
+        links.user_id = Some(9);
         l.links.user_id = Some(9);
         let members = group(vec![member(1, true, true)]);
         let (o, report) = owner(
@@ -664,9 +618,9 @@ mod tests {
     #[test]
     fn a_sequence_switch_needs_force_update_sequence() {
         let mut l = lead();
-        let links = Links {
-            sequence: Some(2),
-            ..Links::default()
+        let links = LeadLinks {
+            sequence_id: Some(2),
+            ..LeadLinks::default()
         };
         let (e, report) = sequence(&links, &[1], &l);
         assert_eq!(e, Enrollment::default());
@@ -750,10 +704,10 @@ mod tests {
 
     #[test]
     fn line_and_disposition_follow_create_blank_force() {
-        let links = Links {
-            line: Some(4),
-            disposition: Some(6),
-            ..Links::default()
+        let links = LeadLinks {
+            line_id: Some(4),
+            disposition_status_id: Some(6),
+            ..LeadLinks::default()
         };
         let (line, disposition, report) = line_and_disposition(None, &links, false);
         assert_eq!((line, disposition), (Some(4), Some(6)));

@@ -3,10 +3,10 @@
 //! the validate endpoint only reads its contact, outcome and warnings.
 
 use super::fields::{self, Field, Value};
-use super::{Enrollment, Links, Report};
+use super::{Enrollment, Report};
 use crate::entities::contact;
 use crate::intake::IntakeStatus;
-use crate::lead::Lead;
+use crate::lead::{Lead, LeadLinks};
 use crate::outcome::{Action, Warning};
 use crate::phone::PhoneNumber;
 use crate::policy::{self, Channel, Consent, Facts, Verdict, table::RuleTable};
@@ -248,7 +248,7 @@ fn verdict(
 fn own_row(
     snap: &Snapshot,
     lead: &Lead,
-    links: &Links,
+    links: &LeadLinks,
     landing: Landing<'_>,
     rng: &mut impl Rng,
 ) -> (RowPlan, Option<Action>, Report) {
@@ -285,7 +285,7 @@ fn related(
     snap: &Snapshot,
     account_id: i64,
     lead: &Lead,
-    links: &Links,
+    links: &LeadLinks,
     landing: Landing<'_>,
 ) -> (RelatedPlan, Report) {
     let Landing { contact, existing } = landing;
