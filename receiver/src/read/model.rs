@@ -62,7 +62,7 @@ pub struct ContactView {
 
 impl ContactView {
     /// The view of `c`, with what other tables hold of it.
-    fn new(mut c: contact::Model, related: Related) -> ContactView {
+    fn new(c: contact::Model, related: Related) -> ContactView {
         ContactView {
             other_phone_numbers: related.other_phone_numbers,
             tag_ids: related.tag_ids,
@@ -71,7 +71,7 @@ impl ContactView {
             powerdialer: related.powerdialer,
             consent: related.consent,
             do_not_contact: related.do_not_contact,
-            text: ContactText::read(|field| c.text_mut(field).take()),
+            text: ContactText::read(|field| c.text(field)),
             id: c.id,
             phone_number: c.phone_number,
             date_of_birth: c.date_of_birth,

@@ -48,45 +48,40 @@ pub struct Model {
 }
 
 impl Model {
-    /// The value of the text field `field`.
-    pub fn text(&self, field: TextField) -> Option<&String> {
-        match field {
-            TextField::Name => self.name.as_ref(),
-            TextField::FirstName => self.first_name.as_ref(),
-            TextField::LastName => self.last_name.as_ref(),
-            TextField::CompanyName => self.company_name.as_ref(),
-            TextField::Email => self.email.as_ref(),
-            TextField::LeadSource => self.lead_source.as_ref(),
-            TextField::Source => self.source.as_ref(),
-            TextField::Address => self.address.as_ref(),
-            TextField::City => self.city.as_ref(),
-            TextField::State => self.state.as_ref(),
-            TextField::Zipcode => self.zipcode.as_ref(),
-            TextField::Country => self.country.as_ref(),
-            TextField::Csf1 => self.csf1.as_ref(),
-            TextField::Csf2 => self.csf2.as_ref(),
-            TextField::Website => self.website.as_ref(),
+    /// The value of the text field `field`: its column of the same name.
+    pub fn text(&self, field: TextField) -> Option<String> {
+        match self.get(field.into()) {
+            sea_orm::Value::String(value) => value,
+            _ => None,
         }
     }
 
-    /// The text field `field`, to write.
-    pub fn text_mut(&mut self, field: TextField) -> &mut Option<String> {
+    /// Sets the text field `field`.
+    pub fn set_text(&mut self, field: TextField, value: String) {
+        self.set(field.into(), value.into());
+    }
+}
+
+/// Each text field is the column of its name (every one an `Option<String>`, which
+/// [`Model::set_text`] relies on; a test sets each).
+impl From<TextField> for Column {
+    fn from(field: TextField) -> Column {
         match field {
-            TextField::Name => &mut self.name,
-            TextField::FirstName => &mut self.first_name,
-            TextField::LastName => &mut self.last_name,
-            TextField::CompanyName => &mut self.company_name,
-            TextField::Email => &mut self.email,
-            TextField::LeadSource => &mut self.lead_source,
-            TextField::Source => &mut self.source,
-            TextField::Address => &mut self.address,
-            TextField::City => &mut self.city,
-            TextField::State => &mut self.state,
-            TextField::Zipcode => &mut self.zipcode,
-            TextField::Country => &mut self.country,
-            TextField::Csf1 => &mut self.csf1,
-            TextField::Csf2 => &mut self.csf2,
-            TextField::Website => &mut self.website,
+            TextField::Name => Column::Name,
+            TextField::FirstName => Column::FirstName,
+            TextField::LastName => Column::LastName,
+            TextField::CompanyName => Column::CompanyName,
+            TextField::Email => Column::Email,
+            TextField::LeadSource => Column::LeadSource,
+            TextField::Source => Column::Source,
+            TextField::Address => Column::Address,
+            TextField::City => Column::City,
+            TextField::State => Column::State,
+            TextField::Zipcode => Column::Zipcode,
+            TextField::Country => Column::Country,
+            TextField::Csf1 => Column::Csf1,
+            TextField::Csf2 => Column::Csf2,
+            TextField::Website => Column::Website,
         }
     }
 }

@@ -191,10 +191,10 @@ pub fn from_number(
 fn text(m: &contact::Model, field: Field) -> Option<String> {
     let v = match field {
         Field::Text(field) => m.text(field),
-        Field::Timezone => m.timezone.as_ref(),
+        Field::Timezone => m.timezone.clone(),
         Field::DateOfBirth => return m.date_of_birth.map(|d| d.to_string()),
     };
-    v.filter(|s| !s.trim().is_empty()).cloned()
+    v.filter(|s| !s.trim().is_empty())
 }
 
 fn current(m: &contact::Model, field: Field) -> Option<Value> {
@@ -281,7 +281,7 @@ pub fn apply(m: &mut contact::Model, changes: &[(Field, Value)]) {
     for (field, value) in changes {
         match (field, value) {
             (Field::DateOfBirth, Value::Date(d)) => m.date_of_birth = Some(*d),
-            (Field::Text(field), Value::Text(t)) => *m.text_mut(*field) = Some(t.clone()),
+            (Field::Text(field), Value::Text(t)) => m.set_text(*field, t.clone()),
             (Field::Timezone, Value::Text(t)) => m.timezone = Some(t.clone()),
             (Field::DateOfBirth, Value::Text(_)) | (_, Value::Date(_)) => {}
         }
