@@ -320,6 +320,19 @@ mod tests {
         assert_eq!(names.len(), count, "a name is given twice");
     }
 
+    /// The queue carries leads as this JSON: one written by an older receiver is read the
+    /// same, and written back byte for byte.
+    #[test]
+    fn a_queued_lead_keeps_its_wire_shape() {
+        let wire = r#"{"phone_number":"+18185550100","name":null,"first_name":"Ada","last_name":null,"company_name":null,"email":null,"lead_source":null,"source":null,"address":null,"city":null,"state":null,"zipcode":null,"country":null,"csf1":null,"csf2":null,"website":"https://example.com","date_of_birth":null,"timezone":"America/Los_Angeles","notes":null,"user_id":null,"ring_group_id":null,"line_id":4,"sequence_id":null,"tag_id":null,"disposition_status_id":null,"force_update":true,"force_update_sequence":false,"distribute_to_ring_group":false,"check_available_users":false,"check_available_users_with_fallback":false,"add_to_powerdialer":false,"powerdialer_position":"top"}"#;
+        let lead: Lead = serde_json::from_str(wire).expect("a lead");
+        assert_eq!(lead.fields.first_name.as_deref(), Some("Ada"));
+        assert_eq!(lead.fields.website.as_deref(), Some("https://example.com"));
+        assert_eq!(lead.links.line_id, Some(4));
+        assert!(lead.flags.force_update);
+        assert_eq!(serde_json::to_string(&lead).expect("json"), wire);
+    }
+
     #[test]
     fn the_warning_names_the_id_and_what_is_not_done() {
         let tag = LINKS.iter().find(|f| f.link == Link::Tag).expect("tag");
