@@ -1,5 +1,6 @@
 //! `leadctl` as an operator runs it: the real binary against a real, fresh database.
 
+use sea_orm::EntityTrait;
 use serde_json::Value;
 use std::process::{Command, Output};
 use testkit::TestDb;
@@ -201,26 +202,90 @@ async fn powerdialer_list_shows_queued_entries_top_first() {
         acc["id"].as_i64().expect("id"),
         u["id"].as_i64().expect("id"),
     );
-    for (phone, position) in [("+18181234567", 5), ("+13105550100", -2)] {
+    // The second waits for its contact's calling window (§9).
+    for (phone, position, not_before) in [
+        ("+18181234567", 5, "NULL"),
+        ("+13105550100", -2, "'2030-01-02T16:00:00Z'"),
+    ] {
         use sea_orm::ConnectionTrait;
         db.conn
             .execute_unprepared(&format!(
                 "WITH c AS (INSERT INTO contacts (account_id, phone_number) VALUES ({a}, '{phone}') RETURNING id) \
-                 INSERT INTO powerdialer_items (account_id, user_id, contact_id, position) SELECT {a}, {uid}, id, {position} FROM c"
+                 INSERT INTO powerdialer_items (account_id, user_id, contact_id, position, not_before) \
+                 SELECT {a}, {uid}, id, {position}, {not_before} FROM c"
             ))
             .await
             .expect("seed");
     }
     let list = json(&db, &["powerdialer", "list", "--user", &uid.to_string()]);
-    let positions: Vec<i64> = list["items"]
-        .as_array()
-        .expect("items")
+    let items = list["items"].as_array().expect("items");
+    let positions: Vec<i64> = items
         .iter()
         .map(|i| i["position"].as_i64().expect("position"))
         .collect();
     assert_eq!(positions, vec![-2, 5]);
+    let not_before: Vec<Option<chrono::DateTime<chrono::Utc>>> = items
+        .iter()
+        .map(|i| serde_json::from_value(i["not_before"].clone()).expect("not_before"))
+        .collect();
+    assert_eq!(
+        not_before,
+        vec![Some("2030-01-02T16:00:00Z".parse().expect("time")), None]
+    );
     let out = leadctl(&db, &["powerdialer", "list", "--user", &uid.to_string()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 queued"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 queued"), "{text}");
+    assert!(
+        text.contains("not before 2030-01-02T16:00:00+00:00"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn account_set_changes_the_channels_that_need_consent() {
+    let db = TestDb::new().await;
+    let created = json(&db, &["account", "create", "--name", "Acme"]);
+    assert_eq!(created["require_consent"], serde_json::json!(["sms"]));
+    let acc = id(&created);
+    let v = json(
+        &db,
+        &[
+            "account",
+            "set",
+            &acc,
+            "--require-consent",
+            " SMS,call,sms ",
+        ],
+    );
+    assert_eq!(v["require_consent"], serde_json::json!(["call", "sms"]));
+    for nothing in ["none", ""] {
+        let v = json(&db, &["account", "set", &acc, "--require-consent", nothing]);
+        assert_eq!(v["require_consent"], serde_json::json!([]));
+    }
+    let out = leadctl(&db, &["account", "set", &acc, "--require-consent", "call"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("consent required for call"),
+        "{text}"
+    );
+    // What the worker reads.
+    let stored = shared::entities::account::Entity::find_by_id(acc.parse::<i64>().expect("id"))
+        .one(&db.conn)
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(stored.require_consent, ["call"]);
+    fails(
+        &db,
+        &["account", "set", &acc, "--require-consent", "call,email"],
+        "\"email\" is not a channel",
+    );
+    fails(&db, &["account", "set", &acc], "--require-consent");
+    fails(
+        &db,
+        &["account", "set", "424242", "--require-consent", "sms"],
+        "account 424242 not found",
+    );
 }
 
 #[tokio::test]
