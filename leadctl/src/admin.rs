@@ -1,7 +1,9 @@
-//! Operator operations on accounts, users, tokens and the things leads link to, and
-//! ([`sources`]) on a token's lead sources. `leadctl` is a thin command-line layer over
-//! these; tests and the bench seed data through them too.
+//! Operator operations on accounts, users, tokens and the things leads link to,
+//! ([`sources`]) on a token's lead sources and ([`dnc`]) on an account's do-not-contact
+//! list. `leadctl` is a thin command-line layer over these; tests and the bench seed data
+//! through them too.
 
+pub mod dnc;
 pub mod sources;
 
 use chrono::Utc;
