@@ -53,6 +53,9 @@ pub enum Command {
     /// PowerDialer lists.
     #[command(subcommand)]
     Powerdialer(PowerdialerCmd),
+    /// An account's do-not-contact list.
+    #[command(subcommand)]
+    Dnc(crate::dnc_cli::DncCmd),
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCmd),
@@ -556,6 +559,7 @@ async fn execute(
         Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await,
         Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await,
         Command::Powerdialer(cmd) => powerdialer(db, cmd).await,
+        Command::Dnc(cmd) => crate::dnc_cli::execute(db, cmd, json).await,
         Command::Demo(cmd) => demo(db, cmd).await,
         Command::Dlq(cmd) => dlq(db, settings, cmd).await,
         Command::Status { watch } => status(db, settings, watch, json).await,
