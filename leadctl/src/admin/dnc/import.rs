@@ -314,7 +314,10 @@ mod tests {
             })
         );
         assert_eq!(Columns::of_header(&strings(&["+18185550100"])), None);
-        assert_eq!(Columns::of_header(&strings(&["(818) 555-0100", "sms"])), None);
+        assert_eq!(
+            Columns::of_header(&strings(&["(818) 555-0100", "sms"])),
+            None
+        );
     }
 
     #[test]
@@ -325,8 +328,8 @@ mod tests {
             reason: Some("complaint".into()),
             expires_at: None,
         };
-        let cols =
-            Columns::of_header(&strings(&["phone", "channel", "reason", "expires"])).expect("header");
+        let cols = Columns::of_header(&strings(&["phone", "channel", "reason", "expires"]))
+            .expect("header");
         let e = entry(
             &strings(&["(818) 555-0100", "", "", ""]),
             cols,
