@@ -251,25 +251,26 @@ fn insert(json: &mut Value, key: &str, value: Value) {
 
 /// One entry on one line: number, channel, reason, expiry, created.
 fn entry_line(e: &Entry) -> String {
-    let channel = match e.channel.as_str() {
+    let row = &e.row;
+    let channel = match row.channel.as_str() {
         "all" => "calls and messages".to_owned(),
         "call" => "calls".to_owned(),
         "sms" => "messages".to_owned(),
         other => other.to_owned(),
     };
-    let expires = match e.expires_at {
+    let expires = match row.expires_at {
         None => "never expires".to_owned(),
         Some(t) if e.in_force => format!("expires {}", t.to_rfc3339()),
         Some(t) => format!("expired {}", t.to_rfc3339()),
     };
     format!(
         "{} ({channel}), {}, {expires}, added {} by {}",
-        e.phone_number,
-        e.reason
+        row.phone_number,
+        row.reason
             .as_deref()
             .map_or("no reason given".to_owned(), |r| format!("reason {r:?}")),
-        e.created_at.to_rfc3339(),
-        e.source
+        row.created_at.to_rfc3339(),
+        row.source
     )
 }
 
@@ -281,14 +282,16 @@ mod tests {
     fn an_entry_reads_on_one_line() {
         let at = |t: &str| t.parse::<chrono::DateTime<Utc>>().expect("t");
         let mut e = Entry {
-            id: 1,
-            account_id: 2,
-            phone_number: "+18185550100".into(),
-            channel: "sms".into(),
-            reason: Some("texted STOP".into()),
-            source: "operator".into(),
-            expires_at: Some(at("2027-01-01T00:00:00Z")),
-            created_at: at("2026-12-01T00:00:00Z"),
+            row: shared::entities::do_not_contact::Model {
+                id: 1,
+                account_id: 2,
+                phone_number: "+18185550100".into(),
+                channel: "sms".into(),
+                reason: Some("texted STOP".into()),
+                source: "operator".into(),
+                expires_at: Some(at("2027-01-01T00:00:00Z")),
+                created_at: at("2026-12-01T00:00:00Z"),
+            },
             in_force: true,
         };
         assert_eq!(
@@ -297,8 +300,8 @@ mod tests {
              2027-01-01T00:00:00+00:00, added 2026-12-01T00:00:00+00:00 by operator"
         );
         e.in_force = false;
-        e.reason = None;
-        e.channel = "all".into();
+        e.row.reason = None;
+        e.row.channel = "all".into();
         assert!(entry_line(&e).contains("(calls and messages), no reason given, expired"));
     }
 }

@@ -42,21 +42,12 @@ impl Source {
     }
 }
 
-/// A do-not-contact entry as `leadctl` shows it.
+/// A do-not-contact entry as `leadctl` shows it: the row, and whether it applies now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
-    pub id: i64,
-    pub account_id: i64,
-    /// E.164.
-    pub phone_number: String,
-    /// `call`, `sms` or `all`.
-    pub channel: String,
-    pub reason: Option<String>,
-    /// `operator`, `import`, `stop` or `provider`.
-    pub source: String,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    /// Whether it applies now (it has not expired).
+    #[serde(flatten)]
+    pub row: do_not_contact::Model,
+    /// It has not expired.
     pub in_force: bool,
 }
 
@@ -64,14 +55,7 @@ impl Entry {
     fn new(row: do_not_contact::Model, now: DateTime<Utc>) -> Self {
         Self {
             in_force: row.expires_at.is_none_or(|x| x > now),
-            id: row.id,
-            account_id: row.account_id,
-            phone_number: row.phone_number,
-            channel: row.channel,
-            reason: row.reason,
-            source: row.source,
-            expires_at: row.expires_at,
-            created_at: row.created_at,
+            row,
         }
     }
 }
@@ -307,7 +291,7 @@ pub async fn remove(
         .into_iter()
         .map(|row| Entry::new(row, now))
         .collect();
-    entries.sort_by(|a, b| a.channel.cmp(&b.channel));
+    entries.sort_by(|a, b| a.row.channel.cmp(&b.row.channel));
     Ok(Removed {
         account_id,
         number: number.as_str().to_owned(),
@@ -372,7 +356,7 @@ pub async fn check(db: &impl ConnectionTrait, account_id: i64, number: &str) -> 
     let in_force: Vec<DncChannel> = entries
         .iter()
         .filter(|e| e.in_force)
-        .filter_map(|e| DncChannel::parse(&e.channel))
+        .filter_map(|e| DncChannel::parse(&e.row.channel))
         .collect();
     let blocked = Channel::ALL
         .into_iter()
