@@ -1,7 +1,9 @@
-//! Operator operations on accounts, users, tokens and the things leads link to, and
-//! ([`sources`]) on a token's lead sources. `leadctl` is a thin command-line layer over
-//! these; tests and the bench seed data through them too.
+//! Operator operations on accounts, users, tokens and the things leads link to,
+//! ([`sources`]) on a token's lead sources and ([`dnc`]) on an account's do-not-contact
+//! list. `leadctl` is a thin command-line layer over these; tests and the bench seed data
+//! through them too.
 
+pub mod dnc;
 pub mod sources;
 
 use chrono::Utc;
@@ -15,6 +17,7 @@ use shared::entities::{
     sequence, tag, user,
 };
 use shared::phone::Region;
+use shared::policy::Channel;
 use shared::token;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +58,43 @@ pub async fn create_account(
     .await?)
 }
 
-async fn find_account(db: &impl ConnectionTrait, id: i64) -> Result<account::Model> {
+/// Sets the channels for which `account` needs a standing consent record before the
+/// product reaches a contact (§9); none: consent is required for nothing.
+pub async fn set_require_consent(
+    db: &impl ConnectionTrait,
+    id: i64,
+    channels: &[Channel],
+) -> Result<account::Model> {
+    let mut account: account::ActiveModel = find_account(db, id).await?.into();
+    // One order whatever the operator typed, each channel once.
+    account.require_consent = Set(Channel::ALL
+        .into_iter()
+        .filter(|c| channels.contains(c))
+        .map(|c| c.as_str().to_owned())
+        .collect());
+    account.updated_at = Set(Utc::now());
+    Ok(account.update(db).await?)
+}
+
+/// `call,sms`, `sms`, `none` or an empty text, as `--require-consent` takes them.
+pub fn parse_consent_channels(text: &str) -> Result<Vec<Channel>> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            Channel::parse(part).ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "consent can be required for call and sms (or none); {:?} is not a channel",
+                    part.trim()
+                ))
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn find_account(db: &impl ConnectionTrait, id: i64) -> Result<account::Model> {
     account::Entity::find_by_id(id)
         .one(db)
         .await?

@@ -53,6 +53,9 @@ pub enum Command {
     /// PowerDialer lists.
     #[command(subcommand)]
     Powerdialer(PowerdialerCmd),
+    /// An account's do-not-contact list.
+    #[command(subcommand)]
+    Dnc(crate::dnc_cli::DncCmd),
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCmd),
@@ -140,6 +143,14 @@ pub enum AccountCmd {
         /// Intake requests per rolling minute per token (default: the configured limit).
         #[arg(long)]
         rate_limit: Option<i32>,
+    },
+    /// Change an account's settings.
+    Set {
+        id: i64,
+        /// Channels that need the contact's consent before the product reaches it:
+        /// `call,sms`, `sms` (the default of a new account), `call`, or `none`.
+        #[arg(long, value_name = "CHANNELS")]
+        require_consent: String,
     },
 }
 
@@ -548,6 +559,7 @@ async fn execute(
         Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await,
         Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await,
         Command::Powerdialer(cmd) => powerdialer(db, cmd).await,
+        Command::Dnc(cmd) => crate::dnc_cli::execute(db, cmd, json).await,
         Command::Demo(cmd) => demo(db, cmd).await,
         Command::Dlq(cmd) => dlq(db, settings, cmd).await,
         Command::Status { watch } => status(db, settings, watch, json).await,
@@ -558,19 +570,39 @@ async fn execute(
 
 /// `leadctl account …`.
 async fn account(db: &DatabaseConnection, cmd: AccountCmd) -> anyhow::Result<Output> {
-    let AccountCmd::Create {
-        name,
-        region,
-        rate_limit,
-    } = cmd;
-    let a = admin::create_account(db, &name, &region, rate_limit).await?;
+    let (verb, a) = match cmd {
+        AccountCmd::Create {
+            name,
+            region,
+            rate_limit,
+        } => (
+            "Created",
+            admin::create_account(db, &name, &region, rate_limit).await?,
+        ),
+        AccountCmd::Set {
+            id,
+            require_consent,
+        } => {
+            let channels = admin::parse_consent_channels(&require_consent)?;
+            (
+                "Updated",
+                admin::set_require_consent(db, id, &channels).await?,
+            )
+        }
+    };
+    let consent = if a.require_consent.is_empty() {
+        "nothing".to_owned()
+    } else {
+        a.require_consent.join(", ")
+    };
     Ok(Output {
         human: format!(
-            "Created account {} ({}), default region {}",
+            "{verb} account {} ({}), default region {}, consent required for {consent}",
             a.id, a.name, a.default_region
         ),
         json: json!({"id": a.id, "name": a.name, "default_region": a.default_region,
-                     "rate_limit_per_minute": a.rate_limit_per_minute}),
+                     "rate_limit_per_minute": a.rate_limit_per_minute,
+                     "require_consent": a.require_consent}),
     })
 }
 
@@ -716,7 +748,7 @@ async fn powerdialer(db: &DatabaseConnection, cmd: PowerdialerCmd) -> anyhow::Re
         .iter()
         .map(|i| {
             json!({"id": i.id, "contact_id": i.contact_id, "position": i.position,
-                        "created_at": i.created_at})
+                        "not_before": i.not_before, "created_at": i.created_at})
         })
         .collect();
     let mut human = format!("PowerDialer of user {user}: {} queued", items.len());
@@ -728,6 +760,10 @@ async fn powerdialer(db: &DatabaseConnection, cmd: PowerdialerCmd) -> anyhow::Re
             i.id,
             i.position
         ));
+        // Queued outside the contact's calling window (§9).
+        if let Some(t) = i.not_before {
+            human.push_str(&format!(", not before {}", t.to_rfc3339()));
+        }
     }
     Ok(Output {
         human,

@@ -5,6 +5,7 @@
 //!   tests and the bench seed data through them too.
 //! - [`cli`]: `leadctl` commands over [`admin`] and `dlq`.
 //! - [`token_cli`]: `leadctl token map|defaults|google-key|show`.
+//! - [`dnc_cli`]: `leadctl dnc add|remove|import|list|check`.
 //! - [`import`]: `leadctl import`: a CSV file through the receiver's bulk endpoint.
 //! - `dlq`: reading, replaying and purging the dead-letter queue.
 //! - `status`: `leadctl status`, one screen of queues, workers and dead letters.
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod cli;
 pub(crate) mod dlq;
+pub mod dnc_cli;
 pub mod import;
 pub(crate) mod status;
 pub mod token_cli;

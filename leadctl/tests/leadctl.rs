@@ -1,5 +1,6 @@
 //! `leadctl` as an operator runs it: the real binary against a real, fresh database.
 
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::Value;
 use std::process::{Command, Output};
 use testkit::TestDb;
@@ -13,8 +14,17 @@ fn leadctl(db: &TestDb, args: &[&str]) -> Output {
         .expect("run leadctl")
 }
 
-/// Runs a command that must succeed with `--json` and returns its one JSON object.
+/// Runs a command that must succeed with `--json` and returns its one JSON object, which
+/// has the `id` of what was created or changed.
 fn json(db: &TestDb, args: &[&str]) -> Value {
+    let v = json_object(db, args);
+    assert!(v["id"].is_i64(), "object with id: {v}");
+    v
+}
+
+/// Runs a command that must succeed with `--json`, print exactly one JSON object and
+/// nothing on stderr; returns the object.
+fn json_object(db: &TestDb, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = leadctl(db, &all);
@@ -29,8 +39,16 @@ fn json(db: &TestDb, args: &[&str]) -> Value {
         1,
         "one JSON object: {stdout}"
     );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_str(stdout.trim()).expect("JSON");
-    assert!(v.is_object() && v["id"].is_i64(), "object with id: {v}");
+    assert!(
+        v.is_object() && v.get("id").is_some(),
+        "object with id: {v}"
+    );
     v
 }
 
@@ -201,26 +219,90 @@ async fn powerdialer_list_shows_queued_entries_top_first() {
         acc["id"].as_i64().expect("id"),
         u["id"].as_i64().expect("id"),
     );
-    for (phone, position) in [("+18181234567", 5), ("+13105550100", -2)] {
+    // The second waits for its contact's calling window (§9).
+    for (phone, position, not_before) in [
+        ("+18181234567", 5, "NULL"),
+        ("+13105550100", -2, "'2030-01-02T16:00:00Z'"),
+    ] {
         use sea_orm::ConnectionTrait;
         db.conn
             .execute_unprepared(&format!(
                 "WITH c AS (INSERT INTO contacts (account_id, phone_number) VALUES ({a}, '{phone}') RETURNING id) \
-                 INSERT INTO powerdialer_items (account_id, user_id, contact_id, position) SELECT {a}, {uid}, id, {position} FROM c"
+                 INSERT INTO powerdialer_items (account_id, user_id, contact_id, position, not_before) \
+                 SELECT {a}, {uid}, id, {position}, {not_before} FROM c"
             ))
             .await
             .expect("seed");
     }
     let list = json(&db, &["powerdialer", "list", "--user", &uid.to_string()]);
-    let positions: Vec<i64> = list["items"]
-        .as_array()
-        .expect("items")
+    let items = list["items"].as_array().expect("items");
+    let positions: Vec<i64> = items
         .iter()
         .map(|i| i["position"].as_i64().expect("position"))
         .collect();
     assert_eq!(positions, vec![-2, 5]);
+    let not_before: Vec<Option<chrono::DateTime<chrono::Utc>>> = items
+        .iter()
+        .map(|i| serde_json::from_value(i["not_before"].clone()).expect("not_before"))
+        .collect();
+    assert_eq!(
+        not_before,
+        vec![Some("2030-01-02T16:00:00Z".parse().expect("time")), None]
+    );
     let out = leadctl(&db, &["powerdialer", "list", "--user", &uid.to_string()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 queued"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 queued"), "{text}");
+    assert!(
+        text.contains("not before 2030-01-02T16:00:00+00:00"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn account_set_changes_the_channels_that_need_consent() {
+    let db = TestDb::new().await;
+    let created = json(&db, &["account", "create", "--name", "Acme"]);
+    assert_eq!(created["require_consent"], serde_json::json!(["sms"]));
+    let acc = id(&created);
+    let v = json(
+        &db,
+        &[
+            "account",
+            "set",
+            &acc,
+            "--require-consent",
+            " SMS,call,sms ",
+        ],
+    );
+    assert_eq!(v["require_consent"], serde_json::json!(["call", "sms"]));
+    for nothing in ["none", ""] {
+        let v = json(&db, &["account", "set", &acc, "--require-consent", nothing]);
+        assert_eq!(v["require_consent"], serde_json::json!([]));
+    }
+    let out = leadctl(&db, &["account", "set", &acc, "--require-consent", "call"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("consent required for call"),
+        "{text}"
+    );
+    // What the worker reads.
+    let stored = shared::entities::account::Entity::find_by_id(acc.parse::<i64>().expect("id"))
+        .one(&db.conn)
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(stored.require_consent, ["call"]);
+    fails(
+        &db,
+        &["account", "set", &acc, "--require-consent", "call,email"],
+        "\"email\" is not a channel",
+    );
+    fails(&db, &["account", "set", &acc], "--require-consent");
+    fails(
+        &db,
+        &["account", "set", "424242", "--require-consent", "sms"],
+        "account 424242 not found",
+    );
 }
 
 #[tokio::test]
@@ -729,4 +811,479 @@ async fn token_mappings_defaults_and_google_key_show_on_the_token() {
     );
     fails(&db, &["token", "defaults", &token], "at least one default");
     fails(&db, &["token", "show", "999999"], "not found");
+}
+
+/// The channels `dnc check` says a number is blocked for.
+fn blocked(db: &TestDb, account: &str, number: &str) -> Value {
+    let v = json_object(db, &["dnc", "check", "--account", account, number]);
+    assert_eq!(v["number"], "+18185550100", "{v}");
+    v["blocked"].clone()
+}
+
+#[tokio::test]
+async fn dnc_add_check_list_and_remove_read_numbers_in_any_format() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    let none: Value = serde_json::json!([]);
+    assert_eq!(blocked(&db, &acc, "(818) 555-0100"), none);
+
+    let added = json(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "(818) 555-0100",
+            "--channel",
+            "sms",
+            "--reason",
+            " texted STOP ",
+            "--expires",
+            "30d",
+        ],
+    );
+    assert_eq!(
+        (
+            &added["phone_number"],
+            &added["channel"],
+            &added["reason"],
+            &added["source"],
+            &added["created"],
+            &added["in_force"],
+        ),
+        (
+            &"+18185550100".into(),
+            &"sms".into(),
+            &"texted STOP".into(),
+            &"operator".into(),
+            &true.into(),
+            &true.into()
+        )
+    );
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(added["expires_at"].clone()).expect("expires_at");
+    let in_30_days = chrono::Utc::now() + chrono::Duration::days(30);
+    assert!((expires - in_30_days).num_seconds().abs() < 60, "{expires}");
+    assert_eq!(
+        blocked(&db, &acc, "+1 818-555-0100"),
+        serde_json::json!(["sms"])
+    );
+
+    // Adding again (another format) replaces the reason and the expiry of the same entry.
+    let again = json(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "1.818.555.0100",
+            "--channel",
+            "sms",
+        ],
+    );
+    assert_eq!(again["id"], added["id"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(
+        (&again["reason"], &again["expires_at"]),
+        (&Value::Null, &Value::Null)
+    );
+
+    // The default channel is all.
+    let all = json(&db, &["dnc", "add", "--account", &acc, "8185550100"]);
+    assert_eq!(all["channel"], "all");
+    assert_eq!(
+        blocked(&db, &acc, "818 555 0100"),
+        serde_json::json!(["call", "sms"])
+    );
+    let check = json_object(&db, &["dnc", "check", "--account", &acc, "8185550100"]);
+    assert_eq!(
+        check["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{check}"
+    );
+    let out = leadctl(&db, &["dnc", "check", "--account", &acc, "8185550100"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("+18185550100 is blocked for call and sms"),
+        "{text}"
+    );
+
+    let list = json(&db, &["dnc", "list", "--account", &acc]);
+    assert_eq!(
+        (&list["id"], &list["account_id"]),
+        (
+            &acc.parse::<i64>().expect("id").into(),
+            &acc.parse::<i64>().expect("id").into()
+        )
+    );
+    assert_eq!(list["total"], 2);
+    let channels: Vec<&str> = list["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["channel"].as_str().expect("channel"))
+        .collect();
+    assert_eq!(channels, ["sms", "all"], "oldest first");
+    for key in ["phone_number", "reason", "expires_at", "created_at"] {
+        assert!(list["entries"][0].get(key).is_some(), "{key}: {list}");
+    }
+    let out = leadctl(&db, &["dnc", "list", "--account", &acc, "--limit", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 entries (the first 1 shown")
+            && text.contains("+18185550100 (messages), no reason given, never expires"),
+        "{text}"
+    );
+
+    // Remove one channel, then every entry of the number; removing nothing is no error.
+    let removed = json_object(
+        &db,
+        &[
+            "dnc",
+            "remove",
+            "--account",
+            &acc,
+            "(818) 555-0100",
+            "--channel",
+            "sms",
+        ],
+    );
+    assert_eq!(removed["removed"], 1);
+    assert_eq!(
+        blocked(&db, &acc, "8185550100"),
+        serde_json::json!(["call", "sms"])
+    );
+    let removed = json_object(&db, &["dnc", "remove", "--account", &acc, "8185550100"]);
+    assert_eq!(removed["removed"], 1);
+    assert_eq!(removed["entries"][0]["channel"], "all");
+    assert_eq!(blocked(&db, &acc, "8185550100"), none);
+    let removed = json_object(&db, &["dnc", "remove", "--account", &acc, "8185550100"]);
+    assert_eq!(removed["removed"], 0);
+}
+
+#[tokio::test]
+async fn dnc_add_revokes_the_numbers_consent_on_its_channels_and_keeps_the_records() {
+    use sea_orm::ConnectionTrait;
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    // A contact whose second number is the one put on the list, with consent on three
+    // channels; and another account's contact of the same number.
+    let other = id(&json(&db, &["account", "create", "--name", "Other"]));
+    for (account, numbers) in [
+        (&acc, "'+12125550100', '+18185550100'"),
+        (&other, "'+18185550100'"),
+    ] {
+        db.conn
+            .execute_unprepared(&format!(
+                "WITH n AS (SELECT ARRAY[{numbers}] AS all_numbers), \
+                 c AS (INSERT INTO contacts (account_id, phone_number) SELECT {account}, all_numbers[1] FROM n RETURNING id), \
+                 p AS (INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary) \
+                       SELECT {account}, c.id, x.number, x.i = 1 FROM c, n, unnest(n.all_numbers) WITH ORDINALITY AS x(number, i)) \
+                 INSERT INTO contact_consents (account_id, contact_id, channel, given_at) \
+                 SELECT {account}, id, ch, now() - interval '1 day' FROM c, unnest(ARRAY['call', 'sms', 'email']) ch"
+            ))
+            .await
+            .expect("seed");
+    }
+    let consents = |account: String| {
+        let conn = db.conn.clone();
+        async move {
+            shared::entities::contact_consent::Entity::find()
+                .filter(
+                    shared::entities::contact_consent::Column::AccountId
+                        .eq(account.parse::<i64>().expect("id")),
+                )
+                .order_by_asc(shared::entities::contact_consent::Column::Channel)
+                .all(&conn)
+                .await
+                .expect("consents")
+                .into_iter()
+                .map(|c| (c.channel, c.revoked_at, c.revoked_reason))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let added = json(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "(818) 555-0100",
+            "--channel",
+            "sms",
+            "--reason",
+            "asked",
+        ],
+    );
+    assert_eq!(added["consents_revoked"], 1);
+    let after_sms = consents(acc.clone()).await;
+    let revoked: Vec<(&str, Option<&str>)> = after_sms
+        .iter()
+        .map(|(ch, at, why)| (ch.as_str(), at.and(why.as_deref())))
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            ("call", None),
+            ("email", None),
+            ("sms", Some("do-not-contact: asked"))
+        ]
+    );
+
+    let added = json(&db, &["dnc", "add", "--account", &acc, "818-555-0100"]);
+    assert_eq!(added["consents_revoked"], 1, "call; sms is revoked already");
+    let after_all = consents(acc.clone()).await;
+    assert_eq!(after_all.len(), 3, "every record is kept");
+    assert_eq!(after_all[0].2.as_deref(), Some("do-not-contact: operator"));
+    assert!(
+        after_all[1].1.is_none(),
+        "email is not a channel of the list"
+    );
+    assert_eq!(after_all[2], after_sms[2], "the first revocation stands");
+
+    // Taking the number off the list does not give the consent back.
+    json_object(&db, &["dnc", "remove", "--account", &acc, "8185550100"]);
+    assert_eq!(consents(acc.clone()).await, after_all);
+    // Nothing happened in the other account.
+    assert!(consents(other).await.iter().all(|(_, at, _)| at.is_none()));
+}
+
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, content: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{}-{name}", testkit::random_id()));
+        std::fs::write(&path, content).expect("write");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn dnc_import_adds_what_is_new_once_and_names_the_bad_lines() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    // A CSV export: a header in another order, numbers in several formats, a repeat in
+    // another format, blank lines and cells, and three bad lines.
+    let csv = TempFile::new(
+        "dnc.csv",
+        "\u{feff}Reason,Phone,Channel,Expires\r\n\
+         complained,(818) 555-0100,sms,\r\n\
+         ,+1 212 555 0101,,2099-01-01T00:00:00Z\r\n\
+         \r\n\
+         ,818.555.0100,SMS,\r\n\
+         ,12,,\r\n\
+         ,2125550102,fax,\r\n\
+         ,2125550103,call,2001-01-01T00:00:00Z\r\n\
+         ,(415) 555-0104,call,\r\n",
+    );
+    let args = [
+        "dnc",
+        "import",
+        "--account",
+        &acc,
+        csv.path(),
+        "--reason",
+        "list 7",
+    ];
+    let first = json_object(&db, &args);
+    assert_eq!(
+        (
+            &first["format"],
+            &first["lines"],
+            &first["added"],
+            &first["already_present"],
+            &first["invalid"]
+        ),
+        (&"csv".into(), &7.into(), &3.into(), &1.into(), &3.into()),
+        "{first}"
+    );
+    let lines: Vec<(i64, &str)> = first["invalid_lines"]
+        .as_array()
+        .expect("invalid_lines")
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_i64().expect("line"),
+                l["error"].as_str().expect("error"),
+            )
+        })
+        .collect();
+    assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), [6, 7, 8]);
+    assert!(lines[0].1.contains("\"12\""), "{lines:?}");
+    assert!(lines[1].1.contains("\"fax\""), "{lines:?}");
+    assert!(lines[2].1.contains("not in the future"), "{lines:?}");
+
+    let check = json_object(&db, &["dnc", "check", "--account", &acc, "2125550101"]);
+    assert_eq!(check["blocked"], serde_json::json!(["call", "sms"]));
+    assert_eq!(
+        check["entries"][0]["reason"], "list 7",
+        "the default reason"
+    );
+    assert_eq!(check["entries"][0]["source"], "import");
+    assert_eq!(check["entries"][0]["expires_at"], "2099-01-01T00:00:00Z");
+    let check = json_object(&db, &["dnc", "check", "--account", &acc, "8185550100"]);
+    assert_eq!(check["entries"][0]["reason"], "complained");
+
+    // Again: nothing new, nothing changed.
+    let before = json(&db, &["dnc", "list", "--account", &acc]);
+    let second = json_object(&db, &args);
+    assert_eq!(
+        (
+            &second["added"],
+            &second["already_present"],
+            &second["invalid"]
+        ),
+        (&0.into(), &4.into(), &3.into()),
+        "{second}"
+    );
+    assert_eq!(json(&db, &["dnc", "list", "--account", &acc]), before);
+
+    // The human summary names the bad lines; no progress bar off a terminal.
+    let out = leadctl(&db, &args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    assert!(
+        stdout.contains("0 added, 4 already present, 3 invalid") && stdout.contains("line 7: "),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn dnc_import_of_a_plain_list_writes_in_batches_and_is_idempotent() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    // 2,500 numbers, one a line, each in two formats: more than two batches.
+    let mut text = String::new();
+    for n in 0..2_500 {
+        text.push_str(&format!("(818) 555-{n:04}\n+1818555{n:04}\n"));
+    }
+    text.push_str("not a number\n");
+    let list = TempFile::new("dnc.txt", &text);
+    let args = [
+        "dnc",
+        "import",
+        "--account",
+        &acc,
+        list.path(),
+        "--channel",
+        "sms",
+        "--expires",
+        "90d",
+    ];
+    let first = json_object(&db, &args);
+    assert_eq!(
+        (
+            &first["format"],
+            &first["lines"],
+            &first["added"],
+            &first["already_present"],
+            &first["invalid"]
+        ),
+        (
+            &"list".into(),
+            &5_001.into(),
+            &2_500.into(),
+            &2_500.into(),
+            &1.into()
+        ),
+        "{first}"
+    );
+    assert_eq!(first["invalid_lines"][0]["line"], 5_001);
+    let second = json_object(&db, &args);
+    assert_eq!(
+        (&second["added"], &second["already_present"]),
+        (&0.into(), &5_000.into())
+    );
+    let listing = json(&db, &["dnc", "list", "--account", &acc, "--limit", "1"]);
+    assert_eq!(listing["total"], 2_500);
+    assert_eq!(listing["entries"][0]["channel"], "sms");
+    assert!(listing["entries"][0]["expires_at"].is_string());
+}
+
+#[tokio::test]
+async fn dnc_refuses_what_it_cannot_read_with_a_clear_message() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    fails(
+        &db,
+        &["dnc", "add", "--account", &acc, "12"],
+        "\"12\" is not a phone number",
+    );
+    fails(
+        &db,
+        &["dnc", "check", "--account", &acc, "call me"],
+        "\"call me\" is not a phone number",
+    );
+    fails(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "8185550100",
+            "--channel",
+            "fax",
+        ],
+        "must be call, sms or all",
+    );
+    fails(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "8185550100",
+            "--expires",
+            "2001-01-01T00:00:00Z",
+        ],
+        "not in the future",
+    );
+    fails(
+        &db,
+        &[
+            "dnc",
+            "add",
+            "--account",
+            &acc,
+            "8185550100",
+            "--expires",
+            "soon",
+        ],
+        "neither an RFC 3339 instant",
+    );
+    fails(
+        &db,
+        &["dnc", "add", "--account", "424242", "8185550100"],
+        "account 424242 not found",
+    );
+    fails(
+        &db,
+        &["dnc", "list", "--account", "424242"],
+        "account 424242 not found",
+    );
+    fails(
+        &db,
+        &["dnc", "import", "--account", &acc, "/nonexistent/dnc.csv"],
+        "Failed to open /nonexistent/dnc.csv",
+    );
+    assert_eq!(json(&db, &["dnc", "list", "--account", &acc])["total"], 0);
 }

@@ -159,11 +159,9 @@ pub async fn read(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbEr
     }
     let mut dnc: HashMap<(i64, String), Vec<DncEntry>> = HashMap::new();
     for (account, number, channel, expires_at) in j.dnc {
-        let channel = match channel.as_str() {
-            "call" => DncChannel::Call,
-            "sms" => DncChannel::Sms,
-            _ => DncChannel::All,
-        };
+        // A CHECK constraint keeps the column to the three names; anything else would
+        // block every channel rather than none.
+        let channel = DncChannel::parse(&channel).unwrap_or(DncChannel::All);
         dnc.entry((account, number)).or_default().push(DncEntry {
             channel,
             expires_at,
@@ -194,8 +192,8 @@ pub async fn read(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbEr
 /// An account's policy settings from its `require_consent` column.
 pub fn account_policy(required: &[String]) -> AccountPolicy {
     AccountPolicy {
-        require_consent_call: required.iter().any(|c| c == "call"),
-        require_consent_sms: required.iter().any(|c| c == "sms"),
+        require_consent_call: required.iter().any(|c| c == Channel::Call.as_str()),
+        require_consent_sms: required.iter().any(|c| c == Channel::Sms.as_str()),
     }
 }
 

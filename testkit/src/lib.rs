@@ -101,6 +101,23 @@ impl Drop for TestDb {
     }
 }
 
+/// A fixed-offset time zone where the local time is now `hour` o'clock (`hour`:xx), for
+/// tests of calling windows (`Etc/GMT-3` is UTC+3).
+pub fn zone_at(hour: u32) -> chrono_tz::Tz {
+    use chrono::Timelike;
+    let now = i64::from(chrono::Utc::now().hour());
+    let mut offset = (i64::from(hour) - now).rem_euclid(24);
+    if offset > 14 {
+        offset -= 24;
+    }
+    let name = match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    name.parse().expect("an Etc/GMT zone")
+}
+
 /// Settings pointing at `db` and at a random RabbitMQ and Redis prefix, with retry delays
 /// short enough for tests.
 pub fn settings(db: &TestDb) -> Settings {

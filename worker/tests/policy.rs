@@ -6,8 +6,7 @@
 
 mod support;
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use shared::entities::{contact_consent, powerdialer_item};
@@ -52,22 +51,6 @@ async fn entries(ctx: &Ctx, contact_id: i64) -> Vec<powerdialer_item::Model> {
         .unwrap()
 }
 
-/// A fixed-offset zone where the local time is now 22:xx.
-fn zone_at_22() -> Tz {
-    let hour = i64::from(Utc::now().hour());
-    let mut offset = (22 - hour).rem_euclid(24);
-    if offset > 14 {
-        offset -= 24;
-    }
-    // Etc/GMT-3 is UTC+3.
-    let name = match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
-    name.parse().unwrap()
-}
-
 #[tokio::test]
 async fn a_number_on_the_do_not_contact_list_is_never_queued_for_a_call() {
     let ctx = Ctx::new().await;
@@ -106,7 +89,7 @@ async fn a_number_on_the_do_not_contact_list_is_never_queued_for_a_call() {
 #[tokio::test]
 async fn a_lead_at_22_00_its_time_is_queued_for_08_00_the_next_morning() {
     let ctx = Ctx::new().await;
-    let tz = zone_at_22();
+    let tz = testkit::zone_at(22);
     let mut l = dial(&ctx, "212 555 0102");
     l.timezone = Some(tz);
     let o = run(&ctx, l).await;

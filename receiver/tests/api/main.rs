@@ -8,6 +8,7 @@ mod helpers;
 mod import;
 mod intake;
 mod ops;
+mod policy;
 mod process;
 mod rate_limit;
 mod read;

@@ -15,7 +15,12 @@ use std::time::Duration;
 const BULK: &str = "/api/v1/webhook/forms/bulk";
 const VALIDATE: &str = "/api/v1/webhook/forms/validate";
 
-async fn post_bulk(app: &TestApp, content_type: &str, body: String, key: Option<&str>) -> Reply {
+pub(crate) async fn post_bulk(
+    app: &TestApp,
+    content_type: &str,
+    body: String,
+    key: Option<&str>,
+) -> Reply {
     let auth = format!("Bearer {}", app.token);
     let mut headers = vec![
         ("content-type", content_type),
@@ -41,7 +46,7 @@ async fn post_json(app: &TestApp, path: &str, body: &Value) -> Reply {
     .await
 }
 
-async fn post_google(app: &TestApp, body: &Value) -> Reply {
+pub(crate) async fn post_google(app: &TestApp, body: &Value) -> Reply {
     let path = format!("/api/v1/webhook/google-ads?api_token={}", app.token);
     app.post_raw(&path, Some("application/json"), &body.to_string())
         .await
@@ -53,7 +58,7 @@ fn phone(i: usize) -> String {
 }
 
 /// The contact of the app's account with `phone_number`, once the worker has made it.
-async fn contact_with(app: &TestApp, phone_number: &str) -> Value {
+pub(crate) async fn contact_with(app: &TestApp, phone_number: &str) -> Value {
     let auth = format!("Bearer {}", app.token);
     let path = format!(
         "/api/v1/contacts?phone_number={}",

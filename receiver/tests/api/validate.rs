@@ -11,7 +11,7 @@ use std::time::Duration;
 
 const VALIDATE: &str = "/api/v1/webhook/forms/validate";
 
-async fn validate(app: &TestApp, lead: &Value) -> Value {
+pub(crate) async fn validate(app: &TestApp, lead: &Value) -> Value {
     let auth = format!("Bearer {}", app.token);
     let reply = app
         .request(
@@ -29,26 +29,31 @@ async fn validate(app: &TestApp, lead: &Value) -> Value {
 }
 
 /// Posts `lead` for real and returns its intake record once the worker has finished it.
-async fn process(app: &TestApp, lead: &Value) -> Value {
+pub(crate) async fn process(app: &TestApp, lead: &Value) -> Value {
     let accepted = app.post_lead(lead).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
-    let path = format!(
-        "/api/v1/intakes/{}",
-        accepted.body["intake_id"].as_str().unwrap()
-    );
-    eventually(
-        "the worker finishes the lead",
-        Duration::from_secs(20),
-        || {
-            let path = path.clone();
-            async move {
-                let record = app.get(&path).await.body;
-                let status = record["status"].as_str()?;
-                (!matches!(status, "queued" | "processing")).then_some(record)
-            }
-        },
-    )
-    .await
+    app.finished(accepted.body["intake_id"].as_str().unwrap())
+        .await
+}
+
+impl TestApp {
+    /// The record of intake `id` once the worker has finished it.
+    pub(crate) async fn finished(&self, id: &str) -> Value {
+        let path = format!("/api/v1/intakes/{id}");
+        eventually(
+            "the worker finishes the lead",
+            Duration::from_secs(20),
+            || {
+                let path = path.clone();
+                async move {
+                    let record = self.get(&path).await.body;
+                    let status = record["status"].as_str()?;
+                    (!matches!(status, "queued" | "processing")).then_some(record)
+                }
+            },
+        )
+        .await
+    }
 }
 
 /// The last contact id handed out (`None` before the first).

@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// A number of an account that must not be called (`call`), texted (`sms`) or either
 /// (`all`), until `expires_at` if set (§9).
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "do_not_contact")]
 pub struct Model {
     #[sea_orm(primary_key)]

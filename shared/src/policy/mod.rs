@@ -29,6 +29,29 @@ pub enum Channel {
     Sms,
 }
 
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Call, Channel::Sms];
+
+    /// `"call"` or `"sms"`, in any case and with surrounding spaces; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        named(&Self::ALL, Self::as_str, text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Call => "call",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// The one of `all` whose name is `text`, in any case and with surrounding spaces.
+fn named<T: Copy>(all: &[T], name: fn(T) -> &'static str, text: &str) -> Option<T> {
+    all.iter()
+        .copied()
+        .find(|c| name(*c).eq_ignore_ascii_case(text.trim()))
+}
+
 /// What a do-not-contact entry covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +62,23 @@ pub enum DncChannel {
 }
 
 impl DncChannel {
+    pub const ALL: [DncChannel; 3] = [DncChannel::Call, DncChannel::Sms, DncChannel::All];
+
+    /// `"call"`, `"sms"` or `"all"`, in any case and with surrounding spaces; `None` for
+    /// anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        named(&Self::ALL, Self::as_str, text)
+    }
+
+    /// The name stored in `do_not_contact.channel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DncChannel::Call => "call",
+            DncChannel::Sms => "sms",
+            DncChannel::All => "all",
+        }
+    }
+
     pub fn covers(self, channel: Channel) -> bool {
         matches!(
             (self, channel),

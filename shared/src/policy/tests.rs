@@ -416,3 +416,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn channel_names_read_back_as_they_are_written() {
+    for c in Channel::ALL {
+        assert_eq!(Channel::parse(c.as_str()), Some(c));
+    }
+    for c in DncChannel::ALL {
+        assert_eq!(DncChannel::parse(c.as_str()), Some(c));
+    }
+    assert_eq!(Channel::parse(" SMS "), Some(Channel::Sms));
+    assert_eq!(DncChannel::parse("All"), Some(DncChannel::All));
+    assert_eq!(Channel::parse("all"), None);
+    assert_eq!(DncChannel::parse("email"), None);
+}
