@@ -118,6 +118,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
     if metrics::set_global_recorder(recorder).is_ok() {
         let _ = HANDLE.set(handle.clone());
         describe();
+        crate::messages::describe();
     }
     match HANDLE.get() {
         Some(h) => Ok(h.clone()),
