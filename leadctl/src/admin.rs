@@ -2,6 +2,7 @@
 //! ([`sources`]) on a token's lead sources. `leadctl` is a thin command-line layer over
 //! these; tests and the bench seed data through them too.
 
+pub mod messaging;
 pub mod sources;
 
 use chrono::Utc;

@@ -13,5 +13,6 @@ pub mod admin;
 pub mod cli;
 pub(crate) mod dlq;
 pub mod import;
+pub mod messaging_cli;
 pub(crate) mod status;
 pub mod token_cli;
