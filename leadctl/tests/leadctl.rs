@@ -854,10 +854,10 @@ async fn sequences_get_steps_and_lines_get_sending_numbers() {
         "--delay",
     );
     let listed = json(&db, &["sequence", "step", "list", &s]);
-    assert_eq!(listed["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["steps"].as_array().expect("steps").len(), 2);
     json(&db, &["sequence", "step", "remove", &id(&first)]);
     let shown = json(&db, &["sequence", "show", &s]);
-    let steps = shown["steps"].as_array().unwrap();
+    let steps = shown["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0]["body"], "Still there?");
     assert_eq!(shown["active_enrollments"], 0);
