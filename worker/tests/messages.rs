@@ -17,7 +17,7 @@ use shared::lead::{ConsentChannel, Lead, LeadConsent};
 use shared::outcome::Action;
 use shared::policy::Reason;
 use std::sync::Arc;
-use support::{Ctx, lead};
+use support::{Ctx, Publisher, lead};
 use testkit::sms::{Reply, SmsProvider};
 use worker::messages::Sender;
 
@@ -369,4 +369,75 @@ async fn disenrollment_cancels_the_step_not_yet_sent() {
         .await
         .unwrap();
     assert_eq!(cancelled.len(), 1);
+}
+
+/// A fixed-offset zone where the local time is now about noon.
+fn zone_at_noon() -> chrono_tz::Tz {
+    use chrono::Timelike;
+    let hour = i64::from(Utc::now().hour());
+    let mut offset = (12 - hour).rem_euclid(24);
+    if offset > 12 {
+        offset -= 24;
+    }
+    let name = match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    name.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_running_worker_sends_the_welcome_step_when_its_enrollment_commits() {
+    let ctx = Ctx::new().await;
+    let seq = welcome_sequence(&ctx).await;
+    let provider = SmsProvider::start().await;
+    let mut settings = ctx.settings.clone();
+    settings.sms = SmsSettings {
+        base_url: Some(provider.base_url()),
+        account_sid: provider.account_sid.clone(),
+        auth_token: provider.auth_token.clone(),
+        // Far longer than the test waits: only the enrollment's notification can wake the
+        // loop in time.
+        poll_interval: std::time::Duration::from_secs(600),
+        ..SmsSettings::default()
+    };
+    let worker = worker::app::Worker::build(settings.clone()).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    // Let the loop take its first look (nothing is due) and wait on its timer.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let mut l = enrolled("+12125550107", &seq, true);
+    l.timezone = Some(zone_at_noon());
+    let publisher = Publisher::new(&settings).await;
+    publisher.publish(&ctx.message(l)).await;
+    let got = testkit::eventually(
+        "the provider got the welcome SMS",
+        std::time::Duration::from_secs(15),
+        || async { provider.received().into_iter().next() },
+    )
+    .await;
+    assert_eq!(got.to, "+12125550107");
+    assert_eq!(got.body, "Hi Ada, thanks for asking!");
+    testkit::eventually(
+        "the send is recorded",
+        std::time::Duration::from_secs(10),
+        || async {
+            messages(&ctx)
+                .await
+                .first()
+                .filter(|m| m.status == MessageStatus::Sent)
+                .map(|_| ())
+        },
+    )
+    .await;
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
