@@ -51,11 +51,12 @@ pub const FAILED: &str = "worker_messages_failed_total";
 pub const BLOCKED: &str = "worker_messages_blocked_total";
 pub const RETRIED: &str = "worker_messages_retried_total";
 pub const DUE_LAG: &str = "worker_message_due_lag_seconds";
+pub const OLDEST_DUE: &str = "worker_message_oldest_due_seconds";
 pub const PROVIDER_DURATION: &str = "worker_message_provider_duration_seconds";
 
 /// Describes the send loop's metrics.
 pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(SENT, "Message steps the provider accepted.");
     describe_counter!(FAILED, "Message steps that failed, by the provider's code.");
     describe_counter!(
@@ -71,6 +72,13 @@ pub fn describe() {
         Unit::Seconds,
         "How late a step was claimed after its due time."
     );
+    describe_gauge!(
+        OLDEST_DUE,
+        Unit::Seconds,
+        "How long the most overdue message step has been due (0: none is), as the send loop last saw."
+    );
+    metrics::gauge!(OLDEST_DUE).set(0.0);
+    metrics::counter!(SENT).increment(0);
     describe_histogram!(
         PROVIDER_DURATION,
         Unit::Seconds,
@@ -166,7 +174,8 @@ impl Sender {
         }
     }
 
-    /// Until the next step is due, at most the poll interval.
+    /// Until the next step is due, at most the poll interval; records how overdue the
+    /// most overdue step is.
     async fn pause(&self) -> Duration {
         let poll = self.settings.poll_interval;
         let next = self
@@ -178,8 +187,17 @@ impl Sender {
             .await;
         match next {
             Ok(Some(row)) => match row.try_get::<Option<DateTime<Utc>>>("", "due") {
-                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default().min(poll),
-                _ => poll,
+                Ok(Some(due)) => {
+                    let now = Utc::now();
+                    let overdue = (now - due).to_std().unwrap_or_default();
+                    metrics::gauge!(OLDEST_DUE).set(overdue.as_secs_f64());
+                    (due - now).to_std().unwrap_or_default().min(poll)
+                }
+                Ok(None) => {
+                    metrics::gauge!(OLDEST_DUE).set(0.0);
+                    poll
+                }
+                Err(_) => poll,
             },
             _ => poll,
         }
