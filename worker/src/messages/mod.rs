@@ -263,7 +263,15 @@ impl Sender {
             }
             _ => None,
         };
-        resolve(c, decision, answer, &self.settings.retry_delays, Utc::now())
+        let jitter = rand::random::<f64>();
+        resolve(
+            c,
+            decision,
+            answer,
+            &self.settings.retry_delays,
+            jitter,
+            Utc::now(),
+        )
     }
 
     async fn write(

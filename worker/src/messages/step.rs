@@ -265,12 +265,15 @@ impl Record {
 
 /// What is recorded of a step given its decision and, when it was sent, the provider's
 /// answer. A 429, 5xx or missing answer schedules another attempt after the next of
-/// `retry_delays` (longer when the provider's `Retry-After` asks), until they run out.
+/// `retry_delays` (longer when the provider's `Retry-After` asks), until they run out. The
+/// wait is stretched by up to a fifth (`jitter` in `[0, 1)`), so steps throttled together do
+/// not all come back at the same instant.
 pub fn resolve(
     c: &Claimed,
     decision: Decision,
     answer: Option<Answer>,
     retry_delays: &[Duration],
+    jitter: f64,
     now: DateTime<Utc>,
 ) -> Record {
     let mut row = Row {
@@ -359,6 +362,7 @@ pub fn resolve(
                     match retry_delays.get(usize::try_from(c.attempts).unwrap_or(usize::MAX)) {
                         Some(delay) => {
                             let wait = after.map_or(*delay, |a| a.max(*delay));
+                            let wait = wait.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
                             row.status = "scheduled";
                             row.due_at = Some(
                                 now + chrono::Duration::from_std(wait)
@@ -382,5 +386,248 @@ pub fn resolve(
                 ..record(row)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(position: i32, attempts: i32, judged_before: bool) -> Claimed {
+        Claimed {
+            id: 7,
+            account_id: 1,
+            contact_id: Some(2),
+            enrollment_id: 3,
+            intake_id: Some(Uuid::nil()),
+            attempts,
+            due_at: Utc::now(),
+            judged_before,
+            enrolled: true,
+            sequence_id: 4,
+            position: Some(position),
+            template: Some("Hi".into()),
+            contact: None,
+            line_number: None,
+            require_consent: vec!["sms".into()],
+            consents: Vec::new(),
+            dnc: Vec::new(),
+            recent_sends: Vec::new(),
+        }
+    }
+
+    fn send() -> Decision {
+        Decision::Send(Outgoing {
+            to: "+12125550100".into(),
+            from: "+14155550100".into(),
+            body: "Hi".into(),
+        })
+    }
+
+    fn verdict(reason: Reason) -> Verdict {
+        Verdict {
+            channel: Channel::Sms,
+            reason: Some(reason),
+            rule: "US-federal".into(),
+            next_allowed_at: None,
+        }
+    }
+
+    const DELAYS: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(30)];
+
+    fn retry(after: Option<u64>) -> Option<Answer> {
+        Some(Answer::Retry {
+            after: after.map(Duration::from_secs),
+            code: "503".into(),
+            message: "Service Unavailable".into(),
+        })
+    }
+
+    #[test]
+    fn each_answer_and_decision_settles_the_step_as_the_contract_says() {
+        let now = Utc::now();
+        let secs =
+            |r: &Record| (r.row.due_at.unwrap_or(now) - now).num_milliseconds() as f64 / 1000.0;
+        // (case, record, status, seconds until due: least and most)
+        type Case<'a> = (&'a str, Record, &'a str, Option<(f64, f64)>);
+        let cases: Vec<Case> = vec![
+            (
+                "accepted",
+                resolve(
+                    &claimed(1, 0, false),
+                    send(),
+                    Some(Answer::Sent { sid: "SM1".into() }),
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "sent",
+                None,
+            ),
+            (
+                "first retry waits the first delay",
+                resolve(
+                    &claimed(1, 0, false),
+                    send(),
+                    retry(None),
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "scheduled",
+                Some((5.0, 5.0)),
+            ),
+            (
+                "a longer Retry-After wins",
+                resolve(
+                    &claimed(1, 1, false),
+                    send(),
+                    retry(Some(90)),
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "scheduled",
+                Some((90.0, 90.0)),
+            ),
+            (
+                "jitter stretches by at most a fifth",
+                resolve(
+                    &claimed(1, 1, false),
+                    send(),
+                    retry(None),
+                    &DELAYS,
+                    0.999,
+                    now,
+                ),
+                "scheduled",
+                Some((35.9, 36.0)),
+            ),
+            (
+                "out of retries",
+                resolve(
+                    &claimed(1, 2, false),
+                    send(),
+                    retry(None),
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "failed",
+                None,
+            ),
+            (
+                "refused",
+                resolve(
+                    &claimed(1, 0, false),
+                    send(),
+                    Some(Answer::Refused {
+                        code: "21211".into(),
+                        message: "bad To".into(),
+                    }),
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "failed",
+                None,
+            ),
+            (
+                "disenrolled",
+                resolve(
+                    &claimed(1, 0, false),
+                    Decision::Cancel("disenrolled"),
+                    None,
+                    &DELAYS,
+                    0.0,
+                    now,
+                ),
+                "cancelled",
+                None,
+            ),
+        ];
+        for (name, record, status, wait) in cases {
+            assert_eq!(record.row.status, status, "{name}");
+            if let Some((least, most)) = wait {
+                let s = secs(&record);
+                assert!(s >= least - 0.01 && s <= most + 0.01, "{name}: waits {s} s");
+            } else {
+                assert_eq!(record.row.due_at, None, "{name}");
+            }
+        }
+        let sent = resolve(
+            &claimed(1, 0, false),
+            send(),
+            Some(Answer::Sent { sid: "SM1".into() }),
+            &DELAYS,
+            0.0,
+            now,
+        );
+        assert_eq!((sent.row.attempts, sent.row.sent_at), (1, Some(now)));
+        assert_eq!(sent.row.provider_sid.as_deref(), Some("SM1"));
+    }
+
+    #[test]
+    fn only_an_unsubscribed_recipient_joins_the_do_not_contact_list() {
+        let now = Utc::now();
+        let refused = |code: &str| {
+            resolve(
+                &claimed(1, 0, false),
+                send(),
+                Some(Answer::Refused {
+                    code: code.into(),
+                    message: String::new(),
+                }),
+                &DELAYS,
+                0.0,
+                now,
+            )
+        };
+        assert!(refused(UNSUBSCRIBED).unsubscribed);
+        assert!(!refused("21211").unsubscribed);
+    }
+
+    #[test]
+    fn the_first_steps_first_verdict_goes_on_the_intake_and_no_other() {
+        let now = Utc::now();
+        let block = |position, judged| {
+            resolve(
+                &claimed(position, 0, judged),
+                Decision::Block {
+                    verdict: verdict(Reason::Dnc),
+                    to: "+12125550100".into(),
+                },
+                None,
+                &DELAYS,
+                0.0,
+                now,
+            )
+        };
+        let first = block(1, false);
+        assert_eq!(first.row.status, "blocked");
+        let action = first.intake_action.expect("on the intake");
+        assert_eq!(action["type"], "policy_blocked");
+        assert_eq!(action["reason"], "dnc");
+        assert_eq!(action["channel"], "sms");
+        assert!(block(2, false).intake_action.is_none(), "a later step");
+        assert!(block(1, true).intake_action.is_none(), "judged before");
+        let until = now + chrono::Duration::hours(3);
+        let wait = resolve(
+            &claimed(1, 0, false),
+            Decision::Wait {
+                until,
+                verdict: verdict(Reason::OutsideHours),
+                to: "+12125550100".into(),
+            },
+            None,
+            &DELAYS,
+            0.0,
+            now,
+        );
+        assert_eq!(
+            (wait.row.status, wait.row.due_at),
+            ("scheduled", Some(until))
+        );
+        assert!(wait.intake_action.is_some());
     }
 }
