@@ -33,14 +33,17 @@ const RECORD: &str = include_str!("sql/record.sql");
 const NEXT: &str = include_str!("sql/next.sql");
 const INTAKE_VERDICTS: &str = include_str!("sql/intake_verdicts.sql");
 const UNSUBSCRIBED: &str = include_str!("sql/unsubscribed.sql");
+/// The earliest due time of any scheduled step: the first entry of the due-step index.
+const NEXT_DUE: &str = "SELECT min(due_at) AS due FROM messages WHERE status = 'scheduled'";
 
 /// The statements of the send loop, by name, for the plan checks of the tests.
-pub const STATEMENTS: [(&str, &str); 5] = [
+pub const STATEMENTS: [(&str, &str); 6] = [
     ("due", DUE),
     ("record", RECORD),
     ("next", NEXT),
     ("intake_verdicts", INTAKE_VERDICTS),
     ("unsubscribed", UNSUBSCRIBED),
+    ("next_due", NEXT_DUE),
 ];
 
 /// The PostgreSQL notification channel that wakes the send loops.
@@ -180,10 +183,7 @@ impl Sender {
         let poll = self.settings.poll_interval;
         let next = self
             .db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT min(due_at) AS due FROM messages WHERE status = 'scheduled'",
-            ))
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, NEXT_DUE))
             .await;
         match next {
             Ok(Some(row)) => match row.try_get::<Option<DateTime<Utc>>>("", "due") {
