@@ -4,6 +4,7 @@
 //! through them too.
 
 pub mod dnc;
+pub mod messaging;
 pub mod sources;
 
 use chrono::Utc;

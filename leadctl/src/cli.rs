@@ -38,18 +38,18 @@ pub enum Command {
     /// Ring groups (lead distribution).
     #[command(subcommand, name = "ring-group")]
     RingGroup(RingGroupCmd),
-    /// Lines (also called campaigns).
+    /// Lines (also called campaigns) and their sending numbers.
     #[command(subcommand)]
-    Line(NamedCmd),
+    Line(crate::messaging_cli::LineCmd),
     /// Tags.
     #[command(subcommand)]
     Tag(NamedCmd),
     /// Disposition statuses.
     #[command(subcommand)]
     Disposition(NamedCmd),
-    /// Sequences (SMS automations).
+    /// Sequences (SMS automations) and their message steps.
     #[command(subcommand)]
-    Sequence(NamedCmd),
+    Sequence(crate::messaging_cli::SequenceCmd),
     /// PowerDialer lists.
     #[command(subcommand)]
     Powerdialer(PowerdialerCmd),
@@ -554,10 +554,10 @@ async fn execute(
         Command::User(cmd) => user(db, cmd).await,
         Command::Token(cmd) => token(db, settings, cmd).await,
         Command::RingGroup(cmd) => ring_group(db, cmd).await,
-        Command::Line(cmd) => named(db, Catalog::Line, cmd).await,
+        Command::Line(cmd) => crate::messaging_cli::line(db, cmd).await,
         Command::Tag(cmd) => named(db, Catalog::Tag, cmd).await,
         Command::Disposition(cmd) => named(db, Catalog::Disposition, cmd).await,
-        Command::Sequence(cmd) => named(db, Catalog::Sequence, cmd).await,
+        Command::Sequence(cmd) => crate::messaging_cli::sequence(db, cmd).await,
         Command::Powerdialer(cmd) => powerdialer(db, cmd).await,
         Command::Dnc(cmd) => crate::dnc_cli::execute(db, cmd, json).await,
         Command::Demo(cmd) => demo(db, cmd).await,
@@ -724,7 +724,7 @@ async fn ring_group(db: &DatabaseConnection, cmd: RingGroupCmd) -> anyhow::Resul
     })
 }
 
-/// `leadctl line|tag|disposition|sequence …`: the catalog entries with only a name.
+/// `leadctl tag|disposition …`: the catalog entries with only a name.
 async fn named(db: &DatabaseConnection, kind: Catalog, cmd: NamedCmd) -> anyhow::Result<Output> {
     let NamedCmd::Create { account, name } = cmd;
     let n = admin::create_named(db, kind, account, &name).await?;

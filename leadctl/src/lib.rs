@@ -15,5 +15,6 @@ pub mod cli;
 pub(crate) mod dlq;
 pub mod dnc_cli;
 pub mod import;
+pub mod messaging_cli;
 pub(crate) mod status;
 pub mod token_cli;

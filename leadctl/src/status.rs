@@ -35,6 +35,8 @@ pub struct Status {
     /// `None` when Redis could not be reached.
     pub workers: Option<Vec<WorkerState>>,
     pub dead_letters: Option<DeadLetters>,
+    /// Message steps waiting to be sent (§10); `None` when the database could not be read.
+    pub message_steps: Option<MessageSteps>,
     /// What could not be read, one line each.
     pub errors: Vec<String>,
 }
@@ -67,6 +69,17 @@ pub struct WorkerState {
     pub alive: bool,
 }
 
+/// Message steps not yet sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageSteps {
+    /// Scheduled, due now or later.
+    pub pending: i64,
+    /// Due already and not yet sent: a backlog, a stopped send loop or no provider.
+    pub overdue: i64,
+    /// How long the most overdue step has been due, in seconds (0 when none is).
+    pub oldest_overdue_seconds: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetters {
     /// Intakes recorded as dead-lettered (a purge removes messages, not their records).
@@ -85,10 +98,11 @@ pub struct ReasonCount {
 pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
     let topology = Topology::from_settings(settings);
     let mut errors = Vec::new();
-    let (queues, redis, dead) = tokio::join!(
+    let (queues, redis, dead, steps) = tokio::join!(
         bounded(queues(settings, &topology)),
         bounded(from_redis(settings)),
         bounded(dead_letters(db)),
+        bounded(message_steps(db)),
     );
     let queues = queues
         .map_err(|e| errors.push(format!("broker: {e:#}")))
@@ -101,6 +115,9 @@ pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
         }
     };
     let dead_letters = dead
+        .map_err(|e| errors.push(format!("database: {e:#}")))
+        .ok();
+    let message_steps = steps
         .map_err(|e| errors.push(format!("database: {e:#}")))
         .ok();
     let intake_depth = queues.as_ref().and_then(|qs| {
@@ -127,6 +144,7 @@ pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
         oldest_waiting_seconds,
         workers,
         dead_letters,
+        message_steps,
         errors,
     }
 }
@@ -252,6 +270,24 @@ async fn dead_letters(db: &DatabaseConnection) -> anyhow::Result<DeadLetters> {
     Ok(DeadLetters { total, by_reason })
 }
 
+/// Pending and overdue message steps, read from the due-step index alone.
+async fn message_steps(db: &DatabaseConnection) -> anyhow::Result<MessageSteps> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= now()) AS overdue, \
+                    coalesce(extract(epoch FROM now() - min(due_at))::bigint, 0) AS oldest \
+             FROM messages WHERE status = 'scheduled'",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no answer to the message-step count"))?;
+    Ok(MessageSteps {
+        pending: row.try_get("", "pending")?,
+        overdue: row.try_get("", "overdue")?,
+        oldest_overdue_seconds: row.try_get::<i64>("", "oldest")?.max(0),
+    })
+}
+
 fn age(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
@@ -273,6 +309,18 @@ pub fn render(s: &Status) -> String {
     ));
     out.push_str(&render_workers(s.workers.as_deref()));
     out.push_str(&render_dead_letters(s.dead_letters.as_ref()));
+    if let Some(m) = &s.message_steps {
+        out.push_str(&format!(
+            "\nMessage steps\n  {} pending, {} overdue{}\n",
+            m.pending,
+            m.overdue,
+            if m.overdue > 0 {
+                format!(" (oldest due {} ago)", age(m.oldest_overdue_seconds))
+            } else {
+                String::new()
+            }
+        ));
+    }
     for e in &s.errors {
         out.push_str(&format!("\nerror: {e}"));
     }

@@ -482,6 +482,31 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
     assert_eq!(idle["workers"], serde_json::json!([]), "{idle}");
     assert_eq!(idle["intake"]["total"], 0, "{idle}");
     assert_eq!(idle["dead_letters"]["total"], 0, "{idle}");
+    assert_eq!(idle["message_steps"]["pending"], 0, "{idle}");
+
+    // A message step due 90 s ago that no send loop took (no provider is configured).
+    db.conn
+        .execute_unprepared(&format!(
+            "WITH c AS (INSERT INTO contacts (account_id, phone_number) \
+                        VALUES ({account}, '+12125550199') RETURNING id), \
+                  s AS (INSERT INTO sequences (account_id, name) VALUES ({account}, 'S') RETURNING id), \
+                  e AS (INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id) \
+                        SELECT {account}, c.id, s.id FROM c, s RETURNING id, contact_id) \
+             INSERT INTO messages (account_id, contact_id, direction, status, enrollment_id, due_at) \
+             SELECT {account}, contact_id, 'outbound', 'scheduled', id, now() - interval '90 seconds' FROM e"
+        ))
+        .await
+        .expect("seed a due step");
+    let due = status_json(&settings);
+    assert_eq!(due["message_steps"]["pending"], 1, "{due}");
+    assert_eq!(due["message_steps"]["overdue"], 1, "{due}");
+    assert!(
+        due["message_steps"]["oldest_overdue_seconds"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 90,
+        "{due}"
+    );
 
     // A worker: its heartbeat appears, consuming, and the intake queue has a consumer.
     let worker = worker::app::Worker::build(settings.clone())
@@ -1286,4 +1311,119 @@ async fn dnc_refuses_what_it_cannot_read_with_a_clear_message() {
         "Failed to open /nonexistent/dnc.csv",
     );
     assert_eq!(json(&db, &["dnc", "list", "--account", &acc])["total"], 0);
+}
+
+#[tokio::test]
+async fn sequences_get_steps_and_lines_get_sending_numbers() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    let line = json(
+        &db,
+        &[
+            "line",
+            "create",
+            "--account",
+            &acc,
+            "--name",
+            "Main",
+            "--number",
+            "(415) 555-0100",
+        ],
+    );
+    assert_eq!(
+        line["number"], "+14155550100",
+        "read in the account's region"
+    );
+    let other = json(
+        &db,
+        &["line", "create", "--account", &acc, "--name", "Spare"],
+    );
+    assert_eq!(other["number"], Value::Null);
+    fails(
+        &db,
+        &["line", "set", &id(&other), "--number", "+14155550100"],
+        "already belongs to another line",
+    );
+    let cleared = json(&db, &["line", "set", &id(&line), "--no-number"]);
+    assert_eq!(cleared["number"], Value::Null);
+    json(
+        &db,
+        &["line", "set", &id(&line), "--number", "+14155550100"],
+    );
+
+    let seq = json(
+        &db,
+        &[
+            "sequence",
+            "create",
+            "--account",
+            &acc,
+            "--name",
+            "Welcome",
+            "--line",
+            &id(&line),
+        ],
+    );
+    let s = id(&seq);
+    assert_eq!(seq["line_id"], line["id"]);
+    let first = json(
+        &db,
+        &[
+            "sequence",
+            "step",
+            "add",
+            &s,
+            "--sms",
+            "Hi {{first_name|there}}!",
+        ],
+    );
+    assert_eq!(
+        (first["position"].clone(), first["delay_seconds"].clone()),
+        (1.into(), 0.into())
+    );
+    let second = json(
+        &db,
+        &[
+            "sequence",
+            "step",
+            "add",
+            &s,
+            "--sms",
+            "Still there?",
+            "--delay",
+            "1d",
+        ],
+    );
+    assert_eq!(
+        (second["position"].clone(), second["delay_seconds"].clone()),
+        (2.into(), 86_400.into())
+    );
+    fails(
+        &db,
+        &["sequence", "step", "add", &s, "--sms", "Hi {{firstname}}"],
+        "unknown placeholder {{firstname}}",
+    );
+    fails(
+        &db,
+        &[
+            "sequence", "step", "add", &s, "--sms", "Hi", "--delay", "soon",
+        ],
+        "--delay",
+    );
+    let listed = json(&db, &["sequence", "step", "list", &s]);
+    assert_eq!(listed["steps"].as_array().expect("steps").len(), 2);
+    json(&db, &["sequence", "step", "remove", &id(&first)]);
+    let shown = json(&db, &["sequence", "show", &s]);
+    let steps = shown["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["body"], "Still there?");
+    assert_eq!(shown["active_enrollments"], 0);
+    let human = leadctl(&db, &["sequence", "show", &s]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("after 1day: Still there?"), "{text}");
+    fails(
+        &db,
+        &["sequence", "show", "999999"],
+        "sequence 999999 not found",
+    );
 }

@@ -18,6 +18,7 @@ mod m20261125_000005_create_lead_intakes;
 mod m20261128_000006_token_sources;
 mod m20261202_000007_contacts_created_index;
 mod m20261202_000008_contact_policy;
+mod m20261202_000009_message_steps;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_token_sources::Migration),
             Box::new(m20261202_000007_contacts_created_index::Migration),
             Box::new(m20261202_000008_contact_policy::Migration),
+            Box::new(m20261202_000009_message_steps::Migration),
         ]
     }
 }

@@ -152,6 +152,27 @@ impl Modify for IntakeBody {
     }
 }
 
+/// The bulk body's bounds, which utoipa cannot put on a request body's array: 1 to
+/// [`MAX_LEADS`](crate::sources::bulk::MAX_LEADS) leads.
+struct BulkBounds;
+
+impl Modify for BulkBounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let json = openapi
+            .paths
+            .paths
+            .get_mut(crate::sources::bulk::PATH)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+            .and_then(|body| body.content.get_mut("application/json"));
+        if let Some(RefOr::T(Schema::Array(array))) = json.and_then(|c| c.schema.as_mut()) {
+            array.min_items = Some(1);
+            array.max_items = Some(crate::sources::bulk::MAX_LEADS);
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -208,6 +229,7 @@ struct SourcesDoc;
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(SourcesDoc::openapi());
+    BulkBounds.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
@@ -494,6 +516,15 @@ mod tests {
 
     fn doc() -> Value {
         serde_json::to_value(document()).expect("json")
+    }
+
+    #[test]
+    fn the_bulk_body_holds_one_to_a_thousand_leads() {
+        let body = &doc()["paths"][crate::sources::bulk::PATH]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(body["type"], "array", "{body}");
+        assert_eq!(body["minItems"], 1, "{body}");
+        assert_eq!(body["maxItems"], crate::sources::bulk::MAX_LEADS, "{body}");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub retry: RetrySettings,
     pub policy: PolicySettings,
+    pub sms: SmsSettings,
 }
 
 impl Default for Settings {
@@ -72,6 +73,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             retry: RetrySettings::default(),
             policy: PolicySettings::default(),
+            sms: SmsSettings::default(),
         }
     }
 }
@@ -256,6 +258,77 @@ impl PolicySettings {
     }
 }
 
+/// Sequences that send (§10): the Twilio-compatible provider and the worker's send loop.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct SmsSettings {
+    /// Run the send loop in this worker (`SMS__ENABLED=false` turns it off; steps then
+    /// wait for a worker that runs it).
+    pub enabled: bool,
+    /// The provider's API root (`SMS__BASE_URL`, e.g. `https://api.twilio.com`). Unset:
+    /// nothing is sent and due steps wait.
+    pub base_url: Option<String>,
+    pub account_sid: String,
+    /// The provider's auth token: basic-auth password and the key of inbound signatures.
+    pub auth_token: String,
+    /// The sending number when neither the contact's line nor the sequence's has one.
+    pub from: Option<String>,
+    /// The public address the provider posts inbound messages to (without the path); the
+    /// inbound signature is checked over it. Unset: the request's `Host`, over http.
+    pub webhook_base_url: Option<String>,
+    /// Due steps one claim takes at most.
+    pub batch_size: usize,
+    /// Sends in flight at once per worker.
+    pub concurrency: usize,
+    /// Longest wait between two looks at the due steps; enrollments in this process wake
+    /// the loop at once.
+    #[serde(deserialize_with = "duration::one")]
+    pub poll_interval: Duration,
+    /// Time one provider request may take.
+    #[serde(deserialize_with = "duration::one")]
+    pub request_timeout: Duration,
+    /// Waits before each new attempt of a step the provider answered 429 or 5xx (a
+    /// `Retry-After` that asks for longer wins); after the last the step fails.
+    #[serde(deserialize_with = "duration::list")]
+    pub retry_delays: Vec<Duration>,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_url: None,
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: None,
+            webhook_base_url: None,
+            batch_size: 100,
+            concurrency: 32,
+            poll_interval: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(10),
+            retry_delays: [1, 5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SmsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsSettings")
+            .field("enabled", &self.enabled)
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .field("webhook_base_url", &self.webhook_base_url)
+            .field("batch_size", &self.batch_size)
+            .field("concurrency", &self.concurrency)
+            .field("poll_interval", &self.poll_interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry_delays", &self.retry_delays)
+            .finish()
+    }
+}
+
 /// The retry steps of a transiently failing lead. The worker waits them out; the receiver
 /// and the worker both declare the delay queues that carry them (a delay queue's name holds
 /// its delay), so both read this section.
@@ -341,6 +414,8 @@ impl Settings {
             ("worker.prefetch", w.prefetch == 0),
             ("worker.db_pool_size", w.db_pool_size == 0),
             ("worker.batch_size", w.batch_size == 0),
+            ("sms.batch_size", self.sms.batch_size == 0),
+            ("sms.concurrency", self.sms.concurrency == 0),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
             return Err((key, "0 is too few; it must be at least 1".into()));
@@ -371,6 +446,8 @@ impl Settings {
             ),
             ("worker.shutdown_grace", w.shutdown_grace, positive),
             ("worker.db_max_lifetime", w.db_max_lifetime, positive),
+            ("sms.poll_interval", self.sms.poll_interval, positive),
+            ("sms.request_timeout", self.sms.request_timeout, positive),
         ]
         .into_iter()
         // Retry delays name delay queues in whole milliseconds.

@@ -45,4 +45,5 @@ pub mod snapshot;
 pub mod sources;
 pub mod status;
 pub mod telemetry;
+pub mod template;
 pub mod token;

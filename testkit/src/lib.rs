@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod sms;
 pub mod statuses;
 
 use migrations::{Migrator, MigratorTrait};

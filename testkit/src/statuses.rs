@@ -3,6 +3,7 @@
 //! writes such SQL checks every one against the status enums.
 
 use sea_orm::{ActiveEnum, Iterable};
+use shared::entities::message::MessageStatus;
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::intake::IntakeStatus;
@@ -16,6 +17,7 @@ pub fn assert_known<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -
         .map(|s| s.to_value())
         .chain(EnrollmentStatus::iter().map(|s| s.to_value()))
         .chain(PowerdialerStatus::iter().map(|s| s.to_value()))
+        .chain(MessageStatus::iter().map(|s| s.to_value()))
         .collect();
     let mut named = 0;
     for (name, text) in sources {

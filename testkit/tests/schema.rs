@@ -6,7 +6,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
 
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 20] = [
     "accounts",
     "users",
     "api_tokens",
@@ -25,6 +25,8 @@ const TABLES: [&str; 18] = [
     "lead_intakes",
     "contact_consents",
     "do_not_contact",
+    "sequence_steps",
+    "messages",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {

@@ -5,6 +5,7 @@
 use crate::announce::{Announcement, Announcer};
 use crate::broker::Session;
 use crate::decode;
+use crate::messages::Sender;
 use crate::ops_server;
 use crate::process::{Attempt, Outcome, ProcessError, Processor, RetryRecord};
 use crate::settle::{self, Carried, Fate, Settlement, Subject};
@@ -35,6 +36,8 @@ pub struct Worker {
     processor: Processor,
     /// Outcomes → Redis, for synchronous-mode clients.
     outcomes: Announcer,
+    /// Due message steps → the SMS provider (§10); `None` when off or without a provider.
+    sender: Option<Sender>,
     /// The metrics registry `/metrics` renders.
     metrics: PrometheusHandle,
     /// Bound at build time, so callers know the port before the worker runs.
@@ -74,12 +77,20 @@ impl Worker {
             .await
             .with_context(|| format!("Failed to listen on {}", settings.worker.metrics_addr))?;
         let metrics_addr = listener.local_addr()?;
-        let rules = settings
-            .policy
-            .rules()
-            .context("Failed to load the contact policy's rule table")?;
+        let rules = std::sync::Arc::new(
+            settings
+                .policy
+                .rules()
+                .context("Failed to load the contact policy's rule table")?,
+        );
+        let sender = Sender::from_settings(db.clone(), rules.clone(), &settings.sms)
+            .context("Failed to set up the SMS provider")?;
+        if sender.is_none() && settings.sms.enabled {
+            warn!("SMS__BASE_URL is not set: message steps wait until a worker has a provider");
+        }
         Ok(Self {
-            processor: Processor::with_rules(db, std::sync::Arc::new(rules)),
+            processor: Processor::with_rules(db, rules),
+            sender,
             outcomes: Announcer::new(&settings),
             settings,
             metrics,
@@ -117,6 +128,7 @@ impl Worker {
             self.settings.clone(),
             http_stop.clone(),
         ));
+        let sender = self.sender.map(|s| tokio::spawn(s.run(stop.clone())));
         let ctx = Arc::new(ConsumerContext {
             settings: self.settings,
             processor: self.processor,
@@ -160,6 +172,9 @@ impl Worker {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost => warn!("Broker connection lost; reconnecting"),
             }
+        }
+        if let Some(sender) = sender {
+            let _ = sender.await;
         }
         http_stop.cancel();
         let _ = http.await;

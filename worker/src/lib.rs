@@ -18,6 +18,7 @@ pub mod db;
 pub mod dead_records;
 pub mod decode;
 pub mod heartbeat;
+pub mod messages;
 pub mod ops_server;
 pub mod process;
 pub mod settle;

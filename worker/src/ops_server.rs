@@ -112,12 +112,23 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
             &LAG_BUCKETS,
         )
         .context("Failed to configure histogram buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(crate::messages::DUE_LAG.into()),
+            &LAG_BUCKETS,
+        )
+        .context("Failed to configure histogram buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(crate::messages::PROVIDER_DURATION.into()),
+            &DURATION_BUCKETS,
+        )
+        .context("Failed to configure histogram buckets")?
         .build_recorder();
     let handle = recorder.handle();
     // Only the first installation wins; a racing one is dropped and its handle unused.
     if metrics::set_global_recorder(recorder).is_ok() {
         let _ = HANDLE.set(handle.clone());
         describe();
+        crate::messages::describe();
     }
     match HANDLE.get() {
         Some(h) => Ok(h.clone()),

@@ -28,8 +28,9 @@ use uuid::Uuid;
 use worker::process::{Attempt, HOT_PATH, Processor};
 
 /// The tables that grow with an account: none may be read whole on the hot path.
-const LARGE: [&str; 6] = [
+const LARGE: [&str; 7] = [
     "contacts",
+    "messages",
     "contact_phone_numbers",
     "lead_intakes",
     "contact_tags",
@@ -205,6 +206,31 @@ async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) 
              SELECT {a}, {}, id, id + 10000000 {seeded} AND id % 2 = 1",
             c.users[0]
         ),
+        format!(
+            "INSERT INTO sequence_steps (account_id, sequence_id, position, body, delay_seconds) \
+             VALUES ({a}, {s}, 1, 'Hi {{{{first_name}}}}', 0), ({a}, {s}, 2, 'Still there?', 86400), \
+                    ({a}, {o}, 1, 'Welcome', 3600)",
+            s = c.sequence,
+            o = c.other_sequence
+        ),
+        format!(
+            "INSERT INTO messages (account_id, contact_id, direction, status, enrollment_id, \
+                                   step_id, to_number, body, sent_at) \
+             SELECT e.account_id, e.contact_id, 'outbound', 'sent', e.id, \
+                    (SELECT id FROM sequence_steps WHERE sequence_id = e.sequence_id AND position = 1), \
+                    '+15550000000', 'Hi', now() \
+             FROM sequence_enrollments e WHERE e.account_id = {a}"
+        ),
+        // Follow-ups pending for every enrollment, due over the next day.
+        format!(
+            "INSERT INTO messages (account_id, contact_id, direction, status, enrollment_id, \
+                                   step_id, due_at) \
+             SELECT e.account_id, e.contact_id, 'outbound', 'scheduled', e.id, \
+                    (SELECT id FROM sequence_steps WHERE sequence_id = e.sequence_id AND position = 2), \
+                    now() + (e.id % 86400) * interval '1 second' \
+             FROM sequence_enrollments e WHERE e.account_id = {a} AND e.sequence_id = {}",
+            c.sequence
+        ),
     ] {
         exec(loader, &sql).await;
     }
@@ -350,6 +376,7 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         .join(",");
     let accounts = vec![a.to_string(); c.users.len()].join(",");
     let related_accounts = vec![a.to_string(); 8].join(",");
+    let first = contacts.split(',').next().unwrap_or_default().to_owned();
     let intake = Uuid::now_v7();
     let args: BTreeMap<&str, String> = [
         (
@@ -370,6 +397,22 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         ("try_lock_all", "'{lead-number:1:+15550000042}'".to_owned()),
         ("powerdialer_bounds", format!("'{{{users}}}'")),
         (
+            "enroll",
+            format!(
+                "'[{{\"account_id\":{a},\"contact_id\":{first},\"sequence_id\":{},\
+                 \"ended\":true,\"intake_id\":\"{intake}\"}}]', now()",
+                c.sequence
+            ),
+        ),
+        ("disenroll", "'{}', now()".to_owned()),
+        // The send loop's statements (§10).
+        ("due", "now(), 100".to_owned()),
+        ("record", "'[]', now()".to_owned()),
+        ("next", "'[]', now()".to_owned()),
+        ("intake_verdicts", "'[]'".to_owned()),
+        ("unsubscribed", "'[]'".to_owned()),
+        ("next_due", String::new()),
+        (
             "dead_letter",
             format!(
                 "'{intake}', {a}, {}, {}, '{{}}'::jsonb, 1, 'reason', now()",
@@ -380,15 +423,18 @@ async fn hot_path_plans_do_not_scan_large_tables() {
     .into_iter()
     .collect();
     let mut reads = Vec::new();
-    for (name, sql) in HOT_PATH {
-        let args = &args[name];
+    for (name, sql) in HOT_PATH.into_iter().chain(worker::messages::STATEMENTS) {
+        let args = match args[name].as_str() {
+            "" => String::new(),
+            a => format!("({a})"),
+        };
         exec(&worker_db, &format!("PREPARE hot_{name} AS {sql}")).await;
         for _ in 0..6 {
-            exec(&worker_db, &format!("EXECUTE hot_{name}({args})")).await;
+            exec(&worker_db, &format!("EXECUTE hot_{name}{args}")).await;
         }
         let plan = json_of(
             &worker_db,
-            &format!("EXPLAIN (FORMAT JSON) EXECUTE hot_{name}({args})"),
+            &format!("EXPLAIN (FORMAT JSON) EXECUTE hot_{name}{args}"),
         )
         .await;
         let mut found = Vec::new();

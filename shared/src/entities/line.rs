@@ -7,6 +7,8 @@ pub struct Model {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
+    /// The number messages go from (E.164), unique across accounts.
+    pub number: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

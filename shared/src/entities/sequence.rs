@@ -7,6 +7,8 @@ pub struct Model {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
+    /// The line its messages go from when the contact has none.
+    pub line_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -10,15 +10,10 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter,
-};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel};
 use shared::entities::powerdialer_item::PowerdialerStatus;
-use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{
     contact, contact_consent, contact_note, contact_phone_number, contact_tag, powerdialer_item,
-    sequence_enrollment,
 };
 use shared::intake::IntakeMessage;
 use shared::lead::ConsentChannel;
@@ -50,11 +45,14 @@ struct ContactState {
 }
 
 /// An enrollment row to insert at flush; one ended within the transaction is inserted ended.
+#[derive(serde::Serialize)]
 struct NewEnrollment {
     account_id: i64,
     contact_id: i64,
     sequence_id: i64,
     ended: bool,
+    /// The intake that enrolled the contact; its first step records it.
+    intake_id: uuid::Uuid,
 }
 
 /// The transaction's view and the writes it has planned.
@@ -160,7 +158,7 @@ impl<'r> Batch<'r> {
             st.view.tags.insert(tag_id);
             self.add_tag(account_id, contact_id, tag_id);
         }
-        self.enroll(st, account_id, &related.enrollment);
+        self.enroll(st, m, &related.enrollment);
         plan.powerdialer.map(|q| {
             st.view.queued = true;
             PowerdialerPlan {
@@ -253,7 +251,7 @@ impl<'r> Batch<'r> {
 
     /// Ends and starts the enrollments §4.8 decided for `st`'s contact. An enrollment made
     /// earlier in this transaction is inserted ended; a stored one is ended in place.
-    fn enroll(&mut self, st: &mut ContactState, account_id: i64, e: &rules::Enrollment) {
+    fn enroll(&mut self, st: &mut ContactState, m: &IntakeMessage, e: &rules::Enrollment) {
         let Some(sequence_id) = e.enroll else {
             return;
         };
@@ -273,10 +271,11 @@ impl<'r> Batch<'r> {
             }
         }
         self.enrollments.push(NewEnrollment {
-            account_id,
+            account_id: m.account_id,
             contact_id,
             sequence_id,
             ended: false,
+            intake_id: m.intake_id,
         });
         st.view.active = vec![sequence_id];
     }
@@ -407,47 +406,28 @@ async fn write_contacts(
     Ok(())
 }
 
-/// Ends the stored active enrollments of `disenroll` and inserts the new ones (ended when
-/// a later lead of the transaction moved the contact on).
+/// Ends the stored active enrollments of `disenroll` (cancelling their unsent steps) and
+/// inserts the new ones (ended when a later lead of the transaction moved the contact on),
+/// scheduling the first step of each that stays active (§10).
 async fn write_enrollments(
     txn: &DatabaseTransaction,
     disenroll: Vec<i64>,
     enrollments: Vec<NewEnrollment>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
     if !disenroll.is_empty() {
-        use sequence_enrollment::Column as C;
-        sequence_enrollment::Entity::update_many()
-            .col_expr(
-                C::Status,
-                sea_orm::sea_query::Expr::value(EnrollmentStatus::Disenrolled),
-            )
-            .col_expr(C::DisenrolledAt, now.into())
-            .filter(C::ContactId.is_in(disenroll))
-            .filter(C::Status.eq(EnrollmentStatus::Active))
-            .exec(txn)
-            .await?;
+        txn.execute_raw(sql::stmt(
+            sql::DISENROLL,
+            vec![disenroll.into(), now.into()],
+        ))
+        .await?;
     }
     if enrollments.is_empty() {
         return Ok(());
     }
-    let rows = enrollments
-        .into_iter()
-        .map(|e| sequence_enrollment::ActiveModel {
-            account_id: Set(e.account_id),
-            contact_id: Set(e.contact_id),
-            sequence_id: Set(e.sequence_id),
-            status: Set(if e.ended {
-                EnrollmentStatus::Disenrolled
-            } else {
-                EnrollmentStatus::Active
-            }),
-            enrolled_at: Set(now),
-            disenrolled_at: Set(e.ended.then_some(now)),
-            ..Default::default()
-        });
-    sequence_enrollment::Entity::insert_many(rows)
-        .exec_without_returning(txn)
+    let rows = serde_json::to_value(&enrollments).map_err(|e| DbErr::Custom(e.to_string()))?;
+    txn.query_all_raw(sql::stmt(sql::ENROLL, vec![rows.into(), now.into()]))
         .await?;
     Ok(())
 }

@@ -16,15 +16,19 @@ pub(crate) const TRY_LOCK_ALL: &str = include_str!("sql/try_lock_all.sql");
 pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds.sql");
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
+pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
+pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 6] = [
+pub const HOT_PATH: [(&str, &str); 8] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
     ("try_lock_all", TRY_LOCK_ALL),
     ("powerdialer_bounds", POWERDIALER_BOUNDS),
     ("dead_letter", DEAD_LETTER),
+    ("enroll", ENROLL),
+    ("disenroll", DISENROLL),
 ];
 
 pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
@@ -112,7 +116,8 @@ mod tests {
             ("dead_letter.sql", DEAD_LETTER),
         ]
         .into_iter()
-        .chain(HOT_PATH);
+        .chain(HOT_PATH)
+        .chain(crate::messages::STATEMENTS);
         let named = testkit::statuses::assert_known(sources);
         assert!(named >= 10, "only {named} status literals found");
     }
