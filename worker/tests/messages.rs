@@ -371,22 +371,6 @@ async fn disenrollment_cancels_the_step_not_yet_sent() {
     assert_eq!(cancelled.len(), 1);
 }
 
-/// A fixed-offset zone where the local time is now about noon.
-fn zone_at_noon() -> chrono_tz::Tz {
-    use chrono::Timelike;
-    let hour = i64::from(Utc::now().hour());
-    let mut offset = (12 - hour).rem_euclid(24);
-    if offset > 12 {
-        offset -= 24;
-    }
-    let name = match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
-    name.parse().unwrap()
-}
-
 #[tokio::test]
 async fn a_running_worker_sends_the_welcome_step_when_its_enrollment_commits() {
     let ctx = Ctx::new().await;
@@ -411,7 +395,7 @@ async fn a_running_worker_sends_the_welcome_step_when_its_enrollment_commits() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let mut l = enrolled("+12125550107", &seq, true);
-    l.timezone = Some(zone_at_noon());
+    l.timezone = Some(testkit::zone_at(12));
     let publisher = Publisher::new(&settings).await;
     publisher.publish(&ctx.message(l)).await;
     let got = testkit::eventually(
@@ -440,4 +424,41 @@ async fn a_running_worker_sends_the_welcome_step_when_its_enrollment_commits() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_floridian_texted_three_times_in_a_day_waits_for_the_cap_to_lift() {
+    let ctx = Ctx::new().await;
+    let seq = welcome_sequence(&ctx).await;
+    let provider = SmsProvider::start().await;
+    // A Miami number: Florida's rules (at most 3 messages per 24 hours).
+    ctx.processor
+        .try_process(&ctx.intake(enrolled("+13055550108", &seq, true)))
+        .await
+        .unwrap();
+    let noon = next_ny(12);
+    // Three messages sent to the number in the last three hours.
+    ctx.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO messages (account_id, contact_id, direction, status, enrollment_id, \
+                                   to_number, body, sent_at) \
+             SELECT account_id, contact_id, 'outbound', 'sent', id, '+13055550108', 'earlier', \
+                    '{noon}'::timestamptz - h * interval '1 hour' \
+             FROM sequence_enrollments, generate_series(1, 3) AS h"
+        ))
+        .await
+        .unwrap();
+    sender(&ctx, &provider).send_due(noon).await.unwrap();
+    assert!(provider.received().is_empty(), "a fourth message waits");
+    let step = message::Entity::find()
+        .filter(message::Column::StepId.is_not_null())
+        .one(ctx.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(step.status, MessageStatus::Scheduled);
+    assert_eq!(step.policy.as_ref().unwrap()["reason"], "frequency_cap");
+    assert_eq!(step.policy.as_ref().unwrap()["rule"], "US-FL");
+    // The oldest of the three leaves the 24-hour window at 09:00 the next day.
+    assert_eq!(step.due_at, Some(noon + Duration::hours(21)));
 }
