@@ -77,7 +77,8 @@ pub(crate) struct Admission {
     /// Client addresses refused for failed authentications.
     auth_blocks: AuthFailureBlocks,
     /// Token lookups of blocked addresses that miss the cache wait here, a few at a time,
-    /// so a guessing client cannot flood the database (a valid token still gets through).
+    /// so a guessing client cannot flood the database (a valid token still gets through,
+    /// and one the cache knows never waits).
     blocked_lookups: Semaphore,
     limits: RateLimitSettings,
 }
@@ -109,16 +110,20 @@ impl Admission {
     ) -> Result<Principal, Refusal> {
         let blocked = self.auth_blocks.blocked(ip);
         let found = match token {
-            Some(token) => {
-                let _slow_lane = match blocked {
-                    Some(_) => Some(self.blocked_lookups.acquire().await),
-                    None => None,
-                };
-                self.tokens.authenticate(&token).await.map_err(|error| {
-                    tracing::warn!(%error, "Cannot authenticate: token store unavailable");
-                    Refusal::Unavailable("database")
-                })?
-            }
+            Some(token) => match self.tokens.cached(&token).await {
+                Some(found) => found,
+                None => {
+                    // Only lookups the database must answer are slowed for a blocked address.
+                    let _slow_lane = match blocked {
+                        Some(_) => Some(self.blocked_lookups.acquire().await),
+                        None => None,
+                    };
+                    self.tokens.authenticate(&token).await.map_err(|error| {
+                        tracing::warn!(%error, "Cannot authenticate: token store unavailable");
+                        Refusal::Unavailable("database")
+                    })?
+                }
+            },
             None => None,
         };
         if let Some(principal) = found {
@@ -252,5 +257,76 @@ impl Admission {
             }
             FailMode::Closed => Err(Refusal::Unavailable("rate limiter")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A blocked address waits in the slow lane only for lookups the database must answer:
+    /// with every permit taken, a token the cache knows is answered at once and an unknown
+    /// one waits.
+    #[tokio::test]
+    async fn a_blocked_address_waits_only_for_tokens_the_cache_does_not_know() {
+        let db = testkit::TestDb::new().await;
+        let mut settings = testkit::settings(&db);
+        settings.rate_limit.auth_failures_per_minute = 1;
+        let account = leadctl::admin::create_account(&db.conn, "Acme", "US", None)
+            .await
+            .expect("account")
+            .id;
+        let user = leadctl::admin::create_user(&db.conn, account, "Ann", None, true, true)
+            .await
+            .expect("user")
+            .id;
+        let token = leadctl::admin::create_token(&db.conn, user, None)
+            .await
+            .expect("token")
+            .token;
+        let tokens = Arc::new(Authenticator::new(
+            db.conn.clone(),
+            Duration::from_secs(30),
+            Duration::from_secs(300),
+        ));
+        let redis = RedisClient::new(&settings.redis_url, Duration::from_secs(1)).expect("redis");
+        let admission = Admission::new(redis, tokens, &settings);
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        // The token is looked up once (and cached); then the address guesses until blocked.
+        assert!(
+            admission
+                .authenticate(Some(token.clone()), ip)
+                .await
+                .is_ok()
+        );
+        for _ in 0..3 {
+            let _ = admission.authenticate(Some("guess".into()), ip).await;
+        }
+        assert!(
+            admission.auth_blocks.blocked(ip).is_some(),
+            "the address is blocked"
+        );
+
+        let _held = admission
+            .blocked_lookups
+            .acquire_many(2)
+            .await
+            .expect("permits");
+        let known = tokio::time::timeout(
+            Duration::from_secs(2),
+            admission.authenticate(Some(token), ip),
+        )
+        .await;
+        assert!(
+            matches!(known, Ok(Ok(_))),
+            "a cached valid token is answered without the slow lane"
+        );
+        let unknown = tokio::time::timeout(
+            Duration::from_millis(300),
+            admission.authenticate(Some("another guess".into()), ip),
+        )
+        .await;
+        assert!(unknown.is_err(), "an unknown token waits for the slow lane");
     }
 }
