@@ -28,6 +28,8 @@ pub const TOKEN_LOOKUPS: &str = "receiver_token_lookups_total";
 pub const IDEMPOTENT_REPLAYS: &str = "receiver_idempotent_replays_total";
 /// Open client connections.
 pub const OPEN_CONNECTIONS: &str = "receiver_open_connections";
+/// Requests being answered: their head was read and their answer is not yet written.
+pub const IN_FLIGHT: &str = "receiver_in_flight_requests";
 /// Synchronous-mode requests (`Prefer: wait`), by `result`: `outcome` (answered with the
 /// worker's outcome) or `timeout` (answered 202).
 pub const SYNC_WAITS: &str = "receiver_sync_waits_total";
@@ -108,6 +110,10 @@ fn describe() {
     );
     describe_counter!(IDEMPOTENT_REPLAYS, "Requests answered with an earlier 202.");
     describe_gauge!(OPEN_CONNECTIONS, "Open client connections.");
+    describe_gauge!(
+        IN_FLIGHT,
+        "Requests being answered (head read, answer not yet written)."
+    );
     describe_counter!(
         SYNC_WAITS,
         "Synchronous-mode requests, by result (outcome, timeout)."

@@ -58,6 +58,7 @@ fn matching<'p, E>(
 /// Answers `req` by the route of `routes` it matches: `dispatch` gets the route's endpoint,
 /// the request and the segment its `{…}` matched (empty without one). Returns the route's
 /// pattern (`unmatched` for an unknown path) with the answer, both already in the metrics.
+/// While it runs the request counts in [`prometheus::IN_FLIGHT`].
 pub async fn answer<E, F, Fut>(
     routes: &'static [Route<E>],
     req: Request<Incoming>,
@@ -69,6 +70,7 @@ where
     Fut: Future<Output = Response<Body>>,
 {
     let started = Instant::now();
+    let _in_flight = InFlight::enter();
     let method = req.method().clone();
     let path = req.uri().path();
     let path = if path.len() > 1 {
@@ -101,4 +103,21 @@ where
         .record(started.elapsed().as_secs_f64());
     tracing::debug!(%method, route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "Request answered");
     (route, response)
+}
+
+/// One request in [`prometheus::IN_FLIGHT`] from its dispatch until dropped (answered, or
+/// abandoned by a client that went away).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!(prometheus::IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(prometheus::IN_FLIGHT).decrement(1.0);
+    }
 }

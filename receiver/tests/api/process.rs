@@ -201,6 +201,22 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         body.len()
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();
+    // SIGTERM once the receiver is answering it (its head read, its body awaited): a
+    // connection the receiver has not taken from the accept queue yet, or whose head it
+    // has not read, is not in flight and is closed by the shutdown.
+    eventually("the request in flight", Duration::from_secs(10), || async {
+        let metrics = running
+            .send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        // The metrics request counts itself.
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("receiver_in_flight_requests "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| *n >= 2.0)
+            .map(|_| ())
+    })
+    .await;
 
     running.terminate();
     eventually("the signal is handled", Duration::from_secs(10), || async {
