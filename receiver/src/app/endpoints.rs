@@ -50,8 +50,17 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
         dispatch(state, req, peer, endpoint, param)
     })
     .await;
-    if route == single::PATH {
-        intake_stats::record(response.status().as_u16());
+    // The intake rate of `leadctl status` and the dashboard: one count per lead answered
+    // (a bulk request's leads are counted one by one where it answers them with its 207).
+    let status = response.status();
+    let source = match route {
+        single::PATH => Some("form"),
+        google_ads::PATH => Some("google_ads"),
+        bulk::PATH if status != hyper::StatusCode::MULTI_STATUS => Some("bulk"),
+        _ => None,
+    };
+    if let Some(source) = source {
+        intake_stats::record(source, status.as_u16());
     }
     response
 }

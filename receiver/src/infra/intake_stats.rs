@@ -13,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 /// One counter per HTTP status code (100–599); the index is the code.
 static COUNTS: [AtomicU64; 600] = [const { AtomicU64::new(0) }; 600];
 
-/// Counts one intake answered with `status`.
-pub fn record(status: u16) {
+/// Counts one lead from `source` (`form`, `bulk`, `google_ads`) answered with `status`,
+/// here and in [`crate::infra::prometheus::INTAKE_LEADS`].
+pub fn record(source: &'static str, status: u16) {
     if let Some(c) = COUNTS.get(usize::from(status)) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+    metrics::counter!(crate::infra::prometheus::INTAKE_LEADS, "source" => source, "status" => status.to_string())
+        .increment(1);
 }
 
 /// Takes (and resets) every non-zero count.

@@ -26,6 +26,9 @@ pub const REDIS_ERRORS: &str = "receiver_redis_errors_total";
 pub const TOKEN_LOOKUPS: &str = "receiver_token_lookups_total";
 /// Requests answered with the 202 of an earlier request with the same `Idempotency-Key`.
 pub const IDEMPOTENT_REPLAYS: &str = "receiver_idempotent_replays_total";
+/// Leads answered by the intake endpoints, by `source` (form, bulk, google_ads) and the
+/// `status` each lead got (a bulk request's leads one by one, not its 207).
+pub const INTAKE_LEADS: &str = "receiver_intake_leads_total";
 /// Open client connections.
 pub const OPEN_CONNECTIONS: &str = "receiver_open_connections";
 /// Requests being answered: their head was read and their answer is not yet written.
@@ -110,6 +113,10 @@ fn describe() {
     );
     describe_counter!(IDEMPOTENT_REPLAYS, "Requests answered with an earlier 202.");
     describe_gauge!(OPEN_CONNECTIONS, "Open client connections.");
+    describe_counter!(
+        INTAKE_LEADS,
+        "Leads answered by the intake endpoints, by source and the status each got."
+    );
     describe_gauge!(
         IN_FLIGHT,
         "Requests being answered (head read, answer not yet written)."

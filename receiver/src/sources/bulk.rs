@@ -428,6 +428,9 @@ async fn answer(
         results,
     };
     metrics::counter!(prometheus::LEADS_ACCEPTED).increment(accepted as u64);
+    for r in &answer.results {
+        crate::infra::intake_stats::record("bulk", r.status);
+    }
     tracing::info!(
         accepted,
         rejected = answer.rejected,
