@@ -54,29 +54,7 @@ async fn token_revoke_through_the_binary_is_refused_by_a_running_receiver_at_onc
     }));
     assert_eq!(post_lead(addr, &token.token).await, 202, "cached as valid");
     // The receiver hears of token changes once it has subscribed.
-    let channel = shared::keys::token_changes_channel(&settings.redis_prefix);
-    let redis = redis::Client::open(settings.redis_url.as_str())
-        .expect("redis")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    testkit::eventually(
-        "the receiver listening for token changes",
-        Duration::from_secs(10),
-        || {
-            let (channel, mut redis) = (channel.clone(), redis.clone());
-            async move {
-                let (_, listeners): (String, i64) = redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(&channel)
-                    .query_async(&mut redis)
-                    .await
-                    .ok()?;
-                (listeners >= 1).then_some(())
-            }
-        },
-    )
-    .await;
+    testkit::wait_for_token_listeners(&settings, 1).await;
 
     let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
         .args(["token", "revoke", &token.row.id.to_string()])

@@ -202,3 +202,28 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
 }
+
+/// Waits up to 10 s until at least `receivers` receivers of `settings` listen on its
+/// token-change channel (an announcement made before would go unheard).
+pub async fn wait_for_token_listeners(settings: &Settings, receivers: i64) {
+    let channel = shared::keys::token_changes_channel(&settings.redis_prefix);
+    let redis = redis::Client::open(settings.redis_url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let what = format!("{receivers} receivers listening for token changes");
+    eventually(&what, Duration::from_secs(10), || {
+        let (channel, mut redis) = (channel.clone(), redis.clone());
+        async move {
+            let (_, listeners): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (listeners >= receivers).then_some(())
+        }
+    })
+    .await
+}

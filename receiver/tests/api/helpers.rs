@@ -289,22 +289,7 @@ impl TestApp {
     /// Waits up to 10 s until at least `receivers` receivers listen on the token-change
     /// channel (an announcement made before would go unheard).
     pub async fn wait_for_token_listeners(&self, receivers: i64) {
-        let channel = shared::keys::token_changes_channel(&self.settings.redis_prefix);
-        let redis = self.redis().await;
-        let what = format!("{receivers} receivers listening for token changes");
-        eventually(&what, Duration::from_secs(10), || {
-            let (channel, mut redis) = (channel.clone(), redis.clone());
-            async move {
-                let (_, listeners): (String, i64) = redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(&channel)
-                    .query_async(&mut redis)
-                    .await
-                    .ok()?;
-                (listeners >= receivers).then_some(())
-            }
-        })
-        .await
+        testkit::wait_for_token_listeners(&self.settings, receivers).await
     }
 }
 
