@@ -184,6 +184,7 @@ impl Modify for BulkBounds {
         crate::read::api::get_intake,
         crate::read::api::list_contacts,
         crate::read::api::get_contact,
+        crate::read::api::list_messages,
         crate::web::ops::healthz,
         crate::web::ops::readyz,
         crate::web::ops::metrics,
@@ -193,7 +194,8 @@ impl Modify for BulkBounds {
         IntakeRequest, OtherPhoneNumberInput, IdInput, FlagInput, PowerdialerPositionInput,
         ConsentInput, shared::lead::ConsentChannel,
         Accepted, Finished, Invalid, TooMany, Message,
-        IntakeView, ContactPage, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView, ConsentView,
+        IntakeView, ContactPage, crate::read::messages::MessagePage, crate::read::messages::MessageView,
+        shared::entities::message::Direction, shared::entities::message::MessageStatus, ContactView, PhoneView, NoteView, EnrollmentView, PowerdialerView, ConsentView,
         shared::outcome::Action, shared::outcome::Warning, shared::lead::PowerdialerPosition,
         Health, Readiness,
     )),
@@ -212,7 +214,8 @@ struct ApiDoc;
     paths(
         crate::sources::bulk::handle,
         crate::sources::validate::handle,
-        crate::sources::google_ads::handle
+        crate::sources::google_ads::handle,
+        crate::sources::sms_inbound::handle
     ),
     components(schemas(
         BulkAnswer,
@@ -220,7 +223,8 @@ struct ApiDoc;
         Validated,
         Warning,
         GoogleAdsLead,
-        GoogleAdsColumn
+        GoogleAdsColumn,
+        crate::sources::sms_inbound::InboundSms
     ))
 )]
 struct SourcesDoc;

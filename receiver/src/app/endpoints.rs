@@ -5,7 +5,7 @@
 use crate::infra::intake_stats;
 use crate::openapi;
 use crate::read;
-use crate::sources::{bulk, google_ads, single, validate};
+use crate::sources::{bulk, google_ads, single, sms_inbound, validate};
 use crate::web::respond::Body;
 use crate::web::routes::{self, Route};
 use crate::web::{ops, state::AppState};
@@ -20,9 +20,11 @@ pub enum Endpoint {
     Bulk,
     Validate,
     GoogleAds,
+    SmsInbound,
     IntakeStatus,
     Contacts,
     Contact,
+    Messages,
     Healthz,
     Readyz,
     Metrics,
@@ -35,9 +37,11 @@ pub static ROUTES: &[Route<Endpoint>] = &[
     Route::new("POST", bulk::PATH, Endpoint::Bulk),
     Route::new("POST", validate::PATH, Endpoint::Validate),
     Route::new("POST", google_ads::PATH, Endpoint::GoogleAds),
+    Route::new("POST", sms_inbound::PATH, Endpoint::SmsInbound),
     Route::new("GET", "/api/v1/intakes/{id}", Endpoint::IntakeStatus),
     Route::new("GET", "/api/v1/contacts", Endpoint::Contacts),
     Route::new("GET", "/api/v1/contacts/{id}", Endpoint::Contact),
+    Route::new("GET", "/api/v1/contacts/{id}/messages", Endpoint::Messages),
     Route::new("GET", "/healthz", Endpoint::Healthz),
     Route::new("GET", "/readyz", Endpoint::Readyz),
     Route::new("GET", "/metrics", Endpoint::Metrics),
@@ -77,9 +81,11 @@ async fn dispatch(
         Endpoint::Bulk => bulk::handle(state, req, peer).await,
         Endpoint::Validate => validate::handle(state, req, peer).await,
         Endpoint::GoogleAds => google_ads::handle(state, req, peer).await,
+        Endpoint::SmsInbound => sms_inbound::handle(state, req, peer).await,
         Endpoint::IntakeStatus => read::api::get_intake(state, req, peer, &param).await,
         Endpoint::Contacts => read::api::list_contacts(state, req, peer).await,
         Endpoint::Contact => read::api::get_contact(state, req, peer, &param).await,
+        Endpoint::Messages => read::api::list_messages(state, req, peer, &param).await,
         Endpoint::Healthz => ops::healthz(),
         Endpoint::Readyz => ops::readyz(state).await,
         Endpoint::Metrics => ops::metrics(state),

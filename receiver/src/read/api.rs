@@ -30,6 +30,7 @@ enum Read<'a> {
     Intake(&'a str),
     Contacts,
     Contact(&'a str),
+    Messages(&'a str),
 }
 
 /// Every way a read is refused.
@@ -196,6 +197,39 @@ pub async fn get_contact(
     answer(state, &req, peer, Read::Contact(id)).await
 }
 
+/// `GET /api/v1/contacts/{id}/messages`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}/messages",
+    tag = "read",
+    operation_id = "list_contact_messages",
+    summary = "A contact's messages",
+    description = "Inbound and outbound messages of the contact, newest first: sequence steps (scheduled, sent, failed, blocked by the contact policy, cancelled) and what the contact sent. Follow `next_cursor` for older ones.",
+    params(
+        ("id" = i64, Path, description = "The contact id."),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 25).", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of messages.", body = crate::read::messages::MessagePage),
+        (status = 400, description = "A bad `limit` or `cursor`.", body = Invalid),
+        (status = 401, description = "Missing, unknown or revoked token.", body = Message, example = json!({"message": "Unauthenticated."})),
+        (status = 404, description = "No such contact in the token's account.", body = Message, example = json!({"message": "Not found."})),
+        (status = 405, description = "Any method but GET.", body = Message, headers(("Allow" = String))),
+        (status = 429, description = "The token's read limit.", body = TooMany, headers(("Retry-After" = u64))),
+        (status = 503, description = "The database is unreachable: retry.", body = Message, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []), ("api_token" = [])),
+)]
+pub async fn list_messages(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    id: &str,
+) -> Response<Body> {
+    answer(state, &req, peer, Read::Messages(id)).await
+}
+
 /// Answers one read request (its method already checked by the router).
 async fn answer(
     state: &AppState,
@@ -269,6 +303,22 @@ async fn find(
                 .map_err(database_down)?
                 .ok_or(ReadError::NotFound)?;
             Ok(ok(&contact))
+        }
+        Read::Messages(id) => {
+            let page = crate::read::messages::Page::parse(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .map_err(ReadError::Invalid)?;
+            let id = id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or(ReadError::NotFound)?;
+            let found = crate::read::messages::messages(&state.db, account_id, id, &page)
+                .await
+                .map_err(database_down)?
+                .ok_or(ReadError::NotFound)?;
+            Ok(ok(&found))
         }
     }
 }
