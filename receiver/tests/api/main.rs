@@ -14,6 +14,7 @@ mod rate_limit;
 mod read;
 mod security;
 mod server;
+mod sms;
 mod sources;
 mod sync;
 mod tokens;
