@@ -59,6 +59,22 @@ pub fn fresh_national(ns: u64, u: u64) -> String {
     )
 }
 
+/// A fixed-offset zone (`Etc/GMT±N`) where it is between 12:00 and 13:00 at `now`: inside
+/// every calling window of the contact policy (§9) for the hours a run takes.
+pub fn zone_at_noon(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike;
+    let mut offset = (12 - i64::from(now.hour())).rem_euclid(24);
+    if offset > 12 {
+        offset -= 24;
+    }
+    // The IANA `Etc/GMT` names count the other way: Etc/GMT-5 is UTC+5.
+    match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
 /// Formats in which people type a number; a repeat uses another one than its first
 /// occurrence, so dedupe has to normalize.
 const STYLES: usize = 5;

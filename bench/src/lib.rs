@@ -16,6 +16,7 @@ pub mod publish;
 pub mod receiver_bench;
 pub mod report;
 pub mod seed;
+pub mod speed;
 pub mod worker_bench;
 
 use anyhow::Context;
@@ -33,6 +34,9 @@ pub struct Sizes {
     pub receiver_secs: u64,
     /// Rows of the CSV file the bulk section imports (0: none).
     pub import_rows: usize,
+    /// Leads of the speed section's burst, and its POSTs per second.
+    pub speed_leads: usize,
+    pub speed_rate: f64,
 }
 
 /// What every section gets.

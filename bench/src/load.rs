@@ -107,12 +107,7 @@ impl LoadResult {
 
     /// Latency percentile `p` (0–100), ms.
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let rank = ((p / 100.0) * self.latencies_us.len() as f64).ceil() as usize;
-        let i = rank.clamp(1, self.latencies_us.len()) - 1;
-        f64::from(self.latencies_us[i]) / 1000.0
+        nearest_rank(&self.latencies_us, p).map_or(0.0, |us| f64::from(*us) / 1000.0)
     }
 
     pub fn count(&self, status: u16) -> u64 {
@@ -153,6 +148,12 @@ impl LoadResult {
             "transport_errors": self.transport_errors,
         })
     }
+}
+
+/// Percentile `p` (0–100) of `sorted` by the nearest-rank method; `None` when it is empty.
+pub fn nearest_rank<T>(sorted: &[T], p: f64) -> Option<&T> {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1)
 }
 
 /// Drives `addr` with `connections` keep-alive connections over `requests`. `cap` bounds the

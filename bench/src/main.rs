@@ -3,11 +3,13 @@
 //! a baseline measured in the same run on the same machine, because only such ratios mean
 //! anything on a shared 2-core box.
 //!
-//! Sections (all by default; `--only worker,e2e,receiver`):
+//! Sections (all by default; `--only worker,e2e,speed,receiver`):
 //! - `worker`: backlog drains by real worker processes vs plain SQL ([`worker_bench`]);
 //! - `growth`: a drain into an account that starts empty, its last fifth vs its first
 //!   ([`growth_bench`]);
 //! - `e2e`: real POSTs through receiver and workers vs the broker alone ([`e2e`]);
+//! - `speed`: speed to lead, a burst of leads at 500/s each texted at once, from the 202 to
+//!   the provider receiving the message ([`speed`]);
 //! - `receiver`: the intake endpoint vs a hello-world and the publish ceiling
 //!   ([`receiver_bench`]).
 //!
@@ -16,8 +18,8 @@
 
 use anyhow::Context;
 use bench::{
-    Ctx, Sizes, bulk_bench, e2e, env, growth_bench, procs, receiver_bench, report, target_dir,
-    worker_bench,
+    Ctx, Sizes, bulk_bench, e2e, env, growth_bench, procs, receiver_bench, report, speed,
+    target_dir, worker_bench,
 };
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ enum Section {
     Worker,
     Growth,
     E2e,
+    Speed,
     Receiver,
     Bulk,
 }
@@ -38,6 +41,7 @@ impl Section {
             Section::Worker => "worker",
             Section::Growth => "growth",
             Section::E2e => "e2e",
+            Section::Speed => "speed",
             Section::Receiver => "receiver",
             Section::Bulk => "bulk",
         }
@@ -49,7 +53,8 @@ impl Section {
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
-    /// Smaller sizes (100,000 contacts, 20,000 leads, 5 s receiver runs): under 5 minutes.
+    /// Smaller sizes (100,000 contacts, 20,000 leads, 1,000 texted leads, 5 s receiver
+    /// runs): under 5 minutes.
     #[arg(long)]
     quick: bool,
     /// Run only these sections (repeatable, or a comma-separated list).
@@ -67,15 +72,21 @@ struct Args {
     /// Rows of the CSV file the bulk section imports with `leadctl import` (0: none).
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     import_rows: Option<u64>,
+    /// Leads of the speed section's burst, each texted at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    speed_leads: Option<u64>,
+    /// POSTs per second of the speed section's burst.
+    #[arg(long, default_value_t = 500.0, value_parser = positive_rate)]
+    speed_rate: f64,
 }
 
 impl Args {
     fn sizes(&self) -> Sizes {
         let args = self;
-        let (contacts, leads, secs, import_rows, growth) = if args.quick {
-            (100_000, 20_000, 5, 10_000, 40_000)
+        let (contacts, leads, secs, import_rows, growth, texted) = if args.quick {
+            (100_000, 20_000, 5, 10_000, 40_000, 1_000)
         } else {
-            (1_000_000, 100_000, 10, 100_000, 300_000)
+            (1_000_000, 100_000, 10, 100_000, 300_000, 5_000)
         };
         let leads = args.leads.unwrap_or(leads) as usize;
         Sizes {
@@ -86,7 +97,19 @@ impl Args {
             e2e_posts: leads,
             receiver_secs: secs,
             import_rows: args.import_rows.unwrap_or(import_rows) as usize,
+            speed_leads: args.speed_leads.unwrap_or(texted) as usize,
+            speed_rate: args.speed_rate,
         }
+    }
+}
+
+/// A rate of POSTs per second: above 0 and at most 100,000.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 100_000.0 => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a rate between 0 and 100,000 per second"
+        )),
     }
 }
 
@@ -115,6 +138,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Section::Worker,
             Section::Growth,
             Section::E2e,
+            Section::Speed,
             Section::Receiver,
             Section::Bulk,
         ]
@@ -127,11 +151,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
     }
     eprintln!(
-        "bench: {} run: {} contacts (large table), {} leads per backlog, {} e2e POSTs, {} s receiver runs; logs in {}",
+        "bench: {} run: {} contacts (large table), {} leads per backlog, {} e2e POSTs, {} texted leads at {}/s, {} s receiver runs; logs in {}",
         if args.quick { "quick" } else { "full" },
         ctx.sizes.large_contacts,
         ctx.sizes.backlog,
         ctx.sizes.e2e_posts,
+        ctx.sizes.speed_leads,
+        ctx.sizes.speed_rate,
         ctx.sizes.receiver_secs,
         ctx.log_dir.display()
     );
@@ -175,6 +201,7 @@ async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Repo
                 .await
                 .map(|f| report.growth = Some(f)),
             Section::E2e => e2e::run(ctx).await.map(|f| report.e2e = Some(f)),
+            Section::Speed => speed::run(ctx).await.map(|f| report.speed = Some(f)),
             Section::Receiver => receiver_bench::run(ctx)
                 .await
                 .map(|f| report.receiver = Some(f)),

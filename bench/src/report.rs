@@ -9,6 +9,7 @@ use crate::e2e::E2eFigures;
 use crate::growth_bench::GrowthFigures;
 use crate::procs::LogSummary;
 use crate::receiver_bench::ReceiverFigures;
+use crate::speed::SpeedFigures;
 use crate::worker_bench::{Drain, WorkerFigures, statuses_text};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub struct Report {
     pub worker: Option<WorkerFigures>,
     pub growth: Option<GrowthFigures>,
     pub e2e: Option<E2eFigures>,
+    pub speed: Option<SpeedFigures>,
     pub receiver: Option<ReceiverFigures>,
     pub bulk: Option<BulkFigures>,
     /// (section, error)
@@ -73,6 +75,9 @@ impl Report {
         if let Some(e) = &self.e2e {
             rows.extend(e2e_rows(e));
         }
+        if let Some(s) = &self.speed {
+            rows.extend(speed_rows(s));
+        }
         if let Some(r) = &self.receiver {
             rows.extend(receiver_rows(r));
         }
@@ -101,6 +106,9 @@ impl Report {
         }
         if let Some(e) = &self.e2e {
             notes.extend(e2e_notes(e));
+        }
+        if let Some(s) = &self.speed {
+            notes.extend(speed_notes(s));
         }
         if let Some(r) = &self.receiver {
             notes.extend(receiver_notes(r));
@@ -135,6 +143,12 @@ impl Report {
         if let Some(e) = &self.e2e {
             out.push(format!("e2e leads/s {:.2}", e.rate()));
             out.push(format!("e2e ratio {:.3}", e.ratio()));
+        }
+        if let Some(s) = &self.speed {
+            out.push(format!("speed-to-lead p50 ms {:.1}", s.p_ms(50.0)));
+            out.push(format!("speed-to-lead p99 ms {:.1}", s.p_ms(99.0)));
+            out.push(format!("messages/s {:.1}", s.messages_per_sec()));
+            out.push(format!("speed POSTs/s {:.1}", s.post_rate()));
         }
         if let Some(l) = self.receiver.as_ref().and_then(|r| r.at64()) {
             out.push(format!(
@@ -215,6 +229,8 @@ impl Report {
                 "backlog_leads": sizes.backlog,
                 "growth_backlog_leads": sizes.growth_backlog,
                 "e2e_posts": sizes.e2e_posts,
+                "speed_leads": sizes.speed_leads,
+                "speed_posts_per_sec": sizes.speed_rate,
                 "receiver_secs_per_run": sizes.receiver_secs,
                 "import_rows": sizes.import_rows,
             },
@@ -232,6 +248,7 @@ impl Report {
             })),
             "growth": self.growth.as_ref().map(GrowthFigures::to_json),
             "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
+            "speed": self.speed.as_ref().map(SpeedFigures::to_json),
             "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
             "bulk": self.bulk.as_ref().map(BulkFigures::to_json),
             "failures": self.failures.iter().map(|(s, e)| serde_json::json!({"section": s, "error": e})).collect::<Vec<_>>(),
@@ -392,6 +409,67 @@ fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// The speed section's rows: 202 → message beside its enrollment → message part, the
+/// messages/s beside the POST rate, and what each process used per message.
+fn speed_rows(s: &SpeedFigures) -> Vec<Row> {
+    let per = |secs: f64| secs * 1e6 / s.delivered.max(1) as f64;
+    let workers: f64 = s.workers.iter().map(|w| w.cpu_secs).sum();
+    vec![
+        row(
+            format!(
+                "speed to lead 202 → provider p50 / p99 ({} leads at {:.0}/s)",
+                n0(s.leads as f64),
+                s.target_rate
+            ),
+            format!("{:.0} / {:.0} ms", s.p_ms(50.0), s.p_ms(99.0)),
+            format!(
+                "enrolled → provider: {:.0} / {:.0} ms",
+                s.send_p_ms(50.0),
+                s.send_p_ms(99.0)
+            ),
+            format!("max {:.0} ms", s.p_ms(100.0)),
+        ),
+        row(
+            "speed messages/s (first → last received)",
+            format!("{:.1}", s.messages_per_sec()),
+            format!("POSTs accepted: {:.1}/s", s.post_rate()),
+            String::new(),
+        ),
+        row(
+            format!(
+                "speed CPU µs/message: receiver, {} workers, PostgreSQL",
+                s.workers.len()
+            ),
+            format!(
+                "{:.0}, {:.0}, {:.0} µs",
+                per(s.receiver.cpu_secs),
+                per(workers),
+                per(s.system.postgres_secs)
+            ),
+            format!("machine {:.0}% busy", s.system.busy() * 100.0),
+            String::new(),
+        ),
+    ]
+}
+
+/// The speed section's notes: answers, provider requests, step statuses, logs.
+fn speed_notes(s: &SpeedFigures) -> Vec<String> {
+    let mut notes = vec![format!(
+        "speed: {} of {} leads accepted ({}); provider: {} requests, {} messages delivered, {} numbers texted twice; steps: {}",
+        s.accepted,
+        s.leads,
+        s.answers,
+        s.requests,
+        s.delivered,
+        s.texted_twice,
+        statuses_text(&s.statuses)
+    )];
+    for (name, l) in &s.logs {
+        notes.extend(log_note(&format!("speed {name}"), l));
+    }
+    notes
 }
 
 /// The receiver section's rows: per connection level, req/s and latency beside the publish

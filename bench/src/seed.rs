@@ -56,6 +56,30 @@ pub async fn account(db: &DatabaseConnection, name: &str) -> anyhow::Result<Cata
     })
 }
 
+/// The number the account's line sends from.
+pub const LINE_NUMBER: &str = "+14155550100";
+
+/// Makes `c`'s sequence send: its line gets [`LINE_NUMBER`] and the sequence a first step
+/// with no delay, through `leadctl::admin` as an operator would.
+pub async fn texting_sequence(db: &DatabaseConnection, c: &Catalogs) -> anyhow::Result<()> {
+    use leadctl::admin::messaging;
+    messaging::set_line_number(db, c.line, Some(LINE_NUMBER))
+        .await
+        .context("Failed to give the line a number")?;
+    messaging::set_sequence_line(db, c.sequence, Some(c.line))
+        .await
+        .context("Failed to give the sequence its line")?;
+    messaging::add_step(
+        db,
+        c.sequence,
+        "Hi {{first_name|there}}, thanks for asking! We will call you shortly.",
+        std::time::Duration::ZERO,
+    )
+    .await
+    .context("Failed to add the sequence's first step")?;
+    Ok(())
+}
+
 pub fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }

@@ -274,14 +274,28 @@ pub async fn start_workers(
     count: usize,
     label: &str,
 ) -> anyhow::Result<Vec<Proc>> {
+    start_workers_with(ctx, db, prefixes, count, label, &[]).await
+}
+
+/// [`start_workers`] with `extra` added to each worker's environment.
+pub async fn start_workers_with(
+    ctx: &Ctx,
+    db: &BenchDb,
+    prefixes: &crate::env::Prefixes,
+    count: usize,
+    label: &str,
+    extra: &[(String, String)],
+) -> anyhow::Result<Vec<Proc>> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let addr = procs::free_addr()?;
+        let mut env = worker_env(ctx, &db.url, prefixes, addr);
+        env.extend_from_slice(extra);
         out.push(Proc::spawn(
             &format!("worker-{label}-{}", i + 1),
             "worker",
             &[],
-            &worker_env(ctx, &db.url, prefixes, addr),
+            &env,
             addr,
             &ctx.log_dir,
         )?);

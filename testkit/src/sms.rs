@@ -1,7 +1,8 @@
 //! A Twilio-compatible SMS provider on loopback for tests and the bench: it takes the
 //! Messages API's form posts, checks basic auth, records every request (deduplicated by
 //! `Idempotency-Key`, as a provider honouring it delivers once), and answers with what a
-//! test scripts (a 201 message resource by default).
+//! test scripts (a 201 message resource by default), at once or after a delay of its own per
+//! request (a slow provider keeps sends in flight).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +70,29 @@ struct State {
     /// Requests not answered at all (the connection is held open) while positive.
     hang: usize,
     sids: u64,
+    /// Each answer waits a time in this range (spread evenly over the requests).
+    delay: Option<(Duration, Duration)>,
+    /// Requests received and not yet answered.
+    in_flight: usize,
+    /// Requests that delivered a message: first of their idempotency key (or without one).
+    delivered: usize,
+}
+
+/// Counts a request as in flight until it is answered or its connection is dropped.
+struct InFlight(Arc<Mutex<State>>);
+
+impl InFlight {
+    fn new(state: &Arc<Mutex<State>>) -> Self {
+        state.lock().unwrap_or_else(|e| e.into_inner()).in_flight += 1;
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
 }
 
 /// The running provider; stops when dropped.
@@ -136,6 +160,23 @@ impl SmsProvider {
         self.lock().hang = n;
     }
 
+    /// Answers every request after a wait between `min` and `max` (spread over the requests
+    /// by their order), as a provider under load does.
+    pub fn answer_after(&self, min: Duration, max: Duration) {
+        self.lock().delay = Some((min, max.max(min)));
+    }
+
+    /// Requests received and not yet answered (a sender that died mid-request ends its own).
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    /// (requests received, messages delivered), without copying the requests.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.received.len(), s.delivered)
+    }
+
     /// Every request, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
@@ -179,9 +220,14 @@ async fn answer(
         return Ok(reply(&Reply::error(401, 20003, "Authenticate")));
     }
     let key = header("idempotency-key");
-    let (scripted, hang, sid) = {
+    let _in_flight = InFlight::new(&state);
+    let (scripted, hang, sid, delay, index) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let index = s.received.len();
         let repeat = key.as_ref().is_some_and(|k| !s.keys.insert(k.clone()));
+        if !repeat {
+            s.delivered += 1;
+        }
         s.received.push(Received {
             to: form.get("To").cloned().unwrap_or_default(),
             from: form.get("From").cloned().unwrap_or_default(),
@@ -198,19 +244,34 @@ async fn answer(
             s.hang -= 1;
         }
         s.sids += 1;
-        (s.script.pop_front(), hang, s.sids)
+        let delay = s.delay.map(|(min, max)| {
+            // A fixed spread (Fibonacci hashing of the request's number), not randomness:
+            // a run is repeatable.
+            let share = (s.sids.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as f64 / 1024.0;
+            min + (max - min).mul_f64(share)
+        });
+        (s.script.pop_front(), hang, s.sids, delay, index)
     };
     if hang {
         std::future::pending::<()>().await;
+    }
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
     }
     if let Some(r) = scripted {
         // A refused request delivered nothing: its key may be used again.
         if !(200..300).contains(&r.status) {
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(last) = s.received.last_mut() {
-                last.repeat = true;
-                if let Some(k) = &last.idempotency_key.clone() {
+            // This request's own record: others may have arrived during a delay.
+            if let Some(this) = s.received.get_mut(index) {
+                let was_delivered = !this.repeat;
+                this.repeat = true;
+                let key = this.idempotency_key.clone();
+                if let Some(k) = &key {
                     s.keys.remove(k);
+                }
+                if was_delivered {
+                    s.delivered = s.delivered.saturating_sub(1);
                 }
             }
         }

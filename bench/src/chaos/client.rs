@@ -1,7 +1,8 @@
 //! The clients of a chaos scenario: keep-alive connections sending each lead with its own
 //! `Idempotency-Key` at a steady pace, and retrying every answer that is not 202 (and every
 //! failed connection) with the same key and body until the lead is accepted or the burst's
-//! time is up. The intake id of each 202 is kept for the reconciliation.
+//! time is up. The intake id of each 202 and the instant it arrived are kept for the
+//! reconciliation and for the speed-to-lead figure (`bench --only speed`).
 
 use crate::leads::{self, Catalogs, Mix};
 use crate::load::{self, Sender};
@@ -60,6 +61,40 @@ pub fn draw(n: usize, c: &Catalogs, tag: &str, rng_seed: u64) -> anyhow::Result<
         .collect()
 }
 
+/// `n` leads of `c`'s account that each get a text at once: distinct numbers (fresh
+/// namespace `namespace`), SMS consent, a `timezone` where it is now about noon (inside every
+/// calling window), enrolled in `c.sequence`, and a note of their own. `tag` keeps keys and
+/// notes of different bursts apart.
+pub fn draw_texted(n: usize, c: &Catalogs, tag: &str, namespace: u64) -> anyhow::Result<Vec<Lead>> {
+    if n as u64 > leads::MAX_FRESH {
+        anyhow::bail!("at most {} leads per burst", leads::MAX_FRESH);
+    }
+    let zone = leads::zone_at_noon(chrono::Utc::now());
+    (0..n)
+        .map(|i| {
+            let national = leads::fresh_national(namespace, i as u64);
+            let note = format!("{tag} lead {i}");
+            let fields = serde_json::json!({
+                "phone_number": national,
+                "first_name": format!("First{i}"),
+                "last_name": "Texted",
+                "email": format!("{tag}{i}@example.com"),
+                "lead_source": "benchmark",
+                "timezone": zone,
+                "consent": {"channels": ["sms"], "text": "I agree to receive texts."},
+                "sequence_id": c.sequence,
+                "notes": note,
+            });
+            Ok(Lead {
+                key: format!("{tag}-{i}"),
+                body: Bytes::from(serde_json::to_vec(&fields).context("Failed to serialize")?),
+                e164: format!("+1{national}"),
+                note,
+            })
+        })
+        .collect()
+}
+
 /// How a burst is sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Pace {
@@ -75,6 +110,8 @@ pub struct Pace {
 pub struct BurstResult {
     /// Per lead (same order as sent): the intake id of its 202.
     pub intake_ids: Vec<Option<Uuid>>,
+    /// Per lead: when its 202 was read.
+    pub accepted_at: Vec<Option<Instant>>,
     /// Every answer, retries included.
     pub statuses: BTreeMap<u16, u64>,
     pub transport_errors: u64,
@@ -113,7 +150,7 @@ pub struct Burst {
 /// What one connection saw.
 #[derive(Default)]
 struct Seen {
-    accepted: Vec<(usize, Uuid)>,
+    accepted: Vec<(usize, Uuid, Instant)>,
     statuses: BTreeMap<u16, u64>,
     transport_errors: u64,
 }
@@ -138,12 +175,14 @@ impl Burst {
             }
             let mut out = BurstResult {
                 intake_ids: vec![None; leads.len()],
+                accepted_at: vec![None; leads.len()],
                 ..BurstResult::default()
             };
             for t in tasks {
                 let seen = t.await.context("Failed to join a client")?;
-                for (i, id) in seen.accepted {
+                for (i, id, at) in seen.accepted {
                     out.intake_ids[i] = Some(id);
+                    out.accepted_at[i] = Some(at);
                 }
                 for (s, n) in seen.statuses {
                     *out.statuses.entry(s).or_default() += n;
@@ -225,7 +264,7 @@ async fn client(
                     if status == 202
                         && let Some(id) = intake_id(&body)
                     {
-                        seen.accepted.push((i, id));
+                        seen.accepted.push((i, id, Instant::now()));
                         accepted.fetch_add(1, Ordering::Relaxed);
                         break;
                     }

@@ -18,10 +18,15 @@
 //! - `backlog`: a backlog built with the workers stopped, then drained: peak RSS of every
 //!   process printed, early and at the end, and it must stay flat;
 //! - `dlq-replay`: a lead refused by the database until an operator fixes it, dead-lettered,
-//!   then `leadctl dlq replay`: exactly one contact, and a second replay changes nothing.
+//!   then `leadctl dlq replay`: exactly one contact, and a second replay changes nothing;
+//! - `message-kill`: a burst of leads each texted at once (§10) through a provider that
+//!   answers after 200–500 ms, every worker killed with kill -9 while sends are in flight,
+//!   three times: each lead's first step is `sent` exactly once, and the provider got each
+//!   step's idempotency key and no number twice ([`messages`]).
 
 pub mod client;
 pub mod fleet;
+pub mod messages;
 pub mod reconcile;
 
 use crate::Ctx;
@@ -48,10 +53,11 @@ pub enum Scenario {
     RedisFailClosed,
     Backlog,
     DlqReplay,
+    MessageKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::WorkerKill,
         Scenario::ReceiverKill,
         Scenario::RabbitmqRestart,
@@ -60,6 +66,7 @@ impl Scenario {
         Scenario::RedisFailClosed,
         Scenario::Backlog,
         Scenario::DlqReplay,
+        Scenario::MessageKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +79,7 @@ impl Scenario {
             Scenario::RedisFailClosed => "redis-fail-closed",
             Scenario::Backlog => "backlog",
             Scenario::DlqReplay => "dlq-replay",
+            Scenario::MessageKill => "message-kill ×3",
         }
     }
 }
@@ -179,6 +187,7 @@ async fn scenario(
     match s {
         Scenario::Backlog => backlog(ctx, sizes).await,
         Scenario::DlqReplay => dlq_replay(ctx, sizes).await,
+        Scenario::MessageKill => messages::kill_while_sending(ctx, sizes).await,
         _ => faulted_burst(ctx, sizes, services, s).await,
     }
 }
