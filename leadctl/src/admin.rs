@@ -6,6 +6,7 @@
 pub mod dnc;
 pub mod messaging;
 pub mod sources;
+pub mod webhooks;
 
 use chrono::Utc;
 use sea_orm::{

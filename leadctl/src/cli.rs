@@ -56,6 +56,9 @@ pub enum Command {
     /// An account's do-not-contact list.
     #[command(subcommand)]
     Dnc(crate::dnc_cli::DncCmd),
+    /// Endpoints that receive the account's events (Standard Webhooks).
+    #[command(subcommand)]
+    Webhook(crate::webhook_cli::WebhookCmd),
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCmd),
@@ -560,6 +563,7 @@ async fn execute(
         Command::Sequence(cmd) => crate::messaging_cli::sequence(db, cmd).await,
         Command::Powerdialer(cmd) => powerdialer(db, cmd).await,
         Command::Dnc(cmd) => crate::dnc_cli::execute(db, cmd, json).await,
+        Command::Webhook(cmd) => crate::webhook_cli::execute(db, cmd).await,
         Command::Demo(cmd) => demo(db, cmd).await,
         Command::Dlq(cmd) => dlq(db, settings, cmd).await,
         Command::Status { watch } => status(db, settings, watch, json).await,

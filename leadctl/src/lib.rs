@@ -6,6 +6,7 @@
 //! - [`cli`]: `leadctl` commands over [`admin`] and `dlq`.
 //! - [`token_cli`]: `leadctl token map|defaults|google-key|show`.
 //! - [`dnc_cli`]: `leadctl dnc add|remove|import|list|check`.
+//! - [`webhook_cli`]: `leadctl webhook add|list|disable|enable|rotate-secret|remove|attempts|replay`.
 //! - [`import`]: `leadctl import`: a CSV file through the receiver's bulk endpoint.
 //! - `dlq`: reading, replaying and purging the dead-letter queue.
 //! - `status`: `leadctl status`, one screen of queues, workers and dead letters.
@@ -18,3 +19,4 @@ pub mod import;
 pub mod messaging_cli;
 pub(crate) mod status;
 pub mod token_cli;
+pub mod webhook_cli;

@@ -19,6 +19,7 @@ mod m20261128_000006_token_sources;
 mod m20261202_000007_contacts_created_index;
 mod m20261202_000008_contact_policy;
 mod m20261202_000009_message_steps;
+mod m20261203_000010_outbound_events;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_contacts_created_index::Migration),
             Box::new(m20261202_000008_contact_policy::Migration),
             Box::new(m20261202_000009_message_steps::Migration),
+            Box::new(m20261203_000010_outbound_events::Migration),
         ]
     }
 }

@@ -57,6 +57,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub policy: PolicySettings,
     pub sms: SmsSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -74,6 +75,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             policy: PolicySettings::default(),
             sms: SmsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -329,6 +331,49 @@ impl std::fmt::Debug for SmsSettings {
     }
 }
 
+/// Outbound events (§11): the worker's delivery loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Run the delivery loop in this worker (`WEBHOOKS__ENABLED=false` turns it off; events
+    /// then wait for a worker that runs it). Events are written either way.
+    pub enabled: bool,
+    /// Waits before each new attempt of a delivery that failed (`5s,5m,30m,2h,5h,10h,10h`);
+    /// after the last the delivery fails. A `Retry-After` on 429/503 wins.
+    #[serde(deserialize_with = "duration::list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Deliver to endpoints whose addresses are private, loopback, link-local or shared
+    /// (for local setups and tests); refused otherwise, at connect time.
+    pub allow_private: bool,
+    /// Time one delivery may take, connecting included.
+    #[serde(deserialize_with = "duration::one")]
+    pub request_timeout: Duration,
+    /// Deliveries in flight at once to one endpoint; a slow endpoint holds only its own.
+    pub endpoint_concurrency: usize,
+    /// Deliveries in flight at once per worker.
+    pub concurrency: usize,
+    /// Longest wait between two looks at the due deliveries; commits with new events wake
+    /// the loop at once.
+    #[serde(deserialize_with = "duration::one")]
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 36000]
+                .map(Duration::from_secs)
+                .to_vec(),
+            allow_private: false,
+            request_timeout: Duration::from_secs(15),
+            endpoint_concurrency: 16,
+            concurrency: 256,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The retry steps of a transiently failing lead. The worker waits them out; the receiver
 /// and the worker both declare the delay queues that carry them (a delay queue's name holds
 /// its delay), so both read this section.
@@ -416,6 +461,11 @@ impl Settings {
             ("worker.batch_size", w.batch_size == 0),
             ("sms.batch_size", self.sms.batch_size == 0),
             ("sms.concurrency", self.sms.concurrency == 0),
+            (
+                "webhooks.endpoint_concurrency",
+                self.webhooks.endpoint_concurrency == 0,
+            ),
+            ("webhooks.concurrency", self.webhooks.concurrency == 0),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
             return Err((key, "0 is too few; it must be at least 1".into()));
@@ -448,6 +498,16 @@ impl Settings {
             ("worker.db_max_lifetime", w.db_max_lifetime, positive),
             ("sms.poll_interval", self.sms.poll_interval, positive),
             ("sms.request_timeout", self.sms.request_timeout, positive),
+            (
+                "webhooks.request_timeout",
+                self.webhooks.request_timeout,
+                positive,
+            ),
+            (
+                "webhooks.poll_interval",
+                self.webhooks.poll_interval,
+                positive,
+            ),
         ]
         .into_iter()
         // Retry delays name delay queues in whole milliseconds.

@@ -17,11 +17,14 @@
 //! - [`keys`]: Redis key names shared by receiver and worker.
 //! - [`outcome`]: what the worker did with a lead, and the outcome it announces.
 //! - [`runtime`]: shutdown signal and reconnect backoff of every process.
+//! - [`read`]: the account-scoped read model (§5): contacts and intake records as clients
+//!   see them, for the read API and the event bodies (§11).
 //! - [`rules`]: the §4 rules as pure functions, run by the worker and the validate endpoint.
 //! - [`snapshot`]: what the §4 rules read about leads and their contacts, for the worker and
 //!   the validate endpoint.
 //! - [`sources`]: what the receiver reads of a token's lead sources; the account id check.
 //! - [`entities`]: SeaORM entities for every table.
+//! - [`events`]: outbound events (§11): types, bodies, Standard Webhooks signatures, the outbox.
 //! - [`status`]: intake counts and worker heartbeats in Redis, behind `leadctl status`.
 
 pub mod amqp;
@@ -30,6 +33,7 @@ pub mod config;
 pub mod contact_fields;
 pub mod db;
 pub mod entities;
+pub mod events;
 pub mod geo;
 pub mod intake;
 pub mod keys;
@@ -39,6 +43,7 @@ pub mod outcome;
 pub mod payload;
 pub mod phone;
 pub mod policy;
+pub mod read;
 pub mod rules;
 pub mod runtime;
 pub mod snapshot;

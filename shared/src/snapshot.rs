@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub accounts: HashSet<i64>,
     /// Each account's contact-policy settings (§9).
     pub policies: HashMap<i64, AccountPolicy>,
+    /// The event types each account's enabled endpoints want (§11).
+    pub subscriptions: crate::events::Subscriptions,
     /// (account, E.164) → the number's do-not-contact entries.
     pub dnc: HashMap<(i64, String), Vec<DncEntry>>,
     pub tokens: HashSet<i64>,
@@ -127,7 +129,7 @@ type DncRow = (i64, String, String, Option<DateTime<Utc>>);
 #[derive(Deserialize)]
 struct SnapshotJson {
     intakes: Vec<IntakeRow>,
-    accounts: Vec<(i64, Vec<String>)>,
+    accounts: Vec<(i64, Vec<String>, Vec<String>)>,
     dnc: Vec<DncRow>,
     tokens: Vec<i64>,
     numbers: Vec<(i64, String, i64)>,
@@ -172,9 +174,12 @@ pub async fn read(c: &impl ConnectionTrait, w: &Wanted) -> Result<Snapshot, DbEr
         policies: j
             .accounts
             .iter()
-            .map(|(id, required)| (*id, account_policy(required)))
+            .map(|(id, required, _)| (*id, account_policy(required)))
             .collect(),
-        accounts: j.accounts.into_iter().map(|(id, _)| id).collect(),
+        subscriptions: crate::events::Subscriptions::new(
+            j.accounts.iter().map(|(id, _, types)| (*id, types.clone())),
+        ),
+        accounts: j.accounts.into_iter().map(|(id, _, _)| id).collect(),
         dnc,
         tokens: j.tokens.into_iter().collect(),
         owners: j.numbers.into_iter().map(|(a, p, c)| ((a, p), c)).collect(),

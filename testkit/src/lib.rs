@@ -10,6 +10,7 @@
 pub mod proxy;
 pub mod sms;
 pub mod statuses;
+pub mod webhooks;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};

@@ -38,6 +38,8 @@ pub struct Worker {
     outcomes: Announcer,
     /// Due message steps → the SMS provider (§10); `None` when off or without a provider.
     sender: Option<Sender>,
+    /// Due event deliveries → the endpoints (§11); `None` when off.
+    dispatcher: Option<crate::deliveries::Dispatcher>,
     /// The metrics registry `/metrics` renders.
     metrics: PrometheusHandle,
     /// Bound at build time, so callers know the port before the worker runs.
@@ -88,9 +90,12 @@ impl Worker {
         if sender.is_none() && settings.sms.enabled {
             warn!("SMS__BASE_URL is not set: message steps wait until a worker has a provider");
         }
+        let dispatcher =
+            crate::deliveries::Dispatcher::from_settings(db.clone(), &settings.webhooks);
         Ok(Self {
             processor: Processor::with_rules(db, rules),
             sender,
+            dispatcher,
             outcomes: Announcer::new(&settings),
             settings,
             metrics,
@@ -129,6 +134,7 @@ impl Worker {
             http_stop.clone(),
         ));
         let sender = self.sender.map(|s| tokio::spawn(s.run(stop.clone())));
+        let dispatcher = self.dispatcher.map(|d| tokio::spawn(d.run(stop.clone())));
         let ctx = Arc::new(ConsumerContext {
             settings: self.settings,
             processor: self.processor,
@@ -175,6 +181,9 @@ impl Worker {
         }
         if let Some(sender) = sender {
             let _ = sender.await;
+        }
+        if let Some(dispatcher) = dispatcher {
+            let _ = dispatcher.await;
         }
         http_stop.cancel();
         let _ = http.await;

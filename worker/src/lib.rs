@@ -9,6 +9,8 @@
 //! - [`dead_records`]: the `dead_lettered` record of every dead letter, whoever sent it.
 //! - [`announce`]: outcome announcements on Redis (synchronous mode).
 //! - [`ops_server`]: `/healthz` and `/metrics`.
+//! - [`messages`]: the send loop of message steps (§10).
+//! - [`deliveries`]: the delivery loop of outbound events (§11).
 //! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
 pub mod announce;
@@ -17,6 +19,7 @@ pub mod broker;
 pub mod db;
 pub mod dead_records;
 pub mod decode;
+pub mod deliveries;
 pub mod heartbeat;
 pub mod messages;
 pub mod ops_server;

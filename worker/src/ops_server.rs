@@ -122,6 +122,16 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
             &DURATION_BUCKETS,
         )
         .context("Failed to configure histogram buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(crate::deliveries::DELIVERY_LAG.into()),
+            &LAG_BUCKETS,
+        )
+        .context("Failed to configure histogram buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(crate::deliveries::ATTEMPT_DURATION.into()),
+            &DURATION_BUCKETS,
+        )
+        .context("Failed to configure histogram buckets")?
         .build_recorder();
     let handle = recorder.handle();
     // Only the first installation wins; a racing one is dropped and its handle unused.
@@ -129,6 +139,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
         let _ = HANDLE.set(handle.clone());
         describe();
         crate::messages::describe();
+        crate::deliveries::describe();
     }
     match HANDLE.get() {
         Some(h) => Ok(h.clone()),

@@ -8,4 +8,4 @@
 
 pub(crate) mod api;
 pub(crate) mod messages;
-pub mod model;
+pub use shared::read as model;

@@ -23,6 +23,7 @@ use hmac::{KeyInit, Mac};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
+use shared::events::{Event, EventType};
 use shared::payload::FieldErrors;
 use shared::phone::{PhoneNumber, Region};
 use std::collections::BTreeMap;
@@ -329,7 +330,7 @@ async fn record(state: &AppState, m: &Inbound) -> Result<Recorded, DbErr> {
                          WHERE account_id = $1 AND phone_number = $2 ORDER BY contact_id LIMIT 1), \
                     'inbound', 'received', $2, $3, $4, $5 \
              ON CONFLICT (provider_sid) WHERE direction = 'inbound' DO NOTHING \
-             RETURNING id",
+             RETURNING id, contact_id, created_at",
             vec![
                 account_id.into(),
                 from.into(),
@@ -339,10 +340,34 @@ async fn record(state: &AppState, m: &Inbound) -> Result<Recorded, DbErr> {
             ],
         ))
         .await?;
-    if kept.is_none() {
+    let Some(kept) = kept else {
         txn.commit().await?;
         return Ok(Recorded::Repeat);
-    }
+    };
+    let now = chrono::Utc::now();
+    let contact_id: Option<i64> = kept.try_get("", "contact_id")?;
+    let message = serde_json::json!({
+        "id": kept.try_get::<i64>("", "id")?,
+        "contact_id": contact_id,
+        "direction": "inbound",
+        "status": "received",
+        "from": from,
+        "to": m.to.as_str(),
+        "body": m.body,
+        "provider_sid": m.sid,
+        "created_at": kept.try_get::<chrono::DateTime<chrono::Utc>>("", "created_at")?,
+    });
+    let mut events = vec![
+        Event::new(
+            account_id,
+            EventType::SmsReceived,
+            now,
+            &message,
+            || serde_json::json!({"id": message["id"].clone()}),
+        )
+        .map_err(|e| DbErr::Json(e.to_string()))?
+        .contact(contact_id),
+    ];
     match m.keyword {
         Keyword::Stop => {
             for sql in [
@@ -363,6 +388,14 @@ async fn record(state: &AppState, m: &Inbound) -> Result<Recorded, DbErr> {
                 txn.execute_raw(stmt(sql, vec![account_id.into(), from.into()]))
                     .await?;
             }
+            events.push(shared::events::dnc_added(
+                account_id,
+                from,
+                "sms",
+                "inbound STOP",
+                "stop",
+                now,
+            )?);
         }
         Keyword::Start => {
             txn.execute_raw(stmt(
@@ -374,6 +407,7 @@ async fn record(state: &AppState, m: &Inbound) -> Result<Recorded, DbErr> {
         }
         Keyword::None => {}
     }
+    shared::events::record(&txn, &events).await?;
     txn.commit().await?;
     Ok(Recorded::Kept { account_id })
 }

@@ -15,8 +15,14 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_object('id', i.id, 'status', i.status,
              'contact_id', i.contact_id, 'actions', i.actions, 'warnings', i.warnings)), '[]'::json)
     FROM lead_intakes i WHERE i.id = ANY ($1::uuid[])),
+  -- Each account with its consent settings and the event types its enabled endpoints
+  -- want (`*`: every type), so a lead's events are built only when someone wants them.
   'accounts', (
-    SELECT coalesce(json_agg(json_build_array(a.id, a.require_consent)), '[]'::json)
+    SELECT coalesce(json_agg(json_build_array(a.id, a.require_consent,
+             (SELECT coalesce(json_agg(DISTINCT t), '[]'::json)
+              FROM webhook_endpoints w,
+                   unnest(CASE WHEN cardinality(w.events) = 0 THEN ARRAY['*'] ELSE w.events END) AS t
+              WHERE w.account_id = a.id AND w.enabled))), '[]'::json)
     FROM accounts a WHERE a.id = ANY ($2::bigint[])),
   'tokens', (
     SELECT coalesce(json_agg(t.id), '[]'::json) FROM api_tokens t WHERE t.id = ANY ($3::bigint[])),

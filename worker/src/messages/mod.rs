@@ -46,6 +46,9 @@ pub const STATEMENTS: [(&str, &str); 6] = [
     ("next_due", NEXT_DUE),
 ];
 
+/// Why a number the provider reports unsubscribed joins the do-not-contact list.
+const UNSUBSCRIBED_REASON: &str = "the provider reports the recipient unsubscribed";
+
 /// The PostgreSQL notification channel that wakes the send loops.
 pub const CHANNEL: &str = "messages_due";
 
@@ -309,6 +312,7 @@ impl Sender {
         let rows: Vec<&step::Row> = records.iter().map(|r| &r.row).collect();
         txn.execute_raw(stmt(RECORD, vec![json(&rows)?, now.into()]))
             .await?;
+        shared::events::record(txn, &events(claimed, &records, now)?).await?;
         for (sql, items) in [
             (NEXT, next),
             (INTAKE_VERDICTS, verdicts),
@@ -324,6 +328,79 @@ impl Sender {
         }
         Ok(())
     }
+}
+
+/// The events of a settled batch (§11): `sms.sent`, `sms.failed`, and `policy.blocked` for
+/// a step blocked, or delayed for the first time.
+fn events(
+    claimed: &[Claimed],
+    records: &[Record],
+    now: DateTime<Utc>,
+) -> Result<Vec<shared::events::Event>, DbErr> {
+    use shared::events::{Event, EventType};
+    let mut out = Vec::new();
+    for (c, r) in claimed.iter().zip(records) {
+        let row = &r.row;
+        if r.unsubscribed
+            && let Some(to) = &row.to_number
+        {
+            out.push(shared::events::dnc_added(
+                c.account_id,
+                to,
+                "sms",
+                UNSUBSCRIBED_REASON,
+                "provider",
+                now,
+            )?);
+        }
+        let kind = match row.status {
+            "sent" => EventType::SmsSent,
+            "failed" => EventType::SmsFailed,
+            "blocked" => EventType::PolicyBlocked,
+            "scheduled" if row.policy.is_some() && !c.judged_before => EventType::PolicyBlocked,
+            _ => continue,
+        };
+        let data = if kind == EventType::PolicyBlocked {
+            let mut data = row.policy.clone().unwrap_or_default();
+            if let Some(o) = data.as_object_mut() {
+                o.insert("intake_id".into(), serde_json::json!(c.intake_id));
+                o.insert("contact_id".into(), serde_json::json!(c.contact_id));
+                o.insert("message_id".into(), row.id.into());
+            }
+            data
+        } else {
+            serde_json::json!({
+                "id": row.id,
+                "contact_id": c.contact_id,
+                "intake_id": c.intake_id,
+                "direction": "outbound",
+                "status": row.status,
+                "from": row.from_number,
+                "to": row.to_number,
+                "body": row.body,
+                "provider_sid": row.provider_sid,
+                "error_code": row.error_code,
+                "error_message": row.error_message,
+                "step": c.position,
+                "sent_at": row.sent_at,
+            })
+        };
+        let id = row.id;
+        let event = Event::new(
+            c.account_id,
+            kind,
+            now,
+            &data,
+            || serde_json::json!({"id": id}),
+        )
+        .map_err(|e| DbErr::Json(e.to_string()))?
+        .contact(c.contact_id);
+        out.push(match c.intake_id {
+            Some(i) => event.intake(i),
+            None => event,
+        });
+    }
+    Ok(out)
 }
 
 fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {

@@ -19,6 +19,7 @@
 //! queues behind another while holding many locks.
 
 mod lead;
+pub(crate) mod outbox;
 mod sql;
 
 use chrono::Utc;
@@ -302,24 +303,38 @@ impl Processor {
         Ok(())
     }
 
+    /// Writes the `lead.dead_lettered` event in the same transaction (§11).
     pub async fn record_dead_letter(&self, dead: &DeadRecord) -> Result<(), DbErr> {
         use sea_orm::ConnectionTrait;
-        self.db
-            .execute_raw(sql::stmt(
-                sql::DEAD_LETTER,
-                vec![
-                    dead.intake_id.into(),
-                    dead.account_id.into(),
-                    dead.user_id.into(),
-                    dead.token_id.into(),
-                    dead.payload.clone().into(),
-                    i32::try_from(dead.attempts).unwrap_or(i32::MAX).into(),
-                    dead.reason.clone().into(),
-                    dead.received_at.unwrap_or_else(Utc::now).into(),
-                ],
-            ))
-            .await?;
-        Ok(())
+        let txn = self.db.begin().await?;
+        txn.execute_raw(sql::stmt(
+            sql::DEAD_LETTER,
+            vec![
+                dead.intake_id.into(),
+                dead.account_id.into(),
+                dead.user_id.into(),
+                dead.token_id.into(),
+                dead.payload.clone().into(),
+                i32::try_from(dead.attempts).unwrap_or(i32::MAX).into(),
+                dead.reason.clone().into(),
+                dead.received_at.unwrap_or_else(Utc::now).into(),
+            ],
+        ))
+        .await?;
+        // A finished intake is never downgraded, and then there is nothing to announce.
+        if let Some(view) = shared::read::intake(&txn, dead.account_id, dead.intake_id)
+            .await?
+            .filter(|v| v.status == IntakeStatus::DeadLettered)
+        {
+            let event = outbox::intake_event(
+                dead.account_id,
+                shared::events::EventType::LeadDeadLettered,
+                &view,
+                Utc::now(),
+            )?;
+            shared::events::record(&txn, &[event]).await?;
+        }
+        txn.commit().await
     }
 }
 
@@ -503,6 +518,7 @@ async fn write(
     steps: &[Step],
 ) -> Result<(), DbErr> {
     let known_tokens = batch.snapshot().tokens.clone();
+    let subscriptions = batch.snapshot().subscriptions.clone();
     lead::flush(txn, batch).await?;
     let records: Vec<(usize, &Planned)> = steps
         .iter()
@@ -512,10 +528,12 @@ async fn write(
             _ => None,
         })
         .collect();
-    write_records(txn, intakes, &records, &known_tokens).await?;
+    let now = Utc::now();
+    write_records(txn, intakes, &records, &known_tokens, now).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
-    lead::place_on_powerdialers(txn, &powerdialer).await
+    lead::place_on_powerdialers(txn, &powerdialer).await?;
+    outbox::write(txn, &subscriptions, intakes, &records, now).await
 }
 
 /// The committed steps as outcomes (a repeat of an intake gets its first's).
@@ -550,11 +568,11 @@ async fn write_records(
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
     known_tokens: &HashSet<i64>,
+    now: chrono::DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if planned.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
     let mut rows = Vec::with_capacity(planned.len());
     for (idx, p) in planned {
         let i = &intakes[*idx];

@@ -2,6 +2,17 @@
 //! always scoped to one account. Another account's row is indistinguishable from a
 //! missing one.
 
+use crate::contact_fields::ContactText;
+use crate::entities::powerdialer_item::PowerdialerStatus;
+use crate::entities::sequence_enrollment::EnrollmentStatus;
+use crate::entities::{
+    contact, contact_consent, contact_note, contact_phone_number, contact_tag, do_not_contact,
+    lead_intake, powerdialer_item, sequence_enrollment,
+};
+use crate::intake::IntakeStatus;
+use crate::outcome::{Action, Warning};
+use crate::payload::FieldErrors;
+use crate::phone::{PhoneNumber, Region};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -9,17 +20,6 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 use serde::Serialize;
-use shared::contact_fields::ContactText;
-use shared::entities::powerdialer_item::PowerdialerStatus;
-use shared::entities::sequence_enrollment::EnrollmentStatus;
-use shared::entities::{
-    contact, contact_consent, contact_note, contact_phone_number, contact_tag, do_not_contact,
-    lead_intake, powerdialer_item, sequence_enrollment,
-};
-use shared::intake::IntakeStatus;
-use shared::outcome::{Action, Warning};
-use shared::payload::FieldErrors;
-use shared::phone::{PhoneNumber, Region};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -149,7 +149,7 @@ pub struct ContactPage {
 
 /// An intake as the read API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(crate) struct IntakeView {
+pub struct IntakeView {
     pub intake_id: Uuid,
     pub status: IntakeStatus,
     pub contact_id: Option<i64>,
@@ -185,8 +185,8 @@ pub struct ContactQuery {
     pub after_id: Option<i64>,
 }
 
-pub(crate) const DEFAULT_PAGE_SIZE: u64 = 25;
-pub(crate) const MAX_PAGE_SIZE: u64 = 100;
+pub const DEFAULT_PAGE_SIZE: u64 = 25;
+pub const MAX_PAGE_SIZE: u64 = 100;
 
 impl ContactQuery {
     /// Parses query-string pairs; every bad filter is reported at once.
@@ -284,11 +284,11 @@ fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Cursors are opaque to clients: a versioned, hex-encoded position.
-pub(crate) fn encode_cursor(last_id: i64) -> String {
+pub fn encode_cursor(last_id: i64) -> String {
     hex::encode(format!("c1:{last_id}"))
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Option<i64> {
+pub fn decode_cursor(cursor: &str) -> Option<i64> {
     let bytes = hex::decode(cursor).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix("c1:")?
@@ -311,6 +311,22 @@ pub async fn contact(
         return Ok(None);
     };
     Ok(views(db, vec![row]).await?.pop())
+}
+
+/// The contacts of `ids` (any accounts: the caller's own writes), as views, in id order.
+pub async fn contacts_by_id(
+    db: &impl ConnectionTrait,
+    ids: Vec<i64>,
+) -> Result<Vec<ContactView>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = contact::Entity::find()
+        .filter(contact::Column::Id.is_in(ids))
+        .order_by_asc(contact::Column::Id)
+        .all(db)
+        .await?;
+    views(db, rows).await
 }
 
 /// A page of `account_id`'s contacts matching `q`, in id order (stable under inserts:
@@ -567,7 +583,7 @@ async fn views(
 }
 
 /// The worker's record of an intake of `account_id`, if it has one yet.
-pub(crate) async fn intake(
+pub async fn intake(
     db: &impl ConnectionTrait,
     account_id: i64,
     id: Uuid,

@@ -1,0 +1,550 @@
+//! Outbound events (§11): the worker's delivery loop.
+//!
+//! Events and their deliveries are written by the transactions of the work they report
+//! (see [`shared::events`]). This loop claims due deliveries endpoint by endpoint, each
+//! endpoint at most `WEBHOOKS__ENDPOINT_CONCURRENCY` at a time, so a slow or failing
+//! endpoint holds only its own slots; signs each attempt per the Standard Webhooks
+//! specification and sends the event's stored bytes; and records every attempt, in batches.
+//!
+//! A claim moves the delivery a lease ahead instead of holding a transaction open over the
+//! request: a dispatcher that dies mid-request leaves its deliveries due again when the
+//! lease ends, so none is lost (a receiver may see one twice, with the same `webhook-id`).
+//! The retry schedule is in the table, so it survives restarts.
+
+mod attempt;
+pub mod guard;
+
+pub use attempt::{Answer, Next, next};
+
+use chrono::{DateTime, Utc};
+use http::{Method, Request, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use shared::config::WebhookSettings;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+const CLAIM: &str = include_str!("sql/claim.sql");
+const SETTLE: &str = include_str!("sql/settle.sql");
+const NEXT_DUE: &str = include_str!("sql/next_due.sql");
+const BACKLOG: &str = include_str!("sql/backlog.sql");
+
+/// The statements of the delivery loop, by name, for the plan checks of the tests.
+pub const STATEMENTS: [(&str, &str); 4] = [
+    ("claim", CLAIM),
+    ("settle", SETTLE),
+    ("next_due", NEXT_DUE),
+    ("backlog", BACKLOG),
+];
+
+pub const DELIVERED: &str = "worker_events_delivered_total";
+pub const FAILED: &str = "worker_event_attempts_failed_total";
+pub const GAVE_UP: &str = "worker_event_deliveries_failed_total";
+pub const PENDING: &str = "worker_event_deliveries_pending";
+pub const OLDEST_PENDING: &str = "worker_event_oldest_pending_seconds";
+pub const DELIVERY_LAG: &str = "worker_event_delivery_seconds";
+pub const ATTEMPT_DURATION: &str = "worker_event_attempt_duration_seconds";
+
+/// Most deliveries one claim takes.
+const CLAIM_LIMIT: usize = 500;
+/// Most attempts one settle statement records.
+const SETTLE_BATCH: usize = 500;
+/// How often the backlog gauges are refreshed.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+/// How long a claim holds a delivery: twice the request timeout and this margin, time
+/// enough for the attempt and its record; after it the delivery is due again.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Describes the delivery loop's metrics.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(DELIVERED, "Event deliveries an endpoint answered with 2xx.");
+    describe_counter!(
+        FAILED,
+        "Delivery attempts that failed, by class: 3xx, 4xx, 5xx, timeout, connect, refused."
+    );
+    describe_counter!(
+        GAVE_UP,
+        "Deliveries that failed for good (schedule exhausted, or 410 Gone)."
+    );
+    describe_gauge!(
+        PENDING,
+        "Deliveries waiting for an attempt, per enabled endpoint, as the loop last counted."
+    );
+    describe_gauge!(
+        OLDEST_PENDING,
+        Unit::Seconds,
+        "Age of the oldest pending delivery per enabled endpoint (0: none)."
+    );
+    describe_histogram!(
+        DELIVERY_LAG,
+        Unit::Seconds,
+        "From the commit that wrote an event to its delivery's 2xx."
+    );
+    describe_histogram!(
+        ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Time of one delivery attempt."
+    );
+    metrics::counter!(DELIVERED).increment(0);
+}
+
+type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector<guard::GuardedResolver>>;
+
+/// A claimed delivery with what sending it needs.
+#[derive(Debug, Clone)]
+struct Claimed {
+    id: i64,
+    event_id: Uuid,
+    endpoint_id: i64,
+    attempts: i32,
+    url: String,
+    keys: Vec<Vec<u8>>,
+    body: String,
+    event_created_at: DateTime<Utc>,
+}
+
+impl Claimed {
+    fn from_row(row: &sea_orm::QueryResult, now: DateTime<Utc>) -> Result<Self, DbErr> {
+        let secret: String = row.try_get("", "secret")?;
+        let previous: Option<String> = row.try_get("", "previous_secret")?;
+        let until: Option<DateTime<Utc>> = row.try_get("", "previous_secret_until")?;
+        let mut keys = Vec::new();
+        keys.extend(shared::events::secret_key(&secret).ok());
+        if let (Some(p), Some(until)) = (previous, until)
+            && until > now
+        {
+            keys.extend(shared::events::secret_key(&p).ok());
+        }
+        Ok(Self {
+            id: row.try_get("", "id")?,
+            event_id: row.try_get("", "event_id")?,
+            endpoint_id: row.try_get("", "endpoint_id")?,
+            attempts: row.try_get("", "attempts")?,
+            url: row.try_get("", "url")?,
+            keys,
+            body: row.try_get("", "body")?,
+            event_created_at: row.try_get("", "event_created_at")?,
+        })
+    }
+}
+
+/// One attempt's record for the settle statement.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Settled {
+    id: i64,
+    endpoint_id: i64,
+    event_id: Uuid,
+    status: &'static str,
+    next_attempt_at: Option<DateTime<Utc>>,
+    status_code: Option<u16>,
+    latency_ms: i64,
+    response_body: Option<String>,
+    error: Option<String>,
+    attempted_at: DateTime<Utc>,
+    gone: bool,
+}
+
+/// The delivery loop of one worker.
+#[derive(Clone)]
+pub struct Dispatcher {
+    db: DatabaseConnection,
+    client: Client<HttpsConnector, Full<bytes::Bytes>>,
+    settings: WebhookSettings,
+    /// Deliveries in flight, per endpoint.
+    in_flight: Arc<Mutex<HashMap<i64, usize>>>,
+    /// Signalled when an attempt ends, so a loop waiting for free slots looks again.
+    freed: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A delivery loop for `settings`, or `None` when it is off.
+    pub fn from_settings(db: DatabaseConnection, settings: &WebhookSettings) -> Option<Self> {
+        if !settings.enabled {
+            return None;
+        }
+        Some(Self::new(db, settings))
+    }
+
+    pub fn new(db: DatabaseConnection, settings: &WebhookSettings) -> Self {
+        let mut http = HttpConnector::new_with_resolver(guard::GuardedResolver {
+            allow_private: settings.allow_private,
+        });
+        http.set_connect_timeout(Some(settings.request_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Self {
+            db,
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(settings.endpoint_concurrency)
+                .build(tls),
+            settings: settings.clone(),
+            in_flight: Arc::default(),
+            freed: Arc::default(),
+        }
+    }
+
+    /// Delivers due events until `stop`; attempts under way finish and are recorded first.
+    pub async fn run(self, stop: CancellationToken) {
+        info!(
+            concurrency = self.settings.concurrency,
+            endpoint_concurrency = self.settings.endpoint_concurrency,
+            "Delivering events"
+        );
+        let (tx, rx) = mpsc::channel::<Settled>(SETTLE_BATCH * 4);
+        let recorder = tokio::spawn(record(self.db.clone(), rx));
+        let mut wake = self.listen().await;
+        let mut backlog_at = Instant::now() - BACKLOG_EVERY;
+        let mut attempts = tokio::task::JoinSet::new();
+        while !stop.is_cancelled() {
+            while attempts.try_join_next().is_some() {}
+            let claimed = match self.claim(Utc::now()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "Claiming event deliveries failed; trying again");
+                    Vec::new()
+                }
+            };
+            let n = claimed.len();
+            for c in claimed {
+                let this = self.clone();
+                let tx = tx.clone();
+                attempts.spawn(async move {
+                    let settled = this.attempt(c).await;
+                    this.release(settled.endpoint_id);
+                    let _ = tx.send(settled).await;
+                });
+            }
+            if backlog_at.elapsed() >= BACKLOG_EVERY {
+                backlog_at = Instant::now();
+                self.backlog().await;
+            }
+            if n >= CLAIM_LIMIT {
+                continue;
+            }
+            let pause = if n > 0 {
+                // More may be due at once for endpoints that were at their bound.
+                Duration::from_millis(20)
+            } else {
+                self.pause().await
+            };
+            let notified = async {
+                match wake.as_mut() {
+                    Some(l) => l.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.freed.notified(), if n > 0 => {}
+                ok = notified => if !ok {
+                    wake = self.listen().await;
+                },
+            }
+        }
+        while attempts.join_next().await.is_some() {}
+        drop(tx);
+        let _ = recorder.await;
+        info!("Event deliveries stopped");
+    }
+
+    /// A listener on [`shared::events::CHANNEL`]; without one the loop wakes on its timer.
+    async fn listen(&self) -> Option<sea_orm::sqlx::postgres::PgListener> {
+        let pool = self.db.get_postgres_connection_pool();
+        let listener = async {
+            let mut l = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+            l.listen(shared::events::CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(l)
+        };
+        match listener.await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!(error = %e, "Cannot listen for new events");
+                None
+            }
+        }
+    }
+
+    /// Claims what the free slots allow.
+    async fn claim(&self, now: DateTime<Utc>) -> Result<Vec<Claimed>, DbErr> {
+        let (busy_ids, busy_n, total): (Vec<i64>, Vec<i32>, usize) = {
+            let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let total = map.values().sum();
+            let (ids, ns) = map
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(id, n)| (*id, i32::try_from(*n).unwrap_or(i32::MAX)))
+                .unzip();
+            (ids, ns, total)
+        };
+        let free = self
+            .settings
+            .concurrency
+            .saturating_sub(total)
+            .min(CLAIM_LIMIT);
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let lease = self.settings.request_timeout * 2 + LEASE_MARGIN;
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                CLAIM,
+                vec![
+                    now.into(),
+                    i32::try_from(self.settings.endpoint_concurrency)
+                        .unwrap_or(i32::MAX)
+                        .into(),
+                    (free as i64).into(),
+                    busy_ids.into(),
+                    busy_n.into(),
+                    i32::try_from(lease.as_secs()).unwrap_or(i32::MAX).into(),
+                ],
+            ))
+            .await?;
+        let claimed = rows
+            .iter()
+            .map(|r| Claimed::from_row(r, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for c in &claimed {
+            *map.entry(c.endpoint_id).or_default() += 1;
+        }
+        Ok(claimed)
+    }
+
+    fn release(&self, endpoint: i64) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&endpoint);
+            }
+        }
+        drop(map);
+        self.freed.notify_one();
+    }
+
+    /// Until the next delivery is due, at most the poll interval.
+    async fn pause(&self) -> Duration {
+        let poll = self.settings.poll_interval;
+        let next = self.db.query_one_raw(stmt(NEXT_DUE, vec![])).await;
+        match next {
+            Ok(Some(row)) => match row.try_get::<Option<DateTime<Utc>>>("", "due") {
+                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default().min(poll),
+                _ => poll,
+            },
+            _ => poll,
+        }
+    }
+
+    /// Refreshes the pending and oldest-pending gauges of every enabled endpoint.
+    async fn backlog(&self) {
+        let Ok(rows) = self.db.query_all_raw(stmt(BACKLOG, vec![])).await else {
+            return;
+        };
+        let now = Utc::now();
+        for row in rows {
+            let (Ok(id), Ok(pending), Ok(oldest)) = (
+                row.try_get::<i64>("", "endpoint_id"),
+                row.try_get::<i64>("", "pending"),
+                row.try_get::<Option<DateTime<Utc>>>("", "oldest"),
+            ) else {
+                continue;
+            };
+            let endpoint = id.to_string();
+            metrics::gauge!(PENDING, "endpoint" => endpoint.clone()).set(pending as f64);
+            let age = oldest
+                .and_then(|o| (now - o).to_std().ok())
+                .unwrap_or_default();
+            metrics::gauge!(OLDEST_PENDING, "endpoint" => endpoint).set(age.as_secs_f64());
+        }
+    }
+
+    /// One signed attempt, and what follows from its answer.
+    async fn attempt(&self, c: Claimed) -> Settled {
+        let started = Instant::now();
+        let attempted_at = Utc::now();
+        let answer = self.send(&c, attempted_at).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!(ATTEMPT_DURATION).record(elapsed.as_secs_f64());
+        let next = next(
+            &answer,
+            c.attempts,
+            &self.settings.retry_schedule,
+            Utc::now(),
+        );
+        match (next, answer.status) {
+            (Next::Delivered, _) => {
+                metrics::counter!(DELIVERED).increment(1);
+                let lag = (Utc::now() - c.event_created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                metrics::histogram!(DELIVERY_LAG).record(lag.as_secs_f64());
+            }
+            (_, status) => {
+                let class = match status {
+                    Some(s) => format!("{}xx", s / 100),
+                    None if answer.refused => "refused".into(),
+                    None if answer
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("no answer")) =>
+                    {
+                        "timeout".into()
+                    }
+                    None => "connect".into(),
+                };
+                metrics::counter!(FAILED, "class" => class).increment(1);
+                if matches!(next, Next::Failed | Next::Gone) {
+                    metrics::counter!(GAVE_UP).increment(1);
+                }
+            }
+        }
+        debug!(delivery = c.id, endpoint = c.endpoint_id, status = ?answer.status, ?next, "Delivery attempt");
+        let (status, next_attempt_at) = match next {
+            Next::Delivered => ("delivered", None),
+            Next::Retry(at) => ("pending", Some(at)),
+            Next::Failed | Next::Gone => ("failed", None),
+        };
+        Settled {
+            id: c.id,
+            endpoint_id: c.endpoint_id,
+            event_id: c.event_id,
+            status,
+            next_attempt_at,
+            status_code: answer.status,
+            latency_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            response_body: answer.body,
+            error: answer.error,
+            attempted_at,
+            gone: next == Next::Gone,
+        }
+    }
+
+    /// Sends the event's stored bytes, signed at `at`, and reads the answer.
+    async fn send(&self, c: &Claimed, at: DateTime<Utc>) -> Answer {
+        let uri: http::Uri = match c.url.parse() {
+            Ok(u) => u,
+            Err(e) => return attempt::unanswered(format!("bad endpoint URL: {e}"), true),
+        };
+        if let Some(why) = guard::refused_literal(&uri, self.settings.allow_private) {
+            return attempt::unanswered(why, true);
+        }
+        let msg_id = shared::events::webhook_id(c.event_id);
+        let timestamp = at.timestamp();
+        let signature = shared::events::signature(&c.keys, &msg_id, timestamp, c.body.as_bytes());
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("lead-intake-webhooks/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(attempt::body(&c.body));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return attempt::unanswered(format!("bad request: {e}"), true),
+        };
+        let timeout = self.settings.request_timeout;
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let (parts, body) = response.into_parts();
+            let kept = attempt::read_answer(body).await;
+            Ok::<_, hyper_util::client::legacy::Error>(attempt::answered(
+                parts.status,
+                &parts.headers,
+                kept,
+            ))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => attempt::unanswered(
+                format!("no answer within {}", humantime::format_duration(timeout)),
+                false,
+            ),
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                let refused = source_is::<guard::Refused>(&e);
+                attempt::unanswered(error_chain(&e), refused)
+            }
+        }
+    }
+}
+
+/// Whether `T` is somewhere in `e`'s sources.
+fn source_is<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// An error with its sources, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+/// Writes attempts as they end, up to [`SETTLE_BATCH`] per statement, until the channel
+/// closes. A failed write is tried again; while it fails, the claims' leases keep the
+/// deliveries from being lost.
+async fn record(db: DatabaseConnection, mut rx: mpsc::Receiver<Settled>) {
+    let mut batch: Vec<Settled> = Vec::with_capacity(SETTLE_BATCH);
+    while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let mut tries = 0;
+        loop {
+            match settle(&db, &batch).await {
+                Ok(()) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    warn!(error = %e, attempts = batch.len(), "Recording delivery attempts failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    warn!(error = %e, attempts = batch.len(), "Recording delivery attempts failed; their deliveries are due again when their leases end");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn settle(db: &impl ConnectionTrait, batch: &[Settled]) -> Result<(), DbErr> {
+    let json = serde_json::to_value(batch).map_err(|e| DbErr::Json(e.to_string()))?;
+    db.execute_raw(stmt(SETTLE, vec![json.into()])).await?;
+    Ok(())
+}
+
+fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}

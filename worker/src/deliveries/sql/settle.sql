@@ -1,0 +1,42 @@
+-- Records attempts: $1 is a JSON array of {id, endpoint_id, event_id, status, next_attempt_at,
+-- status_code, latency_ms, response_body, error, attempted_at, gone}. Each delivery still
+-- pending takes its new status and due time; every attempt joins the log; an endpoint that
+-- answered 410 Gone is disabled and its other pending deliveries wait for it to be enabled.
+WITH r AS (
+    SELECT *
+    FROM jsonb_to_recordset($1::jsonb) AS x(
+        id bigint, endpoint_id bigint, event_id uuid, status text, next_attempt_at timestamptz,
+        status_code int, latency_ms int, response_body text, error text,
+        attempted_at timestamptz, gone boolean)
+), settled AS (
+    UPDATE event_deliveries d
+    SET status = r.status,
+        attempts = d.attempts + 1,
+        next_attempt_at = r.next_attempt_at,
+        last_status = r.status_code,
+        last_error = r.error,
+        delivered_at = CASE WHEN r.status = 'delivered' THEN r.attempted_at END,
+        updated_at = now()
+    FROM r
+    WHERE d.id = r.id AND d.status = 'pending'
+    RETURNING d.id
+), logged AS (
+    INSERT INTO delivery_attempts (delivery_id, endpoint_id, event_id, attempted_at,
+                                   status_code, latency_ms, response_body, error)
+    SELECT r.id, r.endpoint_id, r.event_id, r.attempted_at, r.status_code, r.latency_ms,
+           r.response_body, r.error
+    FROM r
+), gone AS (
+    UPDATE webhook_endpoints w
+    SET enabled = false,
+        disabled_reason = 'the endpoint answered 410 Gone',
+        updated_at = now()
+    WHERE w.id IN (SELECT endpoint_id FROM r WHERE r.gone) AND w.enabled
+    RETURNING w.id
+), parked AS (
+    UPDATE event_deliveries d
+    SET next_attempt_at = 'infinity', updated_at = now()
+    WHERE d.endpoint_id IN (SELECT id FROM gone) AND d.status = 'pending'
+      AND d.id NOT IN (SELECT id FROM r)
+)
+SELECT (SELECT count(*) FROM settled) AS settled, (SELECT count(*) FROM gone) AS disabled
