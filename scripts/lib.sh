@@ -81,3 +81,17 @@ ensure_toolchain() {
     cargo install cargo-nextest --locked
   fi
 }
+
+# The Standard Webhooks authors' Python library, which the event tests verify deliveries
+# with (an implementation independent of the product's signer), in target/standardwebhooks.
+ensure_standardwebhooks() {
+  local venv=target/standardwebhooks version=1.1.0
+  if [ ! -e "$venv/ready-$version" ]; then
+    log "installing standardwebhooks $version"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==$version"
+    touch "$venv/ready-$version"
+  fi
+  STANDARDWEBHOOKS_PYTHON="$PWD/$venv/bin/python"
+  export STANDARDWEBHOOKS_PYTHON
+}

@@ -6,7 +6,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
 
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 24] = [
     "accounts",
     "users",
     "api_tokens",
@@ -27,6 +27,10 @@ const TABLES: [&str; 20] = [
     "do_not_contact",
     "sequence_steps",
     "messages",
+    "webhook_endpoints",
+    "events",
+    "event_deliveries",
+    "delivery_attempts",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {
