@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 /// The outbox statement: events and their deliveries to the enabled endpoints subscribed
 /// to each, in one round trip; an event nobody subscribes to is not kept.
-const RECORD: &str = include_str!("events/record.sql");
+pub const RECORD: &str = include_str!("events/record.sql");
 
 /// The PostgreSQL notification channel that wakes the delivery loops; the outbox statement
 /// notifies it, so the loops wake when the transaction commits and not before.

@@ -466,11 +466,15 @@ async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<RelatedByCo
             });
     }
     let mut dialer: HashMap<i64, PowerdialerView> = HashMap::new();
+    // By contact id only (powerdialer_items_contact_idx), the queued one picked here: a
+    // status condition would fit the partial (account_id, contact_id) index of queued
+    // entries, which a plan made from stale statistics walks account-wide.
     for d in powerdialer_item::Entity::find()
         .filter(powerdialer_item::Column::ContactId.is_in(ids))
-        .filter(powerdialer_item::Column::Status.eq(PowerdialerStatus::Queued))
         .all(db)
         .await?
+        .into_iter()
+        .filter(|d| d.status == PowerdialerStatus::Queued)
     {
         dialer.insert(
             d.contact_id,

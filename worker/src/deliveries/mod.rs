@@ -41,7 +41,7 @@ const BACKLOG: &str = include_str!("sql/backlog.sql");
 pub const STATEMENTS: [(&str, &str); 4] = [
     ("claim", CLAIM),
     ("settle", SETTLE),
-    ("next_due", NEXT_DUE),
+    ("next_delivery_due", NEXT_DUE),
     ("backlog", BACKLOG),
 ];
 
@@ -95,6 +95,7 @@ pub fn describe() {
         "Time of one delivery attempt."
     );
     metrics::counter!(DELIVERED).increment(0);
+    metrics::counter!(GAVE_UP).increment(0);
 }
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector<guard::GuardedResolver>>;
