@@ -8,6 +8,7 @@ pub mod bulk_bench;
 pub mod chaos;
 pub mod e2e;
 pub mod env;
+pub mod events_bench;
 pub mod growth_bench;
 pub mod leads;
 pub mod load;

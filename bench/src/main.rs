@@ -7,6 +7,8 @@
 //! - `worker`: backlog drains by real worker processes vs plain SQL ([`worker_bench`]);
 //! - `growth`: a drain into an account that starts empty, its last fifth vs its first
 //!   ([`growth_bench`]);
+//! - `events`: the worker ratio with one subscribed webhook endpoint next to none, and the
+//!   delivery throughput and latency ([`events_bench`]);
 //! - `e2e`: real POSTs through receiver and workers vs the broker alone ([`e2e`]);
 //! - `speed`: speed to lead, a burst of leads at 500/s each texted at once, from the 202 to
 //!   the provider receiving the message ([`speed`]);
@@ -18,7 +20,7 @@
 
 use anyhow::Context;
 use bench::{
-    Ctx, Sizes, bulk_bench, e2e, env, growth_bench, procs, receiver_bench, report, speed,
+    Ctx, Sizes, bulk_bench, e2e, env, events_bench, growth_bench, procs, receiver_bench, report, speed,
     target_dir, worker_bench,
 };
 use clap::{Parser, ValueEnum};
@@ -29,6 +31,7 @@ use std::time::Instant;
 enum Section {
     Worker,
     Growth,
+    Events,
     E2e,
     Speed,
     Receiver,
@@ -40,6 +43,7 @@ impl Section {
         match self {
             Section::Worker => "worker",
             Section::Growth => "growth",
+            Section::Events => "events",
             Section::E2e => "e2e",
             Section::Speed => "speed",
             Section::Receiver => "receiver",
@@ -137,6 +141,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         vec![
             Section::Worker,
             Section::Growth,
+            Section::Events,
             Section::E2e,
             Section::Speed,
             Section::Receiver,
@@ -200,6 +205,9 @@ async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Repo
             Section::Growth => growth_bench::run(ctx)
                 .await
                 .map(|f| report.growth = Some(f)),
+            Section::Events => events_bench::run(ctx)
+                .await
+                .map(|f| report.events = Some(f)),
             Section::E2e => e2e::run(ctx).await.map(|f| report.e2e = Some(f)),
             Section::Speed => speed::run(ctx).await.map(|f| report.speed = Some(f)),
             Section::Receiver => receiver_bench::run(ctx)

@@ -6,6 +6,7 @@
 use crate::Sizes;
 use crate::bulk_bench::{self, BulkFigures};
 use crate::e2e::E2eFigures;
+use crate::events_bench::EventsFigures;
 use crate::growth_bench::GrowthFigures;
 use crate::procs::LogSummary;
 use crate::receiver_bench::ReceiverFigures;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub struct Report {
     pub worker: Option<WorkerFigures>,
     pub growth: Option<GrowthFigures>,
+    pub events: Option<EventsFigures>,
     pub e2e: Option<E2eFigures>,
     pub speed: Option<SpeedFigures>,
     pub receiver: Option<ReceiverFigures>,
@@ -72,6 +74,9 @@ impl Report {
         if let Some(g) = &self.growth {
             rows.extend(growth_rows(g, self.worker.as_ref()));
         }
+        if let Some(e) = &self.events {
+            rows.extend(events_rows(e));
+        }
         if let Some(e) = &self.e2e {
             rows.extend(e2e_rows(e));
         }
@@ -104,6 +109,15 @@ impl Report {
                 statuses_text(&g.drain.statuses)
             ));
         }
+        if let Some(e) = &self.events {
+            notes.push(format!(
+                "events: {} written ({}); deliveries {}; at most {} in flight to the endpoint",
+                e.events(),
+                statuses_text(&e.types),
+                statuses_text(&e.deliveries),
+                e.most_in_flight
+            ));
+        }
         if let Some(e) = &self.e2e {
             notes.extend(e2e_notes(e));
         }
@@ -132,6 +146,12 @@ impl Report {
         if let Some(g) = &self.growth {
             out.push(format!("worker growth ratio {:.3}", g.ratio()));
             out.push(format!("worker growth leads/s {:.1}", g.drain.rate()));
+        }
+        if let Some(e) = &self.events {
+            out.push(format!("worker ratio without events {:.3}", e.ratio_without()));
+            out.push(format!("worker ratio with events {:.3}", e.ratio_with()));
+            out.push(format!("events/s {:.1}", e.events_per_sec()));
+            out.push(format!("event p99 ms {:.1}", e.lag_p_ms(99.0)));
         }
         if let Some(b) = &self.bulk {
             out.push(format!("bulk leads/s {:.1}", b.bulk_leads_per_sec()));
@@ -249,6 +269,7 @@ impl Report {
             "growth": self.growth.as_ref().map(GrowthFigures::to_json),
             "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
             "speed": self.speed.as_ref().map(SpeedFigures::to_json),
+            "events": self.events.as_ref().map(EventsFigures::to_json),
             "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
             "bulk": self.bulk.as_ref().map(BulkFigures::to_json),
             "failures": self.failures.iter().map(|(s, e)| serde_json::json!({"section": s, "error": e})).collect::<Vec<_>>(),
@@ -409,6 +430,36 @@ fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// The events section's rows: the drain with an endpoint between the two without, each
+/// beside the baseline; deliveries per second and commit → delivery.
+fn events_rows(e: &EventsFigures) -> Vec<Row> {
+    let drain = |label: &str, d: &Drain| {
+        row(
+            format!("events: worker leads/s, {label}"),
+            n0(d.rate()),
+            format!("plain SQL {}", n0(e.baseline)),
+            format!("{:.3}", d.rate() / e.baseline.max(1e-9)),
+        )
+    };
+    vec![
+        drain("no endpoint (before)", &e.before),
+        drain("one endpoint, every event", &e.with),
+        drain("no endpoint (after)", &e.after),
+        row(
+            "events delivered/s (first → last received)",
+            format!("{:.1}", e.events_per_sec()),
+            format!("{} events", n0(e.received as f64)),
+            String::new(),
+        ),
+        row(
+            "event commit → delivery p50 / p99",
+            format!("{:.0} / {:.0} ms", e.lag_p_ms(50.0), e.lag_p_ms(99.0)),
+            format!("max {:.0} ms", e.lag_p_ms(100.0)),
+            String::new(),
+        ),
+    ]
 }
 
 /// The speed section's rows: 202 → message beside its enrollment → message part, the

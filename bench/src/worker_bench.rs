@@ -126,7 +126,7 @@ impl WorkerFigures {
 
 /// A fresh database with `contacts` pre-seeded contacts of the first account; the second
 /// account is the baseline's.
-async fn database(ctx: &Ctx, contacts: u64) -> anyhow::Result<(BenchDb, Catalogs, Catalogs)> {
+pub(crate) async fn database(ctx: &Ctx, contacts: u64) -> anyhow::Result<(BenchDb, Catalogs, Catalogs)> {
     let db = ctx.janitor.database().await?;
     eprintln!("bench: database {} with {contacts} contacts", db.name);
     let first = seed::account(&db.conn, "Bench").await?;
@@ -252,7 +252,7 @@ async fn written(
 }
 
 /// The baseline must have written one intake per lead, or its rate means nothing.
-async fn check_baseline(db: &BenchDb, c: &Catalogs, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn check_baseline(db: &BenchDb, c: &Catalogs, n: usize) -> anyhow::Result<()> {
     let written = seed::scalar_i64(
         &db.conn,
         "SELECT count(*) FROM lead_intakes WHERE account_id = $1 AND received_at > now() - interval '1 day'",
@@ -382,6 +382,27 @@ pub(crate) async fn drain(
     label: &str,
     contacts: u64,
 ) -> anyhow::Result<Drain> {
+    let none: Option<std::future::Ready<anyhow::Result<()>>> = None;
+    drain_with(ctx, db, messages, processes, label, contacts, &[], none).await
+}
+
+/// [`drain`] with `extra` in each worker's environment; `linger`, when given, runs after
+/// the last lead's commit (and after the drain's CPU figures are taken) while the workers
+/// still run, e.g. until their delivery loops are done.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn drain_with<F>(
+    ctx: &Ctx,
+    db: &BenchDb,
+    messages: &[IntakeMessage],
+    processes: usize,
+    label: &str,
+    contacts: u64,
+    extra: &[(String, String)],
+    linger: Option<F>,
+) -> anyhow::Result<Drain>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
     let delays = default_retry_delays();
     let prefixes = ctx.janitor.prefixes(&delays);
     let topology = Topology::new(&prefixes.amqp, &delays);
@@ -393,7 +414,7 @@ pub(crate) async fn drain(
     );
     let sys0 = SystemCpu::sample();
     let started_at = Utc::now();
-    let mut workers = start_workers(ctx, db, &prefixes, processes, label).await?;
+    let mut workers = start_workers_with(ctx, db, &prefixes, processes, label, extra).await?;
     let scraped = wait_finished(
         &mut workers,
         messages.len() as f64,
@@ -406,6 +427,9 @@ pub(crate) async fn drain(
     let mut per_process = Vec::with_capacity(workers.len());
     for w in &workers {
         per_process.push((w.stats()?, procs::counters(w.addr).await?));
+    }
+    if let Some(linger) = linger {
+        linger.await?;
     }
     let mut logs = Vec::new();
     for w in workers {
