@@ -13,7 +13,7 @@
 
 pub mod admin;
 pub mod cli;
-pub(crate) mod dlq;
+pub mod dlq;
 pub mod dnc_cli;
 pub mod import;
 pub mod messaging_cli;

@@ -1427,3 +1427,77 @@ async fn sequences_get_steps_and_lines_get_sending_numbers() {
         "sequence 999999 not found",
     );
 }
+
+#[tokio::test]
+async fn webhook_endpoints_show_their_secret_once_and_are_managed_by_id() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    let added = json(
+        &db,
+        &[
+            "webhook",
+            "add",
+            "--account",
+            &acc,
+            "--url",
+            "https://crm.example.com/hooks",
+            "--events",
+            "lead.processed,contact.created",
+        ],
+    );
+    let secret = added["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(
+        added["events"],
+        serde_json::json!(["lead.processed", "contact.created"])
+    );
+    assert_eq!(added["enabled"], true);
+    let w = id(&added);
+
+    let list = json_object(&db, &["webhook", "list", "--account", &acc]);
+    assert_eq!(list["endpoints"].as_array().expect("list").len(), 1);
+    assert!(!list.to_string().contains(&secret), "list never shows the secret");
+
+    let disabled = json(&db, &["webhook", "disable", &w]);
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["disabled_reason"], "disabled by an operator");
+    assert_eq!(json(&db, &["webhook", "enable", &w])["enabled"], true);
+
+    let rotated = json(&db, &["webhook", "rotate-secret", &w]);
+    let new = rotated["secret"].as_str().expect("secret");
+    assert!(new.starts_with("whsec_") && new != secret);
+    assert!(rotated["previous_secret_until"].is_string());
+
+    assert_eq!(
+        json(&db, &["webhook", "attempts", &w])["attempts"],
+        serde_json::json!([])
+    );
+    let replay = json(
+        &db,
+        &["webhook", "replay", &w, "--since", "2h", "--failed-only", "--dry-run"],
+    );
+    assert_eq!((replay["matched"].as_i64(), replay["dry_run"].as_bool()), (Some(0), Some(true)));
+
+    // Human output shows the secret at creation only.
+    let out = leadctl(
+        &db,
+        &["webhook", "add", "--account", &acc, "--url", "http://10.0.0.5/in"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Signing secret (shown once): whsec_"));
+
+    fails(
+        &db,
+        &["webhook", "add", "--account", &acc, "--url", "https://x.example/", "--events", "lead.done"],
+        "unknown type \"lead.done\"",
+    );
+    fails(
+        &db,
+        &["webhook", "add", "--account", &acc, "--url", "ftp://x.example/"],
+        "the scheme must be http or https",
+    );
+    fails(&db, &["webhook", "replay", &w, "--since", "yesterday"], "neither an RFC 3339 time");
+    fails(&db, &["webhook", "attempts", &w, "--event", "msg_x"], "is not an event id");
+    assert_eq!(json(&db, &["webhook", "remove", &w])["url"], "https://crm.example.com/hooks");
+    fails(&db, &["webhook", "disable", &w], &format!("webhook endpoint {w} not found"));
+}

@@ -10,6 +10,8 @@
 //!   declarations, and its Markdown rendering.
 //! - [`sources`]: the lead sources: the single intake endpoint (and the steps every
 //!   single-lead source shares), bulk, Google Ads, validate.
+//! - [`console`]: the console (§12): web pages for an account's people at `/console`,
+//!   signed in with an API token.
 //! - [`read`]: the read API (intake statuses, the account's contacts) and the
 //!   account-scoped read model behind it.
 //! - [`web`]: HTTP plumbing: the accept loop, route matching, reading requests, errors, the
@@ -23,6 +25,7 @@
 
 pub mod admission;
 pub(crate) mod app;
+pub(crate) mod console;
 pub(crate) mod infra;
 pub mod openapi;
 pub mod read;

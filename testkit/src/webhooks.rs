@@ -157,6 +157,11 @@ impl WebhookReceiver {
         self.lock().got.len()
     }
 
+    /// Requests received and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
     /// The most requests it was answering at once.
     pub fn most_in_flight(&self) -> usize {
         self.lock().most_in_flight

@@ -22,9 +22,14 @@
 //! - `message-kill`: a burst of leads each texted at once (§10) through a provider that
 //!   answers after 200–500 ms, every worker killed with kill -9 while sends are in flight,
 //!   three times: each lead's first step is `sent` exactly once, and the provider got each
-//!   step's idempotency key and no number twice ([`messages`]).
+//!   step's idempotency key and no number twice ([`messages`]);
+//! - `event-kill`: a burst through an account with a webhook endpoint that answers after
+//!   100 ms, every worker killed with kill -9 while deliveries are in flight, three times:
+//!   each finished intake has exactly its events, none for work that did not commit, and
+//!   every event reached the endpoint with its stored bytes ([`events`]).
 
 pub mod client;
+pub mod events;
 pub mod fleet;
 pub mod messages;
 pub mod reconcile;
@@ -54,10 +59,11 @@ pub enum Scenario {
     Backlog,
     DlqReplay,
     MessageKill,
+    EventKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::WorkerKill,
         Scenario::ReceiverKill,
         Scenario::RabbitmqRestart,
@@ -67,6 +73,7 @@ impl Scenario {
         Scenario::Backlog,
         Scenario::DlqReplay,
         Scenario::MessageKill,
+        Scenario::EventKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +87,7 @@ impl Scenario {
             Scenario::Backlog => "backlog",
             Scenario::DlqReplay => "dlq-replay",
             Scenario::MessageKill => "message-kill ×3",
+            Scenario::EventKill => "event-kill ×3",
         }
     }
 }
@@ -188,6 +196,7 @@ async fn scenario(
         Scenario::Backlog => backlog(ctx, sizes).await,
         Scenario::DlqReplay => dlq_replay(ctx, sizes).await,
         Scenario::MessageKill => messages::kill_while_sending(ctx, sizes).await,
+        Scenario::EventKill => events::kill_while_delivering(ctx, sizes).await,
         _ => faulted_burst(ctx, sizes, services, s).await,
     }
 }

@@ -50,6 +50,9 @@ pub static ROUTES: &[Route<Endpoint>] = &[
 
 /// Answers `req` from `peer`.
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if crate::console::owns(req.uri().path()) {
+        return crate::console::handle(state, req, peer).await;
+    }
     let (route, response) = routes::answer(ROUTES, req, |endpoint, req, param| {
         dispatch(state, req, peer, endpoint, param)
     })

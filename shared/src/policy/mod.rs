@@ -164,6 +164,19 @@ pub enum Reason {
     UnknownLocalTime,
 }
 
+impl Reason {
+    /// The wire name (`dnc`, `no_consent`, `outside_hours`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dnc => "dnc",
+            Reason::NoConsent => "no_consent",
+            Reason::OutsideHours => "outside_hours",
+            Reason::FrequencyCap => "frequency_cap",
+            Reason::UnknownLocalTime => "unknown_local_time",
+        }
+    }
+}
+
 /// The `rule` of a verdict decided by the do-not-contact list.
 pub const DNC_RULE: &str = "do-not-contact";
 /// The `rule` of a verdict decided by the account's consent requirement.

@@ -22,7 +22,9 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
+};
 use shared::config::WebhookSettings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,8 @@ const CLAIM: &str = include_str!("sql/claim.sql");
 const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
+/// The delivery loop's own transactions do not wait for the WAL flush (see [`settle`]).
+const RELAXED: &str = "SET LOCAL synchronous_commit = off";
 
 /// The statements of the delivery loop, by name, for the plan checks of the tests.
 pub const STATEMENTS: [(&str, &str); 4] = [
@@ -59,8 +63,12 @@ const CLAIM_LIMIT: usize = 500;
 const SETTLE_BATCH: usize = 500;
 /// How often the backlog gauges are refreshed.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
-/// How long a claim holds a delivery: twice the request timeout and this margin, time
-/// enough for the attempt and its record; after it the delivery is due again.
+/// Deliveries claimed for one endpoint at most, as a multiple of its concurrency: a fast
+/// endpoint's next requests are at hand when one ends, without a claim in between.
+const CLAIM_AHEAD: usize = 4;
+/// How long a claim holds a delivery: enough for the rounds of requests ahead of it
+/// ([`CLAIM_AHEAD`]) and one more, and this margin for its record; after it the delivery is
+/// due again.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Describes the delivery loop's metrics.
@@ -160,8 +168,10 @@ pub struct Dispatcher {
     db: DatabaseConnection,
     client: Client<HttpsConnector, Full<bytes::Bytes>>,
     settings: WebhookSettings,
-    /// Deliveries in flight, per endpoint.
+    /// Deliveries claimed and not yet settled, per endpoint.
     in_flight: Arc<Mutex<HashMap<i64, usize>>>,
+    /// Per endpoint, the permits of its requests in flight.
+    gates: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Semaphore>>>>,
     /// Signalled when an attempt ends, so a loop waiting for free slots looks again.
     freed: Arc<Notify>,
 }
@@ -195,6 +205,7 @@ impl Dispatcher {
                 .build(tls),
             settings: settings.clone(),
             in_flight: Arc::default(),
+            gates: Arc::default(),
             freed: Arc::default(),
         }
     }
@@ -301,14 +312,17 @@ impl Dispatcher {
         if free == 0 {
             return Ok(Vec::new());
         }
-        let lease = self.settings.request_timeout * 2 + LEASE_MARGIN;
-        let rows = self
-            .db
+        let lease = self.settings.request_timeout * (CLAIM_AHEAD as u32 + 1) + LEASE_MARGIN;
+        // A claim lost in a crash only makes its deliveries due again at once: no need to
+        // wait for the WAL flush.
+        let txn = self.db.begin().await?;
+        txn.execute_raw(stmt(RELAXED, vec![])).await?;
+        let rows = txn
             .query_all_raw(stmt(
                 CLAIM,
                 vec![
                     now.into(),
-                    i32::try_from(self.settings.endpoint_concurrency)
+                    i32::try_from(self.settings.endpoint_concurrency * CLAIM_AHEAD)
                         .unwrap_or(i32::MAX)
                         .into(),
                     (free as i64).into(),
@@ -318,6 +332,7 @@ impl Dispatcher {
                 ],
             ))
             .await?;
+        txn.commit().await?;
         let claimed = rows
             .iter()
             .map(|r| Claimed::from_row(r, now))
@@ -377,8 +392,24 @@ impl Dispatcher {
         }
     }
 
-    /// One signed attempt, and what follows from its answer.
+    /// The gate of `endpoint`: at most `WEBHOOKS__ENDPOINT_CONCURRENCY` requests at once.
+    fn gate(&self, endpoint: i64) -> Arc<tokio::sync::Semaphore> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates
+            .entry(endpoint)
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.settings.endpoint_concurrency,
+                ))
+            })
+            .clone()
+    }
+
+    /// One signed attempt, when its endpoint has a free slot, and what follows from its
+    /// answer.
     async fn attempt(&self, c: Claimed) -> Settled {
+        let gate = self.gate(c.endpoint_id);
+        let _slot = gate.acquire().await;
         let started = Instant::now();
         let attempted_at = Utc::now();
         let answer = self.send(&c, attempted_at).await;
@@ -540,10 +571,15 @@ async fn record(db: DatabaseConnection, mut rx: mpsc::Receiver<Settled>) {
     }
 }
 
-async fn settle(db: &impl ConnectionTrait, batch: &[Settled]) -> Result<(), DbErr> {
+/// Records `batch`. A record lost in a crash leaves its delivery pending, to be sent again
+/// with the same `webhook-id` when its lease ends: at least once either way, so the commit
+/// does not wait for the WAL flush.
+async fn settle(db: &DatabaseConnection, batch: &[Settled]) -> Result<(), DbErr> {
     let json = serde_json::to_value(batch).map_err(|e| DbErr::Json(e.to_string()))?;
-    db.execute_raw(stmt(SETTLE, vec![json.into()])).await?;
-    Ok(())
+    let txn = db.begin().await?;
+    txn.execute_raw(stmt(RELAXED, vec![])).await?;
+    txn.execute_raw(stmt(SETTLE, vec![json.into()])).await?;
+    txn.commit().await
 }
 
 fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
