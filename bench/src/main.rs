@@ -20,8 +20,8 @@
 
 use anyhow::Context;
 use bench::{
-    Ctx, Sizes, bulk_bench, e2e, env, events_bench, growth_bench, procs, receiver_bench, report, speed,
-    target_dir, worker_bench,
+    Ctx, Sizes, bulk_bench, e2e, env, events_bench, growth_bench, procs, receiver_bench, report,
+    speed, target_dir, worker_bench,
 };
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;

@@ -148,7 +148,10 @@ impl Report {
             out.push(format!("worker growth leads/s {:.1}", g.drain.rate()));
         }
         if let Some(e) = &self.events {
-            out.push(format!("worker ratio without events {:.3}", e.ratio_without()));
+            out.push(format!(
+                "worker ratio without events {:.3}",
+                e.ratio_without()
+            ));
             out.push(format!("worker ratio with events {:.3}", e.ratio_with()));
             out.push(format!("events/s {:.1}", e.events_per_sec()));
             out.push(format!("event p99 ms {:.1}", e.lag_p_ms(99.0)));

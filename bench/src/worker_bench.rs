@@ -126,7 +126,10 @@ impl WorkerFigures {
 
 /// A fresh database with `contacts` pre-seeded contacts of the first account; the second
 /// account is the baseline's.
-pub(crate) async fn database(ctx: &Ctx, contacts: u64) -> anyhow::Result<(BenchDb, Catalogs, Catalogs)> {
+pub(crate) async fn database(
+    ctx: &Ctx,
+    contacts: u64,
+) -> anyhow::Result<(BenchDb, Catalogs, Catalogs)> {
     let db = ctx.janitor.database().await?;
     eprintln!("bench: database {} with {contacts} contacts", db.name);
     let first = seed::account(&db.conn, "Bench").await?;

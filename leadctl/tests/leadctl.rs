@@ -1456,7 +1456,10 @@ async fn webhook_endpoints_show_their_secret_once_and_are_managed_by_id() {
 
     let list = json_object(&db, &["webhook", "list", "--account", &acc]);
     assert_eq!(list["endpoints"].as_array().expect("list").len(), 1);
-    assert!(!list.to_string().contains(&secret), "list never shows the secret");
+    assert!(
+        !list.to_string().contains(&secret),
+        "list never shows the secret"
+    );
 
     let disabled = json(&db, &["webhook", "disable", &w]);
     assert_eq!(disabled["enabled"], false);
@@ -1474,30 +1477,79 @@ async fn webhook_endpoints_show_their_secret_once_and_are_managed_by_id() {
     );
     let replay = json(
         &db,
-        &["webhook", "replay", &w, "--since", "2h", "--failed-only", "--dry-run"],
+        &[
+            "webhook",
+            "replay",
+            &w,
+            "--since",
+            "2h",
+            "--failed-only",
+            "--dry-run",
+        ],
     );
-    assert_eq!((replay["matched"].as_i64(), replay["dry_run"].as_bool()), (Some(0), Some(true)));
+    assert_eq!(
+        (replay["matched"].as_i64(), replay["dry_run"].as_bool()),
+        (Some(0), Some(true))
+    );
 
     // Human output shows the secret at creation only.
     let out = leadctl(
         &db,
-        &["webhook", "add", "--account", &acc, "--url", "http://10.0.0.5/in"],
+        &[
+            "webhook",
+            "add",
+            "--account",
+            &acc,
+            "--url",
+            "http://10.0.0.5/in",
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("Signing secret (shown once): whsec_"));
 
     fails(
         &db,
-        &["webhook", "add", "--account", &acc, "--url", "https://x.example/", "--events", "lead.done"],
+        &[
+            "webhook",
+            "add",
+            "--account",
+            &acc,
+            "--url",
+            "https://x.example/",
+            "--events",
+            "lead.done",
+        ],
         "unknown type \"lead.done\"",
     );
     fails(
         &db,
-        &["webhook", "add", "--account", &acc, "--url", "ftp://x.example/"],
+        &[
+            "webhook",
+            "add",
+            "--account",
+            &acc,
+            "--url",
+            "ftp://x.example/",
+        ],
         "the scheme must be http or https",
     );
-    fails(&db, &["webhook", "replay", &w, "--since", "yesterday"], "neither an RFC 3339 time");
-    fails(&db, &["webhook", "attempts", &w, "--event", "msg_x"], "is not an event id");
-    assert_eq!(json(&db, &["webhook", "remove", &w])["url"], "https://crm.example.com/hooks");
-    fails(&db, &["webhook", "disable", &w], &format!("webhook endpoint {w} not found"));
+    fails(
+        &db,
+        &["webhook", "replay", &w, "--since", "yesterday"],
+        "neither an RFC 3339 time",
+    );
+    fails(
+        &db,
+        &["webhook", "attempts", &w, "--event", "msg_x"],
+        "is not an event id",
+    );
+    assert_eq!(
+        json(&db, &["webhook", "remove", &w])["url"],
+        "https://crm.example.com/hooks"
+    );
+    fails(
+        &db,
+        &["webhook", "disable", &w],
+        &format!("webhook endpoint {w} not found"),
+    );
 }

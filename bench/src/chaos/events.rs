@@ -71,7 +71,10 @@ pub async fn kill_while_delivering(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<R
         stage.tick()?;
         let in_flight = endpoint.in_flight();
         for w in &mut stage.workers {
-            eprintln!("chaos: kill -9 {} with {in_flight} deliveries in flight", w.name);
+            eprintln!(
+                "chaos: kill -9 {} with {in_flight} deliveries in flight",
+                w.name
+            );
             w.kill().await?;
         }
         for w in &mut stage.workers {
@@ -84,9 +87,13 @@ pub async fn kill_while_delivering(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<R
     }
     let result = burst.finish().await?;
     let ids: Vec<Uuid> = result.intake_ids.iter().flatten().copied().collect();
-    super::reconcile::wait_finished(&stage.db, &ids, Duration::from_secs(60), finish_limit, || {
-        tick(&mut stage.receiver, &mut stage.workers)
-    })
+    super::reconcile::wait_finished(
+        &stage.db,
+        &ids,
+        Duration::from_secs(60),
+        finish_limit,
+        || tick(&mut stage.receiver, &mut stage.workers),
+    )
     .await?;
     let t = Instant::now();
     wait_delivered(&mut stage, finish_limit).await?;
@@ -200,7 +207,9 @@ async fn check(
         c.events += 1;
         match intake {
             Some(i) => *per_intake.entry((i, kind)).or_default() += 1,
-            None => c.failures.push(format!("event {id} ({kind}) has no intake")),
+            None => c
+                .failures
+                .push(format!("event {id} ({kind}) has no intake")),
         }
     }
     let finished = ["created", "updated", "merged", "duplicate"];
@@ -215,14 +224,18 @@ async fn check(
             want.push("contact.created");
         }
         for kind in want {
-            match per_intake.get(&(*id, kind.to_owned())).copied().unwrap_or(0) {
+            match per_intake
+                .get(&(*id, kind.to_owned()))
+                .copied()
+                .unwrap_or(0)
+            {
                 1 => {}
                 0 => missing.push(format!("{id} {kind}")),
                 n => doubled.push(format!("{id} {kind} ×{n}")),
             }
         }
     }
-    for ((intake, kind), _) in &per_intake {
+    for (intake, kind) in per_intake.keys() {
         if !status
             .get(intake)
             .is_some_and(|s| finished.contains(&s.as_str()))
@@ -233,7 +246,10 @@ async fn check(
     for (what, list) in [
         ("events missing (lost)", &missing),
         ("events written twice", &doubled),
-        ("events for intakes that did not finish (invented)", &invented),
+        (
+            "events for intakes that did not finish (invented)",
+            &invented,
+        ),
     ] {
         if !list.is_empty() {
             c.failures

@@ -64,7 +64,11 @@ static ROUTES: &[Route<Page>] = &[
     Route::new("GET", "/console/leads/{id}", Page::Lead),
     Route::new("GET", "/console/contacts/{id}", Page::Contact),
     Route::new("GET", "/console/dead-letters", Page::DeadLetters),
-    Route::new("POST", "/console/dead-letters/replay", Page::DeadLetterReplay),
+    Route::new(
+        "POST",
+        "/console/dead-letters/replay",
+        Page::DeadLetterReplay,
+    ),
     Route::new("GET", "/console/webhooks", Page::Webhooks),
     Route::new("GET", "/console/webhooks/{id}", Page::Webhook),
     Route::new("POST", "/console/webhooks/{id}/replay", Page::WebhookReplay),
@@ -190,8 +194,7 @@ async fn dispatch(
             | Page::TokenRevoke
     );
     if posts
-        && !(session::same_origin(&input.headers)
-            && session::csrf_ok(&session, input.form("csrf")))
+        && !(session::same_origin(&input.headers) && session::csrf_ok(&session, input.form("csrf")))
     {
         return page_error(
             StatusCode::FORBIDDEN,
@@ -209,7 +212,10 @@ async fn dispatch(
             session::delete(state, &input.headers).await;
             redirect(
                 "/console",
-                Some(session::set_cookie(None, session::behind_tls(&input.headers))),
+                Some(session::set_cookie(
+                    None,
+                    session::behind_tls(&input.headers),
+                )),
             )
         }
         Page::Live => views::live(&ctx).await,

@@ -89,7 +89,10 @@ pub async fn create(
 }
 
 /// The session of the request's cookie, if it is valid and its token still is.
-pub async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, StoreUnavailable> {
+pub async fn load(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, StoreUnavailable> {
     let Some(id) = cookie(headers) else {
         return Ok(None);
     };
@@ -186,7 +189,10 @@ pub fn csrf_ok(session: &Session, sent: Option<&str>) -> bool {
 /// A change must come from a page of this origin: a cross-site `Origin` is refused even
 /// before the CSRF token is compared (browsers send it on every POST).
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true;
     };
     let host = headers
@@ -207,12 +213,17 @@ mod tests {
     #[test]
     fn the_cookie_is_http_only_strict_and_scoped_to_the_console() {
         let c = set_cookie(Some("abc"), false);
-        assert!(c.starts_with("li_console=abc; Path=/console; HttpOnly; SameSite=Strict; Max-Age=43200"));
+        assert!(c.starts_with(
+            "li_console=abc; Path=/console; HttpOnly; SameSite=Strict; Max-Age=43200"
+        ));
         assert!(!c.contains("Secure"));
         assert!(set_cookie(Some("abc"), true).ends_with("; Secure"));
         assert!(set_cookie(None, false).contains("Max-Age=0"));
         let mut h = HeaderMap::new();
-        h.insert(hyper::header::COOKIE, "a=1; li_console=xyz; b=2".parse().expect("v"));
+        h.insert(
+            hyper::header::COOKIE,
+            "a=1; li_console=xyz; b=2".parse().expect("v"),
+        );
         assert_eq!(cookie(&h).as_deref(), Some("xyz"));
     }
 
@@ -232,9 +243,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(hyper::header::HOST, "127.0.0.1:8080".parse().expect("v"));
         assert!(same_origin(&h));
-        h.insert(hyper::header::ORIGIN, "http://127.0.0.1:8080".parse().expect("v"));
+        h.insert(
+            hyper::header::ORIGIN,
+            "http://127.0.0.1:8080".parse().expect("v"),
+        );
         assert!(same_origin(&h));
-        h.insert(hyper::header::ORIGIN, "https://evil.example".parse().expect("v"));
+        h.insert(
+            hyper::header::ORIGIN,
+            "https://evil.example".parse().expect("v"),
+        );
         assert!(!same_origin(&h));
     }
 }

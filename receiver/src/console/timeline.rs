@@ -133,13 +133,22 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
     if !warnings.is_empty() {
         let list: String = warnings
             .iter()
-            .map(|w| format!("<li><code>{}</code>: {}</li>", esc(&w.field), esc(&w.message)))
+            .map(|w| {
+                format!(
+                    "<li><code>{}</code>: {}</li>",
+                    esc(&w.field),
+                    esc(&w.message)
+                )
+            })
             .collect();
         push(
             done,
             2,
             "checks",
-            format!("{} field(s) could not be honoured (the lead was still saved)", warnings.len()),
+            format!(
+                "{} field(s) could not be honoured (the lead was still saved)",
+                warnings.len()
+            ),
             format!("<ul>{list}</ul>"),
         );
     }
@@ -174,7 +183,11 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
                 "No contact of the account has {}: {} was created{}.",
                 esc(&phone),
                 contact_link(c),
-                if given.is_empty() { String::new() } else { format!(" with {}", esc(&given.join(", "))) }
+                if given.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", esc(&given.join(", ")))
+                }
             ),
         ),
         ("updated" | "merged" | "duplicate", Some(c)) => {
@@ -192,8 +205,19 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
                     "{} already has the number {}, so the lead went to it: {how}.<br>Changed: {}.<br>Left as they were: {}.",
                     contact_link(c),
                     esc(&phone),
-                    if changed.is_empty() { "none".into() } else { esc(&changed.join(", ")) },
-                    if left.is_empty() { "none".into() } else { format!("{} (the contact had values; send force_update to overwrite)", esc(&left.join(", "))) },
+                    if changed.is_empty() {
+                        "none".into()
+                    } else {
+                        esc(&changed.join(", "))
+                    },
+                    if left.is_empty() {
+                        "none".into()
+                    } else {
+                        format!(
+                            "{} (the contact had values; send force_update to overwrite)",
+                            esc(&left.join(", "))
+                        )
+                    },
                 ),
             );
         }
@@ -202,43 +226,102 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
     for (n, a) in actions.iter().enumerate() {
         let order = 4 + u32::try_from(n).unwrap_or(0);
         let (kind, title, detail) = match a {
-            Action::OwnerAssigned { user_id } => ("owner", format!("Owner: user {user_id}"), "Assigned by the lead's user_id.".to_owned()),
-            Action::RingGroupDistributed { ring_group_id, user_id } => (
+            Action::OwnerAssigned { user_id } => (
+                "owner",
+                format!("Owner: user {user_id}"),
+                "Assigned by the lead's user_id.".to_owned(),
+            ),
+            Action::RingGroupDistributed {
+                ring_group_id,
+                user_id,
+            } => (
                 "owner",
                 format!("Distributed to user {user_id}"),
-                format!("Ring group {ring_group_id} chose user {user_id} (round robin among its members)."),
+                format!(
+                    "Ring group {ring_group_id} chose user {user_id} (round robin among its members)."
+                ),
             ),
-            Action::PolicyBlocked { channel, reason, rule, next_allowed_at } => (
+            Action::PolicyBlocked {
+                channel,
+                reason,
+                rule,
+                next_allowed_at,
+            } => (
                 "policy",
-                format!("Contact policy: {} blocked ({})", channel.as_str(), reason.as_str().replace('_', " ")),
+                format!(
+                    "Contact policy: {} blocked ({})",
+                    channel.as_str(),
+                    reason.as_str().replace('_', " ")
+                ),
                 format!(
                     "Rule {}.{}",
                     esc(rule),
-                    next_allowed_at.map(|t| format!(" Next allowed at {}.", time(t))).unwrap_or_else(|| " Not allowed until the cause changes.".into())
+                    next_allowed_at
+                        .map(|t| format!(" Next allowed at {}.", time(t)))
+                        .unwrap_or_else(|| " Not allowed until the cause changes.".into())
                 ),
             ),
-            Action::PowerdialerAdded { user_id, position, not_before } => (
+            Action::PowerdialerAdded {
+                user_id,
+                position,
+                not_before,
+            } => (
                 "dialer",
                 format!("Queued on user {user_id}'s PowerDialer"),
                 format!(
                     "At the {} of the list{}.",
-                    match position { shared::lead::PowerdialerPosition::Top => "top", shared::lead::PowerdialerPosition::Bottom => "bottom" },
-                    not_before.map(|t| format!(", dialed from {} (the contact's calling window)", time(t))).unwrap_or_default()
+                    match position {
+                        shared::lead::PowerdialerPosition::Top => "top",
+                        shared::lead::PowerdialerPosition::Bottom => "bottom",
+                    },
+                    not_before
+                        .map(|t| format!(
+                            ", dialed from {} (the contact's calling window)",
+                            time(t)
+                        ))
+                        .unwrap_or_default()
                 ),
             ),
             Action::ConsentRecorded { channels } => (
                 "policy",
                 "Consent recorded".into(),
-                format!("For {}.", channels.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "For {}.",
+                    channels
+                        .iter()
+                        .map(|c| format!("{c:?}").to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ),
-            Action::SequenceEnrolled { sequence_id } => ("sequence", format!("Enrolled in sequence {sequence_id}"), "Its first step was scheduled in the same transaction.".into()),
-            Action::SequenceDisenrolled { sequence_id } => ("sequence", format!("Left sequence {sequence_id}"), "Its pending steps were cancelled.".into()),
+            Action::SequenceEnrolled { sequence_id } => (
+                "sequence",
+                format!("Enrolled in sequence {sequence_id}"),
+                "Its first step was scheduled in the same transaction.".into(),
+            ),
+            Action::SequenceDisenrolled { sequence_id } => (
+                "sequence",
+                format!("Left sequence {sequence_id}"),
+                "Its pending steps were cancelled.".into(),
+            ),
             Action::TagAdded { tag_id } => ("other", format!("Tag {tag_id} added"), String::new()),
             Action::LineSet { line_id } => ("other", format!("Line {line_id} set"), String::new()),
-            Action::DispositionSet { disposition_status_id } => ("other", format!("Disposition {disposition_status_id} set"), String::new()),
+            Action::DispositionSet {
+                disposition_status_id,
+            } => (
+                "other",
+                format!("Disposition {disposition_status_id} set"),
+                String::new(),
+            ),
             Action::NoteAdded => ("other", "Note added".into(), String::new()),
-            Action::PhoneNumberAdded { phone_number } => ("other", format!("Number {} added", esc(phone_number)), String::new()),
-            Action::ContactCreated { .. } | Action::ContactUpdated { .. } | Action::ContactMerged { .. } => continue,
+            Action::PhoneNumberAdded { phone_number } => (
+                "other",
+                format!("Number {} added", esc(phone_number)),
+                String::new(),
+            ),
+            Action::ContactCreated { .. }
+            | Action::ContactUpdated { .. }
+            | Action::ContactMerged { .. } => continue,
         };
         push(done, order, kind, title, detail);
     }
@@ -368,7 +451,10 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
             95,
             "retry",
             format!("Replayed from the dead-letter queue ({n}×)"),
-            format!("By {}.", esc(replayed_by.as_deref().unwrap_or("an operator"))),
+            format!(
+                "By {}.",
+                esc(replayed_by.as_deref().unwrap_or("an operator"))
+            ),
         );
     }
     steps.sort_by(|a, b| a.at.cmp(&b.at).then(a.order.cmp(&b.order)));
@@ -400,7 +486,12 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
 }
 
 /// The one-line answer to "why was this lead (not) called?".
-fn called(status: &str, actions: &[Action], payload: &serde_json::Value, error: Option<&str>) -> String {
+fn called(
+    status: &str,
+    actions: &[Action],
+    payload: &serde_json::Value,
+    error: Option<&str>,
+) -> String {
     if status == "dead_lettered" {
         return format!(
             "No: it was never processed; it was dead-lettered ({}).",
@@ -411,7 +502,12 @@ fn called(status: &str, actions: &[Action], payload: &serde_json::Value, error: 
         return "Not yet: the lead is still waiting for a worker.".into();
     }
     for a in actions {
-        if let Action::PowerdialerAdded { user_id, not_before, .. } = a {
+        if let Action::PowerdialerAdded {
+            user_id,
+            not_before,
+            ..
+        } = a
+        {
             return match not_before {
                 Some(t) => format!(
                     "Queued on user {user_id}'s PowerDialer, to be dialed from {} (outside the calling window until then).",
@@ -422,7 +518,12 @@ fn called(status: &str, actions: &[Action], payload: &serde_json::Value, error: 
         }
     }
     for a in actions {
-        if let Action::PolicyBlocked { channel, reason, rule, next_allowed_at } = a
+        if let Action::PolicyBlocked {
+            channel,
+            reason,
+            rule,
+            next_allowed_at,
+        } = a
             && *channel == shared::policy::Channel::Call
         {
             return format!(
@@ -439,7 +540,8 @@ fn called(status: &str, actions: &[Action], payload: &serde_json::Value, error: 
         .get("add_to_powerdialer")
         .is_some_and(|v| v == true || v == "true" || v == "1");
     if asked {
-        "No: the PowerDialer was asked for but no owner could take the lead (see the warnings).".into()
+        "No: the PowerDialer was asked for but no owner could take the lead (see the warnings)."
+            .into()
     } else {
         "No: the lead did not ask for the PowerDialer (add_to_powerdialer).".into()
     }

@@ -30,7 +30,10 @@ async fn rows(
 /// `POST /console/sign-in`: a token for a session.
 pub(super) async fn sign_in(state: &AppState, input: &Input, peer: SocketAddr) -> Response<Body> {
     if !session::same_origin(&input.headers) {
-        return super::page_error(StatusCode::FORBIDDEN, "Sign in from the console's own page.");
+        return super::page_error(
+            StatusCode::FORBIDDEN,
+            "Sign in from the console's own page.",
+        );
     }
     let token = input.form("token").map(str::to_owned);
     let principal =
@@ -64,7 +67,10 @@ pub(super) async fn sign_in(state: &AppState, input: &Input, peer: SocketAddr) -
     )
     .await
     .ok()
-    .and_then(|r| r.first().and_then(|r| r.try_get::<String>("", "label").ok()))
+    .and_then(|r| {
+        r.first()
+            .and_then(|r| r.try_get::<String>("", "label").ok())
+    })
     .unwrap_or_else(|| format!("token {}", principal.token_id));
     match session::create(
         state,
@@ -77,7 +83,10 @@ pub(super) async fn sign_in(state: &AppState, input: &Input, peer: SocketAddr) -
     {
         Ok(id) => super::redirect(
             "/console",
-            Some(session::set_cookie(Some(&id), session::behind_tls(&input.headers))),
+            Some(session::set_cookie(
+                Some(&id),
+                session::behind_tls(&input.headers),
+            )),
         ),
         Err(_) => super::page_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -219,7 +228,13 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
             badge(s)
         );
     }
-    let reasons = ["dnc", "no_consent", "outside_hours", "frequency_cap", "unknown_local_time"];
+    let reasons = [
+        "dnc",
+        "no_consent",
+        "outside_hours",
+        "frequency_cap",
+        "unknown_local_time",
+    ];
     let mut blocked = String::new();
     for r in reasons {
         let n = f["blocked"][r].as_i64().unwrap_or(0);
@@ -232,7 +247,9 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
     let bars: String = (0..30)
         .map(|i| {
             let n = f["per_minute"][i].as_i64().unwrap_or(0);
-            format!(r#"<span class="bar" data-live-bar="{i}" data-n="{n}" title="{n} leads"></span>"#)
+            format!(
+                r#"<span class="bar" data-live-bar="{i}" data-n="{n}" title="{n} leads"></span>"#
+            )
         })
         .collect();
     let recent = match recent_leads(ctx, 10).await {
@@ -338,8 +355,12 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
     let status = i.query("status");
     let source = i.query("source");
     let verdict = i.query("verdict");
-    let from = i.query("from").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-    let to = i.query("to").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let from = i
+        .query("from")
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let to = i
+        .query("to")
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
     let mut note = String::new();
     let mut values: Vec<Value> = vec![ctx.account().into()];
     let mut cond = vec!["i.account_id = $1".to_owned()];
@@ -392,7 +413,10 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
         cond.push(format!("i.actions @> {p}::jsonb"));
     }
     if let Some(d) = from {
-        let p = arg(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).into(), &mut values);
+        let p = arg(
+            d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).into(),
+            &mut values,
+        );
         cond.push(format!("i.received_at >= {p}"));
     }
     if let Some(d) = to {
@@ -419,16 +443,42 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
         Err(e) => return ctx.failed(&e),
     };
     let option = |value: &str, label: &str, current: Option<&str>| {
-        let selected = if current == Some(value) { " selected" } else { "" };
-        format!(r#"<option value="{}"{selected}>{}</option>"#, esc(value), esc(label))
+        let selected = if current == Some(value) {
+            " selected"
+        } else {
+            ""
+        };
+        format!(
+            r#"<option value="{}"{selected}>{}</option>"#,
+            esc(value),
+            esc(label)
+        )
     };
     let mut statuses = option("", "any status", status);
-    for s in ["created", "updated", "merged", "duplicate", "queued", "processing", "dead_lettered"] {
+    for s in [
+        "created",
+        "updated",
+        "merged",
+        "duplicate",
+        "queued",
+        "processing",
+        "dead_lettered",
+    ] {
         statuses.push_str(&option(s, s, status));
     }
     let mut verdicts = option("", "any verdict", verdict);
-    for v in ["dnc", "no_consent", "outside_hours", "frequency_cap", "unknown_local_time"] {
-        verdicts.push_str(&option(v, &format!("blocked: {}", v.replace('_', " ")), verdict));
+    for v in [
+        "dnc",
+        "no_consent",
+        "outside_hours",
+        "frequency_cap",
+        "unknown_local_time",
+    ] {
+        verdicts.push_str(&option(
+            v,
+            &format!("blocked: {}", v.replace('_', " ")),
+            verdict,
+        ));
     }
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
     let body = format!(
@@ -446,7 +496,11 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
         from = date(from),
         to = date(to),
         n = rows_html.len(),
-        more = if rows_html.len() == 100 { " (the first 100)" } else { "" },
+        more = if rows_html.len() == 100 {
+            " (the first 100)"
+        } else {
+            ""
+        },
         table = html::table(&LEAD_HEADERS, &rows_html, "No lead matches."),
     );
     ctx.page("Leads", Tab::Leads, &body)
@@ -499,7 +553,7 @@ pub(super) async fn contact(ctx: &Ctx<'_>, param: &str) -> Response<Body> {
                     esc(&get("from_number")),
                     esc(&get("to_number")),
                     esc(&get("body")),
-                    esc(&[get("error_code"), get("error_message")].join(" ").trim().to_owned()),
+                    esc([get("error_code"), get("error_message")].join(" ").trim()),
                 )
             })
             .collect::<Vec<_>>(),
@@ -512,7 +566,11 @@ pub(super) async fn contact(ctx: &Ctx<'_>, param: &str) -> Response<Body> {
         .join(" ");
     let title = format!(
         "Contact #{id}{}",
-        if name.is_empty() { String::new() } else { format!(" · {name}") }
+        if name.is_empty() {
+            String::new()
+        } else {
+            format!(" · {name}")
+        }
     );
     let json = serde_json::to_value(&view).unwrap_or_default();
     let body = format!(
@@ -522,12 +580,23 @@ pub(super) async fn contact(ctx: &Ctx<'_>, param: &str) -> Response<Body> {
 <details><summary>The contact as the read API returns it</summary>{json}</details>"#,
         phone = esc(&view.phone_number),
         email = esc(view.text.email.as_deref().unwrap_or("—")),
-        owner = view.user_id.map(|u| format!("user {u}")).unwrap_or_else(|| "—".into()),
-        dnc = if view.do_not_contact.is_empty() { "—".into() } else { esc(&view.do_not_contact.join(", ")) },
+        owner = view
+            .user_id
+            .map(|u| format!("user {u}"))
+            .unwrap_or_else(|| "—".into()),
+        dnc = if view.do_not_contact.is_empty() {
+            "—".into()
+        } else {
+            esc(&view.do_not_contact.join(", "))
+        },
         created = time(view.created_at),
         updated = time(view.updated_at),
         leads = html::table(&LEAD_HEADERS, &leads, "No leads."),
-        messages = html::table(&["When", "Direction", "Status", "From → to", "Body", "Error"], &messages, "No messages."),
+        messages = html::table(
+            &["When", "Direction", "Status", "From → to", "Body", "Error"],
+            &messages,
+            "No messages."
+        ),
         json = html::json(&json),
     );
     ctx.page(&title, Tab::Leads, &body)
@@ -577,7 +646,11 @@ pub(super) async fn dead_letters(ctx: &Ctx<'_>, outcome: Option<String>) -> Resp
 <p class="note">A replay sends the lead back to the workers with its intake id; one that already became a contact is not processed twice.</p>
 {table}"#,
         reason = esc(reason.unwrap_or_default()),
-        table = html::table(&["Received", "Lead", "Why", "Attempts", "Replays", ""], &table_rows, "No dead letters."),
+        table = html::table(
+            &["Received", "Lead", "Why", "Attempts", "Replays", ""],
+            &table_rows,
+            "No dead letters."
+        ),
     );
     ctx.page("Dead letters", Tab::DeadLetters, &body)
 }
@@ -596,8 +669,13 @@ pub(super) async fn replay_dead_letters(ctx: &Ctx<'_>) -> Response<Body> {
         account_id: Some(ctx.account()),
         reason: ctx.input.form("reason").map(str::to_owned),
     };
-    if ids.is_empty() && ctx.input.form("dry_run").is_none() && ctx.input.form("confirm").is_none() {
-        return dead_letters(ctx, Some("Nothing was replayed: choose a lead or press a button.".into())).await;
+    if ids.is_empty() && ctx.input.form("dry_run").is_none() && ctx.input.form("confirm").is_none()
+    {
+        return dead_letters(
+            ctx,
+            Some("Nothing was replayed: choose a lead or press a button.".into()),
+        )
+        .await;
     }
     let dry_run = ctx.input.form("dry_run").is_some();
     let who = format!("console:{}", ctx.session.token_label);
@@ -655,7 +733,18 @@ pub(super) async fn webhooks(ctx: &Ctx<'_>) -> Response<Body> {
         .collect();
     let body = format!(
         r#"<p class="note">Endpoints receive the account's events signed per the Standard Webhooks specification. Add one with <code>leadctl webhook add --account {a} --url … --events all</code>.</p>{}"#,
-        html::table(&["Endpoint", "Events", "State", "Pending", "Delivered", "Failed"], &table_rows, "No endpoints."),
+        html::table(
+            &[
+                "Endpoint",
+                "Events",
+                "State",
+                "Pending",
+                "Delivered",
+                "Failed"
+            ],
+            &table_rows,
+            "No endpoints."
+        ),
         a = ctx.account()
     );
     ctx.page("Webhooks", Tab::Webhooks, &body)
@@ -709,12 +798,36 @@ pub(super) async fn webhook(ctx: &Ctx<'_>, param: &str, outcome: Option<String>)
 <button type="submit" name="confirm" value="1" class="danger">Replay</button></form>
 <h2>Attempts, newest first</h2>{table}"#,
         url = esc(&e.url),
-        events = esc(&if e.events.is_empty() { "all".to_owned() } else { e.events.join(", ") }),
-        state = if e.enabled { badge("enabled") } else { format!("{} {}", badge("disabled"), esc(e.disabled_reason.as_deref().unwrap_or(""))) },
+        events = esc(&if e.events.is_empty() {
+            "all".to_owned()
+        } else {
+            e.events.join(", ")
+        }),
+        state = if e.enabled {
+            badge("enabled")
+        } else {
+            format!(
+                "{} {}",
+                badge("disabled"),
+                esc(e.disabled_reason.as_deref().unwrap_or(""))
+            )
+        },
         pending = e.pending,
         delivered = e.delivered,
         failed = e.failed,
-        table = html::table(&["When", "webhook-id", "Event", "Answer", "Latency", "Delivery", "Answer body (1 KB)"], &table_rows, "No attempts yet."),
+        table = html::table(
+            &[
+                "When",
+                "webhook-id",
+                "Event",
+                "Answer",
+                "Latency",
+                "Delivery",
+                "Answer body (1 KB)"
+            ],
+            &table_rows,
+            "No attempts yet."
+        ),
     );
     ctx.page(&format!("Endpoint {id}"), Tab::Webhooks, &body)
 }
@@ -807,17 +920,28 @@ pub(super) async fn tokens(ctx: &Ctx<'_>, new: Option<(String, String)>) -> Resp
         r#"{shown}<form class="search" method="post" action="/console/tokens">{csrf}
 <label>Label <input name="label" maxlength="100" placeholder="zapier"></label><button type="submit">Create a token</button></form>
 {}<p class="note">Revoking the token of this session signs you out.</p>"#,
-        html::table(&["Label", "Prefix", "Created", "Last used", ""], &table_rows, "No tokens."),
+        html::table(
+            &["Label", "Prefix", "Created", "Last used", ""],
+            &table_rows,
+            "No tokens."
+        ),
     );
     ctx.page("Your tokens", Tab::Tokens, &body)
 }
 
 /// `POST /console/tokens`: a new token of the signed-in user.
 pub(super) async fn create_token(ctx: &Ctx<'_>) -> Response<Body> {
-    let label = ctx.input.form("label").map(|l| l.chars().take(100).collect::<String>());
+    let label = ctx
+        .input
+        .form("label")
+        .map(|l| l.chars().take(100).collect::<String>());
     match leadctl::admin::create_token(&ctx.state.db, ctx.session.user_id, label.as_deref()).await {
         Ok(t) => {
-            tokens(ctx, Some((label.unwrap_or_else(|| "(no label)".into()), t.token))).await
+            tokens(
+                ctx,
+                Some((label.unwrap_or_else(|| "(no label)".into()), t.token)),
+            )
+            .await
         }
         Err(e) => ctx.failed(&e),
     }
@@ -846,7 +970,10 @@ pub(super) async fn revoke_token(ctx: &Ctx<'_>, param: &str) -> Response<Body> {
         session::delete(ctx.state, &ctx.input.headers).await;
         return super::redirect(
             "/console",
-            Some(session::set_cookie(None, session::behind_tls(&ctx.input.headers))),
+            Some(session::set_cookie(
+                None,
+                session::behind_tls(&ctx.input.headers),
+            )),
         );
     }
     super::redirect("/console/tokens", None)

@@ -22,9 +22,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use shared::config::WebhookSettings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -235,10 +233,16 @@ impl Dispatcher {
             for c in claimed {
                 let this = self.clone();
                 let tx = tx.clone();
+                let stop = stop.clone();
                 attempts.spawn(async move {
-                    let settled = this.attempt(c).await;
-                    this.release(settled.endpoint_id);
-                    let _ = tx.send(settled).await;
+                    let endpoint = c.endpoint_id;
+                    match this.attempt(c, &stop).await {
+                        Ok(settled) => {
+                            let _ = tx.send(settled).await;
+                        }
+                        Err(unsent) => this.unclaim(unsent).await,
+                    }
+                    this.release(endpoint);
                 });
             }
             if backlog_at.elapsed() >= BACKLOG_EVERY {
@@ -405,11 +409,29 @@ impl Dispatcher {
             .clone()
     }
 
+    /// Hands a claimed delivery that was never sent back at once (the loop is stopping).
+    async fn unclaim(&self, id: i64) {
+        let back = self
+            .db
+            .execute_raw(stmt(
+                "UPDATE event_deliveries SET next_attempt_at = now() \
+                 WHERE id = $1 AND status = 'pending'",
+                vec![id.into()],
+            ))
+            .await;
+        if let Err(e) = back {
+            debug!(error = %e, delivery = id, "Unsent delivery left to its lease");
+        }
+    }
+
     /// One signed attempt, when its endpoint has a free slot, and what follows from its
-    /// answer.
-    async fn attempt(&self, c: Claimed) -> Settled {
+    /// answer; `Err(id)` when `stop` came first and nothing was sent.
+    async fn attempt(&self, c: Claimed, stop: &CancellationToken) -> Result<Settled, i64> {
         let gate = self.gate(c.endpoint_id);
-        let _slot = gate.acquire().await;
+        let _slot = tokio::select! {
+            slot = gate.acquire() => slot,
+            _ = stop.cancelled() => return Err(c.id),
+        };
         let started = Instant::now();
         let attempted_at = Utc::now();
         let answer = self.send(&c, attempted_at).await;
@@ -454,7 +476,7 @@ impl Dispatcher {
             Next::Retry(at) => ("pending", Some(at)),
             Next::Failed | Next::Gone => ("failed", None),
         };
-        Settled {
+        Ok(Settled {
             id: c.id,
             endpoint_id: c.endpoint_id,
             event_id: c.event_id,
@@ -466,7 +488,7 @@ impl Dispatcher {
             error: answer.error,
             attempted_at,
             gone: next == Next::Gone,
-        }
+        })
     }
 
     /// Sends the event's stored bytes, signed at `at`, and reads the answer.
