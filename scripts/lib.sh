@@ -95,3 +95,11 @@ ensure_standardwebhooks() {
   STANDARDWEBHOOKS_PYTHON="$PWD/$venv/bin/python"
   export STANDARDWEBHOOKS_PYTHON
 }
+
+# Debian's Chromium and its WebDriver, which the console's browser test drives headless.
+ensure_chromium() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    log "installing chromium and chromium-driver (Debian's packages) for the console's browser test"
+    apt_install chromium chromium-driver
+  fi
+}

@@ -43,9 +43,8 @@ CREATE TABLE events (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX events_intake_idx ON events (intake_id) WHERE intake_id IS NOT NULL;
-CREATE INDEX events_account_idx ON events (account_id, created_at);
 
--- One event to one endpoint. `pending` rows are due at `next_attempt_at`; a dispatcher that
+-- One event to one endpoint (the outbox makes one per pair; a replay reuses it). `pending` rows are due at `next_attempt_at`; a dispatcher that
 -- claims one moves it a lease ahead, so a crashed dispatcher's claims come back. A disabled
 -- endpoint's pending deliveries wait at 'infinity' until it is enabled again.
 CREATE TABLE event_deliveries (
@@ -61,8 +60,7 @@ CREATE TABLE event_deliveries (
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     delivered_at     TIMESTAMPTZ,
-    CONSTRAINT event_deliveries_pending_check CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL)),
-    CONSTRAINT event_deliveries_endpoint_event_key UNIQUE (endpoint_id, event_id)
+    CONSTRAINT event_deliveries_pending_check CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
 );
 -- The dispatcher's lookup, endpoint by endpoint (a slow endpoint's backlog is never in
 -- another's way): a range read over the pending deliveries only.

@@ -38,6 +38,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as text (HTML pages).
+    pub text: String,
 }
 
 impl Reply {
@@ -155,6 +157,7 @@ impl TestApp {
             status,
             headers,
             body,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 

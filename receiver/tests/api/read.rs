@@ -29,6 +29,14 @@ impl TestApp {
     /// Runs `fields` through the worker's processing for `account_id` (as the worker does
     /// for a queued lead) and returns the contact id.
     pub async fn contact_in(&self, account_id: i64, fields: Value) -> i64 {
+        self.process_in(account_id, fields)
+            .await
+            .contact_id
+            .expect("a contact")
+    }
+
+    /// Runs `fields` through the worker's processing for `account_id`; its outcome.
+    pub async fn process_in(&self, account_id: i64, fields: Value) -> worker::process::Outcome {
         let raw = RawLead::from_json(fields.to_string().as_bytes()).expect("object");
         let lead = raw
             .parse(&ParseContext::now(Region::US))
@@ -50,8 +58,6 @@ impl TestApp {
             })
             .await
             .expect("processed")
-            .contact_id
-            .expect("a contact")
     }
 
     pub async fn contact(&self, fields: Value) -> i64 {

@@ -36,8 +36,12 @@ const CLAIM: &str = include_str!("sql/claim.sql");
 const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
-/// The delivery loop's own transactions do not wait for the WAL flush (see [`settle`]).
-const RELAXED: &str = "SET LOCAL synchronous_commit = off";
+/// The delivery loop's own transactions do not wait for the WAL flush (see [`settle`]),
+/// and plan each statement for the tables as they are now: the deliveries table swings from
+/// empty to hundreds of thousands of rows and back, and a plan cached while it was small
+/// would walk it whole once it is not.
+const RELAXED: &str =
+    "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan";
 
 /// The statements of the delivery loop, by name, for the plan checks of the tests.
 pub const STATEMENTS: [(&str, &str); 4] = [
@@ -320,7 +324,7 @@ impl Dispatcher {
         // A claim lost in a crash only makes its deliveries due again at once: no need to
         // wait for the WAL flush.
         let txn = self.db.begin().await?;
-        txn.execute_raw(stmt(RELAXED, vec![])).await?;
+        txn.execute_unprepared(RELAXED).await?;
         let rows = txn
             .query_all_raw(stmt(
                 CLAIM,
@@ -599,7 +603,7 @@ async fn record(db: DatabaseConnection, mut rx: mpsc::Receiver<Settled>) {
 async fn settle(db: &DatabaseConnection, batch: &[Settled]) -> Result<(), DbErr> {
     let json = serde_json::to_value(batch).map_err(|e| DbErr::Json(e.to_string()))?;
     let txn = db.begin().await?;
-    txn.execute_raw(stmt(RELAXED, vec![])).await?;
+    txn.execute_unprepared(RELAXED).await?;
     txn.execute_raw(stmt(SETTLE, vec![json.into()])).await?;
     txn.commit().await
 }

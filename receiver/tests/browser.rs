@@ -1,0 +1,374 @@
+//! The console (§12) in headless Chromium, driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`, which `scripts/test` installs): sign in with a token, post a lead
+//! through the API, find it by its number in another format, open its timeline and see each
+//! step (owner, PowerDialer, the event and its delivery), look at it at a phone's width,
+//! count and replay a dead letter, see an endpoint's attempt log, create a token and revoke
+//! the session's own, which signs out. Each view's screenshot is written to
+//! `target/console-screenshots/` (the ones in `docs/console/` come from such a run).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use fantoccini::{Client, ClientBuilder, Locator, key::Key};
+use hyper_util::client::legacy::connect::HttpConnector;
+use sea_orm::ConnectionTrait;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::webhooks::WebhookReceiver;
+
+/// The WebDriver server, stopped when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                // The browser shows times in this zone: not UTC, so the conversion shows.
+                .env("TZ", "America/New_York")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,800", "--lang=en-US"],
+        }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session")
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until the page's text contains `want`, reloading when `reload`.
+async fn until_text(c: &Client, want: &str, reload: bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = text(c).await;
+        if t.contains(want) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed {want:?}:\n{t}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if reload {
+            c.refresh().await.unwrap();
+        }
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> String {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        sql,
+    ))
+    .await
+    .unwrap()
+    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_token() {
+    let driver = Driver::start();
+    let app = helpers::spawn_app_with(|s| {
+        s.retry.delays = vec![Duration::from_millis(50), Duration::from_millis(50)];
+        s.webhooks.allow_private = true;
+        s.webhooks.retry_schedule = vec![Duration::from_secs(1)];
+    })
+    .await;
+    let db = &app.db.conn;
+    // The worker runs as a role whose INSERT on contacts a step takes away.
+    let role = format!("w_{}", testkit::random_id());
+    db.execute_unprepared(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .await
+    .unwrap();
+    let mut worker_settings = app.settings.clone();
+    worker_settings.database_url = format!(
+        "{}/{}",
+        testkit::server_url().replacen("postgres@", &format!("{role}@"), 1),
+        app.db.name
+    );
+    worker_settings.worker.metrics_addr = "127.0.0.1:0".into();
+    let worker = worker::app::Worker::build(worker_settings).await.unwrap();
+    let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let hooks = WebhookReceiver::start().await;
+    leadctl::admin::webhooks::add(
+        db,
+        app.account_id,
+        &hooks.url("/events"),
+        vec![],
+        Some("CRM"),
+    )
+    .await
+    .unwrap();
+
+    let c = browser(&driver).await;
+    let base = format!("http://{}", app.addr);
+    // Signed out: the sign-in page, nothing of the account.
+    c.goto(&format!("{base}/console")).await.unwrap();
+    let t = text(&c).await;
+    assert!(t.contains("Sign in with one of your API tokens") && !t.contains("Acme"));
+    shot(&c, "sign-in").await;
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&app.token)
+        .await
+        .unwrap();
+    click(&c, "form button[type=submit]").await;
+    until_text(&c, "Intake, last hour", false).await;
+
+    // A lead through the API, owned and queued for a call.
+    let reply = app
+        .post_lead(&serde_json::json!({
+            "phone_number": "+1 818 555 0142", "first_name": "Ada", "last_name": "Lovelace",
+            "email": "ada@example.com", "lead_source": "website", "user_id": app.user_id,
+            "add_to_powerdialer": true, "timezone": "America/Los_Angeles",
+            "consent": {"channels": ["call"], "text": "I agree to be called."}
+        }))
+        .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let intake = reply.body["intake_id"].as_str().unwrap().to_owned();
+    // The overview counts it without a reload.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = c
+            .find(Locator::Css(r#"[data-live="intakes_last_hour"]"#))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if n == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the overview stayed at {n}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    shot(&c, "overview").await;
+
+    // Found by its number in another format; its timeline tells each step.
+    testkit::eventually("the event delivered", Duration::from_secs(20), || async {
+        (hooks.count() >= 2).then_some(())
+    })
+    .await;
+    c.goto(&format!("{base}/console/leads")).await.unwrap();
+    c.find(Locator::Css("input[name=q]"))
+        .await
+        .unwrap()
+        .send_keys("(818) 555-0142")
+        .await
+        .unwrap();
+    click(&c, "form.search button[type=submit]").await;
+    until_text(&c, "1 lead(s)", false).await;
+    click(&c, &format!(r#"a[href="/console/leads/{intake}"]"#)).await;
+    let t = until_text(&c, "Event lead.processed", true).await;
+    for step in [
+        "Received and accepted (202)",
+        "New contact",
+        "Owner: user",
+        "Queued on user",
+        "Consent recorded",
+        "Event contact.created",
+        "delivered after 1 attempt(s)",
+    ] {
+        assert!(t.contains(step), "the timeline shows {step:?}:\n{t}");
+    }
+    assert!(t.contains("Was it called?"));
+    // Times in the viewer's zone, UTC on hover.
+    let time = c.find(Locator::Css("ol.timeline time")).await.unwrap();
+    let shown = time.text().await.unwrap();
+    let utc = time.attr("title").await.unwrap().unwrap();
+    assert!(utc.ends_with("UTC") && shown != utc, "{shown} / {utc}");
+    // The keyboard reaches the page: the first Tab lands on the first link.
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys(&Key::Tab.to_string())
+        .await
+        .unwrap();
+    let focused: serde_json::Value = c
+        .execute("return document.activeElement.tagName", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "A");
+    shot(&c, "timeline").await;
+    // At a phone's width nothing spills sideways.
+    c.set_window_size(390, 844).await.unwrap();
+    let fits: serde_json::Value = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, true, "the timeline fits a phone's width");
+    shot(&c, "timeline-phone").await;
+    c.set_window_size(1280, 800).await.unwrap();
+
+    // A lead the database refuses until an operator fixes it: dead-lettered, then replayed.
+    db.execute_unprepared(&format!("REVOKE INSERT ON contacts FROM {role}"))
+        .await
+        .unwrap();
+    let reply = app
+        .post_lead(&serde_json::json!({"phone_number": "+1 818 555 0199", "first_name": "Grace"}))
+        .await;
+    let dead = reply.body["intake_id"].as_str().unwrap().to_owned();
+    testkit::eventually("the dead letter", Duration::from_secs(20), || async {
+        let s = scalar(
+            db,
+            &format!("SELECT status FROM lead_intakes WHERE id = '{dead}'"),
+        )
+        .await;
+        (s == "dead_lettered").then_some(())
+    })
+    .await;
+    db.execute_unprepared(&format!("GRANT INSERT ON contacts TO {role}"))
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/console/dead-letters"))
+        .await
+        .unwrap();
+    until_text(&c, "permission denied", true).await;
+    click(&c, r#"button[name="dry_run"]"#).await;
+    until_text(&c, "Dry run: 1 dead letter(s) match", false).await;
+    shot(&c, "dead-letters").await;
+    click(&c, &format!(r#"input[value="{dead}"] + button"#)).await;
+    until_text(&c, "Replayed 1 lead(s)", false).await;
+    testkit::eventually(
+        "the replayed lead processed",
+        Duration::from_secs(20),
+        || async {
+            let s = scalar(
+                db,
+                &format!("SELECT status FROM lead_intakes WHERE id = '{dead}'"),
+            )
+            .await;
+            (s == "created").then_some(())
+        },
+    )
+    .await;
+    c.goto(&format!("{base}/console/leads/{dead}"))
+        .await
+        .unwrap();
+    let t = until_text(&c, "Replayed from the dead-letter queue", true).await;
+    assert!(t.contains("New contact"), "{t}");
+
+    // The endpoint's attempt log.
+    c.goto(&format!("{base}/console/webhooks")).await.unwrap();
+    click(&c, "td a").await;
+    let t = until_text(&c, "Attempts, newest first", false).await;
+    assert!(t.contains("lead.processed") && t.contains("204"), "{t}");
+    shot(&c, "webhooks").await;
+
+    // A new token, shown once; then the session's own token revoked: signed out.
+    c.goto(&format!("{base}/console/tokens")).await.unwrap();
+    c.find(Locator::Css("input[name=label]"))
+        .await
+        .unwrap()
+        .send_keys("browser")
+        .await
+        .unwrap();
+    click(&c, r#"form.search button[type=submit]"#).await;
+    let shown = c
+        .find(Locator::Css("#new-token"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.starts_with("lit_"));
+    shot(&c, "tokens").await;
+    click(
+        &c,
+        &format!(
+            r#"form[action="/console/tokens/{}/revoke"] button"#,
+            app.token_id
+        ),
+    )
+    .await;
+    until_text(&c, "Sign in with one of your API tokens", false).await;
+    c.goto(&format!("{base}/console/leads")).await.unwrap();
+    until_text(&c, "Sign in with one of your API tokens", false).await;
+
+    c.close().await.unwrap();
+    let _ = stop_worker.send(());
+    let _ = worker.await;
+    let _ = db
+        .execute_unprepared(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"))
+        .await;
+}
