@@ -6,6 +6,7 @@
 pub mod baseline;
 pub mod bulk_bench;
 pub mod chaos;
+pub mod console_bench;
 pub mod e2e;
 pub mod env;
 pub mod events_bench;

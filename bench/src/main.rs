@@ -12,6 +12,8 @@
 //! - `e2e`: real POSTs through receiver and workers vs the broker alone ([`e2e`]);
 //! - `speed`: speed to lead, a burst of leads at 500/s each texted at once, from the 202 to
 //!   the provider receiving the message ([`speed`]);
+//! - `console`: the console's pages in an account with the large contact table
+//!   ([`console_bench`]);
 //! - `receiver`: the intake endpoint vs a hello-world and the publish ceiling
 //!   ([`receiver_bench`]).
 //!
@@ -20,8 +22,8 @@
 
 use anyhow::Context;
 use bench::{
-    Ctx, Sizes, bulk_bench, e2e, env, events_bench, growth_bench, procs, receiver_bench, report,
-    speed, target_dir, worker_bench,
+    Ctx, Sizes, bulk_bench, console_bench, e2e, env, events_bench, growth_bench, procs,
+    receiver_bench, report, speed, target_dir, worker_bench,
 };
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
@@ -36,6 +38,7 @@ enum Section {
     Speed,
     Receiver,
     Bulk,
+    Console,
 }
 
 impl Section {
@@ -48,6 +51,7 @@ impl Section {
             Section::Speed => "speed",
             Section::Receiver => "receiver",
             Section::Bulk => "bulk",
+            Section::Console => "console",
         }
     }
 }
@@ -146,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Section::Speed,
             Section::Receiver,
             Section::Bulk,
+            Section::Console,
         ]
     } else {
         args.only.clone()
@@ -214,6 +219,9 @@ async fn run_sections(ctx: &Ctx, sections: &[Section], report: &mut report::Repo
                 .await
                 .map(|f| report.receiver = Some(f)),
             Section::Bulk => bulk_bench::run(ctx).await.map(|f| report.bulk = Some(f)),
+            Section::Console => console_bench::run(ctx)
+                .await
+                .map(|f| report.console = Some(f)),
         };
         if let Err(e) = result {
             eprintln!("bench: section {} failed: {e:#}", s.name());

@@ -5,6 +5,7 @@
 
 use crate::Sizes;
 use crate::bulk_bench::{self, BulkFigures};
+use crate::console_bench::ConsoleFigures;
 use crate::e2e::E2eFigures;
 use crate::events_bench::EventsFigures;
 use crate::growth_bench::GrowthFigures;
@@ -24,6 +25,7 @@ pub struct Report {
     pub speed: Option<SpeedFigures>,
     pub receiver: Option<ReceiverFigures>,
     pub bulk: Option<BulkFigures>,
+    pub console: Option<ConsoleFigures>,
     /// (section, error)
     pub failures: Vec<(String, String)>,
 }
@@ -88,6 +90,19 @@ impl Report {
         }
         if let Some(b) = &self.bulk {
             rows.extend(bulk_rows(b));
+        }
+        if let Some(c) = &self.console {
+            for (i, (name, _)) in c.pages.iter().enumerate() {
+                rows.push(row(
+                    format!(
+                        "console {name} p50 / p99 ({} contacts)",
+                        n0(c.contacts as f64)
+                    ),
+                    format!("{:.1} / {:.1} ms", c.p(i, 50.0), c.p(i, 99.0)),
+                    "target < 100 ms".into(),
+                    String::new(),
+                ));
+            }
         }
         rows
     }
@@ -273,6 +288,7 @@ impl Report {
             "e2e": self.e2e.as_ref().map(E2eFigures::to_json),
             "speed": self.speed.as_ref().map(SpeedFigures::to_json),
             "events": self.events.as_ref().map(EventsFigures::to_json),
+            "console": self.console.as_ref().map(ConsoleFigures::to_json),
             "receiver": self.receiver.as_ref().map(ReceiverFigures::to_json),
             "bulk": self.bulk.as_ref().map(BulkFigures::to_json),
             "failures": self.failures.iter().map(|(s, e)| serde_json::json!({"section": s, "error": e})).collect::<Vec<_>>(),

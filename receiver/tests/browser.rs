@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "api/helpers.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod helpers;
 
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
@@ -86,13 +86,22 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
 }
 
+/// The page's text, read in one script call (a navigation under way cannot leave it
+/// half-read).
 async fn text(c: &Client) -> String {
-    c.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..50 {
+        if let Ok(v) = c
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
+            .await
+        {
+            return v.as_str().unwrap_or_default().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never settled")
 }
 
 /// Waits until the page's text contains `want`, reloading when `reload`.

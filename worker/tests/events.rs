@@ -422,19 +422,21 @@ async fn after_a_rotation_both_secrets_verify_and_a_dead_letter_is_announced() {
         .unwrap();
     assert_ne!(old.secret, new.secret);
     let intake = ctx.intake(lead("+12125550110"));
-    ctx.processor
-        .record_dead_letter(&worker::process::DeadRecord {
-            intake_id: intake.message.intake_id,
-            account_id: ctx.account,
-            user_id: Some(ctx.user),
-            token_id: Some(ctx.token),
-            payload: serde_json::json!({"phone_number": "+12125550110"}),
-            received_at: None,
-            attempts: 6,
-            reason: "retries exhausted".into(),
-        })
-        .await
-        .unwrap();
+    let dead = worker::process::DeadRecord {
+        intake_id: intake.message.intake_id,
+        account_id: ctx.account,
+        user_id: Some(ctx.user),
+        token_id: Some(ctx.token),
+        payload: serde_json::json!({"phone_number": "+12125550110"}),
+        received_at: None,
+        attempts: 6,
+        reason: "retries exhausted".into(),
+    };
+    // Both copies of a dead letter are recorded; one event announces it.
+    for _ in 0..2 {
+        ctx.processor.record_dead_letter(&dead).await.unwrap();
+    }
+    assert_eq!(ctx.count("SELECT count(*) FROM events").await, 1);
     let loop_ = Running::start(&ctx, &settings(&[1]));
     let got = received(&r, 1).await;
     loop_.stop().await;

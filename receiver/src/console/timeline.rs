@@ -348,7 +348,9 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
             let code: Option<String> = get(&m, "error_code")?;
             let why: Option<String> = get(&m, "error_message")?;
             let policy: Option<serde_json::Value> = get(&m, "policy")?;
-            let at = sent.unwrap_or(if st == "scheduled" { created } else { updated });
+            let at = sent
+                .unwrap_or(if st == "scheduled" { created } else { updated })
+                .max(done);
             let mut detail = String::new();
             if let Some(b) = body {
                 let _ = write!(detail, "“{}” ", esc(&b));
@@ -431,7 +433,8 @@ async fn build(ctx: &Ctx<'_>, id: Uuid) -> Result<Option<(String, String)>, DbEr
             );
         }
         detail.push_str("</ul>");
-        push(at, 80, "event", format!("Event {}", esc(&kind)), detail);
+        // Written by the transaction that processed the lead: shown after its steps.
+        push(at.max(done), 80, "event", format!("Event {}", esc(&kind)), detail);
     }
     if status == "dead_lettered" {
         push(

@@ -271,7 +271,7 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
 <p><a href="/console/dead-letters">Review and replay</a></p></article>
 <article class="card"><h2>Blocked by the contact policy, last hour</h2><ul class="kv">{blocked}</ul></article>
 </section>
-<h2>Latest leads</h2>{recent}"#,
+<h2>Latest leads <span class="note">(as the page loaded)</span></h2>{recent}"#,
         hour = f["intakes_last_hour"],
         p50 = seconds(&f["lag_p50_s"]),
         p99 = seconds(&f["lag_p99_s"]),

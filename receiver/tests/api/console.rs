@@ -6,6 +6,7 @@ use crate::helpers::{TestApp, spawn_app};
 use hyper::{Method, StatusCode};
 use leadctl::admin;
 use redis::AsyncCommands;
+use sea_orm::ConnectionTrait;
 
 /// Signs in with `token`; the session cookie (`name=value`).
 async fn sign_in(app: &TestApp, token: &str) -> String {

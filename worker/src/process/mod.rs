@@ -307,6 +307,16 @@ impl Processor {
     pub async fn record_dead_letter(&self, dead: &DeadRecord) -> Result<(), DbErr> {
         use sea_orm::ConnectionTrait;
         let txn = self.db.begin().await?;
+        // Both copies of a dead letter (the worker's and the broker's) come here: only the
+        // one that moves the record into `dead_lettered` announces it.
+        let before: Option<String> = txn
+            .query_one_raw(sql::stmt(
+                "SELECT status FROM lead_intakes WHERE id = $1 FOR UPDATE",
+                vec![dead.intake_id.into()],
+            ))
+            .await?
+            .map(|r| r.try_get("", "status"))
+            .transpose()?;
         txn.execute_raw(sql::stmt(
             sql::DEAD_LETTER,
             vec![
@@ -325,6 +335,7 @@ impl Processor {
         if let Some(view) = shared::read::intake(&txn, dead.account_id, dead.intake_id)
             .await?
             .filter(|v| v.status == IntakeStatus::DeadLettered)
+            .filter(|_| before.as_deref() != Some("dead_lettered"))
         {
             let event = outbox::intake_event(
                 dead.account_id,
