@@ -5,7 +5,7 @@ use crate::admin::dnc::{self, Entry, Terms, import};
 use crate::cli::Output;
 use chrono::Utc;
 use clap::Subcommand;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde_json::Value;
 use shared::policy::DncChannel;
 use std::io::IsTerminal;
@@ -85,7 +85,9 @@ pub async fn execute(db: &DatabaseConnection, cmd: DncCmd, json: bool) -> anyhow
             reason,
         } => {
             let terms = Terms::parse(channel, reason.as_deref(), expires.as_deref(), now)?;
-            let added = dnc::add(db, account, &number, terms).await?;
+            let txn = db.begin().await?;
+            let added = dnc::add(&txn, account, &number, terms).await?;
+            txn.commit().await?;
             let verb = if added.created { "Added" } else { "Updated" };
             Ok(Output {
                 human: format!(

@@ -19,6 +19,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::webhooks::WebhookReceiver;
 
+/// Runs one browser step with a bound, naming it on stderr first, so a hang says where.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    eprintln!("browser: {what}");
+    tokio::time::timeout(Duration::from_secs(45), f)
+        .await
+        .unwrap_or_else(|_| panic!("the browser step {what:?} took over 45 s"))
+}
+
+async fn go(c: &Client, url: &str) {
+    within(&format!("open {url}"), c.goto(url)).await.unwrap();
+}
+
+async fn type_in(c: &Client, css: &str, text: &str) {
+    within(&format!("type into {css}"), async {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
 /// The WebDriver server, stopped when dropped.
 struct Driver {
     child: Child,
@@ -81,7 +105,9 @@ fn shots() -> PathBuf {
 }
 
 async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
+    let png = within(&format!("screenshot {name}"), c.screenshot())
+        .await
+        .unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
 }
@@ -124,12 +150,15 @@ async fn until_text(c: &Client, want: &str, reload: bool) -> String {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    within(&format!("click {css}"), async {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap()
+    })
+    .await;
 }
 
 async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> String {
@@ -185,19 +214,14 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     .await
     .unwrap();
 
-    let c = browser(&driver).await;
+    let c = within("start the browser", browser(&driver)).await;
     let base = format!("http://{}", app.addr);
     // Signed out: the sign-in page, nothing of the account.
-    c.goto(&format!("{base}/console")).await.unwrap();
+    go(&c, &format!("{base}/console")).await;
     let t = text(&c).await;
     assert!(t.contains("Sign in with one of your API tokens") && !t.contains("Acme"));
     shot(&c, "sign-in").await;
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&app.token)
-        .await
-        .unwrap();
+    type_in(&c, "#token", &app.token).await;
     click(&c, "form button[type=submit]").await;
     until_text(&c, "Intake, last hour", false).await;
 
@@ -235,13 +259,8 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
         (hooks.count() >= 2).then_some(())
     })
     .await;
-    c.goto(&format!("{base}/console/leads")).await.unwrap();
-    c.find(Locator::Css("input[name=q]"))
-        .await
-        .unwrap()
-        .send_keys("(818) 555-0142")
-        .await
-        .unwrap();
+    go(&c, &format!("{base}/console/leads")).await;
+    type_in(&c, "input[name=q]", "(818) 555-0142").await;
     click(&c, "form.search button[type=submit]").await;
     until_text(&c, "1 lead(s)", false).await;
     click(&c, &format!(r#"a[href="/console/leads/{intake}"]"#)).await;
@@ -259,17 +278,17 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     }
     assert!(t.contains("Was it called?"));
     // Times in the viewer's zone, UTC on hover.
-    let time = c.find(Locator::Css("ol.timeline time")).await.unwrap();
-    let shown = time.text().await.unwrap();
-    let utc = time.attr("title").await.unwrap().unwrap();
+    let (shown, utc) = within("read a time", async {
+        let time = c.find(Locator::Css("ol.timeline time")).await.unwrap();
+        (
+            time.text().await.unwrap(),
+            time.attr("title").await.unwrap().unwrap(),
+        )
+    })
+    .await;
     assert!(utc.ends_with("UTC") && shown != utc, "{shown} / {utc}");
     // The keyboard reaches the page: the first Tab lands on the first link.
-    c.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .send_keys(&Key::Tab.to_string())
-        .await
-        .unwrap();
+    type_in(&c, "body", &Key::Tab.to_string()).await;
     let focused: serde_json::Value = c
         .execute("return document.activeElement.tagName", vec![])
         .await
@@ -309,9 +328,7 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     db.execute_unprepared(&format!("GRANT INSERT ON contacts TO {role}"))
         .await
         .unwrap();
-    c.goto(&format!("{base}/console/dead-letters"))
-        .await
-        .unwrap();
+    go(&c, &format!("{base}/console/dead-letters")).await;
     until_text(&c, "permission denied", true).await;
     click(&c, r#"button[name="dry_run"]"#).await;
     until_text(&c, "Dry run: 1 dead letter(s) match", false).await;
@@ -331,27 +348,20 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
         },
     )
     .await;
-    c.goto(&format!("{base}/console/leads/{dead}"))
-        .await
-        .unwrap();
+    go(&c, &format!("{base}/console/leads/{dead}")).await;
     let t = until_text(&c, "Replayed from the dead-letter queue", true).await;
     assert!(t.contains("New contact"), "{t}");
 
     // The endpoint's attempt log.
-    c.goto(&format!("{base}/console/webhooks")).await.unwrap();
+    go(&c, &format!("{base}/console/webhooks")).await;
     click(&c, "td a").await;
     let t = until_text(&c, "Attempts, newest first", false).await;
     assert!(t.contains("lead.processed") && t.contains("204"), "{t}");
     shot(&c, "webhooks").await;
 
     // A new token, shown once; then the session's own token revoked: signed out.
-    c.goto(&format!("{base}/console/tokens")).await.unwrap();
-    c.find(Locator::Css("input[name=label]"))
-        .await
-        .unwrap()
-        .send_keys("browser")
-        .await
-        .unwrap();
+    go(&c, &format!("{base}/console/tokens")).await;
+    type_in(&c, "input[name=label]", "browser").await;
     click(&c, r#"form.search button[type=submit]"#).await;
     let shown = c
         .find(Locator::Css("#new-token"))
@@ -371,7 +381,7 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     )
     .await;
     until_text(&c, "Sign in with one of your API tokens", false).await;
-    c.goto(&format!("{base}/console/leads")).await.unwrap();
+    go(&c, &format!("{base}/console/leads")).await;
     until_text(&c, "Sign in with one of your API tokens", false).await;
 
     c.close().await.unwrap();

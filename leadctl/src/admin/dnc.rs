@@ -228,7 +228,8 @@ pub struct Added {
 
 /// Puts `number` on the list of `account_id` on the terms' channel, or, if it is there on
 /// that channel, replaces the entry's reason and expiry. Either way the number's contact's
-/// standing consent on the channel is revoked.
+/// standing consent on the channel is revoked. A new entry is announced (`dnc.added`, §11)
+/// in the caller's transaction.
 pub async fn add(
     db: &impl ConnectionTrait,
     account_id: i64,
@@ -253,6 +254,17 @@ pub async fn add(
         .into_iter()
         .find(|e| e.channel == channel.as_str())
         .ok_or_else(|| AdminError::Invalid(format!("{number} was not written")))?;
+    if written.added == 1 {
+        let event = shared::events::dnc_added(
+            account_id,
+            number.as_str(),
+            channel.as_str(),
+            row.reason.as_deref().unwrap_or(""),
+            "operator",
+            Utc::now(),
+        )?;
+        shared::events::record(db, &[event]).await?;
+    }
     Ok(Added {
         entry: Entry::new(row, Utc::now()),
         created: written.added == 1,
