@@ -225,6 +225,11 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     click(&c, "form button[type=submit]").await;
     until_text(&c, "Intake, last hour", false).await;
 
+    let layout = "return [...document.querySelectorAll('.card')].map(c => Math.round(c.getBoundingClientRect().height)).join(',')";
+    let before = within("measure the cards", c.execute(layout, vec![]))
+        .await
+        .unwrap();
+
     // A lead through the API, owned and queued for a call.
     let reply = app
         .post_lead(&serde_json::json!({
@@ -252,6 +257,14 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
         assert!(Instant::now() < deadline, "the overview stayed at {n}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The live numbers changed without moving anything on the page.
+    let after = within("measure the cards again", c.execute(layout, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "the cards kept their size while the numbers changed"
+    );
     shot(&c, "overview").await;
 
     // Found by its number in another format; its timeline tells each step.

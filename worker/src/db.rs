@@ -5,7 +5,7 @@ use shared::config::Settings;
 use std::time::Duration;
 
 /// Session settings of every worker connection, and why each is there.
-pub const SESSION_OPTIONS: [(&str, &str); 5] = [
+pub const SESSION_OPTIONS: [(&str, &str); 6] = [
     // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails the lead
     // transiently instead of holding a consumer for ever.
     ("statement_timeout", "30s"),
@@ -22,6 +22,10 @@ pub const SESSION_OPTIONS: [(&str, &str); 5] = [
     // hash or merge join kept from a small table would read the other side whole.
     ("enable_hashjoin", "off"),
     ("enable_mergejoin", "off"),
+    // A node turned off above still costs its plan 10^10, far past `jit_above_cost`: every
+    // execution of such a plan (a small catalog table read whole) would compile itself first,
+    // 100 ms and more each time. Nothing the worker runs gains from JIT.
+    ("jit", "off"),
 ];
 
 /// The pool options of a worker process with `pool_size` connections. Connections are made

@@ -36,12 +36,10 @@ const CLAIM: &str = include_str!("sql/claim.sql");
 const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
-/// The delivery loop's own transactions do not wait for the WAL flush (see [`settle`]),
-/// and plan each statement for the tables as they are now: the deliveries table swings from
-/// empty to hundreds of thousands of rows and back, and a plan cached while it was small
-/// would walk it whole once it is not.
-const RELAXED: &str =
-    "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan";
+/// The delivery loop's own transactions plan each statement for the tables as they are
+/// now: the deliveries table swings from empty to hundreds of thousands of rows and back,
+/// and a plan cached while it was small would walk it whole once it is not.
+const RELAXED: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 
 /// The statements of the delivery loop, by name, for the plan checks of the tests.
 pub const STATEMENTS: [(&str, &str); 4] = [
@@ -321,8 +319,6 @@ impl Dispatcher {
             return Ok(Vec::new());
         }
         let lease = self.settings.request_timeout * (CLAIM_AHEAD as u32 + 1) + LEASE_MARGIN;
-        // A claim lost in a crash only makes its deliveries due again at once: no need to
-        // wait for the WAL flush.
         let txn = self.db.begin().await?;
         txn.execute_unprepared(RELAXED).await?;
         let rows = txn
@@ -597,9 +593,7 @@ async fn record(db: DatabaseConnection, mut rx: mpsc::Receiver<Settled>) {
     }
 }
 
-/// Records `batch`. A record lost in a crash leaves its delivery pending, to be sent again
-/// with the same `webhook-id` when its lease ends: at least once either way, so the commit
-/// does not wait for the WAL flush.
+/// Records `batch` in one transaction.
 async fn settle(db: &DatabaseConnection, batch: &[Settled]) -> Result<(), DbErr> {
     let json = serde_json::to_value(batch).map_err(|e| DbErr::Json(e.to_string()))?;
     let txn = db.begin().await?;
