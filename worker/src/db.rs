@@ -48,3 +48,26 @@ pub fn options(settings: &Settings, pool_size: u32) -> ConnectOptions {
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options(settings, settings.worker.db_pool_size)).await
 }
+
+/// A listener on the PostgreSQL notification `channel`, on a connection of its own from
+/// `db`'s pool settings; `None` (logged, naming `what` it waits for) when it cannot be made,
+/// and the caller then wakes on its timer only.
+pub async fn listener(
+    db: &DatabaseConnection,
+    channel: &str,
+    what: &str,
+) -> Option<sea_orm::sqlx::postgres::PgListener> {
+    let pool = db.get_postgres_connection_pool();
+    let listener = async {
+        let mut l = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+        l.listen(channel).await?;
+        Ok::<_, sea_orm::sqlx::Error>(l)
+    };
+    match listener.await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot listen for {what}");
+            None
+        }
+    }
+}

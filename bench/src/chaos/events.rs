@@ -61,25 +61,8 @@ pub async fn kill_while_delivering(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<R
         if !burst.reached(share, send_limit).await {
             bail!("the burst did not reach {:.0}%", share * 100.0);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while endpoint.in_flight() == 0 {
-            if Instant::now() > deadline {
-                bail!("no delivery was in flight within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        stage.tick()?;
-        let in_flight = endpoint.in_flight();
-        for w in &mut stage.workers {
-            eprintln!(
-                "chaos: kill -9 {} with {in_flight} deliveries in flight",
-                w.name
-            );
-            w.kill().await?;
-        }
-        for w in &mut stage.workers {
-            w.start().await?;
-        }
+        let in_flight =
+            super::kill_all_while(&mut stage, || endpoint.in_flight(), "deliveries").await?;
         notes.push(format!(
             "kill -9 of every worker at {} accepted, {in_flight} deliveries in flight",
             burst.accepted()

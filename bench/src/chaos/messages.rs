@@ -53,7 +53,7 @@ pub async fn kill_while_sending(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row>
         if !burst.reached(share, send_limit).await {
             bail!("the burst did not reach {:.0}%", share * 100.0);
         }
-        let in_flight = kill_all_while_sending(&mut stage, &provider).await?;
+        let in_flight = super::kill_all_while(&mut stage, || provider.in_flight(), "sends").await?;
         notes.push(format!(
             "kill -9 of every worker at {} accepted, {in_flight} sends in flight",
             burst.accepted()
@@ -77,31 +77,6 @@ pub async fn kill_while_sending(ctx: &Ctx, sizes: &Sizes) -> anyhow::Result<Row>
             .push(format!("{} dead-lettered", row.tally.dead_lettered));
     }
     Ok(row)
-}
-
-/// Waits (at most 10 s) until the provider holds a request in flight, then kills every
-/// worker with SIGKILL and starts each again; how many requests were in flight.
-async fn kill_all_while_sending(
-    stage: &mut Stage,
-    provider: &SmsProvider,
-) -> anyhow::Result<usize> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while provider.in_flight() == 0 {
-        if Instant::now() > deadline {
-            bail!("no send was in flight within 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stage.tick()?;
-    let in_flight = provider.in_flight();
-    for w in &mut stage.workers {
-        eprintln!("chaos: kill -9 {} with {in_flight} sends in flight", w.name);
-        w.kill().await?;
-    }
-    for w in &mut stage.workers {
-        w.start().await?;
-    }
-    Ok(in_flight)
 }
 
 /// First steps of the account's enrollments that are `sent`.

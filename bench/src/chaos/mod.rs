@@ -434,6 +434,32 @@ async fn faulted_burst(
     Ok(row)
 }
 
+/// Waits (at most 10 s) until `in_flight` says requests are under way, then kills every
+/// worker with SIGKILL and starts each again; how many requests were in flight.
+async fn kill_all_while(
+    stage: &mut Stage,
+    in_flight: impl Fn() -> usize,
+    what: &str,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_flight() == 0 {
+        if Instant::now() > deadline {
+            bail!("no {what} in flight within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stage.tick()?;
+    let n = in_flight();
+    for w in &mut stage.workers {
+        eprintln!("chaos: kill -9 {} with {n} {what} in flight", w.name);
+        w.kill().await?;
+    }
+    for w in &mut stage.workers {
+        w.start().await?;
+    }
+    Ok(n)
+}
+
 /// Kills a worker with SIGKILL at 25%, the other at 50% and the first again at 75% of the
 /// burst, each started again at once.
 async fn kill_workers(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {

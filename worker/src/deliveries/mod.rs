@@ -283,19 +283,7 @@ impl Dispatcher {
 
     /// A listener on [`shared::events::CHANNEL`]; without one the loop wakes on its timer.
     async fn listen(&self) -> Option<sea_orm::sqlx::postgres::PgListener> {
-        let pool = self.db.get_postgres_connection_pool();
-        let listener = async {
-            let mut l = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-            l.listen(shared::events::CHANNEL).await?;
-            Ok::<_, sea_orm::sqlx::Error>(l)
-        };
-        match listener.await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                warn!(error = %e, "Cannot listen for new events");
-                None
-            }
-        }
+        crate::db::listener(&self.db, shared::events::CHANNEL, "new events").await
     }
 
     /// Claims what the free slots allow.

@@ -164,20 +164,7 @@ impl Sender {
 
     /// A listener on [`CHANNEL`]; without one the loop wakes on its timer only.
     async fn listen(&self) -> Option<sea_orm::sqlx::postgres::PgListener> {
-        let pool = self.db.get_postgres_connection_pool();
-        match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
-            Ok(mut l) => match l.listen(CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    warn!(error = %e, "Cannot listen for due message steps");
-                    None
-                }
-            },
-            Err(e) => {
-                warn!(error = %e, "Cannot listen for due message steps");
-                None
-            }
-        }
+        crate::db::listener(&self.db, CHANNEL, "due message steps").await
     }
 
     /// Until the next step is due, at most the poll interval; records how overdue the
