@@ -277,6 +277,7 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     click(&c, "form.search button[type=submit]").await;
     until_text(&c, "1 lead(s)", false).await;
     click(&c, &format!(r#"a[href="/console/leads/{intake}"]"#)).await;
+    until_text(&c, "Was it called?", false).await;
     let t = until_text(&c, "Event lead.processed", true).await;
     for step in [
         "Received and accepted (202)",
@@ -376,6 +377,7 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     go(&c, &format!("{base}/console/tokens")).await;
     type_in(&c, "input[name=label]", "browser").await;
     click(&c, r#"form.search button[type=submit]"#).await;
+    until_text(&c, "shown this once", false).await;
     let shown = c
         .find(Locator::Css("#new-token"))
         .await

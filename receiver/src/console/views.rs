@@ -95,91 +95,71 @@ pub(super) async fn sign_in(state: &AppState, input: &Input, peer: SocketAddr) -
     }
 }
 
+/// How many of an account's newest intakes the overview reads at most: its cost stays
+/// bounded however many leads the last hour brought; past it the figures say so.
+const OVERVIEW_WINDOW: i64 = 5_000;
+
+/// The overview's figures for `account`, as the live endpoint serves them, in one statement
+/// over the account's newest intakes of the last hour (at most [`OVERVIEW_WINDOW`], read
+/// newest first along `lead_intakes (account_id, received_at)`).
+const FIGURES: &str = "
+WITH recent AS (
+    SELECT status::text AS status, received_at, processed_at, actions
+    FROM lead_intakes
+    WHERE account_id = $1 AND received_at > now() - interval '1 hour'
+    ORDER BY received_at DESC
+    LIMIT $2
+)
+SELECT
+  (SELECT count(*) FROM recent) AS hour,
+  (SELECT coalesce(json_object_agg(status, n), '{}') FROM
+     (SELECT status, count(*) AS n FROM recent GROUP BY 1) s) AS by_status,
+  (SELECT coalesce(json_object_agg(ago, n), '{}') FROM
+     (SELECT (extract(epoch FROM date_trunc('minute', now()) - date_trunc('minute', received_at)) / 60)::int AS ago,
+             count(*) AS n
+      FROM recent WHERE received_at > date_trunc('minute', now()) - interval '29 minutes' GROUP BY 1) m) AS per_minute,
+  (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))
+     FROM recent WHERE received_at > now() - interval '5 minutes' AND processed_at IS NOT NULL) AS p50,
+  (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))
+     FROM recent WHERE received_at > now() - interval '5 minutes' AND processed_at IS NOT NULL) AS p99,
+  (SELECT count(*) FROM recent WHERE status IN ('queued', 'processing')) AS waiting,
+  (SELECT coalesce(json_object_agg(reason, n), '{}') FROM
+     (SELECT a->>'reason' AS reason, count(*) AS n FROM recent, jsonb_array_elements(recent.actions) a
+      WHERE a->>'type' = 'policy_blocked' GROUP BY 1) b) AS blocked,
+  (SELECT count(*) FROM lead_intakes WHERE status = 'dead_lettered' AND account_id = $1) AS dead,
+  (SELECT count(*) FROM lead_intakes WHERE status = 'dead_lettered' AND account_id = $1
+     AND received_at > now() - interval '1 day') AS dead_day";
+
 /// The overview's figures for `account`, as the live endpoint serves them.
 async fn figures(db: &impl ConnectionTrait, account: i64) -> Result<serde_json::Value, DbErr> {
-    let per_status = rows(
-        db,
-        "SELECT status::text AS k, count(*) AS n FROM lead_intakes \
-         WHERE account_id = $1 AND received_at > now() - interval '1 hour' GROUP BY 1",
-        vec![account.into()],
-    )
-    .await?;
-    let mut by_status = serde_json::Map::new();
-    let mut hour = 0i64;
-    for r in per_status {
-        let n: i64 = r.try_get("", "n")?;
-        hour += n;
-        by_status.insert(r.try_get("", "k")?, n.into());
-    }
-    let minutes = rows(
-        db,
-        "SELECT (extract(epoch FROM now() - date_trunc('minute', received_at)) / 60)::int AS ago, \
-                count(*) AS n \
-         FROM lead_intakes WHERE account_id = $1 AND received_at > date_trunc('minute', now()) - interval '29 minutes' \
-         GROUP BY 1",
-        vec![account.into()],
-    )
-    .await?;
+    let r = rows(db, FIGURES, vec![account.into(), OVERVIEW_WINDOW.into()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DbErr::Custom("the overview's figures were not read".into()))?;
+    let hour: i64 = r.try_get("", "hour")?;
+    let by_minute: serde_json::Value = r.try_get("", "per_minute")?;
     let mut per_minute = [0i64; 30];
-    for r in minutes {
-        let ago: i32 = r.try_get("", "ago")?;
-        if let Ok(i) = usize::try_from(ago)
+    for (ago, n) in by_minute.as_object().into_iter().flatten() {
+        if let Ok(i) = ago.parse::<usize>()
             && i < 30
         {
-            per_minute[29 - i] = r.try_get("", "n")?;
+            per_minute[29 - i] = n.as_i64().unwrap_or(0);
         }
-    }
-    let lag = rows(
-        db,
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)) AS p50, \
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)) AS p99, \
-                count(*) FILTER (WHERE status IN ('queued', 'processing')) AS waiting \
-         FROM lead_intakes WHERE account_id = $1 AND received_at > now() - interval '5 minutes'",
-        vec![account.into()],
-    )
-    .await?;
-    let (p50, p99, waiting) = match lag.first() {
-        Some(r) => (
-            r.try_get::<Option<f64>>("", "p50")?,
-            r.try_get::<Option<f64>>("", "p99")?,
-            r.try_get::<i64>("", "waiting")?,
-        ),
-        None => (None, None, 0),
-    };
-    let dead = rows(
-        db,
-        "SELECT count(*) AS total, count(*) FILTER (WHERE received_at > now() - interval '1 day') AS day \
-         FROM lead_intakes WHERE status = 'dead_lettered' AND account_id = $1",
-        vec![account.into()],
-    )
-    .await?;
-    let (dead_total, dead_day) = match dead.first() {
-        Some(r) => (r.try_get::<i64>("", "total")?, r.try_get::<i64>("", "day")?),
-        None => (0, 0),
-    };
-    let blocked = rows(
-        db,
-        "SELECT a->>'reason' AS k, count(*) AS n \
-         FROM lead_intakes i, jsonb_array_elements(i.actions) a \
-         WHERE i.account_id = $1 AND i.received_at > now() - interval '1 hour' \
-           AND a->>'type' = 'policy_blocked' GROUP BY 1",
-        vec![account.into()],
-    )
-    .await?;
-    let mut by_reason = serde_json::Map::new();
-    for r in blocked {
-        by_reason.insert(r.try_get("", "k")?, r.try_get::<i64>("", "n")?.into());
     }
     Ok(serde_json::json!({
         "intakes_last_hour": hour,
-        "by_status": by_status,
+        // The window was full: the last hour had at least this many.
+        "capped": hour >= OVERVIEW_WINDOW,
+        "by_status": r.try_get::<serde_json::Value>("", "by_status")?,
         "per_minute": per_minute,
-        "lag_p50_s": p50,
-        "lag_p99_s": p99,
-        "waiting": waiting,
-        "dead_letters": dead_total,
-        "dead_letters_day": dead_day,
-        "blocked": by_reason,
+        "lag_p50_s": r.try_get::<Option<f64>>("", "p50")?,
+        "lag_p99_s": r.try_get::<Option<f64>>("", "p99")?,
+        "waiting": r.try_get::<i64>("", "waiting")?,
+        "dead_letters": r.try_get::<i64>("", "dead")?,
+        "dead_letters_day": r.try_get::<i64>("", "dead_day")?,
+        "blocked": r.try_get::<serde_json::Value>("", "blocked")?,
+        "window": OVERVIEW_WINDOW,
         "at": Utc::now(),
     }))
 }
@@ -260,6 +240,7 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         r#"<p class="live-note" aria-live="polite">Live: updated <span data-live-at>now</span> (every 5 s).</p>
 <section class="cards" data-live-src="/console/live">
 <article class="card"><h2>Intake, last hour</h2><p class="big" data-live="intakes_last_hour">{hour}</p>
+<p class="note">The figures read the newest {window} leads of the hour at most.</p>
 <div class="bars" role="img" aria-label="Leads per minute, last 30 minutes">{bars}</div>
 <ul class="kv">{outcome}</ul></article>
 <article class="card"><h2>Processing lag, last 5 min</h2>
@@ -272,7 +253,12 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
 <article class="card"><h2>Blocked by the contact policy, last hour</h2><ul class="kv">{blocked}</ul></article>
 </section>
 <h2>Latest leads <span class="note">(as the page loaded)</span></h2>{recent}"#,
-        hour = f["intakes_last_hour"],
+        hour = format!(
+            "{}{}",
+            f["intakes_last_hour"],
+            if f["capped"] == true { "+" } else { "" }
+        ),
+        window = OVERVIEW_WINDOW,
         p50 = seconds(&f["lag_p50_s"]),
         p99 = seconds(&f["lag_p99_s"]),
         waiting = f["waiting"],
@@ -311,6 +297,9 @@ const LEAD_COLUMNS: &str = "i.id, i.status::text AS status, i.received_at, i.con
      coalesce(t.label, t.token_prefix || '…') AS token, \
      (SELECT string_agg(DISTINCT a->>'reason', ', ') FROM jsonb_array_elements(i.actions) a \
       WHERE a->>'type' = 'policy_blocked') AS blocked";
+
+/// How many of the account's newest intakes a search without a number or an email reads.
+const SEARCH_WINDOW: i64 = 20_000;
 
 const LEAD_HEADERS: [&str; 7] = [
     "Received", "Lead", "Status", "Contact", "Source", "Token", "Blocked",
@@ -429,8 +418,28 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
         );
         cond.push(format!("i.received_at < {p}"));
     }
+    // Without a number or an address the search reads the account's newest intakes (of the
+    // dates asked for) along its (account_id, received_at) index, at most SEARCH_WINDOW of
+    // them, so a rare status or source costs a bounded read however many leads there are.
+    let source_rows = if text.is_empty() {
+        format!(
+            "(SELECT * FROM lead_intakes WHERE account_id = $1{}{} ORDER BY received_at DESC LIMIT {SEARCH_WINDOW})",
+            cond.iter()
+                .find(|c| c.starts_with("i.received_at >="))
+                .map(|c| format!(" AND {}", c.trim_start_matches("i.")))
+                .unwrap_or_default(),
+            cond.iter()
+                .find(|c| c.starts_with("i.received_at <"))
+                .filter(|c| !c.starts_with("i.received_at >="))
+                .map(|c| format!(" AND {}", c.trim_start_matches("i.")))
+                .unwrap_or_default(),
+        )
+    } else {
+        "lead_intakes".to_owned()
+    };
+    let windowed = text.is_empty();
     let sql = format!(
-        "SELECT {LEAD_COLUMNS} FROM lead_intakes i LEFT JOIN api_tokens t ON t.id = i.token_id \
+        "SELECT {LEAD_COLUMNS} FROM {source_rows} i LEFT JOIN api_tokens t ON t.id = i.token_id \
          WHERE {} ORDER BY i.received_at DESC LIMIT 100",
         cond.join(" AND ")
     );
@@ -490,7 +499,14 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
 <label>From <input type="date" name="from" value="{from}"></label>
 <label>To <input type="date" name="to" value="{to}"></label>
 <button type="submit">Search</button></form>
-<p class="note">{note}{n} lead(s), newest first{more}.</p>{table}"#,
+<p class="note">{note}{n} lead(s), newest first{more}.{window}</p>{table}"#,
+        window = if windowed {
+            format!(
+                " Without a number or an email the search reads the newest {SEARCH_WINDOW} leads (of the dates chosen)."
+            )
+        } else {
+            String::new()
+        },
         text = esc(text),
         source = esc(source.unwrap_or_default()),
         from = date(from),

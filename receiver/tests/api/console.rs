@@ -267,6 +267,22 @@ async fn another_accounts_lead_contact_and_endpoint_are_404_in_the_console_too()
     let found = get(&app, "/console/leads?q=(212)%20555-0123", &cookie).await;
     assert!(found.text.contains(&mine.intake_id.to_string()));
     assert!(!found.text.contains(&theirs.intake_id.to_string()));
+    // By status and by date, the account's newest intakes only.
+    let today = chrono::Utc::now().date_naive();
+    let by_status = get(
+        &app,
+        &format!("/console/leads?status=created&from={today}&to={today}"),
+        &cookie,
+    )
+    .await;
+    assert!(
+        by_status.text.contains(&mine.intake_id.to_string()),
+        "{}",
+        by_status.text
+    );
+    assert!(!by_status.text.contains(&theirs.intake_id.to_string()));
+    let none = get(&app, "/console/leads?status=merged", &cookie).await;
+    assert!(none.text.contains("0 lead(s)") && none.text.contains("No lead matches."));
     let timeline = get(&app, &format!("/console/leads/{}", mine.intake_id), &cookie).await;
     for step in [
         "Received and accepted (202)",

@@ -43,6 +43,8 @@ async function refresh(section) {
       const v = pick(data, el.dataset.live);
       el.textContent = format(v === undefined ? 0 : v, el.dataset.format);
     }
+    const hour = section.querySelector('[data-live="intakes_last_hour"]');
+    if (hour && data.capped) hour.textContent += "+";
     drawBars(section, data.per_minute || []);
     const at = document.querySelector("[data-live-at]");
     if (at) at.textContent = new Date(data.at).toLocaleTimeString();
