@@ -239,7 +239,7 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
     let body = format!(
         r#"<p class="live-note" aria-live="polite">Live: updated <span data-live-at>now</span> (every 5 s).</p>
 <section class="cards" data-live-src="/console/live">
-<article class="card"><h2>Intake, last hour</h2><p class="big" data-live="intakes_last_hour">{hour}</p>
+<article class="card"><h2>Intake, last hour</h2><p class="big" data-live="intakes_last_hour">{hour}{capped}</p>
 <p class="note">The figures read the newest {window} leads of the hour at most.</p>
 <div class="bars" role="img" aria-label="Leads per minute, last 30 minutes">{bars}</div>
 <ul class="kv">{outcome}</ul></article>
@@ -253,11 +253,8 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
 <article class="card"><h2>Blocked by the contact policy, last hour</h2><ul class="kv">{blocked}</ul></article>
 </section>
 <h2>Latest leads <span class="note">(as the page loaded)</span></h2>{recent}"#,
-        hour = format!(
-            "{}{}",
-            f["intakes_last_hour"],
-            if f["capped"] == true { "+" } else { "" }
-        ),
+        hour = f["intakes_last_hour"],
+        capped = if f["capped"] == true { "+" } else { "" },
         window = OVERVIEW_WINDOW,
         p50 = seconds(&f["lag_p50_s"]),
         p99 = seconds(&f["lag_p99_s"]),
