@@ -229,7 +229,13 @@ async fn run_session(
     drop(tx);
     drop(consumer);
 
-    let grace = ctx.settings.worker.shutdown_grace;
+    // A lost connection can leave a lead's last step (its ack, a retry's publish) waiting on
+    // the dead channel. Its message is unacknowledged, so the broker delivers it again, and
+    // the intake id makes that repeat change nothing: a short wait is enough.
+    let grace = match end {
+        SessionEnd::Stopped => ctx.settings.worker.shutdown_grace,
+        SessionEnd::Lost => ctx.settings.worker.shutdown_grace.min(LOST_SESSION_GRACE),
+    };
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -241,9 +247,13 @@ async fn run_session(
     }
     // A copy being recorded now is simply delivered again to the next session.
     records.abort();
-    session.close().await;
+    // Closing waits for the broker's answer, which a reset connection never sends.
+    let _ = tokio::time::timeout(LOST_SESSION_GRACE, session.close()).await;
     end
 }
+
+/// How long a session whose connection was lost waits for its leads and its close.
+const LOST_SESSION_GRACE: Duration = Duration::from_secs(2);
 
 /// Hands the session's deliveries to the consumer tasks until the consumer ends; on
 /// `stop`, cancels consumption and waits (briefly) for the broker to end the stream.
