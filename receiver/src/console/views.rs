@@ -10,7 +10,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use hyper::{Response, StatusCode};
 use leadctl::admin::webhooks::{self, Replay};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use shared::intake::IntakeStatus;
 use shared::phone::{PhoneNumber, Region};
+use shared::policy::Reason;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use uuid::Uuid;
@@ -190,17 +192,8 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         Ok(f) => f,
         Err(e) => return ctx.failed(&e),
     };
-    let statuses = [
-        "created",
-        "updated",
-        "merged",
-        "duplicate",
-        "queued",
-        "processing",
-        "dead_lettered",
-    ];
     let mut outcome = String::new();
-    for s in statuses {
+    for s in SHOWN_STATUSES.map(|s| s.as_str()) {
         let n = f["by_status"][s].as_i64().unwrap_or(0);
         let _ = write!(
             outcome,
@@ -208,15 +201,8 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
             badge(s)
         );
     }
-    let reasons = [
-        "dnc",
-        "no_consent",
-        "outside_hours",
-        "frequency_cap",
-        "unknown_local_time",
-    ];
     let mut blocked = String::new();
-    for r in reasons {
+    for r in Reason::ALL.map(Reason::as_str) {
         let n = f["blocked"][r].as_i64().unwrap_or(0);
         let _ = write!(
             blocked,
@@ -294,6 +280,17 @@ const LEAD_COLUMNS: &str = "i.id, i.status::text AS status, i.received_at, i.con
      coalesce(t.label, t.token_prefix || '…') AS token, \
      (SELECT string_agg(DISTINCT a->>'reason', ', ') FROM jsonb_array_elements(i.actions) a \
       WHERE a->>'type' = 'policy_blocked') AS blocked";
+
+/// The intake statuses the overview and the search show, outcomes first.
+const SHOWN_STATUSES: [IntakeStatus; 7] = [
+    IntakeStatus::Created,
+    IntakeStatus::Updated,
+    IntakeStatus::Merged,
+    IntakeStatus::Duplicate,
+    IntakeStatus::Queued,
+    IntakeStatus::Processing,
+    IntakeStatus::DeadLettered,
+];
 
 /// How many of the account's newest intakes a search without a number or an email reads.
 const SEARCH_WINDOW: i64 = 20_000;
@@ -461,25 +458,11 @@ pub(super) async fn leads(ctx: &Ctx<'_>) -> Response<Body> {
         )
     };
     let mut statuses = option("", "any status", status);
-    for s in [
-        "created",
-        "updated",
-        "merged",
-        "duplicate",
-        "queued",
-        "processing",
-        "dead_lettered",
-    ] {
+    for s in SHOWN_STATUSES.map(|s| s.as_str()) {
         statuses.push_str(&option(s, s, status));
     }
     let mut verdicts = option("", "any verdict", verdict);
-    for v in [
-        "dnc",
-        "no_consent",
-        "outside_hours",
-        "frequency_cap",
-        "unknown_local_time",
-    ] {
+    for v in Reason::ALL.map(Reason::as_str) {
         verdicts.push_str(&option(
             v,
             &format!("blocked: {}", v.replace('_', " ")),

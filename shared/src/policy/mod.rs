@@ -165,6 +165,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 5] = [
+        Reason::Dnc,
+        Reason::NoConsent,
+        Reason::OutsideHours,
+        Reason::FrequencyCap,
+        Reason::UnknownLocalTime,
+    ];
+
     /// The wire name (`dnc`, `no_consent`, `outside_hours`, …).
     pub fn as_str(self) -> &'static str {
         match self {
