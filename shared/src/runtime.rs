@@ -1,31 +1,52 @@
 //! What every long-running process of the pipeline does the same way: stop on SIGTERM or
 //! Ctrl-C, and wait growing delays between reconnection attempts.
 
+use std::future::Future;
 use std::time::Duration;
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// process calls it first thing, so a signal that arrives while it starts up, or before the
+/// task awaiting the future has run, stops it cleanly instead of ending it by the signal's
+/// default action (which a client saw as a receiver that vanished mid-request). Must be
+/// called within a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+    let wait = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (terminate, interrupt) => {
+                    tracing::warn!(
+                        sigterm = terminate.is_ok(),
+                        sigint = interrupt.is_ok(),
+                        "Cannot listen for every stop signal"
+                    );
+                    let ((Ok(mut one), _) | (_, Ok(mut one))) = (terminate, interrupt) else {
+                        return std::future::pending().await;
+                    };
+                    one.recv().await;
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the process");
-                let _ = interrupt.await;
-            }
         }
-    }
+    };
     #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+    let wait = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    async move {
+        wait.await;
+        tracing::info!("Shutdown signal received");
     }
-    tracing::info!("Shutdown signal received");
 }
 
 /// Delays between reconnection attempts: from `min`, doubling up to `max`, back to `min`
