@@ -1,14 +1,15 @@
 //! Section `events`: what outbound events (§11) cost the worker, and how fast they go out.
 //!
-//! In one database with the large contact table, three backlogs drain one after the other
-//! through one worker process: without an endpoint, with one endpoint subscribed to every
-//! event (a receiver in this process that answers 204 at once), and without again; the
-//! plain-SQL baseline writes the first backlog's rows into a second account, as in the
-//! `worker` section. The two drains without events bracket the one with them, so the growth
-//! of the tables between drains weighs on both sides. During the drain with events the
-//! worker's delivery loop sends them; the figures are the deliveries per second from the
-//! first to the last received, and the time from each event's transaction (its
-//! `timestamp`) to its arrival.
+//! In one database with the large contact table, four backlogs drain one after the other
+//! through one worker process: without an endpoint; with one endpoint subscribed to every
+//! event (a receiver in this process that answers 204 at once) while the worker's delivery
+//! loop sends them; with the endpoint and the delivery loop off (`WEBHOOKS__ENABLED=false`,
+//! as when other processes deliver: what writing the events costs the intake path itself);
+//! and without again. The plain-SQL baseline writes the first backlog's rows into a second
+//! account, as in the `worker` section. The two drains without events bracket the others,
+//! so the growth of the tables between drains weighs on both sides. The delivery figures
+//! are the deliveries per second from the first to the last received, and the time from
+//! each event's transaction (its `timestamp`) to its arrival.
 
 use crate::Ctx;
 use crate::baseline;
@@ -24,13 +25,16 @@ use testkit::webhooks::WebhookReceiver;
 
 #[derive(Debug, Clone)]
 pub struct EventsFigures {
-    /// The drains before and after the one with events, and the one with them.
+    /// The drains before and after the ones with events, the one whose worker delivers
+    /// them as they come, and the one whose worker only writes them (the delivery loop
+    /// off, as when other processes deliver).
     pub before: Drain,
     pub with: Drain,
+    pub written: Drain,
     pub after: Drain,
     /// Baseline leads per second (plain SQL, one connection, the same database).
     pub baseline: f64,
-    /// Events written by the drain with events, by type.
+    /// Events the drain with deliveries wrote (and delivered), by type.
     pub types: BTreeMap<String, i64>,
     /// Deliveries the receiver got, and first → last of them.
     pub received: usize,
@@ -52,6 +56,10 @@ impl EventsFigures {
         self.with.rate() / self.baseline.max(1e-9)
     }
 
+    pub fn ratio_written(&self) -> f64 {
+        self.written.rate() / self.baseline.max(1e-9)
+    }
+
     pub fn events(&self) -> i64 {
         self.types.values().sum()
     }
@@ -68,9 +76,11 @@ impl EventsFigures {
         serde_json::json!({
             "worker_ratio_without_events": self.ratio_without(),
             "worker_ratio_with_events": self.ratio_with(),
+            "worker_ratio_events_written_only": self.ratio_written(),
             "baseline_leads_per_sec": self.baseline,
             "before": self.before.to_json(),
             "with": self.with.to_json(),
+            "written": self.written.to_json(),
             "after": self.after.to_json(),
             "events": self.types,
             "received": self.received,
@@ -145,6 +155,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
         Some(delivered),
     )
     .await?;
+    // The same writes with this worker's delivery loop off: what events cost the intake
+    // path itself when other processes deliver them.
+    let written_backlog = worker_bench::backlog(n, mix(3, 14), &c)?;
+    let off = [("WEBHOOKS__ENABLED".to_owned(), "false".to_owned())];
+    let written = worker_bench::drain_with(
+        ctx,
+        &db,
+        &written_backlog,
+        1,
+        "events-written-only",
+        contacts,
+        &off,
+        None::<std::future::Ready<anyhow::Result<()>>>,
+    )
+    .await?;
     db.conn
         .execute_unprepared("UPDATE webhook_endpoints SET enabled = false")
         .await
@@ -185,12 +210,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
                 .collect::<anyhow::Result<BTreeMap<String, i64>>>()
         }
     };
-    let types = count_by("SELECT type AS k, count(*) AS n FROM events GROUP BY type").await?;
+    // The drain with deliveries only: the events the written-only drain left pending are
+    // not its figures.
+    let types = count_by(
+        "SELECT e.type AS k, count(*) AS n FROM events e
+         WHERE EXISTS (SELECT 1 FROM event_deliveries d
+                       WHERE d.event_id = e.id AND d.status <> 'pending')
+         GROUP BY e.type",
+    )
+    .await?;
     let deliveries =
         count_by("SELECT status AS k, count(*) AS n FROM event_deliveries GROUP BY status").await?;
     let figures = EventsFigures {
         before,
         with,
+        written,
         after,
         baseline,
         types,
@@ -202,9 +236,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
     };
     let _ = db.conn.close().await;
     eprintln!(
-        "bench: events: worker ratio {:.3} without, {:.3} with; {:.0} events/s, p99 {:.0} ms",
+        "bench: events: worker ratio {:.3} without, {:.3} with, {:.3} written only; {:.0} events/s, p99 {:.0} ms",
         figures.ratio_without(),
         figures.ratio_with(),
+        figures.ratio_written(),
         figures.events_per_sec(),
         figures.lag_p_ms(99.0)
     );

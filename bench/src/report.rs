@@ -126,7 +126,7 @@ impl Report {
         }
         if let Some(e) = &self.events {
             notes.push(format!(
-                "events: {} written ({}); deliveries {}; at most {} in flight to the endpoint",
+                "events: {} delivered ({}); deliveries {} (the written-only drain's stay pending); at most {} in flight to the endpoint",
                 e.events(),
                 statuses_text(&e.types),
                 statuses_text(&e.deliveries),
@@ -168,6 +168,10 @@ impl Report {
                 e.ratio_without()
             ));
             out.push(format!("worker ratio with events {:.3}", e.ratio_with()));
+            out.push(format!(
+                "worker ratio with events written only {:.3}",
+                e.ratio_written()
+            ));
             out.push(format!("events/s {:.1}", e.events_per_sec()));
             out.push(format!("event p99 ms {:.1}", e.lag_p_ms(99.0)));
         }
@@ -465,6 +469,7 @@ fn events_rows(e: &EventsFigures) -> Vec<Row> {
     vec![
         drain("no endpoint (before)", &e.before),
         drain("one endpoint, every event", &e.with),
+        drain("one endpoint, written only", &e.written),
         drain("no endpoint (after)", &e.after),
         row(
             "events delivered/s (first → last received)",

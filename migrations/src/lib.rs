@@ -20,6 +20,7 @@ mod m20261202_000007_contacts_created_index;
 mod m20261202_000008_contact_policy;
 mod m20261202_000009_message_steps;
 mod m20261203_000010_outbound_events;
+mod m20261203_000011_outbox_without_row_locks;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_contact_policy::Migration),
             Box::new(m20261202_000009_message_steps::Migration),
             Box::new(m20261203_000010_outbound_events::Migration),
+            Box::new(m20261203_000011_outbox_without_row_locks::Migration),
         ]
     }
 }

@@ -11,7 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::sea_query::ArrayType;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -183,12 +184,30 @@ pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64
     if events.is_empty() {
         return Ok(0);
     }
-    let json = serde_json::to_value(events).map_err(|e| DbErr::Json(e.to_string()))?;
+    let column = |kind: ArrayType, f: &dyn Fn(&Event) -> Value| {
+        Value::Array(kind, Some(Box::new(events.iter().map(f).collect())))
+    };
+    let values = vec![
+        column(ArrayType::Uuid, &|e| Value::Uuid(Some(e.id))),
+        column(ArrayType::BigInt, &|e| Value::BigInt(Some(e.account_id))),
+        column(ArrayType::String, &|e| {
+            Value::String(Some(e.kind.to_owned()))
+        }),
+        // The driver cannot bind a null inside an array: none is the nil uuid and 0 (no
+        // intake or contact has either), which the statement turns back into nulls.
+        column(ArrayType::Uuid, &|e| {
+            Value::Uuid(Some(e.intake_id.unwrap_or(Uuid::nil())))
+        }),
+        column(ArrayType::BigInt, &|e| {
+            Value::BigInt(Some(e.contact_id.unwrap_or(0)))
+        }),
+        column(ArrayType::String, &|e| Value::String(Some(e.body.clone()))),
+    ];
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             RECORD,
-            vec![json.into()],
+            values,
         ))
         .await?;
     Ok(row

@@ -432,7 +432,11 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         ("unsubscribed", "'[]'".to_owned()),
         ("next_due", String::new()),
         // The outbox (§11) and the delivery loop's statements.
-        ("outbox", "'[]'".to_owned()),
+        (
+            "outbox",
+            "'{}'::uuid[], '{}'::bigint[], '{}'::text[], '{}'::uuid[], '{}'::bigint[], '{}'::text[]"
+                .to_owned(),
+        ),
         (
             "claim",
             "now(), 16, 500, '{}'::bigint[], '{}'::int[], 35".to_owned(),

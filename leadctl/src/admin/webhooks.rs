@@ -261,8 +261,12 @@ pub async fn rotate_secret(db: &impl ConnectionTrait, id: i64) -> Result<WithSec
 /// account's other endpoints).
 pub async fn remove(db: &impl ConnectionTrait, id: i64) -> Result<Endpoint> {
     let endpoint = get(db, id).await?;
+    // One statement, so that it all goes or none of it does (the outbox's tables do not
+    // reference the endpoints: migration m20261203_000011).
     db.execute_raw(stmt(
-        "DELETE FROM webhook_endpoints WHERE id = $1",
+        "WITH endpoint AS (DELETE FROM webhook_endpoints WHERE id = $1),
+              attempts AS (DELETE FROM delivery_attempts WHERE endpoint_id = $1)
+         DELETE FROM event_deliveries WHERE endpoint_id = $1",
         vec![id.into()],
     ))
     .await?;

@@ -1,11 +1,15 @@
--- The outbox: $1 is a JSON array of events {id, account_id, type, intake_id, contact_id,
--- body}. Each event gets a delivery, due now, for every enabled endpoint of its account
--- whose list names its type (an empty list: every type); an event no endpoint wants is not
--- kept. The notification reaches the delivery loops when the caller's transaction commits.
+-- The outbox: $1..$6 are the events' columns as arrays (id, account_id, type, intake_id,
+-- contact_id, body), so that no body is parsed on the way in; a missing intake_id is the
+-- nil uuid and a missing contact_id 0. Each event gets a delivery, due now, for every
+-- enabled endpoint of its account whose list names its type (an empty list: every type);
+-- an event no endpoint wants is not kept. The notification reaches the delivery loops when
+-- the caller's transaction commits.
 WITH ev AS (
-    SELECT *
-    FROM jsonb_to_recordset($1::jsonb)
-         AS x(id uuid, account_id bigint, type text, intake_id uuid, contact_id bigint, body text)
+    SELECT x.id, x.account_id, x.type,
+           nullif(x.intake_id, '00000000-0000-0000-0000-000000000000'::uuid) AS intake_id,
+           nullif(x.contact_id, 0) AS contact_id, x.body
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[], $6::text[])
+         AS x(id, account_id, type, intake_id, contact_id, body)
 ), subs AS (
     SELECT ev.id AS event_id, w.id AS endpoint_id
     FROM ev

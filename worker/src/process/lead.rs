@@ -21,6 +21,7 @@ use shared::lead::{Lead, PowerdialerPosition};
 use shared::phone::PhoneNumber;
 use shared::policy::table::RuleTable;
 use shared::policy::{Channel, Consent};
+use shared::read::PowerdialerView;
 use shared::rules::{self, Judge, Landing, Plan};
 use shared::snapshot::{ContactView, Snapshot};
 use std::collections::{HashMap, VecDeque};
@@ -438,10 +439,10 @@ async fn write_enrollments(
 pub(crate) async fn place_on_powerdialers(
     txn: &DatabaseTransaction,
     plans: &[PowerdialerPlan],
-) -> Result<(), DbErr> {
+) -> Result<Vec<(i64, PowerdialerView)>, DbErr> {
     let now = Utc::now();
     if plans.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut users: Vec<i64> = plans.iter().map(|p| p.user_id).collect();
     users.sort_unstable();
@@ -450,6 +451,7 @@ pub(crate) async fn place_on_powerdialers(
     sql::lock_all(txn, &keys).await?;
     let mut bounds = sql::powerdialer_bounds(txn, &users).await?;
     let mut rows = Vec::with_capacity(plans.len());
+    let mut placed = Vec::with_capacity(plans.len());
     for plan in plans {
         let b = bounds.get(&plan.user_id).copied();
         let position = match (b, plan.position) {
@@ -464,6 +466,14 @@ pub(crate) async fn place_on_powerdialers(
                 Some((top, bottom)) => (top.min(position), bottom.max(position)),
             },
         );
+        placed.push((
+            plan.contact_id,
+            PowerdialerView {
+                user_id: plan.user_id,
+                position,
+                not_before: plan.not_before,
+            },
+        ));
         rows.push(powerdialer_item::ActiveModel {
             account_id: Set(plan.account_id),
             user_id: Set(plan.user_id),
@@ -479,5 +489,5 @@ pub(crate) async fn place_on_powerdialers(
     powerdialer_item::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
-    Ok(())
+    Ok(placed)
 }

@@ -521,7 +521,8 @@ fn plan_all(
 }
 
 /// Writes what the planned leads decided: contacts and what hangs off them, the intake
-/// records, then the PowerDialer entries (last, so their list locks are held briefly).
+/// records, then the PowerDialer entries and the events (last, so the list locks are held
+/// briefly).
 async fn write(
     txn: &DatabaseTransaction,
     batch: lead::Batch<'_>,
@@ -541,10 +542,22 @@ async fn write(
         .collect();
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, now).await?;
+    // The contacts of the events are read before the PowerDialer lists are locked (the
+    // entries placed next are added to them), so that the lists stay locked only briefly.
+    let contacts = outbox::contacts(txn, &subscriptions, intakes, &records).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
-    lead::place_on_powerdialers(txn, &powerdialer).await?;
-    outbox::write(txn, &subscriptions, intakes, &records, now).await
+    let placed = lead::place_on_powerdialers(txn, &powerdialer).await?;
+    outbox::write(
+        txn,
+        &subscriptions,
+        intakes,
+        &records,
+        contacts,
+        &placed,
+        now,
+    )
+    .await
 }
 
 /// The committed steps as outcomes (a repeat of an intake gets its first's).

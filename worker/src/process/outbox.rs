@@ -9,41 +9,67 @@ use sea_orm::{DatabaseTransaction, DbErr};
 use shared::events::{self, Event, EventType, Subscriptions};
 use shared::intake::IntakeStatus;
 use shared::outcome::Action;
-use shared::read::{self, IntakeView};
+use shared::read::{self, ContactView, IntakeView, PowerdialerView};
+use std::collections::HashMap;
 
 use super::{Attempt, Planned};
 
-/// Writes the events of the planned leads `planned` (index into `intakes`, plan).
+/// The kind of contact event a planned lead reports, if any.
+fn contact_event(p: &Planned) -> Option<EventType> {
+    match p.status {
+        IntakeStatus::Created => Some(EventType::ContactCreated),
+        IntakeStatus::Updated | IntakeStatus::Merged => Some(EventType::ContactUpdated),
+        _ => None,
+    }
+}
+
+/// The contacts the contact events of the planned leads carry, read back as the read API
+/// shows them (only those some endpoint wants).
+pub(super) async fn contacts(
+    txn: &DatabaseTransaction,
+    subs: &Subscriptions,
+    intakes: &[Attempt],
+    planned: &[(usize, &Planned)],
+) -> Result<HashMap<i64, ContactView>, DbErr> {
+    if subs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut ids: Vec<i64> = planned
+        .iter()
+        .filter(|(i, p)| {
+            contact_event(p).is_some_and(|k| subs.wants(intakes[*i].message.account_id, k))
+        })
+        .map(|(_, p)| p.contact_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(read::contacts_by_id(txn, ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect())
+}
+
+/// Writes the events of the planned leads `planned` (index into `intakes`, plan), their
+/// contacts as [`contacts`] read them with the PowerDialer entries `placed` since.
 pub(super) async fn write(
     txn: &DatabaseTransaction,
     subs: &Subscriptions,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
+    mut contacts: HashMap<i64, ContactView>,
+    placed: &[(i64, PowerdialerView)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if subs.is_empty() {
         return Ok(());
     }
     let wants = |account: i64, kind: EventType| subs.wants(account, kind);
-    let contact_event = |p: &Planned| match p.status {
-        IntakeStatus::Created => Some(EventType::ContactCreated),
-        IntakeStatus::Updated | IntakeStatus::Merged => Some(EventType::ContactUpdated),
-        _ => None,
-    };
-    // The contacts of the contact events, read back as the read API shows them.
-    let mut contact_ids: Vec<i64> = planned
-        .iter()
-        .filter(|(i, p)| contact_event(p).is_some_and(|k| wants(intakes[*i].message.account_id, k)))
-        .map(|(_, p)| p.contact_id)
-        .collect();
-    contact_ids.sort_unstable();
-    contact_ids.dedup();
-    let contacts: std::collections::HashMap<i64, read::ContactView> =
-        read::contacts_by_id(txn, contact_ids)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+    for (contact_id, entry) in placed {
+        if let Some(c) = contacts.get_mut(contact_id) {
+            c.powerdialer = Some(entry.clone());
+        }
+    }
 
     let mut out: Vec<Event> = Vec::new();
     for (i, p) in planned {
