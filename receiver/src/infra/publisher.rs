@@ -82,6 +82,8 @@ pub struct Publisher {
     next: AtomicUsize,
     /// Wakes the keeper early when a publish hit a broken link.
     trouble: Notify,
+    /// Wakes the publishes waiting for a link when one is set.
+    connected: Notify,
 }
 
 impl Publisher {
@@ -98,6 +100,7 @@ impl Publisher {
             link: RwLock::new(None),
             next: AtomicUsize::new(0),
             trouble: Notify::new(),
+            connected: Notify::new(),
         }
     }
 
@@ -145,14 +148,25 @@ impl Publisher {
 
     /// Waits up to `timeout` for a connection; whether there is one.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.is_connected() {
-                return true;
+        self.link_within(timeout).await.is_some() && self.is_connected()
+    }
+
+    /// The current link, or the first one set within `timeout`: a lead that arrives while
+    /// the receiver is (re)connecting waits for the connection instead of being refused.
+    async fn link_within(&self, timeout: Duration) -> Option<Arc<Link>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let connected = self.connected.notified();
+            tokio::pin!(connected);
+            // Registered before the look, so a link set in between is not missed.
+            connected.as_mut().enable();
+            if let Some(link) = self.current() {
+                return Some(link);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if tokio::time::timeout_at(deadline, connected).await.is_err() {
+                return self.current();
+            }
         }
-        self.is_connected()
     }
 
     /// Publishes `message` and waits for the broker's confirm.
@@ -177,7 +191,12 @@ impl Publisher {
         message: &IntakeMessage,
         traceparent: &str,
     ) -> Result<(), PublishError> {
-        let link = self.current().ok_or(PublishError::Unavailable)?;
+        // One bound for the whole publish: the wait for a connection, then the confirm.
+        let started = Instant::now();
+        let link = self
+            .link_within(self.timeout)
+            .await
+            .ok_or(PublishError::Unavailable)?;
         let channel = link
             .channels
             .get(self.next.fetch_add(1, Ordering::Relaxed) % link.channels.len())
@@ -208,21 +227,22 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let started = Instant::now();
-        let confirmed = tokio::time::timeout(self.timeout, async {
-            channel
-                .basic_publish(
-                    self.exchange.clone(),
-                    self.routing_key.clone(),
-                    options,
-                    &body,
-                    properties,
-                )
-                .await?
-                .await
-        })
-        .await;
-        metrics::histogram!(prometheus::PUBLISH_CONFIRM).record(started.elapsed().as_secs_f64());
+        let sent = Instant::now();
+        let confirmed =
+            tokio::time::timeout(self.timeout.saturating_sub(started.elapsed()), async {
+                channel
+                    .basic_publish(
+                        self.exchange.clone(),
+                        self.routing_key.clone(),
+                        options,
+                        &body,
+                        properties,
+                    )
+                    .await?
+                    .await
+            })
+            .await;
+        metrics::histogram!(prometheus::PUBLISH_CONFIRM).record(sent.elapsed().as_secs_f64());
         match confirmed {
             Err(_) => Err(PublishError::Timeout),
             Ok(Err(error)) => Err(PublishError::Failed(error)),
@@ -248,7 +268,11 @@ impl Publisher {
     }
 
     fn set(&self, link: Option<Arc<Link>>) {
+        let up = link.is_some();
         *self.link.write().unwrap_or_else(|e| e.into_inner()) = link;
+        if up {
+            self.connected.notify_waiters();
+        }
     }
 
     async fn connect(&self) -> lapin::Result<Link> {

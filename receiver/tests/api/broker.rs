@@ -1,4 +1,7 @@
-use crate::helpers::{TestApp, amqp, closed_port, eventually, lead, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, amqp, closed_port, eventually, lead, spawn_app, spawn_app_connecting_with,
+    spawn_app_with,
+};
 use hyper::{Method, StatusCode};
 use lapin::options::QueueDeleteOptions;
 use std::time::{Duration, Instant};
@@ -24,7 +27,12 @@ fn assert_unavailable(reply: &crate::helpers::Reply) {
 #[tokio::test]
 async fn broker_unreachable_answers_503_and_never_202() {
     let dead = closed_port();
-    let app = spawn_app_with(|s| s.amqp_url = format!("amqp://guest:guest@{dead}/%2f")).await;
+    let app = spawn_app_with(|s| {
+        s.amqp_url = format!("amqp://guest:guest@{dead}/%2f");
+        // Each lead waits this long for a connection before its 503.
+        s.receiver.publish_timeout = Duration::from_millis(500);
+    })
+    .await;
     for _ in 0..3 {
         assert_unavailable(&app.post_lead(&lead()).await);
     }
@@ -42,9 +50,33 @@ async fn broker_unreachable_answers_503_and_never_202() {
 }
 
 #[tokio::test]
+async fn a_lead_that_arrives_while_the_broker_connection_opens_waits_for_it() {
+    // The broker's side of the handshake held back: the receiver serves, still connecting.
+    let (proxy, via) = proxied(&testkit::amqp_url()).await;
+    proxy.stall();
+    let app = std::sync::Arc::new(spawn_app_connecting_with(|s| s.amqp_url = via).await);
+    let posted = tokio::spawn({
+        let app = app.clone();
+        async move { app.post_lead(&lead()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!broker_ready(&app).await, "still connecting");
+    assert!(!posted.is_finished(), "the lead waits for the connection");
+    proxy.unstall();
+    let reply = posted.await.expect("the post");
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert!(broker_ready(&app).await);
+    assert_eq!(app.queue_len().await, 1);
+}
+
+#[tokio::test]
 async fn the_receiver_reconnects_by_itself_when_the_broker_comes_back() {
     let (proxy, via) = proxied(&testkit::amqp_url()).await;
-    let app = spawn_app_with(|s| s.amqp_url = via).await;
+    let app = spawn_app_with(|s| {
+        s.amqp_url = via;
+        s.receiver.publish_timeout = Duration::from_millis(1_000);
+    })
+    .await;
     eventually("the broker ready", Duration::from_secs(15), || async {
         broker_ready(&app).await.then_some(())
     })

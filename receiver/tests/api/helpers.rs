@@ -67,7 +67,20 @@ pub async fn spawn_app_with_limit(limit: i32, tweak: impl FnOnce(&mut Settings))
     spawn(tweak, Some(limit)).await
 }
 
+/// A receiver serving at once, its broker connection still being opened.
+pub async fn spawn_app_connecting_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_as(tweak, None, false).await
+}
+
 async fn spawn(tweak: impl FnOnce(&mut Settings), account_limit: Option<i32>) -> TestApp {
+    spawn_as(tweak, account_limit, true).await
+}
+
+async fn spawn_as(
+    tweak: impl FnOnce(&mut Settings),
+    account_limit: Option<i32>,
+    wait_for_broker: bool,
+) -> TestApp {
     let db = TestDb::new().await;
     let mut settings = testkit::settings(&db);
     // A loaded test machine can stall a healthy Redis call past the production bound; the
@@ -85,7 +98,7 @@ async fn spawn(tweak: impl FnOnce(&mut Settings), account_limit: Option<i32>) ->
         .expect("token");
     let app = Application::build(settings.clone()).await.expect("build");
     let addr = app.local_addr().expect("addr");
-    if settings.amqp_url == testkit::amqp_url() {
+    if wait_for_broker && settings.amqp_url == testkit::amqp_url() {
         assert!(
             app.wait_for_broker(Duration::from_secs(15)).await,
             "the receiver did not connect to the broker"
