@@ -179,3 +179,75 @@ async fn a_leads_log_lines_carry_the_trace_id_it_was_published_with() {
     assert_eq!(line["span"]["intake_id"], message.intake_id.to_string());
     assert_eq!(line["span"]["account_id"], message.account_id);
 }
+
+/// SECURITY.md: the contents of leads are never logged, at any level. The binary logs at
+/// `trace` while it processes a lead, dead-letters one of an unknown account and one whose
+/// body is not JSON; none of their names, emails, notes or numbers is in its output.
+#[tokio::test]
+async fn a_leads_contents_never_appear_in_the_worker_logs() {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let mut kept = lead("818 200 5151");
+    kept.fields.first_name = Some("Zebulonsecret".into());
+    kept.fields.email = Some("zeb.secretmail@example.com".into());
+    kept.notes = Some("notesecret-7731".into());
+    let kept = ctx.message(kept);
+    let mut stray = lead("818 200 6262");
+    stray.fields.first_name = Some("Quillonsecret".into());
+    let stray = support::message_for(ctx.account + 1000, ctx.user, ctx.token, stray);
+    publisher.publish_many(&[kept.clone(), stray]).await;
+    publisher
+        .publish_raw(
+            "poison-1",
+            br#"{"first_name":"Poisonsecret","phone_number":"+18182007373""#,
+        )
+        .await;
+
+    let log = std::env::temp_dir().join(format!("worker-log-{}.json", kept.intake_id));
+    let mut child = worker_command(&ctx)
+        .env("RUST_LOG", "trace")
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the worker binary");
+    let dead = publisher.topology.dead_queue();
+    eventually(
+        "the lead done and two dead letters",
+        Duration::from_secs(60),
+        || async {
+            (finished_intakes(ctx.conn()).await >= 1 && publisher.depth(&dead).await >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let _ = std::fs::remove_file(&log);
+    // Captured at trace level: the lead's own lines are there.
+    assert!(
+        text.contains(&kept.intake_id.to_string()),
+        "no line of the lead"
+    );
+    assert!(text.lines().count() > 20, "{text}");
+    for secret in [
+        "Zebulonsecret",
+        "secretmail",
+        "notesecret",
+        "Quillonsecret",
+        "Poisonsecret",
+        "2005151",
+        "2006262",
+        "2007373",
+    ] {
+        let found: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(secret))
+            .take(3)
+            .collect();
+        assert!(found.is_empty(), "{secret} logged: {found:?}");
+    }
+    testkit::delete_topology(&ctx.settings).await;
+}
