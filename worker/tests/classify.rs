@@ -172,6 +172,17 @@ async fn in_failed_transaction(db: &TestDb) -> DbErr {
     error
 }
 
+/// A write while the database is read-only (a standby, `default_transaction_read_only`).
+async fn read_only(db: &TestDb) -> DbErr {
+    let txn = db.conn.begin().await.unwrap();
+    txn.execute_unprepared("SET TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    let error = fails(&txn, "UPDATE t SET v = 1 WHERE id = 1").await;
+    let _ = txn.rollback().await;
+    error
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Transient,
@@ -230,6 +241,13 @@ async fn database_errors_are_sorted_into_transient_and_permanent() {
             "insufficient privilege",
             insufficient_privilege(&db).await,
             Some("42501"),
+            Transient,
+        ),
+        // An operator makes the database writable again (or a failover ends).
+        (
+            "read-only transaction",
+            read_only(&db).await,
+            Some("25006"),
             Transient,
         ),
         // A concurrent writer outside the lock protocol, or a linked row deleted meanwhile:
@@ -346,7 +364,10 @@ async fn database_errors_are_sorted_into_transient_and_permanent() {
     }
     assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
     // The reason kept with the lead is the database's own message.
-    let ProcessError::Permanent(text) = classify(&table[11].1) else {
+    let Some((_, check, _, _)) = table.iter().find(|(what, ..)| *what == "check violation") else {
+        panic!("the table has a check violation");
+    };
+    let ProcessError::Permanent(text) = classify(check) else {
         panic!("check violation is permanent");
     };
     assert!(text.starts_with("database error 23514:"), "{text}");

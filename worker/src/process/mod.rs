@@ -69,8 +69,8 @@ pub struct Outcome {
 /// Why a lead could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessError {
-    /// Worth retrying later: the database is unreachable, overloaded, timed out, a lock or
-    /// serialization conflict, or a privilege an operator can restore.
+    /// Worth retrying later: the database is unreachable, overloaded, timed out, read-only
+    /// for now, a lock or serialization conflict, or a privilege an operator can restore.
     #[error("{0}")]
     Transient(String),
     /// Retrying cannot help: the message or its data is wrong.
@@ -79,7 +79,7 @@ pub enum ProcessError {
 }
 
 /// SQLSTATEs that a later attempt can get past.
-const TRANSIENT_STATES: [&str; 8] = [
+const TRANSIENT_STATES: [&str; 9] = [
     "40001", // serialization_failure
     "40P01", // deadlock_detected
     "55P03", // lock_not_available
@@ -88,6 +88,7 @@ const TRANSIENT_STATES: [&str; 8] = [
     "23505", // unique_violation: a concurrent writer outside the lock protocol; re-read
     "23503", // foreign_key_violation: a linked row vanished meanwhile; re-check links
     "25P02", // in_failed_sql_transaction
+    "25006", // read_only_sql_transaction: a standby, or read-only until an operator lifts it
 ];
 
 /// Sorts a database error into retry-later or give-up.
