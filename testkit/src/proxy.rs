@@ -14,6 +14,9 @@ pub struct Proxy {
     forwarding: Arc<Mutex<Option<CancellationToken>>>,
     /// `true` while the service's replies are held back (connections stay open).
     stalled: watch::Sender<bool>,
+    /// `true` while nothing passes either way and new connections get no further than the
+    /// proxy: a network partition that drops packets silently.
+    partitioned: watch::Sender<bool>,
     stop: CancellationToken,
 }
 
@@ -27,6 +30,7 @@ impl Proxy {
         let state = forwarding.clone();
         let stopped = stop.clone();
         let (stalled, gate) = watch::channel(false);
+        let (partitioned, wall) = watch::channel(false);
         tokio::spawn(async move {
             loop {
                 let (client, _) = tokio::select! {
@@ -42,16 +46,26 @@ impl Proxy {
                     continue;
                 };
                 let gate = gate.clone();
+                let mut wall = wall.clone();
                 tokio::spawn(async move {
-                    let Ok(upstream) = TcpStream::connect(target).await else {
-                        return;
+                    let connected = async {
+                        // During a partition the service is never reached.
+                        wall.wait_for(|up| !*up).await.ok()?;
+                        TcpStream::connect(target).await.ok()
+                    };
+                    let upstream = tokio::select! {
+                        _ = cut.cancelled() => return,
+                        upstream = connected => match upstream {
+                            Some(u) => u,
+                            None => return,
+                        },
                     };
                     let (from_client, to_client) = client.into_split();
                     let (from_upstream, to_upstream) = upstream.into_split();
                     tokio::select! {
                         _ = cut.cancelled() => {}
-                        _ = pump(from_client, to_upstream, None) => {}
-                        _ = pump(from_upstream, to_client, Some(gate)) => {}
+                        _ = pump(from_client, to_upstream, vec![wall.clone()]) => {}
+                        _ = pump(from_upstream, to_client, vec![gate, wall]) => {}
                     }
                 });
             }
@@ -60,6 +74,7 @@ impl Proxy {
             addr,
             forwarding,
             stalled,
+            partitioned,
             stop,
         }
     }
@@ -73,6 +88,18 @@ impl Proxy {
     /// Passes the service's replies on again (the held-back ones first).
     pub fn unstall(&self) {
         self.stalled.send_replace(false);
+    }
+
+    /// Nothing passes either way any more, and new connections never reach the service,
+    /// while every connection stays open: packets dropped silently, as in a network
+    /// partition (no reset, no close; clients see only silence).
+    pub fn partition(&self) {
+        self.partitioned.send_replace(true);
+    }
+
+    /// Ends the partition: what was held back passes on, as TCP retransmissions would.
+    pub fn heal(&self) {
+        self.partitioned.send_replace(false);
     }
 
     /// Cuts every connection and refuses new ones.
@@ -104,12 +131,12 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies `from` to `to` until either ends; with a `gate`, nothing is written while it says
-/// stalled.
+/// Copies `from` to `to` until either ends; nothing is written while one of `gates` says
+/// closed.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut gate: Option<watch::Receiver<bool>>,
+    mut gates: Vec<watch::Receiver<bool>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -117,10 +144,10 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if let Some(gate) = gate.as_mut()
-            && gate.wait_for(|stalled| !*stalled).await.is_err()
-        {
-            return;
+        for gate in &mut gates {
+            if gate.wait_for(|closed| !*closed).await.is_err() {
+                return;
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
@@ -192,5 +219,71 @@ mod tests {
             .expect("released")
             .unwrap();
         assert_eq!(&buf, b"yo");
+    }
+
+    #[tokio::test]
+    async fn a_partition_passes_nothing_either_way_until_healed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = echo.local_addr().unwrap();
+        let (received, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (r, a) = (received.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        r.fetch_add(n, Ordering::SeqCst);
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let proxy = Proxy::start(target).await;
+        let mut open = TcpStream::connect(proxy.addr).await.unwrap();
+        open.write_all(b"a").await.unwrap();
+        let mut one = [0u8; 1];
+        open.read_exact(&mut one).await.unwrap();
+        proxy.partition();
+        open.write_all(b"b").await.unwrap();
+        let mut fresh = TcpStream::connect(proxy.addr).await.unwrap();
+        fresh.write_all(b"c").await.unwrap();
+        let wait = std::time::Duration::from_millis(300);
+        assert!(
+            tokio::time::timeout(wait, open.read_exact(&mut one))
+                .await
+                .is_err()
+        );
+        assert!(
+            tokio::time::timeout(wait, fresh.read_exact(&mut one))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            received.load(Ordering::SeqCst),
+            1,
+            "nothing reached the service"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "no new connection reached it"
+        );
+        proxy.heal();
+        let wait = std::time::Duration::from_secs(2);
+        tokio::time::timeout(wait, open.read_exact(&mut one))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&one, b"b");
+        tokio::time::timeout(wait, fresh.read_exact(&mut one))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&one, b"c");
     }
 }

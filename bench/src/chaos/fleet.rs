@@ -69,6 +69,12 @@ impl Member {
         Ok(())
     }
 
+    /// Sets one variable of its environment for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Records its peak RSS so far.
     pub fn sample(&mut self) -> f64 {
         if let Some(p) = &self.proc
@@ -162,6 +168,21 @@ impl Services {
         tokio::time::sleep(down).await;
         self.start(s).await?;
         stopped
+    }
+
+    /// kill -9 of `s` (the PostgreSQL postmaster, the RabbitMQ node's VM, Redis), left down
+    /// for `down`, then started again (for PostgreSQL: a crash recovery).
+    pub async fn crash(&self, s: Service, down: Duration) -> anyhow::Result<()> {
+        let killed = self.run(s, "kill").await;
+        tokio::time::sleep(down).await;
+        self.start(s).await?;
+        killed
+    }
+
+    /// Makes every transaction of the private PostgreSQL read-only (`true`) or lifts that.
+    pub async fn postgres_read_only(&self, on: bool) -> anyhow::Result<()> {
+        let action = if on { "read-only" } else { "read-write" };
+        self.run(Service::Postgres, action).await
     }
 
     async fn run(&self, s: Service, action: &str) -> anyhow::Result<()> {

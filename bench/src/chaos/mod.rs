@@ -15,6 +15,14 @@
 //!   schedule);
 //! - `redis-fail-open`, `redis-fail-closed`: Redis stopped and started under load; open
 //!   keeps accepting and counts it, closed answers 503 and loses nothing;
+//! - `postgres-kill-9`, `rabbitmq-kill-9`, `redis-kill-9`: the crash instead of the polite
+//!   stop: SIGKILL of the PostgreSQL postmaster (the start after it is a crash recovery), of
+//!   the RabbitMQ node's Erlang VM and of Redis mid-burst, each started again 2 s later;
+//! - `postgres-partition`: the workers' connections to PostgreSQL go silent for 30 s (a
+//!   proxy drops everything both ways without closing anything, new connections included),
+//!   then the partition heals;
+//! - `postgres-read-only`: every transaction of PostgreSQL read-only for 20 s
+//!   (`default_transaction_read_only`, as on a standby or a database an operator froze);
 //! - `backlog`: a backlog built with the workers stopped, then drained: peak RSS of every
 //!   process printed, early and at the end, and it must stay flat;
 //! - `dlq-replay`: a lead refused by the database until an operator fixes it, dead-lettered,
@@ -56,6 +64,14 @@ pub enum Scenario {
     PostgresRestart,
     RedisFailOpen,
     RedisFailClosed,
+    #[value(name = "postgres-kill-9")]
+    PostgresKill,
+    #[value(name = "rabbitmq-kill-9")]
+    RabbitmqKill,
+    #[value(name = "redis-kill-9")]
+    RedisKill,
+    PostgresPartition,
+    PostgresReadOnly,
     Backlog,
     DlqReplay,
     MessageKill,
@@ -63,13 +79,18 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::WorkerKill,
         Scenario::ReceiverKill,
         Scenario::RabbitmqRestart,
         Scenario::PostgresRestart,
         Scenario::RedisFailOpen,
         Scenario::RedisFailClosed,
+        Scenario::PostgresKill,
+        Scenario::RabbitmqKill,
+        Scenario::RedisKill,
+        Scenario::PostgresPartition,
+        Scenario::PostgresReadOnly,
         Scenario::Backlog,
         Scenario::DlqReplay,
         Scenario::MessageKill,
@@ -84,6 +105,11 @@ impl Scenario {
             Scenario::PostgresRestart => "postgres-restart",
             Scenario::RedisFailOpen => "redis-fail-open",
             Scenario::RedisFailClosed => "redis-fail-closed",
+            Scenario::PostgresKill => "postgres-kill-9",
+            Scenario::RabbitmqKill => "rabbitmq-kill-9",
+            Scenario::RedisKill => "redis-kill-9",
+            Scenario::PostgresPartition => "postgres-partition 30 s",
+            Scenario::PostgresReadOnly => "postgres-read-only 20 s",
             Scenario::Backlog => "backlog",
             Scenario::DlqReplay => "dlq-replay",
             Scenario::MessageKill => "message-kill ×3",
@@ -377,13 +403,19 @@ async fn faulted_burst(
         Scenario::RabbitmqRestart => "amqp",
         Scenario::PostgresRestart => "pg",
         Scenario::RedisFailOpen => "redis-open",
-        _ => "redis-closed",
+        Scenario::RedisFailClosed => "redis-closed",
+        Scenario::PostgresKill => "pg-kill",
+        Scenario::RabbitmqKill => "amqp-kill",
+        Scenario::RedisKill => "redis-kill",
+        Scenario::PostgresPartition => "pg-partition",
+        _ => "pg-read-only",
     };
     let fail_mode = if s == Scenario::RedisFailClosed {
         "closed"
     } else {
         "open"
     };
+    let partitioned = s == Scenario::PostgresPartition;
     let mut stage = Stage::new(
         ctx,
         sizes,
@@ -391,9 +423,19 @@ async fn faulted_burst(
         2,
         &[("RATE_LIMIT_FAIL_MODE", fail_mode)],
         &[],
-        true,
+        !partitioned,
     )
     .await?;
+    // The partition is between the workers and PostgreSQL: they reach it through a proxy.
+    let mut proxy = None;
+    if partitioned {
+        let (p, via) = testkit::proxy::proxied(&stage.db.url).await;
+        for w in &mut stage.workers {
+            w.set_env("DATABASE_URL", &via);
+            w.start().await?;
+        }
+        proxy = Some(p);
+    }
     let leads = Arc::new(client::draw(sizes.burst, &stage.c, label, 11)?);
     let (send_limit, finish_limit) = limits(sizes, leads.len());
     let pace = Pace {
@@ -410,6 +452,17 @@ async fn faulted_burst(
         Scenario::ReceiverKill => kill_receiver(&mut stage, &burst, wait).await?,
         Scenario::RabbitmqRestart | Scenario::PostgresRestart => {
             notes.push(restart(&mut stage, &burst, wait, services, s).await?);
+        }
+        Scenario::PostgresKill | Scenario::RabbitmqKill | Scenario::RedisKill => {
+            notes.push(crash(&mut stage, &burst, wait, services, s).await?);
+        }
+        Scenario::PostgresPartition => {
+            if let Some(p) = &proxy {
+                notes.push(partition(&mut stage, &burst, wait, p).await?);
+            }
+        }
+        Scenario::PostgresReadOnly => {
+            notes.push(read_only(&mut stage, &burst, wait, services).await?);
         }
         _ => {
             let (note, problems) =
@@ -512,6 +565,105 @@ async fn restart(
     let t = Instant::now();
     services.restart(service, Duration::from_secs(2)).await?;
     Ok(format!("down {:.1} s", t.elapsed().as_secs_f64()))
+}
+
+/// Kills PostgreSQL, RabbitMQ or Redis (as `s` says) with SIGKILL at 30% of the burst and
+/// starts it again 2 s later; a note of how long it was down.
+async fn crash(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+    s: Scenario,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let service = match s {
+        Scenario::PostgresKill => Service::Postgres,
+        Scenario::RabbitmqKill => Service::Rabbitmq,
+        _ => Service::Redis,
+    };
+    let at = burst.accepted();
+    eprintln!("chaos: kill -9 {service:?} at {at} accepted");
+    let t = Instant::now();
+    services.crash(service, Duration::from_secs(2)).await?;
+    Ok(format!(
+        "killed at {at} accepted, back after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+/// Partitions the workers from PostgreSQL for 30 s at 30% of the burst; a note of what the
+/// workers finished meanwhile (nothing can commit through the partition).
+async fn partition(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    proxy: &testkit::proxy::Proxy,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let at = burst.accepted();
+    eprintln!("chaos: partition the workers from PostgreSQL at {at} accepted");
+    proxy.partition();
+    // Transactions already past their last statement may still finish; then nothing can.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (before, _) = counted(&stage.workers).await;
+    tokio::time::sleep(Duration::from_secs(28)).await;
+    let during = counted(&stage.workers).await.0 - before;
+    stage.tick()?;
+    proxy.heal();
+    eprintln!("chaos: the partition healed");
+    if during > 0.0 {
+        bail!("{during} leads finished while the workers could not reach PostgreSQL");
+    }
+    Ok(format!("30 s partitioned at {at} accepted"))
+}
+
+/// Makes PostgreSQL read-only for 20 s at 30% of the burst (lifted again even when the
+/// burst fails meanwhile); a note of what the workers retried.
+async fn read_only(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let (_, before) = counted(&stage.workers).await;
+    eprintln!(
+        "chaos: PostgreSQL read-only at {} accepted",
+        burst.accepted()
+    );
+    services.postgres_read_only(true).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let lifted = services.postgres_read_only(false).await;
+    stage.tick()?;
+    lifted?;
+    let during = counted(&stage.workers).await.1 - before;
+    if during < 1.0 {
+        bail!("no lead was retried while PostgreSQL was read-only");
+    }
+    Ok(format!("20 s read-only: {during} attempts retried"))
+}
+
+/// The leads the workers finished and the attempts they retried, together, from their
+/// `/metrics`.
+async fn counted(workers: &[Member]) -> (f64, f64) {
+    let (mut finished, mut retried) = (0.0, 0.0);
+    for w in workers {
+        if let Ok(c) = procs::counters(w.addr).await {
+            finished += c.finished;
+            retried += c.retried;
+        }
+    }
+    (finished, retried)
 }
 
 /// Stops Redis for 3 s at 30% of the burst; a note of what the receiver accepted meanwhile,
@@ -869,7 +1021,7 @@ async fn replays(
 pub fn print(rows: &[Row]) {
     println!();
     println!(
-        "{:<18} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6}  result",
+        "{:<23} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6}  result",
         "scenario",
         "sent",
         "accepted",
@@ -883,7 +1035,7 @@ pub fn print(rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<18} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6.0}  {}",
+            "{:<23} {:>7} {:>8} {:>8} {:>5} {:>5} {:>8} {:>5} {:>18} {:>6.0}  {}",
             r.name,
             r.sent,
             r.tally.accepted,
