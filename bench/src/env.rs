@@ -188,7 +188,7 @@ pub async fn connect(url: &str, max: u32) -> anyhow::Result<DatabaseConnection> 
 async fn delete_amqp(url: &str, prefix: &str, delays: &[u64]) -> anyhow::Result<()> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let topology = shared::amqp::Topology::new(prefix, delays);
-    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+    let conn = shared::amqp::connect(url, lapin::ConnectionProperties::default())
         .await
         .context("Failed to connect to RabbitMQ for cleanup")?;
     // A delete of a missing queue closes the channel in some broker versions: one channel

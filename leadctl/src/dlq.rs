@@ -93,7 +93,7 @@ pub struct Dlq {
 impl Dlq {
     /// Connects and declares the topology (so a fresh broker has the queues to read).
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let connection = Connection::connect(&settings.amqp_url, ConnectionProperties::default())
+        let connection = shared::amqp::connect(&settings.amqp_url, ConnectionProperties::default())
             .await
             .map_err(|e| anyhow::anyhow!("Failed to connect to RabbitMQ: {e}"))?;
         let channel = connection.create_channel().await?;

@@ -5,7 +5,7 @@
 //! heartbeats, and dead-lettered intakes by reason (the intake records).
 
 use chrono::{DateTime, Utc};
-use lapin::{Connection, ConnectionProperties};
+use lapin::ConnectionProperties;
 use redis::AsyncCommands;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
@@ -156,7 +156,7 @@ async fn bounded<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> 
 }
 
 async fn queues(settings: &Settings, topology: &Topology) -> anyhow::Result<Vec<QueueState>> {
-    let conn = Connection::connect(
+    let conn = shared::amqp::connect(
         &settings.amqp_url,
         ConnectionProperties::default().with_connection_name("leadctl status".into()),
     )

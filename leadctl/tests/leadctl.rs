@@ -713,8 +713,8 @@ fn topology_definitions_follow_the_configured_prefix() {
             "staging.leads.intake",
             "staging.leads.dead",
             "staging.leads.dead.records",
-            "staging.leads.retry.1000ms",
-            "staging.leads.retry.5000ms"
+            "staging.leads.delay.1000ms",
+            "staging.leads.delay.5000ms"
         ]
     );
     assert!(

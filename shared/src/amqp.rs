@@ -3,7 +3,7 @@
 //! ```text
 //! receiver ──► exchange `leads` (direct) ──intake──► quorum queue `leads.intake`
 //!                                                      │  worker: transient failure
-//!                                                      ├──► `leads.retry.N` (TTL) ──► back to `leads`
+//!                                                      ├──► quorum `leads.delay.N` (TTL) ──► back to `leads`
 //!                                                      │  worker: poison / out of retries
 //!                                                      └──► exchange `leads.dlx` (fanout) ──► `leads.dead`
 //!                            broker: delivery limit reached ──┘                 └──► `leads.dead.records`
@@ -11,14 +11,18 @@
 //! `leads.dead` holds dead letters for operators to inspect and replay; `leads.dead.records`
 //! gets a copy of each, from which workers write the `dead_lettered` intake record.
 //! Every name is prefixed by `amqp_prefix`, so environments and tests sharing one broker
-//! stay apart.
+//! stay apart. Every queue is a quorum queue: in a RabbitMQ cluster each is replicated to
+//! the nodes, so losing one node loses no message and no queue, and [`connect`] moves a
+//! process to another node of `AMQP_URL`'s list.
 
 use crate::config::Settings;
 use lapin::{
-    Channel, ExchangeKind,
+    Channel, Connection, ConnectionProperties, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, ShortString},
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Routing key of intake messages on the `leads` exchange.
 pub const INTAKE_ROUTING_KEY: &str = "intake";
@@ -90,7 +94,7 @@ impl Topology {
     pub fn retry_queue(&self, step: usize) -> Option<String> {
         self.retry_delays_ms
             .get(step)
-            .map(|ms| format!("{}leads.retry.{ms}ms", self.prefix))
+            .map(|ms| format!("{}leads.delay.{ms}ms", self.prefix))
     }
 
     /// Declares everything; safe to call from every process at every start.
@@ -164,6 +168,12 @@ impl Topology {
                 continue;
             };
             let mut args = FieldTable::default();
+            // Quorum, like the intake queue: a lead waiting for its retry survives the loss
+            // of a cluster node, and its return to the intake queue is confirmed (at least
+            // once) instead of dropped when that queue cannot take it.
+            put(&mut args, "x-queue-type", string("quorum"));
+            put(&mut args, "x-dead-letter-strategy", string("at-least-once"));
+            put(&mut args, "x-overflow", string("reject-publish"));
             // Every message of a delay queue waits the same time, so expiry at the head is
             // exact; expired messages go back to the intake queue.
             put(
@@ -245,6 +255,9 @@ impl Topology {
                 queues.push(queue(
                     name,
                     json!({
+                        "x-queue-type": "quorum",
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
                         "x-message-ttl": ms,
                         "x-dead-letter-exchange": self.exchange(),
                         "x-dead-letter-routing-key": INTAKE_ROUTING_KEY,
@@ -274,6 +287,70 @@ impl Topology {
             }],
         })
     }
+}
+
+/// How long one broker address may take to accept a connection before the next is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The address of [`connect`]'s list that answered last: the next connection starts there.
+static LAST_GOOD: AtomicUsize = AtomicUsize::new(0);
+
+/// Connects to RabbitMQ. `urls` is `AMQP_URL`: one URL, or several separated by commas (the
+/// nodes of a cluster). Each address is tried in turn, starting with the one that answered
+/// last, so a process whose node died moves to the next node; an address that neither
+/// accepts nor refuses within [`CONNECT_TIMEOUT`] is passed over. Fails with the last
+/// address's error when none answers.
+pub async fn connect(urls: &str, properties: ConnectionProperties) -> lapin::Result<Connection> {
+    let list = broker_urls(urls);
+    let first = LAST_GOOD.load(Ordering::Relaxed) % list.len().max(1);
+    let mut last_error = None;
+    for i in 0..list.len() {
+        let at = (first + i) % list.len();
+        let url = list[at];
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(url, properties.clone()),
+        );
+        let error = match attempt.await {
+            Ok(Ok(connection)) => {
+                if list.len() > 1 {
+                    LAST_GOOD.store(at, Ordering::Relaxed);
+                    tracing::info!(broker = %authority(url), "Connected to RabbitMQ");
+                }
+                return Ok(connection);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            )),
+        };
+        if list.len() > 1 {
+            tracing::warn!(broker = %authority(url), error = %error, "RabbitMQ did not answer; trying the next address");
+        }
+        last_error = Some(error);
+    }
+    Err(last_error.unwrap_or_else(|| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "AMQP_URL names no broker",
+        ))
+    }))
+}
+
+/// The addresses of an `AMQP_URL`: comma-separated, blanks around each ignored.
+pub fn broker_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// `host:port` of a broker URL, without its credentials (for logs).
+pub fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map_or(authority, |(_, a)| a)
 }
 
 /// Where the definitions of the default topology are committed, relative to the workspace.
@@ -391,6 +468,9 @@ mod tests {
         assert_eq!(names("queues"), topology.queues());
         assert_eq!(names("exchanges"), topology.exchanges());
         assert_eq!(d["queues"][3]["arguments"]["x-message-ttl"], 1000);
+        for q in d["queues"].as_array().expect("array") {
+            assert_eq!(q["arguments"]["x-queue-type"], "quorum", "{q}");
+        }
         assert_eq!(
             d["policies"][0]["pattern"], "^staging\\.leads\\.intake$",
             "the policy matches the intake queue only"
@@ -399,5 +479,67 @@ mod tests {
             d["policies"][0]["definition"]["delivery-limit"],
             DELIVERY_LIMIT
         );
+    }
+
+    #[test]
+    fn a_broker_list_is_comma_separated_and_logged_without_credentials() {
+        let urls = "amqp://u:secret@rabbit-1:5672/%2f, amqp://u:secret@rabbit-2:5673/%2f,";
+        let list = broker_urls(urls);
+        assert_eq!(
+            list,
+            [
+                "amqp://u:secret@rabbit-1:5672/%2f",
+                "amqp://u:secret@rabbit-2:5673/%2f"
+            ]
+        );
+        assert_eq!(authority(list[1]), "rabbit-2:5673");
+        assert_eq!(broker_urls("amqp://h"), ["amqp://h"]);
+    }
+
+    /// The first address accepts connections and never answers, the second refuses them:
+    /// both are passed over and the third, a real broker, is connected to; the next
+    /// connection starts with it.
+    #[tokio::test]
+    async fn connect_passes_over_brokers_that_do_not_answer() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let silent_addr = silent.local_addr().expect("its address");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                open.push(s);
+            }
+        });
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let refusing_addr = refusing.local_addr().expect("its address");
+        drop(refusing);
+        let real = std::env::var("TEST_AMQP_URL")
+            .unwrap_or_else(|_| crate::config::defaults::AMQP_URL.to_owned());
+        let urls = format!(
+            "amqp://guest:guest@{silent_addr}/%2f,amqp://guest:guest@{refusing_addr}/%2f,{real}"
+        );
+        let started = std::time::Instant::now();
+        let connection = connect(&urls, ConnectionProperties::default())
+            .await
+            .expect("the third address connects");
+        assert!(connection.status().connected());
+        assert!(
+            started.elapsed() >= CONNECT_TIMEOUT,
+            "the silent one was waited for"
+        );
+        let again = std::time::Instant::now();
+        connect(&urls, ConnectionProperties::default())
+            .await
+            .expect("connects again");
+        assert!(
+            again.elapsed() < CONNECT_TIMEOUT,
+            "the next connection starts with the broker that answered"
+        );
+        let only_dead = format!("amqp://guest:guest@{refusing_addr}/%2f");
+        assert!(
+            connect(&only_dead, ConnectionProperties::default())
+                .await
+                .is_err()
+        );
+        held.abort();
     }
 }

@@ -27,7 +27,7 @@ impl Session {
     /// Connects, declares the topology (every worker does, so a fresh broker works) and
     /// sets the prefetch.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let connection = Connection::connect(&settings.amqp_url, ConnectionProperties::default())
+        let connection = shared::amqp::connect(&settings.amqp_url, ConnectionProperties::default())
             .await
             .context("Failed to connect to RabbitMQ")?;
         let topology = Topology::from_settings(settings);

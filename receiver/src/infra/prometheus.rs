@@ -131,7 +131,7 @@ fn describe() {
     );
     describe_gauge!(
         QUEUE_DEPTH,
-        "Messages ready in a queue (leads.intake, leads.retry.*, leads.dead), read from the broker."
+        "Messages ready in a queue (leads.intake, leads.delay.*, leads.dead), read from the broker."
     );
     describe_gauge!(
         QUEUE_CONSUMERS,
