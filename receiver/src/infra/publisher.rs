@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use shared::amqp::{INTAKE_ROUTING_KEY, Topology};
 use shared::intake::{IntakeMessage, headers};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -61,11 +61,19 @@ impl PublishError {
 struct Link {
     connection: Connection,
     channels: Vec<Channel>,
+    /// Set when the broker refused a publish on this link. Nothing here asks for a refusal
+    /// (no length limit on the intake queue), so it means the channels' view of the queue
+    /// is stale: a quorum queue whose leader's node died while the channel was being
+    /// opened keeps refusing that channel's publishes after a new leader is elected.
+    /// The link is replaced; fresh channels find the new leader.
+    refused: AtomicBool,
 }
 
 impl Link {
     fn healthy(&self) -> bool {
-        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+        !self.refused.load(Ordering::Relaxed)
+            && self.connection.status().connected()
+            && self.channels.iter().all(|c| c.status().connected())
     }
 }
 
@@ -250,9 +258,15 @@ impl Publisher {
             Ok(Ok(Confirmation::Ack(Some(returned)))) => {
                 Err(PublishError::Returned(returned.reply_text.to_string()))
             }
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
-            // Confirm mode is selected on every channel before it is used.
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Nacked),
+            Ok(Ok(Confirmation::Nack(_))) | Ok(Ok(Confirmation::NotRequested)) => {
+                // (NotRequested cannot happen: confirm mode is selected on every channel
+                // before it is used.)
+                if !link.refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("The broker refused a publish; replacing the connection");
+                }
+                self.trouble.notify_one();
+                Err(PublishError::Nacked)
+            }
         }
     }
 
@@ -277,7 +291,7 @@ impl Publisher {
 
     async fn connect(&self) -> lapin::Result<Link> {
         let properties = ConnectionProperties::default().with_connection_name("receiver".into());
-        let connection = Connection::connect(&self.url, properties).await?;
+        let connection = shared::amqp::connect(&self.url, properties).await?;
         let mut channels = Vec::with_capacity(self.channels);
         for _ in 0..self.channels {
             let channel = connection.create_channel().await?;
@@ -292,6 +306,7 @@ impl Publisher {
         Ok(Link {
             connection,
             channels,
+            refused: AtomicBool::new(false),
         })
     }
 
