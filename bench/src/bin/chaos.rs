@@ -28,6 +28,10 @@ struct Args {
     redis: String,
     #[arg(long)]
     amqp: String,
+    /// The AMQP URLs of the three-node cluster `scripts/chaos service cluster start` starts,
+    /// comma-separated (the `rabbitmq-cluster` scenario).
+    #[arg(long)]
+    cluster_amqp: Option<String>,
     /// The script that stops and starts the services (`scripts/chaos`).
     #[arg(long)]
     service_ctl: PathBuf,
@@ -53,7 +57,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         sizes: bench::Sizes::default(),
     };
     let sizes = Sizes::new(args.quick);
-    let services = Services::new(args.service_ctl.clone());
+    let services = Services::new(args.service_ctl.clone(), args.cluster_amqp.clone());
     let scenarios = if args.only.is_empty() {
         Scenario::ALL.to_vec()
     } else {

@@ -131,14 +131,20 @@ pub enum Service {
     Postgres,
     Redis,
     Rabbitmq,
+    /// The three-node RabbitMQ cluster, started for its scenario only.
+    Cluster,
+    /// Node 1, 2 or 3 of the cluster.
+    ClusterNode(u8),
 }
 
 impl Service {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Service::Postgres => "postgres",
-            Service::Redis => "redis",
-            Service::Rabbitmq => "rabbitmq",
+            Service::Postgres => "postgres".into(),
+            Service::Redis => "redis".into(),
+            Service::Rabbitmq => "rabbitmq".into(),
+            Service::Cluster => "cluster".into(),
+            Service::ClusterNode(n) => format!("cluster-node-{n}"),
         }
     }
 }
@@ -146,11 +152,28 @@ impl Service {
 /// Starts and stops the private services through `scripts/chaos service NAME start|stop`.
 pub struct Services {
     ctl: PathBuf,
+    /// The cluster's AMQP URLs, comma-separated.
+    cluster_amqp: Option<String>,
 }
 
 impl Services {
-    pub fn new(ctl: PathBuf) -> Self {
-        Self { ctl }
+    pub fn new(ctl: PathBuf, cluster_amqp: Option<String>) -> Self {
+        Self { ctl, cluster_amqp }
+    }
+
+    /// The cluster's nodes as an `AMQP_URL` list, when the run was given them.
+    pub fn cluster_amqp(&self) -> Option<&str> {
+        self.cluster_amqp.as_deref()
+    }
+
+    /// Prints what `s` reports of itself (the cluster: its queues' leaders and members).
+    pub async fn status(&self, s: Service) -> anyhow::Result<()> {
+        self.run(s, "status").await
+    }
+
+    /// kill -9 of `s` without starting it again.
+    pub async fn kill(&self, s: Service) -> anyhow::Result<()> {
+        self.run(s, "kill").await
     }
 
     pub async fn stop(&self, s: Service) -> anyhow::Result<()> {
@@ -190,7 +213,7 @@ impl Services {
         let status = tokio::time::timeout(
             Duration::from_secs(180),
             tokio::process::Command::new(&self.ctl)
-                .args(["service", s.name(), action])
+                .args(["service", s.name().as_str(), action])
                 .kill_on_drop(true)
                 .status(),
         )

@@ -23,6 +23,9 @@
 //!   then the partition heals;
 //! - `postgres-read-only`: every transaction of PostgreSQL read-only for 20 s
 //!   (`default_transaction_read_only`, as on a standby or a database an operator froze);
+//! - `rabbitmq-cluster`: a three-node RabbitMQ cluster (every quorum queue replicated to the
+//!   three), the receiver and workers given all three addresses; the node they connected to
+//!   is killed with kill -9 mid-burst and stays down: they move to the other two;
 //! - `backlog`: a backlog built with the workers stopped, then drained: peak RSS of every
 //!   process printed, early and at the end, and it must stay flat;
 //! - `dlq-replay`: a lead refused by the database until an operator fixes it, dead-lettered,
@@ -72,6 +75,7 @@ pub enum Scenario {
     RedisKill,
     PostgresPartition,
     PostgresReadOnly,
+    RabbitmqCluster,
     Backlog,
     DlqReplay,
     MessageKill,
@@ -79,7 +83,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::WorkerKill,
         Scenario::ReceiverKill,
         Scenario::RabbitmqRestart,
@@ -91,6 +95,7 @@ impl Scenario {
         Scenario::RedisKill,
         Scenario::PostgresPartition,
         Scenario::PostgresReadOnly,
+        Scenario::RabbitmqCluster,
         Scenario::Backlog,
         Scenario::DlqReplay,
         Scenario::MessageKill,
@@ -110,6 +115,7 @@ impl Scenario {
             Scenario::RedisKill => "redis-kill-9",
             Scenario::PostgresPartition => "postgres-partition 30 s",
             Scenario::PostgresReadOnly => "postgres-read-only 20 s",
+            Scenario::RabbitmqCluster => "rabbitmq-cluster",
             Scenario::Backlog => "backlog",
             Scenario::DlqReplay => "dlq-replay",
             Scenario::MessageKill => "message-kill ×3",
@@ -223,6 +229,7 @@ async fn scenario(
         Scenario::DlqReplay => dlq_replay(ctx, sizes).await,
         Scenario::MessageKill => messages::kill_while_sending(ctx, sizes).await,
         Scenario::EventKill => events::kill_while_delivering(ctx, sizes).await,
+        Scenario::RabbitmqCluster => cluster(ctx, sizes, services).await,
         _ => faulted_burst(ctx, sizes, services, s).await,
     }
 }
@@ -408,7 +415,8 @@ async fn faulted_burst(
         Scenario::RabbitmqKill => "amqp-kill",
         Scenario::RedisKill => "redis-kill",
         Scenario::PostgresPartition => "pg-partition",
-        _ => "pg-read-only",
+        Scenario::PostgresReadOnly => "pg-read-only",
+        _ => "amqp-cluster",
     };
     let fail_mode = if s == Scenario::RedisFailClosed {
         "closed"
@@ -463,6 +471,9 @@ async fn faulted_burst(
         }
         Scenario::PostgresReadOnly => {
             notes.push(read_only(&mut stage, &burst, wait, services).await?);
+        }
+        Scenario::RabbitmqCluster => {
+            notes.push(kill_cluster_node(&mut stage, &burst, wait, services).await?);
         }
         _ => {
             let (note, problems) =
@@ -593,6 +604,56 @@ async fn crash(
         "killed at {at} accepted, back after {:.1} s",
         t.elapsed().as_secs_f64()
     ))
+}
+
+/// Starts the three-node cluster, runs the burst against it with the cluster as every
+/// process's `AMQP_URL`, and stops it again.
+async fn cluster(ctx: &Ctx, sizes: &Sizes, services: &Services) -> anyhow::Result<Row> {
+    let Some(urls) = services.cluster_amqp() else {
+        bail!("the run was not given the cluster's addresses (--cluster-amqp)");
+    };
+    let t = Instant::now();
+    services.start(Service::Cluster).await?;
+    eprintln!(
+        "chaos: three RabbitMQ nodes clustered in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let on_cluster = Ctx {
+        janitor: crate::env::Janitor::new(crate::env::Services {
+            amqp_url: urls.to_owned(),
+            ..ctx.janitor.services().clone()
+        }),
+        log_dir: ctx.log_dir.clone(),
+        sizes: ctx.sizes.clone(),
+    };
+    let row = faulted_burst(&on_cluster, sizes, services, Scenario::RabbitmqCluster).await;
+    on_cluster.janitor.clean().await;
+    let stopped = services.stop(Service::Cluster).await;
+    let row = row?;
+    stopped?;
+    Ok(row)
+}
+
+/// Kills node 1 of the cluster, the one every process connected to first, with SIGKILL
+/// at 30% of the burst; it stays down.
+async fn kill_cluster_node(
+    stage: &mut Stage,
+    burst: &Burst,
+    wait: Duration,
+    services: &Services,
+) -> anyhow::Result<String> {
+    if !burst.reached(0.3, wait).await {
+        bail!("the burst did not reach 30%");
+    }
+    stage.tick()?;
+    let at = burst.accepted();
+    // What the queues' replicas look like before and after, for the log.
+    let _ = services.status(Service::Cluster).await;
+    eprintln!("chaos: kill -9 RabbitMQ node 1 of 3 at {at} accepted");
+    services.kill(Service::ClusterNode(1)).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = services.status(Service::Cluster).await;
+    Ok(format!("node 1 of 3 killed at {at} accepted and left down"))
 }
 
 /// Partitions the workers from PostgreSQL for 30 s at 30% of the burst; a note of what the
