@@ -501,7 +501,9 @@ mod tests {
     /// connection starts with it.
     #[tokio::test]
     async fn connect_passes_over_brokers_that_do_not_answer() {
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
         let silent_addr = silent.local_addr().expect("its address");
         let held = tokio::spawn(async move {
             let mut open = Vec::new();
