@@ -320,6 +320,15 @@ impl Stage {
         tick(&mut self.receiver, &mut self.workers)
     }
 
+    /// Waits (at most `wait`) until `share` of the burst was accepted, then checks that
+    /// every process is still up: the moment a fault is injected.
+    async fn reach(&mut self, burst: &Burst, share: f64, wait: Duration) -> anyhow::Result<()> {
+        if !burst.reached(share, wait).await {
+            bail!("the burst did not reach {:.0}%", share * 100.0);
+        }
+        self.tick()
+    }
+
     fn burst(&self, leads: &Arc<Vec<Lead>>, pace: Pace) -> Burst {
         Burst::start(self.receiver.addr, &self.c.token, leads.clone(), pace)
     }
@@ -528,10 +537,7 @@ async fn kill_all_while(
 /// burst, each started again at once.
 async fn kill_workers(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
     for (k, share) in [(0, 0.25), (1, 0.5), (0, 0.75)] {
-        if !burst.reached(share, wait).await {
-            bail!("the burst did not reach {:.0}%", share * 100.0);
-        }
-        stage.tick()?;
+        stage.reach(burst, share, wait).await?;
         let w = &mut stage.workers[k];
         eprintln!("chaos: kill -9 {} at {} accepted", w.name, burst.accepted());
         w.kill().await?;
@@ -542,10 +548,7 @@ async fn kill_workers(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyho
 
 /// Kills the receiver with SIGKILL at 40% of the burst and starts it again at once.
 async fn kill_receiver(stage: &mut Stage, burst: &Burst, wait: Duration) -> anyhow::Result<()> {
-    if !burst.reached(0.4, wait).await {
-        bail!("the burst did not reach 40%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.4, wait).await?;
     eprintln!(
         "chaos: kill -9 the receiver at {} accepted",
         burst.accepted()
@@ -564,10 +567,7 @@ async fn restart(
     services: &Services,
     s: Scenario,
 ) -> anyhow::Result<String> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let service = if s == Scenario::PostgresRestart {
         Service::Postgres
     } else {
@@ -587,10 +587,7 @@ async fn crash(
     services: &Services,
     s: Scenario,
 ) -> anyhow::Result<String> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let service = match s {
         Scenario::PostgresKill => Service::Postgres,
         Scenario::RabbitmqKill => Service::Rabbitmq,
@@ -642,10 +639,7 @@ async fn kill_cluster_node(
     wait: Duration,
     services: &Services,
 ) -> anyhow::Result<String> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let at = burst.accepted();
     // What the queues' replicas look like before and after, for the log.
     let _ = services.status(Service::Cluster).await;
@@ -664,10 +658,7 @@ async fn partition(
     wait: Duration,
     proxy: &testkit::proxy::Proxy,
 ) -> anyhow::Result<String> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let at = burst.accepted();
     eprintln!("chaos: partition the workers from PostgreSQL at {at} accepted");
     proxy.partition();
@@ -693,10 +684,7 @@ async fn read_only(
     wait: Duration,
     services: &Services,
 ) -> anyhow::Result<String> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let (_, before) = counted(&stage.workers).await;
     eprintln!(
         "chaos: PostgreSQL read-only at {} accepted",
@@ -738,10 +726,7 @@ async fn redis_outage(
     connections: usize,
     s: Scenario,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    if !burst.reached(0.3, wait).await {
-        bail!("the burst did not reach 30%");
-    }
-    stage.tick()?;
+    stage.reach(burst, 0.3, wait).await?;
     let before = receiver_counter(&stage.receiver, "receiver_rate_limit_fail_open_total").await;
     let t = Instant::now();
     services.stop(Service::Redis).await?;
