@@ -81,6 +81,9 @@ impl Filter {
     }
 }
 
+/// How long [`Dlq::close`] waits for the broker's answers.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An open view of the dead-letter queue.
 pub struct Dlq {
     connection: Connection,
@@ -144,6 +147,25 @@ impl Dlq {
         mut replayed: impl FnMut(),
     ) -> anyhow::Result<Vec<DeadLetter>> {
         let mut done = Vec::new();
+        let result = self
+            .replay_into(db, filter, who, &mut replayed, &mut done)
+            .await;
+        // The acknowledged letters leave the scan, so `release` never hands back a delivery
+        // the broker already forgot: that is a channel error (unknown delivery tag), and the
+        // broker's close crossing ours left the close waiting for an answer that never came.
+        self.letters
+            .retain(|d| !done.iter().any(|r| r.delivery_tag == d.delivery_tag));
+        result.map(|()| done)
+    }
+
+    async fn replay_into(
+        &self,
+        db: &DatabaseConnection,
+        filter: &Filter,
+        who: &str,
+        replayed: &mut impl FnMut(),
+        done: &mut Vec<DeadLetter>,
+    ) -> anyhow::Result<()> {
         for d in self.letters.iter().filter(|d| filter.matches(d)) {
             // The record moves back to queued before the message can reach a worker, so a
             // fast worker's outcome is never overwritten.
@@ -168,7 +190,7 @@ impl Dlq {
             done.push(d.clone());
             replayed();
         }
-        Ok(done)
+        Ok(())
     }
 
     async fn republish(&self, d: &DeadLetter, who: &str) -> anyhow::Result<()> {
@@ -249,8 +271,13 @@ impl Dlq {
 
     /// Returns unreplayed letters to the queue and disconnects.
     pub async fn close(self) {
-        let _ = self.channel.close(200, "done".into()).await;
-        let _ = self.connection.close(200, "done".into()).await;
+        // Best effort, and bounded: a broker that does not answer the close must not hold
+        // the caller (a console page, an operator's terminal).
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.channel.close(200, "done".into()).await;
+            let _ = self.connection.close(200, "done".into()).await;
+        })
+        .await;
     }
 }
 

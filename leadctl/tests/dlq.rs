@@ -282,6 +282,36 @@ async fn replay_by_id_keeps_the_intake_id_and_records_who() {
     f.done().await;
 }
 
+/// The console replays with the library: scan, replay one, hand the others back, close.
+/// The replayed letter is not handed back too (a nack of a delivery already acknowledged is
+/// a channel error, and the broker's close crossing the caller's left it waiting for ever),
+/// so the channel stays usable after the release.
+#[tokio::test]
+async fn a_library_replay_hands_back_only_the_letters_it_did_not_replay() {
+    let f = Fixture::new().await;
+    let a = f.dead_letter("8181234567", "statement timeout", 3).await;
+    let b = f.dead_letter("3105550100", "statement timeout", 3).await;
+    let mut dlq = leadctl::dlq::Dlq::open(&f.settings).await.expect("open");
+    assert_eq!(dlq.scan(&f.db.conn, 100).await.expect("scan").len(), 2);
+    let filter = leadctl::dlq::Filter {
+        ids: vec![a],
+        account_id: None,
+        reason: None,
+    };
+    let done = dlq
+        .replay(&f.db.conn, &filter, "console:ops", || {})
+        .await
+        .expect("replay");
+    assert_eq!(done.len(), 1);
+    dlq.release().await.expect("release");
+    // One more round trip on the same channel: refused if the release broke it.
+    assert_eq!(dlq.purge().await.expect("the channel is still open"), 1);
+    dlq.close().await;
+    assert_eq!(f.settles_at(f.topology.intake_queue(), 1).await, 1);
+    assert_eq!(f.intake(b).await.0, "dead_lettered");
+    f.done().await;
+}
+
 #[tokio::test]
 async fn replay_by_filter_or_all_and_refuse_without_a_selection() {
     let f = Fixture::new().await;
