@@ -3,8 +3,10 @@
 //!
 //! Two bounded caches keep lookups for at most `token_cache_ttl` (≤ 30 s): one of known
 //! tokens and one of unknown ones, so a flood of random tokens evicts only other unknown
-//! tokens, never a customer's. Concurrent lookups of one token share a single database
-//! query. A revocation takes effect at once: `leadctl token revoke` announces the token's
+//! tokens, never a customer's. Each entry carries the instant it stops being good, read
+//! from a [`Clock`] (the system's, or a test's), and is dropped when read past it; the
+//! caches' own expiry only frees the memory. Concurrent lookups of one token share a single
+//! database query. A revocation takes effect at once: `leadctl token revoke` announces the token's
 //! hash on Redis ([`shared::keys::token_changes_channel`]) and [`Authenticator::forget`]
 //! drops it; the TTL bounds a revocation whose announcement was lost.
 //!
@@ -20,7 +22,22 @@ use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
 use shared::mapping::TokenSources;
 use shared::phone::Region;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Where the token caches read the time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
 
 /// The token's identity: the only account its leads may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +75,13 @@ const MAX_ENTRIES: u64 = 100_000;
 /// is tried again for that token.
 const STALE_RETRY: Duration = Duration::from_secs(5);
 
-/// A known token's cached lookup, fresh for `fresh_for` from when it was stored.
+/// A known token's cached lookup, fresh for `fresh_for` from when it was stored, that is
+/// until `fresh_until` on the authenticator's clock.
 #[derive(Debug, Clone)]
 struct KnownToken {
     principal: Principal,
     fresh_for: Duration,
+    fresh_until: Instant,
 }
 
 /// Each known entry expires after its own `fresh_for`.
@@ -94,12 +113,17 @@ enum Miss {
 pub struct Authenticator {
     db: DatabaseConnection,
     ttl: Duration,
+    stale: Duration,
+    clock: Arc<dyn Clock>,
     /// Token hash → principal, for tokens the database knows. Never the token itself.
     known: Cache<String, KnownToken>,
-    /// Hashes of tokens the database does not know (or no longer knows).
-    unknown: Cache<String, ()>,
-    /// Each known token's last good lookup, kept `ttl + stale` after it, for outages.
-    last_good: Cache<String, Principal>,
+    /// Hashes of tokens the database does not know (or no longer knows), each with the
+    /// instant that answer expires.
+    unknown: Cache<String, Instant>,
+    /// Each known token's last good lookup, usable until `ttl + stale` after it, for outages.
+    last_good: Cache<String, (Principal, Instant)>,
+    /// Token queries sent to the database so far.
+    queries: AtomicU64,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -129,6 +153,26 @@ impl Authenticator {
         stale: Duration,
         capacity: u64,
     ) -> Self {
+        Self::build(db, ttl, stale, capacity, Arc::new(SystemClock))
+    }
+
+    /// Like [`Authenticator::new`], reading the time from `clock`.
+    pub fn with_clock(
+        db: DatabaseConnection,
+        ttl: Duration,
+        stale: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::build(db, ttl, stale, MAX_ENTRIES, clock)
+    }
+
+    fn build(
+        db: DatabaseConnection,
+        ttl: Duration,
+        stale: Duration,
+        capacity: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         if ttl > MAX_TTL {
             tracing::warn!(
                 configured_ms = ttl.as_millis() as u64,
@@ -139,6 +183,9 @@ impl Authenticator {
         Self {
             db,
             ttl,
+            stale,
+            clock,
+            queries: AtomicU64::new(0),
             known: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(FreshFor)
@@ -158,15 +205,27 @@ impl Authenticator {
     /// known token, `Some(None)` an unknown one, `None` nothing yet.
     pub async fn cached(&self, token: &str) -> Option<Option<Principal>> {
         let hash = shared::token::hash(token);
+        let now = self.clock.now();
         if let Some(known) = self.known.get(&hash).await {
-            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
-            return Some(Some(known.principal));
+            if now < known.fresh_until {
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+                return Some(Some(known.principal));
+            }
+            self.known.invalidate(&hash).await;
         }
-        if self.unknown.contains_key(&hash) {
-            metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
-            return Some(None);
+        if let Some(until) = self.unknown.get(&hash).await {
+            if now < until {
+                metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "hit").increment(1);
+                return Some(None);
+            }
+            self.unknown.invalidate(&hash).await;
         }
         None
+    }
+
+    /// How many token queries this authenticator has sent to the database.
+    pub fn database_queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// The principal of `token`, or `None` for a missing, unknown or revoked token.
@@ -183,10 +242,7 @@ impl Authenticator {
         match loaded {
             Ok(known) => Ok(Some(known.principal)),
             Err(miss) => match miss.as_ref() {
-                Miss::Unknown => {
-                    self.unknown.insert(hash, ()).await;
-                    Ok(None)
-                }
+                Miss::Unknown => Ok(None),
                 Miss::Unreachable(error) => Err(error.clone()),
             },
         }
@@ -215,36 +271,53 @@ impl Authenticator {
     /// The entry to cache for `hash`: from the database, or while it is unreachable the
     /// token's last good lookup for a few seconds.
     async fn load(&self, hash: &str) -> Result<KnownToken, Miss> {
+        // The answer is as old as the question: its time starts before the query.
+        let now = self.clock.now();
+        // A lookup that just found the token unknown was not kept in `known`: a request that
+        // missed the caches just before it finished gets its answer here, not a second query.
+        if let Some(until) = self.unknown.get(hash).await
+            && now < until
+        {
+            return Err(Miss::Unknown);
+        }
         match self.lookup(hash).await {
             Ok(Some(principal)) => {
                 metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
                 self.last_good
-                    .insert(hash.to_owned(), principal.clone())
+                    .insert(
+                        hash.to_owned(),
+                        (principal.clone(), now + self.ttl + self.stale),
+                    )
                     .await;
                 Ok(KnownToken {
                     principal,
                     fresh_for: self.ttl,
+                    fresh_until: now + self.ttl,
                 })
             }
             Ok(None) => {
                 metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "miss").increment(1);
+                self.unknown.insert(hash.to_owned(), now + self.ttl).await;
                 Err(Miss::Unknown)
             }
             Err(error) => match self.last_good.get(hash).await {
-                Some(principal) => {
+                Some((principal, usable_until)) if now < usable_until => {
                     metrics::counter!(prometheus::TOKEN_LOOKUPS, "result" => "stale").increment(1);
                     tracing::warn!(%error, token_id = principal.token_id, "Token lookup failed; using the last good lookup");
+                    let fresh_for = STALE_RETRY.min(self.ttl);
                     Ok(KnownToken {
                         principal,
-                        fresh_for: STALE_RETRY.min(self.ttl),
+                        fresh_for,
+                        fresh_until: now + fresh_for,
                     })
                 }
-                None => Err(Miss::Unreachable(error)),
+                _ => Err(Miss::Unreachable(error)),
             },
         }
     }
 
     async fn lookup(&self, hash: &str) -> Result<Option<Principal>, LookupError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         let row = TokenRow::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT t.id, t.user_id, t.account_id, a.default_region, a.rate_limit_per_minute, \

@@ -337,7 +337,7 @@ async fn validate_runs_every_check_publishes_nothing_and_counts_as_a_read() {
 }
 
 /// The Google Ads test lead from the platform's documentation, with the key set.
-fn google_test_lead(key: &str) -> Value {
+pub(crate) fn google_test_lead(key: &str) -> Value {
     json!({
         "lead_id": "TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnopqrstuvwxyz-0123456789-AaBbCcDdEeFfGgHhIiJjKkLl",
         "user_column_data": [
