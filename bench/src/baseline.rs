@@ -2,9 +2,14 @@
 //! primary number and derived geo fields, updates of the contacts repeats hit, one intake
 //! record per lead (payload and actions JSON of the same shape), and the notes, tags,
 //! sequence enrollments and PowerDialer entries of leads with actions — written by plain
-//! multi-row INSERT/UPDATE statements over ONE connection, 500 leads per transaction, into a
-//! second account of the same database (its own copies of the contacts the backlog repeats,
-//! so nothing conflicts with the worker's rows).
+//! multi-row INSERT/UPDATE statements, 500 leads per transaction, into another account of
+//! the same database (its own copies of the contacts the backlog repeats, so nothing
+//! conflicts with the worker's rows).
+//!
+//! It runs over one connection, or over as many at once as the worker runs transactions
+//! (four): the backlog is split by phone number into that many streams, each written in
+//! order on its own connection, so two transactions never touch one contact and need no
+//! locks; PowerDialer positions are drawn from one shared counter per user.
 //!
 //! It looks numbers up once per chunk, as any implementation must, and takes contact ids
 //! from the sequence in bulk; it skips what makes the worker correct under concurrency
@@ -20,6 +25,9 @@ use serde_json::json;
 use shared::intake::IntakeMessage;
 use shared::lead::Lead;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 const CHUNK: usize = 500;
@@ -92,29 +100,55 @@ struct Fill {
     line: Option<i64>,
 }
 
-/// Writes the rows for `messages` (of account `from`) into account `to`; leads per second.
+/// Writes the rows for `messages` (of account `from`) into account `to` in `streams`
+/// transactions at once over `pool` (which has at least that many connections); leads per
+/// second.
 pub async fn run(
-    conn: &DatabaseConnection,
+    pool: &DatabaseConnection,
+    streams: usize,
     messages: &[IntakeMessage],
     from: &Catalogs,
     to: &Catalogs,
 ) -> anyhow::Result<f64> {
-    let mut baseline = Baseline::new(from, to);
+    let streams = streams.max(1);
+    let mut split: Vec<Vec<&IntakeMessage>> = vec![Vec::new(); streams];
+    for m in messages {
+        split[stream_of(m.lead.phone_number.as_str(), streams)].push(m);
+    }
+    let positions = Mutex::new(HashMap::new());
+    let done = AtomicUsize::new(0);
     let started = Instant::now();
-    let mut last_report = Instant::now();
-    for (chunk_no, chunk) in messages.chunks(CHUNK).enumerate() {
-        baseline.write_chunk(conn, chunk).await?;
-        if last_report.elapsed().as_secs_f64() >= 2.0 {
-            last_report = Instant::now();
-            let done = (chunk_no + 1) * CHUNK;
-            eprintln!(
-                "bench: baseline {done}/{} ({:.0} leads/s)",
-                messages.len(),
-                done as f64 / started.elapsed().as_secs_f64()
-            );
+    let runs = split.iter().enumerate().map(|(i, stream)| {
+        let mut baseline = Baseline::new(from, to, i as u64, &positions);
+        let done = &done;
+        async move {
+            let mut last_report = Instant::now();
+            for chunk in stream.chunks(CHUNK) {
+                baseline.write_chunk(pool, chunk).await?;
+                let total = done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                if i == 0 && last_report.elapsed().as_secs_f64() >= 2.0 {
+                    last_report = Instant::now();
+                    eprintln!(
+                        "bench: baseline ({streams} at once) {total}/{} ({:.0} leads/s)",
+                        messages.len(),
+                        total as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            anyhow::Ok(())
         }
+    });
+    for result in futures_util::future::join_all(runs).await {
+        result?;
     }
     Ok(messages.len() as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The stream a number's leads go to: one number, one stream.
+fn stream_of(number: &str, streams: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    number.hash(&mut hasher);
+    (hasher.finish() % streams as u64) as usize
 }
 
 /// The worker's choices, made in the second account; what carries from chunk to chunk.
@@ -127,12 +161,18 @@ struct Baseline<'a> {
     eligible: Vec<i64>,
     /// Draws the ring-group member; seeded, so every run draws the same members.
     rng: StdRng,
-    /// Each user's top PowerDialer position so far; a new entry goes above it.
-    positions: HashMap<i64, i64>,
+    /// Each user's top PowerDialer position so far, shared by the streams; a new entry goes
+    /// above it.
+    positions: &'a Mutex<HashMap<i64, i64>>,
 }
 
 impl<'a> Baseline<'a> {
-    fn new(from: &'a Catalogs, to: &'a Catalogs) -> Self {
+    fn new(
+        from: &'a Catalogs,
+        to: &'a Catalogs,
+        stream: u64,
+        positions: &'a Mutex<HashMap<i64, i64>>,
+    ) -> Self {
         let eligible = to
             .ring_members
             .iter()
@@ -144,8 +184,8 @@ impl<'a> Baseline<'a> {
             from,
             to,
             eligible,
-            rng: StdRng::seed_from_u64(7),
-            positions: HashMap::new(),
+            rng: StdRng::seed_from_u64(7 + stream),
+            positions,
         }
     }
 
@@ -154,7 +194,7 @@ impl<'a> Baseline<'a> {
     async fn write_chunk(
         &mut self,
         conn: &DatabaseConnection,
-        chunk: &[IntakeMessage],
+        chunk: &[&IntakeMessage],
     ) -> anyhow::Result<()> {
         let txn = conn.begin().await.context("Failed to begin")?;
         let mut numbers: Vec<&str> = chunk.iter().map(|m| m.lead.phone_number.as_str()).collect();
@@ -283,10 +323,22 @@ impl<'a> Baseline<'a> {
         if lead.flags.add_to_powerdialer
             && let Some(o) = owner
         {
-            let p = self.positions.entry(o).or_insert(0);
-            *p -= 1;
+            let position = {
+                let mut positions = self
+                    .positions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let p = positions.entry(o).or_insert(0);
+                *p -= 1;
+                *p
+            };
             plan.dialer.push(
-                vec![to.account.into(), o.into(), contact_id.into(), (*p).into()],
+                vec![
+                    to.account.into(),
+                    o.into(),
+                    contact_id.into(),
+                    position.into(),
+                ],
                 &["bigint", "bigint", "bigint", "bigint"],
             );
             actions.push(json!({"type": "powerdialer_added", "user_id": o, "position": "top"}));
@@ -424,7 +476,7 @@ impl<'c> Plan<'c> {
     async fn write(
         self,
         txn: &impl ConnectionTrait,
-        chunk: &[IntakeMessage],
+        chunk: &[&IntakeMessage],
         to: &Catalogs,
     ) -> anyhow::Result<()> {
         let (contacts, phones) = new_contact_rows(&self.created, chunk, to);
@@ -473,7 +525,7 @@ impl<'c> Plan<'c> {
 /// The rows of the contacts the chunk creates, and of their primary numbers.
 fn new_contact_rows(
     created: &[NewContact],
-    chunk: &[IntakeMessage],
+    chunk: &[&IntakeMessage],
     to: &Catalogs,
 ) -> (Rows, Rows) {
     let mut contacts = Rows::new();

@@ -1,7 +1,12 @@
 //! Section `e2e`: real POSTs through the release receiver into two worker processes, from the
 //! first request to the last commit, next to the broker's own ceiling in the same run — a
-//! plain lapin publisher and consumer moving the same message bytes through a quorum queue
-//! with `leads.intake`'s arguments, no database.
+//! plain lapin publisher and consumer moving the same message bytes through the run's own
+//! intake queue (same name, same arguments), no database.
+//!
+//! The run ends when the workers' counters show the last lead finished (scraped every
+//! 150 ms, after its commit): never before the last commit, at most one scrape after it.
+//! The intake records' `processed_at` is stamped inside the transaction, before its last
+//! statements, so it is used only for each lead's lag, not for the end.
 
 use crate::Ctx;
 use crate::env::default_retry_delays;
@@ -21,6 +26,40 @@ use std::sync::Arc;
 
 /// Concurrent client connections of the e2e load.
 const CONNECTIONS: usize = 64;
+/// Client connections of the open-loop burst: more than the receiver needs to be busy.
+const BURST_CONNECTIONS: usize = 256;
+
+/// The open-loop burst: as many POSTs as the receiver takes for a while, as a campaign
+/// sends them, with the workers draining meanwhile; how fast it was taken, how fast it was
+/// drained, and the lag it built.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    pub posts: LoadResult,
+    pub accepted: u64,
+    /// First POST of the burst → its last lead finished.
+    pub secs: f64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+}
+
+impl Burst {
+    /// Leads drained per second, first POST → last lead finished.
+    pub fn drain_rate(&self) -> f64 {
+        self.accepted as f64 / self.secs.max(1e-9)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "posts": self.posts.to_json(),
+            "accepted": self.accepted,
+            "accepted_per_sec": self.accepted as f64 / self.posts.secs.max(1e-9),
+            "secs_first_post_to_last_finished": self.secs,
+            "drained_leads_per_sec": self.drain_rate(),
+            "lag_p50_ms": self.lag_p50_ms,
+            "lag_p99_ms": self.lag_p99_ms,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct E2eFigures {
@@ -40,6 +79,7 @@ pub struct E2eFigures {
     pub system: SystemCpu,
     pub ceiling: RoundTrip,
     pub ceiling_system: SystemCpu,
+    pub burst: Burst,
 }
 
 impl E2eFigures {
@@ -74,6 +114,7 @@ impl E2eFigures {
             "ceiling_secs": self.ceiling.secs,
             "ceiling_msg_per_sec": self.ceiling.rate(),
             "ratio": self.ratio(),
+            "burst": self.burst.to_json(),
         })
     }
 }
@@ -141,13 +182,36 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
 
     let limit = worker_bench::drain_limit(n);
     let measured = posts_to_commits(&mut receiver, &mut workers, requests, limit).await?;
-    let logs = stop(receiver, workers).await?;
 
-    // The end, the lag and the statuses, read once every lead is done.
+    // The lag and the statuses, read once every lead is done (before the burst's arrive).
     let since = measured.posts.started_at - chrono::Duration::seconds(1);
     let lag = lag(&db.conn, c.account, since).await?;
     let statuses = statuses(&db.conn, c.account, since).await?;
-    let secs = (lag.last - measured.posts.started_at).as_seconds_f64();
+
+    let burst_secs = ctx.sizes.burst_secs;
+    // More bodies than the receiver can take in the burst's time; new numbers.
+    let burst_requests = requests_of(
+        burst_secs as usize * 10_000,
+        Mix {
+            namespace: 1,
+            seeded: 0,
+            actions: false,
+            rng_seed: 5,
+        },
+        &c,
+    )?;
+    let burst = open_burst(
+        &mut receiver,
+        &mut workers,
+        burst_requests,
+        burst_secs,
+        measured.accepted,
+        &db.conn,
+        c.account,
+    )
+    .await?;
+    let logs = stop(receiver, workers).await?;
+    let secs = (measured.finished_at - measured.posts.started_at).as_seconds_f64();
     eprintln!(
         "bench: e2e: {:.0} leads/s first POST → last commit ({})",
         measured.accepted as f64 / secs,
@@ -155,7 +219,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     );
     let _ = db.conn.close().await;
 
-    let (ceiling, ceiling_system) = ceiling(ctx, ceiling_payload, n, limit).await?;
+    let topology = Topology::new(&prefixes.amqp, &delays);
+    let (ceiling, ceiling_system) = ceiling(ctx, &topology, ceiling_payload, n, limit).await?;
 
     Ok(E2eFigures {
         load: measured.posts,
@@ -170,6 +235,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         system: measured.system,
         ceiling,
         ceiling_system,
+        burst,
     })
 }
 
@@ -181,6 +247,11 @@ fn requests(n: usize, seeded: u64, c: &leads::Catalogs) -> anyhow::Result<Vec<Re
         actions: false,
         rng_seed: 4,
     };
+    requests_of(n, mix, c)
+}
+
+/// `n` POSTs of leads drawn from `mix`, with only the contract's basic fields.
+fn requests_of(n: usize, mix: Mix, c: &leads::Catalogs) -> anyhow::Result<Vec<Req>> {
     let bodies = leads::draw(n, mix, c)?;
     let mut requests = Vec::with_capacity(n);
     for b in &bodies {
@@ -208,6 +279,8 @@ fn requests(n: usize, seeded: u64, c: &leads::Catalogs) -> anyhow::Result<Vec<Re
 struct PipelineRun {
     posts: LoadResult,
     accepted: u64,
+    /// When the workers' counters showed the last lead finished.
+    finished_at: DateTime<Utc>,
     system: SystemCpu,
     receiver: ProcStats,
     workers: Vec<(ProcStats, f64)>,
@@ -248,6 +321,7 @@ async fn posts_to_commits(
     );
     receiver.check_alive()?;
     worker_bench::wait_finished(workers, accepted as f64, "e2e", limit).await?;
+    let finished_at = Utc::now();
     let system = SystemCpu::sample().since(&sys0);
     let r1 = receiver.stats()?;
     let mut per_worker = Vec::with_capacity(workers.len());
@@ -258,9 +332,65 @@ async fn posts_to_commits(
     Ok(PipelineRun {
         posts,
         accepted,
+        finished_at,
         system,
         receiver: delta(r0, r1),
         workers: per_worker,
+    })
+}
+
+/// The open-loop burst: `requests` POSTed over [`BURST_CONNECTIONS`] for `secs` (each
+/// connection sends its next POST as soon as it is answered, so the receiver sets the pace,
+/// not the workers), then every accepted lead finished; `before` leads were finished by the
+/// workers already.
+async fn open_burst(
+    receiver: &mut Proc,
+    workers: &mut [Proc],
+    requests: Vec<Req>,
+    secs: u64,
+    before: u64,
+    conn: &impl ConnectionTrait,
+    account: i64,
+) -> anyhow::Result<Burst> {
+    eprintln!("bench: e2e burst: as many POSTs as the receiver takes for {secs} s");
+    let posts = load::run(
+        receiver.addr,
+        BURST_CONNECTIONS,
+        Arc::new(requests),
+        Until::Elapsed(std::time::Duration::from_secs(secs)),
+        std::time::Duration::from_secs(secs + 30),
+        Some("e2e burst"),
+    )
+    .await?;
+    let accepted = posts.count(202);
+    eprintln!(
+        "bench: e2e burst: {accepted} accepted in {:.2} s ({:.0} req/s; {}), waiting for the workers",
+        posts.secs,
+        posts.rate(),
+        posts.statuses_text()
+    );
+    receiver.check_alive()?;
+    worker_bench::wait_finished(
+        workers,
+        (before + accepted) as f64,
+        "e2e burst",
+        worker_bench::drain_limit(accepted as usize),
+    )
+    .await?;
+    let secs = (Utc::now() - posts.started_at).as_seconds_f64();
+    let lag = lag(conn, account, posts.started_at).await?;
+    eprintln!(
+        "bench: e2e burst: drained at {:.0} leads/s, lag p50 {:.1} s, p99 {:.1} s",
+        accepted as f64 / secs,
+        lag.p50.unwrap_or(0.0),
+        lag.p99.unwrap_or(0.0)
+    );
+    Ok(Burst {
+        posts,
+        accepted,
+        secs,
+        lag_p50_ms: lag.p50.unwrap_or(0.0) * 1000.0,
+        lag_p99_ms: lag.p99.unwrap_or(0.0) * 1000.0,
     })
 }
 
@@ -278,10 +408,8 @@ async fn stop(receiver: Proc, workers: Vec<Proc>) -> anyhow::Result<Vec<(String,
     Ok(logs)
 }
 
-/// When the last lead received since `since` was processed, and the median and 99th
-/// percentile of receipt → processing, in seconds.
+/// The median and 99th percentile of receipt → processing, in seconds.
 struct Lag {
-    last: DateTime<Utc>,
     p50: Option<f64>,
     p99: Option<f64>,
 }
@@ -294,7 +422,7 @@ async fn lag(
 ) -> anyhow::Result<Lag> {
     let row = conn
         .query_one_raw(seed::stmt(
-            "SELECT max(processed_at) AS last, count(*) AS n, \
+            "SELECT count(*) AS n, \
              percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p50, \
              percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8) AS p99 \
              FROM lead_intakes WHERE account_id = $1 AND received_at >= $2 AND processed_at IS NOT NULL",
@@ -303,15 +431,13 @@ async fn lag(
         .await
         .context("Failed to read the e2e lag")?
         .context("Failed to read the e2e lag: no row")?;
-    let last: Option<DateTime<Utc>> = row
-        .try_get("", "last")
-        .context("Failed to read max(processed_at)")?;
+    let n: i64 = row.try_get("", "n").context("Failed to read the count")?;
     let p50: Option<f64> = row.try_get("", "p50").context("Failed to read p50")?;
     let p99: Option<f64> = row.try_get("", "p99").context("Failed to read p99")?;
-    let Some(last) = last else {
+    if n == 0 {
         bail!("No e2e lead reached the database");
-    };
-    Ok(Lag { last, p50, p99 })
+    }
+    Ok(Lag { p50, p99 })
 }
 
 /// The run's intakes by status.
@@ -337,9 +463,11 @@ async fn statuses(
     Ok(statuses)
 }
 
-/// The broker's ceiling: `n` copies of `payload` published and consumed, no database.
+/// The broker's ceiling: `n` copies of `payload` published and consumed through
+/// `topology`'s intake queue (the run's own, empty again), no database.
 async fn ceiling(
     ctx: &Ctx,
+    topology: &Topology,
     payload: Payload,
     n: usize,
     limit: std::time::Duration,
@@ -347,12 +475,10 @@ async fn ceiling(
     eprintln!(
         "bench: e2e ceiling: {n} messages published (confirms, {CONNECTIONS} in flight) and consumed (acks, prefetch 256)"
     );
-    let ceiling_prefix = ctx.janitor.prefixes(&[]);
-    let topology = Topology::new(&ceiling_prefix.amqp, &[]);
     let sys0 = SystemCpu::sample();
     let ceiling = publish::round_trip(
         &ctx.janitor.services().amqp_url,
-        &topology,
+        topology,
         payload,
         n as u64,
         CONNECTIONS,

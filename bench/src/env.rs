@@ -54,6 +54,11 @@ impl BenchDb {
     pub async fn single_connection(&self) -> anyhow::Result<DatabaseConnection> {
         connect(&self.url, 1).await
     }
+
+    /// A pool of `n` connections of its own.
+    pub async fn connections(&self, n: u32) -> anyhow::Result<DatabaseConnection> {
+        connect(&self.url, n).await
+    }
 }
 
 /// AMQP and Redis names of one set of processes.

@@ -110,7 +110,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
 
     eprintln!("bench: events: baseline, the first backlog's rows by plain SQL");
     let one = db.single_connection().await?;
-    let baseline = baseline::run(&one, &first, &c, &second).await?;
+    let baseline = baseline::run(&one, 1, &first, &c, &second).await?;
     let _ = one.close().await;
     worker_bench::check_baseline(&db, &second, n).await?;
 

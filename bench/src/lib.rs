@@ -33,6 +33,8 @@ pub struct Sizes {
     /// Leads of the growth section's backlog, into an account that starts empty.
     pub growth_backlog: usize,
     pub e2e_posts: usize,
+    /// Seconds of the e2e section's open-loop burst.
+    pub burst_secs: u64,
     pub receiver_secs: u64,
     /// Rows of the CSV file the bulk section imports (0: none).
     pub import_rows: usize,

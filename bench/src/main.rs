@@ -103,6 +103,7 @@ impl Args {
             backlog: leads,
             growth_backlog: args.growth_leads.unwrap_or(growth) as usize,
             e2e_posts: leads,
+            burst_secs: if args.quick { 5 } else { 20 },
             receiver_secs: secs,
             import_rows: args.import_rows.unwrap_or(import_rows) as usize,
             speed_leads: args.speed_leads.unwrap_or(texted) as usize,

@@ -1,9 +1,11 @@
 //! Section `receiver`: the intake endpoint under load at 64 and 256 connections, each run as
 //! long as the others, next to two baselines of the same run: a bare hyper hello-world
 //! (`receiver/examples/hello`, the HTTP stack alone) and a plain confirmed lapin publisher
-//! of the same message bytes with as many publishes in flight as there are connections (the
-//! broker's ceiling, which bounds the receiver). No worker runs: the queue and the Redis keys
-//! the receiver fills are purged after each run.
+//! of the same message bytes into the same queue with as many publishes in flight as there
+//! are connections (the broker's ceiling, which bounds the receiver). The receiver ratio
+//! counts the leads it published (its 202s) against that ceiling; the mix's 400s publish
+//! nothing. No worker runs: the queue and the Redis keys the receiver fills are purged after
+//! each run.
 
 use crate::Ctx;
 use crate::env::{self, default_retry_delays};
@@ -31,6 +33,17 @@ pub struct Level {
 }
 
 impl Level {
+    /// Leads the receiver published per second: its 202s (the 400s of the mix publish
+    /// nothing, so they do not count against the publish ceiling).
+    pub fn published_rate(&self) -> f64 {
+        self.receiver.count(202) as f64 / self.receiver.secs.max(1e-9)
+    }
+
+    /// Published leads per second against the confirmed publisher alone.
+    pub fn ratio(&self) -> f64 {
+        self.published_rate() / self.ceiling.rate().max(1e-9)
+    }
+
     pub fn cpu_us_per_request(&self) -> f64 {
         self.receiver_cpu_secs * 1e6 / self.receiver.answered().max(1) as f64
     }
@@ -42,7 +55,8 @@ impl Level {
             "publish_ceiling": self.ceiling.to_json(),
             "receiver": self.receiver.to_json(),
             "receiver_cpu_us_per_request": self.cpu_us_per_request(),
-            "receiver_ratio": self.receiver.rate() / self.ceiling.rate().max(1e-9),
+            "receiver_published_per_sec": self.published_rate(),
+            "receiver_ratio": self.ratio(),
         })
     }
 }
@@ -103,8 +117,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
         &serde_json::from_slice(&sample.body).context("Failed to re-read a body")?,
         &c,
     )?)?;
-    let ceiling_prefix = ctx.janitor.prefixes(&[]);
-    let ceiling_topology = Topology::new(&ceiling_prefix.amqp, &[]);
 
     // Warm the receiver's token cache, so the first measured requests are not special.
     let _ = load::run(
@@ -121,7 +133,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ReceiverFigures> {
         requests,
         hello_requests,
         payload,
-        ceiling_topology,
         receiver_topology,
         redis_prefix: prefixes.redis.clone(),
         duration,
@@ -176,9 +187,8 @@ struct Loads {
     hello_requests: Arc<Vec<Req>>,
     /// What the publish ceiling publishes: the message of a valid lead of the mix.
     payload: Payload,
-    /// The publish ceiling's own queues.
-    ceiling_topology: Topology,
-    /// The receiver's queues, purged after each level.
+    /// The receiver's queues (the publish ceiling publishes into them too), purged after
+    /// each run.
     receiver_topology: Topology,
     /// The receiver's Redis keys, deleted after each level.
     redis_prefix: String,
@@ -214,12 +224,13 @@ async fn level(
     eprintln!("bench: receiver: {connections} connections: publish ceiling");
     let ceiling = publish::publish_for(
         &ctx.janitor.services().amqp_url,
-        &loads.ceiling_topology,
+        &loads.receiver_topology,
         loads.payload.clone(),
         connections,
         duration,
     )
     .await?;
+    publish::purge(&ctx.janitor.services().amqp_url, &loads.receiver_topology).await?;
     eprintln!("bench: receiver: {connections} connections: receiver");
     receiver.check_alive()?;
     let before = receiver.stats()?;

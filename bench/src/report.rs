@@ -156,6 +156,10 @@ impl Report {
         let mut out = Vec::new();
         if let Some(w) = &self.worker {
             out.push(format!("worker ratio {:.3}", w.ratio()));
+            out.push(format!(
+                "worker ratio one connection {:.3}",
+                w.ratio_one_connection()
+            ));
             out.push(format!("worker scale ratio {:.3}", w.scale_ratio()));
         }
         if let Some(g) = &self.growth {
@@ -185,6 +189,13 @@ impl Report {
         if let Some(e) = &self.e2e {
             out.push(format!("e2e leads/s {:.2}", e.rate()));
             out.push(format!("e2e ratio {:.3}", e.ratio()));
+            out.push(format!("e2e burst req/s {:.1}", e.burst.posts.rate()));
+            out.push(format!(
+                "e2e burst drained leads/s {:.1}",
+                e.burst.drain_rate()
+            ));
+            out.push(format!("e2e burst lag p50 ms {:.0}", e.burst.lag_p50_ms));
+            out.push(format!("e2e burst lag p99 ms {:.0}", e.burst.lag_p99_ms));
         }
         if let Some(s) = &self.speed {
             out.push(format!("speed-to-lead p50 ms {:.1}", s.p_ms(50.0)));
@@ -193,10 +204,7 @@ impl Report {
             out.push(format!("speed POSTs/s {:.1}", s.post_rate()));
         }
         if let Some(l) = self.receiver.as_ref().and_then(|r| r.at64()) {
-            out.push(format!(
-                "receiver ratio {:.3}",
-                l.receiver.rate() / l.ceiling.rate().max(1e-9)
-            ));
+            out.push(format!("receiver ratio {:.3}", l.ratio()));
             out.push(format!(
                 "receiver p99 ms {:.2}",
                 l.receiver.percentile_ms(99.0)
@@ -283,7 +291,11 @@ impl Report {
                 "two_processes": w.two.to_json(),
                 "baseline_leads_per_sec": w.baseline,
                 "baseline_system": w.baseline_system.to_json(w.large.leads as f64),
+                "baseline_concurrent_leads_per_sec": w.baseline_concurrent,
+                "baseline_concurrent_transactions": w.baseline_streams,
+                "baseline_concurrent_system": w.baseline_concurrent_system.to_json(w.large.leads as f64),
                 "ratio": w.ratio(),
+                "ratio_one_connection": w.ratio_one_connection(),
                 "scale_ratio": w.scale_ratio(),
                 "two_process_speedup": w.speedup(),
                 "rows_written_worker_vs_baseline": w.written.iter().map(|(t, a, b)| serde_json::json!({"table": t, "worker": a, "baseline": b})).collect::<Vec<_>>(),
@@ -351,8 +363,20 @@ fn worker_rows(w: &WorkerFigures) -> Vec<Row> {
     rows.push(row(
         drain_name(&w.large),
         format!("{:.1}", w.large.rate()),
-        format!("plain SQL, 1 connection: {:.1}", w.baseline),
+        format!(
+            "plain SQL, {} transactions at once: {:.1}",
+            w.baseline_streams, w.baseline_concurrent
+        ),
         format!("{:.3} worker ratio", w.ratio()),
+    ));
+    rows.push(row(
+        drain_name(&w.large),
+        format!("{:.1}", w.large.rate()),
+        format!("plain SQL, 1 connection: {:.1}", w.baseline),
+        format!(
+            "{:.3} worker ratio one connection",
+            w.ratio_one_connection()
+        ),
     ));
     rows.push(row(
         "worker scale (large ÷ small table)",
@@ -376,7 +400,9 @@ fn worker_rows(w: &WorkerFigures) -> Vec<Row> {
             w.large.system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
         ),
         format!(
-            "plain SQL: {:.0} µs",
+            "plain SQL: {:.0} µs ({} at once), {:.0} µs (1 connection)",
+            w.baseline_concurrent_system.postgres_secs * 1e6 / w.large.leads.max(1) as f64,
+            w.baseline_streams,
             w.baseline_system.postgres_secs * 1e6 / w.large.leads.max(1) as f64
         ),
         String::new(),
@@ -416,6 +442,29 @@ fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
         "e2e lag received → committed p50 / p99",
         format!("{:.0} / {:.0} ms", e.lag_p50_ms, e.lag_p99_ms),
         String::new(),
+        String::new(),
+    ));
+    let b = &e.burst;
+    rows.push(row(
+        format!(
+            "e2e open-loop burst: req/s taken ({:.0} s, 256 connections)",
+            b.posts.secs
+        ),
+        format!("{:.1}", b.posts.rate()),
+        format!(
+            "{} accepted; drained {:.1} leads/s",
+            b.accepted,
+            b.drain_rate()
+        ),
+        format!(
+            "{:.3} drained ÷ taken",
+            b.drain_rate() / b.posts.rate().max(1e-9)
+        ),
+    ));
+    rows.push(row(
+        "e2e open-loop burst lag received → committed p50 / p99",
+        format!("{:.0} / {:.0} ms", b.lag_p50_ms, b.lag_p99_ms),
+        format!("closed loop: {:.0} / {:.0} ms", e.lag_p50_ms, e.lag_p99_ms),
         String::new(),
     ));
     rows.push(row(
@@ -556,16 +605,17 @@ fn receiver_rows(r: &ReceiverFigures) -> Vec<Row> {
         rows.push(row(
             format!("receiver req/s ({c} connections, mixed leads)"),
             format!("{:.1}", l.receiver.rate()),
+            format!("hello-world {:.1}", l.hello.rate()),
             format!(
-                "publish ceiling {:.1}; hello-world {:.1}",
-                l.ceiling.rate(),
-                l.hello.rate()
-            ),
-            format!(
-                "{:.3} of ceiling, {:.3} of hello",
-                l.receiver.rate() / l.ceiling.rate().max(1e-9),
+                "{:.3} of hello",
                 l.receiver.rate() / l.hello.rate().max(1e-9)
             ),
+        ));
+        rows.push(row(
+            format!("receiver leads published/s ({c} connections, the 202s)"),
+            format!("{:.1}", l.published_rate()),
+            format!("publish ceiling {:.1}", l.ceiling.rate()),
+            format!("{:.3} receiver ratio", l.ratio()),
         ));
         rows.push(row(
             format!("receiver p50/p99/p99.9 ms ({c} connections)"),
@@ -628,8 +678,10 @@ fn log_note(name: &str, l: &LogSummary) -> Option<String> {
 fn worker_notes(w: &WorkerFigures) -> Vec<String> {
     let mut notes = Vec::new();
     notes.push(format!(
-        "baseline: machine {:.0}% busy",
-        w.baseline_system.busy() * 100.0
+        "baseline: machine {:.0}% busy on 1 connection, {:.0}% with {} transactions at once",
+        w.baseline_system.busy() * 100.0,
+        w.baseline_concurrent_system.busy() * 100.0,
+        w.baseline_streams
     ));
     notes.push(format!(
         "rows written for the large backlog, worker / baseline: {}",

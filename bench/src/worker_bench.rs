@@ -14,7 +14,7 @@ use crate::procs::{self, LogSummary, Proc, ProcStats, SystemCpu, WorkerCounters}
 use crate::seed;
 use crate::{baseline, publish};
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::ConnectionTrait;
 use shared::amqp::Topology;
 use shared::intake::IntakeMessage;
@@ -108,12 +108,23 @@ pub struct WorkerFigures {
     pub baseline: f64,
     /// The machine and PostgreSQL during the baseline.
     pub baseline_system: SystemCpu,
+    /// Baseline leads per second with as many transactions at once as one worker runs.
+    pub baseline_concurrent: f64,
+    /// Transactions at once of the concurrent baseline (the worker's default concurrency).
+    pub baseline_streams: usize,
+    /// The machine and PostgreSQL during the concurrent baseline.
+    pub baseline_concurrent_system: SystemCpu,
     /// Rows written for the large backlog per table: (table, by the worker, by the baseline).
     pub written: Vec<(String, i64, i64)>,
 }
 
 impl WorkerFigures {
+    /// The worker against the baseline at the worker's own concurrency.
     pub fn ratio(&self) -> f64 {
+        self.large.rate() / self.baseline_concurrent.max(1e-9)
+    }
+    /// The worker against the baseline on one connection.
+    pub fn ratio_one_connection(&self) -> f64 {
         self.large.rate() / self.baseline.max(1e-9)
     }
     pub fn scale_ratio(&self) -> f64 {
@@ -175,20 +186,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<WorkerFigures> {
         rng_seed: 2,
     };
     let messages = backlog(n, mix, &c)?;
-    // The baseline account gets its own copies of the pre-seeded contacts the backlog
+    // Each baseline account gets its own copies of the pre-seeded contacts the backlog
     // repeats, so its repeats update a contact as the worker's do.
-    seed::copies(&db.conn, &second, &leads::seeded_hits(&messages)).await?;
+    let third = seed::account(&db.conn, "Bench baseline, concurrent").await?;
+    for account in [&second, &third] {
+        seed::copies(&db.conn, account, &leads::seeded_hits(&messages)).await?;
+    }
     seed::analyze(&db.conn).await?;
     let large = drain(ctx, &db, &messages, 1, "large-1p", large_contacts).await?;
 
     eprintln!("bench: baseline: the same rows by plain SQL over one connection");
-    let one = db.single_connection().await?;
-    let sys0 = SystemCpu::sample();
-    let baseline = baseline::run(&one, &messages, &c, &second).await?;
-    let baseline_system = SystemCpu::sample().since(&sys0);
-    let _ = one.close().await;
-    check_baseline(&db, &second, n).await?;
-    eprintln!("bench: baseline {baseline:.0} leads/s");
+    let (baseline, baseline_system) = run_baseline(&db, 1, &messages, &c, &second).await?;
+    let streams = shared::config::WorkerSettings::default().concurrency;
+    eprintln!("bench: baseline: the same rows by plain SQL, {streams} transactions at once");
+    let (baseline_concurrent, baseline_concurrent_system) =
+        run_baseline(&db, streams, &messages, &c, &third).await?;
     let written = written(&db, &c, &second).await?;
 
     let mix = Mix {
@@ -205,8 +217,37 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<WorkerFigures> {
         two,
         baseline,
         baseline_system,
+        baseline_concurrent,
+        baseline_streams: streams,
+        baseline_concurrent_system,
         written,
     })
+}
+
+/// The baseline into account `to` with `streams` transactions at once: leads per second and
+/// what the machine did meanwhile. Fails unless it wrote one intake per lead.
+async fn run_baseline(
+    db: &BenchDb,
+    streams: usize,
+    messages: &[IntakeMessage],
+    from: &Catalogs,
+    to: &Catalogs,
+) -> anyhow::Result<(f64, SystemCpu)> {
+    let pool = db.connections(streams as u32).await?;
+    // Every connection open before the first sample (a backend's CPU counts only while it
+    // lives), and the backends of earlier runs gone.
+    let opened = (0..streams).map(|_| pool.execute_unprepared("SELECT pg_sleep(0.2)"));
+    for opened in futures_util::future::join_all(opened).await {
+        opened.context("Failed to open the baseline's connections")?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sys0 = SystemCpu::sample();
+    let rate = baseline::run(&pool, streams, messages, from, to).await?;
+    let system = SystemCpu::sample().since(&sys0);
+    let _ = pool.close().await;
+    check_baseline(db, to, messages.len()).await?;
+    eprintln!("bench: baseline, {streams} at once: {rate:.0} leads/s");
+    Ok((rate, system))
 }
 
 /// Rows the worker (account `a`) and the baseline (account `b`) wrote for the same backlog,
@@ -418,13 +459,17 @@ where
     let sys0 = SystemCpu::sample();
     let started_at = Utc::now();
     let mut workers = start_workers_with(ctx, db, &prefixes, processes, label, extra).await?;
-    let scraped = wait_finished(
+    wait_finished(
         &mut workers,
         messages.len() as f64,
         label,
         drain_limit(messages.len()),
     )
     .await?;
+    // The end: when the workers' counters showed the last lead finished, which is after its
+    // commit (at most one 150 ms scrape after). `processed_at` is stamped inside the
+    // transaction, before its last statements, so it would end the drain early.
+    let secs = (Utc::now() - started_at).as_seconds_f64();
     // Before the workers stop: their database backends exit with them.
     let system = SystemCpu::sample().since(&sys0);
     let mut per_process = Vec::with_capacity(workers.len());
@@ -441,12 +486,7 @@ where
         logs.push(procs::summarize_log(&log));
     }
 
-    let (statuses, last) = final_statuses(db, messages).await?;
-    // The last commit's time is exact; the scrape only says when it was noticed.
-    let secs = match last {
-        Some(t) => (t - started_at).as_seconds_f64(),
-        None => scraped.as_secs_f64(),
-    };
+    let statuses = final_statuses(db, messages).await?;
     let d = Drain {
         label: label.to_owned(),
         contacts,
@@ -474,11 +514,11 @@ pub fn statuses_text(s: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
-/// One exact count of the backlog's intakes by status, and the last commit time.
+/// One exact count of the backlog's intakes by status.
 async fn final_statuses(
     db: &BenchDb,
     messages: &[IntakeMessage],
-) -> anyhow::Result<(BTreeMap<String, i64>, Option<DateTime<Utc>>)> {
+) -> anyhow::Result<BTreeMap<String, i64>> {
     let ids = messages
         .iter()
         .map(|m| m.intake_id.to_string())
@@ -487,22 +527,17 @@ async fn final_statuses(
     let rows = db
         .conn
         .query_all_raw(seed::stmt(
-            "SELECT status, count(*) AS n, max(processed_at) AS last FROM lead_intakes \
+            "SELECT status, count(*) AS n FROM lead_intakes \
              WHERE id = ANY(string_to_array($1, ',')::uuid[]) GROUP BY status",
             vec![ids.into()],
         ))
         .await
         .context("Failed to count the backlog's intakes")?;
     let mut statuses = BTreeMap::new();
-    let mut last: Option<DateTime<Utc>> = None;
     for r in rows {
         let status: String = r.try_get("", "status").context("Failed to read a status")?;
         let n: i64 = r.try_get("", "n").context("Failed to read a count")?;
-        let t: Option<DateTime<Utc>> = r
-            .try_get("", "last")
-            .context("Failed to read processed_at")?;
-        last = last.max(t);
         statuses.insert(status, n);
     }
-    Ok((statuses, last))
+    Ok(statuses)
 }
