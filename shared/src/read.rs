@@ -3,23 +3,19 @@
 //! missing one.
 
 use crate::contact_fields::ContactText;
-use crate::entities::powerdialer_item::PowerdialerStatus;
 use crate::entities::sequence_enrollment::EnrollmentStatus;
-use crate::entities::{
-    contact, contact_consent, contact_note, contact_phone_number, contact_tag, do_not_contact,
-    lead_intake, powerdialer_item, sequence_enrollment,
-};
+use crate::entities::{contact, contact_phone_number, contact_tag, lead_intake};
 use crate::intake::IntakeStatus;
 use crate::outcome::{Action, Warning};
 use crate::payload::FieldErrors;
 use crate::phone::{PhoneNumber, Region};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
     sea_query::{Expr, ExprTrait, Func},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -86,7 +82,7 @@ impl ContactView {
 }
 
 /// What tables other than `contacts` hold of a contact.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Related {
     other_phone_numbers: Vec<PhoneView>,
     tag_ids: Vec<i64>,
@@ -98,7 +94,7 @@ struct Related {
 }
 
 /// One consent record of a contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConsentView {
     /// `call`, `sms` or `email`.
     pub channel: String,
@@ -110,26 +106,26 @@ pub struct ConsentView {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PhoneView {
     pub label: Option<String>,
     #[schema(example = "+18187405020")]
     pub phone_number: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NoteView {
     pub body: String,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnrollmentView {
     pub sequence_id: i64,
     pub status: EnrollmentStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PowerdialerView {
     /// Whose list holds the entry.
     pub user_id: i64,
@@ -322,8 +318,11 @@ pub async fn contacts_by_id(
         return Ok(Vec::new());
     }
     let rows = contact::Entity::find()
-        .filter(contact::Column::Id.is_in(ids))
-        .order_by_asc(contact::Column::Id)
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM contacts WHERE id = ANY ($1::bigint[]) ORDER BY id",
+            [ids.into()],
+        ))
         .all(db)
         .await?;
     views(db, rows).await
@@ -400,187 +399,56 @@ pub async fn contacts(
     })
 }
 
-/// The related rows of some contacts, by contact id.
-struct RelatedByContact {
-    phones: HashMap<i64, Vec<PhoneView>>,
-    tags: HashMap<i64, Vec<i64>>,
-    notes: HashMap<i64, Vec<NoteView>>,
-    enrollments: HashMap<i64, Vec<EnrollmentView>>,
-    dialer: HashMap<i64, PowerdialerView>,
-    consents: HashMap<i64, Vec<ConsentView>>,
-    /// (account, E.164) → channels.
-    dnc: HashMap<(i64, String), Vec<String>>,
+/// [`views`]' statement: every related list of the contacts in one round trip.
+const LINKS: &str = include_str!("read/links.sql");
+
+/// Column `name` of `row`, JSON in the shape of `T` (SQL null reads as JSON null).
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sea_orm::QueryResult,
+    name: &str,
+) -> Result<T, DbErr> {
+    let value: Option<serde_json::Value> = row.try_get("", name)?;
+    serde_json::from_value(value.unwrap_or_default())
+        .map_err(|e| DbErr::Json(format!("{name}: {e}")))
 }
 
-/// The other numbers, tags, notes, sequence enrollments and queued PowerDialer items of
-/// the contacts `ids`, with one query per table.
-async fn related(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<RelatedByContact, DbErr> {
-    let mut phones: HashMap<i64, Vec<PhoneView>> = HashMap::new();
-    for p in contact_phone_number::Entity::find()
-        .filter(contact_phone_number::Column::ContactId.is_in(ids.clone()))
-        .filter(contact_phone_number::Column::IsPrimary.eq(false))
-        .order_by_asc(contact_phone_number::Column::Id)
-        .all(db)
-        .await?
-    {
-        phones.entry(p.contact_id).or_default().push(PhoneView {
-            label: p.label,
-            phone_number: p.phone_number,
-        });
-    }
-    let mut tags: HashMap<i64, Vec<i64>> = HashMap::new();
-    for t in contact_tag::Entity::find()
-        .filter(contact_tag::Column::ContactId.is_in(ids.clone()))
-        .order_by_asc(contact_tag::Column::TagId)
-        .all(db)
-        .await?
-    {
-        tags.entry(t.contact_id).or_default().push(t.tag_id);
-    }
-    let mut notes: HashMap<i64, Vec<NoteView>> = HashMap::new();
-    for n in contact_note::Entity::find()
-        .filter(contact_note::Column::ContactId.is_in(ids.clone()))
-        .order_by_asc(contact_note::Column::CreatedAt)
-        .order_by_asc(contact_note::Column::Id)
-        .all(db)
-        .await?
-    {
-        notes.entry(n.contact_id).or_default().push(NoteView {
-            body: n.body,
-            created_at: n.created_at,
-        });
-    }
-    let mut enrollments: HashMap<i64, Vec<EnrollmentView>> = HashMap::new();
-    for e in sequence_enrollment::Entity::find()
-        .filter(sequence_enrollment::Column::ContactId.is_in(ids.clone()))
-        .order_by_asc(sequence_enrollment::Column::Id)
-        .all(db)
-        .await?
-    {
-        enrollments
-            .entry(e.contact_id)
-            .or_default()
-            .push(EnrollmentView {
-                sequence_id: e.sequence_id,
-                status: e.status,
-            });
-    }
-    let mut dialer: HashMap<i64, PowerdialerView> = HashMap::new();
-    // By contact id only (powerdialer_items_contact_idx), the queued one picked here: a
-    // status condition would fit the partial (account_id, contact_id) index of queued
-    // entries, which a plan made from stale statistics walks account-wide.
-    for d in powerdialer_item::Entity::find()
-        .filter(powerdialer_item::Column::ContactId.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .filter(|d| d.status == PowerdialerStatus::Queued)
-    {
-        dialer.insert(
-            d.contact_id,
-            PowerdialerView {
-                user_id: d.user_id,
-                position: d.position,
-                not_before: d.not_before,
-            },
-        );
-    }
-    Ok(RelatedByContact {
-        phones,
-        tags,
-        notes,
-        enrollments,
-        dialer,
-        consents: HashMap::new(),
-        dnc: HashMap::new(),
-    })
-}
-
-impl RelatedByContact {
-    /// What the rows hold of contact `id`.
-    fn take(&mut self, id: i64) -> Related {
-        Related {
-            other_phone_numbers: self.phones.remove(&id).unwrap_or_default(),
-            tag_ids: self.tags.remove(&id).unwrap_or_default(),
-            notes: self.notes.remove(&id).unwrap_or_default(),
-            sequence_enrollments: self.enrollments.remove(&id).unwrap_or_default(),
-            powerdialer: self.dialer.remove(&id),
-            consent: self.consents.remove(&id).unwrap_or_default(),
-            do_not_contact: Vec::new(),
-        }
-    }
-}
-
-/// The consent records of the contacts `ids`, and the do-not-contact entries in force of
-/// their primary numbers, one query each.
-async fn policy_records(
-    db: &impl ConnectionTrait,
-    rows: &[contact::Model],
-    related: &mut RelatedByContact,
-) -> Result<(), DbErr> {
-    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-    for c in contact_consent::Entity::find()
-        .filter(contact_consent::Column::ContactId.is_in(ids))
-        .order_by_asc(contact_consent::Column::Id)
-        .all(db)
-        .await?
-    {
-        related
-            .consents
-            .entry(c.contact_id)
-            .or_default()
-            .push(ConsentView {
-                channel: c.channel,
-                given_at: c.given_at,
-                text: c.text,
-                source_url: c.source_url,
-                trustedform_cert_url: c.trustedform_cert_url,
-                leadid_token: c.leadid_token,
-                revoked_at: c.revoked_at,
-            });
-    }
-    let Some(account) = rows.first().map(|c| c.account_id) else {
-        return Ok(());
-    };
-    let numbers: Vec<String> = rows.iter().map(|c| c.phone_number.clone()).collect();
-    let now = Utc::now();
-    for d in do_not_contact::Entity::find()
-        .filter(do_not_contact::Column::AccountId.eq(account))
-        .filter(do_not_contact::Column::PhoneNumber.is_in(numbers))
-        .order_by_asc(do_not_contact::Column::Channel)
-        .all(db)
-        .await?
-    {
-        if d.expires_at.is_none_or(|x| x > now) {
-            related
-                .dnc
-                .entry((d.account_id, d.phone_number))
-                .or_default()
-                .push(d.channel);
-        }
-    }
-    Ok(())
-}
-
-/// Builds views for `rows` with one query per related table.
+/// The views of `rows`, with what other tables hold of them ([`LINKS`]).
 async fn views(
     db: &impl ConnectionTrait,
     rows: Vec<contact::Model>,
 ) -> Result<Vec<ContactView>, DbErr> {
-    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-    if ids.is_empty() {
+    if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut related = related(db, ids).await?;
-    policy_records(db, &rows, &mut related).await?;
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    let accounts: Vec<i64> = rows.iter().map(|c| c.account_id).collect();
+    let numbers: Vec<String> = rows.iter().map(|c| c.phone_number.clone()).collect();
+    let mut related: HashMap<i64, Related> = HashMap::with_capacity(rows.len());
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            LINKS,
+            [ids.into(), accounts.into(), numbers.into()],
+        ))
+        .await?
+    {
+        related.insert(
+            row.try_get("", "id")?,
+            Related {
+                other_phone_numbers: json_column(&row, "other_phone_numbers")?,
+                tag_ids: json_column(&row, "tag_ids")?,
+                notes: json_column(&row, "notes")?,
+                sequence_enrollments: json_column(&row, "sequence_enrollments")?,
+                powerdialer: json_column(&row, "powerdialer")?,
+                consent: json_column(&row, "consent")?,
+                do_not_contact: json_column(&row, "do_not_contact")?,
+            },
+        );
+    }
     Ok(rows
         .into_iter()
         .map(|c| {
-            let mut of_contact = related.take(c.id);
-            of_contact.do_not_contact = related
-                .dnc
-                .remove(&(c.account_id, c.phone_number.clone()))
-                .unwrap_or_default();
+            let of_contact = related.remove(&c.id).unwrap_or_default();
             ContactView::new(c, of_contact)
         })
         .collect())

@@ -29,6 +29,7 @@ impl ActiveModelBehavior for ActiveModel {}
     EnumIter,
     DeriveActiveEnum,
     serde::Serialize,
+    serde::Deserialize,
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
