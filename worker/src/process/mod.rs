@@ -543,19 +543,33 @@ async fn write(
         .collect();
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, now).await?;
-    // The contacts of the events are read before the PowerDialer lists are locked (the
-    // entries placed next are added to them), so that the lists stay locked only briefly.
-    let contacts = outbox::contacts(txn, &subscriptions, intakes, &records).await?;
+    // The events are read and written before the PowerDialer lists are locked, so that the
+    // lists stay locked only briefly: after the placement, only the contact events of the
+    // contacts placed (their entries added).
+    let mut contacts = outbox::contacts(txn, &subscriptions, intakes, &records).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
-    let placed = lead::place_on_powerdialers(txn, &powerdialer).await?;
+    let placing: HashSet<i64> = powerdialer.iter().map(|p| p.contact_id).collect();
+    let part = outbox::Part::BeforePlacement { placing: &placing };
     outbox::write(
         txn,
         &subscriptions,
         intakes,
         &records,
-        contacts,
-        &placed,
+        &mut contacts,
+        part,
+        now,
+    )
+    .await?;
+    let placed = lead::place_on_powerdialers(txn, &powerdialer).await?;
+    let part = outbox::Part::Placed(&placed);
+    outbox::write(
+        txn,
+        &subscriptions,
+        intakes,
+        &records,
+        &mut contacts,
+        part,
         now,
     )
     .await

@@ -10,7 +10,7 @@ use shared::events::{self, Event, EventType, Subscriptions};
 use shared::intake::IntakeStatus;
 use shared::outcome::Action;
 use shared::read::{self, ContactView, IntakeView, PowerdialerView};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Attempt, Planned};
 
@@ -50,33 +50,58 @@ pub(super) async fn contacts(
         .collect())
 }
 
-/// Writes the events of the planned leads `planned` (index into `intakes`, plan), their
-/// contacts as [`contacts`] read them with the PowerDialer entries `placed` since.
+/// Which of a batch's events one call of [`write`] writes. The PowerDialer phase takes list
+/// locks that are held until the commit, and other batches placing on the same lists wait
+/// for them: everything that does not depend on the placement is written before it, and
+/// after it only the contact events of the contacts it placed (with their entries).
+pub(super) enum Part<'a> {
+    /// Every event but the contact events of the contacts about to be placed.
+    BeforePlacement { placing: &'a HashSet<i64> },
+    /// The contact events of the contacts placed, with the entries placed.
+    Placed(&'a [(i64, PowerdialerView)]),
+}
+
+/// Writes `part` of the events of the planned leads `planned` (index into `intakes`, plan),
+/// their contacts as [`contacts`] read them.
 pub(super) async fn write(
     txn: &DatabaseTransaction,
     subs: &Subscriptions,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
-    mut contacts: HashMap<i64, ContactView>,
-    placed: &[(i64, PowerdialerView)],
+    contacts: &mut HashMap<i64, ContactView>,
+    part: Part<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if subs.is_empty() {
         return Ok(());
     }
     let wants = |account: i64, kind: EventType| subs.wants(account, kind);
-    for (contact_id, entry) in placed {
-        if let Some(c) = contacts.get_mut(contact_id) {
-            c.powerdialer = Some(entry.clone());
+    let before = match &part {
+        Part::BeforePlacement { .. } => true,
+        Part::Placed(placed) => {
+            if placed.is_empty() {
+                return Ok(());
+            }
+            for (contact_id, entry) in placed.iter() {
+                if let Some(c) = contacts.get_mut(contact_id) {
+                    c.powerdialer = Some(entry.clone());
+                }
+            }
+            false
         }
-    }
+    };
+    // Whether this part carries the contact event of `contact_id`.
+    let contact_here = |contact_id: i64| match &part {
+        Part::BeforePlacement { placing } => !placing.contains(&contact_id),
+        Part::Placed(placed) => placed.iter().any(|(id, _)| *id == contact_id),
+    };
 
     let mut out: Vec<Event> = Vec::new();
     for (i, p) in planned {
         let attempt = &intakes[*i];
         let m = &attempt.message;
         let account = m.account_id;
-        if wants(account, EventType::LeadProcessed) {
+        if before && wants(account, EventType::LeadProcessed) {
             let view = IntakeView {
                 intake_id: m.intake_id,
                 status: p.status,
@@ -91,6 +116,7 @@ pub(super) async fn write(
             out.push(intake_event(account, EventType::LeadProcessed, &view, now)?);
         }
         if let Some(kind) = contact_event(p).filter(|k| wants(account, *k))
+            && contact_here(p.contact_id)
             && let Some(c) = contacts.get(&p.contact_id)
         {
             let id = c.id;
@@ -101,7 +127,7 @@ pub(super) async fn write(
                     .contact(Some(id)),
             );
         }
-        if wants(account, EventType::PolicyBlocked) {
+        if before && wants(account, EventType::PolicyBlocked) {
             for a in &p.actions {
                 if let Action::PolicyBlocked { .. } = a {
                     let data = blocked(a, m.intake_id, p.contact_id, None);
