@@ -1190,6 +1190,74 @@ async fn dnc_import_adds_what_is_new_once_and_names_the_bad_lines() {
     );
 }
 
+/// The `dnc.added` events of account `acc` (§11), oldest first: (number, channel, source).
+async fn dnc_events(db: &TestDb, acc: &str) -> Vec<(String, String, String)> {
+    use sea_orm::ConnectionTrait;
+    let rows = db
+        .conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT body FROM events WHERE account_id = {acc} AND type = 'dnc.added' \
+                 ORDER BY id"
+            ),
+        ))
+        .await
+        .expect("events");
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get("", "body").expect("body");
+            let v: Value = serde_json::from_str(&body).expect("JSON body");
+            assert_eq!(v["type"], "dnc.added", "{v}");
+            let d = &v["data"];
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+            (text("phone_number"), text("channel"), text("source"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dnc_add_and_import_announce_each_new_entry_once_in_its_transaction() {
+    let db = TestDb::new().await;
+    let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
+    json(
+        &db,
+        &[
+            "webhook",
+            "add",
+            "--account",
+            &acc,
+            "--url",
+            "https://crm.example.com/hooks",
+            "--events",
+            "dnc.added",
+        ],
+    );
+    json(&db, &["dnc", "add", "--account", &acc, "(818) 555-0100"]);
+    // The same entry again changes its terms, and adds nothing to announce.
+    json(&db, &["dnc", "add", "--account", &acc, "818.555.0100"]);
+    let list = TempFile::new(
+        "announce.txt",
+        "+18185550100\n(212) 555-0101\n212-555-0101\n(415) 555-0104\nnot a number\n",
+    );
+    let args = ["dnc", "import", "--account", &acc, list.path()];
+    assert_eq!(json_object(&db, &args)["added"], 2);
+    assert_eq!(
+        json_object(&db, &args)["added"],
+        0,
+        "run again: nothing new"
+    );
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        dnc_events(&db, &acc).await,
+        [
+            s("+18185550100", "all", "operator"),
+            s("+12125550101", "all", "import"),
+            s("+14155550104", "all", "import"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn dnc_import_of_a_plain_list_writes_in_batches_and_is_idempotent() {
     let db = TestDb::new().await;

@@ -145,11 +145,31 @@ pub(crate) struct NewEntry {
 }
 
 /// What [`write`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Written {
     pub added: u64,
     pub updated: u64,
     pub consents_revoked: u64,
+    /// The entries added: (number, channel, reason or "").
+    pub added_entries: Vec<(String, String, String)>,
+}
+
+impl Written {
+    /// The `dnc.added` events (§11) of the entries added, put there by `source`.
+    pub(crate) fn events(
+        &self,
+        account_id: i64,
+        source: Source,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<shared::events::Event>> {
+        Ok(self
+            .added_entries
+            .iter()
+            .map(|(number, channel, reason)| {
+                shared::events::dnc_added(account_id, number, channel, reason, source.as_str(), at)
+            })
+            .collect::<std::result::Result<_, _>>()?)
+    }
 }
 
 /// Writes `entries` (no (number, channel) twice) in one statement: new ones are added;
@@ -194,10 +214,13 @@ pub(crate) async fn write(
         let n: i64 = row.try_get("", name)?;
         Ok(u64::try_from(n).unwrap_or_default())
     };
+    let added_entries: serde_json::Value = row.try_get("", "added_entries")?;
     Ok(Written {
         added: count("added")?,
         updated: count("updated")?,
         consents_revoked: count("revoked")?,
+        added_entries: serde_json::from_value(added_entries)
+            .map_err(|e| AdminError::Invalid(format!("the entries written: {e}")))?,
     })
 }
 
@@ -254,17 +277,11 @@ pub async fn add(
         .into_iter()
         .find(|e| e.channel == channel.as_str())
         .ok_or_else(|| AdminError::Invalid(format!("{number} was not written")))?;
-    if written.added == 1 {
-        let event = shared::events::dnc_added(
-            account_id,
-            number.as_str(),
-            channel.as_str(),
-            row.reason.as_deref().unwrap_or(""),
-            "operator",
-            Utc::now(),
-        )?;
-        shared::events::record(db, &[event]).await?;
-    }
+    shared::events::record(
+        db,
+        &written.events(account_id, Source::Operator, Utc::now())?,
+    )
+    .await?;
     Ok(Added {
         entry: Entry::new(row, Utc::now()),
         created: written.added == 1,

@@ -21,7 +21,7 @@
 use super::{NewEntry, Source, Terms, expires_at, number, reason, region_of, write};
 use crate::admin::{AdminError, Result};
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionSession, TransactionTrait};
 use serde::Serialize;
 use shared::phone::Region;
 use shared::policy::DncChannel;
@@ -100,7 +100,7 @@ impl Columns {
 /// `defaults`' terms where its line does not say otherwise. `progress` is told the bytes
 /// read so far after each batch.
 pub async fn import(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + TransactionTrait),
     account_id: i64,
     mut source: impl std::io::BufRead,
     defaults: &Terms,
@@ -255,11 +255,19 @@ impl Batch {
 
     async fn flush(
         &mut self,
-        db: &impl ConnectionTrait,
+        db: &(impl ConnectionTrait + TransactionTrait),
         account_id: i64,
         summary: &mut Summary,
     ) -> Result<()> {
-        let written = write(db, account_id, &self.entries, Source::Import, false).await?;
+        // The entries and their announcements (`dnc.added`, §11) commit together.
+        let txn = db.begin().await?;
+        let written = write(&txn, account_id, &self.entries, Source::Import, false).await?;
+        shared::events::record(
+            &txn,
+            &written.events(account_id, Source::Import, Utc::now())?,
+        )
+        .await?;
+        txn.commit().await?;
         let total = self.entries.len() as u64 + self.repeated;
         summary.added += written.added;
         summary.already_present += total - written.added;

@@ -38,5 +38,9 @@ revoked AS (
     RETURNING c.id
 )
 SELECT (SELECT count(*) FROM written WHERE inserted) AS added,
+       -- The new entries, to be announced (dnc.added): [number, channel, reason or ''].
+       (SELECT coalesce(json_agg(json_build_array(phone_number, channel, coalesce(reason, ''))),
+                        '[]'::json)
+        FROM written WHERE inserted) AS added_entries,
        (SELECT count(*) FROM written WHERE NOT inserted) AS updated,
        (SELECT count(*) FROM revoked) AS revoked
