@@ -432,6 +432,15 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             ),
         ),
         ("disenroll", "'{}', now()".to_owned()),
+        (
+            "records",
+            format!(
+                "'{{{intake}}}'::uuid[], '{{{a}}}', '{{{}}}', '{{{}}}', '{{created}}', \
+                 '{{\"{{}}\"}}', '{{{first}}}', '{{\"[]\"}}', '{{\"[]\"}}', '{{1}}', \
+                 '{{2026-01-01T00:00:00Z}}', now()",
+                ctx.user, ctx.token
+            ),
+        ),
         // The send loop's statements (§10).
         ("due", "now(), 100".to_owned()),
         ("record", "'[]', now()".to_owned()),

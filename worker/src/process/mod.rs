@@ -23,12 +23,7 @@ pub(crate) mod outbox;
 mod sql;
 
 use chrono::Utc;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, RuntimeErr,
-    TransactionTrait,
-};
-use shared::entities::lead_intake;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr, TransactionTrait};
 use shared::intake::{IntakeMessage, IntakeStatus};
 use shared::snapshot::{self, IntakeRow, RowLock, Wanted};
 use std::collections::{HashMap, HashSet};
@@ -245,7 +240,13 @@ impl Processor {
         mode: LockMode,
         out: &mut [Option<Result<Outcome, ProcessError>>],
     ) -> Vec<usize> {
-        let chosen: Vec<Attempt> = which.iter().map(|&i| intakes[i].clone()).collect();
+        // The first pass takes every lead in order: no copy of the batch.
+        let chosen: std::borrow::Cow<'_, [Attempt]> = if which.iter().copied().eq(0..intakes.len())
+        {
+            std::borrow::Cow::Borrowed(intakes)
+        } else {
+            std::borrow::Cow::Owned(which.iter().map(|&i| intakes[i].clone()).collect())
+        };
         match self.run(&chosen, mode).await {
             Ok(steps) => {
                 let mut again = Vec::new();
@@ -601,7 +602,8 @@ fn finish(intakes: &[Attempt], steps: Vec<Step>) -> Vec<Step> {
     done
 }
 
-/// Writes the final intake records of the planned leads, in one statement.
+/// Writes the final intake records of the planned leads, in one statement
+/// ([`sql::RECORDS`]).
 async fn write_records(
     txn: &DatabaseTransaction,
     intakes: &[Attempt],
@@ -609,52 +611,59 @@ async fn write_records(
     known_tokens: &HashSet<i64>,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    use sea_orm::sea_query::ArrayType;
+    use sea_orm::{ConnectionTrait, Value};
     if planned.is_empty() {
         return Ok(());
     }
-    let mut rows = Vec::with_capacity(planned.len());
-    for (idx, p) in planned {
-        let i = &intakes[*idx];
-        let m = &i.message;
-        rows.push(lead_intake::ActiveModel {
-            id: Set(m.intake_id),
-            account_id: Set(m.account_id),
-            user_id: Set(Some(m.user_id)),
-            token_id: Set(known_tokens.contains(&m.token_id).then_some(m.token_id)),
-            status: Set(p.status),
-            payload: Set(m.payload.clone()),
-            contact_id: Set(Some(p.contact_id)),
-            actions: Set(serde_json::to_value(&p.actions).map_err(json_err)?),
-            warnings: Set(serde_json::to_value(&p.warnings).map_err(json_err)?),
-            attempts: Set(i32::try_from(i.number()).unwrap_or(i32::MAX)),
-            last_error: Set(None),
-            received_at: Set(m.received_at),
-            processed_at: Set(Some(now)),
-            replay_count: Set(0),
-            replayed_at: Set(None),
-            replayed_by: Set(None),
-            updated_at: Set(now),
-        });
-    }
-    use lead_intake::Column as C;
-    lead_intake::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(C::Id)
-                .update_columns([
-                    C::Status,
-                    C::Payload,
-                    C::ContactId,
-                    C::Actions,
-                    C::Warnings,
-                    C::Attempts,
-                    C::LastError,
-                    C::ProcessedAt,
-                    C::UpdatedAt,
-                ])
-                .to_owned(),
+    let leads: Vec<(&Attempt, &Planned)> =
+        planned.iter().map(|(i, p)| (&intakes[*i], *p)).collect();
+    let column = |kind: ArrayType, f: &dyn Fn(&Attempt, &Planned) -> Value| {
+        Value::Array(
+            kind,
+            Some(Box::new(leads.iter().map(|(a, p)| f(a, p)).collect())),
         )
-        .exec_without_returning(txn)
-        .await?;
+    };
+    let mut actions = Vec::with_capacity(leads.len());
+    let mut warnings = Vec::with_capacity(leads.len());
+    for (_, p) in &leads {
+        let text = |v: String| Value::String(Some(v));
+        actions.push(text(serde_json::to_string(&p.actions).map_err(json_err)?));
+        warnings.push(text(serde_json::to_string(&p.warnings).map_err(json_err)?));
+    }
+    let values = vec![
+        column(ArrayType::Uuid, &|a, _| {
+            Value::Uuid(Some(a.message.intake_id))
+        }),
+        column(ArrayType::BigInt, &|a, _| {
+            Value::BigInt(Some(a.message.account_id))
+        }),
+        column(ArrayType::BigInt, &|a, _| {
+            Value::BigInt(Some(a.message.user_id))
+        }),
+        // The driver cannot bind a null inside an array: a token that is gone is 0.
+        column(ArrayType::BigInt, &|a, _| {
+            let t = a.message.token_id;
+            Value::BigInt(Some(if known_tokens.contains(&t) { t } else { 0 }))
+        }),
+        column(ArrayType::String, &|_, p| {
+            Value::String(Some(p.status.as_str().to_owned()))
+        }),
+        column(ArrayType::String, &|a, _| {
+            Value::String(Some(a.message.payload.to_string()))
+        }),
+        column(ArrayType::BigInt, &|_, p| Value::BigInt(Some(p.contact_id))),
+        Value::Array(ArrayType::String, Some(Box::new(actions))),
+        Value::Array(ArrayType::String, Some(Box::new(warnings))),
+        column(ArrayType::Int, &|a, _| {
+            Value::Int(Some(i32::try_from(a.number()).unwrap_or(i32::MAX)))
+        }),
+        column(ArrayType::ChronoDateTimeUtc, &|a, _| {
+            a.message.received_at.into()
+        }),
+        now.into(),
+    ];
+    txn.execute_raw(sql::stmt(sql::RECORDS, values)).await?;
     Ok(())
 }
 

@@ -16,17 +16,19 @@ pub(crate) const TRY_LOCK_ALL: &str = include_str!("sql/try_lock_all.sql");
 pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds.sql");
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
+pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
 pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
 pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 8] = [
+pub const HOT_PATH: [(&str, &str); 9] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
     ("try_lock_all", TRY_LOCK_ALL),
     ("powerdialer_bounds", POWERDIALER_BOUNDS),
     ("dead_letter", DEAD_LETTER),
+    ("records", RECORDS),
     ("enroll", ENROLL),
     ("disenroll", DISENROLL),
 ];
