@@ -21,6 +21,7 @@ mod m20261202_000008_contact_policy;
 mod m20261202_000009_message_steps;
 mod m20261203_000010_outbound_events;
 mod m20261203_000011_outbox_without_row_locks;
+mod m20261204_000012_intake_references_per_statement;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_message_steps::Migration),
             Box::new(m20261203_000010_outbound_events::Migration),
             Box::new(m20261203_000011_outbox_without_row_locks::Migration),
+            Box::new(m20261204_000012_intake_references_per_statement::Migration),
         ]
     }
 }

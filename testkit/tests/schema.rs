@@ -340,3 +340,80 @@ async fn tokens_are_stored_hashed_only() {
     );
     assert_eq!(sqlstate(&db.conn, &dup).await.as_deref(), Some("23505"));
 }
+
+/// How many intake records `filter` selects.
+async fn intakes(db: &DatabaseConnection, filter: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT count(*) AS n FROM lead_intakes WHERE {filter}"),
+    ))
+    .await
+    .expect("count")
+    .expect("row")
+    .try_get::<i64>("", "n")
+    .expect("n")
+}
+
+#[tokio::test]
+async fn an_intake_record_refers_to_its_account_and_token_and_goes_with_them() {
+    let db = TestDb::new().await;
+    let s = seed(&db.conn).await;
+    let t = admin::create_token(&db.conn, s.user, None)
+        .await
+        .expect("token");
+    let (a, b, token) = (s.account, s.other_account, t.row.id);
+    let record = |account: i64, token: &str| {
+        format!(
+            "INSERT INTO lead_intakes (id, account_id, token_id, status, payload, received_at) \
+             VALUES (gen_random_uuid(), {account}, {token}, 'queued', '{{}}', now())"
+        )
+    };
+    // Checked for a whole statement at once, the first bad row named.
+    for (sql, missing) in [
+        (record(999_999, "NULL"), "account 999999"),
+        (record(a, "999999"), "api token 999999"),
+        (
+            format!(
+                "{}, (gen_random_uuid(), 999998, NULL, 'queued', '{{}}', now())",
+                record(a, &token.to_string())
+            ),
+            "account 999998",
+        ),
+    ] {
+        let err = db.conn.execute_unprepared(&sql).await.expect_err(&sql);
+        assert_eq!(code_of(&err), "23503", "{sql}: {err}");
+        assert!(err.to_string().contains(missing), "{err}");
+    }
+    assert_eq!(
+        intakes(&db.conn, "true").await,
+        0,
+        "nothing of a failed statement"
+    );
+    for sql in [
+        record(a, &token.to_string()),
+        record(a, "NULL"),
+        record(b, "NULL"),
+    ] {
+        assert_eq!(sqlstate(&db.conn, &sql).await, None, "{sql}");
+    }
+    let update = format!("UPDATE lead_intakes SET token_id = 999999 WHERE token_id = {token}");
+    assert_eq!(sqlstate(&db.conn, &update).await.as_deref(), Some("23503"));
+
+    // Removing the token clears it from its records; removing the account removes them.
+    db.conn
+        .execute_unprepared(&format!("DELETE FROM api_tokens WHERE id = {token}"))
+        .await
+        .expect("remove token");
+    assert_eq!(intakes(&db.conn, &format!("account_id = {a}")).await, 2);
+    assert_eq!(intakes(&db.conn, "token_id IS NOT NULL").await, 0);
+    db.conn
+        .execute_unprepared(&format!("DELETE FROM accounts WHERE id = {a}"))
+        .await
+        .expect("remove account");
+    assert_eq!(intakes(&db.conn, &format!("account_id = {a}")).await, 0);
+    assert_eq!(
+        intakes(&db.conn, &format!("account_id = {b}")).await,
+        1,
+        "others stay"
+    );
+}
