@@ -1190,6 +1190,23 @@ async fn dnc_import_adds_what_is_new_once_and_names_the_bad_lines() {
     );
 }
 
+/// `leadctl webhook add` of an endpoint of account `acc` for `events`; its JSON.
+fn add_webhook(db: &TestDb, acc: &str, events: &str) -> Value {
+    json(
+        db,
+        &[
+            "webhook",
+            "add",
+            "--account",
+            acc,
+            "--url",
+            "https://crm.example.com/hooks",
+            "--events",
+            events,
+        ],
+    )
+}
+
 /// The `dnc.added` events of account `acc` (§11), oldest first: (number, channel, source).
 async fn dnc_events(db: &TestDb, acc: &str) -> Vec<(String, String, String)> {
     use sea_orm::ConnectionTrait;
@@ -1220,19 +1237,7 @@ async fn dnc_events(db: &TestDb, acc: &str) -> Vec<(String, String, String)> {
 async fn dnc_add_and_import_announce_each_new_entry_once_in_its_transaction() {
     let db = TestDb::new().await;
     let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
-    json(
-        &db,
-        &[
-            "webhook",
-            "add",
-            "--account",
-            &acc,
-            "--url",
-            "https://crm.example.com/hooks",
-            "--events",
-            "dnc.added",
-        ],
-    );
+    add_webhook(&db, &acc, "dnc.added");
     json(&db, &["dnc", "add", "--account", &acc, "(818) 555-0100"]);
     // The same entry again changes its terms, and adds nothing to announce.
     json(&db, &["dnc", "add", "--account", &acc, "818.555.0100"]);
@@ -1500,19 +1505,7 @@ async fn sequences_get_steps_and_lines_get_sending_numbers() {
 async fn webhook_endpoints_show_their_secret_once_and_are_managed_by_id() {
     let db = TestDb::new().await;
     let acc = id(&json(&db, &["account", "create", "--name", "Acme"]));
-    let added = json(
-        &db,
-        &[
-            "webhook",
-            "add",
-            "--account",
-            &acc,
-            "--url",
-            "https://crm.example.com/hooks",
-            "--events",
-            "lead.processed,contact.created",
-        ],
-    );
+    let added = add_webhook(&db, &acc, "lead.processed,contact.created");
     let secret = added["secret"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     assert_eq!(
