@@ -22,6 +22,7 @@ mod m20261202_000009_message_steps;
 mod m20261203_000010_outbound_events;
 mod m20261203_000011_outbox_without_row_locks;
 mod m20261204_000012_intake_references_per_statement;
+mod m20261204_000013_contact_references_per_statement;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_outbound_events::Migration),
             Box::new(m20261203_000011_outbox_without_row_locks::Migration),
             Box::new(m20261204_000012_intake_references_per_statement::Migration),
+            Box::new(m20261204_000013_contact_references_per_statement::Migration),
         ]
     }
 }

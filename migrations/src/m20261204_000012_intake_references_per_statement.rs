@@ -17,19 +17,10 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(
-            manager,
-            r#"
-ALTER TABLE lead_intakes DROP CONSTRAINT IF EXISTS lead_intakes_account_id_fkey;
-ALTER TABLE lead_intakes DROP CONSTRAINT IF EXISTS lead_intakes_token_id_fkey;
-
-CREATE FUNCTION lead_intakes_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
+/// The check of this migration's triggers (a later migration replaces it; its `down`
+/// restores this one).
+pub(crate) const CHECK_REFERENCES: &str = r#"
+CREATE OR REPLACE FUNCTION lead_intakes_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     missing text;
 BEGIN
@@ -51,6 +42,26 @@ BEGIN
     RETURN NULL;
 END
 $$;
+"#;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::run_sql(
+            manager,
+            r#"
+ALTER TABLE lead_intakes DROP CONSTRAINT IF EXISTS lead_intakes_account_id_fkey;
+ALTER TABLE lead_intakes DROP CONSTRAINT IF EXISTS lead_intakes_token_id_fkey;
+"#,
+        )
+        .await?;
+        crate::run_sql(manager, CHECK_REFERENCES).await?;
+        crate::run_sql(
+            manager,
+            r#"
 CREATE TRIGGER lead_intakes_references_inserted
     AFTER INSERT ON lead_intakes REFERENCING NEW TABLE AS written
     FOR EACH STATEMENT EXECUTE FUNCTION lead_intakes_check_references();

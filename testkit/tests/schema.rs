@@ -343,9 +343,14 @@ async fn tokens_are_stored_hashed_only() {
 
 /// How many intake records `filter` selects.
 async fn intakes(db: &DatabaseConnection, filter: &str) -> i64 {
+    rows(db, "lead_intakes", filter).await
+}
+
+/// How many rows of `table` `filter` selects.
+async fn rows(db: &DatabaseConnection, table: &str, filter: &str) -> i64 {
     db.query_one_raw(Statement::from_string(
         db.get_database_backend(),
-        format!("SELECT count(*) AS n FROM lead_intakes WHERE {filter}"),
+        format!("SELECT count(*) AS n FROM {table} WHERE {filter}"),
     ))
     .await
     .expect("count")
@@ -411,6 +416,130 @@ async fn an_intake_record_refers_to_its_account_and_token_and_goes_with_them() {
         .await
         .expect("remove account");
     assert_eq!(intakes(&db.conn, &format!("account_id = {a}")).await, 0);
+    assert_eq!(
+        intakes(&db.conn, &format!("account_id = {b}")).await,
+        1,
+        "others stay"
+    );
+}
+
+#[tokio::test]
+async fn a_contacts_rows_refer_to_it_in_its_account_and_go_with_it() {
+    let db = TestDb::new().await;
+    let s = seed(&db.conn).await;
+    let (a, b) = (s.account, s.other_account);
+    let c = contact(&db.conn, a, "+18181234567").await;
+    let d = contact(&db.conn, b, "+18181234567").await;
+    let number = |account: i64, contact: i64, phone: &str| {
+        format!(
+            "INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number) \
+             VALUES ({account}, {contact}, '{phone}')"
+        )
+    };
+    let consent = |account: i64, contact: i64| {
+        format!(
+            "INSERT INTO contact_consents (account_id, contact_id, channel, given_at) \
+             VALUES ({account}, {contact}, 'sms', now())"
+        )
+    };
+    let record = |account: i64, contact: i64| {
+        format!(
+            "INSERT INTO lead_intakes (id, account_id, status, payload, received_at, contact_id) \
+             VALUES (gen_random_uuid(), {account}, 'created', '{{}}', now(), {contact})"
+        )
+    };
+    // Rows of account b that the updates below try to move onto account a's contact.
+    for sql in [consent(b, d), record(b, d)] {
+        db.conn.execute_unprepared(&sql).await.expect(&sql);
+    }
+    // Refused like a foreign key, for a whole statement at once, the missing row named.
+    for (sql, missing) in [
+        (
+            "INSERT INTO contacts (account_id, phone_number) VALUES (999999, '+18181230000')"
+                .to_string(),
+            "account 999999",
+        ),
+        (number(a, d, "+18181230001"), "contact"),
+        (
+            format!(
+                "{}, ({b}, {c}, '+18181230003')",
+                number(a, c, "+18181230002")
+            ),
+            &format!("contact {c}"),
+        ),
+        (consent(b, c), &format!("contact {c}")),
+        (record(b, c), &format!("contact {c} of account {b}")),
+        (record(a, 999_999), "contact 999999"),
+        (
+            format!("UPDATE contact_consents SET contact_id = {c} WHERE account_id = {b}"),
+            &format!("contact {c}"),
+        ),
+        (
+            format!("UPDATE lead_intakes SET contact_id = {c} WHERE account_id = {b}"),
+            &format!("contact {c} of account {b}"),
+        ),
+        (
+            format!(
+                "UPDATE contact_phone_numbers SET contact_id = {c}, is_primary = false WHERE account_id = {b}"
+            ),
+            &format!("contact {c}"),
+        ),
+    ] {
+        let err = db.conn.execute_unprepared(&sql).await.expect_err(&sql);
+        assert_eq!(code_of(&err), "23503", "{sql}: {err}");
+        assert!(err.to_string().contains(missing), "{sql}: {err}");
+    }
+    assert_eq!(rows(&db.conn, "contact_phone_numbers", "true").await, 2);
+    assert_eq!(rows(&db.conn, "contacts", "true").await, 2);
+
+    // Rows of the contact's own account, and updates that leave the references alone.
+    for sql in [
+        number(a, c, "+18181230004"),
+        consent(a, c),
+        record(a, c),
+        format!(
+            "UPDATE contacts SET first_name = 'Ann', owner_id = {} WHERE id = {c}",
+            s.user
+        ),
+        "UPDATE lead_intakes SET status = 'updated'".to_string(),
+        "UPDATE contact_consents SET text = 'yes'".to_string(),
+    ] {
+        assert_eq!(sqlstate(&db.conn, &sql).await, None, "{sql}");
+    }
+
+    // Removing a contact removes its numbers and consents and clears it from its records.
+    db.conn
+        .execute_unprepared(&format!("DELETE FROM contacts WHERE id = {d}"))
+        .await
+        .expect("remove contact");
+    for table in ["contact_phone_numbers", "contact_consents"] {
+        assert_eq!(
+            rows(&db.conn, table, &format!("contact_id = {d}")).await,
+            0,
+            "{table}"
+        );
+    }
+    assert_eq!(intakes(&db.conn, &format!("account_id = {b}")).await, 1);
+    assert_eq!(intakes(&db.conn, &format!("contact_id = {d}")).await, 0);
+
+    // Removing the account removes its contacts and everything of theirs, whatever order the
+    // removals run in (its users' removal clears the contacts' owner first).
+    db.conn
+        .execute_unprepared(&format!("DELETE FROM accounts WHERE id = {a}"))
+        .await
+        .expect("remove account");
+    for table in [
+        "contacts",
+        "contact_phone_numbers",
+        "contact_consents",
+        "lead_intakes",
+    ] {
+        assert_eq!(
+            rows(&db.conn, table, &format!("account_id = {a}")).await,
+            0,
+            "{table}"
+        );
+    }
     assert_eq!(
         intakes(&db.conn, &format!("account_id = {b}")).await,
         1,
