@@ -437,7 +437,7 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             format!(
                 "'{{{intake}}}'::uuid[], '{{{a}}}', '{{{}}}', '{{{}}}', '{{created}}', \
                  '{{\"{{}}\"}}', '{{{first}}}', '{{\"[]\"}}', '{{\"[]\"}}', '{{1}}', \
-                 '{{2026-01-01T00:00:00Z}}', now()",
+                 '{{2026-01-01T00:00:00Z}}', now(), '{{true}}'",
                 ctx.user, ctx.token
             ),
         ),

@@ -532,6 +532,7 @@ async fn write(
     steps: &[Step],
 ) -> Result<(), DbErr> {
     let known_tokens = batch.snapshot().tokens.clone();
+    let existing: HashSet<Uuid> = batch.snapshot().records.keys().copied().collect();
     let subscriptions = batch.snapshot().subscriptions.clone();
     lead::flush(txn, batch).await?;
     let records: Vec<(usize, &Planned)> = steps
@@ -543,7 +544,7 @@ async fn write(
         })
         .collect();
     let now = Utc::now();
-    write_records(txn, intakes, &records, &known_tokens, now).await?;
+    write_records(txn, intakes, &records, &known_tokens, &existing, now).await?;
     // The events are read and written before the PowerDialer lists are locked, so that the
     // lists stay locked only briefly: after the placement, only the contact events of the
     // contacts placed (their entries added).
@@ -603,12 +604,14 @@ fn finish(intakes: &[Attempt], steps: Vec<Step>) -> Vec<Step> {
 }
 
 /// Writes the final intake records of the planned leads, in one statement
-/// ([`sql::RECORDS`]).
+/// ([`sql::RECORDS`]): the `existing` ones (the snapshot read them) take their outcome, the
+/// others are inserted.
 async fn write_records(
     txn: &DatabaseTransaction,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
     known_tokens: &HashSet<i64>,
+    existing: &HashSet<Uuid>,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), DbErr> {
     use sea_orm::sea_query::ArrayType;
@@ -662,6 +665,9 @@ async fn write_records(
             a.message.received_at.into()
         }),
         now.into(),
+        column(ArrayType::Bool, &|a, _| {
+            Value::Bool(Some(existing.contains(&a.message.intake_id)))
+        }),
     ];
     txn.execute_raw(sql::stmt(sql::RECORDS, values)).await?;
     Ok(())
