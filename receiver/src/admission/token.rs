@@ -248,10 +248,12 @@ impl Authenticator {
         }
     }
 
-    /// Forgets everything cached about the token with this hash (it was revoked).
+    /// Forgets everything cached about the token with this hash (it was revoked or
+    /// changed): a valid lookup, the last good one, and an answer that it was unknown.
     pub(crate) async fn forget(&self, token_hash: &str) {
         self.known.invalidate(token_hash).await;
         self.last_good.invalidate(token_hash).await;
+        self.unknown.invalidate(token_hash).await;
     }
 
     /// Forgets every fresh lookup, so each token is checked again on its next request

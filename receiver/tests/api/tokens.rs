@@ -63,6 +63,48 @@ async fn a_revoked_token_is_refused_at_once_by_every_receiver() {
 }
 
 #[tokio::test]
+async fn an_announced_change_also_forgets_that_a_token_was_unknown() {
+    let app = spawn_app().await;
+    let second = app.another_token().await;
+    app.wait_for_token_listeners(1).await;
+    let revoke = format!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = {}",
+        second.row.id
+    );
+    app.db
+        .conn
+        .execute_unprepared(&revoke)
+        .await
+        .expect("revoke");
+    // Looked up first while it is not valid: cached as unknown for the TTL (30 s).
+    assert_eq!(
+        app.post_lead_as(&second.token, &lead()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let restore = format!(
+        "UPDATE api_tokens SET revoked_at = NULL WHERE id = {}",
+        second.row.id
+    );
+    app.db
+        .conn
+        .execute_unprepared(&restore)
+        .await
+        .expect("restore");
+    leadctl::cli::announce_token_change(&app.settings, &second.row.token_hash)
+        .await
+        .expect("announced");
+    eventually(
+        "the valid token accepted after its announcement",
+        Duration::from_secs(5),
+        || async {
+            let reply = app.post_lead_as(&second.token, &lead()).await;
+            (reply.status == StatusCode::ACCEPTED).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_flood_of_unknown_tokens_never_evicts_a_known_one() {
     let app = spawn_app().await;
     let capacity = 100;
