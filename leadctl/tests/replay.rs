@@ -25,7 +25,11 @@ use worker::app::Worker;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
+/// Runs the `leadctl` binary with `args` and returns its JSON. The process runs on the
+/// blocking pool: this test's worker runs on the test's own (single-threaded) runtime, and
+/// a `leadctl` waiting for a row lock the worker holds (the second copy of a dead letter
+/// being recorded) must not stop the worker from committing it.
+async fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
     let delays: Vec<String> = ctx
         .settings
         .retry
@@ -33,7 +37,8 @@ fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
         .iter()
         .map(|d| format!("{}ms", d.as_millis()))
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_leadctl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadctl"));
+    command
         .arg("--json")
         .args(args)
         .env_remove("CONFIG_FILE")
@@ -42,8 +47,10 @@ fn leadctl(ctx: &Ctx, args: &[&str]) -> Value {
         .env("AMQP_PREFIX", &ctx.settings.amqp_prefix)
         .env("RETRY__DELAYS", delays.join(","))
         .env("USER", "ops-ann")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("leadctl's thread")
         .expect("run leadctl");
     assert!(
         out.status.success(),
@@ -90,7 +97,7 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
     })
     .await;
     assert!(ctx.contacts().await.is_empty());
-    let listed = leadctl(&ctx, &["dlq", "list"]);
+    let listed = leadctl(&ctx, &["dlq", "list"]).await;
     assert_eq!(listed["items"][0]["id"], m.intake_id.to_string());
     assert!(
         listed["items"][0]["reason"]
@@ -102,7 +109,7 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
 
     // The operator fixes the cause and replays the lead by its id.
     role.grant(&ctx.db, "INSERT ON contacts").await;
-    let replayed = leadctl(&ctx, &["dlq", "replay", &m.intake_id.to_string()]);
+    let replayed = leadctl(&ctx, &["dlq", "replay", &m.intake_id.to_string()]).await;
     assert_eq!(replayed["replayed"], 1);
     let row = eventually("the replayed lead", WAIT, || async {
         ctx.intake_row(m.intake_id)
@@ -140,7 +147,7 @@ async fn a_dead_letter_replayed_after_the_fix_ends_as_one_contact_even_when_repl
         .unwrap()
         .await
         .unwrap();
-    let again = leadctl(&ctx, &["dlq", "replay", "--all"]);
+    let again = leadctl(&ctx, &["dlq", "replay", "--all"]).await;
     assert_eq!(again["replayed"], 1);
     // And republished straight to the intake queue, as a second replay would.
     publisher.publish(&m).await;
