@@ -356,6 +356,10 @@ pub struct WebhookSettings {
     /// the loop at once.
     #[serde(deserialize_with = "duration::one")]
     pub poll_interval: Duration,
+    /// Attempts per second this worker starts while its own intake has leads waiting (a
+    /// burst): deliveries yield the machine to the leads and catch up at full speed once
+    /// the backlog is gone. `0` holds them until then.
+    pub backlog_rate: u32,
 }
 
 impl Default for WebhookSettings {
@@ -370,6 +374,7 @@ impl Default for WebhookSettings {
             endpoint_concurrency: 16,
             concurrency: 256,
             poll_interval: Duration::from_secs(1),
+            backlog_rate: 200,
         }
     }
 }
@@ -726,6 +731,7 @@ mod tests {
             ("RATE_LIMIT_FAIL_MODE", "closed"),
             ("WORKER__CONCURRENCY", "3"),
             ("RETRY__DELAYS", "10ms, 20ms"),
+            ("WEBHOOKS__BACKLOG_RATE", "0"),
         ]))
         .expect("load");
         assert_eq!(s.database_url, "postgres://x@h/db");
@@ -734,6 +740,8 @@ mod tests {
         assert_eq!(s.rate_limit.fail_mode, FailMode::Closed);
         assert_eq!(s.worker.concurrency, 3);
         assert_eq!(s.retry.delays, [10, 20].map(Duration::from_millis));
+        assert_eq!(s.webhooks.backlog_rate, 0);
+        assert_eq!(WebhookSettings::default().backlog_rate, 200);
     }
 
     #[test]

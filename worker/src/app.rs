@@ -3,6 +3,7 @@
 //! dead-letter queue first), reconnect to the broker when it drops, and stop cleanly.
 
 use crate::announce::{Announcement, Announcer};
+use crate::backlog::IntakeBacklog;
 use crate::broker::Session;
 use crate::decode;
 use crate::messages::Sender;
@@ -36,6 +37,8 @@ pub struct Worker {
     processor: Processor,
     /// Outcomes → Redis, for synchronous-mode clients.
     outcomes: Announcer,
+    /// Whether the consumers leave leads waiting (the delivery loop yields to them).
+    backlog: IntakeBacklog,
     /// Due message steps → the SMS provider (§10); `None` when off or without a provider.
     sender: Option<Sender>,
     /// Due event deliveries → the endpoints (§11); `None` when off.
@@ -56,6 +59,8 @@ struct ConsumerContext {
     processor: Processor,
     /// Outcomes → Redis.
     outcomes: Announcer,
+    /// Signed when a consumer leaves leads waiting.
+    backlog: IntakeBacklog,
 }
 
 /// Why a broker session ended.
@@ -90,12 +95,15 @@ impl Worker {
         if sender.is_none() && settings.sms.enabled {
             warn!("SMS__BASE_URL is not set: message steps wait until a worker has a provider");
         }
+        let backlog = IntakeBacklog::new();
         let dispatcher =
-            crate::deliveries::Dispatcher::from_settings(db.clone(), &settings.webhooks);
+            crate::deliveries::Dispatcher::from_settings(db.clone(), &settings.webhooks)
+                .map(|d| d.yielding_to(backlog.clone()));
         Ok(Self {
             processor: Processor::with_rules(db, rules),
             sender,
             dispatcher,
+            backlog,
             outcomes: Announcer::new(&settings),
             settings,
             metrics,
@@ -139,6 +147,7 @@ impl Worker {
             settings: self.settings,
             processor: self.processor,
             outcomes: self.outcomes,
+            backlog: self.backlog,
         });
 
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -333,6 +342,10 @@ async fn consume_batches(
                     Ok(r) => batch.push(r),
                     Err(_) => break,
                 }
+            }
+            if !rx.is_empty() {
+                // Leads wait for a free consumer: the intake is behind.
+                ctx.backlog.seen();
             }
             batch
         };

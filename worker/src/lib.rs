@@ -2,6 +2,7 @@
 //!
 //! - [`app`]: the worker process: [`app::Worker::build`], `run_until_stopped`, consume loop.
 //! - [`db`]: the database pool and its session settings.
+//! - [`backlog`]: whether the intake has leads waiting (deliveries yield to it).
 //! - [`process`]: what one lead does to the database (§4): dedupe, upsert, actions, record.
 //! - [`decode`]: deliveries → intakes, or the reason they are poison.
 //! - [`settle`]: what becomes of a delivery (ack, retry, dead letter), decided and done.
@@ -15,6 +16,7 @@
 
 pub mod announce;
 pub mod app;
+pub mod backlog;
 pub mod broker;
 pub mod db;
 pub mod dead_records;

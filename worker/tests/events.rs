@@ -15,6 +15,7 @@ use std::time::Duration;
 use support::{Ctx, WorkerRole, lead};
 use testkit::webhooks::{Answer, Delivery, WebhookReceiver, verify_with_library};
 use tokio_util::sync::CancellationToken;
+use worker::backlog::IntakeBacklog;
 use worker::deliveries::Dispatcher;
 use worker::process::Processor;
 
@@ -362,6 +363,63 @@ async fn a_slow_endpoint_holds_only_its_own_slots() {
     assert!(slow.count() <= 2, "{}", slow.count());
     assert!(slow.most_in_flight() <= 2);
     loop_.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
+    let ctx = Ctx::new().await;
+    let r = WebhookReceiver::start().await;
+    endpoint(&ctx, &r.url("/"), "lead.processed").await;
+    for i in 0..60 {
+        ctx.processor
+            .try_process(&ctx.intake(lead(&format!("+1212555{:04}", 300 + i))))
+            .await
+            .unwrap();
+    }
+    // The consumers keep leaving leads waiting, as in a burst.
+    let backlog = IntakeBacklog::new();
+    let burst = CancellationToken::new();
+    let signs = {
+        let (backlog, burst) = (backlog.clone(), burst.clone());
+        tokio::spawn(async move {
+            while !burst.is_cancelled() {
+                backlog.seen();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let s = WebhookSettings {
+        backlog_rate: 10,
+        ..settings(&[1])
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        Dispatcher::new(ctx.conn().clone(), &s)
+            .yielding_to(backlog.clone())
+            .run(stop.clone()),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = r.count();
+    assert!(
+        (5..=25).contains(&during),
+        "10 per second while the intake is behind, not all 60 at once: {during} in 2 s"
+    );
+
+    burst.cancel();
+    signs.await.unwrap();
+    let caught_up = std::time::Instant::now();
+    let got = received(&r, 60).await;
+    assert!(
+        caught_up.elapsed() < Duration::from_secs(5),
+        "at full speed once the backlog is gone: {:?}",
+        caught_up.elapsed()
+    );
+    let mut ids: Vec<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "each event once");
+    stop.cancel();
+    task.await.unwrap();
 }
 
 #[tokio::test]

@@ -206,6 +206,72 @@ fn random_format(rng: &mut impl Rng, digits: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_workers_event_deliveries_wait_for_its_backlog_of_leads_then_all_go_out() {
+    let ctx = Ctx::new().await;
+    let receiver = testkit::webhooks::WebhookReceiver::start().await;
+    leadctl::admin::webhooks::add(
+        ctx.conn(),
+        ctx.account,
+        &receiver.url("/"),
+        leadctl::admin::webhooks::parse_events("lead.processed").unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut settings = ctx.settings.clone();
+    settings.worker.concurrency = 1;
+    settings.worker.batch_size = 10;
+    settings.worker.prefetch = 100;
+    settings.webhooks.allow_private = true;
+    settings.webhooks.poll_interval = Duration::from_millis(100);
+    // Held entirely while leads wait, so that the test sees the order exactly.
+    settings.webhooks.backlog_rate = 0;
+    let publisher = Publisher::new(&settings).await;
+    let messages: Vec<IntakeMessage> = (0..300)
+        .map(|i| ctx.message(lead(&format!("+1212556{i:04}"))))
+        .collect();
+    publisher.publish_many(&messages).await;
+    let running = Running::start(settings).await;
+
+    // Until the consumer finds leads waiting behind its first batch, nothing says the
+    // intake is behind: the first batches' events may go out at once. After that none
+    // until the backlog is gone.
+    let mut yielded = false;
+    let mut samples = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let delivered = receiver.count();
+        let finished = support::finished_intakes(ctx.conn()).await;
+        samples.push((finished, delivered));
+        if finished >= 300 {
+            break;
+        }
+        let text = running.metrics().await;
+        yielded |= metric(&text, "worker_event_deliveries_yielding") == 1.0;
+        assert!(
+            started.elapsed() < WAIT,
+            "not drained in {WAIT:?}: {samples:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late = samples
+        .iter()
+        .filter(|(finished, _)| *finished >= 100 && *finished < 290)
+        .map(|(_, delivered)| *delivered);
+    let (least, most) = (late.clone().min(), late.max());
+    assert!(
+        least.is_some() && least == most && most <= Some(50),
+        "no delivery while leads waited (finished, delivered): {samples:?}"
+    );
+    assert!(yielded, "the yielding gauge showed it");
+    eventually("every event", WAIT, || async {
+        (receiver.count() >= 300).then_some(())
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn four_hundred_intakes_of_25_numbers_over_two_workers_make_exactly_25_contacts() {
     let ctx = Ctx::new().await;
     let mut settings = ctx.settings.clone();

@@ -10,6 +10,12 @@
 //! request: a dispatcher that dies mid-request leaves its deliveries due again when the
 //! lease ends, so none is lost (a receiver may see one twice, with the same `webhook-id`).
 //! The retry schedule is in the table, so it survives restarts.
+//!
+//! Deliveries yield to the intake: while this worker's consumers leave leads waiting (a
+//! campaign's burst), the loop starts at most `WEBHOOKS__BACKLOG_RATE` attempts per second,
+//! so that the leads get the machine; the events wait (their lag grows) and go out at full
+//! speed once the backlog is gone. Retries are scheduled in the table, so nothing is lost
+//! while they wait.
 
 mod attempt;
 pub mod guard;
@@ -31,6 +37,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
+
+use crate::backlog::IntakeBacklog;
 
 const CLAIM: &str = include_str!("sql/claim.sql");
 const SETTLE: &str = include_str!("sql/settle.sql");
@@ -56,6 +64,7 @@ pub const PENDING: &str = "worker_event_deliveries_pending";
 pub const OLDEST_PENDING: &str = "worker_event_oldest_pending_seconds";
 pub const DELIVERY_LAG: &str = "worker_event_delivery_seconds";
 pub const ATTEMPT_DURATION: &str = "worker_event_attempt_duration_seconds";
+pub const YIELDING: &str = "worker_event_deliveries_yielding";
 
 /// Most deliveries one claim takes.
 const CLAIM_LIMIT: usize = 500;
@@ -97,6 +106,10 @@ pub fn describe() {
         Unit::Seconds,
         "From the commit that wrote an event to its delivery's 2xx."
     );
+    describe_gauge!(
+        YIELDING,
+        "1 while the delivery loop yields to a backlog of leads (WEBHOOKS__BACKLOG_RATE), else 0."
+    );
     describe_histogram!(
         ATTEMPT_DURATION,
         Unit::Seconds,
@@ -104,6 +117,63 @@ pub fn describe() {
     );
     metrics::counter!(DELIVERED).increment(0);
     metrics::counter!(GAVE_UP).increment(0);
+    metrics::gauge!(YIELDING).set(0.0);
+}
+
+/// How long after the last sign of a backlog of leads the loop still yields to it.
+const YIELD_WINDOW: Duration = Duration::from_millis(500);
+
+/// The attempts the loop may start while it yields to the intake: a token bucket of
+/// `rate` per second holding a tenth of a second's worth (at least one).
+#[derive(Debug)]
+struct Throttle {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Throttle {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: 0.0,
+            at: Instant::now(),
+        }
+    }
+
+    fn burst(&self) -> f64 {
+        (self.rate / 10.0).max(1.0)
+    }
+
+    /// Attempts that may start now: unbounded unless `yielding`; then a full bucket at a
+    /// time (one claim per tenth of a second, not one per commit that wakes the loop).
+    fn allowance(&mut self, yielding: bool, now: Instant) -> usize {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        if !yielding {
+            self.tokens = self.burst();
+            return usize::MAX;
+        }
+        self.tokens = (self.tokens + self.rate * elapsed).min(self.burst());
+        if self.rate > 0.0 && self.tokens >= self.burst() {
+            self.tokens.floor() as usize
+        } else {
+            0
+        }
+    }
+
+    fn spend(&mut self, n: usize) {
+        self.tokens = (self.tokens - n as f64).max(0.0);
+    }
+
+    /// Until the bucket is full again (at most [`YIELD_WINDOW`]: the backlog may be gone).
+    fn refill(&self) -> Duration {
+        if self.rate <= 0.0 {
+            return YIELD_WINDOW;
+        }
+        Duration::from_secs_f64(((self.burst() - self.tokens) / self.rate).max(0.005))
+            .min(YIELD_WINDOW)
+    }
 }
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector<guard::GuardedResolver>>;
@@ -174,6 +244,8 @@ pub struct Dispatcher {
     gates: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Semaphore>>>>,
     /// Signalled when an attempt ends, so a loop waiting for free slots looks again.
     freed: Arc<Notify>,
+    /// This worker's intake, which the loop yields to while it has leads waiting.
+    intake: Option<IntakeBacklog>,
 }
 
 impl Dispatcher {
@@ -207,7 +279,18 @@ impl Dispatcher {
             in_flight: Arc::default(),
             gates: Arc::default(),
             freed: Arc::default(),
+            intake: None,
         }
+    }
+
+    /// Yields to `intake`'s backlogs (see the module's doc).
+    pub fn yielding_to(mut self, intake: IntakeBacklog) -> Self {
+        self.intake = Some(intake);
+        self
+    }
+
+    fn intake_backlogged(&self) -> bool {
+        self.intake.as_ref().is_some_and(|b| b.within(YIELD_WINDOW))
     }
 
     /// Delivers due events until `stop`; attempts under way finish and are recorded first.
@@ -215,8 +298,11 @@ impl Dispatcher {
         info!(
             concurrency = self.settings.concurrency,
             endpoint_concurrency = self.settings.endpoint_concurrency,
+            backlog_rate = self.settings.backlog_rate,
             "Delivering events"
         );
+        let mut throttle = Throttle::new(self.settings.backlog_rate);
+        let mut yielding = false;
         let (tx, rx) = mpsc::channel::<Settled>(SETTLE_BATCH * 4);
         let recorder = tokio::spawn(record(self.db.clone(), rx));
         let mut wake = self.listen().await;
@@ -224,7 +310,14 @@ impl Dispatcher {
         let mut attempts = tokio::task::JoinSet::new();
         while !stop.is_cancelled() {
             while attempts.try_join_next().is_some() {}
-            let claimed = match self.claim(Utc::now()).await {
+            let backlogged = self.intake_backlogged();
+            if backlogged != yielding {
+                yielding = backlogged;
+                metrics::gauge!(YIELDING).set(if yielding { 1.0 } else { 0.0 });
+                debug!(yielding, "Event deliveries and the intake's backlog");
+            }
+            let allowance = throttle.allowance(yielding, Instant::now());
+            let claimed = match self.claim(Utc::now(), allowance).await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "Claiming event deliveries failed; trying again");
@@ -232,6 +325,7 @@ impl Dispatcher {
                 }
             };
             let n = claimed.len();
+            throttle.spend(n);
             for c in claimed {
                 let this = self.clone();
                 let tx = tx.clone();
@@ -254,7 +348,11 @@ impl Dispatcher {
             if n >= CLAIM_LIMIT {
                 continue;
             }
-            let pause = if n > 0 {
+            let pause = if yielding {
+                // More may be due, but the leads come first: look again when the bucket
+                // is full (or the backlog may be gone).
+                throttle.refill()
+            } else if n > 0 {
                 // More may be due at once for endpoints that were at their bound.
                 Duration::from_millis(20)
             } else {
@@ -269,9 +367,12 @@ impl Dispatcher {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.freed.notified(), if n > 0 => {}
+                _ = self.freed.notified(), if n > 0 && !yielding => {}
                 ok = notified => if !ok {
                     wake = self.listen().await;
+                } else if let Some(l) = wake.as_mut() {
+                    // One look serves every commit that notified so far.
+                    while l.next_buffered().is_some() {}
                 },
             }
         }
@@ -286,8 +387,8 @@ impl Dispatcher {
         crate::db::listener(&self.db, shared::events::CHANNEL, "new events").await
     }
 
-    /// Claims what the free slots allow.
-    async fn claim(&self, now: DateTime<Utc>) -> Result<Vec<Claimed>, DbErr> {
+    /// Claims what the free slots allow, at most `allowance`.
+    async fn claim(&self, now: DateTime<Utc>, allowance: usize) -> Result<Vec<Claimed>, DbErr> {
         let (busy_ids, busy_n, total): (Vec<i64>, Vec<i32>, usize) = {
             let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             let total = map.values().sum();
@@ -302,7 +403,8 @@ impl Dispatcher {
             .settings
             .concurrency
             .saturating_sub(total)
-            .min(CLAIM_LIMIT);
+            .min(CLAIM_LIMIT)
+            .min(allowance);
         if free == 0 {
             return Ok(Vec::new());
         }
@@ -592,4 +694,41 @@ async fn settle(db: &DatabaseConnection, batch: &[Settled]) -> Result<(), DbErr>
 
 fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_holds_back_only_while_yielding_and_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(100);
+        assert_eq!(t.allowance(false, t0), usize::MAX, "no backlog: no bound");
+        assert_eq!(
+            t.allowance(true, t0),
+            10,
+            "a full bucket: a tenth of a second's worth"
+        );
+        t.spend(10);
+        assert_eq!(
+            t.allowance(true, t0 + Duration::from_millis(50)),
+            0,
+            "half full"
+        );
+        assert_eq!(t.refill(), Duration::from_millis(50));
+        assert_eq!(t.allowance(true, t0 + Duration::from_millis(100)), 10);
+        t.spend(10);
+        // A long wait does not bank more than one bucket.
+        assert_eq!(t.allowance(true, t0 + Duration::from_secs(10)), 10);
+
+        let mut held = Throttle::new(0);
+        assert_eq!(
+            held.allowance(true, t0 + Duration::from_secs(60)),
+            0,
+            "0 holds them"
+        );
+        assert_eq!(held.refill(), YIELD_WINDOW);
+        assert_eq!(held.allowance(false, t0), usize::MAX);
+    }
 }
