@@ -2,8 +2,9 @@
 //!
 //! In one database with the large contact table, four backlogs drain one after the other
 //! through one worker process: without an endpoint; with one endpoint subscribed to every
-//! event (a receiver in this process that answers 204 at once) while the worker's delivery
-//! loop sends them; with the endpoint and the delivery loop off (`WEBHOOKS__ENABLED=false`,
+//! event (a receiver in this process that answers 204 at once) and the worker's delivery
+//! loop on (it yields to the backlog while the drain lasts; the drain's figures end at the
+//! last lead, and the section waits for every event before going on); with the endpoint and the delivery loop off (`WEBHOOKS__ENABLED=false`,
 //! as when other processes deliver: what writing the events costs the intake path itself);
 //! and without again. The plain-SQL baseline writes the first backlog's rows into a second
 //! account, as in the `worker` section. The two drains without events bracket the others,
