@@ -360,6 +360,10 @@ pub struct WebhookSettings {
     /// burst): deliveries yield the machine to the leads and catch up at full speed once
     /// the backlog is gone. `0` holds them until then.
     pub backlog_rate: u32,
+    /// How long events are kept, with their deliveries and attempts (`30d`); the delivery
+    /// loops remove older ones (up to 20,000 a minute each) while the intake has no backlog.
+    #[serde(deserialize_with = "duration::one")]
+    pub retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -375,6 +379,7 @@ impl Default for WebhookSettings {
             concurrency: 256,
             poll_interval: Duration::from_secs(1),
             backlog_rate: 200,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -513,6 +518,7 @@ impl Settings {
                 self.webhooks.poll_interval,
                 positive,
             ),
+            ("webhooks.retention", self.webhooks.retention, positive),
         ]
         .into_iter()
         // Retry delays name delay queues in whole milliseconds.
@@ -732,6 +738,7 @@ mod tests {
             ("WORKER__CONCURRENCY", "3"),
             ("RETRY__DELAYS", "10ms, 20ms"),
             ("WEBHOOKS__BACKLOG_RATE", "0"),
+            ("WEBHOOKS__RETENTION", "7d"),
         ]))
         .expect("load");
         assert_eq!(s.database_url, "postgres://x@h/db");
@@ -741,6 +748,7 @@ mod tests {
         assert_eq!(s.worker.concurrency, 3);
         assert_eq!(s.retry.delays, [10, 20].map(Duration::from_millis));
         assert_eq!(s.webhooks.backlog_rate, 0);
+        assert_eq!(s.webhooks.retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(WebhookSettings::default().backlog_rate, 200);
     }
 

@@ -423,6 +423,87 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
 }
 
 #[tokio::test]
+async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
+    let ctx = Ctx::new().await;
+    let r = WebhookReceiver::start().await;
+    let e = endpoint(&ctx, &r.url("/"), "lead.processed").await;
+    // Two events of 40 and 31 days ago, delivered, each with its attempt; one of 29 days.
+    let aged = |days: u64| {
+        let at = std::time::SystemTime::now() - Duration::from_secs(days * 24 * 3600);
+        let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, 0))
+    };
+    for (id, days) in [(aged(40), 40), (aged(31), 31), (aged(29), 29)] {
+        ctx.conn()
+            .execute_unprepared(&format!(
+                "WITH e AS (INSERT INTO events (id, account_id, type, body, created_at) \
+                   VALUES ('{id}', {a}, 'lead.processed', '{{}}', now() - interval '{days} days') \
+                   RETURNING id), \
+                 d AS (INSERT INTO event_deliveries (event_id, endpoint_id, status, attempts, \
+                                                     delivered_at, created_at) \
+                   SELECT id, {w}, 'delivered', 1, now() - interval '{days} days', \
+                          now() - interval '{days} days' FROM e RETURNING id, event_id) \
+                 INSERT INTO delivery_attempts (delivery_id, endpoint_id, event_id, attempted_at, \
+                                                status_code, latency_ms) \
+                 SELECT id, {w}, event_id, now() - interval '{days} days', 204, 3 FROM d",
+                a = ctx.account,
+                w = e.endpoint.id,
+            ))
+            .await
+            .unwrap();
+    }
+    // And today's: a lead's event, delivered by the loop below.
+    ctx.processor
+        .try_process(&ctx.intake(lead("+12125550190")))
+        .await
+        .unwrap();
+    let count = |table: &str| {
+        let sql = format!("SELECT count(*) FROM {table}");
+        let ctx = &ctx;
+        async move { ctx.count(&sql).await }
+    };
+    assert_eq!(count("events").await, 4);
+
+    // The loop removes what is older than its retention (30 days by default) on its own.
+    let loop_ = Running::start(&ctx, &settings(&[1]));
+    received(&r, 1).await;
+    testkit::eventually(
+        "the old events removed",
+        Duration::from_secs(20),
+        || async { (count("events").await == 2).then_some(()) },
+    )
+    .await;
+    loop_.stop().await;
+    for table in ["events", "event_deliveries", "delivery_attempts"] {
+        assert_eq!(
+            count(table).await,
+            2,
+            "{table}: the 29-day-old one and today's"
+        );
+    }
+    let kept = scalar(
+        &ctx,
+        "SELECT string_agg(id::text, ',' ORDER BY id) FROM events",
+    )
+    .await;
+    assert!(kept.contains(&aged(29).to_string()[..13]), "{kept}");
+
+    // A shorter retention removes the rest of the old one at once, and nothing of today.
+    let week = WebhookSettings {
+        retention: Duration::from_secs(7 * 24 * 3600),
+        ..settings(&[1])
+    };
+    let removed = Dispatcher::new(ctx.conn().clone(), &week)
+        .expire(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    for table in ["events", "event_deliveries", "delivery_attempts"] {
+        assert_eq!(count(table).await, 1, "{table}: today's");
+    }
+}
+
+#[tokio::test]
 async fn internal_addresses_are_refused_at_connect_time_unless_allowed() {
     let ctx = Ctx::new().await;
     let r = WebhookReceiver::start().await;

@@ -462,6 +462,10 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         ("next_delivery_due", String::new()),
         ("backlog", String::new()),
         (
+            "expire",
+            "'00000000-0000-7000-8000-000000000000', 100".to_owned(),
+        ),
+        (
             "dead_letter",
             format!(
                 "'{intake}', {a}, {}, {}, '{{}}'::jsonb, 1, 'reason', now()",

@@ -16,6 +16,10 @@
 //! so that the leads get the machine; the events wait (their lag grows) and go out at full
 //! speed once the backlog is gone. Retries are scheduled in the table, so nothing is lost
 //! while they wait.
+//!
+//! Once a minute, outside a backlog, the loop removes the events older than
+//! `WEBHOOKS__RETENTION` with their deliveries and attempts (event ids are UUIDv7, so the
+//! oldest are a range of the primary key).
 
 mod attempt;
 pub mod guard;
@@ -44,17 +48,19 @@ const CLAIM: &str = include_str!("sql/claim.sql");
 const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
+const EXPIRE: &str = include_str!("sql/expire.sql");
 /// The delivery loop's own transactions plan each statement for the tables as they are
 /// now: the deliveries table swings from empty to hundreds of thousands of rows and back,
 /// and a plan cached while it was small would walk it whole once it is not.
 const RELAXED: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 
 /// The statements of the delivery loop, by name, for the plan checks of the tests.
-pub const STATEMENTS: [(&str, &str); 4] = [
+pub const STATEMENTS: [(&str, &str); 5] = [
     ("claim", CLAIM),
     ("settle", SETTLE),
     ("next_delivery_due", NEXT_DUE),
     ("backlog", BACKLOG),
+    ("expire", EXPIRE),
 ];
 
 pub const DELIVERED: &str = "worker_events_delivered_total";
@@ -65,6 +71,7 @@ pub const OLDEST_PENDING: &str = "worker_event_oldest_pending_seconds";
 pub const DELIVERY_LAG: &str = "worker_event_delivery_seconds";
 pub const ATTEMPT_DURATION: &str = "worker_event_attempt_duration_seconds";
 pub const YIELDING: &str = "worker_event_deliveries_yielding";
+pub const EXPIRED: &str = "worker_events_expired_total";
 
 /// Most deliveries one claim takes.
 const CLAIM_LIMIT: usize = 500;
@@ -117,7 +124,25 @@ pub fn describe() {
     );
     metrics::counter!(DELIVERED).increment(0);
     metrics::counter!(GAVE_UP).increment(0);
+    describe_counter!(
+        EXPIRED,
+        "Events removed, with their deliveries and attempts, after WEBHOOKS__RETENTION."
+    );
     metrics::gauge!(YIELDING).set(0.0);
+    metrics::counter!(EXPIRED).increment(0);
+}
+
+/// How often a loop removes events older than the retention.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+/// Most events one removal statement takes.
+const EXPIRE_BATCH: i64 = 2_000;
+/// Most removal statements one round runs (the rest waits for the next round).
+const EXPIRE_ROUNDS: usize = 10;
+
+/// The smallest UUIDv7 of `at`'s millisecond: every event id written before it is less.
+fn v7_floor(at: DateTime<Utc>) -> Uuid {
+    let ms = u128::try_from(at.timestamp_millis().max(0)).unwrap_or(0) & ((1 << 48) - 1);
+    Uuid::from_u128((ms << 80) | (0x7 << 76) | (0b10 << 62))
 }
 
 /// How long after the last sign of a backlog of leads the loop still yields to it.
@@ -307,6 +332,7 @@ impl Dispatcher {
         let recorder = tokio::spawn(record(self.db.clone(), rx));
         let mut wake = self.listen().await;
         let mut backlog_at = Instant::now() - BACKLOG_EVERY;
+        let mut expired_at = Instant::now() - EXPIRE_EVERY;
         let mut attempts = tokio::task::JoinSet::new();
         while !stop.is_cancelled() {
             while attempts.try_join_next().is_some() {}
@@ -344,6 +370,14 @@ impl Dispatcher {
             if backlog_at.elapsed() >= BACKLOG_EVERY {
                 backlog_at = Instant::now();
                 self.backlog().await;
+            }
+            if !yielding && expired_at.elapsed() >= EXPIRE_EVERY {
+                expired_at = Instant::now();
+                match self.expire(Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(events = n, "Removed events past their retention"),
+                    Err(e) => warn!(error = %e, "Removing old events failed; trying again later"),
+                }
             }
             if n >= CLAIM_LIMIT {
                 continue;
@@ -461,6 +495,33 @@ impl Dispatcher {
             },
             _ => poll,
         }
+    }
+
+    /// Removes events written more than `WEBHOOKS__RETENTION` before `now`, with their
+    /// deliveries and attempts, at most [`EXPIRE_ROUNDS`] × [`EXPIRE_BATCH`] of them;
+    /// returns how many went.
+    pub async fn expire(&self, now: DateTime<Utc>) -> Result<u64, DbErr> {
+        let Ok(retention) = chrono::Duration::from_std(self.settings.retention) else {
+            return Ok(0);
+        };
+        let cutoff = v7_floor(now - retention);
+        let mut removed = 0;
+        for _ in 0..EXPIRE_ROUNDS {
+            let row = self
+                .db
+                .query_one_raw(stmt(EXPIRE, vec![cutoff.into(), EXPIRE_BATCH.into()]))
+                .await?;
+            let n = row
+                .and_then(|r| r.try_get::<i64>("", "removed").ok())
+                .unwrap_or(0)
+                .max(0) as u64;
+            removed += n;
+            metrics::counter!(EXPIRED).increment(n);
+            if n < EXPIRE_BATCH as u64 {
+                break;
+            }
+        }
+        Ok(removed)
     }
 
     /// Refreshes the pending and oldest-pending gauges of every enabled endpoint.
@@ -699,6 +760,29 @@ fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retention_cutoff_is_below_every_later_event_id_and_above_every_earlier_one() {
+        let at = Utc::now();
+        let cutoff = v7_floor(at);
+        assert_eq!(cutoff.get_version_num(), 7);
+        for ms in [-1000_i64, -1] {
+            let earlier = at + chrono::Duration::milliseconds(ms);
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                earlier.timestamp() as u64,
+                earlier.timestamp_subsec_nanos(),
+            );
+            assert!(Uuid::new_v7(ts) < cutoff, "{ms} ms earlier");
+        }
+        let same = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_millis() * 1_000_000,
+        );
+        assert!(Uuid::new_v7(same) >= cutoff, "the same millisecond is kept");
+        assert!(Uuid::now_v7() >= cutoff);
+    }
 
     #[test]
     fn the_throttle_holds_back_only_while_yielding_and_refills_at_its_rate() {
