@@ -68,6 +68,16 @@ async fn received(r: &WebhookReceiver, n: usize) -> Vec<Delivery> {
     .await
 }
 
+/// Processes a lead for each of the numbers +1212555NNNN, NNNN in `suffixes`.
+async fn process_leads(ctx: &Ctx, suffixes: std::ops::Range<u32>) {
+    for i in suffixes {
+        ctx.processor
+            .try_process(&ctx.intake(lead(&format!("+1212555{i:04}"))))
+            .await
+            .unwrap();
+    }
+}
+
 async fn scalar(ctx: &Ctx, sql: &str) -> String {
     ctx.conn()
         .query_one_raw(sea_orm::Statement::from_string(
@@ -342,12 +352,7 @@ async fn a_slow_endpoint_holds_only_its_own_slots() {
     slow.answer_all(Some(Answer::status(200).after(Duration::from_secs(3))));
     endpoint(&ctx, &slow.url("/"), "lead.processed").await;
     endpoint(&ctx, &fast.url("/"), "lead.processed").await;
-    for i in 0..20 {
-        ctx.processor
-            .try_process(&ctx.intake(lead(&format!("+1212555{:04}", 200 + i))))
-            .await
-            .unwrap();
-    }
+    process_leads(&ctx, 200..220).await;
     let s = WebhookSettings {
         endpoint_concurrency: 2,
         ..settings(&[1])
@@ -370,12 +375,7 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
     let ctx = Ctx::new().await;
     let r = WebhookReceiver::start().await;
     endpoint(&ctx, &r.url("/"), "lead.processed").await;
-    for i in 0..60 {
-        ctx.processor
-            .try_process(&ctx.intake(lead(&format!("+1212555{:04}", 300 + i))))
-            .await
-            .unwrap();
-    }
+    process_leads(&ctx, 300..360).await;
     // The consumers keep leaving leads waiting, as in a burst.
     let backlog = IntakeBacklog::new();
     let burst = CancellationToken::new();
