@@ -23,6 +23,7 @@ mod m20261203_000010_outbound_events;
 mod m20261203_000011_outbox_without_row_locks;
 mod m20261204_000012_intake_references_per_statement;
 mod m20261204_000013_contact_references_per_statement;
+mod m20261204_000014_event_batches;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_outbox_without_row_locks::Migration),
             Box::new(m20261204_000012_intake_references_per_statement::Migration),
             Box::new(m20261204_000013_contact_references_per_statement::Migration),
+            Box::new(m20261204_000014_event_batches::Migration),
         ]
     }
 }

@@ -1,6 +1,10 @@
 //! Outbound events (§11): what an event is, its body, how deliveries are signed (the
-//! Standard Webhooks specification), and the outbox statement that records events in the
+//! Standard Webhooks specification), and the outbox statements that record events in the
 //! transaction of the work they report.
+//!
+//! Work that reports an event or a few writes them with their deliveries at once
+//! ([`record`]); a batch of leads writes its events as one outbox row ([`enqueue`]), which
+//! the delivery loops turn into events and deliveries after the commit ([`expand`]).
 //!
 //! An event's body is serialized once, when its transaction writes it, and those exact
 //! bytes go out on every attempt and replay; its `webhook-id` is fixed with it. Each
@@ -17,9 +21,26 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// The outbox statement: events and their deliveries to the enabled endpoints subscribed
-/// to each, in one round trip; an event nobody subscribes to is not kept.
-pub const RECORD: &str = include_str!("events/record.sql");
+/// Events and their deliveries to the enabled endpoints subscribed to each, in one round
+/// trip; an event nobody subscribes to is not kept.
+pub const RECORD: &str = concat!(
+    include_str!("events/record.sql"),
+    include_str!("events/fan_out.sql"),
+    "SELECT count(*) AS deliveries,
+       CASE WHEN count(*) > 0 THEN pg_notify('events_due', '') END AS notified
+FROM scheduled"
+);
+
+/// The lead path's outbox: a transaction's events as one row of `event_batches`.
+pub const ENQUEUE: &str = include_str!("events/enqueue.sql");
+
+/// The outbox's oldest rows turned into their events and deliveries (as [`RECORD`] writes
+/// them), the rows removed, in one statement.
+pub const EXPAND: &str = concat!(
+    include_str!("events/expand.sql"),
+    include_str!("events/fan_out.sql"),
+    "SELECT (SELECT count(*) FROM batch) AS batches, (SELECT count(*) FROM scheduled) AS deliveries"
+);
 
 /// The PostgreSQL notification channel that wakes the delivery loops; the outbox statement
 /// notifies it, so the loops wake when the transaction commits and not before.
@@ -178,23 +199,19 @@ pub fn webhook_id(event: Uuid) -> String {
     format!("msg_{}", event.simple())
 }
 
-/// Writes `events` to the outbox with a delivery for each enabled endpoint subscribed to
-/// it, in the caller's transaction; returns how many deliveries it scheduled.
-pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64, DbErr> {
-    if events.is_empty() {
-        return Ok(0);
-    }
+/// The columns of `events` as the arrays the statements take: a missing intake is the nil
+/// uuid and a missing contact 0 (the driver cannot bind a null inside an array; no intake or
+/// contact has either), which the statements turn back into nulls.
+fn columns(events: &[Event]) -> Vec<Value> {
     let column = |kind: ArrayType, f: &dyn Fn(&Event) -> Value| {
         Value::Array(kind, Some(Box::new(events.iter().map(f).collect())))
     };
-    let values = vec![
+    vec![
         column(ArrayType::Uuid, &|e| Value::Uuid(Some(e.id))),
         column(ArrayType::BigInt, &|e| Value::BigInt(Some(e.account_id))),
         column(ArrayType::String, &|e| {
             Value::String(Some(e.kind.to_owned()))
         }),
-        // The driver cannot bind a null inside an array: none is the nil uuid and 0 (no
-        // intake or contact has either), which the statement turns back into nulls.
         column(ArrayType::Uuid, &|e| {
             Value::Uuid(Some(e.intake_id.unwrap_or(Uuid::nil())))
         }),
@@ -202,18 +219,85 @@ pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64
             Value::BigInt(Some(e.contact_id.unwrap_or(0)))
         }),
         column(ArrayType::String, &|e| Value::String(Some(e.body.clone()))),
-    ];
+    ]
+}
+
+fn count(row: Option<&sea_orm::QueryResult>, column: &str) -> u64 {
+    row.and_then(|r| r.try_get::<i64>("", column).ok())
+        .unwrap_or(0)
+        .max(0) as u64
+}
+
+/// Writes `events` with a delivery for each enabled endpoint subscribed to it, in the
+/// caller's transaction; returns how many deliveries it scheduled. For the work that reports
+/// an event or a few at a time; the lead path uses [`enqueue`].
+pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64, DbErr> {
+    if events.is_empty() {
+        return Ok(0);
+    }
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             RECORD,
-            values,
+            columns(events),
         ))
         .await?;
-    Ok(row
-        .and_then(|r| r.try_get::<i64>("", "deliveries").ok())
-        .unwrap_or(0)
-        .max(0) as u64)
+    Ok(count(row.as_ref(), "deliveries"))
+}
+
+/// Writes `events` to the outbox as one row, in the caller's transaction: what a batch of
+/// leads does, since a row per event and per delivery would cost the intake a fifth of its
+/// speed. The delivery loops [`expand`] it after the commit; until then the events are not
+/// in `events`.
+pub async fn enqueue(conn: &impl ConnectionTrait, events: &[Event]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    conn.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        ENQUEUE,
+        columns(events),
+    ))
+    .await?;
+    Ok(())
+}
+
+/// What one [`expand`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expanded {
+    /// Outbox rows turned into events.
+    pub batches: u64,
+    /// Deliveries they scheduled.
+    pub deliveries: u64,
+}
+
+/// Turns the outbox's oldest rows, at most `batches`, into their events and deliveries to
+/// the endpoints subscribed now, and removes them, in one statement.
+pub async fn expand(conn: &impl ConnectionTrait, batches: i64) -> Result<Expanded, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            EXPAND,
+            vec![batches.into()],
+        ))
+        .await?;
+    Ok(Expanded {
+        batches: count(row.as_ref(), "batches"),
+        deliveries: count(row.as_ref(), "deliveries"),
+    })
+}
+
+/// Expands the whole outbox, as much as other loops leave (for tools and tests that read
+/// `events` right after the work that enqueued them); returns the deliveries scheduled.
+pub async fn expand_all(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let mut deliveries = 0;
+    loop {
+        let e = expand(conn, 100).await?;
+        deliveries += e.deliveries;
+        if e.batches == 0 {
+            return Ok(deliveries);
+        }
+    }
 }
 
 /// Which event types each account's enabled endpoints want, as the worker's snapshot

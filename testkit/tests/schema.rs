@@ -6,7 +6,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
 
-const TABLES: [&str; 24] = [
+const TABLES: [&str; 25] = [
     "accounts",
     "users",
     "api_tokens",
@@ -31,6 +31,7 @@ const TABLES: [&str; 24] = [
     "events",
     "event_deliveries",
     "delivery_attempts",
+    "event_batches",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {

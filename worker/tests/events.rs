@@ -160,17 +160,25 @@ async fn events_are_kept_only_for_subscribed_types_and_cost_nothing_without_endp
         .unwrap();
     assert_eq!(ctx.count("SELECT count(*) FROM events").await, 0);
 
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 0);
+
     let r = WebhookReceiver::start().await;
     endpoint(&ctx, &r.url("/"), "lead.processed").await;
     ctx.processor
         .try_process(&ctx.intake(lead("+12125550103")))
         .await
         .unwrap();
+    // The lead's transaction wrote one outbox row; the delivery loop's first step turns it
+    // into the events and deliveries.
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 1);
+    assert_eq!(ctx.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(ctx.expand_events().await, 1);
     assert_eq!(
         scalar(&ctx, "SELECT string_agg(type, ',') FROM events").await,
         "lead.processed"
     );
     assert_eq!(ctx.count("SELECT count(*) FROM event_deliveries").await, 1);
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 0);
 }
 
 #[tokio::test]
@@ -182,15 +190,30 @@ async fn an_event_exists_only_when_the_work_it_reports_committed() {
     let db = sea_orm::Database::connect(&role.url).await.unwrap();
     let processor = Processor::new(db);
     // The outbox write fails, so the whole lead does: no contact without its event.
-    role.revoke(&ctx.db, "INSERT ON event_deliveries").await;
+    role.revoke(&ctx.db, "INSERT ON event_batches").await;
     let attempt = ctx.intake(lead("+12125550104"));
     assert!(processor.try_process(&attempt).await.is_err());
     assert_eq!(ctx.count("SELECT count(*) FROM contacts").await, 0);
-    assert_eq!(ctx.count("SELECT count(*) FROM events").await, 0);
-    role.grant(&ctx.db, "INSERT ON event_deliveries").await;
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 0);
+    role.grant(&ctx.db, "INSERT ON event_batches").await;
     processor.try_process(&attempt).await.unwrap();
     assert_eq!(ctx.count("SELECT count(*) FROM contacts").await, 1);
+    // Turning the outbox row into events is one statement: when its deliveries cannot be
+    // written, no event is either and the row stays for the next try.
+    role.revoke(&ctx.db, "INSERT ON event_deliveries").await;
+    let db = sea_orm::Database::connect(&role.url).await.unwrap();
+    assert!(shared::events::expand(&db, 10).await.is_err());
+    assert_eq!(ctx.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 1);
+    role.grant(&ctx.db, "INSERT ON event_deliveries").await;
+    let once = shared::events::expand(&db, 10).await.unwrap();
+    assert_eq!((once.batches, once.deliveries), (1, 2));
     assert_eq!(ctx.count("SELECT count(*) FROM events").await, 2);
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 0);
+    let again = shared::events::expand(&db, 10).await.unwrap();
+    assert_eq!((again.batches, again.deliveries), (0, 0), "each event once");
+    assert_eq!(ctx.count("SELECT count(*) FROM events").await, 2);
+    drop(db);
     role.drop(&ctx.db).await;
 }
 
@@ -462,6 +485,7 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
         let ctx = &ctx;
         async move { ctx.count(&sql).await }
     };
+    ctx.expand_events().await;
     assert_eq!(count("events").await, 4);
 
     // The loop removes what is older than its retention (30 days by default) on its own.

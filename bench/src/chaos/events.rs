@@ -104,7 +104,8 @@ async fn wait_delivered(stage: &mut Stage, limit: Duration) -> anyhow::Result<()
         tick(&mut stage.receiver, &mut stage.workers)?;
         let pending = seed::scalar_i64(
             &stage.db.conn,
-            "SELECT count(*) FROM event_deliveries WHERE status = 'pending'",
+            "SELECT (SELECT count(*) FROM event_deliveries WHERE status = 'pending')
+                  + (SELECT count(*) FROM event_batches)",
             vec![],
         )
         .await?;

@@ -17,6 +17,11 @@
 //! speed once the backlog is gone. Retries are scheduled in the table, so nothing is lost
 //! while they wait.
 //!
+//! A batch of leads writes its events as one outbox row (see [`shared::events::enqueue`]);
+//! the loop turns those rows into events and deliveries before it claims, at most one row
+//! per full bucket while it yields, so that what the events cost the database waits with
+//! them.
+//!
 //! Once a minute, outside a backlog, the loop removes the events older than
 //! `WEBHOOKS__RETENTION` with their deliveries and attempts (event ids are UUIDv7, so the
 //! oldest are a range of the primary key).
@@ -49,18 +54,21 @@ const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
 const EXPIRE: &str = include_str!("sql/expire.sql");
+const AWAITING_SQL: &str = include_str!("sql/awaiting.sql");
 /// The delivery loop's own transactions plan each statement for the tables as they are
 /// now: the deliveries table swings from empty to hundreds of thousands of rows and back,
 /// and a plan cached while it was small would walk it whole once it is not.
 const RELAXED: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 
 /// The statements of the delivery loop, by name, for the plan checks of the tests.
-pub const STATEMENTS: [(&str, &str); 5] = [
+pub const STATEMENTS: [(&str, &str); 7] = [
     ("claim", CLAIM),
     ("settle", SETTLE),
     ("next_delivery_due", NEXT_DUE),
     ("backlog", BACKLOG),
     ("expire", EXPIRE),
+    ("awaiting", AWAITING_SQL),
+    ("expand", shared::events::EXPAND),
 ];
 
 pub const DELIVERED: &str = "worker_events_delivered_total";
@@ -72,6 +80,8 @@ pub const DELIVERY_LAG: &str = "worker_event_delivery_seconds";
 pub const ATTEMPT_DURATION: &str = "worker_event_attempt_duration_seconds";
 pub const YIELDING: &str = "worker_event_deliveries_yielding";
 pub const EXPIRED: &str = "worker_events_expired_total";
+pub const AWAITING: &str = "worker_events_awaiting_fan_out";
+pub const OLDEST_AWAITING: &str = "worker_events_awaiting_fan_out_oldest_seconds";
 
 /// Most deliveries one claim takes.
 const CLAIM_LIMIT: usize = 500;
@@ -128,9 +138,23 @@ pub fn describe() {
         EXPIRED,
         "Events removed, with their deliveries and attempts, after WEBHOOKS__RETENTION."
     );
+    describe_gauge!(
+        AWAITING,
+        "Events in the outbox's rows, not yet turned into events and deliveries."
+    );
+    describe_gauge!(
+        OLDEST_AWAITING,
+        Unit::Seconds,
+        "Age of the oldest outbox row not yet turned into events (0: none)."
+    );
     metrics::gauge!(YIELDING).set(0.0);
     metrics::counter!(EXPIRED).increment(0);
 }
+
+/// Most outbox rows one expansion statement takes (a row holds a batch of leads' events).
+const EXPAND_BATCH: i64 = 20;
+/// Most expansion statements one look runs outside a backlog.
+const EXPAND_ROUNDS: usize = 25;
 
 /// How often a loop removes events older than the retention.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -343,6 +367,7 @@ impl Dispatcher {
                 debug!(yielding, "Event deliveries and the intake's backlog");
             }
             let allowance = throttle.allowance(yielding, Instant::now());
+            let more_batches = self.expand(yielding, allowance).await;
             let claimed = match self.claim(Utc::now(), allowance).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -379,7 +404,7 @@ impl Dispatcher {
                     Err(e) => warn!(error = %e, "Removing old events failed; trying again later"),
                 }
             }
-            if n >= CLAIM_LIMIT {
+            if n >= CLAIM_LIMIT || (more_batches && !yielding) {
                 continue;
             }
             let pause = if yielding {
@@ -419,6 +444,28 @@ impl Dispatcher {
     /// A listener on [`shared::events::CHANNEL`]; without one the loop wakes on its timer.
     async fn listen(&self) -> Option<sea_orm::sqlx::postgres::PgListener> {
         crate::db::listener(&self.db, shared::events::CHANNEL, "new events").await
+    }
+
+    /// Turns outbox rows into events and deliveries: while `yielding`, one row when the
+    /// bucket allows attempts (`allowance` > 0), else as many as [`EXPAND_ROUNDS`] statements
+    /// take; returns whether rows were left.
+    async fn expand(&self, yielding: bool, allowance: usize) -> bool {
+        let (limit, rounds) = match (yielding, allowance) {
+            (true, 0) => return false,
+            (true, _) => (1, 1),
+            (false, _) => (EXPAND_BATCH, EXPAND_ROUNDS),
+        };
+        for _ in 0..rounds {
+            match shared::events::expand(&self.db, limit).await {
+                Ok(e) if e.batches < limit as u64 => return false,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "Turning the outbox into events failed; trying again");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Claims what the free slots allow, at most `allowance`.
@@ -524,8 +571,21 @@ impl Dispatcher {
         Ok(removed)
     }
 
-    /// Refreshes the pending and oldest-pending gauges of every enabled endpoint.
+    /// Refreshes the pending and oldest-pending gauges of every enabled endpoint, and those
+    /// of the outbox.
     async fn backlog(&self) {
+        if let Ok(Some(row)) = self.db.query_one_raw(stmt(AWAITING_SQL, vec![])).await
+            && let (Ok(events), Ok(oldest)) = (
+                row.try_get::<i64>("", "events"),
+                row.try_get::<Option<DateTime<Utc>>>("", "oldest"),
+            )
+        {
+            metrics::gauge!(AWAITING).set(events as f64);
+            let age = oldest
+                .and_then(|o| (Utc::now() - o).to_std().ok())
+                .unwrap_or_default();
+            metrics::gauge!(OLDEST_AWAITING).set(age.as_secs_f64());
+        }
         let Ok(rows) = self.db.query_all_raw(stmt(BACKLOG, vec![])).await else {
             return;
         };

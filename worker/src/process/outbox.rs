@@ -1,5 +1,6 @@
-//! The events of a batch's leads (§11), written in the batch's transaction: an event exists
-//! if and only if the work it reports committed.
+//! The events of a batch's leads (§11), written in the batch's transaction as one outbox
+//! row (the delivery loops turn it into events and deliveries after the commit): an event
+//! exists if and only if the work it reports committed.
 //!
 //! Only what some enabled endpoint of the lead's account wants is built (the snapshot read
 //! the subscriptions under the same locks), so an account without endpoints costs nothing.
@@ -143,7 +144,7 @@ pub(super) async fn write(
             }
         }
     }
-    events::record(txn, &out).await?;
+    events::enqueue(txn, &out).await?;
     Ok(())
 }
 

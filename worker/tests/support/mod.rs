@@ -129,6 +129,11 @@ impl Ctx {
     pub async fn count(&self, sql: &str) -> i64 {
         count(self.conn(), sql).await
     }
+
+    /// Turns the outbox's rows into events and deliveries, as a delivery loop does first.
+    pub async fn expand_events(&self) -> u64 {
+        shared::events::expand_all(self.conn()).await.unwrap()
+    }
 }
 
 pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
