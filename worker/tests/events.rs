@@ -456,7 +456,8 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
         let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, 0))
     };
-    for (id, days) in [(aged(40), 40), (aged(31), 31), (aged(29), 29)] {
+    let within = aged(29);
+    for (id, days) in [(aged(40), 40), (aged(31), 31), (within, 29)] {
         ctx.conn()
             .execute_unprepared(&format!(
                 "WITH e AS (INSERT INTO events (id, account_id, type, body, created_at) \
@@ -510,7 +511,7 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
         "SELECT string_agg(id::text, ',' ORDER BY id) FROM events",
     )
     .await;
-    assert!(kept.contains(&aged(29).to_string()[..13]), "{kept}");
+    assert!(kept.contains(&within.to_string()), "{kept}");
 
     // A shorter retention removes the rest of the old one at once, and nothing of today.
     let week = WebhookSettings {

@@ -18,9 +18,9 @@
 //! while they wait.
 //!
 //! A batch of leads writes its events as one outbox row (see [`shared::events::enqueue`]);
-//! the loop turns those rows into events and deliveries before it claims, at most one row
-//! per full bucket while it yields, so that what the events cost the database waits with
-//! them.
+//! a task beside the loop turns those rows into events and deliveries as they commit, one
+//! row per tenth of a second while the intake has a backlog, so that what the events cost
+//! the database waits with them.
 //!
 //! Once a minute, outside a backlog, the loop removes the events older than
 //! `WEBHOOKS__RETENTION` with their deliveries and attempts (event ids are UUIDv7, so the
@@ -148,13 +148,15 @@ pub fn describe() {
         "Age of the oldest outbox row not yet turned into events (0: none)."
     );
     metrics::gauge!(YIELDING).set(0.0);
+    metrics::gauge!(AWAITING).set(0.0);
+    metrics::gauge!(OLDEST_AWAITING).set(0.0);
     metrics::counter!(EXPIRED).increment(0);
 }
 
 /// Most outbox rows one expansion statement takes (a row holds a batch of leads' events).
-const EXPAND_BATCH: i64 = 20;
-/// Most expansion statements one look runs outside a backlog.
-const EXPAND_ROUNDS: usize = 25;
+const EXPAND_BATCH: i64 = 10;
+/// While the intake has a backlog, the outbox's rows are turned into events one per tick.
+const YIELD_TICK: Duration = Duration::from_millis(100);
 
 /// How often a loop removes events older than the retention.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -354,7 +356,11 @@ impl Dispatcher {
         let mut yielding = false;
         let (tx, rx) = mpsc::channel::<Settled>(SETTLE_BATCH * 4);
         let recorder = tokio::spawn(record(self.db.clone(), rx));
-        let mut wake = self.listen().await;
+        // The outbox's rows become deliveries in a task of their own, which wakes this loop
+        // after each commit that wrote events (and each expansion), so that neither waits
+        // for the other.
+        let due = Arc::new(Notify::new());
+        let expander = tokio::spawn(self.clone().expand_loop(stop.clone(), due.clone()));
         let mut backlog_at = Instant::now() - BACKLOG_EVERY;
         let mut expired_at = Instant::now() - EXPIRE_EVERY;
         let mut attempts = tokio::task::JoinSet::new();
@@ -367,7 +373,6 @@ impl Dispatcher {
                 debug!(yielding, "Event deliveries and the intake's backlog");
             }
             let allowance = throttle.allowance(yielding, Instant::now());
-            let more_batches = self.expand(yielding, allowance).await;
             let claimed = match self.claim(Utc::now(), allowance).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -404,7 +409,7 @@ impl Dispatcher {
                     Err(e) => warn!(error = %e, "Removing old events failed; trying again later"),
                 }
             }
-            if n >= CLAIM_LIMIT || (more_batches && !yielding) {
+            if n >= CLAIM_LIMIT {
                 continue;
             }
             let pause = if yielding {
@@ -417,24 +422,14 @@ impl Dispatcher {
             } else {
                 self.pause().await
             };
-            let notified = async {
-                match wake.as_mut() {
-                    Some(l) => l.recv().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.freed.notified(), if n > 0 && !yielding => {}
-                ok = notified => if !ok {
-                    wake = self.listen().await;
-                } else if let Some(l) = wake.as_mut() {
-                    // One look serves every commit that notified so far.
-                    while l.next_buffered().is_some() {}
-                },
+                _ = due.notified() => {}
             }
         }
+        let _ = expander.await;
         while attempts.join_next().await.is_some() {}
         drop(tx);
         let _ = recorder.await;
@@ -446,26 +441,50 @@ impl Dispatcher {
         crate::db::listener(&self.db, shared::events::CHANNEL, "new events").await
     }
 
-    /// Turns outbox rows into events and deliveries: while `yielding`, one row when the
-    /// bucket allows attempts (`allowance` > 0), else as many as [`EXPAND_ROUNDS`] statements
-    /// take; returns whether rows were left.
-    async fn expand(&self, yielding: bool, allowance: usize) -> bool {
-        let (limit, rounds) = match (yielding, allowance) {
-            (true, 0) => return false,
-            (true, _) => (1, 1),
-            (false, _) => (EXPAND_BATCH, EXPAND_ROUNDS),
-        };
-        for _ in 0..rounds {
-            match shared::events::expand(&self.db, limit).await {
-                Ok(e) if e.batches < limit as u64 => return false,
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "Turning the outbox into events failed; trying again");
-                    return false;
+    /// Turns the outbox's rows into events and deliveries until `stop`, waking `due` (the
+    /// claiming loop) after each look. It looks when a commit wrote events (the outbox
+    /// statements notify), every poll interval, and again at once while rows are left;
+    /// while the intake has a backlog, one row per [`YIELD_TICK`] (none when
+    /// `WEBHOOKS__BACKLOG_RATE` is 0).
+    async fn expand_loop(self, stop: CancellationToken, due: Arc<Notify>) {
+        let mut wake = self.listen().await;
+        while !stop.is_cancelled() {
+            let yielding = self.intake_backlogged();
+            let limit = if yielding { 1 } else { EXPAND_BATCH };
+            let more = if yielding && self.settings.backlog_rate == 0 {
+                false
+            } else {
+                match shared::events::expand(&self.db, limit).await {
+                    Ok(e) => e.batches >= limit as u64,
+                    Err(e) => {
+                        warn!(error = %e, "Turning the outbox into events failed; trying again");
+                        false
+                    }
                 }
+            };
+            due.notify_one();
+            let pause = match (more, yielding) {
+                (true, false) => continue,
+                (_, true) => YIELD_TICK,
+                (false, false) => self.settings.poll_interval,
+            };
+            let notified = async {
+                match wake.as_mut() {
+                    Some(l) => l.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+                ok = notified, if !yielding => if !ok {
+                    wake = self.listen().await;
+                } else if let Some(l) = wake.as_mut() {
+                    // One look serves every commit that notified so far.
+                    while l.next_buffered().is_some() {}
+                },
             }
         }
-        true
     }
 
     /// Claims what the free slots allow, at most `allowance`.
