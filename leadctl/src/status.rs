@@ -37,6 +37,8 @@ pub struct Status {
     pub dead_letters: Option<DeadLetters>,
     /// Message steps waiting to be sent (§10); `None` when the database could not be read.
     pub message_steps: Option<MessageSteps>,
+    /// Outbound events not yet delivered (§11); `None` when the database could not be read.
+    pub events: Option<EventsWaiting>,
     /// What could not be read, one line each.
     pub errors: Vec<String>,
 }
@@ -80,6 +82,18 @@ pub struct MessageSteps {
     pub oldest_overdue_seconds: i64,
 }
 
+/// Outbound events on their way.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsWaiting {
+    /// Events in the outbox's rows that the delivery loops have not yet turned into
+    /// deliveries (they wait there while the workers yield to a backlog of leads).
+    pub awaiting_fan_out: i64,
+    /// How long the oldest of those rows has waited, in seconds (0 when none has).
+    pub oldest_awaiting_seconds: i64,
+    /// Deliveries to enabled endpoints waiting for an attempt (first ones and retries).
+    pub pending_deliveries: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetters {
     /// Intakes recorded as dead-lettered (a purge removes messages, not their records).
@@ -98,11 +112,12 @@ pub struct ReasonCount {
 pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
     let topology = Topology::from_settings(settings);
     let mut errors = Vec::new();
-    let (queues, redis, dead, steps) = tokio::join!(
+    let (queues, redis, dead, steps, events) = tokio::join!(
         bounded(queues(settings, &topology)),
         bounded(from_redis(settings)),
         bounded(dead_letters(db)),
         bounded(message_steps(db)),
+        bounded(events_waiting(db)),
     );
     let queues = queues
         .map_err(|e| errors.push(format!("broker: {e:#}")))
@@ -118,6 +133,9 @@ pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
         .map_err(|e| errors.push(format!("database: {e:#}")))
         .ok();
     let message_steps = steps
+        .map_err(|e| errors.push(format!("database: {e:#}")))
+        .ok();
+    let events = events
         .map_err(|e| errors.push(format!("database: {e:#}")))
         .ok();
     let intake_depth = queues.as_ref().and_then(|qs| {
@@ -145,6 +163,7 @@ pub async fn collect(db: &DatabaseConnection, settings: &Settings) -> Status {
         workers,
         dead_letters,
         message_steps,
+        events,
         errors,
     }
 }
@@ -288,6 +307,28 @@ async fn message_steps(db: &DatabaseConnection) -> anyhow::Result<MessageSteps> 
     })
 }
 
+/// The outbox's rows (one per batch of leads, there only while the loops are behind) and
+/// the pending deliveries of enabled endpoints (each endpoint's range of the due index).
+async fn events_waiting(db: &DatabaseConnection) -> anyhow::Result<EventsWaiting> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT (SELECT coalesce(sum(cardinality(ids)), 0)::bigint FROM event_batches) AS awaiting, \
+                    (SELECT coalesce(extract(epoch FROM now() - min(created_at))::bigint, 0) \
+                     FROM event_batches) AS oldest, \
+                    (SELECT count(*) FROM webhook_endpoints w \
+                     JOIN event_deliveries d ON d.endpoint_id = w.id AND d.status = 'pending' \
+                     WHERE w.enabled) AS pending",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no answer to the events count"))?;
+    Ok(EventsWaiting {
+        awaiting_fan_out: row.try_get("", "awaiting")?,
+        oldest_awaiting_seconds: row.try_get::<i64>("", "oldest")?.max(0),
+        pending_deliveries: row.try_get("", "pending")?,
+    })
+}
+
 fn age(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
@@ -316,6 +357,18 @@ pub fn render(s: &Status) -> String {
             m.overdue,
             if m.overdue > 0 {
                 format!(" (oldest due {} ago)", age(m.oldest_overdue_seconds))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let Some(ev) = &s.events {
+        out.push_str(&format!(
+            "\nOutbound events\n  {} deliveries pending, {} events awaiting fan-out{}\n",
+            ev.pending_deliveries,
+            ev.awaiting_fan_out,
+            if ev.awaiting_fan_out > 0 {
+                format!(" (oldest {} ago)", age(ev.oldest_awaiting_seconds))
             } else {
                 String::new()
             }
@@ -430,4 +483,48 @@ fn render_dead_letters(dead_letters: Option<&DeadLetters>) -> String {
         None => out.push_str("  unknown (database unreachable)\n"),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(events: Option<EventsWaiting>) -> Status {
+        Status {
+            at: Utc::now(),
+            intake: None,
+            queues: None,
+            oldest_waiting_seconds: None,
+            workers: None,
+            dead_letters: None,
+            message_steps: None,
+            events,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_screen_shows_events_waiting_and_the_oldest_outbox_row() {
+        let waiting = render(&status(Some(EventsWaiting {
+            awaiting_fan_out: 220,
+            oldest_awaiting_seconds: 150,
+            pending_deliveries: 7,
+        })));
+        assert!(
+            waiting.contains(
+                "Outbound events\n  7 deliveries pending, 220 events awaiting fan-out (oldest 2m30s ago)"
+            ),
+            "{waiting}"
+        );
+        let idle = render(&status(Some(EventsWaiting {
+            awaiting_fan_out: 0,
+            oldest_awaiting_seconds: 0,
+            pending_deliveries: 0,
+        })));
+        assert!(
+            idle.ends_with("0 deliveries pending, 0 events awaiting fan-out"),
+            "{idle}"
+        );
+        assert!(!render(&status(None)).contains("Outbound events"));
+    }
 }

@@ -483,6 +483,8 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
     assert_eq!(idle["intake"]["total"], 0, "{idle}");
     assert_eq!(idle["dead_letters"]["total"], 0, "{idle}");
     assert_eq!(idle["message_steps"]["pending"], 0, "{idle}");
+    assert_eq!(idle["events"]["awaiting_fan_out"], 0, "{idle}");
+    assert_eq!(idle["events"]["pending_deliveries"], 0, "{idle}");
 
     // A message step due 90 s ago that no send loop took (no provider is configured).
     db.conn
@@ -506,6 +508,24 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
             .unwrap_or(0)
             >= 90,
         "{due}"
+    );
+
+    // A batch of leads' two events, written to the outbox 60 s ago and not yet turned into
+    // deliveries (no delivery loop runs yet).
+    db.conn
+        .execute_unprepared(&format!(
+            "INSERT INTO event_batches (created_at, ids, account_ids, types, intake_ids,                                         contact_ids, bodies)              VALUES (now() - interval '60 seconds',                      ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[{account}, {account}]::bigint[],                      ARRAY['lead.processed', 'contact.created'],                      ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[0, 0]::bigint[],                      ARRAY['{{}}', '{{}}'])"
+        ))
+        .await
+        .expect("seed an outbox row");
+    let waiting = status_json(&settings);
+    assert_eq!(waiting["events"]["awaiting_fan_out"], 2, "{waiting}");
+    assert!(
+        waiting["events"]["oldest_awaiting_seconds"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 60,
+        "{waiting}"
     );
 
     // A worker: its heartbeat appears, consuming, and the intake queue has a consumer.
