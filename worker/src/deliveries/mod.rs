@@ -468,21 +468,32 @@ impl Dispatcher {
                 (_, true) => YIELD_TICK,
                 (false, false) => self.settings.poll_interval,
             };
-            let notified = async {
-                match wake.as_mut() {
-                    Some(l) => l.recv().await.is_ok(),
-                    None => std::future::pending().await,
+            let until = tokio::time::Instant::now() + pause;
+            loop {
+                let notified = async {
+                    match wake.as_mut() {
+                        Some(l) => l.recv().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(until) => break,
+                    ok = notified => {
+                        if !ok {
+                            wake = self.listen().await;
+                        } else if let Some(l) = wake.as_mut() {
+                            // One look serves every commit that notified so far.
+                            while l.next_buffered().is_some() {}
+                        }
+                        // While yielding, the notifications are still read (the server
+                        // would otherwise hold them for this session), but the next look
+                        // waits for its tick.
+                        if !yielding {
+                            break;
+                        }
+                    }
                 }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
-                ok = notified, if !yielding => if !ok {
-                    wake = self.listen().await;
-                } else if let Some(l) = wake.as_mut() {
-                    // One look serves every commit that notified so far.
-                    while l.next_buffered().is_some() {}
-                },
             }
         }
     }
