@@ -337,6 +337,15 @@ fn age(secs: i64) -> String {
     }
 }
 
+/// ` (<label> <age> ago)` when there are `n` of something, else nothing.
+fn oldest(n: i64, label: &str, secs: i64) -> String {
+    if n > 0 {
+        format!(" ({label} {} ago)", age(secs))
+    } else {
+        String::new()
+    }
+}
+
 /// The status as a screen of text.
 pub fn render(s: &Status) -> String {
     let mut out = format!(
@@ -351,27 +360,17 @@ pub fn render(s: &Status) -> String {
     out.push_str(&render_workers(s.workers.as_deref()));
     out.push_str(&render_dead_letters(s.dead_letters.as_ref()));
     if let Some(m) = &s.message_steps {
+        let since = oldest(m.overdue, "oldest due", m.oldest_overdue_seconds);
         out.push_str(&format!(
-            "\nMessage steps\n  {} pending, {} overdue{}\n",
-            m.pending,
-            m.overdue,
-            if m.overdue > 0 {
-                format!(" (oldest due {} ago)", age(m.oldest_overdue_seconds))
-            } else {
-                String::new()
-            }
+            "\nMessage steps\n  {} pending, {} overdue{since}\n",
+            m.pending, m.overdue
         ));
     }
     if let Some(ev) = &s.events {
+        let since = oldest(ev.awaiting_fan_out, "oldest", ev.oldest_awaiting_seconds);
         out.push_str(&format!(
-            "\nOutbound events\n  {} deliveries pending, {} events awaiting fan-out{}\n",
-            ev.pending_deliveries,
-            ev.awaiting_fan_out,
-            if ev.awaiting_fan_out > 0 {
-                format!(" (oldest {} ago)", age(ev.oldest_awaiting_seconds))
-            } else {
-                String::new()
-            }
+            "\nOutbound events\n  {} deliveries pending, {} events awaiting fan-out{since}\n",
+            ev.pending_deliveries, ev.awaiting_fan_out
         ));
     }
     for e in &s.errors {
