@@ -24,6 +24,7 @@ mod m20261203_000011_outbox_without_row_locks;
 mod m20261204_000012_intake_references_per_statement;
 mod m20261204_000013_contact_references_per_statement;
 mod m20261204_000014_event_batches;
+mod m20261204_000015_endpoint_totals;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_intake_references_per_statement::Migration),
             Box::new(m20261204_000013_contact_references_per_statement::Migration),
             Box::new(m20261204_000014_event_batches::Migration),
+            Box::new(m20261204_000015_endpoint_totals::Migration),
         ]
     }
 }

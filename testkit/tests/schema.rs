@@ -6,7 +6,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use testkit::TestDb;
 
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 26] = [
     "accounts",
     "users",
     "api_tokens",
@@ -32,6 +32,7 @@ const TABLES: [&str; 25] = [
     "event_deliveries",
     "delivery_attempts",
     "event_batches",
+    "webhook_endpoint_totals",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {

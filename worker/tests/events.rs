@@ -343,7 +343,7 @@ async fn an_exhausted_schedule_fails_and_a_replay_sends_the_same_event_again() {
             .all(Result::is_ok)
     );
     let ep = webhooks::get(ctx.conn(), e.endpoint.id).await.unwrap();
-    assert_eq!((ep.delivered, ep.failed), (1, 0));
+    assert_eq!((ep.pending, ep.delivered, ep.failed), (0, 1, 0));
     // One event by its webhook-id; a window that excludes it matches nothing.
     let one = Replay {
         event: Some(webhooks::parse_event_id(&got[0].webhook_id).unwrap()),
@@ -355,6 +355,15 @@ async fn an_exhausted_schedule_fails_and_a_replay_sends_the_same_event_again() {
             .unwrap(),
         1
     );
+    // Replaying the delivered one takes it out of the delivered count while it is pending.
+    assert_eq!(
+        webhooks::replay(ctx.conn(), e.endpoint.id, &one)
+            .await
+            .unwrap(),
+        1
+    );
+    let ep = webhooks::get(ctx.conn(), e.endpoint.id).await.unwrap();
+    assert_eq!((ep.pending, ep.delivered, ep.failed), (1, 0, 0));
     let later = Replay {
         since: Some(chrono::Utc::now() + chrono::Duration::minutes(1)),
         ..Replay::default()
@@ -467,6 +476,10 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
                                                      delivered_at, created_at) \
                    SELECT id, {w}, 'delivered', 1, now() - interval '{days} days', \
                           now() - interval '{days} days' FROM e RETURNING id, event_id) \
+                 , t AS (INSERT INTO webhook_endpoint_totals (endpoint_id, delivered) \
+                   SELECT {w}, count(*) FROM d \
+                   ON CONFLICT (endpoint_id) DO UPDATE \
+                   SET delivered = webhook_endpoint_totals.delivered + excluded.delivered) \
                  INSERT INTO delivery_attempts (delivery_id, endpoint_id, event_id, attempted_at, \
                                                 status_code, latency_ms) \
                  SELECT id, {w}, event_id, now() - interval '{days} days', 204, 3 FROM d",
@@ -506,6 +519,11 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
             "{table}: the 29-day-old one and today's"
         );
     }
+    let ep = webhooks::get(ctx.conn(), e.endpoint.id).await.unwrap();
+    assert_eq!(
+        ep.delivered, 2,
+        "delivered: the 29-day-old one and today's, as the totals keep them"
+    );
     let kept = scalar(
         &ctx,
         "SELECT string_agg(id::text, ',' ORDER BY id) FROM events",
@@ -526,6 +544,9 @@ async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
     for table in ["events", "event_deliveries", "delivery_attempts"] {
         assert_eq!(count(table).await, 1, "{table}: today's");
     }
+    // The endpoint's count of deliveries no longer counts those removed.
+    let ep = webhooks::get(ctx.conn(), e.endpoint.id).await.unwrap();
+    assert_eq!((ep.pending, ep.delivered, ep.failed), (0, 1, 0));
 }
 
 #[tokio::test]

@@ -78,12 +78,15 @@ pub struct Replay {
     pub event: Option<Uuid>,
 }
 
+/// An endpoint with its counts: pending deliveries counted (a range of the due index), the
+/// finished ones as the delivery loops keep them (`webhook_endpoint_totals`).
 const SELECT: &str = "SELECT w.id, w.account_id, w.url, w.description, w.events, w.enabled,
        w.disabled_reason, w.previous_secret_until, w.created_at, w.updated_at,
-       count(*) FILTER (WHERE d.status = 'pending') AS pending,
-       count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
-       count(*) FILTER (WHERE d.status = 'failed') AS failed
-FROM webhook_endpoints w LEFT JOIN event_deliveries d ON d.endpoint_id = w.id";
+       (SELECT count(*) FROM event_deliveries d
+        WHERE d.endpoint_id = w.id AND d.status = 'pending') AS pending,
+       coalesce(t.delivered, 0) AS delivered,
+       coalesce(t.failed, 0) AS failed
+FROM webhook_endpoints w LEFT JOIN webhook_endpoint_totals t ON t.endpoint_id = w.id";
 
 fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -187,21 +190,16 @@ pub async fn add(
 
 /// One endpoint.
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Endpoint> {
-    Endpoint::find_by_statement(stmt(
-        &format!("{SELECT} WHERE w.id = $1 GROUP BY w.id"),
-        vec![id.into()],
-    ))
-    .one(db)
-    .await?
-    .ok_or(AdminError::NotFound("webhook endpoint", id))
+    Endpoint::find_by_statement(stmt(&format!("{SELECT} WHERE w.id = $1"), vec![id.into()]))
+        .one(db)
+        .await?
+        .ok_or(AdminError::NotFound("webhook endpoint", id))
 }
 
 /// The endpoints of `account_id` (all accounts' with `None`), by id.
 pub async fn list(db: &impl ConnectionTrait, account_id: Option<i64>) -> Result<Vec<Endpoint>> {
     Ok(Endpoint::find_by_statement(stmt(
-        &format!(
-            "{SELECT} WHERE $1::bigint IS NULL OR w.account_id = $1 GROUP BY w.id ORDER BY w.id"
-        ),
+        &format!("{SELECT} WHERE $1::bigint IS NULL OR w.account_id = $1 ORDER BY w.id"),
         vec![account_id.into()],
     ))
     .all(db)
@@ -265,6 +263,7 @@ pub async fn remove(db: &impl ConnectionTrait, id: i64) -> Result<Endpoint> {
     // reference the endpoints: migration m20261203_000011).
     db.execute_raw(stmt(
         "WITH endpoint AS (DELETE FROM webhook_endpoints WHERE id = $1),
+              totals AS (DELETE FROM webhook_endpoint_totals WHERE endpoint_id = $1),
               attempts AS (DELETE FROM delivery_attempts WHERE endpoint_id = $1)
          DELETE FROM event_deliveries WHERE endpoint_id = $1",
         vec![id.into()],
@@ -334,12 +333,17 @@ async fn replayed(db: &impl ConnectionTrait, id: i64, r: &Replay, dry_run: bool)
     } else {
         // A disabled endpoint's replayed deliveries wait for it like its pending ones.
         format!(
-            "WITH chosen AS (SELECT d.id {filter}), done AS (
+            "WITH chosen AS (SELECT d.id, d.status {filter}), done AS (
                  UPDATE event_deliveries d
                  SET status = 'pending', attempts = 0, delivered_at = NULL,
                      next_attempt_at = CASE WHEN $6 THEN now() ELSE 'infinity'::timestamptz END,
                      updated_at = now()
-                 FROM chosen WHERE d.id = chosen.id RETURNING 1)
+                 FROM chosen WHERE d.id = chosen.id RETURNING chosen.status AS was),
+             totals AS (
+                 UPDATE webhook_endpoint_totals
+                 SET delivered = delivered - (SELECT count(*) FROM done WHERE was = 'delivered'),
+                     failed = failed - (SELECT count(*) FROM done WHERE was = 'failed')
+                 WHERE endpoint_id = $1)
              SELECT count(*) AS n FROM done"
         )
     };

@@ -1,6 +1,7 @@
 -- Records attempts: $1 is a JSON array of {id, endpoint_id, event_id, status, next_attempt_at,
 -- status_code, latency_ms, response_body, error, attempted_at, gone}. Each delivery still
--- pending takes its new status and due time; every attempt joins the log; an endpoint that
+-- pending takes its new status and due time (and its endpoint's totals count it when it is
+-- finished); every attempt joins the log; an endpoint that
 -- answered 410 Gone is disabled and its other pending deliveries wait for it to be enabled.
 WITH r AS (
     SELECT *
@@ -21,7 +22,16 @@ WITH r AS (
     -- Pending, said so that the plan cannot be a read of every pending delivery (the
     -- partial index's predicate) however the statistics stand: each row by its key.
     WHERE d.id = r.id AND d.next_attempt_at IS NOT NULL
-    RETURNING d.id
+    RETURNING d.id, d.endpoint_id, d.status
+), totals AS (
+    -- The endpoints' counts of deliveries finished (webhook_endpoint_totals).
+    INSERT INTO webhook_endpoint_totals AS t (endpoint_id, delivered, failed)
+    SELECT endpoint_id, count(*) FILTER (WHERE status = 'delivered'),
+           count(*) FILTER (WHERE status = 'failed')
+    FROM settled WHERE status <> 'pending'
+    GROUP BY endpoint_id
+    ON CONFLICT (endpoint_id) DO UPDATE
+    SET delivered = t.delivered + excluded.delivered, failed = t.failed + excluded.failed
 ), logged AS (
     INSERT INTO delivery_attempts (delivery_id, endpoint_id, event_id, attempted_at,
                                    status_code, latency_ms, response_body, error)
