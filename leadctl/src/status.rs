@@ -313,12 +313,15 @@ async fn events_waiting(db: &DatabaseConnection) -> anyhow::Result<EventsWaiting
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT (SELECT coalesce(sum(cardinality(ids)), 0)::bigint FROM event_batches) AS awaiting, \
-                    (SELECT coalesce(extract(epoch FROM now() - min(created_at))::bigint, 0) \
-                     FROM event_batches) AS oldest, \
-                    (SELECT count(*) FROM webhook_endpoints w \
-                     JOIN event_deliveries d ON d.endpoint_id = w.id AND d.status = 'pending' \
-                     WHERE w.enabled) AS pending",
+            format!(
+                "SELECT o.events AS awaiting, \
+                        coalesce(extract(epoch FROM now() - o.oldest)::bigint, 0) AS oldest, \
+                        (SELECT count(*) FROM webhook_endpoints w \
+                         JOIN event_deliveries d ON d.endpoint_id = w.id AND d.status = 'pending' \
+                         WHERE w.enabled) AS pending \
+                 FROM ({}) o",
+                shared::events::AWAITING
+            ),
         ))
         .await?
         .ok_or_else(|| anyhow::anyhow!("no answer to the events count"))?;

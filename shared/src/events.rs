@@ -31,6 +31,10 @@ pub const RECORD: &str = concat!(
 FROM scheduled"
 );
 
+/// The outbox's rows not yet turned into events: `events` (how many they hold) and `oldest`
+/// (when the oldest was written), for the delivery loops' gauges and `leadctl status`.
+pub const AWAITING: &str = include_str!("events/awaiting.sql");
+
 /// The lead path's outbox: a transaction's events as one row of `event_batches`.
 pub const ENQUEUE: &str = include_str!("events/enqueue.sql");
 

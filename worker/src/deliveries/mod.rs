@@ -54,7 +54,6 @@ const SETTLE: &str = include_str!("sql/settle.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
 const BACKLOG: &str = include_str!("sql/backlog.sql");
 const EXPIRE: &str = include_str!("sql/expire.sql");
-const AWAITING_SQL: &str = include_str!("sql/awaiting.sql");
 /// The delivery loop's own transactions plan each statement for the tables as they are
 /// now: the deliveries table swings from empty to hundreds of thousands of rows and back,
 /// and a plan cached while it was small would walk it whole once it is not.
@@ -67,7 +66,7 @@ pub const STATEMENTS: [(&str, &str); 7] = [
     ("next_delivery_due", NEXT_DUE),
     ("backlog", BACKLOG),
     ("expire", EXPIRE),
-    ("awaiting", AWAITING_SQL),
+    ("awaiting", shared::events::AWAITING),
     ("expand", shared::events::EXPAND),
 ];
 
@@ -604,7 +603,10 @@ impl Dispatcher {
     /// Refreshes the pending and oldest-pending gauges of every enabled endpoint, and those
     /// of the outbox.
     async fn backlog(&self) {
-        if let Ok(Some(row)) = self.db.query_one_raw(stmt(AWAITING_SQL, vec![])).await
+        if let Ok(Some(row)) = self
+            .db
+            .query_one_raw(stmt(shared::events::AWAITING, vec![]))
+            .await
             && let (Ok(events), Ok(oldest)) = (
                 row.try_get::<i64>("", "events"),
                 row.try_get::<Option<DateTime<Utc>>>("", "oldest"),
