@@ -21,6 +21,16 @@ pub struct Poison {
 /// Reads a delivery.
 pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Attempt, Poison> {
     let previous_attempts = attempts(properties);
+    // Every well-formed message is read straight into its type; only one that is not is
+    // read as a JSON value, to say why and to keep what its record can.
+    if let Ok(message) = serde_json::from_slice::<IntakeMessage>(body)
+        && message.version == MESSAGE_VERSION
+    {
+        return Ok(Attempt {
+            message,
+            previous_attempts,
+        });
+    }
     let value: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
@@ -203,6 +213,33 @@ mod tests {
         let r = p.record.expect("record");
         assert_eq!((r.intake_id, r.account_id, r.attempts), (id, 7, 3));
         assert_eq!(r.payload["phone_number"], "x");
+    }
+
+    #[test]
+    fn a_message_reads_the_same_straight_or_through_a_json_value_and_only_in_its_version() {
+        let id = Uuid::new_v4();
+        let body = |version: u32| {
+            serde_json::json!({
+                "version": version, "intake_id": id, "account_id": 7, "user_id": 3,
+                "token_id": 4, "received_at": "2026-11-25T10:00:00Z",
+                "lead": {"phone_number": "+12125550100", "first_name": "Ada"},
+                "payload": {"phone_number": "(212) 555-0100", "first_name": "Ada"}
+            })
+        };
+        let current = body(MESSAGE_VERSION);
+        let a = decode(&with_attempts(1), current.to_string().as_bytes()).expect("decoded");
+        let through_value: IntakeMessage = serde_json::from_value(current).expect("valid");
+        assert_eq!(a.message, through_value);
+        assert_eq!(a.previous_attempts, 1);
+
+        let next = body(MESSAGE_VERSION + 1);
+        let p = decode(&BasicProperties::default(), next.to_string().as_bytes())
+            .expect_err("a version this worker does not know is poison, whatever its shape");
+        assert_eq!(
+            p.reason,
+            format!("unknown message version {}", MESSAGE_VERSION + 1)
+        );
+        assert_eq!(p.record.expect("record").intake_id, id);
     }
 
     #[test]
