@@ -402,13 +402,13 @@ pub async fn contacts(
 /// [`views`]' statement: every related list of the contacts in one round trip.
 const LINKS: &str = include_str!("read/links.sql");
 
-/// Column `name` of `row`, JSON in the shape of `T` (SQL null reads as JSON null).
+/// Column `name` of `row`, JSON text in the shape of `T` (SQL null reads as JSON null).
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &sea_orm::QueryResult,
     name: &str,
 ) -> Result<T, DbErr> {
-    let value: Option<serde_json::Value> = row.try_get("", name)?;
-    serde_json::from_value(value.unwrap_or_default())
+    let text: Option<String> = row.try_get("", name)?;
+    serde_json::from_str(text.as_deref().unwrap_or("null"))
         .map_err(|e| DbErr::Json(format!("{name}: {e}")))
 }
 
