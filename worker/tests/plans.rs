@@ -441,6 +441,13 @@ async fn hot_path_plans_do_not_scan_large_tables() {
                 ctx.user, ctx.token
             ),
         ),
+        (
+            "numbers",
+            // No rows: executed seven times, a number would break its uniqueness.
+            "'{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::boolean[], \
+             '{}'::boolean[], now()"
+                .to_owned(),
+        ),
         // The send loop's statements (§10).
         ("due", "now(), 100".to_owned()),
         ("record", "'[]', now()".to_owned()),

@@ -69,6 +69,7 @@ async fn a_new_number_creates_a_contact_with_every_field_and_records_the_intake(
     let numbers = ctx.numbers(id).await;
     assert_eq!(numbers.len(), 2);
     assert!(numbers[0].is_primary && numbers[0].phone_number == "+18181234567");
+    assert_eq!(numbers[0].label, None, "no label is NULL, not an empty one");
     assert_eq!(numbers[1].label.as_deref(), Some("work"));
     assert!(!numbers[1].is_primary);
     let notes = ctx

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel};
-use shared::entities::powerdialer_item::PowerdialerStatus;
-use shared::entities::{
-    contact, contact_consent, contact_note, contact_phone_number, contact_tag, powerdialer_item,
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
 };
+use shared::entities::powerdialer_item::PowerdialerStatus;
+use shared::entities::{contact, contact_consent, contact_note, contact_tag, powerdialer_item};
 use shared::intake::IntakeMessage;
 use shared::lead::ConsentChannel;
 use shared::lead::{Lead, PowerdialerPosition};
@@ -68,13 +68,23 @@ pub(crate) struct Batch<'r> {
     /// Contacts in creation order.
     created: Vec<i64>,
     new_ids: VecDeque<i64>,
-    numbers: Vec<contact_phone_number::ActiveModel>,
+    numbers: NewNumbers,
     notes: Vec<contact_note::ActiveModel>,
     consents: Vec<contact_consent::ActiveModel>,
     tags: Vec<contact_tag::ActiveModel>,
     /// Contacts whose stored active enrollment ends.
     disenroll: Vec<i64>,
     enrollments: Vec<NewEnrollment>,
+}
+
+/// The phone numbers a batch adds, a column per field ([`sql::NUMBERS`]).
+#[derive(Default)]
+struct NewNumbers {
+    accounts: Vec<i64>,
+    contacts: Vec<i64>,
+    numbers: Vec<String>,
+    labels: Vec<Option<String>>,
+    primary: Vec<bool>,
 }
 
 impl<'r> Batch<'r> {
@@ -87,7 +97,7 @@ impl<'r> Batch<'r> {
             contacts: HashMap::new(),
             created: Vec::new(),
             new_ids,
-            numbers: Vec::new(),
+            numbers: NewNumbers::default(),
             notes: Vec::new(),
             consents: Vec::new(),
             tags: Vec::new(),
@@ -175,15 +185,12 @@ impl<'r> Batch<'r> {
     /// Gives a number to `contact_id` (later leads of the transaction see it).
     fn add_number(&mut self, account_id: i64, contact_id: i64, n: &rules::NewNumber) {
         let e164 = n.number.as_str().to_owned();
-        self.numbers.push(contact_phone_number::ActiveModel {
-            account_id: Set(account_id),
-            contact_id: Set(contact_id),
-            phone_number: Set(e164.clone()),
-            label: Set(n.label.clone()),
-            is_primary: Set(n.primary),
-            created_at: Set(self.now),
-            ..Default::default()
-        });
+        let new = &mut self.numbers;
+        new.accounts.push(account_id);
+        new.contacts.push(contact_id);
+        new.numbers.push(e164.clone());
+        new.labels.push(n.label.clone());
+        new.primary.push(n.primary);
         self.snap.owners.insert((account_id, e164), contact_id);
     }
 
@@ -341,10 +348,35 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
         ..
     } = batch;
     write_contacts(txn, contacts, &created).await?;
-    if !numbers.is_empty() {
-        contact_phone_number::Entity::insert_many(numbers)
-            .exec_without_returning(txn)
-            .await?;
+    if !numbers.accounts.is_empty() {
+        let NewNumbers {
+            accounts,
+            contacts,
+            numbers,
+            labels,
+            primary,
+        } = numbers;
+        txn.execute_raw(sql::stmt(
+            sql::NUMBERS,
+            vec![
+                accounts.into(),
+                contacts.into(),
+                numbers.into(),
+                labels
+                    .iter()
+                    .map(|l| l.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .into(),
+                labels
+                    .iter()
+                    .map(Option::is_some)
+                    .collect::<Vec<_>>()
+                    .into(),
+                primary.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
     }
     if !notes.is_empty() {
         contact_note::Entity::insert_many(notes)

@@ -17,11 +17,12 @@ pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
+pub(crate) const NUMBERS: &str = include_str!("sql/numbers.sql");
 pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
 pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 9] = [
+pub const HOT_PATH: [(&str, &str); 10] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
@@ -29,6 +30,7 @@ pub const HOT_PATH: [(&str, &str); 9] = [
     ("powerdialer_bounds", POWERDIALER_BOUNDS),
     ("dead_letter", DEAD_LETTER),
     ("records", RECORDS),
+    ("numbers", NUMBERS),
     ("enroll", ENROLL),
     ("disenroll", DISENROLL),
 ];
