@@ -455,6 +455,58 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
 }
 
 #[tokio::test]
+async fn with_nothing_due_the_delivery_loop_looks_on_its_timer_even_while_the_intake_is_behind() {
+    let ctx = Ctx::new().await;
+    let backlog = IntakeBacklog::new();
+    let burst = CancellationToken::new();
+    let signs = {
+        let (backlog, burst) = (backlog.clone(), burst.clone());
+        tokio::spawn(async move {
+            while !burst.is_cancelled() {
+                backlog.seen();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let s = WebhookSettings {
+        backlog_rate: 10,
+        ..settings(&[1])
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        Dispatcher::new(ctx.conn().clone(), &s)
+            .yielding_to(backlog.clone())
+            .run(stop.clone()),
+    );
+    // Transactions of this test's database (each claim is one), as the server has counted
+    // them so far (a session reports its counts at most once a second).
+    let committed = || async {
+        scalar(
+            &ctx,
+            "SELECT xact_commit::text FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .await
+        .parse::<i64>()
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = committed().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = committed().await - before;
+    // With a 100 ms poll: a claim and a look at the next due time every 100 ms, and the
+    // outbox's expansion every 100 ms while yielding, about 90 in 3 s. Claiming whenever
+    // the allowance refilled made it a claim every 5 ms, 600 and more.
+    assert!(
+        during < 250,
+        "{during} transactions in 3 s with nothing to deliver"
+    );
+    burst.cancel();
+    signs.await.unwrap();
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn events_past_the_retention_go_with_their_deliveries_and_attempts() {
     let ctx = Ctx::new().await;
     let r = WebhookReceiver::start().await;

@@ -512,6 +512,17 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             &format!("EXPLAIN (FORMAT JSON) EXECUTE hot_{name}{args}"),
         )
         .await;
+        // The worker's sessions keep one generic plan per statement (worker::db): none of
+        // these executions was planned afresh.
+        let custom = json_of(
+            &worker_db,
+            &format!(
+                "SELECT to_jsonb(custom_plans) FROM pg_prepared_statements \
+                 WHERE name = 'hot_{name}'"
+            ),
+        )
+        .await;
+        assert_eq!(custom, 0, "{name}: planned afresh {custom} times");
         let mut found = Vec::new();
         whole_table_reads(&plan[0]["Plan"], &mut found);
         // The delivery loop visits every enabled endpoint (a catalog of tens of rows, not a

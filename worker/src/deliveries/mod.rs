@@ -372,13 +372,16 @@ impl Dispatcher {
                 debug!(yielding, "Event deliveries and the intake's backlog");
             }
             let allowance = throttle.allowance(yielding, Instant::now());
+            // `None`: no free slot or allowance, so the claim did not look.
             let claimed = match self.claim(Utc::now(), allowance).await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "Claiming event deliveries failed; trying again");
-                    Vec::new()
+                    Some(Vec::new())
                 }
             };
+            let looked = claimed.is_some();
+            let claimed = claimed.unwrap_or_default();
             let n = claimed.len();
             throttle.spend(n);
             for c in claimed {
@@ -411,7 +414,13 @@ impl Dispatcher {
             if n >= CLAIM_LIMIT {
                 continue;
             }
-            let pause = if yielding {
+            let pause = if looked && n == 0 {
+                // Nothing is due: look again when something will be, or when new deliveries
+                // are scheduled (not every few milliseconds while the intake has a backlog,
+                // which cost a claim each time). A delivery due but not claimed is for an
+                // endpoint at its bound: a freed slot wakes the loop for it.
+                self.pause().await.max(Duration::from_millis(20))
+            } else if yielding {
                 // More may be due, but the leads come first: look again when the bucket
                 // is full (or the backlog may be gone).
                 throttle.refill()
@@ -424,7 +433,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.freed.notified(), if n > 0 && !yielding => {}
+                _ = self.freed.notified(), if !yielding => {}
                 _ = due.notified() => {}
             }
         }
@@ -441,7 +450,7 @@ impl Dispatcher {
     }
 
     /// Turns the outbox's rows into events and deliveries until `stop`, waking `due` (the
-    /// claiming loop) after each look. It looks when a commit wrote events (the outbox
+    /// claiming loop) after each look that scheduled deliveries. It looks when a commit wrote events (the outbox
     /// statements notify), every poll interval, and again at once while rows are left;
     /// while the intake has a backlog, one row per [`YIELD_TICK`] (none when
     /// `WEBHOOKS__BACKLOG_RATE` is 0).
@@ -450,18 +459,23 @@ impl Dispatcher {
         while !stop.is_cancelled() {
             let yielding = self.intake_backlogged();
             let limit = if yielding { 1 } else { EXPAND_BATCH };
-            let more = if yielding && self.settings.backlog_rate == 0 {
-                false
+            let (more, scheduled) = if yielding && self.settings.backlog_rate == 0 {
+                (false, false)
             } else {
                 match shared::events::expand(&self.db, limit).await {
-                    Ok(e) => e.batches >= limit as u64,
+                    Ok(e) => (e.batches >= limit as u64, e.deliveries > 0),
                     Err(e) => {
                         warn!(error = %e, "Turning the outbox into events failed; trying again");
-                        false
+                        (false, false)
                     }
                 }
             };
-            due.notify_one();
+            // The claiming loop looks at once only when there is something new to claim; it
+            // finds retries and other workers' deliveries on its own timer. (Without a
+            // subscribed endpoint, every commit would otherwise cost a claim.)
+            if scheduled {
+                due.notify_one();
+            }
             let pause = match (more, yielding) {
                 (true, false) => continue,
                 (_, true) => YIELD_TICK,
@@ -497,8 +511,13 @@ impl Dispatcher {
         }
     }
 
-    /// Claims what the free slots allow, at most `allowance`.
-    async fn claim(&self, now: DateTime<Utc>, allowance: usize) -> Result<Vec<Claimed>, DbErr> {
+    /// Claims what the free slots allow, at most `allowance`; `None` when that is nothing
+    /// (no look was made).
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        allowance: usize,
+    ) -> Result<Option<Vec<Claimed>>, DbErr> {
         let (busy_ids, busy_n, total): (Vec<i64>, Vec<i32>, usize) = {
             let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             let total = map.values().sum();
@@ -516,7 +535,7 @@ impl Dispatcher {
             .min(CLAIM_LIMIT)
             .min(allowance);
         if free == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let lease = self.settings.request_timeout * (CLAIM_AHEAD as u32 + 1) + LEASE_MARGIN;
         let txn = self.db.begin().await?;
@@ -545,7 +564,7 @@ impl Dispatcher {
         for c in &claimed {
             *map.entry(c.endpoint_id).or_default() += 1;
         }
-        Ok(claimed)
+        Ok(Some(claimed))
     }
 
     fn release(&self, endpoint: i64) {
