@@ -5,7 +5,7 @@ use shared::config::Settings;
 use std::time::Duration;
 
 /// Session settings of every worker connection, and why each is there.
-pub const SESSION_OPTIONS: [(&str, &str); 7] = [
+pub const SESSION_OPTIONS: [(&str, &str); 6] = [
     // A statement or lock wait that hangs (a stuck lock holder, a sick disk) fails the lead
     // transiently instead of holding a consumer for ever.
     ("statement_timeout", "30s"),
@@ -26,14 +26,18 @@ pub const SESSION_OPTIONS: [(&str, &str); 7] = [
     // execution of such a plan (a small catalog table read whole) would compile itself first,
     // 100 ms and more each time. Nothing the worker runs gains from JIT.
     ("jit", "off"),
-    // With the settings above a statement's generic plan reaches its rows by index for any
-    // arguments, so each statement is planned once per connection and kept. By default
-    // PostgreSQL plans the first five executions of every prepared statement afresh (every
-    // SeaORM insert text, one per batch size) and keeps planning those whose custom plans
-    // it costs below the generic one (array keys). `worker/tests/plans.rs` checks each hot
-    // statement's generic plan; docs/performance.md has the figures.
-    ("plan_cache_mode", "force_generic_plan"),
 ];
+
+/// Set first in each lead transaction (`process`). With the session settings above, a
+/// generic plan of its statements reaches their rows by index for any arguments, so each
+/// is planned once per connection and kept: by default PostgreSQL plans the first five
+/// executions of every prepared statement afresh (every SeaORM insert text, one per batch
+/// size) and keeps planning those whose custom plans it costs below the generic one (array
+/// keys). Only the lead transactions: the event and message loops read tables that swing
+/// from empty to hundreds of thousands of rows, where a generic plan of the outbox's
+/// expansion took seconds. `worker/tests/plans.rs` checks both; docs/performance.md has the
+/// figures.
+pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The pool options of a worker process with `pool_size` connections. Connections are made
 /// lazily, so a worker starts while the database is still coming up, and each is replaced

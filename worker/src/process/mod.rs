@@ -276,6 +276,7 @@ impl Processor {
     /// One transaction over `intakes`: lock → read → plan → write → commit.
     async fn run(&self, intakes: &[Attempt], mode: LockMode) -> Result<Vec<Step>, DbErr> {
         let txn = self.db.begin().await?;
+        sea_orm::ConnectionTrait::execute_unprepared(&txn, crate::db::GENERIC_PLANS).await?;
         let (wanted, lead_keys) = wanted(intakes);
         let free = lock_leads(&txn, &lead_keys, mode).await?;
         // Read after the locks: this statement's snapshot includes every earlier holder's
