@@ -29,7 +29,7 @@ fn settings(schedule: &[u64]) -> WebhookSettings {
     }
 }
 
-/// A running delivery loop; stops (finishing its attempts) when dropped or stopped.
+/// A running delivery loop (stopped, it finishes its attempts), or the signs of a backlog.
 struct Running {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -40,6 +40,39 @@ impl Running {
         let stop = CancellationToken::new();
         let task = tokio::spawn(Dispatcher::new(ctx.conn().clone(), s).run(stop.clone()));
         Self { stop, task }
+    }
+
+    /// A delivery loop (10 deliveries a second while yielding) beside consumers that keep
+    /// leaving leads waiting, as in a burst, until the first value is stopped.
+    fn behind_a_backlog(ctx: &Ctx) -> (Self, Self) {
+        let backlog = IntakeBacklog::new();
+        let stop = CancellationToken::new();
+        let signs = {
+            let (backlog, stop) = (backlog.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    backlog.seen();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let s = WebhookSettings {
+            backlog_rate: 10,
+            ..settings(&[1])
+        };
+        let loop_stop = CancellationToken::new();
+        let task = tokio::spawn(
+            Dispatcher::new(ctx.conn().clone(), &s)
+                .yielding_to(backlog)
+                .run(loop_stop.clone()),
+        );
+        (
+            Self { stop, task: signs },
+            Self {
+                stop: loop_stop,
+                task,
+            },
+        )
     }
 
     async fn stop(self) {
@@ -408,28 +441,7 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
     let r = WebhookReceiver::start().await;
     endpoint(&ctx, &r.url("/"), "lead.processed").await;
     process_leads(&ctx, 300..360).await;
-    // The consumers keep leaving leads waiting, as in a burst.
-    let backlog = IntakeBacklog::new();
-    let burst = CancellationToken::new();
-    let signs = {
-        let (backlog, burst) = (backlog.clone(), burst.clone());
-        tokio::spawn(async move {
-            while !burst.is_cancelled() {
-                backlog.seen();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let s = WebhookSettings {
-        backlog_rate: 10,
-        ..settings(&[1])
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        Dispatcher::new(ctx.conn().clone(), &s)
-            .yielding_to(backlog.clone())
-            .run(stop.clone()),
-    );
+    let (burst, loop_) = Running::behind_a_backlog(&ctx);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = r.count();
     assert!(
@@ -437,8 +449,7 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
         "10 per second while the intake is behind, not all 60 at once: {during} in 2 s"
     );
 
-    burst.cancel();
-    signs.await.unwrap();
+    burst.stop().await;
     let caught_up = std::time::Instant::now();
     let got = received(&r, 60).await;
     assert!(
@@ -450,34 +461,13 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 60, "each event once");
-    stop.cancel();
-    task.await.unwrap();
+    loop_.stop().await;
 }
 
 #[tokio::test]
 async fn with_nothing_due_the_delivery_loop_looks_on_its_timer_even_while_the_intake_is_behind() {
     let ctx = Ctx::new().await;
-    let backlog = IntakeBacklog::new();
-    let burst = CancellationToken::new();
-    let signs = {
-        let (backlog, burst) = (backlog.clone(), burst.clone());
-        tokio::spawn(async move {
-            while !burst.is_cancelled() {
-                backlog.seen();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let s = WebhookSettings {
-        backlog_rate: 10,
-        ..settings(&[1])
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        Dispatcher::new(ctx.conn().clone(), &s)
-            .yielding_to(backlog.clone())
-            .run(stop.clone()),
-    );
+    let (burst, loop_) = Running::behind_a_backlog(&ctx);
     // Transactions of this test's database (each claim is one), as the server has counted
     // them so far (a session reports its counts at most once a second).
     let committed = || async {
@@ -500,10 +490,8 @@ async fn with_nothing_due_the_delivery_loop_looks_on_its_timer_even_while_the_in
         during < 250,
         "{during} transactions in 3 s with nothing to deliver"
     );
-    burst.cancel();
-    signs.await.unwrap();
-    stop.cancel();
-    task.await.unwrap();
+    burst.stop().await;
+    loop_.stop().await;
 }
 
 #[tokio::test]
