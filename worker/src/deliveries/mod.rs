@@ -450,10 +450,10 @@ impl Dispatcher {
     }
 
     /// Turns the outbox's rows into events and deliveries until `stop`, waking `due` (the
-    /// claiming loop) after each look that scheduled deliveries. It looks when a commit wrote events (the outbox
-    /// statements notify), every poll interval, and again at once while rows are left;
-    /// while the intake has a backlog, one row per [`YIELD_TICK`] (none when
-    /// `WEBHOOKS__BACKLOG_RATE` is 0).
+    /// claiming loop) after each look that scheduled deliveries. It looks when a commit
+    /// wrote events (the outbox statements notify), every poll interval, and again at once
+    /// while rows are left; while the intake has a backlog, one row per [`YIELD_TICK`]
+    /// (none when `WEBHOOKS__BACKLOG_RATE` is 0).
     async fn expand_loop(self, stop: CancellationToken, due: Arc<Notify>) {
         let mut wake = self.listen().await;
         while !stop.is_cancelled() {

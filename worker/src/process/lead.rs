@@ -83,7 +83,9 @@ struct NewNumbers {
     accounts: Vec<i64>,
     contacts: Vec<i64>,
     numbers: Vec<String>,
-    labels: Vec<Option<String>>,
+    /// Empty where a number has none (`labelled` false): array parameters carry no nulls.
+    labels: Vec<String>,
+    labelled: Vec<bool>,
     primary: Vec<bool>,
 }
 
@@ -189,7 +191,8 @@ impl<'r> Batch<'r> {
         new.accounts.push(account_id);
         new.contacts.push(contact_id);
         new.numbers.push(e164.clone());
-        new.labels.push(n.label.clone());
+        new.labels.push(n.label.clone().unwrap_or_default());
+        new.labelled.push(n.label.is_some());
         new.primary.push(n.primary);
         self.snap.owners.insert((account_id, e164), contact_id);
     }
@@ -354,6 +357,7 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
             contacts,
             numbers,
             labels,
+            labelled,
             primary,
         } = numbers;
         txn.execute_raw(sql::stmt(
@@ -362,16 +366,8 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
                 accounts.into(),
                 contacts.into(),
                 numbers.into(),
-                labels
-                    .iter()
-                    .map(|l| l.clone().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .into(),
-                labels
-                    .iter()
-                    .map(Option::is_some)
-                    .collect::<Vec<_>>()
-                    .into(),
+                labels.into(),
+                labelled.into(),
                 primary.into(),
                 now.into(),
             ],
