@@ -74,6 +74,8 @@ pub struct E2eFigures {
     pub receiver: ProcStats,
     /// Per worker: CPU during the run, peak RSS, leads it finished.
     pub workers: Vec<(ProcStats, f64)>,
+    /// Leads per transaction over the closed-loop run and the warm-up before it.
+    pub mean_batch: f64,
     pub logs: Vec<(String, LogSummary)>,
     /// The machine, PostgreSQL and RabbitMQ from the first POST to the last lead finished.
     pub system: SystemCpu,
@@ -99,6 +101,7 @@ impl E2eFigures {
             "lag_p50_ms": self.lag_p50_ms,
             "lag_p99_ms": self.lag_p99_ms,
             "statuses": self.statuses,
+            "mean_batch": self.mean_batch,
             "receiver": {
                 "cpu_us_per_lead": self.receiver.cpu_secs * 1e6 / self.accepted.max(1) as f64,
                 "peak_rss_mib": self.receiver.peak_rss_mib,
@@ -231,6 +234,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
         statuses,
         receiver: measured.receiver,
         workers: measured.workers,
+        mean_batch: measured.mean_batch,
         logs,
         system: measured.system,
         ceiling,
@@ -284,6 +288,7 @@ struct PipelineRun {
     system: SystemCpu,
     receiver: ProcStats,
     workers: Vec<(ProcStats, f64)>,
+    mean_batch: f64,
 }
 
 /// The measured phase: every request POSTed, then every accepted lead finished by the
@@ -325,9 +330,12 @@ async fn posts_to_commits(
     let system = SystemCpu::sample().since(&sys0);
     let r1 = receiver.stats()?;
     let mut per_worker = Vec::with_capacity(workers.len());
+    let (mut batches, mut batched) = (0.0, 0.0);
     for (w, before) in workers.iter().zip(w0) {
-        let finished = procs::counters(w.addr).await?.finished;
-        per_worker.push((delta(before, w.stats()?), finished));
+        let c = procs::counters(w.addr).await?;
+        batches += c.batches;
+        batched += c.batched_leads;
+        per_worker.push((delta(before, w.stats()?), c.finished));
     }
     Ok(PipelineRun {
         posts,
@@ -336,6 +344,7 @@ async fn posts_to_commits(
         system,
         receiver: delta(r0, r1),
         workers: per_worker,
+        mean_batch: batched / f64::max(batches, 1.0),
     })
 }
 

@@ -726,12 +726,13 @@ fn worker_notes(w: &WorkerFigures) -> Vec<String> {
 fn e2e_notes(e: &E2eFigures) -> Vec<String> {
     let mut notes = Vec::new();
     notes.push(format!(
-        "e2e: {} POSTs answered ({}), {} transport errors, {} unexpected; intakes: {}",
+        "e2e: {} POSTs answered ({}), {} transport errors, {} unexpected; intakes: {}; mean batch {:.1} leads",
         e.load.answered(),
         e.load.statuses_text(),
         e.load.transport_errors,
         e.load.unexpected,
-        statuses_text(&e.statuses)
+        statuses_text(&e.statuses),
+        e.mean_batch
     ));
     for (name, l) in &e.logs {
         notes.extend(log_note(&format!("e2e {name}"), l));

@@ -4,9 +4,11 @@
 //! strict validity against numbering-plan patterns is not required, because real lead
 //! forms send numbers such as `8181234567` whose exchange is not assigned.
 
-use phonenumber::{Mode, country, metadata::DATABASE};
+use phonenumber::{country, metadata::DATABASE};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A phone number in E.164 (`+18181234567`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,37 +53,16 @@ impl PhoneNumber {
     /// Reads `input` in any human format; numbers without a country code are read in
     /// `default_region`.
     pub fn parse(input: &str, default_region: Region) -> Result<Self, PhoneError> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() || !trimmed.chars().any(|c| c.is_ascii_digit()) {
-            return Err(PhoneError::NotANumber);
-        }
-        // Given a region, the parser also strips that region's national prefix after a
-        // country code ("+44 1632 960983" read in US loses its "1"), so international numbers
-        // are read without one.
-        // "+44 (0) 20 …": the "(0)" tells national callers to dial the trunk prefix; it is
-        // not part of the international number.
-        let trimmed = if trimmed.starts_with('+') {
-            std::borrow::Cow::Owned(trimmed.replace("(0)", ""))
-        } else {
-            std::borrow::Cow::Borrowed(trimmed)
-        };
-        let parsed = match as_international(&trimmed, default_region) {
-            Some(international) => phonenumber::parse(None, &international),
-            None => phonenumber::parse(Some(default_region.0), &trimmed),
-        }
-        .map_err(|_| PhoneError::NotANumber)?;
+        let parsed = read(input, default_region)?;
         let code = parsed.code().value();
-        let metas = DATABASE
-            .by_code(&code)
-            .ok_or(PhoneError::UnknownCountryCode)?;
+        let lengths = possible_lengths(code).ok_or(PhoneError::UnknownCountryCode)?;
         let national = parsed.national().to_string();
-        let len = u16::try_from(national.len()).map_err(|_| PhoneError::WrongLength)?;
-        let possible = metas.iter().any(|m| possible_lengths(m).contains(&len));
-        if !possible {
+        if !(national.len() < 32 && lengths & (1 << national.len()) != 0) {
             return Err(PhoneError::WrongLength);
         }
-        let e164 = parsed.format().mode(Mode::E164).to_string();
-        Self::from_e164(e164)
+        // E.164 is the country code and the national number (with its leading zeros), as
+        // the library's E.164 formatter writes it, without the national formats it looks up.
+        Self::from_e164(format!("+{code}{national}"))
     }
 
     /// Wraps a string already in E.164 (as stored in the database).
@@ -130,6 +111,30 @@ impl PhoneNumber {
     }
 }
 
+/// `input` as the phone-number library reads it: numbers without a country code in
+/// `region`, international ones without a region.
+fn read(input: &str, region: Region) -> Result<phonenumber::PhoneNumber, PhoneError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() || !trimmed.chars().any(|c| c.is_ascii_digit()) {
+        return Err(PhoneError::NotANumber);
+    }
+    // Given a region, the parser also strips that region's national prefix after a
+    // country code ("+44 1632 960983" read in US loses its "1"), so international numbers
+    // are read without one.
+    // "+44 (0) 20 …": the "(0)" tells national callers to dial the trunk prefix; it is
+    // not part of the international number.
+    let trimmed = if trimmed.starts_with('+') {
+        std::borrow::Cow::Owned(trimmed.replace("(0)", ""))
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    };
+    match as_international(&trimmed, region) {
+        Some(international) => phonenumber::parse(None, &international),
+        None => phonenumber::parse(Some(region.0), &trimmed),
+    }
+    .map_err(|_| PhoneError::NotANumber)
+}
+
 /// `+44 1632 960983`, or the same after the region's international call prefix
 /// (`011 44 1632 960983` in NANP, `00 44 …` in most other places), as `+441632960983`;
 /// `None` for a national number.
@@ -144,9 +149,28 @@ fn as_international(input: &str, region: Region) -> Option<String> {
     (found.start() == 0 && !rest.is_empty() && !rest.starts_with('0')).then(|| format!("+{rest}"))
 }
 
-/// Lengths of national numbers a region allows, of any number type. The metadata lists them
-/// per type; the general description often carries none.
-fn possible_lengths(meta: &phonenumber::metadata::Metadata) -> Vec<u16> {
+/// Lengths of national numbers the regions of country calling code `code` allow, of any
+/// number type, as a bit set (bit `n`: `n` digits); `None` for an unknown code. The
+/// metadata lists them per region and type (the general description often carries none);
+/// the sets are built once, on first use.
+fn possible_lengths(code: u16) -> Option<u32> {
+    static BY_CODE: LazyLock<HashMap<u16, u32>> = LazyLock::new(|| {
+        (1..1000)
+            .filter_map(|code| {
+                let metas = DATABASE.by_code(&code)?;
+                let set = metas
+                    .iter()
+                    .flat_map(|m| region_lengths(m))
+                    .fold(0u32, |set, len| if len < 32 { set | 1 << len } else { set });
+                Some((code, set))
+            })
+            .collect()
+    });
+    BY_CODE.get(&code).copied()
+}
+
+/// Lengths of national numbers one region allows, of any number type.
+fn region_lengths(meta: &phonenumber::metadata::Metadata) -> Vec<u16> {
     let d = meta.descriptors();
     let mut lengths: Vec<u16> = d.general().possible_length().to_vec();
     for desc in [
@@ -247,6 +271,35 @@ mod tests {
         let uk = PhoneNumber::parse("+44 20 7946 0958", Region::US).expect("parse");
         assert_eq!(uk.region().as_deref(), Some("GB"));
         assert_eq!(uk.nanp_area_code(), None);
+    }
+
+    proptest::proptest! {
+        /// The number is accepted when some region of its country code allows its length,
+        /// and written as the library's own E.164 formatter writes it.
+        #[test]
+        fn numbers_are_checked_and_written_as_the_library_does(
+            prefix in proptest::sample::select(vec!["", "+", "+1 ", "+39 0", "+44 (0) ", "00", "011", "0"]),
+            digits in "[0-9]{3,16}",
+            region in proptest::sample::select(vec!["US", "GB", "IT", "DE", "BR", "AU", "IN", "RU"]),
+        ) {
+            let region = Region::parse(region).expect("region");
+            let input = format!("{prefix}{digits}");
+            let expected = read(&input, region).and_then(|n| {
+                let metas = DATABASE.by_code(&n.code().value()).ok_or(PhoneError::UnknownCountryCode)?;
+                let len = n.national().to_string().len() as u16;
+                if !metas.iter().any(|m| region_lengths(m).contains(&len)) {
+                    return Err(PhoneError::WrongLength);
+                }
+                Ok(n.format().mode(phonenumber::Mode::E164).to_string())
+            });
+            let expected = expected.and_then(PhoneNumber::from_e164).map(|p| p.0);
+            proptest::prop_assert_eq!(PhoneNumber::parse(&input, region).map(|p| p.0), expected);
+        }
+    }
+
+    #[test]
+    fn italian_numbers_keep_their_leading_zero() {
+        assert_eq!(us("+39 06 6982 1234"), Ok("+390669821234".to_string()));
     }
 
     #[test]
