@@ -427,10 +427,11 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Worker and receiver tuning variables passed on to the children when set, so a tuning
 /// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`).
-const TUNING: [&str; 8] = [
+const TUNING: [&str; 9] = [
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
     "WORKER__BATCH_SIZE",
+    "WORKER__BATCH_LINGER",
     "WORKER__DB_POOL_SIZE",
     "RECEIVER__PUBLISH_CHANNELS",
     "SMS__BATCH_SIZE",

@@ -21,6 +21,7 @@ use shared::runtime::Backoff;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
@@ -61,6 +62,8 @@ struct ConsumerContext {
     outcomes: Announcer,
     /// Signed when a consumer leaves leads waiting.
     backlog: IntakeBacklog,
+    /// Batches being processed now, by all consumers.
+    running: AtomicUsize,
 }
 
 /// Why a broker session ended.
@@ -148,6 +151,7 @@ impl Worker {
             processor: self.processor,
             outcomes: self.outcomes,
             backlog: self.backlog,
+            running: AtomicUsize::new(0),
         });
 
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -326,6 +330,7 @@ async fn consume_batches(
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
 ) {
     let max = ctx.settings.worker.batch_size;
+    let linger = ctx.settings.worker.batch_linger;
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -334,13 +339,21 @@ async fn consume_batches(
             // once on its own, and a steady stream forms fewer, larger transactions instead
             // of being spread over the idle consumers (each transaction costs the database
             // the same statements whatever its size; figures in docs/performance.md).
-            let share = (rx.len() + 1).clamp(1, max);
-            let mut batch = Vec::with_capacity(share);
+            let mut batch = Vec::with_capacity(max);
             batch.push(first);
-            while batch.len() < share {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+            take_waiting(&mut rx, &mut batch, max);
+            // While other transactions of this process run, the stream is steady: wait a
+            // little for more leads to join rather than start a transaction for a few.
+            if batch.len() < max && !linger.is_zero() && ctx.running.load(Ordering::Relaxed) > 0 {
+                let until = tokio::time::Instant::now() + linger;
+                while batch.len() < max {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(r)) => {
+                            batch.push(r);
+                            take_waiting(&mut rx, &mut batch, max);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
                 }
             }
             if !rx.is_empty() {
@@ -349,7 +362,34 @@ async fn consume_batches(
             }
             batch
         };
+        let _running = Running::count(&ctx.running);
         handle_batch(&ctx, &session, batch).await;
+    }
+}
+
+/// One batch in [`ConsumerContext::running`] until dropped (also when its task is aborted).
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn count(running: &'a AtomicUsize) -> Self {
+        running.fetch_add(1, Ordering::Relaxed);
+        Self(running)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Moves what is waiting in `rx` into `batch`, up to `max` leads.
+fn take_waiting(rx: &mut mpsc::Receiver<Received>, batch: &mut Vec<Received>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, ShortString};
 use leadctl::admin::Catalog;
 use rand::Rng;
 use rand::seq::IndexedRandom;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::json;
 use shared::config::Settings;
 use shared::entities::{contact_phone_number, lead_intake, powerdialer_item};
@@ -186,6 +186,95 @@ async fn the_same_message_delivered_twice_has_one_set_of_effects() {
         intake_status(&ctx, &m).await.unwrap().status,
         IntakeStatus::Created
     );
+    running.stop().await;
+    testkit::delete_topology(&ctx.settings).await;
+}
+
+/// While a batch of the process is running, leads that arrive within the linger join one
+/// batch; a lead that finds the process idle does not wait for company.
+#[tokio::test]
+async fn while_a_batch_runs_arriving_leads_wait_to_form_one_batch_and_an_idle_worker_waits_for_none()
+ {
+    let ctx = Ctx::new().await;
+    let publisher = Publisher::new(&ctx.settings).await;
+    let mut settings = ctx.settings.clone();
+    let linger = Duration::from_secs(2);
+    settings.worker.batch_linger = linger;
+    let running = Running::start(settings).await;
+    let batches = |t: &str| {
+        (
+            metric(t, "worker_batch_size_count"),
+            metric(t, "worker_batch_size_sum"),
+        )
+    };
+
+    // Idle: processed without waiting out the linger.
+    let alone = ctx.message(lead("818 555 0300"));
+    let sent = std::time::Instant::now();
+    publisher.publish(&alone).await;
+    eventually("the lone lead", WAIT, || async {
+        intake_status(&ctx, &alone)
+            .await
+            .filter(|r| r.status == IntakeStatus::Created)
+    })
+    .await;
+    assert!(sent.elapsed() < linger / 2, "took {:?}", sent.elapsed());
+
+    // A batch that cannot finish: its number's lock is held by this test.
+    let blocked = ctx.message(lead("818 555 0301"));
+    let holder = ctx.conn().begin().await.unwrap();
+    let key = format!(
+        "lead-number:{}:{}",
+        blocked.account_id,
+        blocked.lead.phone_number.as_str()
+    );
+    holder
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [key.into()],
+        ))
+        .await
+        .unwrap();
+    publisher.publish(&blocked).await;
+    eventually("the batch waiting on the lock", WAIT, || async {
+        let waiting = ctx
+            .count(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .await;
+        (waiting == 1).then_some(())
+    })
+    .await;
+
+    // Five leads 50 ms apart: idle consumers are free, yet they form one batch.
+    let joined: Vec<IntakeMessage> = (0..5)
+        .map(|i| ctx.message(lead(&format!("818 555 031{i}"))))
+        .collect();
+    for m in &joined {
+        publisher.publish(m).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in &joined {
+        eventually("a joined lead", WAIT, || async {
+            intake_status(&ctx, m)
+                .await
+                .filter(|r| r.status == IntakeStatus::Created)
+        })
+        .await;
+    }
+    // The lone lead, the blocked one (counted when it started), the five together.
+    assert_eq!(batches(&running.metrics().await), (3.0, 7.0));
+
+    holder.rollback().await.unwrap();
+    eventually("the blocked lead", WAIT, || async {
+        intake_status(&ctx, &blocked)
+            .await
+            .filter(|r| r.status == IntakeStatus::Created)
+    })
+    .await;
+    assert_eq!(batches(&running.metrics().await), (3.0, 7.0));
     running.stop().await;
     testkit::delete_topology(&ctx.settings).await;
 }
