@@ -71,6 +71,16 @@ async fn intake_status(ctx: &Ctx, m: &IntakeMessage) -> Option<lead_intake::Mode
     ctx.intake_row(m.intake_id).await
 }
 
+/// Waits until `m`'s intake record says created.
+async fn created(ctx: &Ctx, m: &IntakeMessage, what: &str) -> lead_intake::Model {
+    eventually(what, WAIT, || async {
+        intake_status(ctx, m)
+            .await
+            .filter(|r| r.status == IntakeStatus::Created)
+    })
+    .await
+}
+
 fn header_str(props: &lapin::BasicProperties, key: &str) -> Option<String> {
     match props
         .headers()
@@ -212,12 +222,7 @@ async fn while_a_batch_runs_arriving_leads_wait_to_form_one_batch_and_an_idle_wo
     let alone = ctx.message(lead("818 555 0300"));
     let sent = std::time::Instant::now();
     publisher.publish(&alone).await;
-    eventually("the lone lead", WAIT, || async {
-        intake_status(&ctx, &alone)
-            .await
-            .filter(|r| r.status == IntakeStatus::Created)
-    })
-    .await;
+    created(&ctx, &alone, "the lone lead").await;
     assert!(sent.elapsed() < linger / 2, "took {:?}", sent.elapsed());
 
     // A batch that cannot finish: its number's lock is held by this test.
@@ -257,23 +262,13 @@ async fn while_a_batch_runs_arriving_leads_wait_to_form_one_batch_and_an_idle_wo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for m in &joined {
-        eventually("a joined lead", WAIT, || async {
-            intake_status(&ctx, m)
-                .await
-                .filter(|r| r.status == IntakeStatus::Created)
-        })
-        .await;
+        created(&ctx, m, "a joined lead").await;
     }
     // The lone lead, the blocked one (counted when it started), the five together.
     assert_eq!(batches(&running.metrics().await), (3.0, 7.0));
 
     holder.rollback().await.unwrap();
-    eventually("the blocked lead", WAIT, || async {
-        intake_status(&ctx, &blocked)
-            .await
-            .filter(|r| r.status == IntakeStatus::Created)
-    })
-    .await;
+    created(&ctx, &blocked, "the blocked lead").await;
     assert_eq!(batches(&running.metrics().await), (3.0, 7.0));
     running.stop().await;
     testkit::delete_topology(&ctx.settings).await;
@@ -479,12 +474,7 @@ async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_su
     assert!(ctx.contacts().await.is_empty(), "no contact while failing");
     role.grant(&ctx.db, "INSERT ON contacts").await;
 
-    let row = eventually("the retried lead", WAIT, || async {
-        intake_status(&ctx, &m)
-            .await
-            .filter(|r| r.status == IntakeStatus::Created)
-    })
-    .await;
+    let row = created(&ctx, &m, "the retried lead").await;
     assert!(row.attempts >= 2, "attempts {}", row.attempts);
     assert_eq!(row.last_error, None);
     assert_eq!(ctx.contacts().await.len(), 1);
@@ -531,12 +521,7 @@ async fn a_lead_failing_after_its_contact_was_written_leaves_nothing_then_succee
         }
         role.grant(&ctx.db, &format!("INSERT ON {table}")).await;
 
-        eventually("the retried lead", WAIT, || async {
-            intake_status(&ctx, &m)
-                .await
-                .filter(|r| r.status == IntakeStatus::Created)
-        })
-        .await;
+        created(&ctx, &m, "the retried lead").await;
         for (what, sql) in [
             ("contact", "SELECT count(*) FROM contacts"),
             ("number", "SELECT count(*) FROM contact_phone_numbers"),
@@ -712,22 +697,12 @@ async fn the_worker_reconnects_when_the_broker_connection_drops() {
 
     let first = ctx.message(lead("818 555 0001"));
     publisher.publish(&first).await;
-    eventually("the first lead", WAIT, || async {
-        intake_status(&ctx, &first)
-            .await
-            .filter(|r| r.status == IntakeStatus::Created)
-    })
-    .await;
+    created(&ctx, &first, "the first lead").await;
 
     proxy.cut();
     let second = ctx.message(lead("818 555 0002"));
     publisher.publish(&second).await;
-    eventually("the second lead, after reconnecting", WAIT, || async {
-        intake_status(&ctx, &second)
-            .await
-            .filter(|r| r.status == IntakeStatus::Created)
-    })
-    .await;
+    created(&ctx, &second, "the second lead, after reconnecting").await;
     let text = running.metrics().await;
     assert!(
         metric(&text, "worker_broker_connects_total") >= 2.0,
