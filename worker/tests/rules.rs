@@ -853,6 +853,47 @@ async fn a_batch_commits_many_leads_with_sequential_semantics() {
     assert_eq!(ctx.count("SELECT count(*) FROM lead_intakes").await, 20);
 }
 
+/// A transient error the database gives one lead's row fails that lead only: its
+/// batch-mates are tried on their own and commit, instead of sharing its retries.
+#[tokio::test]
+async fn a_transient_error_of_one_leads_row_fails_that_lead_only() {
+    let ctx = Ctx::new().await;
+    ctx.conn()
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.body LIKE '%refused%' THEN \
+                 RAISE EXCEPTION 'permission denied for table contact_notes' USING ERRCODE = '42501'; \
+               END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_note BEFORE INSERT ON contact_notes \
+               FOR EACH ROW EXECUTE FUNCTION refuse_note();",
+        )
+        .await
+        .unwrap();
+    let mut intakes = Vec::new();
+    for i in 0..3 {
+        let mut l = lead(&format!("818 555 {:04}", 100 + i));
+        l.notes = Some(if i == 1 {
+            "refused".into()
+        } else {
+            format!("note {i}")
+        });
+        intakes.push(ctx.intake(l));
+    }
+    let results = ctx.processor.try_process_batch(&intakes).await;
+    assert!(
+        matches!(&results[1], Err(ProcessError::Transient(e)) if e.contains("42501")),
+        "{:?}",
+        results[1]
+    );
+    for i in [0, 2] {
+        assert_eq!(
+            results[i].as_ref().expect("committed").status,
+            IntakeStatus::Created
+        );
+    }
+    assert_eq!(ctx.contacts().await.len(), 2);
+}
+
 #[tokio::test]
 async fn a_batch_leaves_leads_whose_locks_are_busy_to_a_second_transaction() {
     let ctx = Ctx::new().await;

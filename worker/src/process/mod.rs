@@ -118,6 +118,16 @@ pub fn classify(e: &DbErr) -> ProcessError {
     }
 }
 
+/// Whether `e` is the database's answer to a statement (an SQLSTATE), not a failure to
+/// reach it.
+fn database_answered(e: &DbErr) -> bool {
+    matches!(
+        e,
+        DbErr::Exec(RuntimeErr::SqlxError(se)) | DbErr::Query(RuntimeErr::SqlxError(se))
+            if matches!(&**se, sea_orm::sqlx::Error::Database(_))
+    )
+}
+
 /// The database's own message when there is one ("permission denied for table contacts").
 fn db_error_text(e: &DbErr) -> String {
     if let DbErr::Exec(RuntimeErr::SqlxError(se)) | DbErr::Query(RuntimeErr::SqlxError(se)) = e
@@ -201,8 +211,9 @@ impl Processor {
     ///
     /// The leads whose locks are free are processed first and commit together; those whose
     /// number, intake or contact another transaction holds are processed next, together,
-    /// waiting for their locks. When a transaction fails for a reason that may be one lead's,
-    /// each of its leads is processed on its own, so one bad lead never takes others down.
+    /// waiting for their locks. When a transaction fails for a reason that may be one lead's
+    /// (any error the database answered a statement with, transient ones included), each of
+    /// its leads is processed on its own, so one bad lead never takes others down.
     pub async fn try_process_batch(
         &self,
         intakes: &[Attempt],
@@ -262,10 +273,18 @@ impl Processor {
             Err(e) => {
                 let err = classify(&e);
                 warn!(error = %err, leads = which.len(), "Batch failed");
+                // An error the database answered a statement with may be one lead's (a
+                // refused row, a lock cycle): each lead is tried on its own, so its batch-mates
+                // do not share its retries. A lost connection is the whole batch's.
+                let isolate = match &err {
+                    ProcessError::Transient(_) => which.len() > 1 && database_answered(&e),
+                    ProcessError::Permanent(_) => true,
+                };
                 for &i in which {
-                    out[i] = Some(match &err {
-                        ProcessError::Transient(_) => Err(err.clone()),
-                        ProcessError::Permanent(_) => self.try_process(&intakes[i]).await,
+                    out[i] = Some(if isolate {
+                        self.try_process(&intakes[i]).await
+                    } else {
+                        Err(err.clone())
                     });
                 }
                 Vec::new()
