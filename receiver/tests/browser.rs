@@ -149,14 +149,32 @@ async fn until_text(c: &Client, want: &str, reload: bool) -> String {
     }
 }
 
+/// Clicks the element `css` finds. A page replaced between the finding and the click
+/// (a navigation still landing) leaves a stale element: it is found again on the new page.
 async fn click(c: &Client, css: &str) {
     within(&format!("click {css}"), async {
-        c.find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap()
+        loop {
+            let found = c.find(Locator::Css(css)).await.unwrap();
+            match found.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Waits until the address shown contains `want` (a submitted form has landed).
+async fn until_url(c: &Client, want: &str) {
+    within(&format!("wait for an address with {want}"), async {
+        while !c.current_url().await.unwrap().as_str().contains(want) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
 }
@@ -275,6 +293,8 @@ async fn a_person_follows_a_lead_replays_a_dead_letter_and_revokes_the_session_t
     go(&c, &format!("{base}/console/leads")).await;
     type_in(&c, "input[name=q]", "(818) 555-0142").await;
     click(&c, "form.search button[type=submit]").await;
+    // The unfiltered list may say "1 lead(s)" too: wait for the search's own page.
+    until_url(&c, "q=").await;
     until_text(&c, "1 lead(s)", false).await;
     click(&c, &format!(r#"a[href="/console/leads/{intake}"]"#)).await;
     until_text(&c, "Was it called?", false).await;
