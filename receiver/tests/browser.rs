@@ -171,10 +171,14 @@ async fn click(c: &Client, css: &str) {
 
 /// Waits until the address shown contains `want` (a submitted form has landed).
 async fn until_url(c: &Client, want: &str) {
-    within(&format!("wait for an address with {want}"), async {
-        while !c.current_url().await.unwrap().as_str().contains(want) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let what = format!("an address with {want}");
+    testkit::eventually(&what, Duration::from_secs(30), || async {
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains(want)
+            .then_some(())
     })
     .await;
 }
