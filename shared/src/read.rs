@@ -58,7 +58,7 @@ pub struct ContactView {
 
 impl ContactView {
     /// The view of `c`, with what other tables hold of it.
-    fn new(c: contact::Model, related: Related) -> ContactView {
+    pub fn new(c: contact::Model, related: Related) -> ContactView {
         ContactView {
             other_phone_numbers: related.other_phone_numbers,
             tag_ids: related.tag_ids,
@@ -81,16 +81,31 @@ impl ContactView {
     }
 }
 
-/// What tables other than `contacts` hold of a contact.
+/// `t` as PostgreSQL gives it back: microseconds, the driver cutting the rest toward its
+/// epoch (2000-01-01), so that a view built from what was written equals the one read back.
+pub fn as_stored(t: DateTime<Utc>) -> DateTime<Utc> {
+    let epoch = DateTime::<Utc>::from_naive_utc_and_offset(
+        NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default(),
+        Utc,
+    );
+    (t - epoch)
+        .num_microseconds()
+        .map_or(t, |us| epoch + chrono::Duration::microseconds(us))
+}
+
+/// What tables other than `contacts` hold of a contact, each list in the order the read
+/// API shows it.
 #[derive(Debug, Default)]
-struct Related {
-    other_phone_numbers: Vec<PhoneView>,
-    tag_ids: Vec<i64>,
-    notes: Vec<NoteView>,
-    sequence_enrollments: Vec<EnrollmentView>,
-    powerdialer: Option<PowerdialerView>,
-    consent: Vec<ConsentView>,
-    do_not_contact: Vec<String>,
+pub struct Related {
+    pub other_phone_numbers: Vec<PhoneView>,
+    pub tag_ids: Vec<i64>,
+    pub notes: Vec<NoteView>,
+    pub sequence_enrollments: Vec<EnrollmentView>,
+    pub powerdialer: Option<PowerdialerView>,
+    pub consent: Vec<ConsentView>,
+    pub do_not_contact: Vec<String>,
 }
 
 /// One consent record of a contact.
@@ -481,6 +496,29 @@ pub async fn intake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_as_stored_keep_microseconds_cut_toward_2000() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").to_utc();
+        for (given, stored) in [
+            (
+                "2026-12-05T13:45:55.123456789Z",
+                "2026-12-05T13:45:55.123456Z",
+            ),
+            ("2026-12-05T13:45:55Z", "2026-12-05T13:45:55Z"),
+            ("1999-12-31T23:59:59.999999999Z", "2000-01-01T00:00:00Z"),
+            (
+                "1999-12-31T23:59:58.5000009Z",
+                "1999-12-31T23:59:58.500001Z",
+            ),
+            (
+                "1970-01-01T00:00:00.0000015Z",
+                "1970-01-01T00:00:00.000002Z",
+            ),
+        ] {
+            assert_eq!(as_stored(t(given)), t(stored), "{given}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

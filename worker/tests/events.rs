@@ -679,3 +679,146 @@ async fn after_a_rotation_both_secrets_verify_and_a_dead_letter_is_announced() {
     assert_eq!(body["data"]["status"], "dead_lettered");
     assert_eq!(body["data"]["last_error"], "retries exhausted");
 }
+
+#[tokio::test]
+async fn contact_events_of_a_batch_carry_its_contacts_exactly_as_the_read_api_shows_them() {
+    use shared::lead::{ConsentChannel, LeadConsent, OtherPhoneNumber};
+    let ctx = Ctx::new().await;
+    endpoint(&ctx, "http://127.0.0.1:9/", "all").await;
+    let tag = ctx.named(leadctl::admin::Catalog::Tag, "web").await;
+    let first = ctx.named(leadctl::admin::Catalog::Sequence, "First").await;
+    let second = ctx.named(leadctl::admin::Catalog::Sequence, "Second").await;
+    // The new contact's number is on the do-not-contact list for texts (and was, expired,
+    // for everything).
+    ctx.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO do_not_contact (account_id, phone_number, channel, reason, expires_at) \
+             VALUES ({a}, '+12125550120', 'sms', 'asked', NULL), \
+                    ({a}, '+12125550120', 'all', 'asked', now() - interval '1 day')",
+            a = ctx.account
+        ))
+        .await
+        .unwrap();
+    // A contact stored before the batch, which the batch updates.
+    let stored = ctx
+        .processor
+        .try_process(&ctx.intake(lead("+12125550121")))
+        .await
+        .unwrap()
+        .contact_id
+        .unwrap();
+
+    // A new contact with everything a lead can bring: other numbers with and without a
+    // label, a note, consent with its evidence (given at nanoseconds), a tag, a sequence,
+    // a PowerDialer entry.
+    let mut a = lead("+12125550120");
+    a.other_phone_numbers = vec![
+        OtherPhoneNumber {
+            label: Some("work".into()),
+            phone_number: support::phone("+12125550122"),
+        },
+        OtherPhoneNumber {
+            label: None,
+            phone_number: support::phone("+12125550123"),
+        },
+    ];
+    a.notes = Some("Asked for a quote.".into());
+    a.evidence.consent = Some(LeadConsent {
+        channels: vec![ConsentChannel::Sms, ConsentChannel::Call],
+        text: Some("You may call and text me.".into()),
+        given_at: Some("2026-11-30T10:00:00.123456789Z".parse().unwrap()),
+        source_url: Some("https://acme.example/form".into()),
+        ip: Some("203.0.113.9".into()),
+        user_agent: None,
+        seller: Some("Acme".into()),
+    });
+    a.evidence.trustedform_cert_url =
+        Some("https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567".into());
+    a.evidence.leadid_token = Some("LEADID-1".into());
+    a.links.tag_id = Some(tag);
+    a.links.sequence_id = Some(first);
+    a.links.user_id = Some(ctx.user);
+    a.flags.add_to_powerdialer = true;
+    // The same contact again in the same batch: another note, the tag again, and a move to
+    // another sequence (the first enrollment ends before it was ever stored).
+    let mut again = lead("+12125550120");
+    again.notes = Some("Prefers mornings.".into());
+    again.links.tag_id = Some(tag);
+    again.links.sequence_id = Some(second);
+    again.flags.force_update_sequence = true;
+    let mut update = lead("+12125550121");
+    update.notes = Some("Called back.".into());
+    let batch = [ctx.intake(a), ctx.intake(again), ctx.intake(update)];
+    let outcomes: Vec<_> = ctx
+        .processor
+        .try_process_batch(&batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let created = outcomes[0].contact_id.unwrap();
+    assert_eq!(outcomes[1].contact_id, Some(created));
+    assert_eq!(outcomes[2].contact_id, Some(stored));
+
+    ctx.expand_events().await;
+    let rows = ctx
+        .conn()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT type, body FROM events WHERE type LIKE 'contact.%' ORDER BY type",
+        ))
+        .await
+        .unwrap();
+    let events: Vec<(String, serde_json::Value)> = rows
+        .iter()
+        .map(|r| {
+            let body: String = r.try_get("", "body").unwrap();
+            (
+                r.try_get("", "type").unwrap(),
+                serde_json::from_str(&body).unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    // The stored contact's after the first lead's own batch, then this batch's three.
+    assert_eq!(
+        kinds,
+        [
+            "contact.created",
+            "contact.created",
+            "contact.updated",
+            "contact.updated"
+        ]
+    );
+    for id in [created, stored] {
+        let view = shared::read::contact(ctx.conn(), ctx.account, id)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = serde_json::to_value(&view).unwrap();
+        let carried: Vec<&serde_json::Value> = events
+            .iter()
+            .map(|(_, e)| &e["data"])
+            .filter(|d| d["id"] == id && d["updated_at"] == expected["updated_at"])
+            .collect();
+        assert!(!carried.is_empty(), "no event carries contact {id}");
+        for data in carried {
+            assert_eq!(data, &expected, "contact {id}");
+        }
+    }
+    // What the new contact's view holds, so that the comparison covers every list.
+    let view = shared::read::contact(ctx.conn(), ctx.account, created)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.other_phone_numbers.len(), 2);
+    assert_eq!((view.notes.len(), view.consent.len()), (2, 2));
+    assert_eq!(view.tag_ids, [tag]);
+    assert_eq!(view.sequence_enrollments.len(), 2);
+    assert!(view.powerdialer.is_some());
+    assert_eq!(view.do_not_contact, ["sms"]);
+    assert_eq!(
+        view.consent[0].given_at.to_rfc3339(),
+        "2026-11-30T10:00:00.123456+00:00"
+    );
+}

@@ -14,6 +14,7 @@ use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
 };
 use shared::entities::powerdialer_item::PowerdialerStatus;
+use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{contact, contact_consent, contact_note, contact_tag, powerdialer_item};
 use shared::intake::IntakeMessage;
 use shared::lead::ConsentChannel;
@@ -21,10 +22,12 @@ use shared::lead::{Lead, PowerdialerPosition};
 use shared::phone::PhoneNumber;
 use shared::policy::table::RuleTable;
 use shared::policy::{Channel, Consent};
-use shared::read::PowerdialerView;
+use shared::read::{
+    self, ConsentView, EnrollmentView, NoteView, PhoneView, PowerdialerView, as_stored,
+};
 use shared::rules::{self, Judge, Landing, Plan};
 use shared::snapshot::{ContactView, Snapshot};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// A PowerDialer entry to add once every lead is planned.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +118,119 @@ impl<'r> Batch<'r> {
     /// The contact `lead` belongs to by its numbers (§4.1), as the transaction sees them.
     pub fn matched(&self, account_id: i64, lead: &Lead) -> Option<i64> {
         rules::matched(&self.snap, account_id, lead)
+    }
+
+    /// The contacts of `wanted` this transaction creates, as the read API will show them
+    /// once the batch is written: built from what it writes, without reading it back. The
+    /// PowerDialer entry is placed last and added by the caller; do-not-contact is the
+    /// number's as the policy read it. Contacts that existed before are not among them.
+    pub fn created_views(&self, wanted: &HashSet<i64>) -> HashMap<i64, read::ContactView> {
+        let mut lists: HashMap<i64, read::Related> = self
+            .created
+            .iter()
+            .filter(|id| wanted.contains(id))
+            .map(|id| (*id, read::Related::default()))
+            .collect();
+        if lists.is_empty() {
+            return HashMap::new();
+        }
+        let n = &self.numbers;
+        let numbers = n.contacts.iter().zip(&n.numbers).zip(&n.labels);
+        for (((contact_id, number), label), (labelled, primary)) in
+            numbers.zip(n.labelled.iter().zip(&n.primary))
+        {
+            if let Some(l) = lists.get_mut(contact_id).filter(|_| !primary) {
+                l.other_phone_numbers.push(PhoneView {
+                    label: labelled.then(|| label.clone()),
+                    phone_number: number.clone(),
+                });
+            }
+        }
+        for t in &self.tags {
+            if let (Some(contact_id), Some(tag_id)) =
+                (t.contact_id.try_as_ref(), t.tag_id.try_as_ref())
+                && let Some(l) = lists.get_mut(contact_id)
+            {
+                l.tag_ids.push(*tag_id);
+            }
+        }
+        for k in &self.notes {
+            if let (Some(contact_id), Some(body)) = (k.contact_id.try_as_ref(), k.body.try_as_ref())
+                && let Some(l) = lists.get_mut(contact_id)
+            {
+                l.notes.push(NoteView {
+                    body: body.clone(),
+                    created_at: as_stored(self.now),
+                });
+            }
+        }
+        // One record per intake and channel (a unique index; a repeat is not inserted).
+        let mut seen: HashSet<(uuid::Uuid, &str)> = HashSet::new();
+        for k in &self.consents {
+            let (Some(contact_id), Some(channel), Some(given_at)) = (
+                k.contact_id.try_as_ref(),
+                k.channel.try_as_ref(),
+                k.given_at.try_as_ref(),
+            ) else {
+                continue;
+            };
+            let Some(l) = lists.get_mut(contact_id) else {
+                continue;
+            };
+            if let Some(Some(intake)) = k.intake_id.try_as_ref()
+                && !seen.insert((*intake, channel.as_str()))
+            {
+                continue;
+            }
+            let text = |v: &sea_orm::ActiveValue<Option<String>>| v.try_as_ref().cloned().flatten();
+            l.consent.push(ConsentView {
+                channel: channel.clone(),
+                given_at: as_stored(*given_at),
+                text: text(&k.text),
+                source_url: text(&k.source_url),
+                trustedform_cert_url: text(&k.trustedform_cert_url),
+                leadid_token: text(&k.leadid_token),
+                revoked_at: None,
+            });
+        }
+        for e in &self.enrollments {
+            if let Some(l) = lists.get_mut(&e.contact_id) {
+                l.sequence_enrollments.push(EnrollmentView {
+                    sequence_id: e.sequence_id,
+                    status: if e.ended {
+                        EnrollmentStatus::Disenrolled
+                    } else {
+                        EnrollmentStatus::Active
+                    },
+                });
+            }
+        }
+        let mut views = HashMap::with_capacity(lists.len());
+        for (id, mut l) in lists {
+            let Some(st) = self.contacts.get(&id) else {
+                continue;
+            };
+            let mut model = st.view.model.clone();
+            model.created_at = as_stored(model.created_at);
+            model.updated_at = as_stored(model.updated_at);
+            l.tag_ids.sort_unstable();
+            l.tag_ids.dedup();
+            let key = (model.account_id, model.phone_number.clone());
+            let mut dnc: Vec<String> = self
+                .snap
+                .dnc
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|d| d.expires_at.is_none_or(|t| t > self.now))
+                .map(|d| d.channel.as_str().to_owned())
+                .collect();
+            dnc.sort_unstable();
+            dnc.dedup();
+            l.do_not_contact = dnc;
+            views.insert(id, read::ContactView::new(model, l));
+        }
+        views
     }
 
     /// Adds contacts this transaction has locked, with what it needs to know of them.

@@ -554,7 +554,6 @@ async fn write(
     let known_tokens = batch.snapshot().tokens.clone();
     let existing: HashSet<Uuid> = batch.snapshot().records.keys().copied().collect();
     let subscriptions = batch.snapshot().subscriptions.clone();
-    lead::flush(txn, batch).await?;
     let records: Vec<(usize, &Planned)> = steps
         .iter()
         .enumerate()
@@ -563,12 +562,15 @@ async fn write(
             _ => None,
         })
         .collect();
+    let wanted = outbox::wanted(&subscriptions, intakes, &records);
+    let created = batch.created_views(&wanted);
+    lead::flush(txn, batch).await?;
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, &existing, now).await?;
     // The events are read and written before the PowerDialer lists are locked, so that the
     // lists stay locked only briefly: after the placement, only the contact events of the
     // contacts placed (their entries added).
-    let mut contacts = outbox::contacts(txn, &subscriptions, intakes, &records).await?;
+    let mut contacts = outbox::contacts(txn, &wanted, created).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
     let placing: HashSet<i64> = powerdialer.iter().map(|p| p.contact_id).collect();

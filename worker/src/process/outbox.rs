@@ -24,31 +24,45 @@ fn contact_event(p: &Planned) -> Option<EventType> {
     }
 }
 
-/// The contacts the contact events of the planned leads carry, read back as the read API
-/// shows them (only those some endpoint wants).
-pub(super) async fn contacts(
-    txn: &DatabaseTransaction,
+/// The contacts whose contact events some endpoint wants, of the planned leads.
+pub(super) fn wanted(
     subs: &Subscriptions,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
-) -> Result<HashMap<i64, ContactView>, DbErr> {
+) -> HashSet<i64> {
     if subs.is_empty() {
-        return Ok(HashMap::new());
+        return HashSet::new();
     }
-    let mut ids: Vec<i64> = planned
+    planned
         .iter()
         .filter(|(i, p)| {
             contact_event(p).is_some_and(|k| subs.wants(intakes[*i].message.account_id, k))
         })
         .map(|(_, p)| p.contact_id)
+        .collect()
+}
+
+/// The contacts the contact events carry, as the read API shows them: `built` (the
+/// contacts the batch created, from what it wrote) and the other contacts of `wanted`,
+/// read back.
+pub(super) async fn contacts(
+    txn: &DatabaseTransaction,
+    wanted: &HashSet<i64>,
+    mut built: HashMap<i64, ContactView>,
+) -> Result<HashMap<i64, ContactView>, DbErr> {
+    let mut ids: Vec<i64> = wanted
+        .iter()
+        .filter(|id| !built.contains_key(id))
+        .copied()
         .collect();
     ids.sort_unstable();
-    ids.dedup();
-    Ok(read::contacts_by_id(txn, ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect())
+    built.extend(
+        read::contacts_by_id(txn, ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c)),
+    );
+    Ok(built)
 }
 
 /// Which of a batch's events one call of [`write`] writes. The PowerDialer phase takes list
