@@ -84,12 +84,10 @@ impl ContactView {
 /// `t` as PostgreSQL gives it back: microseconds, the driver cutting the rest toward its
 /// epoch (2000-01-01), so that a view built from what was written equals the one read back.
 pub fn as_stored(t: DateTime<Utc>) -> DateTime<Utc> {
-    let epoch = DateTime::<Utc>::from_naive_utc_and_offset(
-        NaiveDate::from_ymd_opt(2000, 1, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .unwrap_or_default(),
-        Utc,
-    );
+    // 2000-01-01T00:00:00Z.
+    let Some(epoch) = DateTime::from_timestamp(946_684_800, 0) else {
+        return t;
+    };
     (t - epoch)
         .num_microseconds()
         .map_or(t, |us| epoch + chrono::Duration::microseconds(us))

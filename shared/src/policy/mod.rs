@@ -97,6 +97,13 @@ pub struct DncEntry {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl DncEntry {
+    /// Whether the entry still applies at `now`.
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|x| x > now)
+    }
+}
+
 /// One consent record of the contact, for one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consent {
@@ -229,7 +236,7 @@ pub fn decide(
     let active: Vec<&DncEntry> = facts
         .dnc
         .iter()
-        .filter(|e| e.channel.covers(channel) && e.expires_at.is_none_or(|x| x > now))
+        .filter(|e| e.channel.covers(channel) && e.in_force(now))
         .collect();
     if !active.is_empty() {
         // Allowed again only when every entry has expired.

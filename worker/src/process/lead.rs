@@ -164,8 +164,9 @@ impl<'r> Batch<'r> {
                 });
             }
         }
-        // One record per intake and channel (a unique index; a repeat is not inserted).
-        let mut seen: HashSet<(uuid::Uuid, &str)> = HashSet::new();
+        // Each lead's channels are without repeats and each intake is planned once, so no
+        // record meets the unique (intake, channel) index; likewise the rules add no tag a
+        // contact has.
         for k in &self.consents {
             let (Some(contact_id), Some(channel), Some(given_at)) = (
                 k.contact_id.try_as_ref(),
@@ -177,11 +178,6 @@ impl<'r> Batch<'r> {
             let Some(l) = lists.get_mut(contact_id) else {
                 continue;
             };
-            if let Some(Some(intake)) = k.intake_id.try_as_ref()
-                && !seen.insert((*intake, channel.as_str()))
-            {
-                continue;
-            }
             let text = |v: &sea_orm::ActiveValue<Option<String>>| v.try_as_ref().cloned().flatten();
             l.consent.push(ConsentView {
                 channel: channel.clone(),
@@ -214,7 +210,6 @@ impl<'r> Batch<'r> {
             model.created_at = as_stored(model.created_at);
             model.updated_at = as_stored(model.updated_at);
             l.tag_ids.sort_unstable();
-            l.tag_ids.dedup();
             let key = (model.account_id, model.phone_number.clone());
             let mut dnc: Vec<String> = self
                 .snap
@@ -222,11 +217,10 @@ impl<'r> Batch<'r> {
                 .get(&key)
                 .into_iter()
                 .flatten()
-                .filter(|d| d.expires_at.is_none_or(|t| t > self.now))
+                .filter(|d| d.in_force(self.now))
                 .map(|d| d.channel.as_str().to_owned())
                 .collect();
             dnc.sort_unstable();
-            dnc.dedup();
             l.do_not_contact = dnc;
             views.insert(id, read::ContactView::new(model, l));
         }
