@@ -2,31 +2,35 @@
 -- enrollment time plus the step's delay; a notification wakes the send loops at commit when
 -- one is due within a second. $1: jsonb array of {account_id, contact_id, sequence_id,
 -- ended, intake_id}; $2: the enrollment time.
-WITH input AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb)
+WITH input AS MATERIALIZED (
+    -- Each enrollment's id is drawn here, so that its first message is planned from the
+    -- same row (joining the inserted rows back to the input would pair every enrollment
+    -- with every input row: neither has an index).
+    SELECT x.*, nextval(q.seq) AS id
+    FROM (SELECT pg_get_serial_sequence('sequence_enrollments', 'id')::regclass AS seq) AS q,
+         jsonb_to_recordset($1::jsonb)
         AS x(account_id bigint, contact_id bigint, sequence_id bigint, ended boolean, intake_id uuid)
 ), enrolled AS (
-    INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id, status, enrolled_at, disenrolled_at)
-    SELECT account_id, contact_id, sequence_id,
+    INSERT INTO sequence_enrollments (id, account_id, contact_id, sequence_id, status,
+                                      enrolled_at, disenrolled_at)
+    SELECT id, account_id, contact_id, sequence_id,
            CASE WHEN ended THEN 'disenrolled' ELSE 'active' END,
            $2::timestamptz,
            CASE WHEN ended THEN $2::timestamptz END
     FROM input
-    RETURNING id, account_id, contact_id, sequence_id, status
 ), scheduled AS (
     INSERT INTO messages (account_id, contact_id, direction, status, enrollment_id, step_id,
                           intake_id, due_at, created_at, updated_at)
-    SELECT e.account_id, e.contact_id, 'outbound', 'scheduled', e.id, s.id, i.intake_id,
+    SELECT i.account_id, i.contact_id, 'outbound', 'scheduled', i.id, s.id, i.intake_id,
            $2::timestamptz + make_interval(secs => s.delay_seconds), $2::timestamptz, $2::timestamptz
-    FROM enrolled e
-    JOIN input i ON i.contact_id = e.contact_id AND NOT i.ended
+    FROM input i
     CROSS JOIN LATERAL (
         SELECT st.id, st.delay_seconds FROM sequence_steps st
-        WHERE st.sequence_id = e.sequence_id
+        WHERE st.sequence_id = i.sequence_id
         ORDER BY st.position
         LIMIT 1
     ) s
-    WHERE e.status = 'active'
+    WHERE NOT i.ended
     RETURNING due_at
 )
 SELECT pg_notify('messages_due', '')
