@@ -542,9 +542,11 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             "" => String::new(),
             a => format!("({a})"),
         };
-        // A lead transaction's statements run with one generic plan each
-        // (worker::db::GENERIC_PLANS); the loops' with PostgreSQL's choice.
-        let generic = HOT_PATH.iter().any(|(n, _)| *n == name) || name == "enqueue";
+        // A lead transaction's statements and the delivery loop's records of attempts run
+        // with one generic plan each (worker::db::GENERIC_PLANS); the loops' others with
+        // PostgreSQL's choice.
+        let generic =
+            HOT_PATH.iter().any(|(n, _)| *n == name) || ["enqueue", "settle"].contains(&name);
         exec(
             &worker_db,
             if generic {
