@@ -41,6 +41,8 @@ pub struct Sizes {
     /// Leads of the speed section's burst, and its POSTs per second.
     pub speed_leads: usize,
     pub speed_rate: f64,
+    /// Rounds of the events section.
+    pub event_rounds: usize,
 }
 
 /// What every section gets.

@@ -86,6 +86,11 @@ struct Args {
     /// POSTs per second of the speed section's burst.
     #[arg(long, default_value_t = 500.0, value_parser = positive_rate)]
     speed_rate: f64,
+    /// Rounds of the events section (each: a drain with delivery, one written only and one
+    /// without events; one more without closes them). At most 4: every backlog draws its
+    /// fresh numbers from a namespace of its own.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4))]
+    event_rounds: Option<u64>,
 }
 
 impl Args {
@@ -108,6 +113,7 @@ impl Args {
             import_rows: args.import_rows.unwrap_or(import_rows) as usize,
             speed_leads: args.speed_leads.unwrap_or(texted) as usize,
             speed_rate: args.speed_rate,
+            event_rounds: args.event_rounds.unwrap_or(if args.quick { 2 } else { 3 }) as usize,
         }
     }
 }

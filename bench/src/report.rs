@@ -126,7 +126,7 @@ impl Report {
         }
         if let Some(e) = &self.events {
             notes.push(format!(
-                "events: {} delivered ({}); deliveries {} (the written-only drain's stay pending); at most {} in flight to the endpoint",
+                "events: {} delivered ({}); deliveries {}; at most {} in flight to the endpoint",
                 e.events(),
                 statuses_text(&e.types),
                 statuses_text(&e.deliveries),
@@ -175,6 +175,14 @@ impl Report {
             out.push(format!(
                 "worker ratio with events written only {:.3}",
                 e.ratio_written()
+            ));
+            out.push(format!(
+                "events with ÷ without {:.3}",
+                e.with_over_without()
+            ));
+            out.push(format!(
+                "events written only ÷ without {:.3}",
+                e.written_over_without()
             ));
             out.push(format!("events/s {:.1}", e.events_per_sec()));
             out.push(format!("event p99 ms {:.1}", e.lag_p_ms(99.0)));
@@ -504,22 +512,54 @@ fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
     rows
 }
 
-/// The events section's rows: the drain with an endpoint between the two without, each
-/// beside the baseline; deliveries per second and commit → delivery.
+/// The events section's rows: each round's drains with an endpoint, each beside the
+/// baseline and against the drains without events around it; the drains without; the
+/// medians over the rounds; deliveries per second and commit → delivery.
 fn events_rows(e: &EventsFigures) -> Vec<Row> {
-    let drain = |label: &str, d: &Drain| {
+    let drain = |label: String, d: &Drain, against: String| {
         row(
             format!("events: worker leads/s, {label}"),
             n0(d.rate()),
             format!("plain SQL {}", n0(e.baseline)),
-            format!("{:.3}", d.rate() / e.baseline.max(1e-9)),
+            against,
         )
     };
-    vec![
-        drain("no endpoint (before)", &e.before),
-        drain("one endpoint, every event", &e.with),
-        drain("one endpoint, written only", &e.written),
-        drain("no endpoint (after)", &e.after),
+    let ratio = |d: &Drain| format!("{:.3}", d.rate() / e.baseline.max(1e-9));
+    let mut rows = Vec::new();
+    for (i, d) in e.without.iter().enumerate() {
+        rows.push(drain(format!("no endpoint, drain {}", i + 1), d, ratio(d)));
+    }
+    let by_round = |label: &str, drains: &[Drain], rounds: Vec<f64>| {
+        drains
+            .iter()
+            .zip(rounds)
+            .enumerate()
+            .map(|(i, (d, r))| {
+                drain(
+                    format!("{label}, round {}", i + 1),
+                    d,
+                    format!("{} ({r:.3} of those around it)", ratio(d)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    rows.extend(by_round(
+        "one endpoint, every event",
+        &e.with,
+        e.rounds(&e.with),
+    ));
+    rows.extend(by_round(
+        "one endpoint, written only",
+        &e.written,
+        e.rounds(&e.written),
+    ));
+    rows.extend([
+        row(
+            "events: with ÷ without (median of the rounds)",
+            format!("{:.3}", e.with_over_without()),
+            format!("written only ÷ without {:.3}", e.written_over_without()),
+            String::new(),
+        ),
         row(
             "events delivered/s (first → last received)",
             format!("{:.1}", e.events_per_sec()),
@@ -532,7 +572,8 @@ fn events_rows(e: &EventsFigures) -> Vec<Row> {
             format!("max {:.0} ms", e.lag_p_ms(100.0)),
             String::new(),
         ),
-    ]
+    ]);
+    rows
 }
 
 /// The speed section's rows: 202 → message beside its enrollment → message part, the
