@@ -707,6 +707,7 @@ async fn contact_events_of_a_batch_carry_its_contacts_exactly_as_the_read_api_sh
         .unwrap()
         .contact_id
         .unwrap();
+    ctx.expand_events().await;
 
     // A new contact with everything a lead can bring: other numbers with and without a
     // label, a note, consent with its evidence (given at nanoseconds), a tag, a sequence,
@@ -760,6 +761,9 @@ async fn contact_events_of_a_batch_carry_its_contacts_exactly_as_the_read_api_sh
     assert_eq!(outcomes[1].contact_id, Some(created));
     assert_eq!(outcomes[2].contact_id, Some(stored));
 
+    // The batch's events, those built after its PowerDialer placement included, are one
+    // outbox row.
+    assert_eq!(ctx.count("SELECT count(*) FROM event_batches").await, 1);
     ctx.expand_events().await;
     let rows = ctx
         .conn()

@@ -567,36 +567,37 @@ async fn write(
     lead::flush(txn, batch).await?;
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, &existing, now).await?;
-    // The events are read and written before the PowerDialer lists are locked, so that the
+    // The events are read and built before the PowerDialer lists are locked, so that the
     // lists stay locked only briefly: after the placement, only the contact events of the
-    // contacts placed (their entries added).
+    // contacts placed (their entries added) are built, and the batch's events written as
+    // one row.
     let mut contacts = outbox::contacts(txn, &wanted, created).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
     let placing: HashSet<i64> = powerdialer.iter().map(|p| p.contact_id).collect();
+    let mut events = Vec::new();
     let part = outbox::Part::BeforePlacement { placing: &placing };
-    outbox::write(
-        txn,
+    outbox::build(
+        &mut events,
         &subscriptions,
         intakes,
         &records,
         &mut contacts,
         part,
         now,
-    )
-    .await?;
+    )?;
     let placed = lead::place_on_powerdialers(txn, &powerdialer).await?;
     let part = outbox::Part::Placed(&placed);
-    outbox::write(
-        txn,
+    outbox::build(
+        &mut events,
         &subscriptions,
         intakes,
         &records,
         &mut contacts,
         part,
         now,
-    )
-    .await
+    )?;
+    shared::events::enqueue(txn, &events).await
 }
 
 /// The committed steps as outcomes (a repeat of an intake gets its first's).

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr};
-use shared::events::{self, Event, EventType, Subscriptions};
+use shared::events::{Event, EventType, Subscriptions};
 use shared::intake::IntakeStatus;
 use shared::outcome::Action;
 use shared::read::{self, ContactView, IntakeView, PowerdialerView};
@@ -65,10 +65,11 @@ pub(super) async fn contacts(
     Ok(built)
 }
 
-/// Which of a batch's events one call of [`write`] writes. The PowerDialer phase takes list
+/// Which of a batch's events one call of [`build`] builds. The PowerDialer phase takes list
 /// locks that are held until the commit, and other batches placing on the same lists wait
-/// for them: everything that does not depend on the placement is written before it, and
-/// after it only the contact events of the contacts it placed (with their entries).
+/// for them: everything that does not depend on the placement is built before it, and
+/// after it only the contact events of the contacts it placed (with their entries); then
+/// both are written as one row (`shared::events::enqueue`).
 pub(super) enum Part<'a> {
     /// Every event but the contact events of the contacts about to be placed.
     BeforePlacement { placing: &'a HashSet<i64> },
@@ -76,10 +77,10 @@ pub(super) enum Part<'a> {
     Placed(&'a [(i64, PowerdialerView)]),
 }
 
-/// Writes `part` of the events of the planned leads `planned` (index into `intakes`, plan),
-/// their contacts as [`contacts`] read them.
-pub(super) async fn write(
-    txn: &DatabaseTransaction,
+/// Adds `part` of the events of the planned leads `planned` (index into `intakes`, plan) to
+/// `out`, their contacts as [`contacts`] read them.
+pub(super) fn build(
+    out: &mut Vec<Event>,
     subs: &Subscriptions,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
@@ -111,7 +112,6 @@ pub(super) async fn write(
         Part::Placed(placed) => placed.iter().any(|(id, _)| *id == contact_id),
     };
 
-    let mut out: Vec<Event> = Vec::new();
     for (i, p) in planned {
         let attempt = &intakes[*i];
         let m = &attempt.message;
@@ -158,7 +158,6 @@ pub(super) async fn write(
             }
         }
     }
-    events::enqueue(txn, &out).await?;
     Ok(())
 }
 
