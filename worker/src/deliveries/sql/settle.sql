@@ -43,13 +43,15 @@ WITH r AS (
     SET enabled = false,
         disabled_reason = 'the endpoint answered 410 Gone',
         updated_at = now()
-    WHERE w.id IN (SELECT endpoint_id FROM r WHERE r.gone) AND w.enabled
+    WHERE w.id = ANY (ARRAY(SELECT endpoint_id FROM r WHERE r.gone)) AND w.enabled
     RETURNING w.id
 ), parked AS (
+    -- By the disabled endpoints' keys (none, nearly always: then nothing is read), never a
+    -- read of an endpoint's whole history to join them.
     UPDATE event_deliveries d
     SET next_attempt_at = 'infinity', updated_at = now()
-    FROM gone
-    WHERE d.endpoint_id = gone.id AND d.next_attempt_at IS NOT NULL
-      AND d.id NOT IN (SELECT id FROM r)
+    WHERE d.endpoint_id = ANY (ARRAY(SELECT id FROM gone))
+      AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
+      AND d.id <> ALL (ARRAY(SELECT id FROM r))
 )
 SELECT (SELECT count(*) FROM settled) AS settled, (SELECT count(*) FROM gone) AS disabled
