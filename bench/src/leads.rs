@@ -19,11 +19,35 @@ use uuid::Uuid;
 pub const AREA_CODES: [u32; 7] = [212, 310, 415, 416, 512, 617, 818];
 /// Exchanges of pre-seeded contacts start here (see [`seeded_sql_expr`]).
 const SEEDED_EXCHANGE: u64 = 500;
-/// Exchanges of fresh leads: 200 + 60 per namespace.
+/// Exchanges of fresh leads: 60 per namespace, namespaces 0–4 from 200 up (below the
+/// seeded range), the next ones from 999 down (above any seeded range the bench makes).
 const FRESH_EXCHANGE: u64 = 200;
 const NAMESPACE_EXCHANGES: u64 = 60;
-/// Most pre-seeded contacts the number range holds (exchanges 500–999).
-pub const MAX_SEEDED: u64 = 7 * 10_000 * (1000 - SEEDED_EXCHANGE);
+/// Namespaces: 0–4 below the seeded exchanges, 5–11 above them (940–999 down to 580–639;
+/// [`MAX_CONTACTS`] seeded contacts reach exchange 571).
+pub const NAMESPACES: u64 = 12;
+/// Most pre-seeded contacts a run may ask for (`--contacts`).
+pub const MAX_CONTACTS: u64 = 5_000_000;
+
+// Every namespace's exchanges lie inside 200–999, apart from the other namespaces' and from
+// the seeded contacts' (checked when the bench is built).
+const _: () = {
+    let seeded_top = SEEDED_EXCHANGE + (MAX_CONTACTS - 1) / 7 / 10_000;
+    let mut ns = 0;
+    while ns < NAMESPACES {
+        let lo = fresh_exchange(ns);
+        let hi = lo + NAMESPACE_EXCHANGES - 1;
+        assert!(lo >= FRESH_EXCHANGE && hi <= 999);
+        assert!(hi < SEEDED_EXCHANGE || lo > seeded_top);
+        let mut other = 0;
+        while other < ns {
+            let o = fresh_exchange(other);
+            assert!(hi < o || lo > o + NAMESPACE_EXCHANGES - 1);
+            other += 1;
+        }
+        ns += 1;
+    }
+};
 /// Most fresh numbers one namespace holds.
 pub const MAX_FRESH: u64 = 7 * 10_000 * NAMESPACE_EXCHANGES;
 
@@ -54,9 +78,19 @@ pub fn fresh_national(ns: u64, u: u64) -> String {
     format!(
         "{}{:03}{:04}",
         AREA_CODES[(u % 7) as usize],
-        FRESH_EXCHANGE + ns * NAMESPACE_EXCHANGES + k / 10_000,
+        fresh_exchange(ns) + k / 10_000,
         k % 10_000
     )
+}
+
+/// The first exchange of namespace `ns` (see [`NAMESPACES`]).
+const fn fresh_exchange(ns: u64) -> u64 {
+    let below = (SEEDED_EXCHANGE - FRESH_EXCHANGE) / NAMESPACE_EXCHANGES;
+    if ns < below {
+        FRESH_EXCHANGE + ns * NAMESPACE_EXCHANGES
+    } else {
+        1000 - (ns - below + 1) * NAMESPACE_EXCHANGES
+    }
 }
 
 /// A fixed-offset zone (`Etc/GMT±N`) where it is between 12:00 and 13:00 at `now`: inside
@@ -130,6 +164,9 @@ pub struct LeadBody {
 pub fn draw(n: usize, mix: Mix, c: &Catalogs) -> anyhow::Result<Vec<LeadBody>> {
     if n as u64 > MAX_FRESH {
         return Err(anyhow!("at most {MAX_FRESH} leads per backlog"));
+    }
+    if mix.namespace >= NAMESPACES {
+        return Err(anyhow!("at most {NAMESPACES} fresh-number namespaces"));
     }
     let mut rng = StdRng::seed_from_u64(mix.rng_seed);
     // (national digits, style of the first occurrence)

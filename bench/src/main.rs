@@ -75,7 +75,7 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     growth_leads: Option<u64>,
     /// Pre-existing contacts of the large table.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=bench::leads::MAX_CONTACTS))]
     contacts: Option<u64>,
     /// Rows of the CSV file the bulk section imports with `leadctl import` (0: none).
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
@@ -87,9 +87,9 @@ struct Args {
     #[arg(long, default_value_t = 500.0, value_parser = positive_rate)]
     speed_rate: f64,
     /// Rounds of the events section (each: a drain with delivery, one written only and one
-    /// without events; one more without closes them). At most 4: every backlog draws its
+    /// without events; one more without closes them). At most 3: every backlog draws its
     /// fresh numbers from a namespace of its own.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3))]
     event_rounds: Option<u64>,
 }
 

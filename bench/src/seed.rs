@@ -124,8 +124,8 @@ FROM c
 /// Writes pre-seeded contacts `0..n` of `c`'s account in chunks (call [`analyze`] after).
 pub async fn contacts(db: &DatabaseConnection, c: &Catalogs, n: u64) -> anyhow::Result<()> {
     const CHUNK: u64 = 50_000;
-    if n > leads::MAX_SEEDED {
-        anyhow::bail!("at most {} pre-seeded contacts", leads::MAX_SEEDED);
+    if n > leads::MAX_CONTACTS {
+        anyhow::bail!("at most {} pre-seeded contacts", leads::MAX_CONTACTS);
     }
     let started = Instant::now();
     let sql = seed_sql(&leads::seeded_sql_expr("j"))
