@@ -330,15 +330,26 @@ pub async fn contacts_by_id(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = contact::Entity::find()
+    let rows = contact_rows(db, ids).await?;
+    views(db, rows).await
+}
+
+/// The rows of the contacts `ids`, in id order.
+pub async fn contact_rows(
+    db: &impl ConnectionTrait,
+    ids: Vec<i64>,
+) -> Result<Vec<contact::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    contact::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT * FROM contacts WHERE id = ANY ($1::bigint[]) ORDER BY id",
             [ids.into()],
         ))
         .all(db)
-        .await?;
-    views(db, rows).await
+        .await
 }
 
 /// A page of `account_id`'s contacts matching `q`, in id order (stable under inserts:
@@ -426,7 +437,7 @@ fn json_column<T: serde::de::DeserializeOwned>(
 }
 
 /// The views of `rows`, with what other tables hold of them ([`LINKS`]).
-async fn views(
+pub async fn views(
     db: &impl ConnectionTrait,
     rows: Vec<contact::Model>,
 ) -> Result<Vec<ContactView>, DbErr> {

@@ -206,9 +206,7 @@ impl<'r> Batch<'r> {
             let Some(st) = self.contacts.get(&id) else {
                 continue;
             };
-            let mut model = st.view.model.clone();
-            model.created_at = as_stored(model.created_at);
-            model.updated_at = as_stored(model.updated_at);
+            let model = stored_copy(&st.view.model);
             l.tag_ids.sort_unstable();
             let key = (model.account_id, model.phone_number.clone());
             let mut dnc: Vec<String> = self
@@ -225,6 +223,25 @@ impl<'r> Batch<'r> {
             views.insert(id, read::ContactView::new(model, l));
         }
         views
+    }
+
+    /// The rows of the contacts of `wanted` that this transaction did not create (`built`
+    /// holds those it did) as the read API will show them once it commits: each was read
+    /// under its lock, and the transaction writes it back whole when it changes it. In id
+    /// order; a contact of `wanted` the transaction does not hold is left out.
+    pub fn stored_rows(
+        &self,
+        wanted: &HashSet<i64>,
+        built: &HashMap<i64, read::ContactView>,
+    ) -> Vec<contact::Model> {
+        let mut rows: Vec<contact::Model> = wanted
+            .iter()
+            .filter(|id| !built.contains_key(id))
+            .filter_map(|id| self.contacts.get(id))
+            .map(|st| stored_copy(&st.view.model))
+            .collect();
+        rows.sort_unstable_by_key(|m| m.id);
+        rows
     }
 
     /// Adds contacts this transaction has locked, with what it needs to know of them.
@@ -503,6 +520,14 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
             .await?;
     }
     write_enrollments(txn, disenroll, enrollments, now).await
+}
+
+/// A contact row as PostgreSQL keeps it once written (timestamps to the microsecond).
+fn stored_copy(model: &contact::Model) -> contact::Model {
+    let mut model = model.clone();
+    model.created_at = as_stored(model.created_at);
+    model.updated_at = as_stored(model.updated_at);
+    model
 }
 
 /// New contacts and changed ones in one statement: a changed contact's row is written

@@ -564,6 +564,7 @@ async fn write(
         .collect();
     let wanted = outbox::wanted(&subscriptions, intakes, &records);
     let created = batch.created_views(&wanted);
+    let stored = batch.stored_rows(&wanted, &created);
     lead::flush(txn, batch).await?;
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, &existing, now).await?;
@@ -571,7 +572,7 @@ async fn write(
     // lists stay locked only briefly: after the placement, only the contact events of the
     // contacts placed (their entries added) are built, and the batch's events written as
     // one row.
-    let mut contacts = outbox::contacts(txn, &wanted, created).await?;
+    let mut contacts = outbox::contacts(txn, &wanted, created, stored).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
     let placing: HashSet<i64> = powerdialer.iter().map(|p| p.contact_id).collect();

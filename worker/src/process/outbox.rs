@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr};
+use shared::entities::contact;
 use shared::events::{Event, EventType, Subscriptions};
 use shared::intake::IntakeStatus;
 use shared::outcome::Action;
@@ -43,25 +44,25 @@ pub(super) fn wanted(
 }
 
 /// The contacts the contact events carry, as the read API shows them: `built` (the
-/// contacts the batch created, from what it wrote) and the other contacts of `wanted`,
-/// read back.
+/// contacts the batch created, from what it wrote), `stored` (the rows of the other
+/// contacts of `wanted` it holds, as they are once it commits) with what other tables hold
+/// of them read, and any other contact of `wanted` read whole.
 pub(super) async fn contacts(
     txn: &DatabaseTransaction,
     wanted: &HashSet<i64>,
     mut built: HashMap<i64, ContactView>,
+    stored: Vec<contact::Model>,
 ) -> Result<HashMap<i64, ContactView>, DbErr> {
+    let held: HashSet<i64> = stored.iter().map(|m| m.id).collect();
     let mut ids: Vec<i64> = wanted
         .iter()
-        .filter(|id| !built.contains_key(id))
+        .filter(|id| !built.contains_key(id) && !held.contains(id))
         .copied()
         .collect();
     ids.sort_unstable();
-    built.extend(
-        read::contacts_by_id(txn, ids)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c)),
-    );
+    let mut rows = stored;
+    rows.extend(read::contact_rows(txn, ids).await?);
+    built.extend(read::views(txn, rows).await?.into_iter().map(|c| (c.id, c)));
     Ok(built)
 }
 
