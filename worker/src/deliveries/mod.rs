@@ -18,8 +18,9 @@
 //! while they wait.
 //!
 //! A batch of leads writes its events as one outbox row (see [`shared::events::enqueue`]);
-//! a task beside the loop turns those rows into events and deliveries as they commit, one
-//! row per tenth of a second while the intake has a backlog, so that what the events cost
+//! a task beside the loop turns those rows into events and deliveries as they commit; while
+//! the intake has a backlog, one row at a time and no faster than the throttle lets their
+//! deliveries start (a tenth of a second to a second apart), so that what the events cost
 //! the database waits with them.
 //!
 //! Once a minute, outside a backlog, the loop removes the events older than
@@ -154,8 +155,22 @@ pub fn describe() {
 
 /// Most outbox rows one expansion statement takes (a row holds a batch of leads' events).
 const EXPAND_BATCH: i64 = 10;
-/// While the intake has a backlog, the outbox's rows are turned into events one per tick.
+/// While the intake has a backlog, the outbox's rows are turned into events one at a time,
+/// at least a tick apart ...
 const YIELD_TICK: Duration = Duration::from_millis(100);
+/// ... and at most this long apart, so that the end of the backlog is seen soon.
+const YIELD_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// While yielding, the pause after turning a row that scheduled `deliveries`: about as long
+/// as the throttle (`rate` attempts a second) takes to start them, within a tick and
+/// [`YIELD_PAUSE_MAX`]. Turning rows faster only piles up deliveries that wait for the
+/// backlog to end, at the database's cost while the leads need it.
+fn yield_pause(deliveries: u64, rate: u32) -> Duration {
+    if rate == 0 {
+        return YIELD_TICK;
+    }
+    Duration::from_secs_f64(deliveries as f64 / f64::from(rate)).clamp(YIELD_TICK, YIELD_PAUSE_MAX)
+}
 
 /// How often a loop removes events older than the retention.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -452,33 +467,33 @@ impl Dispatcher {
     /// Turns the outbox's rows into events and deliveries until `stop`, waking `due` (the
     /// claiming loop) after each look that scheduled deliveries. It looks when a commit
     /// wrote events (the outbox statements notify), every poll interval, and again at once
-    /// while rows are left; while the intake has a backlog, one row per [`YIELD_TICK`]
-    /// (none when `WEBHOOKS__BACKLOG_RATE` is 0).
+    /// while rows are left; while the intake has a backlog, one row at a time paced by
+    /// [`yield_pause`] (none when `WEBHOOKS__BACKLOG_RATE` is 0).
     async fn expand_loop(self, stop: CancellationToken, due: Arc<Notify>) {
         let mut wake = self.listen().await;
         while !stop.is_cancelled() {
             let yielding = self.intake_backlogged();
             let limit = if yielding { 1 } else { EXPAND_BATCH };
             let (more, scheduled) = if yielding && self.settings.backlog_rate == 0 {
-                (false, false)
+                (false, 0)
             } else {
                 match shared::events::expand(&self.db, limit).await {
-                    Ok(e) => (e.batches >= limit as u64, e.deliveries > 0),
+                    Ok(e) => (e.batches >= limit as u64, e.deliveries),
                     Err(e) => {
                         warn!(error = %e, "Turning the outbox into events failed; trying again");
-                        (false, false)
+                        (false, 0)
                     }
                 }
             };
             // The claiming loop looks at once only when there is something new to claim; it
             // finds retries and other workers' deliveries on its own timer. (Without a
             // subscribed endpoint, every commit would otherwise cost a claim.)
-            if scheduled {
+            if scheduled > 0 {
                 due.notify_one();
             }
             let pause = match (more, yielding) {
                 (true, false) => continue,
-                (_, true) => YIELD_TICK,
+                (_, true) => yield_pause(scheduled, self.settings.backlog_rate),
                 (false, false) => self.settings.poll_interval,
             };
             let until = tokio::time::Instant::now() + pause;
@@ -895,6 +910,18 @@ mod tests {
         );
         assert!(Uuid::new_v7(same) >= cutoff, "the same millisecond is kept");
         assert!(Uuid::now_v7() >= cutoff);
+    }
+
+    #[test]
+    fn while_yielding_rows_are_turned_about_as_fast_as_their_deliveries_may_start() {
+        // 200 attempts a second: a row of 128 deliveries, then 0.64 s until the next.
+        assert_eq!(yield_pause(128, 200), Duration::from_millis(640));
+        // Never sooner than a tick (rows of one event, or nothing turned) ...
+        assert_eq!(yield_pause(1, 200), YIELD_TICK);
+        assert_eq!(yield_pause(0, 200), YIELD_TICK);
+        assert_eq!(yield_pause(5, 0), YIELD_TICK);
+        // ... nor later than a second, so that the backlog's end is seen.
+        assert_eq!(yield_pause(10_000, 200), YIELD_PAUSE_MAX);
     }
 
     #[test]
