@@ -333,6 +333,52 @@ async fn a_410_disables_the_endpoint_and_new_events_skip_it() {
 }
 
 #[tokio::test]
+async fn a_410_parks_the_endpoints_other_pending_deliveries_and_only_those() {
+    let ctx = Ctx::new().await;
+    let e = endpoint(&ctx, "https://hooks.example.com/a", "lead.processed").await;
+    for number in ["+12125550130", "+12125550131"] {
+        ctx.processor
+            .try_process(&ctx.intake(lead(number)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ctx.expand_events().await, 2);
+    let first = scalar(
+        &ctx,
+        "SELECT json_build_object('id', id, 'endpoint_id', endpoint_id, 'event_id', event_id, \
+           'status', 'failed', 'next_attempt_at', null, 'status_code', 410, 'latency_ms', 3, \
+           'response_body', '', 'error', null, 'attempted_at', now(), 'gone', true)::text \
+         FROM event_deliveries ORDER BY id LIMIT 1",
+    )
+    .await;
+    let settle = worker::deliveries::STATEMENTS
+        .iter()
+        .find(|(name, _)| *name == "settle")
+        .map(|(_, sql)| *sql)
+        .unwrap();
+    ctx.conn()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            settle,
+            [format!("[{first}]").into()],
+        ))
+        .await
+        .unwrap();
+    let ep = webhooks::get(ctx.conn(), e.endpoint.id).await.unwrap();
+    assert!(!ep.enabled, "the endpoint is disabled");
+    // The attempted delivery failed; the other waits, parked, for the endpoint to come back.
+    assert_eq!(
+        scalar(
+            &ctx,
+            "SELECT string_agg(status || ' ' || coalesce(next_attempt_at::text, '-'), ', ' ORDER BY id) \
+             FROM event_deliveries"
+        )
+        .await,
+        "failed -, pending infinity"
+    );
+}
+
+#[tokio::test]
 async fn an_exhausted_schedule_fails_and_a_replay_sends_the_same_event_again() {
     let ctx = Ctx::new().await;
     let r = WebhookReceiver::start().await;
