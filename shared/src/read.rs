@@ -327,9 +327,6 @@ pub async fn contacts_by_id(
     db: &impl ConnectionTrait,
     ids: Vec<i64>,
 ) -> Result<Vec<ContactView>, DbErr> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
     let rows = contact_rows(db, ids).await?;
     views(db, rows).await
 }
