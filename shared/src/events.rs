@@ -127,6 +127,7 @@ pub struct Event {
 struct Envelope<'a, T: Serialize> {
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(serialize_with = "crate::rfc3339::utc")]
     timestamp: DateTime<Utc>,
     data: &'a T,
 }

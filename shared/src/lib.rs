@@ -44,6 +44,7 @@ pub mod payload;
 pub mod phone;
 pub mod policy;
 pub mod read;
+pub mod rfc3339;
 pub mod rules;
 pub mod runtime;
 pub mod snapshot;

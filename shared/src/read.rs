@@ -9,6 +9,7 @@ use crate::intake::IntakeStatus;
 use crate::outcome::{Action, Warning};
 use crate::payload::FieldErrors;
 use crate::phone::{PhoneNumber, Region};
+use crate::rfc3339;
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -52,7 +53,9 @@ pub struct ContactView {
     pub consent: Vec<ConsentView>,
     /// Channels its primary number may not be reached on now (`call`, `sms`, `all`).
     pub do_not_contact: Vec<String>,
+    #[serde(serialize_with = "rfc3339::utc")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::utc")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -111,11 +114,13 @@ pub struct Related {
 pub struct ConsentView {
     /// `call`, `sms` or `email`.
     pub channel: String,
+    #[serde(serialize_with = "rfc3339::utc")]
     pub given_at: DateTime<Utc>,
     pub text: Option<String>,
     pub source_url: Option<String>,
     pub trustedform_cert_url: Option<String>,
     pub leadid_token: Option<String>,
+    #[serde(serialize_with = "rfc3339::opt_utc")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -129,6 +134,7 @@ pub struct PhoneView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NoteView {
     pub body: String,
+    #[serde(serialize_with = "rfc3339::utc")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -145,6 +151,7 @@ pub struct PowerdialerView {
     /// Smaller = nearer the top.
     pub position: i64,
     /// Outside the contact's calling window (§9): not dialed before this instant.
+    #[serde(serialize_with = "rfc3339::opt_utc")]
     pub not_before: Option<DateTime<Utc>>,
 }
 
@@ -173,7 +180,9 @@ pub struct IntakeView {
     /// `dead_lettered`, why the lead was dead-lettered.
     #[schema(example = json!(null))]
     pub last_error: Option<String>,
+    #[serde(serialize_with = "rfc3339::utc")]
     pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::opt_utc")]
     pub processed_at: Option<DateTime<Utc>>,
 }
 
