@@ -207,23 +207,31 @@ pub fn webhook_id(event: Uuid) -> String {
 /// The columns of `events` as the arrays the statements take: a missing intake is the nil
 /// uuid and a missing contact 0 (the driver cannot bind a null inside an array; no intake or
 /// contact has either), which the statements turn back into nulls.
-fn columns(events: &[Event]) -> Vec<Value> {
-    let column = |kind: ArrayType, f: &dyn Fn(&Event) -> Value| {
-        Value::Array(kind, Some(Box::new(events.iter().map(f).collect())))
-    };
+fn columns(events: Vec<Event>) -> Vec<Value> {
+    let n = events.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut accounts = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut intakes = Vec::with_capacity(n);
+    let mut contacts = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    for e in events {
+        ids.push(Value::Uuid(Some(e.id)));
+        accounts.push(Value::BigInt(Some(e.account_id)));
+        kinds.push(Value::String(Some(e.kind.to_owned())));
+        intakes.push(Value::Uuid(Some(e.intake_id.unwrap_or(Uuid::nil()))));
+        contacts.push(Value::BigInt(Some(e.contact_id.unwrap_or(0))));
+        // Moved, not copied: the bodies are most of the bytes.
+        bodies.push(Value::String(Some(e.body)));
+    }
+    let array = |kind: ArrayType, values: Vec<Value>| Value::Array(kind, Some(Box::new(values)));
     vec![
-        column(ArrayType::Uuid, &|e| Value::Uuid(Some(e.id))),
-        column(ArrayType::BigInt, &|e| Value::BigInt(Some(e.account_id))),
-        column(ArrayType::String, &|e| {
-            Value::String(Some(e.kind.to_owned()))
-        }),
-        column(ArrayType::Uuid, &|e| {
-            Value::Uuid(Some(e.intake_id.unwrap_or(Uuid::nil())))
-        }),
-        column(ArrayType::BigInt, &|e| {
-            Value::BigInt(Some(e.contact_id.unwrap_or(0)))
-        }),
-        column(ArrayType::String, &|e| Value::String(Some(e.body.clone()))),
+        array(ArrayType::Uuid, ids),
+        array(ArrayType::BigInt, accounts),
+        array(ArrayType::String, kinds),
+        array(ArrayType::Uuid, intakes),
+        array(ArrayType::BigInt, contacts),
+        array(ArrayType::String, bodies),
     ]
 }
 
@@ -236,7 +244,7 @@ fn count(row: Option<&sea_orm::QueryResult>, column: &str) -> u64 {
 /// Writes `events` with a delivery for each enabled endpoint subscribed to it, in the
 /// caller's transaction; returns how many deliveries it scheduled. For the work that reports
 /// an event or a few at a time; the lead path uses [`enqueue`].
-pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64, DbErr> {
+pub async fn record(conn: &impl ConnectionTrait, events: Vec<Event>) -> Result<u64, DbErr> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -254,7 +262,7 @@ pub async fn record(conn: &impl ConnectionTrait, events: &[Event]) -> Result<u64
 /// leads does, since a row per event and per delivery would cost the intake a fifth of its
 /// speed. The delivery loops [`expand`] it after the commit; until then the events are not
 /// in `events`.
-pub async fn enqueue(conn: &impl ConnectionTrait, events: &[Event]) -> Result<(), DbErr> {
+pub async fn enqueue(conn: &impl ConnectionTrait, events: Vec<Event>) -> Result<(), DbErr> {
     if events.is_empty() {
         return Ok(());
     }

@@ -279,7 +279,7 @@ pub async fn add(
         .ok_or_else(|| AdminError::Invalid(format!("{number} was not written")))?;
     shared::events::record(
         db,
-        &written.events(account_id, Source::Operator, Utc::now())?,
+        written.events(account_id, Source::Operator, Utc::now())?,
     )
     .await?;
     Ok(Added {

@@ -407,7 +407,7 @@ async fn record(state: &AppState, m: &Inbound) -> Result<Recorded, DbErr> {
         }
         Keyword::None => {}
     }
-    shared::events::record(&txn, &events).await?;
+    shared::events::record(&txn, events).await?;
     txn.commit().await?;
     Ok(Recorded::Kept { account_id })
 }

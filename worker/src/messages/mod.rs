@@ -299,7 +299,7 @@ impl Sender {
         let rows: Vec<&step::Row> = records.iter().map(|r| &r.row).collect();
         txn.execute_raw(stmt(RECORD, vec![json(&rows)?, now.into()]))
             .await?;
-        shared::events::record(txn, &events(claimed, &records, now)?).await?;
+        shared::events::record(txn, events(claimed, &records, now)?).await?;
         for (sql, items) in [
             (NEXT, next),
             (INTAKE_VERDICTS, verdicts),

@@ -365,7 +365,7 @@ impl Processor {
                 &view,
                 Utc::now(),
             )?;
-            shared::events::record(&txn, &[event]).await?;
+            shared::events::record(&txn, vec![event]).await?;
         }
         txn.commit().await
     }
@@ -598,7 +598,7 @@ async fn write(
         part,
         now,
     )?;
-    shared::events::enqueue(txn, &events).await
+    shared::events::enqueue(txn, events).await
 }
 
 /// The committed steps as outcomes (a repeat of an intake gets its first's).

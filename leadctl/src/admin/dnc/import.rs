@@ -264,7 +264,7 @@ impl Batch {
         let written = write(&txn, account_id, &self.entries, Source::Import, false).await?;
         shared::events::record(
             &txn,
-            &written.events(account_id, Source::Import, Utc::now())?,
+            written.events(account_id, Source::Import, Utc::now())?,
         )
         .await?;
         txn.commit().await?;
