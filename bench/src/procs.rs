@@ -427,7 +427,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Worker and receiver tuning variables passed on to the children when set, so a tuning
 /// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`).
-const TUNING: [&str; 9] = [
+const TUNING: [&str; 10] = [
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
     "WORKER__BATCH_SIZE",
@@ -437,6 +437,7 @@ const TUNING: [&str; 9] = [
     "SMS__BATCH_SIZE",
     "SMS__CONCURRENCY",
     "SMS__POLL_INTERVAL",
+    "WEBHOOKS__BACKLOG_RATE",
 ];
 
 /// The [`TUNING`] variables set in the bench's own environment.
