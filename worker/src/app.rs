@@ -258,6 +258,8 @@ async fn run_session(
         );
         tasks.abort_all();
     }
+    // Settled leads still waiting behind one that did not finish are acknowledged now.
+    session.flush_acks().await;
     // A copy being recorded now is simply delivered again to the next session.
     records.abort();
     // Closing waits for the broker's answer, which a reset connection never sends.
@@ -299,6 +301,7 @@ async fn forward(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     ops_server::taken(*delivery.properties.timestamp());
+                    session.received(&delivery).await;
                     let received = Received { delivery, at: Instant::now() };
                     if tx.send(received).await.is_err() {
                         break SessionEnd::Lost;
@@ -477,8 +480,10 @@ async fn settle_processed(
         }
         settled(r);
     }
-    // Committed: acknowledge them all at once.
-    futures_util::future::join_all(committed.iter().map(|r| settle::ack(&r.delivery))).await;
+    // Committed: acknowledge them all at once (one frame when no earlier delivery is still
+    // in its transaction).
+    let deliveries: Vec<&Delivery> = committed.iter().map(|r| &r.delivery).collect();
+    session.ack(&deliveries).await;
     for r in committed {
         settled(r);
     }

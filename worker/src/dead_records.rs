@@ -30,7 +30,7 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Consumes the dead-record queue of `session` until its channel closes.
 pub async fn run(session: &Session, processor: &Processor, outcomes: &Announcer, tag: &str) {
     let consumer = session
-        .consume
+        .records
         .basic_consume(
             session.topology.dead_record_queue().into(),
             tag.into(),

@@ -14,6 +14,7 @@
 //! - [`deliveries`]: the delivery loop of outbound events (§11).
 //! - [`heartbeat`]: each worker process's heartbeat in Redis (`leadctl status`).
 
+pub mod acks;
 pub mod announce;
 pub mod app;
 pub mod backlog;

@@ -50,6 +50,9 @@ pub const BATCH_SIZE: &str = "worker_batch_size";
 pub const DEFERRED: &str = "worker_deferred_leads_total";
 /// Connections made to RabbitMQ.
 pub const BROKER_CONNECTS: &str = "worker_broker_connects_total";
+/// Acknowledgement frames sent for intakes, by kind: `run` (every settled lead up to its
+/// tag) or `single` (one lead settled while an earlier one was still running).
+pub const ACK_FRAMES: &str = "worker_ack_frames_total";
 /// Outcome announcements that could not be published on Redis.
 pub const OUTCOME_PUBLISH_FAILURES: &str = "worker_outcome_publish_failures_total";
 /// Unix time at which the newest lead this process took was received.
@@ -183,6 +186,10 @@ fn describe() {
     );
     describe_counter!(BROKER_CONNECTS, "Connections made to RabbitMQ.");
     describe_counter!(
+        ACK_FRAMES,
+        "Acknowledgement frames sent for intakes, by kind: run (every settled lead up to its tag) or single."
+    );
+    describe_counter!(
         OUTCOME_PUBLISH_FAILURES,
         "Outcome announcements that could not be published on Redis."
     );
@@ -204,6 +211,9 @@ fn describe() {
     }
     metrics::counter!(RETRIES).absolute(0);
     metrics::counter!(BROKER_CONNECTS).absolute(0);
+    for kind in ["run", "single"] {
+        metrics::counter!(ACK_FRAMES, "kind" => kind).absolute(0);
+    }
     metrics::counter!(DEFERRED).absolute(0);
     metrics::counter!(OUTCOME_PUBLISH_FAILURES).absolute(0);
     metrics::gauge!(IN_FLIGHT).set(0.0);

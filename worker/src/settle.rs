@@ -8,9 +8,7 @@ use crate::broker::Session;
 use crate::ops_server;
 use crate::process::{Attempt, DeadRecord, Processor, RetryRecord};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use shared::intake::IntakeStatus;
-use std::time::Duration;
 use tracing::{error, warn};
 
 /// How a delivery's lead fared.
@@ -121,7 +119,7 @@ pub(crate) async fn carry_out(
 ) -> Carried {
     match settlement {
         Settlement::Ack => {
-            ack(delivery).await;
+            session.ack(&[delivery]).await;
             Carried::Acked
         }
         Settlement::Retry {
@@ -135,7 +133,7 @@ pub(crate) async fn carry_out(
             // A poison message is never retried; should it come to that, the broker
             // delivers it again.
             Subject::Poison(_) => {
-                requeue(delivery).await;
+                session.requeue(delivery).await;
                 Carried::Returned
             }
         },
@@ -170,10 +168,10 @@ async fn retry(
 ) -> Carried {
     if let Err(e) = session.publish_retry(delivery, step, attempts).await {
         error!(intake_id = %intake.message.intake_id, error = format!("{e:#}"), "Failed to schedule a retry; returning the message to the queue");
-        requeue(delivery).await;
+        session.requeue(delivery).await;
         return Carried::Returned;
     }
-    ack(delivery).await;
+    session.ack(&[delivery]).await;
     metrics::counter!(ops_server::RETRIES).increment(1);
     metrics::counter!(ops_server::LEADS, "outcome" => "retried").increment(1);
     warn!(
@@ -235,7 +233,7 @@ async fn dead_letter(
     let intake_id = record.as_ref().map(|d| d.intake_id);
     if let Err(e) = session.publish_dead(delivery, reason, attempts).await {
         error!(intake_id = ?intake_id, error = format!("{e:#}"), "Failed to dead-letter; returning the message to the queue");
-        requeue(delivery).await;
+        session.requeue(delivery).await;
         return Carried::Returned;
     }
     if let Some(rec) = &record
@@ -244,7 +242,7 @@ async fn dead_letter(
         // The message is safe in the dead-letter queue with its reason; only the record lags.
         error!(intake_id = %rec.intake_id, error = %e, "Failed to record the dead letter");
     }
-    ack(delivery).await;
+    session.ack(&[delivery]).await;
     let kind = kind.as_str();
     metrics::counter!(ops_server::DEAD_LETTERS, "kind" => kind).increment(1);
     metrics::counter!(ops_server::LEADS, "outcome" => "dead_lettered").increment(1);
@@ -254,29 +252,6 @@ async fn dead_letter(
         status: IntakeStatus::DeadLettered,
         contact_id: None,
     }))
-}
-
-pub(crate) async fn ack(d: &Delivery) {
-    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
-        // The broker redelivers it; the intake record makes the second delivery a no-op.
-        warn!(error = %e, "Failed to acknowledge");
-    }
-}
-
-/// Hands a message back after the broker refused its retry or dead-letter copy; the pause
-/// keeps a persistent broker problem from turning into a hot loop.
-async fn requeue(d: &Delivery) {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Err(e) = d
-        .acker
-        .nack(BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        })
-        .await
-    {
-        warn!(error = %e, "Failed to return a message to the queue");
-    }
 }
 
 #[cfg(test)]

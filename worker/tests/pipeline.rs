@@ -440,6 +440,59 @@ async fn four_hundred_intakes_of_25_numbers_over_two_workers_make_exactly_25_con
     testkit::delete_topology(&settings).await;
 }
 
+/// A backlog's committed leads are acknowledged with one `multiple` frame per run of
+/// settled deliveries, not one per lead, and none is left unacknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_acknowledged_about_a_frame_per_batch_and_nothing_stays_unacknowledged() {
+    const WARM: u64 = 512;
+    const LEADS: u64 = 2048;
+    let ctx = Ctx::new().await;
+    let settings = ctx.settings.clone();
+    let publisher = Publisher::new(&settings).await;
+    let w = Running::start(settings.clone()).await;
+    // A first burst opens the worker's database connections: the first transaction on a
+    // new connection prepares its statements, and the batches behind it may pass the
+    // bound and go one by one (as when a connection is replaced).
+    let burst = |from: u64, n: u64| -> Vec<_> {
+        (from..from + n)
+            .map(|i| ctx.message(lead(&format!("818 30{} {:04}", 1 + i / 1000, i % 1000))))
+            .collect()
+    };
+    publisher.publish_many(&burst(0, WARM)).await;
+    eventually("the first burst", WAIT, || async {
+        (support::finished_intakes(ctx.conn()).await == WARM).then_some(())
+    })
+    .await;
+    let before = w.metrics().await;
+    publisher.publish_many(&burst(WARM, LEADS)).await;
+    eventually("every intake terminal", Duration::from_secs(90), || async {
+        (support::finished_intakes(ctx.conn()).await == WARM + LEADS).then_some(())
+    })
+    .await;
+    let text = eventually("the leads counted", WAIT, || async {
+        let text = w.metrics().await;
+        (metric(&text, "worker_leads_total{outcome=\"created\"}") as u64 == WARM + LEADS)
+            .then_some(text)
+    })
+    .await;
+    let count = |text: &str, kind: &str| {
+        metric(text, &format!("worker_ack_frames_total{{kind=\"{kind}\"}}"))
+    };
+    let runs = count(&text, "run") - count(&before, "run");
+    let singles = count(&text, "single") - count(&before, "single");
+    let frames = runs + singles;
+    eprintln!("acknowledgement frames: {runs} runs, {singles} single");
+    assert!(
+        runs >= 1.0 && frames <= (LEADS / 2) as f64,
+        "{frames} acknowledgement frames for {LEADS} leads in batches of {}",
+        settings.worker.batch_size
+    );
+    // Stopping returns any unacknowledged delivery to the queue.
+    w.stop().await;
+    assert_eq!(publisher.depth(&publisher.topology.intake_queue()).await, 0);
+    testkit::delete_topology(&settings).await;
+}
+
 #[tokio::test]
 async fn a_transient_database_failure_is_retried_through_the_delay_queue_then_succeeds() {
     let ctx = Ctx::new().await;
