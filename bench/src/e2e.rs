@@ -472,6 +472,10 @@ async fn statuses(
     Ok(statuses)
 }
 
+/// Deliveries the ceiling's consumer acknowledges with one frame: a worker's default batch,
+/// which it acknowledges together.
+const ACK_RUN: u64 = 64;
+
 /// The broker's ceiling: `n` copies of `payload` published and consumed through
 /// `topology`'s intake queue (the run's own, empty again), no database.
 async fn ceiling(
@@ -482,7 +486,7 @@ async fn ceiling(
     limit: std::time::Duration,
 ) -> anyhow::Result<(RoundTrip, SystemCpu)> {
     eprintln!(
-        "bench: e2e ceiling: {n} messages published (confirms, {CONNECTIONS} in flight) and consumed (acks, prefetch 256)"
+        "bench: e2e ceiling: {n} messages published (confirms, {CONNECTIONS} in flight) and consumed (prefetch 256, one ack per {ACK_RUN}, as a worker's batch)"
     );
     let sys0 = SystemCpu::sample();
     let ceiling = publish::round_trip(
@@ -492,6 +496,7 @@ async fn ceiling(
         n as u64,
         CONNECTIONS,
         256,
+        ACK_RUN,
         limit,
     )
     .await?;

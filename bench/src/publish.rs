@@ -177,8 +177,10 @@ impl RoundTrip {
 }
 
 /// `n` copies of `body` published with confirms (`in_flight` at once) and consumed with
-/// manual acks (prefetch `prefetch`) at the same time; time from the first publish to the
-/// last ack. Bounded by `limit`.
+/// manual acks (prefetch `prefetch`) at the same time, one `multiple` ack per `ack_run`
+/// deliveries (as a worker acknowledges a batch); time from the first publish to the last
+/// ack. Bounded by `limit`.
+#[allow(clippy::too_many_arguments)]
 pub async fn round_trip(
     url: &str,
     topology: &Topology,
@@ -186,6 +188,7 @@ pub async fn round_trip(
     n: u64,
     in_flight: usize,
     prefetch: u16,
+    ack_run: u64,
     limit: Duration,
 ) -> anyhow::Result<RoundTrip> {
     // Separate connections, as receiver and worker have.
@@ -214,6 +217,7 @@ pub async fn round_trip(
     let pch = confirm_channel(&publisher_conn).await?;
     let started = Instant::now();
     let deadline = started + limit;
+    let ack_run = ack_run.max(1);
     let consume = tokio::spawn(async move {
         let mut got = 0u64;
         while got < n {
@@ -224,12 +228,12 @@ pub async fn round_trip(
                 Ok(None) => return Err(anyhow!("Failed to consume: the consumer ended")),
                 Err(_) => return Err(anyhow!("Consumed {got} of {n} before the time limit")),
             };
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .context("Failed to ack")?;
             got += 1;
+            if got.is_multiple_of(ack_run) || got == n {
+                cch.basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
+                    .await
+                    .context("Failed to ack")?;
+            }
         }
         Ok(Instant::now())
     });
