@@ -87,11 +87,13 @@ impl AckWindow {
     }
 
     /// How many deliveries are outstanding.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.outstanding.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.outstanding.is_empty()
     }
 
@@ -114,17 +116,15 @@ impl AckWindow {
     }
 
     fn take_settled(&mut self) -> Vec<Frame> {
-        let tags: Vec<u64> = self
-            .outstanding
-            .iter()
-            .filter(|(_, settled)| **settled)
-            .map(|(tag, _)| *tag)
-            .collect();
-        for tag in &tags {
-            self.outstanding.remove(tag);
-        }
+        let mut frames = Vec::with_capacity(self.settled);
+        self.outstanding.retain(|tag, settled| {
+            if *settled {
+                frames.push(Frame::One(*tag));
+            }
+            !*settled
+        });
         self.settled = 0;
-        tags.into_iter().map(Frame::One).collect()
+        frames
     }
 }
 
