@@ -8,8 +8,12 @@ use crate::phone::PhoneNumber;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-/// A validated lead.
+/// A validated lead. Written with its groups' fields flattened into it; read through
+/// [`LeadWire`], which names every field of that flat shape, since serde's `flatten` reads
+/// a map by buffering it whole and searching it once per group (most of a worker's time
+/// reading a message).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LeadWire")]
 pub struct Lead {
     /// The primary number; required.
     pub phone_number: PhoneNumber,
@@ -31,6 +35,112 @@ pub struct Lead {
     /// What the form recorded of the person's consent (§9).
     #[serde(flatten)]
     pub evidence: ConsentEvidence,
+}
+
+/// [`Lead`] as it is written: every member of its flattened groups is a field here, read
+/// in one pass. The conversion below names each member of each group, so a group that
+/// gains a field does not compile until this reads it too
+/// (`a_lead_with_every_field_set_reads_back_equal` checks the names).
+#[derive(Deserialize)]
+struct LeadWire {
+    phone_number: PhoneNumber,
+    #[serde(default)]
+    other_phone_numbers: Vec<OtherPhoneNumber>,
+    name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company_name: Option<String>,
+    email: Option<String>,
+    lead_source: Option<String>,
+    source: Option<String>,
+    address: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    zipcode: Option<String>,
+    country: Option<String>,
+    csf1: Option<String>,
+    csf2: Option<String>,
+    website: Option<String>,
+    date_of_birth: Option<NaiveDate>,
+    timezone: Option<chrono_tz::Tz>,
+    notes: Option<String>,
+    user_id: Option<i64>,
+    ring_group_id: Option<i64>,
+    line_id: Option<i64>,
+    sequence_id: Option<i64>,
+    tag_id: Option<i64>,
+    disposition_status_id: Option<i64>,
+    #[serde(default)]
+    force_update: bool,
+    #[serde(default)]
+    force_update_sequence: bool,
+    #[serde(default)]
+    distribute_to_ring_group: bool,
+    #[serde(default)]
+    check_available_users: bool,
+    #[serde(default)]
+    check_available_users_with_fallback: bool,
+    #[serde(default)]
+    add_to_powerdialer: bool,
+    #[serde(default)]
+    powerdialer_position: PowerdialerPosition,
+    #[serde(default)]
+    consent: Option<LeadConsent>,
+    #[serde(default)]
+    trustedform_cert_url: Option<String>,
+    #[serde(default)]
+    leadid_token: Option<String>,
+}
+
+impl From<LeadWire> for Lead {
+    fn from(w: LeadWire) -> Self {
+        Self {
+            phone_number: w.phone_number,
+            other_phone_numbers: w.other_phone_numbers,
+            fields: ContactText {
+                name: w.name,
+                first_name: w.first_name,
+                last_name: w.last_name,
+                company_name: w.company_name,
+                email: w.email,
+                lead_source: w.lead_source,
+                source: w.source,
+                address: w.address,
+                city: w.city,
+                state: w.state,
+                zipcode: w.zipcode,
+                country: w.country,
+                csf1: w.csf1,
+                csf2: w.csf2,
+                website: w.website,
+            },
+            date_of_birth: w.date_of_birth,
+            timezone: w.timezone,
+            notes: w.notes,
+            links: LeadLinks {
+                user_id: w.user_id,
+                ring_group_id: w.ring_group_id,
+                line_id: w.line_id,
+                sequence_id: w.sequence_id,
+                tag_id: w.tag_id,
+                disposition_status_id: w.disposition_status_id,
+            },
+            flags: LeadFlags {
+                force_update: w.force_update,
+                force_update_sequence: w.force_update_sequence,
+                distribute_to_ring_group: w.distribute_to_ring_group,
+                check_available_users: w.check_available_users,
+                check_available_users_with_fallback: w.check_available_users_with_fallback,
+                add_to_powerdialer: w.add_to_powerdialer,
+            },
+            powerdialer_position: w.powerdialer_position,
+            evidence: ConsentEvidence {
+                consent: w.consent,
+                trustedform_cert_url: w.trustedform_cert_url,
+                leadid_token: w.leadid_token,
+            },
+        }
+    }
 }
 
 /// The consent a lead's form captured, with the certificates of third-party recorders.
@@ -331,6 +441,69 @@ mod tests {
         assert_eq!(lead.links.line_id, Some(4));
         assert!(lead.flags.force_update);
         assert_eq!(serde_json::to_string(&lead).expect("json"), wire);
+    }
+
+    /// Every field of every group set, written and read back: a field the wire struct names
+    /// differently from its group is lost, and the lead differs.
+    #[test]
+    fn a_lead_with_every_field_set_reads_back_equal() {
+        use crate::contact_fields::TextField;
+        let number = |n: &str| PhoneNumber::from_e164(n.to_owned()).expect("e164");
+        let mut lead = Lead::of_number(number("+18185550100"));
+        lead.other_phone_numbers = vec![OtherPhoneNumber {
+            label: Some("work".into()),
+            phone_number: number("+18185550101"),
+        }];
+        lead.fields = ContactText::read(|f: TextField| Some(format!("{f:?} value")));
+        lead.date_of_birth = NaiveDate::from_ymd_opt(1990, 2, 3);
+        lead.timezone = Some(chrono_tz::America::Chicago);
+        lead.notes = Some("a note".into());
+        for (i, link) in Link::iter().enumerate() {
+            *lead.links.get_mut(link) = Some(10 + i as i64);
+        }
+        lead.flags = LeadFlags {
+            force_update: true,
+            force_update_sequence: true,
+            distribute_to_ring_group: true,
+            check_available_users: true,
+            check_available_users_with_fallback: true,
+            add_to_powerdialer: true,
+        };
+        lead.powerdialer_position = PowerdialerPosition::Bottom;
+        lead.evidence = ConsentEvidence {
+            consent: Some(LeadConsent {
+                channels: vec![ConsentChannel::Call, ConsentChannel::Sms],
+                text: Some("I agree".into()),
+                given_at: chrono::DateTime::from_timestamp(1_700_000_000, 0),
+                source_url: Some("https://example.com/form".into()),
+                ip: Some("203.0.113.9".into()),
+                user_agent: Some("Mozilla/5.0".into()),
+                seller: Some("Acme".into()),
+            }),
+            trustedform_cert_url: Some("https://cert.trustedform.com/abc".into()),
+            leadid_token: Some("LEADID-1".into()),
+        };
+        let json = serde_json::to_value(&lead).expect("json");
+        let object = json.as_object().expect("object");
+        assert!(
+            object.values().all(|v| !v.is_null()),
+            "a field left unset: {json}"
+        );
+        let back: Lead = serde_json::from_value(json.clone()).expect("a lead");
+        assert_eq!(back, lead);
+        // Members that are absent take their defaults; unknown members are ignored.
+        let back: Lead = serde_json::from_str(
+            r#"{"phone_number":"+18185550100","first_name":"Ada","unknown":[1]}"#,
+        )
+        .expect("a lead");
+        let mut expected = Lead::of_number(number("+18185550100"));
+        expected.fields.first_name = Some("Ada".into());
+        assert_eq!(back, expected);
+        let missing = serde_json::from_str::<Lead>(r#"{"first_name":"Ada"}"#);
+        assert!(
+            missing.is_err_and(|e| e.to_string().contains("phone_number")),
+            "a lead without its number"
+        );
     }
 
     #[test]
