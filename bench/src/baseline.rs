@@ -262,7 +262,7 @@ impl<'a> Baseline<'a> {
                 self.to.users[0].into(),
                 self.to.token_id.into(),
                 status.into(),
-                m.payload.clone().into(),
+                m.payload.to_value().into(),
                 contact_id.into(),
                 serde_json::Value::Array(actions).into(),
                 m.received_at.into(),

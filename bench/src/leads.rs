@@ -242,7 +242,7 @@ pub fn to_message(fields: &Map<String, Value>, c: &Catalogs) -> anyhow::Result<I
         token_id: c.token_id,
         received_at: chrono::Utc::now(),
         lead,
-        payload: raw.into_payload(),
+        payload: raw.into_payload().into(),
     })
 }
 

@@ -297,7 +297,7 @@ fn from_delivery(delivery_tag: u64, properties: BasicProperties, body: Vec<u8>) 
         .or_else(|| int_header(&hdr, "x-delivery-count"))
         .unwrap_or(0);
     let payload = match &message {
-        Some(m) => m.payload.clone(),
+        Some(m) => m.payload.to_value(),
         None => serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()),
     };
     DeadLetter {

@@ -69,7 +69,7 @@ impl Fixture {
             token_id: 0,
             received_at: chrono::Utc::now(),
             lead,
-            payload: payload.clone(),
+            payload: payload.clone().into(),
         };
         let mut h = FieldTable::default();
         h.insert(

@@ -561,7 +561,7 @@ async fn status_reports_intake_queues_workers_and_dead_letters() {
                 .expect("phone"),
         }))
         .expect("lead"),
-        payload: serde_json::json!({"phone_number": "8181234567"}),
+        payload: serde_json::json!({"phone_number": "8181234567"}).into(),
     };
     let conn =
         lapin::Connection::connect(&settings.amqp_url, lapin::ConnectionProperties::default())

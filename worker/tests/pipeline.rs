@@ -378,7 +378,7 @@ async fn four_hundred_intakes_of_25_numbers_over_two_workers_make_exactly_25_con
             l.fields.email = Some(format!("lead{i}@example.com"));
         }
         let mut m = ctx.message(l);
-        m.payload = json!({ "phone_number": raw });
+        m.payload = json!({ "phone_number": raw }).into();
         messages.push(m);
     }
     let w1 = Running::start(settings.clone()).await;
@@ -614,7 +614,7 @@ async fn a_persistent_failure_is_dead_lettered_with_its_reason_and_attempts() {
         error.contains("permission denied for table contacts"),
         "{error}"
     );
-    assert_eq!(row.payload, m.payload);
+    assert_eq!(row.payload, m.payload.to_value());
 
     let dead = publisher
         .channel

@@ -88,7 +88,7 @@ async fn a_new_number_creates_a_contact_with_every_field_and_records_the_intake(
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_error, None);
     assert!(row.processed_at.is_some());
-    assert_eq!(row.payload, intake.message.payload);
+    assert_eq!(row.payload, intake.message.payload.to_value());
     assert_eq!(
         row.actions[0],
         json!({"type": "contact_created", "contact_id": id})
@@ -777,7 +777,7 @@ async fn a_dead_lettered_intake_that_comes_back_is_processed() {
             account_id: m.account_id,
             user_id: Some(m.user_id),
             token_id: Some(m.token_id),
-            payload: m.payload.clone(),
+            payload: m.payload.to_value(),
             received_at: Some(m.received_at),
             attempts: 4,
             reason: "gave up".into(),

@@ -354,7 +354,7 @@ pub(crate) fn queue_message(
         token_id: principal.token_id,
         received_at,
         lead,
-        payload,
+        payload: payload.into(),
     }
 }
 

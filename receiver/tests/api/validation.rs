@@ -140,5 +140,5 @@ async fn the_public_example_payload_is_accepted() {
         Some("https://www.aloware.com")
     );
     assert!(lead.flags.add_to_powerdialer);
-    assert_eq!(message.payload["company_name"], "Aloware");
+    assert_eq!(message.payload.to_value()["company_name"], "Aloware");
 }

@@ -656,11 +656,10 @@ async fn write_records(
     let mut warnings = Vec::with_capacity(leads.len());
     for (a, p) in &leads {
         let text = |v: String| Value::String(Some(v));
-        // Written straight into a buffer (`Value`'s `Display` goes through `fmt`, several
-        // times slower for the same bytes).
-        payloads.push(text(
-            serde_json::to_string(&a.message.payload).map_err(json_err)?,
-        ));
+        // The payload's text as the message carried it; the others written straight into a
+        // buffer (`Value`'s `Display` goes through `fmt`, several times slower for the same
+        // bytes).
+        payloads.push(text(a.message.payload.get().to_owned()));
         actions.push(text(serde_json::to_string(&p.actions).map_err(json_err)?));
         warnings.push(text(serde_json::to_string(&p.warnings).map_err(json_err)?));
     }

@@ -158,7 +158,7 @@ pub fn message_for(account: i64, user: i64, token: i64, lead: Lead) -> IntakeMes
         token_id: token,
         received_at: Utc::now(),
         lead,
-        payload,
+        payload: payload.into(),
     }
 }
 
