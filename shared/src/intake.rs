@@ -27,8 +27,8 @@ pub struct IntakeMessage {
 }
 
 /// A lead's request fields as JSON text: written into the message once and stored by the
-/// worker as it is, never read into values on the way (a tenth of reading a message was
-/// building the values of a payload only to write them back as text).
+/// worker as it is, never read into values on the way (building the values of a payload
+/// only to write them back as text was a fifth of the instructions of reading a message).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Payload(Box<serde_json::value::RawValue>);
