@@ -187,6 +187,8 @@ mod tests {
         let payload = Payload::from(&fields);
         let text = serde_json::to_string(&fields).expect("json");
         assert_eq!(serde_json::to_string(&payload).expect("json"), text);
+        // Inside a record turned into a JSON value (the retry records), it is the fields.
+        assert_eq!(serde_json::to_value(&payload).expect("json"), fields);
         let message = IntakeMessage {
             version: MESSAGE_VERSION,
             intake_id: Uuid::now_v7(),

@@ -187,7 +187,7 @@ async fn retry(
         account_id: m.account_id,
         user_id: m.user_id,
         token_id: m.token_id,
-        payload: m.payload.to_value(),
+        payload: m.payload.clone(),
         attempts,
         last_error: error.to_owned(),
         received_at: m.received_at,

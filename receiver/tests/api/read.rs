@@ -126,7 +126,7 @@ async fn an_accepted_intake_reads_queued_then_the_workers_outcome_and_only_in_it
             account_id: message.account_id,
             user_id: message.user_id,
             token_id: message.token_id,
-            payload: message.payload.to_value(),
+            payload: message.payload.clone(),
             attempts: 1,
             last_error: "deadlock detected".into(),
             received_at: message.received_at,

@@ -378,7 +378,7 @@ pub struct RetryRecord {
     pub account_id: i64,
     pub user_id: i64,
     pub token_id: i64,
-    pub payload: serde_json::Value,
+    pub payload: shared::intake::Payload,
     /// Attempts made so far.
     pub attempts: u32,
     pub last_error: String,
