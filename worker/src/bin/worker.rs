@@ -18,5 +18,11 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init(settings.log_format);
     let worker = Worker::build(settings).await?;
     tracing::info!(metrics_addr = %worker.metrics_addr(), "Worker started");
-    worker.run_until_stopped(stop).await
+    // A task of the runtime, not the main thread's future: the loop that hands each
+    // delivery to the consumer tasks then runs on the runtime's threads, where waking a
+    // consumer task needs no other thread woken (docs/performance.md, "The worker's loop
+    // on the runtime's threads").
+    tokio::spawn(worker.run_until_stopped(stop))
+        .await
+        .context("The worker's task failed")?
 }
