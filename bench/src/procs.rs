@@ -427,12 +427,13 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Worker and receiver tuning variables passed on to the children when set, so a tuning
 /// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`).
-const TUNING: [&str; 10] = [
+const TUNING: [&str; 11] = [
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
     "WORKER__BATCH_SIZE",
     "WORKER__BATCH_LINGER",
     "WORKER__DB_POOL_SIZE",
+    "WORKER__RUNTIME_THREADS",
     "RECEIVER__PUBLISH_CHANNELS",
     "SMS__BATCH_SIZE",
     "SMS__CONCURRENCY",

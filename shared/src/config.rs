@@ -227,6 +227,13 @@ pub struct WorkerSettings {
     /// anyway (their messages then return to the queue).
     #[serde(deserialize_with = "duration::one")]
     pub shutdown_grace: Duration,
+    /// Threads of the worker process's async runtime (`WORKER__RUNTIME_THREADS`). A worker
+    /// spends most of a lead waiting for PostgreSQL and the broker; on one thread, handing a
+    /// delivery to a consumer task wakes no other thread, and a worker took 10–19% less
+    /// CPU per lead than on two (docs/performance.md, "The worker's runtime threads").
+    /// Add processes to use more cores; more threads suit a process whose delivery loop or
+    /// send loop is its main work.
+    pub runtime_threads: usize,
 }
 
 impl WorkerSettings {
@@ -249,6 +256,7 @@ impl Default for WorkerSettings {
             batch_size: 64,
             batch_linger: Duration::from_millis(5),
             shutdown_grace: Duration::from_secs(30),
+            runtime_threads: 1,
         }
     }
 }
@@ -480,6 +488,7 @@ impl Settings {
             ("worker.prefetch", w.prefetch == 0),
             ("worker.db_pool_size", w.db_pool_size == 0),
             ("worker.batch_size", w.batch_size == 0),
+            ("worker.runtime_threads", w.runtime_threads == 0),
             ("sms.batch_size", self.sms.batch_size == 0),
             ("sms.concurrency", self.sms.concurrency == 0),
             (
@@ -851,6 +860,18 @@ mod tests {
         );
         let e = load_error(&[("WORKER__BATCH_LINGER", "5")]);
         assert!(e.contains("has no unit"), "{e}");
+    }
+
+    #[test]
+    fn the_worker_runs_on_one_runtime_thread_unless_told_otherwise() {
+        assert_eq!(Settings::default().worker.runtime_threads, 1);
+        let set = Settings::load_from(env(&[("WORKER__RUNTIME_THREADS", "3")])).expect("3");
+        assert_eq!(set.worker.runtime_threads, 3);
+        let e = load_error(&[("WORKER__RUNTIME_THREADS", "0")]);
+        assert_eq!(
+            e,
+            "WORKER__RUNTIME_THREADS: 0 is too few; it must be at least 1"
+        );
     }
 
     #[test]

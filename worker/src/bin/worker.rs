@@ -10,19 +10,27 @@ use worker::app::{Worker, shutdown_signal};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // First, so that a stop signal from now on is a clean stop.
-    let stop = shutdown_signal();
+/// The settings come first, since they size the runtime (`WORKER__RUNTIME_THREADS`); the
+/// stop signal's handlers are installed first thing in it.
+fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("Failed to load settings")?;
-    shared::telemetry::init(settings.log_format);
-    let worker = Worker::build(settings).await?;
-    tracing::info!(metrics_addr = %worker.metrics_addr(), "Worker started");
-    // A task of the runtime, not the main thread's future: the loop that hands each
-    // delivery to the consumer tasks then runs on the runtime's threads, where waking a
-    // consumer task needs no other thread woken (docs/performance.md, "The worker's loop
-    // on the runtime's threads").
-    tokio::spawn(worker.run_until_stopped(stop))
-        .await
-        .context("The worker's task failed")?
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.worker.runtime_threads)
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")?;
+    runtime.block_on(async {
+        // From now on a stop signal is a clean stop.
+        let stop = shutdown_signal();
+        shared::telemetry::init(settings.log_format);
+        let worker = Worker::build(settings).await?;
+        tracing::info!(metrics_addr = %worker.metrics_addr(), "Worker started");
+        // A task of the runtime, not the main thread's future: the loop that hands each
+        // delivery to the consumer tasks runs on the runtime's thread, so that waking a
+        // consumer task wakes no other thread (docs/performance.md, "The worker's runtime
+        // threads").
+        tokio::spawn(worker.run_until_stopped(stop))
+            .await
+            .context("The worker's task failed")?
+    })
 }
