@@ -65,7 +65,8 @@ pub fn service_env(
         ("AMQP_PREFIX", &prefixes.amqp),
         ("REDIS_PREFIX", &prefixes.redis),
         ("LOG_FORMAT", "json"),
-        ("RUST_LOG", "warn"),
+        // The product's default: its figures include the lines it logs per lead.
+        ("RUST_LOG", "info"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -426,8 +427,10 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// Worker and receiver tuning variables passed on to the children when set, so a tuning
-/// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`).
-const TUNING: [&str; 11] = [
+/// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`;
+/// `RUST_LOG=warn` measures without the per-lead lines of the default `info`).
+const TUNING: [&str; 12] = [
+    "RUST_LOG",
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
     "WORKER__BATCH_SIZE",
