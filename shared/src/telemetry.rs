@@ -1,11 +1,12 @@
 //! Tracing setup: `LOG_FORMAT=json` for log shippers, `pretty` for terminals; `RUST_LOG`
 //! filters (default `info`).
 //!
-//! Lines are formatted where they are logged and written to stdout by a thread of their own,
-//! many lines a write: at the default level the receiver logs two lines a request, and
-//! written one `write(2)` a line from the request's thread they cost about a fifth of its
-//! CPU (docs/performance.md, "Logging off the request's thread"). No line is dropped: when
-//! the writer falls behind by [`BUFFERED_LINES`], logging waits for it.
+//! At the default level the receiver logs a line per accepted lead and the worker one per
+//! processed lead: 10–20% of the receiver's CPU per request and about 15% of the worker's
+//! per lead (docs/performance.md, "Logging off the request's thread"). Lines are formatted
+//! where they are logged and written to stdout by a thread of their own, many lines a
+//! write. No line is dropped: when the writer falls behind by [`BUFFERED_LINES`], logging
+//! waits for it.
 //!
 //! A JSON line has the fields of tracing-subscriber's JSON format (`timestamp`, `level`,
 //! `fields`, `target` and the current `span` with its `name`); [`JsonLines`] writes them
