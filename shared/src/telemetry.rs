@@ -15,7 +15,7 @@
 use crate::config::LogFormat;
 use std::io::BufWriter;
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::VisitOutput;
 use tracing_subscriber::fmt::format::{JsonFields, JsonVisitor, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -39,11 +39,7 @@ pub struct LogGuard {
 
 /// Installs the global subscriber. Call once, first thing in `main`, and keep the guard.
 pub fn init(format: LogFormat) -> LogGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("log-writer")
-        .finish(BufWriter::with_capacity(WRITE_BYTES, std::io::stdout()));
+    let (writer, guard) = line_writer(BufWriter::with_capacity(WRITE_BYTES, std::io::stdout()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
@@ -63,6 +59,15 @@ pub fn init(format: LogFormat) -> LogGuard {
     LogGuard {
         _writer: installed.is_ok().then_some(guard),
     }
+}
+
+/// The writer of the lines into `out`, on a thread of its own, never dropping one.
+fn line_writer<W: std::io::Write + Send + 'static>(out: W) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("log-writer")
+        .finish(out)
 }
 
 /// The JSON line of one event. The span's fields are stored as a JSON object when the span
@@ -213,6 +218,44 @@ mod tests {
             }
             assert_eq!(ours, stock);
         }
+    }
+
+    /// Takes its time with the first write, as a stuck log pipe would.
+    struct SlowAtFirst(Lines, bool);
+
+    impl std::io::Write for SlowAtFirst {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.1 {
+                self.1 = true;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_line_is_dropped_when_the_writer_falls_behind() {
+        let lines = Lines::default();
+        let (writer, guard) = line_writer(SlowAtFirst(lines.clone(), false));
+        let total = BUFFERED_LINES + 5_000;
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonLines)
+                .with_writer(writer),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..total {
+                tracing::info!(n, "line");
+            }
+        });
+        drop(guard);
+        let written = lines.parsed();
+        assert_eq!(written.len(), total);
+        assert_eq!(written[total - 1]["fields"]["n"], total - 1);
     }
 
     #[test]
