@@ -15,7 +15,8 @@ async fn main() -> anyhow::Result<()> {
     // First, so that a stop signal from now on is a clean stop.
     let stop = shared::runtime::shutdown_signal();
     let settings = Settings::load().context("Failed to load settings")?;
-    let _logs = shared::telemetry::init(settings.log_format);
+    let _logs =
+        shared::telemetry::init(settings.log_format).context("Failed to start the log writer")?;
     let app = receiver::Application::build(settings).await?;
     tracing::info!(addr = %app.local_addr()?, "Receiver listening");
     app.run_until_stopped(stop).await

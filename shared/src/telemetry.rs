@@ -5,21 +5,23 @@
 //! processed lead: 10–20% of the receiver's CPU per request and about 15% of the worker's
 //! per lead (docs/performance.md, "Logging off the request's thread"). Lines are formatted
 //! where they are logged and written to stdout by a thread of their own, many lines a
-//! write. No line is dropped: when the writer falls behind by [`BUFFERED_LINES`], logging
-//! waits for it.
+//! write; while lines keep coming the writer rests a millisecond between writes, so that a
+//! thread that logs does not have to wake it for every line. No line is dropped: when the
+//! writer falls behind by [`BUFFERED_LINES`], logging waits for it.
 //!
 //! A JSON line has the fields of tracing-subscriber's JSON format (`timestamp`, `level`,
 //! `fields`, `target` and the current `span` with its `name`); [`JsonLines`] writes them
 //! without parsing the span's fields again for every line.
 
 use crate::config::LogFormat;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::VisitOutput;
 use tracing_subscriber::fmt::format::{JsonFields, JsonVisitor, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -30,16 +32,26 @@ pub const BUFFERED_LINES: usize = 64 * 1024;
 /// more lines waiting.
 const WRITE_BYTES: usize = 64 * 1024;
 
+/// How long the writer rests after a write while lines keep coming. The lines logged
+/// meanwhile wait in the queue and go out in the next write, and a thread that logs one
+/// finds the writer awake (resting, not waiting on the queue), so it does not have to wake
+/// it: under load the writer runs about once per rest instead of once per line.
+const REST: Duration = Duration::from_millis(1);
+
+/// How long dropping the [`LogGuard`] waits for the writer to write what is waiting.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
 /// The log writer's thread: dropping it writes what is still waiting, so `main` holds it
 /// until it returns.
 #[must_use = "dropping the guard stops the log writer; hold it until main returns"]
 pub struct LogGuard {
-    _writer: Option<WorkerGuard>,
+    _writer: Option<WriterGuard>,
 }
 
 /// Installs the global subscriber. Call once, first thing in `main`, and keep the guard.
-pub fn init(format: LogFormat) -> LogGuard {
-    let (writer, guard) = line_writer(BufWriter::with_capacity(WRITE_BYTES, std::io::stdout()));
+/// Fails only when the writer's thread cannot be started.
+pub fn init(format: LogFormat) -> std::io::Result<LogGuard> {
+    let (writer, guard) = line_writer(BufWriter::with_capacity(WRITE_BYTES, std::io::stdout()))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
@@ -56,18 +68,107 @@ pub fn init(format: LogFormat) -> LogGuard {
             .try_init(),
     };
     // A second init (tests calling several mains) keeps the first subscriber and its writer.
-    LogGuard {
+    Ok(LogGuard {
         _writer: installed.is_ok().then_some(guard),
+    })
+}
+
+enum Message {
+    Line(Vec<u8>),
+    /// Write what is waiting, then answer and stop.
+    Stop(SyncSender<()>),
+}
+
+/// Where the subscriber puts its formatted lines: the queue to the writer's thread.
+pub struct Lines(SyncSender<Message>);
+
+/// One line's way into the queue.
+pub struct Line<'a>(&'a SyncSender<Message>);
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Line(&self.0)
+    }
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Waits while the queue is full: a line is never dropped.
+        self.0.send(Message::Line(buf.to_vec())).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the log writer has stopped")
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops the writer's thread when dropped, once it has written every line queued before.
+pub struct WriterGuard {
+    queue: SyncSender<Message>,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + STOP_WAIT;
+        let (done, stopped) = std::sync::mpsc::sync_channel(1);
+        let mut stop = Message::Stop(done);
+        // A writer stuck on its output is given up on after STOP_WAIT, so that a process
+        // whose stdout nobody reads still exits.
+        loop {
+            match self.queue.try_send(stop) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    stop = back;
+                    std::thread::sleep(REST);
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = stopped.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
 /// The writer of the lines into `out`, on a thread of its own, never dropping one.
-fn line_writer<W: std::io::Write + Send + 'static>(out: W) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("log-writer")
-        .finish(out)
+fn line_writer<W: Write + Send + 'static>(out: W) -> std::io::Result<(Lines, WriterGuard)> {
+    let (queue, lines) = std::sync::mpsc::sync_channel(BUFFERED_LINES);
+    std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_lines(&lines, out))?;
+    Ok((Lines(queue.clone()), WriterGuard { queue }))
+}
+
+/// The writer's thread: waits for a line, writes every line waiting, rests, and goes on
+/// while lines keep coming. A failed write is not reported: stdout is where it would go.
+fn write_lines<W: Write>(lines: &Receiver<Message>, mut out: W) {
+    while let Ok(first) = lines.recv() {
+        let mut next = Some(first);
+        loop {
+            while let Some(message) = next.take().or_else(|| lines.try_recv().ok()) {
+                match message {
+                    Message::Line(line) => {
+                        let _ = out.write_all(&line);
+                    }
+                    Message::Stop(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+            let _ = out.flush();
+            std::thread::sleep(REST);
+            match lines.try_recv() {
+                Ok(message) => next = Some(message),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 /// The JSON line of one event. The span's fields are stored as a JSON object when the span
@@ -133,7 +234,6 @@ fn json_string(writer: &mut Writer<'_>, s: &str) -> std::fmt::Result {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -239,7 +339,7 @@ mod tests {
     #[test]
     fn no_line_is_dropped_when_the_writer_falls_behind() {
         let lines = Lines::default();
-        let (writer, guard) = line_writer(SlowAtFirst(lines.clone(), false));
+        let (writer, guard) = line_writer(SlowAtFirst(lines.clone(), false)).expect("writer");
         let total = BUFFERED_LINES + 5_000;
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
@@ -256,6 +356,76 @@ mod tests {
         let written = lines.parsed();
         assert_eq!(written.len(), total);
         assert_eq!(written[total - 1]["fields"]["n"], total - 1);
+    }
+
+    /// Counts the writes that reach the output: one per flush of the writer's buffer.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<(usize, usize)>>);
+
+    impl std::io::Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("writes").0 += buf.iter().filter(|b| **b == b'\n').count();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().expect("writes").1 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_that_keep_coming_are_written_many_at_a_time() {
+        let writes = Writes::default();
+        let (writer, guard) = line_writer(writes.clone()).expect("writer");
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonLines)
+                .with_writer(writer),
+        );
+        let total = 2_000;
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..total {
+                tracing::info!(n, "line");
+                // A line every 20 µs, as a busy service logs them.
+                let next = Instant::now() + Duration::from_micros(20);
+                while Instant::now() < next {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        drop(guard);
+        let (lines, flushes) = *writes.0.lock().expect("writes");
+        assert_eq!(lines, total);
+        assert!(
+            flushes <= total / 10,
+            "{flushes} writes for {total} lines: the writer woke for nearly every line"
+        );
+    }
+
+    /// Never finishes a write, as a stdout pipe nobody reads.
+    struct Stuck;
+
+    impl std::io::Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(0)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stopping_gives_up_on_a_writer_that_is_stuck() {
+        let (writer, guard) = line_writer(Stuck).expect("writer");
+        let subscriber = tracing_subscriber::registry().with(fmt::layer().with_writer(writer));
+        tracing::subscriber::with_default(subscriber, || tracing::info!("never written"));
+        let started = Instant::now();
+        drop(guard);
+        let waited = started.elapsed();
+        assert!(waited >= STOP_WAIT / 2, "returned at once: {waited:?}");
+        assert!(waited < STOP_WAIT * 2, "waited {waited:?}");
     }
 
     #[test]

@@ -22,7 +22,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         // From now on a stop signal is a clean stop.
         let stop = shutdown_signal();
-        let _logs = shared::telemetry::init(settings.log_format);
+        let _logs = shared::telemetry::init(settings.log_format)
+            .context("Failed to start the log writer")?;
         let worker = Worker::build(settings).await?;
         tracing::info!(metrics_addr = %worker.metrics_addr(), "Worker started");
         // A task of the runtime, not the main thread's future: the loop that hands each
