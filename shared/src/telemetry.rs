@@ -17,11 +17,14 @@ use crate::config::LogFormat;
 use std::io::{BufWriter, Write};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
+use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::field::VisitOutput;
-use tracing_subscriber::fmt::format::{JsonFields, JsonVisitor, Writer};
+use tracing_subscriber::fmt::format::{JsonVisitor, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -58,7 +61,7 @@ pub fn init(format: LogFormat) -> std::io::Result<LogGuard> {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
-                    .fmt_fields(JsonFields::new())
+                    .fmt_fields(SpanFields)
                     .event_format(JsonLines)
                     .with_writer(writer),
             )
@@ -172,18 +175,18 @@ fn write_lines<W: Write>(lines: &Receiver<Message>, mut out: W) {
 }
 
 /// The JSON line of one event. The span's fields are stored as a JSON object when the span
-/// is made or recorded ([`JsonFields`]); tracing-subscriber's own JSON format parses that
+/// is made or recorded ([`SpanFields`]); tracing-subscriber's own JSON format parses that
 /// object again for every line logged in the span, which was most of a line's cost. Here it
 /// is copied as it is, so keys keep the order they were recorded in.
 pub struct JsonLines;
 
-impl<S> FormatEvent<S, JsonFields> for JsonLines
+impl<S> FormatEvent<S, SpanFields> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, SpanFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
@@ -203,14 +206,9 @@ where
         if let Some(span) = span {
             let extensions = span.extensions();
             let recorded = extensions
-                .get::<FormattedFields<JsonFields>>()
+                .get::<FormattedFields<SpanFields>>()
                 .map_or("", |f| f.fields.as_str());
-            let inner = recorded
-                .trim()
-                .strip_prefix('{')
-                .and_then(|s| s.strip_suffix('}'))
-                .unwrap_or("")
-                .trim();
+            let inner = object_inner(recorded);
             writer.write_str(",\"span\":{")?;
             if !inner.is_empty() {
                 writer.write_str(inner)?;
@@ -222,6 +220,88 @@ where
         }
         writer.write_str("}\n")
     }
+}
+
+/// A span's fields as one JSON object, kept as text, as tracing-subscriber's `JsonFields`
+/// keeps them. `JsonFields` parses that text and writes it anew whenever a field is
+/// recorded after the span was made (the receiver's intake span records its intake and its
+/// account so, on every request); here the new fields are added to the end of the object,
+/// and only a field recorded a second time, whose value must replace the first, takes the
+/// long way.
+pub struct SpanFields;
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut v = JsonVisitor::new(&mut writer);
+        fields.record(&mut v);
+        v.finish()
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> std::fmt::Result {
+        let mut added = String::new();
+        let mut v = JsonVisitor::new(&mut added);
+        fields.record(&mut v);
+        v.finish()?;
+        let new = object_inner(&added);
+        if new.is_empty() {
+            return Ok(());
+        }
+        let old = object_inner(&current.fields);
+        if old.is_empty() {
+            current.fields = added;
+            return Ok(());
+        }
+        let mut names = Names(Vec::new());
+        fields.record(&mut names);
+        // A key inside a string value has its quotes escaped, so a match is a key (or, at
+        // worst, a false alarm that takes the long way).
+        let again = names
+            .0
+            .iter()
+            .any(|name| old.contains(&format!("\"{name}\":")));
+        current.fields = if again {
+            replaced(&current.fields, &added)?
+        } else {
+            format!("{{{old},{new}}}")
+        };
+        Ok(())
+    }
+}
+
+/// The names of the fields a record sets.
+struct Names(Vec<&'static str>);
+
+impl Visit for Names {
+    fn record_debug(&mut self, field: &Field, _: &dyn std::fmt::Debug) {
+        self.0.push(field.name());
+    }
+}
+
+/// What is between the braces of a JSON object's text, trimmed.
+fn object_inner(object: &str) -> &str {
+    object
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or("")
+        .trim()
+}
+
+/// The object `old` with the keys of `new` set to their values in it.
+fn replaced(old: &str, new: &str) -> Result<String, std::fmt::Error> {
+    type Object = serde_json::Map<String, serde_json::Value>;
+    let mut merged: Object = serde_json::from_str(old).map_err(|_| std::fmt::Error)?;
+    let added: Object = serde_json::from_str(new).map_err(|_| std::fmt::Error)?;
+    merged.extend(added);
+    serde_json::to_string(&merged).map_err(|_| std::fmt::Error)
 }
 
 /// `s` as a JSON string, quoted and escaped.
@@ -290,25 +370,71 @@ mod tests {
         empty.in_scope(|| tracing::info!("in a span without fields"));
     }
 
-    fn lines_of(layer_lines: Lines, json: bool) -> Vec<serde_json::Value> {
+    /// A span's fields recorded more than once, and values that look like keys.
+    fn record_again() {
+        let span = tracing::info_span!(
+            "intake",
+            intake_id = "first",
+            account_id = tracing::field::Empty,
+            note = tracing::field::Empty
+        );
+        let _entered = span.enter();
+        span.record("note", "\"intake_id\":\"not a key\"");
+        tracing::info!("a field added");
+        span.record("account_id", 7);
+        span.record("intake_id", "second");
+        tracing::info!("a field recorded again");
+        span.record("note", 3);
+        tracing::info!("a field of a new type");
+    }
+
+    fn lines_of(layer_lines: Lines, json: bool, log: fn()) -> Vec<serde_json::Value> {
         let layer = fmt::layer().with_writer(layer_lines.clone());
         if json {
             let subscriber = tracing_subscriber::registry()
                 .with(layer.json().with_current_span(true).with_span_list(false));
-            tracing::subscriber::with_default(subscriber, log_some);
+            tracing::subscriber::with_default(subscriber, log);
         } else {
             let subscriber = tracing_subscriber::registry()
-                .with(layer.fmt_fields(JsonFields::new()).event_format(JsonLines));
-            tracing::subscriber::with_default(subscriber, log_some);
+                .with(layer.fmt_fields(SpanFields).event_format(JsonLines));
+            tracing::subscriber::with_default(subscriber, log);
         }
         layer_lines.parsed()
     }
 
     #[test]
     fn json_lines_say_what_the_stock_json_format_says() {
-        let ours = lines_of(Lines::default(), false);
-        let stock = lines_of(Lines::default(), true);
-        assert_eq!(ours.len(), 5);
+        for (log, count) in [(log_some as fn(), 5), (record_again, 3)] {
+            same_as_stock(log, count);
+        }
+    }
+
+    #[test]
+    fn a_field_recorded_again_is_written_once() {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(SpanFields)
+                .event_format(JsonLines)
+                .with_writer(lines.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, record_again);
+        let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
+        for line in text.lines() {
+            // serde_json keeps the last of two equal keys, so count them in the text.
+            for key in ["\"intake_id\":", "\"note\":", "\"account_id\":"] {
+                assert!(line.matches(key).count() <= 1, "{key} twice in {line}");
+            }
+        }
+        let parsed = lines.parsed();
+        assert_eq!(parsed[1]["span"]["intake_id"], "second");
+        assert_eq!(parsed[2]["span"]["note"], 3);
+    }
+
+    fn same_as_stock(log: fn(), count: usize) {
+        let ours = lines_of(Lines::default(), false, log);
+        let stock = lines_of(Lines::default(), true, log);
+        assert_eq!(ours.len(), count);
         assert_eq!(ours.len(), stock.len());
         for (mut ours, mut stock) in ours.into_iter().zip(stock) {
             let time = ours["timestamp"].as_str().expect("a timestamp").to_owned();
@@ -343,7 +469,7 @@ mod tests {
         let total = BUFFERED_LINES + 5_000;
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
-                .fmt_fields(JsonFields::new())
+                .fmt_fields(SpanFields)
                 .event_format(JsonLines)
                 .with_writer(writer),
         );
@@ -379,7 +505,7 @@ mod tests {
         let (writer, guard) = line_writer(writes.clone()).expect("writer");
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
-                .fmt_fields(JsonFields::new())
+                .fmt_fields(SpanFields)
                 .event_format(JsonLines)
                 .with_writer(writer),
         );
@@ -430,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_line_carries_its_spans_fields_and_name() {
-        let lines = lines_of(Lines::default(), false);
+        let lines = lines_of(Lines::default(), false, log_some);
         assert_eq!(lines[0].get("span"), None);
         assert_eq!(lines[1]["span"], serde_json::json!({"name": "intake"}));
         assert_eq!(
