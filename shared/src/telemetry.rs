@@ -259,15 +259,9 @@ impl<'w> FormatFields<'w> for SpanFields {
             current.fields = added;
             return Ok(());
         }
-        let mut names = Names(Vec::new());
-        fields.record(&mut names);
-        // A key inside a string value has its quotes escaped, so a match is a key (or, at
-        // worst, a false alarm that takes the long way).
-        let again = names
-            .0
-            .iter()
-            .any(|name| old.contains(&format!("\"{name}\":")));
-        current.fields = if again {
+        let mut seen = Seen { old, again: false };
+        fields.record(&mut seen);
+        current.fields = if seen.again {
             replaced(&current.fields, &added)?
         } else {
             format!("{{{old},{new}}}")
@@ -276,12 +270,17 @@ impl<'w> FormatFields<'w> for SpanFields {
     }
 }
 
-/// The names of the fields a record sets.
-struct Names(Vec<&'static str>);
+/// Whether a record sets a field that the span's fields `old` already hold.
+struct Seen<'a> {
+    old: &'a str,
+    again: bool,
+}
 
-impl Visit for Names {
+impl Visit for Seen<'_> {
     fn record_debug(&mut self, field: &Field, _: &dyn std::fmt::Debug) {
-        self.0.push(field.name());
+        // A key inside a string value has its quotes escaped, so a match is a key (or, at
+        // worst, a false alarm that takes the long way).
+        self.again |= self.old.contains(&format!("\"{}\":", field.name()));
     }
 }
 
@@ -316,9 +315,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
+    struct Captured(Arc<Mutex<Vec<u8>>>);
 
-    impl std::io::Write for Lines {
+    impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().expect("lines").extend_from_slice(buf);
             Ok(buf.len())
@@ -328,14 +327,14 @@ mod tests {
         }
     }
 
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
         fn make_writer(&'a self) -> Self::Writer {
             self.clone()
         }
     }
 
-    impl Lines {
+    impl Captured {
         fn parsed(&self) -> Vec<serde_json::Value> {
             let bytes = self.0.lock().expect("lines").clone();
             String::from_utf8(bytes)
@@ -388,7 +387,7 @@ mod tests {
         tracing::info!("a field of a new type");
     }
 
-    fn lines_of(layer_lines: Lines, json: bool, log: fn()) -> Vec<serde_json::Value> {
+    fn lines_of(layer_lines: Captured, json: bool, log: fn()) -> Vec<serde_json::Value> {
         let layer = fmt::layer().with_writer(layer_lines.clone());
         if json {
             let subscriber = tracing_subscriber::registry()
@@ -411,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_field_recorded_again_is_written_once() {
-        let lines = Lines::default();
+        let lines = Captured::default();
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
                 .fmt_fields(SpanFields)
@@ -432,8 +431,8 @@ mod tests {
     }
 
     fn same_as_stock(log: fn(), count: usize) {
-        let ours = lines_of(Lines::default(), false, log);
-        let stock = lines_of(Lines::default(), true, log);
+        let ours = lines_of(Captured::default(), false, log);
+        let stock = lines_of(Captured::default(), true, log);
         assert_eq!(ours.len(), count);
         assert_eq!(ours.len(), stock.len());
         for (mut ours, mut stock) in ours.into_iter().zip(stock) {
@@ -447,7 +446,7 @@ mod tests {
     }
 
     /// Takes its time with the first write, as a stuck log pipe would.
-    struct SlowAtFirst(Lines, bool);
+    struct SlowAtFirst(Captured, bool);
 
     impl std::io::Write for SlowAtFirst {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -464,7 +463,7 @@ mod tests {
 
     #[test]
     fn no_line_is_dropped_when_the_writer_falls_behind() {
-        let lines = Lines::default();
+        let lines = Captured::default();
         let (writer, guard) = line_writer(SlowAtFirst(lines.clone(), false)).expect("writer");
         let total = BUFFERED_LINES + 5_000;
         let subscriber = tracing_subscriber::registry().with(
@@ -556,7 +555,7 @@ mod tests {
 
     #[test]
     fn a_line_carries_its_spans_fields_and_name() {
-        let lines = lines_of(Lines::default(), false, log_some);
+        let lines = lines_of(Captured::default(), false, log_some);
         assert_eq!(lines[0].get("span"), None);
         assert_eq!(lines[1]["span"], serde_json::json!({"name": "intake"}));
         assert_eq!(
