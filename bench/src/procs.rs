@@ -43,6 +43,31 @@ pub struct ProcStats {
     pub peak_rss_mib: f64,
 }
 
+/// User + system CPU seconds of all the threads of process `pid` (a number, or `self`).
+fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("Failed to read /proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("Failed to parse /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12th and 13th after the name.
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("Failed to parse CPU ticks")
+    };
+    Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
+}
+
+/// This process's CPU seconds so far (for work the bench does itself, such as the publish
+/// ceiling's publisher).
+pub fn own_cpu_secs() -> anyhow::Result<f64> {
+    cpu_secs("self")
+}
+
 pub struct Proc {
     pub name: String,
     pub addr: SocketAddr,
@@ -131,21 +156,7 @@ impl Proc {
     }
 
     pub fn stats(&self) -> anyhow::Result<ProcStats> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .with_context(|| format!("Failed to read /proc/{}/stat", self.pid))?;
-        // The command name may hold spaces: fields are counted after its closing ')'.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .context("Failed to parse /proc/PID/stat")?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the file, 12th and 13th after the name.
-        let tick = |i: usize| -> anyhow::Result<f64> {
-            f.get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .context("Failed to parse CPU ticks")
-        };
-        let cpu_secs = (tick(11)? + tick(12)?) / TICKS_PER_SEC;
+        let cpu_secs = cpu_secs(&self.pid.to_string())?;
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .with_context(|| format!("Failed to read /proc/{}/status", self.pid))?;
         let hwm_kb = status

@@ -11,7 +11,7 @@ use crate::Ctx;
 use crate::env::{self, default_retry_delays};
 use crate::leads;
 use crate::load::{self, LoadResult, Req, Until};
-use crate::procs::{LogSummary, Proc, ProcStats};
+use crate::procs::{self, LogSummary, Proc, ProcStats};
 use crate::publish::{self, Payload};
 use crate::seed;
 use anyhow::Context;
@@ -30,6 +30,11 @@ pub struct Level {
     pub receiver: LoadResult,
     /// Receiver CPU during its run.
     pub receiver_cpu_secs: f64,
+    /// The hello-world's CPU during its run.
+    pub hello_cpu_secs: f64,
+    /// The publisher's CPU during the ceiling's run (the bench process, which does nothing
+    /// else meanwhile).
+    pub ceiling_cpu_secs: f64,
 }
 
 impl Level {
@@ -48,6 +53,25 @@ impl Level {
         self.receiver_cpu_secs * 1e6 / self.receiver.answered().max(1) as f64
     }
 
+    /// The HTTP stack alone: the hello-world's CPU per request of the same bytes.
+    pub fn hello_cpu_us_per_request(&self) -> f64 {
+        self.hello_cpu_secs * 1e6 / self.hello.answered().max(1) as f64
+    }
+
+    /// A confirmed publish alone: the publisher's CPU per confirmed message.
+    pub fn ceiling_cpu_us_per_message(&self) -> f64 {
+        self.ceiling_cpu_secs * 1e6 / self.ceiling.answered().max(1) as f64
+    }
+
+    /// What the receiver's requests cost at least, from the two baselines of the run: the
+    /// HTTP stack for every request and a confirmed publish for each one it published
+    /// (its share of 202s). The receiver adds the token, the rate limit, parsing and its
+    /// log line to this.
+    pub fn floor_cpu_us_per_request(&self) -> f64 {
+        let published = self.receiver.count(202) as f64 / self.receiver.answered().max(1) as f64;
+        self.hello_cpu_us_per_request() + published * self.ceiling_cpu_us_per_message()
+    }
+
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "connections": self.connections,
@@ -55,6 +79,9 @@ impl Level {
             "publish_ceiling": self.ceiling.to_json(),
             "receiver": self.receiver.to_json(),
             "receiver_cpu_us_per_request": self.cpu_us_per_request(),
+            "hello_cpu_us_per_request": self.hello_cpu_us_per_request(),
+            "publish_ceiling_cpu_us_per_message": self.ceiling_cpu_us_per_message(),
+            "floor_cpu_us_per_request": self.floor_cpu_us_per_request(),
             "receiver_published_per_sec": self.published_rate(),
             "receiver_ratio": self.ratio(),
         })
@@ -220,8 +247,11 @@ async fn level(
         )
     };
     eprintln!("bench: receiver: {connections} connections, {secs} s each: hello-world");
+    let hello_before = hello.stats()?;
     let hello_run = timed(hello.addr, loads.hello_requests.clone()).await?;
+    let hello_cpu_secs = hello.stats()?.cpu_secs - hello_before.cpu_secs;
     eprintln!("bench: receiver: {connections} connections: publish ceiling");
+    let own_before = procs::own_cpu_secs()?;
     let ceiling = publish::publish_for(
         &ctx.janitor.services().amqp_url,
         &loads.receiver_topology,
@@ -230,6 +260,7 @@ async fn level(
         duration,
     )
     .await?;
+    let ceiling_cpu_secs = procs::own_cpu_secs()? - own_before;
     publish::purge(&ctx.janitor.services().amqp_url, &loads.receiver_topology).await?;
     eprintln!("bench: receiver: {connections} connections: receiver");
     receiver.check_alive()?;
@@ -251,5 +282,45 @@ async fn level(
         ceiling,
         receiver: run,
         receiver_cpu_secs: after.cpu_secs - before.cpu_secs,
+        hello_cpu_secs,
+        ceiling_cpu_secs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `n` answers in one second, `statuses` as given.
+    fn answers(n: usize, statuses: &[(u16, u64)]) -> LoadResult {
+        LoadResult {
+            secs: 1.0,
+            started_at: chrono::Utc::now(),
+            latencies_us: vec![100; n],
+            statuses: statuses.iter().copied().collect::<BTreeMap<_, _>>(),
+            unexpected: 0,
+            transport_errors: 0,
+        }
+    }
+
+    #[test]
+    fn the_floor_is_the_http_stack_per_request_and_a_publish_per_lead_published() {
+        let level = Level {
+            connections: 64,
+            // 10 µs per request of the HTTP stack alone.
+            hello: answers(1_000, &[(200, 1_000)]),
+            hello_cpu_secs: 0.01,
+            // 20 µs per confirmed message of the publisher alone.
+            ceiling: answers(500, &[(202, 500)]),
+            ceiling_cpu_secs: 0.01,
+            // 90% of the receiver's answers published a lead, at 60 µs per request.
+            receiver: answers(100, &[(202, 90), (400, 10)]),
+            receiver_cpu_secs: 0.006,
+        };
+        assert!((level.hello_cpu_us_per_request() - 10.0).abs() < 1e-9);
+        assert!((level.ceiling_cpu_us_per_message() - 20.0).abs() < 1e-9);
+        assert!((level.floor_cpu_us_per_request() - 28.0).abs() < 1e-9);
+        assert!((level.cpu_us_per_request() - 60.0).abs() < 1e-9);
+    }
 }

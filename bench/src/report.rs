@@ -687,6 +687,20 @@ fn receiver_rows(r: &ReceiverFigures) -> Vec<Row> {
             format!("{:.0} µs/request", l.cpu_us_per_request()),
             String::new(),
         ));
+        rows.push(row(
+            format!("receiver CPU µs/request against its floor ({c} connections)"),
+            format!("{:.1}", l.cpu_us_per_request()),
+            format!(
+                "floor {:.1}: hello {:.1} + publish {:.1} per 202",
+                l.floor_cpu_us_per_request(),
+                l.hello_cpu_us_per_request(),
+                l.ceiling_cpu_us_per_message()
+            ),
+            format!(
+                "{:.2}× floor",
+                l.cpu_us_per_request() / l.floor_cpu_us_per_request().max(1e-9)
+            ),
+        ));
     }
     rows.push(row(
         "receiver peak RSS",
