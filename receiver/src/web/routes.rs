@@ -39,6 +39,10 @@ fn matching<'p, E>(
     path: &'p str,
 ) -> impl Iterator<Item = (&'static Route<E>, Option<&'p str>)> {
     routes.iter().filter_map(move |route| {
+        // A pattern without `{…}` matches its own text only: no segments to walk.
+        if !route.path.contains('{') {
+            return (route.path == path).then_some((route, None));
+        }
         let mut param = None;
         let mut pattern = route.path.split('/');
         let mut segments = path.split('/');
@@ -119,5 +123,47 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(prometheus::IN_FLIGHT).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ROUTES: &[Route<u8>] = &[
+        Route::new("GET", "/api/v1/contacts", 1),
+        Route::new("POST", "/api/v1/contacts", 2),
+        Route::new("GET", "/api/v1/contacts/{id}", 3),
+        Route::new("GET", "/api/v1/contacts/{id}/timeline", 4),
+    ];
+
+    fn matched(path: &str) -> Vec<(u8, Option<&str>)> {
+        matching(ROUTES, path)
+            .map(|(r, param)| (r.endpoint, param))
+            .collect()
+    }
+
+    #[test]
+    fn a_pattern_without_parameters_matches_its_own_text_only() {
+        assert_eq!(matched("/api/v1/contacts"), vec![(1, None), (2, None)]);
+        for other in [
+            "/api/v1/contact",
+            "/api/v1/contactsx",
+            "/api/v1",
+            "api/v1/contacts",
+        ] {
+            assert!(matched(other).is_empty(), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_matches_one_non_empty_segment() {
+        assert_eq!(matched("/api/v1/contacts/42"), vec![(3, Some("42"))]);
+        assert_eq!(
+            matched("/api/v1/contacts/42/timeline"),
+            vec![(4, Some("42"))]
+        );
+        assert!(matched("/api/v1/contacts/42/other").is_empty());
+        assert!(matched("/api/v1/contacts//timeline").is_empty());
     }
 }
