@@ -25,6 +25,7 @@ mod m20261204_000012_intake_references_per_statement;
 mod m20261204_000013_contact_references_per_statement;
 mod m20261204_000014_event_batches;
 mod m20261204_000015_endpoint_totals;
+mod m20261206_000016_powerdialer_positions;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000013_contact_references_per_statement::Migration),
             Box::new(m20261204_000014_event_batches::Migration),
             Box::new(m20261204_000015_endpoint_totals::Migration),
+            Box::new(m20261206_000016_powerdialer_positions::Migration),
         ]
     }
 }

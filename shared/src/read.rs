@@ -148,7 +148,7 @@ pub struct EnrollmentView {
 pub struct PowerdialerView {
     /// Whose list holds the entry.
     pub user_id: i64,
-    /// Smaller = nearer the top.
+    /// Smaller = nearer the top. Positions order a list; they are not consecutive.
     pub position: i64,
     /// Outside the contact's calling window (§9): not dialed before this instant.
     #[serde(serialize_with = "rfc3339::opt_utc")]

@@ -519,7 +519,7 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         ),
         ("lock_all", "'{lead-number:1:+15550000042}'".to_owned()),
         ("try_lock_all", "'{lead-number:1:+15550000042}'".to_owned()),
-        ("powerdialer_bounds", format!("'{{{users}}}'")),
+        ("powerdialer_positions", "2".to_owned()),
         (
             "enroll",
             format!(

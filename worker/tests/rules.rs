@@ -467,6 +467,42 @@ async fn powerdialer_adds_at_the_top_or_bottom_of_the_owners_list() {
 }
 
 #[tokio::test]
+async fn a_placement_does_not_wait_for_another_transactions_entry_on_the_same_list() {
+    let ctx = Ctx::new().await;
+    // Another transaction has put a contact on the user's (empty) list and not committed.
+    let first = run(&ctx, lead("818 555 5100")).await.contact_id.expect("c");
+    let open = ctx.conn().begin().await.unwrap();
+    open.execute_unprepared(&format!(
+        "INSERT INTO powerdialer_items (account_id, user_id, contact_id, position) \
+         VALUES ({}, {}, {first}, 0)",
+        ctx.account, ctx.user
+    ))
+    .await
+    .unwrap();
+
+    let mut l = lead("818 555 5101");
+    l.links.user_id = Some(ctx.user);
+    l.flags.add_to_powerdialer = true;
+    let o = tokio::time::timeout(std::time::Duration::from_secs(10), run(&ctx, l))
+        .await
+        .expect("placed without waiting for the other transaction's commit");
+    assert!(
+        o.actions
+            .iter()
+            .any(|a| matches!(a, Action::PowerdialerAdded { .. }))
+    );
+    open.commit().await.unwrap();
+    let list: Vec<i64> = leadctl::admin::powerdialer_list(ctx.conn(), ctx.user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.contact_id)
+        .collect();
+    // "top" (the default): above the entry already there.
+    assert_eq!(list, vec![o.contact_id.expect("c"), first]);
+}
+
+#[tokio::test]
 async fn powerdialer_is_skipped_without_an_owner_or_when_already_queued() {
     let ctx = Ctx::new().await;
     let mut l = lead("818 555 6000");

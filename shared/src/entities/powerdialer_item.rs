@@ -9,7 +9,8 @@ pub struct Model {
     /// The user whose list holds the entry.
     pub user_id: i64,
     pub contact_id: i64,
-    /// Smaller = nearer the top; signed so "top" can always take `min - 1`.
+    /// Smaller = nearer the top. Signed: a "bottom" entry takes the next value of the
+    /// `powerdialer_positions` sequence, a "top" entry its negation.
     pub position: i64,
     /// At most one queued per contact in an account.
     pub status: PowerdialerStatus,

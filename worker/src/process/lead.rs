@@ -596,9 +596,10 @@ async fn write_enrollments(
     Ok(())
 }
 
-/// Adds the planned PowerDialer entries under their owners' list locks, each at the top
-/// (`min - 1`) or bottom (`max + 1`) of its owner's list, in lead order. Last thing before the
-/// commit, so the list locks are held as briefly as possible.
+/// Adds the planned PowerDialer entries, each at the top or bottom of its owner's list, in
+/// lead order: positions drawn from one sequence, so a bottom entry lands below every entry
+/// placed before it and a top entry above (negated), with no read or lock of the list.
+/// Two batches placing on one list at once never wait for each other.
 pub(crate) async fn place_on_powerdialers(
     txn: &DatabaseTransaction,
     plans: &[PowerdialerPlan],
@@ -607,28 +608,16 @@ pub(crate) async fn place_on_powerdialers(
     if plans.is_empty() {
         return Ok(Vec::new());
     }
-    let mut users: Vec<i64> = plans.iter().map(|p| p.user_id).collect();
-    users.sort_unstable();
-    users.dedup();
-    let keys: Vec<String> = users.iter().map(|u| sql::key::powerdialer(*u)).collect();
-    sql::lock_all(txn, &keys).await?;
-    let mut bounds = sql::powerdialer_bounds(txn, &users).await?;
+    // Ascending, so that a later lead's bottom entry is below an earlier one's and its top
+    // entry above.
+    let drawn = sql::powerdialer_positions(txn, plans.len()).await?;
     let mut rows = Vec::with_capacity(plans.len());
     let mut placed = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let b = bounds.get(&plan.user_id).copied();
-        let position = match (b, plan.position) {
-            (None, _) => 0,
-            (Some((top, _)), PowerdialerPosition::Top) => top - 1,
-            (Some((_, bottom)), PowerdialerPosition::Bottom) => bottom + 1,
+    for (plan, drawn) in plans.iter().zip(drawn) {
+        let position = match plan.position {
+            PowerdialerPosition::Top => -drawn,
+            PowerdialerPosition::Bottom => drawn,
         };
-        bounds.insert(
-            plan.user_id,
-            match b {
-                None => (position, position),
-                Some((top, bottom)) => (top.min(position), bottom.max(position)),
-            },
-        );
         placed.push((
             plan.contact_id,
             PowerdialerView {
@@ -648,6 +637,13 @@ pub(crate) async fn place_on_powerdialers(
             updated_at: Set(now),
             ..Default::default()
         });
+    }
+    if placed.len() < plans.len() {
+        return Err(DbErr::Custom(format!(
+            "{} PowerDialer positions drawn for {} entries",
+            placed.len(),
+            plans.len()
+        )));
     }
     powerdialer_item::Entity::insert_many(rows)
         .exec_without_returning(txn)

@@ -543,8 +543,7 @@ fn plan_all(
 }
 
 /// Writes what the planned leads decided: contacts and what hangs off them, the intake
-/// records, then the PowerDialer entries and the events (last, so the list locks are held
-/// briefly).
+/// records, the PowerDialer entries, then the batch's events as one outbox row.
 async fn write(
     txn: &DatabaseTransaction,
     batch: lead::Batch<'_>,
@@ -568,34 +567,16 @@ async fn write(
     lead::flush(txn, batch).await?;
     let now = Utc::now();
     write_records(txn, intakes, &records, &known_tokens, &existing, now).await?;
-    // The events are read and built before the PowerDialer lists are locked, so that the
-    // lists stay locked only briefly: after the placement, only the contact events of the
-    // contacts placed (their entries added) are built, and the batch's events written as
-    // one row.
-    let mut contacts = outbox::contacts(txn, &wanted, created, stored).await?;
     let powerdialer: Vec<lead::PowerdialerPlan> =
         records.iter().filter_map(|(_, p)| p.powerdialer).collect();
-    let placing: HashSet<i64> = powerdialer.iter().map(|p| p.contact_id).collect();
-    let mut events = Vec::new();
-    let part = outbox::Part::BeforePlacement { placing: &placing };
-    outbox::build(
-        &mut events,
-        &subscriptions,
-        intakes,
-        &records,
-        &mut contacts,
-        part,
-        now,
-    )?;
     let placed = lead::place_on_powerdialers(txn, &powerdialer).await?;
-    let part = outbox::Part::Placed(&placed);
-    outbox::build(
-        &mut events,
+    let mut contacts = outbox::contacts(txn, &wanted, created, stored).await?;
+    let events = outbox::build(
         &subscriptions,
         intakes,
         &records,
         &mut contacts,
-        part,
+        &placed,
         now,
     )?;
     shared::events::enqueue(txn, events).await

@@ -66,58 +66,31 @@ pub(super) async fn contacts(
     Ok(built)
 }
 
-/// Which of a batch's events one call of [`build`] builds. The PowerDialer phase takes list
-/// locks that are held until the commit, and other batches placing on the same lists wait
-/// for them: everything that does not depend on the placement is built before it, and
-/// after it only the contact events of the contacts it placed (with their entries); then
-/// both are written as one row (`shared::events::enqueue`).
-pub(super) enum Part<'a> {
-    /// Every event but the contact events of the contacts about to be placed.
-    BeforePlacement { placing: &'a HashSet<i64> },
-    /// The contact events of the contacts placed, with the entries placed.
-    Placed(&'a [(i64, PowerdialerView)]),
-}
-
-/// Adds `part` of the events of the planned leads `planned` (index into `intakes`, plan) to
-/// `out`, their contacts as [`contacts`] read them.
+/// The events of the planned leads `planned` (index into `intakes`, plan), their contacts as
+/// [`contacts`] read them with the PowerDialer entries `placed` added.
 pub(super) fn build(
-    out: &mut Vec<Event>,
     subs: &Subscriptions,
     intakes: &[Attempt],
     planned: &[(usize, &Planned)],
     contacts: &mut HashMap<i64, ContactView>,
-    part: Part<'_>,
+    placed: &[(i64, PowerdialerView)],
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Vec<Event>, DbErr> {
+    let mut out = Vec::new();
     if subs.is_empty() {
-        return Ok(());
+        return Ok(out);
+    }
+    for (contact_id, entry) in placed {
+        if let Some(c) = contacts.get_mut(contact_id) {
+            c.powerdialer = Some(entry.clone());
+        }
     }
     let wants = |account: i64, kind: EventType| subs.wants(account, kind);
-    let before = match &part {
-        Part::BeforePlacement { .. } => true,
-        Part::Placed(placed) => {
-            if placed.is_empty() {
-                return Ok(());
-            }
-            for (contact_id, entry) in placed.iter() {
-                if let Some(c) = contacts.get_mut(contact_id) {
-                    c.powerdialer = Some(entry.clone());
-                }
-            }
-            false
-        }
-    };
-    // Whether this part carries the contact event of `contact_id`.
-    let contact_here = |contact_id: i64| match &part {
-        Part::BeforePlacement { placing } => !placing.contains(&contact_id),
-        Part::Placed(placed) => placed.iter().any(|(id, _)| *id == contact_id),
-    };
-
     for (i, p) in planned {
         let attempt = &intakes[*i];
         let m = &attempt.message;
         let account = m.account_id;
-        if before && wants(account, EventType::LeadProcessed) {
+        if wants(account, EventType::LeadProcessed) {
             let view = IntakeView {
                 intake_id: m.intake_id,
                 status: p.status,
@@ -132,7 +105,6 @@ pub(super) fn build(
             out.push(intake_event(account, EventType::LeadProcessed, &view, now)?);
         }
         if let Some(kind) = contact_event(p).filter(|k| wants(account, *k))
-            && contact_here(p.contact_id)
             && let Some(c) = contacts.get(&p.contact_id)
         {
             let id = c.id;
@@ -143,7 +115,7 @@ pub(super) fn build(
                     .contact(Some(id)),
             );
         }
-        if before && wants(account, EventType::PolicyBlocked) {
+        if wants(account, EventType::PolicyBlocked) {
             for a in &p.actions {
                 if let Action::PolicyBlocked { .. } = a {
                     let data = blocked(a, m.intake_id, p.contact_id, None);
@@ -159,7 +131,7 @@ pub(super) fn build(
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// An event carrying an intake record.

@@ -1,5 +1,5 @@
 //! The few statements SeaORM's query builder does not express: advisory locks, PowerDialer
-//! bounds and intake records for a whole batch in one round trip (what the rules read is
+//! positions and intake records for a whole batch in one round trip (what the rules read is
 //! [`shared::snapshot`], shared with the validate endpoint). The SQL lives in `sql/*.sql`
 //! beside this file. Every statement takes its keys as typed array parameters
 //! (`$1::bigint[]`) and descends an index once per key, so its cost follows the batch,
@@ -9,11 +9,11 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use shared::snapshot::{RELATED, SNAPSHOT};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 pub(crate) const LOCK_ALL: &str = include_str!("sql/lock_all.sql");
 pub(crate) const TRY_LOCK_ALL: &str = include_str!("sql/try_lock_all.sql");
-pub(crate) const POWERDIALER_BOUNDS: &str = include_str!("sql/powerdialer_bounds.sql");
+pub(crate) const POWERDIALER_POSITIONS: &str = include_str!("sql/powerdialer_positions.sql");
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
@@ -27,7 +27,7 @@ pub const HOT_PATH: [(&str, &str); 10] = [
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
     ("try_lock_all", TRY_LOCK_ALL),
-    ("powerdialer_bounds", POWERDIALER_BOUNDS),
+    ("powerdialer_positions", POWERDIALER_POSITIONS),
     ("dead_letter", DEAD_LETTER),
     ("records", RECORDS),
     ("numbers", NUMBERS),
@@ -39,8 +39,9 @@ pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-/// Lock keys. Every writer of a number, contact or PowerDialer list takes the key first, so
-/// concurrent leads serialize on exactly what they share, across processes.
+/// Lock keys. Every writer of a number or contact takes the key first, so concurrent leads
+/// serialize on exactly what they share, across processes. (A PowerDialer list needs none:
+/// see [`powerdialer_positions`].)
 pub(crate) mod key {
     use uuid::Uuid;
 
@@ -52,9 +53,6 @@ pub(crate) mod key {
     }
     pub fn contact(id: i64) -> String {
         format!("lead-contact:{id}")
-    }
-    pub fn powerdialer(user_id: i64) -> String {
-        format!("lead-powerdialer:{user_id}")
     }
 }
 
@@ -89,24 +87,22 @@ pub(crate) async fn try_lock_all(
     Ok(taken)
 }
 
-/// The top and bottom positions of each user's queued PowerDialer entries (users with an
-/// empty list are absent).
-pub(crate) async fn powerdialer_bounds(
+/// `n` new PowerDialer positions, ascending, each larger than every position drawn before
+/// (by any transaction): a bottom entry takes one as it is, a top entry its negation.
+pub(crate) async fn powerdialer_positions(
     c: &impl ConnectionTrait,
-    users: &[i64],
-) -> Result<HashMap<i64, (i64, i64)>, DbErr> {
+    n: usize,
+) -> Result<Vec<i64>, DbErr> {
+    let n = i32::try_from(n).map_err(|_| DbErr::Custom("too many PowerDialer entries".into()))?;
     let rows = c
-        .query_all_raw(stmt(POWERDIALER_BOUNDS, vec![users.to_vec().into()]))
+        .query_all_raw(stmt(POWERDIALER_POSITIONS, vec![n.into()]))
         .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let top: Option<i64> = row.try_get("", "top")?;
-        let bottom: Option<i64> = row.try_get("", "bottom")?;
-        if let (Some(top), Some(bottom)) = (top, bottom) {
-            out.insert(row.try_get("", "user_id")?, (top, bottom));
-        }
-    }
-    Ok(out)
+    let mut positions = rows
+        .iter()
+        .map(|row| row.try_get::<i64>("", "position"))
+        .collect::<Result<Vec<i64>, DbErr>>()?;
+    positions.sort_unstable();
+    Ok(positions)
 }
 
 #[cfg(test)]
