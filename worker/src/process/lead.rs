@@ -611,6 +611,13 @@ pub(crate) async fn place_on_powerdialers(
     // Ascending, so that a later lead's bottom entry is below an earlier one's and its top
     // entry above.
     let drawn = sql::powerdialer_positions(txn, plans.len()).await?;
+    if drawn.len() != plans.len() {
+        return Err(DbErr::Custom(format!(
+            "{} PowerDialer positions drawn for {} entries",
+            drawn.len(),
+            plans.len()
+        )));
+    }
     let mut rows = Vec::with_capacity(plans.len());
     let mut placed = Vec::with_capacity(plans.len());
     for (plan, drawn) in plans.iter().zip(drawn) {
@@ -637,13 +644,6 @@ pub(crate) async fn place_on_powerdialers(
             updated_at: Set(now),
             ..Default::default()
         });
-    }
-    if placed.len() < plans.len() {
-        return Err(DbErr::Custom(format!(
-            "{} PowerDialer positions drawn for {} entries",
-            placed.len(),
-            plans.len()
-        )));
     }
     powerdialer_item::Entity::insert_many(rows)
         .exec_without_returning(txn)
