@@ -135,15 +135,7 @@ fn nanp_international(input: &str) -> Option<String> {
             return None;
         }
     }
-    let mut e164 = String::with_capacity(12);
-    e164.push('+');
-    for c in rest.chars() {
-        match c {
-            '0'..='9' if e164.len() < 12 => e164.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return None,
-        }
-    }
+    let e164 = with_digits("+", rest, 12)?;
     let b = e164.as_bytes();
     (b.len() == 12 && b[1] == b'1' && (b'2'..=b'9').contains(&b[2])).then_some(e164)
 }
@@ -156,15 +148,7 @@ fn nanp_international(input: &str) -> Option<String> {
 /// of a lead's number in the form contact centers send most, is skipped. `None` for every
 /// other input or region, which the library reads.
 fn nanp_national(input: &str, region: Region) -> Option<String> {
-    let mut e164 = String::with_capacity(13);
-    e164.push_str("+1");
-    for c in input.chars() {
-        match c {
-            '0'..='9' if e164.len() < 13 => e164.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return None,
-        }
-    }
+    let mut e164 = with_digits("+1", input, 13)?;
     // Eleven digits are the national prefix and the ten.
     if e164.len() == 13 && e164.as_bytes()[2] == b'1' {
         e164.remove(2);
@@ -172,6 +156,21 @@ fn nanp_national(input: &str, region: Region) -> Option<String> {
     let b = e164.as_bytes();
     let shape = b.len() == 12 && (b'2'..=b'9').contains(&b[2]);
     (shape && DATABASE.by_id(region.0.as_ref())?.country_code() == 1).then_some(e164)
+}
+
+/// `start` followed by the digits of `input`, at most `max` bytes in all; `None` when `input`
+/// holds anything but digits, spaces, dashes, dots and parentheses, or too many digits.
+fn with_digits(start: &str, input: &str, max: usize) -> Option<String> {
+    let mut out = String::with_capacity(max);
+    out.push_str(start);
+    for c in input.chars() {
+        match c {
+            '0'..='9' if out.len() < max => out.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// `input` as the phone-number library reads it: numbers without a country code in
@@ -360,6 +359,34 @@ mod tests {
         }
     }
 
+    /// `start`, then `digits` with `seps[i]` before digit i and the last separator after them.
+    fn separated(start: &str, digits: &str, seps: &[&str]) -> String {
+        let mut input = String::from(start);
+        for (i, d) in digits.chars().enumerate() {
+            input.push_str(seps[i]);
+            input.push(d);
+        }
+        input.push_str(seps[seps.len() - 1]);
+        input
+    }
+
+    /// `input` read by the library in `region`, checked for its length and written in E.164.
+    fn as_the_library_reads(input: &str, region: Region) -> Result<String, PhoneError> {
+        read(input, region)
+            .and_then(|n| {
+                let len = n.national().to_string().len() as u32;
+                match possible_lengths(n.code().value()) {
+                    Some(set) if set & (1 << len) != 0 => {
+                        Ok(n.format().mode(phonenumber::Mode::E164).to_string())
+                    }
+                    Some(_) => Err(PhoneError::WrongLength),
+                    None => Err(PhoneError::UnknownCountryCode),
+                }
+            })
+            .and_then(PhoneNumber::from_e164)
+            .map(|p| p.0)
+    }
+
     proptest::proptest! {
         /// NANP numbers in international form, with separators anywhere, read as the
         /// library reads them.
@@ -368,21 +395,8 @@ mod tests {
             digits in "1[0-9]{10}|1[2-9][0-9]{9}|1?[0-9]{9,11}",
             seps in proptest::collection::vec(proptest::sample::select(vec!["", "", "", " ", "-", ".", "(", ")", " (", ") ", "+"]), 14),
         ) {
-            let mut input = String::from("+");
-            for (i, d) in digits.chars().enumerate() {
-                input.push_str(seps[i]);
-                input.push(d);
-            }
-            input.push_str(seps[13]);
-            let expected = read(&input, Region::US).and_then(|n| {
-                let len = n.national().to_string().len() as u32;
-                match possible_lengths(n.code().value()) {
-                    Some(set) if set & (1 << len) != 0 => Ok(n.format().mode(phonenumber::Mode::E164).to_string()),
-                    Some(_) => Err(PhoneError::WrongLength),
-                    None => Err(PhoneError::UnknownCountryCode),
-                }
-            });
-            let expected = expected.and_then(PhoneNumber::from_e164).map(|p| p.0);
+            let input = separated("+", &digits, &seps);
+            let expected = as_the_library_reads(&input, Region::US);
             proptest::prop_assert_eq!(PhoneNumber::parse(&input, Region::US).map(|p| p.0), expected, "{}", input);
         }
     }
@@ -408,21 +422,8 @@ mod tests {
             seps in proptest::collection::vec(proptest::sample::select(vec!["", "", "", " ", "-", ".", "(", ")", " (", ") "]), 14),
             region in proptest::sample::select(regions_reading_nanp_national_numbers()),
         ) {
-            let mut input = String::new();
-            for (i, d) in digits.chars().enumerate() {
-                input.push_str(seps[i]);
-                input.push(d);
-            }
-            input.push_str(seps[13]);
-            let expected = read(&input, region).and_then(|n| {
-                let len = n.national().to_string().len() as u32;
-                match possible_lengths(n.code().value()) {
-                    Some(set) if set & (1 << len) != 0 => Ok(n.format().mode(phonenumber::Mode::E164).to_string()),
-                    Some(_) => Err(PhoneError::WrongLength),
-                    None => Err(PhoneError::UnknownCountryCode),
-                }
-            });
-            let expected = expected.and_then(PhoneNumber::from_e164).map(|p| p.0);
+            let input = separated("", &digits, &seps);
+            let expected = as_the_library_reads(&input, region);
             proptest::prop_assert_eq!(PhoneNumber::parse(&input, region).map(|p| p.0), expected, "{} in {}", input, region.code());
         }
     }
