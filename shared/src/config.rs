@@ -249,11 +249,11 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: 4,
-            prefetch: 512,
+            prefetch: 1024,
             metrics_addr: "0.0.0.0:9090".into(),
             db_pool_size: 16,
             db_max_lifetime: Duration::from_secs(600),
-            batch_size: 64,
+            batch_size: 128,
             batch_linger: Duration::from_millis(5),
             shutdown_grace: Duration::from_secs(30),
             runtime_threads: 1,

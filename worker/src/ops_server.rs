@@ -77,7 +77,7 @@ pub const DEAD_LETTER_KINDS: [&str; 4] = ["poison", "permanent", "exhausted", "b
 const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Seconds; from a fraction of a second (idle pipeline) through retries (minutes) to a
 /// backlog an hour deep.
 const LAG_BUCKETS: [f64; 15] = [
