@@ -862,6 +862,21 @@ mod tests {
         assert!(e.contains("has no unit"), "{e}");
     }
 
+    /// The README's variables table and docs/performance.md ("Batches of 128") give these
+    /// defaults: batches of up to 128 leads, and a prefetch twice concurrency × batch.
+    #[test]
+    fn the_worker_batches_up_to_128_leads_with_twice_its_batches_prefetched() {
+        let w = Settings::default().worker;
+        assert_eq!((w.concurrency, w.batch_size, w.prefetch), (4, 128, 1024));
+        assert_eq!(usize::from(w.prefetch), 2 * w.concurrency * w.batch_size);
+        let set = Settings::load_from(env(&[
+            ("WORKER__BATCH_SIZE", "64"),
+            ("WORKER_PREFETCH", "512"),
+        ]))
+        .expect("64, 512");
+        assert_eq!((set.worker.batch_size, set.worker.prefetch), (64, 512));
+    }
+
     #[test]
     fn the_worker_runs_on_one_runtime_thread_unless_told_otherwise() {
         assert_eq!(Settings::default().worker.runtime_threads, 1);
