@@ -539,6 +539,16 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             ),
         ),
         (
+            "contacts",
+            // No rows: the upsert's plan, made while the table is small.
+            format!(
+                "'{{}}'::bigint[], '{{}}'::bigint[], {}'{{}}'::date[], '{{}}'::bigint[], \
+                 '{{}}'::bigint[], '{{}}'::bigint[], '{{}}'::timestamptz[], \
+                 '{{}}'::timestamptz[], '{{}}'::int[]",
+                "'{}'::text[], ".repeat(17)
+            ),
+        ),
+        (
             "numbers",
             // No rows: executed seven times, a number would break its uniqueness.
             "'{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::boolean[], \

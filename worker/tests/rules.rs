@@ -1090,3 +1090,87 @@ async fn a_batch_gives_the_same_outcomes_as_one_lead_at_a_time() {
         ]
     );
 }
+
+/// Every column of a contact lands in its own place, on creation and on a forced update,
+/// and a blank stays NULL (the contacts' statement binds nulls through a mask, since an
+/// array parameter cannot hold one): each text field gets a value of its own name.
+#[tokio::test]
+async fn each_column_of_a_contact_is_written_in_its_place_and_blanks_stay_null() {
+    use shared::contact_fields::{ContactText, TextField};
+    let ctx = Ctx::new().await;
+    let owner = ctx.user("Bo", true, true).await;
+    let line = ctx.named(Catalog::Line, "Main").await;
+    let disposition = ctx.named(Catalog::Disposition, "New").await;
+    let text = |round: &str| {
+        ContactText::read(|field| {
+            Some(match field {
+                TextField::Email => format!("{round}@example.com"),
+                TextField::Website => format!("https://example.com/{round}"),
+                TextField::Name => format!("{round} Name"),
+                TextField::FirstName => round.to_owned(),
+                TextField::LastName => "Name".to_owned(),
+                TextField::State => "CA".to_owned(),
+                TextField::Country => "US".to_owned(),
+                f => format!("{round} {f}"),
+            })
+        })
+    };
+    // Only the number: every optional column NULL but what the number gives.
+    let id = run(&ctx, lead("818 123 4567"))
+        .await
+        .contact_id
+        .expect("contact");
+    let c = ctx.contact(id).await;
+    let given = ContactText::read(|field| c.text(field));
+    let derived = [TextField::City, TextField::State, TextField::Country];
+    for (field, value) in given.given() {
+        assert!(
+            derived.contains(&field),
+            "{field} = {value:?} on a bare lead"
+        );
+    }
+    assert_eq!(
+        (
+            c.date_of_birth,
+            c.owner_id,
+            c.line_id,
+            c.disposition_status_id
+        ),
+        (None, None, None, None)
+    );
+
+    for (round, date, zone) in [
+        ("first", (1990, 12, 10), chrono_tz::America::Los_Angeles),
+        ("second", (1985, 1, 31), chrono_tz::Europe::Paris),
+    ] {
+        let mut l = lead("818 123 4567");
+        l.fields = text(round);
+        l.date_of_birth = NaiveDate::from_ymd_opt(date.0, date.1, date.2);
+        l.timezone = Some(zone);
+        l.links.user_id = Some(owner);
+        l.links.line_id = Some(line);
+        l.links.disposition_status_id = Some(disposition);
+        l.flags.force_update = true;
+        assert_eq!(run(&ctx, l).await.contact_id, Some(id));
+        let c = ctx.contact(id).await;
+        assert_eq!(
+            ContactText::read(|field| c.text(field)),
+            text(round),
+            "{round}"
+        );
+        assert_eq!(
+            c.date_of_birth,
+            NaiveDate::from_ymd_opt(date.0, date.1, date.2)
+        );
+        assert_eq!(c.timezone.as_deref(), Some(zone.name()), "{round}");
+        assert_eq!(
+            (c.owner_id, c.line_id, c.disposition_status_id),
+            (Some(owner), Some(line), Some(disposition)),
+            "{round}"
+        );
+        assert_eq!(
+            (c.account_id, c.phone_number.as_str()),
+            (ctx.account, "+18181234567")
+        );
+    }
+}

@@ -6,13 +6,11 @@
 
 use super::sql;
 use super::{Attempt, Planned};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-};
+use sea_orm::sea_query::ArrayType;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Value};
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
 use shared::entities::{contact, contact_consent, contact_note, contact_tag, powerdialer_item};
@@ -538,10 +536,10 @@ async fn write_contacts(
     mut contacts: HashMap<i64, ContactState>,
     created: &[i64],
 ) -> Result<(), DbErr> {
-    let mut rows: Vec<contact::ActiveModel> = created
+    let mut rows: Vec<contact::Model> = created
         .iter()
         .filter_map(|id| contacts.remove(id))
-        .map(|s| s.view.model.into_active_model().reset_all())
+        .map(|s| s.view.model)
         .collect();
     let mut changed: Vec<contact::Model> = contacts
         .into_values()
@@ -549,25 +547,93 @@ async fn write_contacts(
         .map(|s| s.view.model)
         .collect();
     changed.sort_by_key(|m| m.id);
-    rows.extend(
-        changed
-            .into_iter()
-            .map(|m| m.into_active_model().reset_all()),
-    );
+    rows.extend(changed);
     if rows.is_empty() {
         return Ok(());
     }
-    use contact::Column as C;
-    use sea_orm::Iterable;
-    contact::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(C::Id)
-                .update_columns(C::iter().filter(C::is_updatable))
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
+    txn.execute_raw(sql::stmt(sql::CONTACTS, contact_columns(&rows)))
         .await?;
     Ok(())
+}
+
+/// The nullable text columns of a contact in the order of [`sql::CONTACTS`]'s `$4..$19`
+/// (bit `i` of its null mask is the `i`-th).
+const NULLABLE_TEXT: [fn(&contact::Model) -> &Option<String>; 16] = [
+    |m| &m.name,
+    |m| &m.first_name,
+    |m| &m.last_name,
+    |m| &m.company_name,
+    |m| &m.email,
+    |m| &m.lead_source,
+    |m| &m.source,
+    |m| &m.address,
+    |m| &m.city,
+    |m| &m.state,
+    |m| &m.zipcode,
+    |m| &m.country,
+    |m| &m.csf1,
+    |m| &m.csf2,
+    |m| &m.website,
+    |m| &m.timezone,
+];
+/// The null mask's bit of the date of birth.
+const DATE_OF_BIRTH_NULL: i32 = 1 << NULLABLE_TEXT.len();
+
+/// The parameters of [`sql::CONTACTS`] for `rows`: a column each, nulls in the mask (the
+/// nullable ids as 0, never a row's id).
+fn contact_columns(rows: &[contact::Model]) -> Vec<Value> {
+    let column = |kind: ArrayType, f: &dyn Fn(&contact::Model) -> Value| {
+        Value::Array(kind, Some(Box::new(rows.iter().map(f).collect())))
+    };
+    let id = |v: Option<i64>| Value::BigInt(Some(v.unwrap_or(0)));
+    let mut nulls = vec![0i32; rows.len()];
+    let mut values = vec![
+        column(ArrayType::BigInt, &|m| Value::BigInt(Some(m.id))),
+        column(ArrayType::BigInt, &|m| Value::BigInt(Some(m.account_id))),
+        column(ArrayType::String, &|m| {
+            Value::String(Some(m.phone_number.clone()))
+        }),
+    ];
+    for (bit, field) in NULLABLE_TEXT.iter().enumerate() {
+        let texts = rows
+            .iter()
+            .zip(nulls.iter_mut())
+            .map(|(m, mask)| {
+                let text = field(m).clone().unwrap_or_else(|| {
+                    *mask |= 1 << bit;
+                    String::new()
+                });
+                Value::String(Some(text))
+            })
+            .collect();
+        values.push(Value::Array(ArrayType::String, Some(Box::new(texts))));
+    }
+    let dates = rows
+        .iter()
+        .zip(nulls.iter_mut())
+        .map(|(m, mask)| {
+            let date = m.date_of_birth.unwrap_or_else(|| {
+                *mask |= DATE_OF_BIRTH_NULL;
+                NaiveDate::default()
+            });
+            Value::ChronoDate(Some(date))
+        })
+        .collect();
+    values.extend([
+        Value::Array(ArrayType::ChronoDate, Some(Box::new(dates))),
+        column(ArrayType::BigInt, &|m| id(m.owner_id)),
+        column(ArrayType::BigInt, &|m| id(m.line_id)),
+        column(ArrayType::BigInt, &|m| id(m.disposition_status_id)),
+        column(ArrayType::ChronoDateTimeUtc, &|m| m.created_at.into()),
+        column(ArrayType::ChronoDateTimeUtc, &|m| m.updated_at.into()),
+        Value::Array(
+            ArrayType::Int,
+            Some(Box::new(
+                nulls.into_iter().map(|n| Value::Int(Some(n))).collect(),
+            )),
+        ),
+    ]);
+    values
 }
 
 /// Ends the stored active enrollments of `disenroll` (cancelling their unsent steps) and

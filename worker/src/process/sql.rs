@@ -17,12 +17,13 @@ pub(crate) const POWERDIALER_POSITIONS: &str = include_str!("sql/powerdialer_pos
 pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
+pub(crate) const CONTACTS: &str = include_str!("sql/contacts.sql");
 pub(crate) const NUMBERS: &str = include_str!("sql/numbers.sql");
 pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
 pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 10] = [
+pub const HOT_PATH: [(&str, &str); 11] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
@@ -30,6 +31,7 @@ pub const HOT_PATH: [(&str, &str); 10] = [
     ("powerdialer_positions", POWERDIALER_POSITIONS),
     ("dead_letter", DEAD_LETTER),
     ("records", RECORDS),
+    ("contacts", CONTACTS),
     ("numbers", NUMBERS),
     ("enroll", ENROLL),
     ("disenroll", DISENROLL),
@@ -120,5 +122,47 @@ mod tests {
         .chain(crate::messages::STATEMENTS);
         let named = testkit::statuses::assert_known(sources);
         assert!(named >= 10, "only {named} status literals found");
+    }
+
+    /// The contacts' statement writes every column of the entity, and its update every
+    /// updatable one and nothing else: a column added to the table must be added here.
+    #[test]
+    fn the_contacts_statement_writes_every_column_and_updates_the_updatable_ones() {
+        use sea_orm::{IdenStatic, Iterable};
+        use shared::entities::contact::Column;
+        let body: String = CONTACTS
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (insert, rest) = body.split_once(") SELECT").expect("an INSERT .. SELECT");
+        let (_, update) = rest.split_once("DO UPDATE SET").expect("an upsert");
+        let words = |s: &str| -> Vec<String> {
+            s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let inserted = words(insert.split_once('(').expect("a column list").1);
+        let columns: Vec<String> = Column::iter().map(|c| c.as_str().to_owned()).collect();
+        let mut sorted = (inserted.clone(), columns.clone());
+        sorted.0.sort();
+        sorted.1.sort();
+        assert_eq!(sorted.0, sorted.1, "the inserted columns are the entity's");
+        let assigned: Vec<String> = update
+            .split(',')
+            .map(|a| words(a).first().cloned().unwrap_or_default())
+            .collect();
+        let updatable: Vec<String> = Column::iter()
+            .filter(Column::is_updatable)
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        let mut sorted = (assigned, updatable);
+        sorted.0.sort();
+        sorted.1.sort();
+        assert_eq!(
+            sorted.0, sorted.1,
+            "the updated columns are the updatable ones"
+        );
     }
 }
