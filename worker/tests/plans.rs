@@ -549,6 +549,14 @@ async fn hot_path_plans_do_not_scan_large_tables() {
             ),
         ),
         (
+            "notes",
+            "'{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::uuid[], now()".to_owned(),
+        ),
+        (
+            "tags",
+            "'{}'::bigint[], '{}'::bigint[], '{}'::bigint[], now()".to_owned(),
+        ),
+        (
             "numbers",
             // No rows: executed seven times, a number would break its uniqueness.
             "'{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::boolean[], \

@@ -13,7 +13,7 @@ use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Value};
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
-use shared::entities::{contact, contact_consent, contact_note, contact_tag, powerdialer_item};
+use shared::entities::{contact, contact_consent, powerdialer_item};
 use shared::intake::IntakeMessage;
 use shared::lead::ConsentChannel;
 use shared::lead::{Lead, PowerdialerPosition};
@@ -70,9 +70,9 @@ pub(crate) struct Batch<'r> {
     created: Vec<i64>,
     new_ids: VecDeque<i64>,
     numbers: NewNumbers,
-    notes: Vec<contact_note::ActiveModel>,
+    notes: NewNotes,
     consents: Vec<contact_consent::ActiveModel>,
-    tags: Vec<contact_tag::ActiveModel>,
+    tags: NewTags,
     /// Contacts whose stored active enrollment ends.
     disenroll: Vec<i64>,
     enrollments: Vec<NewEnrollment>,
@@ -90,6 +90,23 @@ struct NewNumbers {
     primary: Vec<bool>,
 }
 
+/// The notes a batch adds, a column per field ([`sql::NOTES`]).
+#[derive(Default)]
+struct NewNotes {
+    accounts: Vec<i64>,
+    contacts: Vec<i64>,
+    bodies: Vec<String>,
+    intakes: Vec<uuid::Uuid>,
+}
+
+/// The tags a batch gives contacts, a column per field ([`sql::TAGS`]).
+#[derive(Default)]
+struct NewTags {
+    accounts: Vec<i64>,
+    contacts: Vec<i64>,
+    tags: Vec<i64>,
+}
+
 impl<'r> Batch<'r> {
     pub fn new(mut snap: Snapshot, rules: &'r RuleTable) -> Self {
         let new_ids = std::mem::take(&mut snap.new_ids).into();
@@ -101,9 +118,9 @@ impl<'r> Batch<'r> {
             created: Vec::new(),
             new_ids,
             numbers: NewNumbers::default(),
-            notes: Vec::new(),
+            notes: NewNotes::default(),
             consents: Vec::new(),
-            tags: Vec::new(),
+            tags: NewTags::default(),
             disenroll: Vec::new(),
             enrollments: Vec::new(),
         }
@@ -144,18 +161,13 @@ impl<'r> Batch<'r> {
                 });
             }
         }
-        for t in &self.tags {
-            if let (Some(contact_id), Some(tag_id)) =
-                (t.contact_id.try_as_ref(), t.tag_id.try_as_ref())
-                && let Some(l) = lists.get_mut(contact_id)
-            {
+        for (contact_id, tag_id) in self.tags.contacts.iter().zip(&self.tags.tags) {
+            if let Some(l) = lists.get_mut(contact_id) {
                 l.tag_ids.push(*tag_id);
             }
         }
-        for k in &self.notes {
-            if let (Some(contact_id), Some(body)) = (k.contact_id.try_as_ref(), k.body.try_as_ref())
-                && let Some(l) = lists.get_mut(contact_id)
-            {
+        for (contact_id, body) in self.notes.contacts.iter().zip(&self.notes.bodies) {
+            if let Some(l) = lists.get_mut(contact_id) {
                 l.notes.push(NoteView {
                     body: body.clone(),
                     created_at: as_stored(self.now),
@@ -366,23 +378,18 @@ impl<'r> Batch<'r> {
     }
 
     fn add_note(&mut self, account_id: i64, contact_id: i64, intake_id: uuid::Uuid, body: &str) {
-        self.notes.push(contact_note::ActiveModel {
-            account_id: Set(account_id),
-            contact_id: Set(contact_id),
-            body: Set(body.to_owned()),
-            intake_id: Set(Some(intake_id)),
-            created_at: Set(self.now),
-            ..Default::default()
-        });
+        let notes = &mut self.notes;
+        notes.accounts.push(account_id);
+        notes.contacts.push(contact_id);
+        notes.bodies.push(body.to_owned());
+        notes.intakes.push(intake_id);
     }
 
     fn add_tag(&mut self, account_id: i64, contact_id: i64, tag_id: i64) {
-        self.tags.push(contact_tag::ActiveModel {
-            contact_id: Set(contact_id),
-            tag_id: Set(tag_id),
-            account_id: Set(account_id),
-            created_at: Set(self.now),
-        });
+        let tags = &mut self.tags;
+        tags.accounts.push(account_id);
+        tags.contacts.push(contact_id);
+        tags.tags.push(tag_id);
     }
 
     /// Ends and starts the enrollments §4.8 decided for `st`'s contact. An enrollment made
@@ -499,10 +506,24 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
         ))
         .await?;
     }
-    if !notes.is_empty() {
-        contact_note::Entity::insert_many(notes)
-            .exec_without_returning(txn)
-            .await?;
+    if !notes.contacts.is_empty() {
+        let NewNotes {
+            accounts,
+            contacts,
+            bodies,
+            intakes,
+        } = notes;
+        txn.execute_raw(sql::stmt(
+            sql::NOTES,
+            vec![
+                accounts.into(),
+                contacts.into(),
+                bodies.into(),
+                intakes.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
     }
     if !consents.is_empty() {
         // A redelivered lead's records exist already (unique per intake and channel).
@@ -511,11 +532,17 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
             .exec_without_returning(txn)
             .await?;
     }
-    if !tags.is_empty() {
-        contact_tag::Entity::insert_many(tags)
-            .on_conflict_do_nothing()
-            .exec_without_returning(txn)
-            .await?;
+    if !tags.contacts.is_empty() {
+        let NewTags {
+            accounts,
+            contacts,
+            tags,
+        } = tags;
+        txn.execute_raw(sql::stmt(
+            sql::TAGS,
+            vec![accounts.into(), contacts.into(), tags.into(), now.into()],
+        ))
+        .await?;
     }
     write_enrollments(txn, disenroll, enrollments, now).await
 }

@@ -18,12 +18,14 @@ pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
 pub(crate) const CONTACTS: &str = include_str!("sql/contacts.sql");
+pub(crate) const NOTES: &str = include_str!("sql/notes.sql");
+pub(crate) const TAGS: &str = include_str!("sql/tags.sql");
 pub(crate) const NUMBERS: &str = include_str!("sql/numbers.sql");
 pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
 pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 11] = [
+pub const HOT_PATH: [(&str, &str); 13] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
@@ -32,6 +34,8 @@ pub const HOT_PATH: [(&str, &str); 11] = [
     ("dead_letter", DEAD_LETTER),
     ("records", RECORDS),
     ("contacts", CONTACTS),
+    ("notes", NOTES),
+    ("tags", TAGS),
     ("numbers", NUMBERS),
     ("enroll", ENROLL),
     ("disenroll", DISENROLL),
