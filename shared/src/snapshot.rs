@@ -12,10 +12,9 @@ use crate::entities::contact;
 use crate::lead::{Lead, Link};
 use crate::policy::{AccountPolicy, Channel, Consent, DncChannel, DncEntry};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::LockType;
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, PgFunc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Statement, Value,
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement, Value,
 };
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -274,7 +273,10 @@ pub async fn contacts(
     ids: Vec<i64>,
     lock: RowLock,
 ) -> Result<Vec<ContactView>, DbErr> {
-    let mut query = contact::Entity::find().filter(contact::Column::Id.is_in(ids));
+    // `= ANY($1)`, not `IN ($1, ..)`: one statement text whatever the number of ids, so
+    // it is planned once per connection.
+    let mut query = contact::Entity::find()
+        .filter(Expr::col(contact::Column::Id).eq(PgFunc::any(Expr::val(ids))));
     if lock == RowLock::ForWrite {
         query = query.lock(LockType::NoKeyUpdate);
     }
