@@ -90,6 +90,20 @@ struct NewNumbers {
     primary: Vec<bool>,
 }
 
+impl NewNumbers {
+    /// The parameters of [`sql::NUMBERS`] but the time.
+    fn into_columns(self) -> Vec<Value> {
+        vec![
+            self.accounts.into(),
+            self.contacts.into(),
+            self.numbers.into(),
+            self.labels.into(),
+            self.labelled.into(),
+            self.primary.into(),
+        ]
+    }
+}
+
 /// The notes a batch adds, a column per field ([`sql::NOTES`]).
 #[derive(Default)]
 struct NewNotes {
@@ -99,12 +113,31 @@ struct NewNotes {
     intakes: Vec<uuid::Uuid>,
 }
 
+impl NewNotes {
+    /// The parameters of [`sql::NOTES`] but the time.
+    fn into_columns(self) -> Vec<Value> {
+        vec![
+            self.accounts.into(),
+            self.contacts.into(),
+            self.bodies.into(),
+            self.intakes.into(),
+        ]
+    }
+}
+
 /// The tags a batch gives contacts, a column per field ([`sql::TAGS`]).
 #[derive(Default)]
 struct NewTags {
     accounts: Vec<i64>,
     contacts: Vec<i64>,
     tags: Vec<i64>,
+}
+
+impl NewTags {
+    /// The parameters of [`sql::TAGS`] but the time.
+    fn into_columns(self) -> Vec<Value> {
+        vec![self.accounts.into(), self.contacts.into(), self.tags.into()]
+    }
 }
 
 impl<'r> Batch<'r> {
@@ -483,47 +516,16 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
         ..
     } = batch;
     write_contacts(txn, contacts, &created).await?;
-    if !numbers.accounts.is_empty() {
-        let NewNumbers {
-            accounts,
-            contacts,
-            numbers,
-            labels,
-            labelled,
-            primary,
-        } = numbers;
-        txn.execute_raw(sql::stmt(
-            sql::NUMBERS,
-            vec![
-                accounts.into(),
-                contacts.into(),
-                numbers.into(),
-                labels.into(),
-                labelled.into(),
-                primary.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    }
-    if !notes.contacts.is_empty() {
-        let NewNotes {
-            accounts,
-            contacts,
-            bodies,
-            intakes,
-        } = notes;
-        txn.execute_raw(sql::stmt(
-            sql::NOTES,
-            vec![
-                accounts.into(),
-                contacts.into(),
-                bodies.into(),
-                intakes.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
+    let columns = [
+        (sql::NUMBERS, numbers.accounts.len(), numbers.into_columns()),
+        (sql::NOTES, notes.accounts.len(), notes.into_columns()),
+        (sql::TAGS, tags.accounts.len(), tags.into_columns()),
+    ];
+    for (statement, rows, mut values) in columns {
+        if rows > 0 {
+            values.push(now.into());
+            txn.execute_raw(sql::stmt(statement, values)).await?;
+        }
     }
     if !consents.is_empty() {
         // A redelivered lead's records exist already (unique per intake and channel).
@@ -531,18 +533,6 @@ pub(crate) async fn flush(txn: &DatabaseTransaction, batch: Batch<'_>) -> Result
             .on_conflict_do_nothing()
             .exec_without_returning(txn)
             .await?;
-    }
-    if !tags.contacts.is_empty() {
-        let NewTags {
-            accounts,
-            contacts,
-            tags,
-        } = tags;
-        txn.execute_raw(sql::stmt(
-            sql::TAGS,
-            vec![accounts.into(), contacts.into(), tags.into(), now.into()],
-        ))
-        .await?;
     }
     write_enrollments(txn, disenroll, enrollments, now).await
 }
