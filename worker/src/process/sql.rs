@@ -1,9 +1,10 @@
-//! The few statements SeaORM's query builder does not express: advisory locks, PowerDialer
-//! positions and intake records for a whole batch in one round trip (what the rules read is
-//! [`shared::snapshot`], shared with the validate endpoint). The SQL lives in `sql/*.sql`
-//! beside this file. Every statement takes its keys as typed array parameters
-//! (`$1::bigint[]`) and descends an index once per key, so its cost follows the batch,
-//! never the table. PostgreSQL may keep a generic plan after five executions; one made while a
+//! The statements of the hot path written by hand: advisory locks, PowerDialer positions,
+//! and a whole batch's contacts, numbers, notes, tags and intake records in one round trip
+//! each (what the rules read is [`shared::snapshot`], shared with the validate endpoint).
+//! The SQL lives in `sql/*.sql` beside this file. Every statement takes its rows and keys as
+//! typed array parameters (`$1::bigint[]`), so its text, and its plan on a connection, is the
+//! same for every batch size (a SeaORM `insert_many` has a text per number of rows), and it
+//! descends an index once per key, so its cost follows the batch, never the table. PostgreSQL may keep a generic plan after five executions; one made while a
 //! table was small still reaches it by index as it grows (see [`crate::db`]: sequential
 //! scans, hash and merge joins are off, and connections are replaced after a bounded life).
 
