@@ -9,7 +9,6 @@ use super::{Attempt, Planned};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Value};
 use shared::entities::powerdialer_item::PowerdialerStatus;
 use shared::entities::sequence_enrollment::EnrollmentStatus;
@@ -599,56 +598,49 @@ const DATE_OF_BIRTH_NULL: i32 = 1 << NULLABLE_TEXT.len();
 /// The parameters of [`sql::CONTACTS`] for `rows`: a column each, nulls in the mask (the
 /// nullable ids as 0, never a row's id).
 fn contact_columns(rows: &[contact::Model]) -> Vec<Value> {
-    let column = |kind: ArrayType, f: &dyn Fn(&contact::Model) -> Value| {
-        Value::Array(kind, Some(Box::new(rows.iter().map(f).collect())))
-    };
-    let id = |v: Option<i64>| Value::BigInt(Some(v.unwrap_or(0)));
+    fn column<T: Into<Value>>(rows: &[contact::Model], f: impl Fn(&contact::Model) -> T) -> Value
+    where
+        Vec<T>: Into<Value>,
+    {
+        rows.iter().map(f).collect::<Vec<T>>().into()
+    }
     let mut nulls = vec![0i32; rows.len()];
     let mut values = vec![
-        column(ArrayType::BigInt, &|m| Value::BigInt(Some(m.id))),
-        column(ArrayType::BigInt, &|m| Value::BigInt(Some(m.account_id))),
-        column(ArrayType::String, &|m| {
-            Value::String(Some(m.phone_number.clone()))
-        }),
+        column(rows, |m| m.id),
+        column(rows, |m| m.account_id),
+        column(rows, |m| m.phone_number.clone()),
     ];
     for (bit, field) in NULLABLE_TEXT.iter().enumerate() {
-        let texts = rows
+        let texts: Vec<String> = rows
             .iter()
             .zip(nulls.iter_mut())
             .map(|(m, mask)| {
-                let text = field(m).clone().unwrap_or_else(|| {
+                field(m).clone().unwrap_or_else(|| {
                     *mask |= 1 << bit;
                     String::new()
-                });
-                Value::String(Some(text))
+                })
             })
             .collect();
-        values.push(Value::Array(ArrayType::String, Some(Box::new(texts))));
+        values.push(texts.into());
     }
-    let dates = rows
+    let dates: Vec<NaiveDate> = rows
         .iter()
         .zip(nulls.iter_mut())
         .map(|(m, mask)| {
-            let date = m.date_of_birth.unwrap_or_else(|| {
+            m.date_of_birth.unwrap_or_else(|| {
                 *mask |= DATE_OF_BIRTH_NULL;
                 NaiveDate::default()
-            });
-            Value::ChronoDate(Some(date))
+            })
         })
         .collect();
     values.extend([
-        Value::Array(ArrayType::ChronoDate, Some(Box::new(dates))),
-        column(ArrayType::BigInt, &|m| id(m.owner_id)),
-        column(ArrayType::BigInt, &|m| id(m.line_id)),
-        column(ArrayType::BigInt, &|m| id(m.disposition_status_id)),
-        column(ArrayType::ChronoDateTimeUtc, &|m| m.created_at.into()),
-        column(ArrayType::ChronoDateTimeUtc, &|m| m.updated_at.into()),
-        Value::Array(
-            ArrayType::Int,
-            Some(Box::new(
-                nulls.into_iter().map(|n| Value::Int(Some(n))).collect(),
-            )),
-        ),
+        dates.into(),
+        column(rows, |m| m.owner_id.unwrap_or(0)),
+        column(rows, |m| m.line_id.unwrap_or(0)),
+        column(rows, |m| m.disposition_status_id.unwrap_or(0)),
+        column(rows, |m| m.created_at),
+        column(rows, |m| m.updated_at),
+        nulls.into(),
     ]);
     values
 }
