@@ -2,9 +2,12 @@
 //! primary number and derived geo fields, updates of the contacts repeats hit, one intake
 //! record per lead (payload and actions JSON of the same shape), and the notes, tags,
 //! sequence enrollments and PowerDialer entries of leads with actions — written by plain
-//! multi-row INSERT/UPDATE statements, 500 leads per transaction, into another account of
-//! the same database (its own copies of the contacts the backlog repeats, so nothing
-//! conflicts with the worker's rows).
+//! INSERT/UPDATE statements, 500 leads per transaction, into another account of the same
+//! database (its own copies of the contacts the backlog repeats, so nothing conflicts with
+//! the worker's rows). Each statement takes one typed array per column (`unnest`), so its
+//! text is the same whatever the chunk holds and PostgreSQL plans it once per connection,
+//! as it does the worker's batch writes (a multi-row `VALUES` list would be a new text, and
+//! a new plan, for almost every chunk: a cost the worker does not pay).
 //!
 //! It runs over one connection, or over as many at once as the worker runs transactions
 //! (four): the backlog is split by phone number into that many streams, each written in
@@ -20,6 +23,7 @@ use crate::seed::stmt;
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use serde_json::json;
 use shared::intake::IntakeMessage;
@@ -32,51 +36,90 @@ use std::time::Instant;
 
 const CHUNK: usize = 500;
 
-/// Rows of one multi-row statement: `(…), (…)` with numbered, typed parameters.
+/// Rows of one statement as one typed array per column, unnested by the statement.
+/// `types[i]` is column `i`'s SQL type; a `?` after it marks a nullable column: the driver
+/// cannot bind a null inside an array, so a blank travels as '' (text) or 0 (ids, never a
+/// row's id) and the statement turns it back into NULL.
 struct Rows {
-    sql: String,
-    values: Vec<Value>,
+    types: &'static [&'static str],
+    columns: Vec<Vec<Value>>,
 }
 
 impl Rows {
-    fn new() -> Self {
+    fn new(types: &'static [&'static str]) -> Self {
         Self {
-            sql: String::new(),
-            values: Vec::new(),
+            types,
+            columns: types.iter().map(|_| Vec::new()).collect(),
         }
     }
 
-    /// One row; `casts[i]` is the SQL type of column `i` (typed VALUES need no guessing).
-    fn push(&mut self, row: Vec<Value>, casts: &[&str]) {
-        if !self.values.is_empty() {
-            self.sql.push(',');
+    /// One row, a value per column in `types`' order.
+    fn push(&mut self, row: Vec<Value>) {
+        for (column, value) in self.columns.iter_mut().zip(row) {
+            column.push(match value {
+                Value::String(None) => Value::String(Some(String::new())),
+                Value::BigInt(None) => Value::BigInt(Some(0)),
+                v => v,
+            });
         }
-        self.sql.push('(');
-        for (i, (v, cast)) in row.into_iter().zip(casts).enumerate() {
-            if i > 0 {
-                self.sql.push(',');
-            }
-            self.values.push(v);
-            self.sql
-                .push_str(&format!("${}::{cast}", self.values.len()));
-        }
-        self.sql.push(')');
     }
 
     fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.columns.first().is_none_or(Vec::is_empty)
+    }
+
+    /// `SELECT <the columns>, <extra> FROM unnest($1::…[], …)` and its parameters.
+    fn select(self, extra: &str) -> (String, Vec<Value>) {
+        let mut arrays = Vec::new();
+        let mut names = Vec::new();
+        let mut exprs = Vec::new();
+        let mut values = Vec::new();
+        for (i, (ty, column)) in self.types.iter().zip(self.columns).enumerate() {
+            let (ty, nullable) = ty.strip_suffix('?').map_or((*ty, false), |t| (t, true));
+            let (element, kind) = match ty {
+                "bigint" => ("bigint", ArrayType::BigInt),
+                "uuid" => ("uuid", ArrayType::Uuid),
+                "timestamptz" => ("timestamptz", ArrayType::ChronoDateTimeUtc),
+                _ => ("text", ArrayType::String),
+            };
+            let name = format!("c{i}");
+            arrays.push(format!("${}::{element}[]", i + 1));
+            exprs.push(match (nullable, element) {
+                (true, "bigint") => format!("nullif({name}, 0)"),
+                (true, _) => format!("nullif({name}, '')::{ty}"),
+                (false, _) => format!("{name}::{ty}"),
+            });
+            names.push(name);
+            values.push(Value::Array(kind, Some(Box::new(column))));
+        }
+        let sql = format!(
+            "SELECT {}{extra} FROM unnest({}) AS v({})",
+            exprs.join(", "),
+            arrays.join(", "),
+            names.join(", ")
+        );
+        (sql, values)
     }
 
     async fn exec(self, c: &impl ConnectionTrait, head: &str, tail: &str) -> anyhow::Result<()> {
+        self.exec_with(c, head, "", tail).await
+    }
+
+    /// `{head} SELECT …{extra} FROM unnest(…) {tail}`: an insert of the rows.
+    async fn exec_with(
+        self,
+        c: &impl ConnectionTrait,
+        head: &str,
+        extra: &str,
+        tail: &str,
+    ) -> anyhow::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        c.execute_raw(stmt(
-            &format!("{head} VALUES {} {tail}", self.sql),
-            self.values,
-        ))
-        .await
-        .with_context(|| format!("Failed to run the baseline's {head}"))?;
+        let (select, values) = self.select(extra);
+        c.execute_raw(stmt(&format!("{head} {select} {tail}"), values))
+            .await
+            .with_context(|| format!("Failed to run the baseline's {head}"))?;
         Ok(())
     }
 }
@@ -255,30 +298,17 @@ impl<'a> Baseline<'a> {
             actions.push(json!({"type": "line_set", "line_id": l}));
         }
         actions.extend(self.link(plan, lead, contact_id, intake_id, owner));
-        plan.intakes.push(
-            vec![
-                intake_id.into(),
-                self.to.account.into(),
-                self.to.users[0].into(),
-                self.to.token_id.into(),
-                status.into(),
-                m.payload.to_value().into(),
-                contact_id.into(),
-                serde_json::Value::Array(actions).into(),
-                m.received_at.into(),
-            ],
-            &[
-                "uuid",
-                "bigint",
-                "bigint",
-                "bigint",
-                "varchar",
-                "jsonb",
-                "bigint",
-                "jsonb",
-                "timestamptz",
-            ],
-        );
+        plan.intakes.push(vec![
+            intake_id.into(),
+            self.to.account.into(),
+            self.to.users[0].into(),
+            self.to.token_id.into(),
+            status.into(),
+            m.payload.get().into(),
+            contact_id.into(),
+            serde_json::Value::Array(actions).to_string().into(),
+            m.received_at.into(),
+        ]);
         Ok(())
     }
 
@@ -295,29 +325,25 @@ impl<'a> Baseline<'a> {
         let to = self.to;
         let mut actions = Vec::new();
         if let Some(body) = &lead.notes {
-            plan.notes.push(
-                vec![
-                    to.account.into(),
-                    contact_id.into(),
-                    body.clone().into(),
-                    intake_id.into(),
-                ],
-                &["bigint", "bigint", "text", "uuid"],
-            );
+            plan.notes.push(vec![
+                to.account.into(),
+                contact_id.into(),
+                body.clone().into(),
+                intake_id.into(),
+            ]);
             actions.push(json!({"type": "note_added"}));
         }
         if lead.links.tag_id.is_some() {
-            plan.tags.push(
-                vec![contact_id.into(), to.tag.into(), to.account.into()],
-                &["bigint", "bigint", "bigint"],
-            );
+            plan.tags
+                .push(vec![contact_id.into(), to.tag.into(), to.account.into()]);
             actions.push(json!({"type": "tag_added", "tag_id": to.tag}));
         }
         if lead.links.sequence_id.is_some() {
-            plan.enrollments.push(
-                vec![to.account.into(), contact_id.into(), to.sequence.into()],
-                &["bigint", "bigint", "bigint"],
-            );
+            plan.enrollments.push(vec![
+                to.account.into(),
+                contact_id.into(),
+                to.sequence.into(),
+            ]);
             actions.push(json!({"type": "sequence_enrolled", "sequence_id": to.sequence}));
         }
         if lead.flags.add_to_powerdialer
@@ -332,15 +358,12 @@ impl<'a> Baseline<'a> {
                 *p -= 1;
                 *p
             };
-            plan.dialer.push(
-                vec![
-                    to.account.into(),
-                    o.into(),
-                    contact_id.into(),
-                    position.into(),
-                ],
-                &["bigint", "bigint", "bigint", "bigint"],
-            );
+            plan.dialer.push(vec![
+                to.account.into(),
+                o.into(),
+                contact_id.into(),
+                position.into(),
+            ]);
             actions.push(json!({"type": "powerdialer_added", "user_id": o, "position": "top"}));
         }
         actions
@@ -417,11 +440,21 @@ impl<'c> Plan<'c> {
             created: Vec::new(),
             created_by_number: HashMap::new(),
             fills: HashMap::new(),
-            intakes: Rows::new(),
-            notes: Rows::new(),
-            tags: Rows::new(),
-            enrollments: Rows::new(),
-            dialer: Rows::new(),
+            intakes: Rows::new(&[
+                "uuid",
+                "bigint",
+                "bigint",
+                "bigint",
+                "varchar",
+                "jsonb",
+                "bigint",
+                "jsonb",
+                "timestamptz",
+            ]),
+            notes: Rows::new(&["bigint", "bigint", "text", "uuid"]),
+            tags: Rows::new(&["bigint", "bigint", "bigint"]),
+            enrollments: Rows::new(&["bigint", "bigint", "bigint"]),
+            dialer: Rows::new(&["bigint", "bigint", "bigint", "bigint"]),
         }
     }
 
@@ -483,12 +516,12 @@ impl<'c> Plan<'c> {
         let updates = update_rows(self.fills);
         write_contacts(txn, contacts, phones, updates).await?;
         self.intakes
-            .exec(
+            .exec_with(
                 txn,
                 "INSERT INTO lead_intakes (id, account_id, user_id, token_id, status, payload, \
-                 contact_id, actions, received_at, attempts, processed_at, updated_at) \
-                 SELECT *, 1, now(), now() FROM (",
-                ") AS v",
+                 contact_id, actions, received_at, attempts, processed_at, updated_at)",
+                ", 1, now(), now()",
+                "",
             )
             .await?;
         self.notes
@@ -528,62 +561,53 @@ fn new_contact_rows(
     chunk: &[&IntakeMessage],
     to: &Catalogs,
 ) -> (Rows, Rows) {
-    let mut contacts = Rows::new();
-    let mut phones = Rows::new();
+    let mut contacts = Rows::new(&[
+        "bigint", "bigint", "varchar", "varchar?", "varchar?", "varchar?", "varchar?", "varchar?",
+        "varchar?", "varchar?", "varchar?", "bigint?", "bigint?",
+    ]);
+    let mut phones = Rows::new(&["bigint", "bigint", "varchar"]);
     for c in created {
         let lead = &chunk[c.m].lead;
         let place = shared::geo::locate(&lead.phone_number);
-        contacts.push(
-            vec![
-                c.id.into(),
-                to.account.into(),
-                lead.phone_number.as_str().into(),
-                lead.fields.first_name.clone().into(),
-                lead.fields.last_name.clone().into(),
-                lead.fields.email.clone().into(),
-                lead.fields.lead_source.clone().into(),
-                place.country.into(),
-                place.state.into(),
-                place.city.into(),
-                place.timezone.map(|t| t.name().to_owned()).into(),
-                c.owner.into(),
-                c.line.into(),
-            ],
-            &[
-                "bigint", "bigint", "varchar", "varchar", "varchar", "varchar", "varchar",
-                "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
-            ],
-        );
-        phones.push(
-            vec![
-                to.account.into(),
-                c.id.into(),
-                lead.phone_number.as_str().into(),
-            ],
-            &["bigint", "bigint", "varchar"],
-        );
+        contacts.push(vec![
+            c.id.into(),
+            to.account.into(),
+            lead.phone_number.as_str().into(),
+            lead.fields.first_name.clone().into(),
+            lead.fields.last_name.clone().into(),
+            lead.fields.email.clone().into(),
+            lead.fields.lead_source.clone().into(),
+            place.country.into(),
+            place.state.into(),
+            place.city.into(),
+            place.timezone.map(|t| t.name().to_owned()).into(),
+            c.owner.into(),
+            c.line.into(),
+        ]);
+        phones.push(vec![
+            to.account.into(),
+            c.id.into(),
+            lead.phone_number.as_str().into(),
+        ]);
     }
     (contacts, phones)
 }
 
 /// The rows of the fields repeats bring to existing contacts.
 fn update_rows(fills: HashMap<i64, Fill>) -> Rows {
-    let mut updates = Rows::new();
+    let mut updates = Rows::new(&[
+        "bigint", "varchar?", "varchar?", "varchar?", "varchar?", "bigint?", "bigint?",
+    ]);
     for (id, f) in fills {
-        updates.push(
-            vec![
-                id.into(),
-                f.first_name.into(),
-                f.last_name.into(),
-                f.email.into(),
-                f.lead_source.into(),
-                f.owner.into(),
-                f.line.into(),
-            ],
-            &[
-                "bigint", "varchar", "varchar", "varchar", "varchar", "bigint", "bigint",
-            ],
-        );
+        updates.push(vec![
+            id.into(),
+            f.first_name.into(),
+            f.last_name.into(),
+            f.email.into(),
+            f.lead_source.into(),
+            f.owner.into(),
+            f.line.into(),
+        ]);
     }
     updates
 }
@@ -604,23 +628,23 @@ async fn write_contacts(
         )
         .await?;
     phones
-        .exec(
+        .exec_with(
             txn,
-            "INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary) \
-             SELECT a, c, p, true FROM (",
-            ") AS v(a, c, p)",
+            "INSERT INTO contact_phone_numbers (account_id, contact_id, phone_number, is_primary)",
+            ", true",
+            "",
         )
         .await?;
     if !updates.is_empty() {
+        let (select, values) = updates.select("");
         let sql = format!(
             "UPDATE contacts AS c SET first_name = COALESCE(c.first_name, v.f), \
              last_name = COALESCE(c.last_name, v.l), email = COALESCE(c.email, v.e), \
              lead_source = COALESCE(c.lead_source, v.s), owner_id = COALESCE(c.owner_id, v.o), \
              line_id = COALESCE(c.line_id, v.li), updated_at = now() \
-             FROM (VALUES {}) AS v(id, f, l, e, s, o, li) WHERE c.id = v.id",
-            updates.sql
+             FROM ({select}) AS v(id, f, l, e, s, o, li) WHERE c.id = v.id"
         );
-        txn.execute_raw(stmt(&sql, updates.values))
+        txn.execute_raw(stmt(&sql, values))
             .await
             .context("Failed to run the baseline's UPDATE contacts")?;
     }
