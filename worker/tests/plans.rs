@@ -502,6 +502,13 @@ async fn hot_path_plans_do_not_scan_large_tables() {
     let related_accounts = vec![a.to_string(); 8].join(",");
     let first = contacts.split(',').next().unwrap_or_default().to_owned();
     let intake = Uuid::now_v7();
+    // No rows: the contacts' insert and update as planned while the table is small.
+    let no_contacts = format!(
+        "'{{}}'::bigint[], '{{}}'::bigint[], {}'{{}}'::date[], '{{}}'::bigint[], \
+         '{{}}'::bigint[], '{{}}'::bigint[], '{{}}'::timestamptz[], '{{}}'::timestamptz[], \
+         '{{}}'::int[]",
+        "'{}'::text[], ".repeat(17)
+    );
     let args: BTreeMap<&str, String> = [
         (
             "snapshot",
@@ -538,16 +545,8 @@ async fn hot_path_plans_do_not_scan_large_tables() {
                 ctx.user, ctx.token
             ),
         ),
-        (
-            "contacts",
-            // No rows: the upsert's plan, made while the table is small.
-            format!(
-                "'{{}}'::bigint[], '{{}}'::bigint[], {}'{{}}'::date[], '{{}}'::bigint[], \
-                 '{{}}'::bigint[], '{{}}'::bigint[], '{{}}'::timestamptz[], \
-                 '{{}}'::timestamptz[], '{{}}'::int[]",
-                "'{}'::text[], ".repeat(17)
-            ),
-        ),
+        ("contacts", no_contacts.clone()),
+        ("contact_updates", no_contacts),
         (
             "notes",
             "'{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::uuid[], now()".to_owned(),

@@ -544,15 +544,15 @@ fn stored_copy(model: &contact::Model) -> contact::Model {
     model
 }
 
-/// New contacts and changed ones in one statement: a changed contact's row is written
-/// whole from the copy read under its lock, so an upsert on the id is its update. New
-/// contacts go first, in creation order; changed ones in id order.
+/// New contacts, in creation order, by one insert; changed ones, each written whole from the
+/// copy read under its lock, in id order by one update (the statements share their
+/// parameters, [`contact_columns`]).
 async fn write_contacts(
     txn: &DatabaseTransaction,
     mut contacts: HashMap<i64, ContactState>,
     created: &[i64],
 ) -> Result<(), DbErr> {
-    let mut rows: Vec<contact::Model> = created
+    let new: Vec<contact::Model> = created
         .iter()
         .filter_map(|id| contacts.remove(id))
         .map(|s| s.view.model)
@@ -563,12 +563,12 @@ async fn write_contacts(
         .map(|s| s.view.model)
         .collect();
     changed.sort_by_key(|m| m.id);
-    rows.extend(changed);
-    if rows.is_empty() {
-        return Ok(());
+    for (statement, rows) in [(sql::CONTACTS, new), (sql::CONTACT_UPDATES, changed)] {
+        if !rows.is_empty() {
+            txn.execute_raw(sql::stmt(statement, contact_columns(&rows)))
+                .await?;
+        }
     }
-    txn.execute_raw(sql::stmt(sql::CONTACTS, contact_columns(&rows)))
-        .await?;
     Ok(())
 }
 
@@ -595,7 +595,7 @@ const NULLABLE_TEXT: [fn(&contact::Model) -> &Option<String>; 16] = [
 /// The null mask's bit of the date of birth.
 const DATE_OF_BIRTH_NULL: i32 = 1 << NULLABLE_TEXT.len();
 
-/// The parameters of [`sql::CONTACTS`] for `rows`: a column each, nulls in the mask (the
+/// The parameters of [`sql::CONTACTS`] and [`sql::CONTACT_UPDATES`] for `rows`: a column each, nulls in the mask (the
 /// nullable ids as 0, never a row's id).
 fn contact_columns(rows: &[contact::Model]) -> Vec<Value> {
     fn column<T: Into<Value>>(rows: &[contact::Model], f: impl Fn(&contact::Model) -> T) -> Value

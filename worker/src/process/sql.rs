@@ -19,6 +19,7 @@ pub(crate) const DEAD_LETTER: &str = include_str!("sql/dead_letter.sql");
 pub(crate) const PROCESSING: &str = include_str!("sql/processing.sql");
 pub(crate) const RECORDS: &str = include_str!("sql/records.sql");
 pub(crate) const CONTACTS: &str = include_str!("sql/contacts.sql");
+pub(crate) const CONTACT_UPDATES: &str = include_str!("sql/contact_updates.sql");
 pub(crate) const NOTES: &str = include_str!("sql/notes.sql");
 pub(crate) const TAGS: &str = include_str!("sql/tags.sql");
 pub(crate) const NUMBERS: &str = include_str!("sql/numbers.sql");
@@ -26,7 +27,7 @@ pub(crate) const ENROLL: &str = include_str!("sql/enroll.sql");
 pub(crate) const DISENROLL: &str = include_str!("sql/disenroll.sql");
 
 /// The hand-written statements of the hot path, by name, for the plan checks of the tests.
-pub const HOT_PATH: [(&str, &str); 13] = [
+pub const HOT_PATH: [(&str, &str); 14] = [
     ("snapshot", SNAPSHOT),
     ("related", RELATED),
     ("lock_all", LOCK_ALL),
@@ -35,6 +36,7 @@ pub const HOT_PATH: [(&str, &str); 13] = [
     ("dead_letter", DEAD_LETTER),
     ("records", RECORDS),
     ("contacts", CONTACTS),
+    ("contact_updates", CONTACT_UPDATES),
     ("notes", NOTES),
     ("tags", TAGS),
     ("numbers", NUMBERS),
@@ -129,45 +131,66 @@ mod tests {
         assert!(named >= 10, "only {named} status literals found");
     }
 
-    /// The contacts' statement writes every column of the entity, and its update every
-    /// updatable one and nothing else: a column added to the table must be added here.
+    /// The contacts' insert writes every column of the entity and is a plain insert (its
+    /// ids are new), and their update sets every updatable column and nothing else: a
+    /// column added to the table must be added to both.
     #[test]
-    fn the_contacts_statement_writes_every_column_and_updates_the_updatable_ones() {
+    fn the_contacts_statements_write_every_column_and_update_the_updatable_ones() {
         use sea_orm::{IdenStatic, Iterable};
         use shared::entities::contact::Column;
-        let body: String = CONTACTS
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let (insert, rest) = body.split_once(") SELECT").expect("an INSERT .. SELECT");
-        let (_, update) = rest.split_once("DO UPDATE SET").expect("an upsert");
+        let body = |sql: &str| -> String {
+            sql.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let words = |s: &str| -> Vec<String> {
             s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .filter(|w| !w.is_empty())
                 .map(str::to_owned)
                 .collect()
         };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let insert = body(CONTACTS);
+        assert!(!insert.contains("ON CONFLICT"), "a plain insert");
+        let (insert, _) = insert.split_once(") SELECT").expect("an INSERT .. SELECT");
         let inserted = words(insert.split_once('(').expect("a column list").1);
         let columns: Vec<String> = Column::iter().map(|c| c.as_str().to_owned()).collect();
-        let mut sorted = (inserted.clone(), columns.clone());
-        sorted.0.sort();
-        sorted.1.sort();
-        assert_eq!(sorted.0, sorted.1, "the inserted columns are the entity's");
-        let assigned: Vec<String> = update
+        assert_eq!(
+            sorted(inserted),
+            sorted(columns),
+            "the inserted columns are the entity's"
+        );
+        let update = body(CONTACT_UPDATES);
+        let (_, set) = update.split_once(" SET ").expect("an UPDATE .. SET");
+        let (set, _) = set.split_once(" FROM unnest").expect("an UPDATE .. FROM");
+        // An assignment is `column = …`; a comma inside `nullif(…, 0)` starts no other.
+        let assigned: Vec<String> = set
             .split(',')
+            .filter(|a| a.contains('='))
             .map(|a| words(a).first().cloned().unwrap_or_default())
             .collect();
         let updatable: Vec<String> = Column::iter()
             .filter(Column::is_updatable)
             .map(|c| c.as_str().to_owned())
             .collect();
-        let mut sorted = (assigned, updatable);
-        sorted.0.sort();
-        sorted.1.sort();
         assert_eq!(
-            sorted.0, sorted.1,
+            sorted(assigned),
+            sorted(updatable),
             "the updated columns are the updatable ones"
+        );
+        let (_, unnest) = update.split_once("FROM unnest").expect("an UPDATE .. FROM");
+        let (_, insert_unnest) = body(CONTACTS)
+            .split_once("FROM unnest")
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .expect("an INSERT .. FROM");
+        assert_eq!(
+            words(unnest.split_once("WHERE").expect("a WHERE").0),
+            words(&insert_unnest),
+            "the update takes the insert's parameters"
         );
     }
 }

@@ -1,11 +1,13 @@
--- A batch's new and changed contacts, whole rows, in one statement of fixed text (planned
--- once per connection, whatever the batch's size): an upsert on the id, so a changed
--- contact's row (read under its lock) is its update. Each parameter is one column, an
--- element per contact, in the table's order: $1 ids, $2 accounts, $3 primary numbers,
--- $4..$19 the nullable text columns (name .. website, timezone), $20 dates of birth,
--- $21 owners, $22 lines, $23 dispositions (0: none), $24 created, $25 updated. The driver
--- cannot bind a null inside an array: bit i of $26 says the i-th nullable text column
--- ($4 + i) is null, bit 16 the date of birth.
+-- A batch's new contacts, whole rows, in one statement of fixed text (planned once per
+-- connection, whatever the batch's size). Each parameter is one column, an element per
+-- contact, in the table's order: $1 ids, $2 accounts, $3 primary numbers, $4..$19 the
+-- nullable text columns (name .. website, timezone), $20 dates of birth, $21 owners,
+-- $22 lines, $23 dispositions (0: none), $24 created, $25 updated. The driver cannot bind a
+-- null inside an array: bit i of $26 says the i-th nullable text column ($4 + i) is null,
+-- bit 16 the date of birth. A plain insert: the ids were drawn from the sequence by this
+-- transaction, so none can exist (an upsert's speculative insertion would cost more per row,
+-- and would overwrite a row that had one). The batch's changed contacts are
+-- `contact_updates.sql`, with the same parameters.
 INSERT INTO contacts (id, account_id, phone_number, name, first_name, last_name,
                       company_name, email, lead_source, source, address, city, state,
                       zipcode, country, csf1, csf2, website, timezone, date_of_birth,
@@ -39,13 +41,3 @@ FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::
           lead_source, source, address, city, state, zipcode, country, csf1, csf2, website,
           timezone, date_of_birth, owner_id, line_id, disposition_status_id, created_at,
           updated_at, nulls)
-ON CONFLICT (id) DO UPDATE
-SET name = EXCLUDED.name, first_name = EXCLUDED.first_name,
-    last_name = EXCLUDED.last_name, company_name = EXCLUDED.company_name,
-    email = EXCLUDED.email, lead_source = EXCLUDED.lead_source, source = EXCLUDED.source,
-    address = EXCLUDED.address, city = EXCLUDED.city, state = EXCLUDED.state,
-    zipcode = EXCLUDED.zipcode, country = EXCLUDED.country, csf1 = EXCLUDED.csf1,
-    csf2 = EXCLUDED.csf2, website = EXCLUDED.website, timezone = EXCLUDED.timezone,
-    date_of_birth = EXCLUDED.date_of_birth, owner_id = EXCLUDED.owner_id,
-    line_id = EXCLUDED.line_id, disposition_status_id = EXCLUDED.disposition_status_id,
-    updated_at = EXCLUDED.updated_at
