@@ -595,8 +595,8 @@ const NULLABLE_TEXT: [fn(&contact::Model) -> &Option<String>; 16] = [
 /// The null mask's bit of the date of birth.
 const DATE_OF_BIRTH_NULL: i32 = 1 << NULLABLE_TEXT.len();
 
-/// The parameters of [`sql::CONTACTS`] and [`sql::CONTACT_UPDATES`] for `rows`: a column each, nulls in the mask (the
-/// nullable ids as 0, never a row's id).
+/// The parameters of [`sql::CONTACTS`] and [`sql::CONTACT_UPDATES`] for `rows`: a column
+/// each, nulls in the mask (the nullable ids as 0, never a row's id).
 fn contact_columns(rows: &[contact::Model]) -> Vec<Value> {
     fn column<T: Into<Value>>(rows: &[contact::Model], f: impl Fn(&contact::Model) -> T) -> Value
     where
