@@ -4,9 +4,10 @@
 //! The SQL lives in `sql/*.sql` beside this file. Every statement takes its rows and keys as
 //! typed array parameters (`$1::bigint[]`), so its text, and its plan on a connection, is the
 //! same for every batch size (a SeaORM `insert_many` has a text per number of rows), and it
-//! descends an index once per key, so its cost follows the batch, never the table. PostgreSQL may keep a generic plan after five executions; one made while a
-//! table was small still reaches it by index as it grows (see [`crate::db`]: sequential
-//! scans, hash and merge joins are off, and connections are replaced after a bounded life).
+//! descends an index once per key, so its cost follows the batch, never the table.
+//! PostgreSQL may keep a generic plan after five executions; one made while a table was
+//! small still reaches it by index as it grows (see [`crate::db`]: sequential scans, hash
+//! and merge joins are off, and connections are replaced after a bounded life).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use shared::snapshot::{RELATED, SNAPSHOT};
