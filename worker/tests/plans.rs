@@ -3,10 +3,11 @@
 //! The worker's statements run the way the worker runs them (prepared, on one pooled
 //! connection with the worker's session settings), more than five times while the tables
 //! are small, which is when PostgreSQL may fix a generic plan, and again after the small
-//! tables were analyzed. Then 200,000 contacts with their numbers, intakes, tags,
-//! enrollments and PowerDialer entries are loaded (without ANALYZE and with autovacuum off,
-//! as between two autovacuum runs of a growing table: the statistics still describe the
-//! small tables), and:
+//! (or empty) tables were analyzed. Then 200,000 contacts with their numbers, intakes,
+//! consents, tags, enrollments and PowerDialer entries, and a do-not-contact list of
+//! 200,000 numbers, are loaded (without ANALYZE and with autovacuum off, as between two
+//! autovacuum runs of a growing table: the statistics still describe the small tables),
+//! and:
 //! - processing more leads through the real processor must not scan any of those tables
 //!   sequentially (`pg_stat_user_tables.seq_scan`);
 //! - nor touch more than a few index blocks of them per lead
@@ -30,7 +31,7 @@ use uuid::Uuid;
 use worker::process::{Attempt, HOT_PATH, Processor};
 
 /// The tables that grow with an account: none may be read whole on the hot path.
-const LARGE: [&str; 9] = [
+const LARGE: [&str; 11] = [
     "contacts",
     "messages",
     "events",
@@ -40,6 +41,23 @@ const LARGE: [&str; 9] = [
     "contact_tags",
     "sequence_enrollments",
     "powerdialer_items",
+    "contact_consents",
+    "do_not_contact",
+];
+/// The account's catalogs that a lead's transaction reads by key: analyzed while they hold
+/// a few rows, so that plans made then rest on statistics of tiny tables.
+const CATALOGS: [&str; 11] = [
+    "accounts",
+    "api_tokens",
+    "users",
+    "ring_groups",
+    "ring_group_members",
+    "lines",
+    "tags",
+    "disposition_statuses",
+    "sequences",
+    "sequence_steps",
+    "webhook_endpoints",
 ];
 const SEEDED: i64 = 200_000;
 /// Index blocks one lead may touch per large table.
@@ -175,8 +193,10 @@ async fn process_rounds(
     }
 }
 
-/// Loads `SEEDED` contacts (numbers +1555…) with a primary number, a finished intake and a
-/// tag each, half of them enrolled and the other half queued on the first user's list.
+/// Loads `SEEDED` contacts (numbers +1555…) with a primary number, a finished intake, a
+/// consent and a tag each, half of them enrolled and the other half queued on the first
+/// user's list; and a do-not-contact list of `SEEDED` other numbers (+1666…), as an
+/// operator's import makes it.
 async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) {
     let a = ctx.account;
     exec(
@@ -199,6 +219,15 @@ async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) 
         format!(
             "INSERT INTO contact_tags (contact_id, tag_id, account_id) SELECT id, {}, {a} {seeded}",
             c.tag
+        ),
+        format!(
+            "INSERT INTO contact_consents (account_id, contact_id, channel, given_at) \
+             SELECT {a}, id, 'sms', now() {seeded}"
+        ),
+        format!(
+            "INSERT INTO do_not_contact (account_id, phone_number, channel, source) \
+             SELECT {a}, '+1666' || lpad(g::text, 7, '0'), 'all', 'import' \
+             FROM generate_series(1, {SEEDED}) AS g"
         ),
         format!(
             "INSERT INTO sequence_enrollments (account_id, contact_id, sequence_id) \
@@ -406,10 +435,15 @@ async fn hot_path_plans_do_not_scan_large_tables() {
     // Small tables: each statement runs well over five times, then the tables are
     // analyzed as autovacuum does once a new account's first rows arrive, and the
     // statements run again: their plans now rest on statistics of a few hundred rows (how
-    // many distinct contacts, how many active enrollments and queued entries) that the load
-    // below makes wrong by three orders of magnitude.
+    // many distinct contacts, how many active enrollments and queued entries) or of none (a
+    // do-not-contact list not imported yet) that the load below makes wrong by three orders
+    // of magnitude.
     process_rounds(&processor, &ctx, &c, 0..8, false).await;
-    exec(&loader, &format!("ANALYZE {}", LARGE.join(", "))).await;
+    exec(
+        &loader,
+        &format!("ANALYZE {}, {}", LARGE.join(", "), CATALOGS.join(", ")),
+    )
+    .await;
     process_rounds(&processor, &ctx, &c, 8..14, false).await;
 
     load_large_tables(&ctx, &loader, &c).await;
