@@ -319,9 +319,29 @@ async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) 
 }
 
 /// Every node of a plan that reads a table or an index whole: a sequential scan, or an
-/// index scan without an index condition. Small tables too: a plan kept from when a table
-/// was small must not read it whole once it is large.
+/// index scan without an index condition, unless a `Limit` right above the index scan stops
+/// it after its first entries. Small tables too: a plan kept from when a table was small
+/// must not read it whole once it is large.
 fn whole_table_reads(plan: &Value, out: &mut Vec<String>) {
+    whole_read(plan, out);
+    visit_children(plan, out);
+}
+
+/// [`whole_table_reads`] of the children of `plan`.
+fn visit_children(plan: &Value, out: &mut Vec<String>) {
+    let limited = plan["Node Type"] == "Limit";
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        let node = child["Node Type"].as_str().unwrap_or_default();
+        if limited && node.starts_with("Index") {
+            visit_children(child, out);
+        } else {
+            whole_table_reads(child, out);
+        }
+    }
+}
+
+/// Whether this one node (not its children) reads a table or an index whole.
+fn whole_read(plan: &Value, out: &mut Vec<String>) {
     let node = plan["Node Type"].as_str().unwrap_or_default();
     let relation = plan["Relation Name"].as_str().unwrap_or_default();
     let index_scan = matches!(node, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan");
@@ -329,22 +349,19 @@ fn whole_table_reads(plan: &Value, out: &mut Vec<String>) {
         let index = plan["Index Name"].as_str().unwrap_or_default();
         out.push(format!("{node} on {relation} {index}"));
     }
-    if let Some(children) = plan["Plans"].as_array() {
-        for child in children {
-            whole_table_reads(child, out);
-        }
-    }
 }
 
 /// Joins that pair every row of one side with every row of the other: a nested loop whose
 /// inner side is a CTE or a materialized row set is read again, whole, for each outer row
-/// (the worker's sessions have no hash or merge joins; a CTE has no index).
+/// (the worker's sessions have no hash or merge joins; a CTE has no index). Unless one side
+/// reads a table by `= ANY` of the batch's keys: then both sides are the batch, whatever
+/// the tables hold.
 fn pairwise_joins(plan: &Value, out: &mut Vec<String>) {
     let children = plan["Plans"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    if plan["Node Type"] == "Nested Loop" {
+    if plan["Node Type"] == "Nested Loop" && !children.iter().any(by_keys) {
         for inner in children
             .iter()
             .filter(|c| c["Parent Relationship"] == "Inner")
@@ -361,25 +378,27 @@ fn pairwise_joins(plan: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// What the plan of `sql` (`name` in the checks' lists), executed with `args` as the
-/// worker's session runs it, reads whole or pairs up (see [`whole_table_reads`] and
-/// [`pairwise_joins`]), each prefixed with `name`.
-async fn plan_reads(
-    worker_db: &DatabaseConnection,
-    name: &str,
-    sql: &str,
-    args: &str,
-) -> Vec<String> {
-    let args = match args {
-        "" => String::new(),
-        a => format!("({a})"),
-    };
-    // A lead transaction's statements and the delivery loop's records of attempts run
-    // with one generic plan each (worker::db::GENERIC_PLANS); the loops' others with
-    // PostgreSQL's choice.
+/// Whether a join's side reads its table by `= ANY` of given keys: the scan itself, or the
+/// scan a `Materialize` or a bitmap heap scan holds.
+fn by_keys(side: &Value) -> bool {
+    let keyed = ["Index Cond", "Recheck Cond"]
+        .iter()
+        .any(|k| side[*k].as_str().is_some_and(|c| c.contains("= ANY (")));
+    let node = side["Node Type"].as_str().unwrap_or_default();
+    keyed
+        || (matches!(node, "Materialize" | "Bitmap Heap Scan")
+            && side["Plans"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(by_keys)))
+}
+
+/// The plan cache mode the worker's sessions run `name` with: a lead transaction's
+/// statements and the delivery loop's records of attempts keep one generic plan each
+/// (worker::db::GENERIC_PLANS); the loops' others run with PostgreSQL's choice.
+async fn plan_mode(db: &DatabaseConnection, name: &str) {
     let generic = HOT_PATH.iter().any(|(n, _)| *n == name) || ["enqueue", "settle"].contains(&name);
     exec(
-        worker_db,
+        db,
         if generic {
             "SET plan_cache_mode = force_generic_plan"
         } else {
@@ -387,13 +406,39 @@ async fn plan_reads(
         },
     )
     .await;
-    exec(worker_db, &format!("PREPARE hot_{name} AS {sql}")).await;
-    for _ in 0..6 {
-        exec(worker_db, &format!("EXECUTE hot_{name}{args}")).await;
+}
+
+/// `(args)` for `EXECUTE`, or nothing for a statement without parameters.
+fn in_parens(args: &str) -> String {
+    match args {
+        "" => String::new(),
+        a => format!("({a})"),
     }
+}
+
+/// Prepares `sql` (`name` in the checks' lists) as `label` and executes it six times with
+/// `args`, as the worker's session runs it: from then on the session may keep one plan.
+async fn prepare_plan(db: &DatabaseConnection, label: &str, name: &str, sql: &str, args: &str) {
+    plan_mode(db, name).await;
+    exec(db, &format!("PREPARE {label} AS {sql}")).await;
+    for _ in 0..6 {
+        exec(db, &format!("EXECUTE {label}{}", in_parens(args))).await;
+    }
+}
+
+/// What the plan of the statement prepared as `label` ([`prepare_plan`]), executed now with
+/// `args`, reads whole or pairs up (see [`whole_table_reads`] and [`pairwise_joins`]), each
+/// prefixed with `name`; the statement is deallocated.
+async fn plan_findings(
+    db: &DatabaseConnection,
+    label: &str,
+    name: &str,
+    args: &str,
+) -> Vec<String> {
+    plan_mode(db, name).await;
     let plan = json_of(
-        worker_db,
-        &format!("EXPLAIN (FORMAT JSON) EXECUTE hot_{name}{args}"),
+        db,
+        &format!("EXPLAIN (FORMAT JSON) EXECUTE {label}{}", in_parens(args)),
     )
     .await;
     let mut found = Vec::new();
@@ -415,161 +460,52 @@ async fn plan_reads(
         "expand" => found.retain(|f| f != "Index Scan on event_batches event_batches_pkey"),
         _ => {}
     }
-    exec(worker_db, &format!("DEALLOCATE hot_{name}")).await;
+    exec(db, &format!("DEALLOCATE {label}")).await;
     found.into_iter().map(|f| format!("{name}: {f}")).collect()
 }
 
-#[tokio::test]
-async fn hot_path_plans_do_not_scan_large_tables() {
-    let ctx = Ctx::new().await;
-    let mut users = vec![ctx.user];
-    for (name, available) in [("Bo", true), ("Cy", false)] {
-        users.push(ctx.user(name, true, available).await);
-    }
-    let c = Catalog {
-        ring_group: leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
-            .await
-            .unwrap()
-            .id,
-        tag: ctx.named(leadctl::admin::Catalog::Tag, "web").await,
-        line: ctx.named(leadctl::admin::Catalog::Line, "Main").await,
-        sequence: ctx
-            .named(leadctl::admin::Catalog::Sequence, "Welcome")
-            .await,
-        other_sequence: ctx
-            .named(leadctl::admin::Catalog::Sequence, "Nurture")
-            .await,
-        users,
-    };
+/// [`plan_findings`] of a plan made now: prepared, executed six times, explained.
+async fn plan_reads(db: &DatabaseConnection, name: &str, sql: &str, args: &str) -> Vec<String> {
+    let label = format!("hot_{name}");
+    prepare_plan(db, &label, name, sql, args).await;
+    plan_findings(db, &label, name, args).await
+}
 
-    // The worker's own pool, with one connection: every statement is prepared on it and
-    // runs on it, as on each connection of a worker's pool.
-    let worker_db = Database::connect(worker::db::options(&ctx.settings, 1))
-        .await
-        .unwrap();
-    let processor = Processor::new(worker_db.clone());
-    // The delivery loop's own pool, also of one connection: its statements run outside lead
-    // transactions, with PostgreSQL's choice of plan.
-    let loop_db = Database::connect(worker::db::options(&ctx.settings, 1))
-        .await
-        .unwrap();
-    let dispatcher = Dispatcher::new(loop_db.clone(), &ctx.settings.webhooks);
+/// The statements of the loops beside the lead transactions (message steps, the outbox,
+/// the delivery loop): their sessions prepare them once and run them for as long as the
+/// worker runs.
+fn loop_statements() -> impl Iterator<Item = (&'static str, &'static str)> {
+    worker::messages::STATEMENTS
+        .into_iter()
+        .chain([
+            ("outbox", shared::events::RECORD),
+            ("enqueue", shared::events::ENQUEUE),
+        ])
+        .chain(worker::deliveries::STATEMENTS)
+}
 
-    // The loader's single session: its scans are flushed before the counting starts.
-    let mut single = ConnectOptions::new(ctx.db.url.clone());
-    single.max_connections(1).sqlx_logging(false);
-    let loader = Database::connect(single).await.unwrap();
-
-    // Autovacuum's ANALYZE would invalidate the cached plans, and so would this ALTER if it
-    // came later: both happen before anything is prepared.
-    for t in LARGE {
-        exec(
-            &loader,
-            &format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"),
-        )
-        .await;
-    }
-
-    // Small tables: each statement runs well over five times, then the tables are
-    // analyzed as autovacuum does once a new account's first rows arrive, and the
-    // statements run again: their plans now rest on statistics of a few hundred rows (how
-    // many distinct contacts, how many active enrollments and queued entries) or of none (a
-    // do-not-contact list not imported yet) that the load below makes wrong by three orders
-    // of magnitude.
-    process_rounds(&processor, &ctx, &c, 0..8, false).await;
-    expire_rounds(&dispatcher, 7).await;
-    exec(
-        &loader,
-        &format!("ANALYZE {}, {}", LARGE.join(", "), CATALOGS.join(", ")),
-    )
-    .await;
-    process_rounds(&processor, &ctx, &c, 8..14, false).await;
-    expire_rounds(&dispatcher, 7).await;
-
-    load_large_tables(&ctx, &loader, &c).await;
-    let sessions = [&worker_db, &loop_db];
-    let before = reads(&loader, &sessions).await;
-    process_rounds(&processor, &ctx, &c, 14..22, true).await;
-    // Nothing is old enough to go: the removal must find that by key, not by reading the
-    // events, their deliveries and their attempts whole.
-    expire_rounds(&dispatcher, 2).await;
-    let after = reads(&loader, &sessions).await;
-    let delta = |t: &str, f: fn(&Reads) -> i64| f(&after[t]) - f(&before[t]);
-    let scanned: Vec<String> = LARGE
-        .iter()
-        .filter(|t| delta(t, |r| r.seq_scans) > 0)
-        .map(|t| format!("{t}: {} sequential scans", delta(t, |r| r.seq_scans)))
-        .collect();
-    assert!(
-        scanned.is_empty(),
-        "the hot path read large tables whole: {scanned:?}"
-    );
-    // 8 rounds of 17 leads: a few index entries per lead and table; one read of a whole
-    // index would be 200,000.
-    let leads = 8 * 17;
-    let index_reads: Vec<String> = LARGE
-        .iter()
-        .filter(|t| delta(t, |r| r.index_tuples) > leads * 50)
-        .map(|t| format!("{t}: {} index entries read", delta(t, |r| r.index_tuples)))
-        .collect();
-    assert!(
-        index_reads.is_empty(),
-        "the hot path read whole indexes of large tables: {index_reads:?}"
-    );
-    // Blocks, foreign-key checks and index upkeep included: a lead inserts or updates a
-    // handful of rows per table, each descending a few indexes three or four levels deep,
-    // about 25 blocks a lead on contacts. A key lookup that walks the account's entries of
-    // another index instead touches thousands per lead at 200,000 contacts.
-    let blocks: Vec<String> = LARGE
-        .iter()
-        .map(|t| (t, delta(t, |r| r.index_blocks)))
-        .filter(|(_, b)| *b > leads * MAX_INDEX_BLOCKS_PER_LEAD)
-        .map(|(t, b)| format!("{t}: {} index blocks per lead", b / leads))
-        .collect();
-    println!(
-        "index blocks per lead: {:?}",
-        LARGE
-            .iter()
-            .map(|t| (*t, delta(t, |r| r.index_blocks) / leads))
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        blocks.is_empty(),
-        "the hot path walks indexes of large tables: {blocks:?}"
-    );
-
-    // Every statement the processor ran on its connection kept one generic plan: none of
-    // their executions was planned afresh.
-    let planned_afresh = json_of(
-        &worker_db,
-        "SELECT coalesce(json_agg(json_build_array(custom_plans, left(statement, 80))), '[]') \
-         FROM pg_prepared_statements WHERE custom_plans > 0",
-    )
-    .await;
-    assert_eq!(
-        planned_afresh,
-        serde_json::json!([]),
-        "statements planned afresh in lead transactions"
-    );
-
-    // The plans of the hand-written statements, as the worker's session makes them after
-    // more than five executions of one prepared statement.
-    let a = ctx.account;
-    let contacts = json_of(
-        &loader,
+/// Up to eight contacts of account `a` (`filter`: more of the `WHERE`), comma-separated.
+async fn contact_ids(loader: &DatabaseConnection, a: i64, filter: &str) -> String {
+    let ids = json_of(
+        loader,
         &format!(
-            "SELECT json_agg(id) FROM (SELECT id FROM contacts WHERE account_id = {a} \
-             AND first_name = 'Seeded' ORDER BY id LIMIT 8) s"
+            "SELECT coalesce(json_agg(id), '[]') FROM (SELECT id FROM contacts \
+             WHERE account_id = {a} {filter} ORDER BY id LIMIT 8) s"
         ),
     )
     .await;
-    let contacts = contacts
-        .as_array()
+    ids.as_array()
         .unwrap()
         .iter()
         .map(Value::to_string)
         .collect::<Vec<_>>()
-        .join(",");
+        .join(",")
+}
+
+/// The arguments each hand-written statement is executed with (`contacts`: ids of the
+/// account's contacts, comma-separated).
+fn statement_args(ctx: &Ctx, c: &Catalog, contacts: &str) -> BTreeMap<&'static str, String> {
+    let a = ctx.account;
     let users = c
         .users
         .iter()
@@ -587,7 +523,7 @@ async fn hot_path_plans_do_not_scan_large_tables() {
          '{{}}'::int[]",
         "'{}'::text[], ".repeat(17)
     );
-    let args: BTreeMap<&str, String> = [
+    [
         (
             "snapshot",
             format!(
@@ -680,18 +616,160 @@ async fn hot_path_plans_do_not_scan_large_tables() {
         ),
     ]
     .into_iter()
-    .collect();
+    .collect()
+}
+
+#[tokio::test]
+async fn hot_path_plans_do_not_scan_large_tables() {
+    let ctx = Ctx::new().await;
+    let mut users = vec![ctx.user];
+    for (name, available) in [("Bo", true), ("Cy", false)] {
+        users.push(ctx.user(name, true, available).await);
+    }
+    let c = Catalog {
+        ring_group: leadctl::admin::create_ring_group(ctx.conn(), ctx.account, "Sales", &users)
+            .await
+            .unwrap()
+            .id,
+        tag: ctx.named(leadctl::admin::Catalog::Tag, "web").await,
+        line: ctx.named(leadctl::admin::Catalog::Line, "Main").await,
+        sequence: ctx
+            .named(leadctl::admin::Catalog::Sequence, "Welcome")
+            .await,
+        other_sequence: ctx
+            .named(leadctl::admin::Catalog::Sequence, "Nurture")
+            .await,
+        users,
+    };
+
+    // The worker's own pool, with one connection: every statement is prepared on it and
+    // runs on it, as on each connection of a worker's pool.
+    let worker_db = Database::connect(worker::db::options(&ctx.settings, 1))
+        .await
+        .unwrap();
+    let processor = Processor::new(worker_db.clone());
+    // The delivery loop's own pool, also of one connection: its statements run outside lead
+    // transactions, with PostgreSQL's choice of plan.
+    let loop_db = Database::connect(worker::db::options(&ctx.settings, 1))
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher::new(loop_db.clone(), &ctx.settings.webhooks);
+
+    // The loader's single session: its scans are flushed before the counting starts.
+    let mut single = ConnectOptions::new(ctx.db.url.clone());
+    single.max_connections(1).sqlx_logging(false);
+    let loader = Database::connect(single).await.unwrap();
+
+    // Autovacuum's ANALYZE would invalidate the cached plans, and so would this ALTER if it
+    // came later: both happen before anything is prepared.
+    for t in LARGE {
+        exec(
+            &loader,
+            &format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"),
+        )
+        .await;
+    }
+
+    // Small tables: each statement runs well over five times, then the tables are
+    // analyzed as autovacuum does once a new account's first rows arrive, and the
+    // statements run again: their plans now rest on statistics of a few hundred rows (how
+    // many distinct contacts, how many active enrollments and queued entries) or of none (a
+    // do-not-contact list not imported yet) that the load below makes wrong by three orders
+    // of magnitude.
+    process_rounds(&processor, &ctx, &c, 0..8, false).await;
+    expire_rounds(&dispatcher, 7).await;
+    exec(
+        &loader,
+        &format!("ANALYZE {}, {}", LARGE.join(", "), CATALOGS.join(", ")),
+    )
+    .await;
+    process_rounds(&processor, &ctx, &c, 8..14, false).await;
+    expire_rounds(&dispatcher, 7).await;
+    // The loops' other statements too, each prepared on the loop's connection and run
+    // while the tables are small; their plans are looked at once the tables are large.
+    let small = statement_args(&ctx, &c, &contact_ids(&loader, ctx.account, "").await);
+    for (name, sql) in loop_statements() {
+        prepare_plan(&loop_db, &format!("small_{name}"), name, sql, &small[name]).await;
+    }
+
+    load_large_tables(&ctx, &loader, &c).await;
+    let sessions = [&worker_db, &loop_db];
+    let before = reads(&loader, &sessions).await;
+    process_rounds(&processor, &ctx, &c, 14..22, true).await;
+    // Nothing is old enough to go: the removal must find that by key, not by reading the
+    // events, their deliveries and their attempts whole.
+    expire_rounds(&dispatcher, 2).await;
+    let after = reads(&loader, &sessions).await;
+    let delta = |t: &str, f: fn(&Reads) -> i64| f(&after[t]) - f(&before[t]);
+    let scanned: Vec<String> = LARGE
+        .iter()
+        .filter(|t| delta(t, |r| r.seq_scans) > 0)
+        .map(|t| format!("{t}: {} sequential scans", delta(t, |r| r.seq_scans)))
+        .collect();
+    assert!(
+        scanned.is_empty(),
+        "the hot path read large tables whole: {scanned:?}"
+    );
+    // 8 rounds of 17 leads: a few index entries per lead and table; one read of a whole
+    // index would be 200,000.
+    let leads = 8 * 17;
+    let index_reads: Vec<String> = LARGE
+        .iter()
+        .filter(|t| delta(t, |r| r.index_tuples) > leads * 50)
+        .map(|t| format!("{t}: {} index entries read", delta(t, |r| r.index_tuples)))
+        .collect();
+    assert!(
+        index_reads.is_empty(),
+        "the hot path read whole indexes of large tables: {index_reads:?}"
+    );
+    // Blocks, foreign-key checks and index upkeep included: a lead inserts or updates a
+    // handful of rows per table, each descending a few indexes three or four levels deep,
+    // about 25 blocks a lead on contacts. A key lookup that walks the account's entries of
+    // another index instead touches thousands per lead at 200,000 contacts.
+    let blocks: Vec<String> = LARGE
+        .iter()
+        .map(|t| (t, delta(t, |r| r.index_blocks)))
+        .filter(|(_, b)| *b > leads * MAX_INDEX_BLOCKS_PER_LEAD)
+        .map(|(t, b)| format!("{t}: {} index blocks per lead", b / leads))
+        .collect();
+    println!(
+        "index blocks per lead: {:?}",
+        LARGE
+            .iter()
+            .map(|t| (*t, delta(t, |r| r.index_blocks) / leads))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        blocks.is_empty(),
+        "the hot path walks indexes of large tables: {blocks:?}"
+    );
+
+    // Every statement the processor ran on its connection kept one generic plan: none of
+    // their executions was planned afresh.
+    let planned_afresh = json_of(
+        &worker_db,
+        "SELECT coalesce(json_agg(json_build_array(custom_plans, left(statement, 80))), '[]') \
+         FROM pg_prepared_statements WHERE custom_plans > 0",
+    )
+    .await;
+    assert_eq!(
+        planned_afresh,
+        serde_json::json!([]),
+        "statements planned afresh in lead transactions"
+    );
+
+    // The plans of the hand-written statements, as the worker's session makes them after
+    // more than five executions of one prepared statement.
+    let contacts = contact_ids(&loader, ctx.account, "AND first_name = 'Seeded'").await;
+    let args = statement_args(&ctx, &c, &contacts);
     let mut reads = Vec::new();
-    let statements = HOT_PATH
-        .into_iter()
-        .chain(worker::messages::STATEMENTS)
-        .chain([
-            ("outbox", shared::events::RECORD),
-            ("enqueue", shared::events::ENQUEUE),
-        ])
-        .chain(worker::deliveries::STATEMENTS);
-    for (name, sql) in statements {
+    for (name, sql) in HOT_PATH.into_iter().chain(loop_statements()) {
         reads.extend(plan_reads(&worker_db, name, sql, &args[name]).await);
+    }
+    // The loops' statements as their sessions planned them while the tables were small.
+    for (name, _) in loop_statements() {
+        let found = plan_findings(&loop_db, &format!("small_{name}"), name, &args[name]).await;
+        reads.extend(found.into_iter().map(|f| format!("{f} (planned small)")));
     }
     // Once every delivery has finished (an endpoint that is up to date, analyzed so): the
     // statistics then say no delivery is pending, and a plan made then is kept by the

@@ -15,10 +15,19 @@ WITH due AS (
     ) d
     WHERE w.enabled
     LIMIT $3
+), claimed AS (
+    UPDATE event_deliveries d
+    SET next_attempt_at = $1::timestamptz + make_interval(secs => $6::int),
+        updated_at = $1::timestamptz
+    WHERE d.id = ANY (ARRAY(SELECT id FROM due))
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
 )
-UPDATE event_deliveries d
-SET next_attempt_at = $1::timestamptz + make_interval(secs => $6::int), updated_at = $1::timestamptz
-FROM due, webhook_endpoints w, events e
-WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id
-RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, w.url, w.secret, w.previous_secret,
-          w.previous_secret_until, e.body, e.created_at AS event_created_at
+-- The endpoint and the event by their keys, whatever the statistics (a plan made while the
+-- tables were small would otherwise read them whole and pair them with the claimed rows).
+SELECT c.id, c.event_id, c.endpoint_id, c.attempts, w.url, w.secret, w.previous_secret,
+       w.previous_secret_until, e.body, e.created_at AS event_created_at
+FROM claimed c
+CROSS JOIN LATERAL (
+    SELECT url, secret, previous_secret, previous_secret_until FROM webhook_endpoints
+    WHERE id = c.endpoint_id OFFSET 0) w
+CROSS JOIN LATERAL (SELECT body, created_at FROM events WHERE id = c.event_id OFFSET 0) e

@@ -20,8 +20,11 @@ WITH r AS (
         updated_at = now()
     FROM r
     -- Pending, said so that the plan cannot be a read of every pending delivery (the
-    -- partial index's predicate) however the statistics stand: each row by its key.
+    -- partial index's predicate) however the statistics stand: each row by its key, `= ANY`
+    -- so that a plan made while the table was small cannot read it whole either (the
+    -- pairing with r is then of the batch with itself).
     WHERE d.id = r.id AND d.next_attempt_at IS NOT NULL
+      AND d.id = ANY (ARRAY(SELECT id FROM r))
     RETURNING d.id, d.endpoint_id, d.status
 ), totals AS (
     -- The endpoints' counts of deliveries finished (webhook_endpoint_totals).

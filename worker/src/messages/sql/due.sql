@@ -30,13 +30,24 @@ SELECT m.id, m.account_id, m.contact_id, m.enrollment_id, m.intake_id, m.attempt
         FROM messages s
         WHERE s.account_id = m.account_id AND s.to_number = c.phone_number
           AND s.status = 'sent' AND s.sent_at > $1::timestamptz - interval '24 hours') AS recent_sends
+-- Each row is looked up by its key (`LATERAL … OFFSET 0`), whatever the statistics: a plan
+-- made while the tables were small would otherwise read them whole and pair their rows with
+-- the steps claimed.
 FROM due
-JOIN messages m ON m.id = due.id
-JOIN sequence_enrollments e ON e.id = m.enrollment_id
-JOIN accounts a ON a.id = m.account_id
-LEFT JOIN sequence_steps st ON st.id = m.step_id
-LEFT JOIN contacts c ON c.account_id = m.account_id AND c.id = m.contact_id
-LEFT JOIN lines cl ON cl.account_id = c.account_id AND cl.id = c.line_id
-LEFT JOIN sequences sq ON sq.account_id = e.account_id AND sq.id = e.sequence_id
-LEFT JOIN lines sl ON sl.account_id = sq.account_id AND sl.id = sq.line_id
+CROSS JOIN LATERAL (SELECT * FROM messages WHERE id = due.id OFFSET 0) m
+CROSS JOIN LATERAL (
+    SELECT status, account_id, sequence_id FROM sequence_enrollments
+    WHERE id = m.enrollment_id OFFSET 0) e
+CROSS JOIN LATERAL (SELECT require_consent FROM accounts WHERE id = m.account_id OFFSET 0) a
+LEFT JOIN LATERAL (
+    SELECT position, body FROM sequence_steps WHERE id = m.step_id OFFSET 0) st ON true
+LEFT JOIN LATERAL (
+    SELECT * FROM contacts WHERE account_id = m.account_id AND id = m.contact_id OFFSET 0) c ON true
+LEFT JOIN LATERAL (
+    SELECT number FROM lines WHERE account_id = c.account_id AND id = c.line_id OFFSET 0) cl ON true
+LEFT JOIN LATERAL (
+    SELECT account_id, line_id FROM sequences
+    WHERE account_id = e.account_id AND id = e.sequence_id OFFSET 0) sq ON true
+LEFT JOIN LATERAL (
+    SELECT number FROM lines WHERE account_id = sq.account_id AND id = sq.line_id OFFSET 0) sl ON true
 ORDER BY m.due_at
