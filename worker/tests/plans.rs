@@ -318,36 +318,51 @@ async fn load_large_tables(ctx: &Ctx, loader: &DatabaseConnection, c: &Catalog) 
     }
 }
 
-/// Every node of a plan that reads a table or an index whole: a sequential scan, or an
-/// index scan without an index condition, unless a `Limit` right above the index scan stops
-/// it after its first entries. Small tables too: a plan kept from when a table was small
-/// must not read it whole once it is large.
-fn whole_table_reads(plan: &Value, out: &mut Vec<String>) {
-    whole_read(plan, out);
-    visit_children(plan, out);
+/// Every node of a plan that reads a table or an index whole: a sequential scan, an index
+/// scan without an index condition (unless a `Limit` right above the index scan stops it
+/// after its first entries), or an index scan whose condition leaves out the index's first
+/// column (`first_columns`: index name → its first column), which walks the whole index to
+/// find its entries. Small tables too: a plan kept from when a table was small must not
+/// read it whole once it is large.
+fn whole_table_reads(plan: &Value, first_columns: &Value, out: &mut Vec<String>) {
+    whole_read(plan, first_columns, out);
+    visit_children(plan, first_columns, out);
 }
 
 /// [`whole_table_reads`] of the children of `plan`.
-fn visit_children(plan: &Value, out: &mut Vec<String>) {
+fn visit_children(plan: &Value, first_columns: &Value, out: &mut Vec<String>) {
     let limited = plan["Node Type"] == "Limit";
     for child in plan["Plans"].as_array().into_iter().flatten() {
         let node = child["Node Type"].as_str().unwrap_or_default();
         if limited && node.starts_with("Index") {
-            visit_children(child, out);
+            visit_children(child, first_columns, out);
         } else {
-            whole_table_reads(child, out);
+            whole_table_reads(child, first_columns, out);
         }
     }
 }
 
 /// Whether this one node (not its children) reads a table or an index whole.
-fn whole_read(plan: &Value, out: &mut Vec<String>) {
+fn whole_read(plan: &Value, first_columns: &Value, out: &mut Vec<String>) {
     let node = plan["Node Type"].as_str().unwrap_or_default();
     let relation = plan["Relation Name"].as_str().unwrap_or_default();
+    let index = plan["Index Name"].as_str().unwrap_or_default();
     let index_scan = matches!(node, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan");
     if node == "Seq Scan" || (index_scan && plan.get("Index Cond").is_none()) {
-        let index = plan["Index Name"].as_str().unwrap_or_default();
         out.push(format!("{node} on {relation} {index}"));
+    } else if let (true, Some(cond), Some(first)) = (
+        index_scan,
+        plan["Index Cond"].as_str(),
+        first_columns[index].as_str(),
+    ) {
+        let names_first = cond
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+            .any(|word| word == first);
+        if !names_first {
+            out.push(format!(
+                "{node} on {relation} {index} without {first}: {cond}"
+            ));
+        }
     }
 }
 
@@ -441,16 +456,26 @@ async fn plan_findings(
         &format!("EXPLAIN (FORMAT JSON) EXECUTE {label}{}", in_parens(args)),
     )
     .await;
+    // Each index's first column (expression indexes have none and are left out).
+    let first_columns = json_of(
+        db,
+        "SELECT coalesce(json_object_agg(c.relname, a.attname), '{}') FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    )
+    .await;
     let mut found = Vec::new();
-    whole_table_reads(&plan[0]["Plan"], &mut found);
+    whole_table_reads(&plan[0]["Plan"], &first_columns, &mut found);
     pairwise_joins(&plan[0]["Plan"], &mut found);
     // The delivery loop visits every enabled endpoint (a catalog of tens of rows, not a
-    // table that grows with leads) and reads each one's range of pending deliveries.
+    // table that grows with leads, read whole or through its account index alike) and
+    // reads each one's range of pending deliveries.
     if worker::deliveries::STATEMENTS
         .iter()
         .any(|(n, _)| *n == name)
     {
-        found.retain(|f| !f.starts_with("Seq Scan on webhook_endpoints"));
+        found.retain(|f| !f.contains(" on webhook_endpoints "));
     }
     // The outbox's gauges read all of its rows (a row per batch of leads, there only
     // while the delivery loops are behind), and its expansion reads its oldest rows in

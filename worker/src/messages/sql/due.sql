@@ -3,7 +3,7 @@
 -- it needs: the contact, the template, the sending numbers and what the contact policy
 -- judges by (§9).
 WITH due AS (
-    SELECT id FROM messages
+    SELECT * FROM messages
     WHERE status = 'scheduled' AND due_at <= $1::timestamptz
     ORDER BY due_at
     LIMIT $2
@@ -32,12 +32,12 @@ SELECT m.id, m.account_id, m.contact_id, m.enrollment_id, m.intake_id, m.attempt
           AND s.status = 'sent' AND s.sent_at > $1::timestamptz - interval '24 hours') AS recent_sends
 -- Each row is looked up by its key (`LATERAL … OFFSET 0`), whatever the statistics: a plan
 -- made while the tables were small would otherwise read them whole and pair their rows with
--- the steps claimed.
-FROM due
-CROSS JOIN LATERAL (SELECT * FROM messages WHERE id = due.id OFFSET 0) m
+-- the steps claimed. Every index that can serve a lookup is given its first column (the
+-- enrollment by contact and id: by id alone the planner may walk `(contact_id, id)`).
+FROM due AS m
 CROSS JOIN LATERAL (
     SELECT status, account_id, sequence_id FROM sequence_enrollments
-    WHERE id = m.enrollment_id OFFSET 0) e
+    WHERE contact_id = m.contact_id AND id = m.enrollment_id OFFSET 0) e
 CROSS JOIN LATERAL (SELECT require_consent FROM accounts WHERE id = m.account_id OFFSET 0) a
 LEFT JOIN LATERAL (
     SELECT position, body FROM sequence_steps WHERE id = m.step_id OFFSET 0) st ON true
