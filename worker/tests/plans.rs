@@ -441,11 +441,25 @@ async fn prepare_plan(db: &DatabaseConnection, label: &str, name: &str, sql: &st
     }
 }
 
+/// Each index's name with its first column (expression indexes have none and are left
+/// out), for [`whole_table_reads`].
+async fn index_first_columns(db: &DatabaseConnection) -> Value {
+    json_of(
+        db,
+        "SELECT coalesce(json_object_agg(c.relname, a.attname), '{}') FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    )
+    .await
+}
+
 /// What the plan of the statement prepared as `label` ([`prepare_plan`]), executed now with
 /// `args`, reads whole or pairs up (see [`whole_table_reads`] and [`pairwise_joins`]), each
 /// prefixed with `name`; the statement is deallocated.
 async fn plan_findings(
     db: &DatabaseConnection,
+    first_columns: &Value,
     label: &str,
     name: &str,
     args: &str,
@@ -456,17 +470,8 @@ async fn plan_findings(
         &format!("EXPLAIN (FORMAT JSON) EXECUTE {label}{}", in_parens(args)),
     )
     .await;
-    // Each index's first column (expression indexes have none and are left out).
-    let first_columns = json_of(
-        db,
-        "SELECT coalesce(json_object_agg(c.relname, a.attname), '{}') FROM pg_index i \
-         JOIN pg_class c ON c.oid = i.indexrelid \
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
-    )
-    .await;
     let mut found = Vec::new();
-    whole_table_reads(&plan[0]["Plan"], &first_columns, &mut found);
+    whole_table_reads(&plan[0]["Plan"], first_columns, &mut found);
     pairwise_joins(&plan[0]["Plan"], &mut found);
     // The delivery loop visits every enabled endpoint (a catalog of tens of rows, not a
     // table that grows with leads, read whole or through its account index alike) and
@@ -490,10 +495,16 @@ async fn plan_findings(
 }
 
 /// [`plan_findings`] of a plan made now: prepared, executed six times, explained.
-async fn plan_reads(db: &DatabaseConnection, name: &str, sql: &str, args: &str) -> Vec<String> {
+async fn plan_reads(
+    db: &DatabaseConnection,
+    first_columns: &Value,
+    name: &str,
+    sql: &str,
+    args: &str,
+) -> Vec<String> {
     let label = format!("hot_{name}");
     prepare_plan(db, &label, name, sql, args).await;
-    plan_findings(db, &label, name, args).await
+    plan_findings(db, first_columns, &label, name, args).await
 }
 
 /// The statements of the loops beside the lead transactions (message steps, the outbox,
@@ -787,13 +798,15 @@ async fn hot_path_plans_do_not_scan_large_tables() {
     // more than five executions of one prepared statement.
     let contacts = contact_ids(&loader, ctx.account, "AND first_name = 'Seeded'").await;
     let args = statement_args(&ctx, &c, &contacts);
+    let first_columns = index_first_columns(&loader).await;
     let mut reads = Vec::new();
     for (name, sql) in HOT_PATH.into_iter().chain(loop_statements()) {
-        reads.extend(plan_reads(&worker_db, name, sql, &args[name]).await);
+        reads.extend(plan_reads(&worker_db, &first_columns, name, sql, &args[name]).await);
     }
     // The loops' statements as their sessions planned them while the tables were small.
     for (name, _) in loop_statements() {
-        let found = plan_findings(&loop_db, &format!("small_{name}"), name, &args[name]).await;
+        let label = format!("small_{name}");
+        let found = plan_findings(&loop_db, &first_columns, &label, name, &args[name]).await;
         reads.extend(found.into_iter().map(|f| format!("{f} (planned small)")));
     }
     // Once every delivery has finished (an endpoint that is up to date, analyzed so): the
@@ -808,7 +821,7 @@ async fn hot_path_plans_do_not_scan_large_tables() {
     .await;
     exec(&loader, "ANALYZE event_deliveries").await;
     for (name, sql) in worker::deliveries::STATEMENTS {
-        let found = plan_reads(&worker_db, name, sql, &args[name]).await;
+        let found = plan_reads(&worker_db, &first_columns, name, sql, &args[name]).await;
         reads.extend(found.into_iter().map(|f| format!("{f} (nothing pending)")));
     }
     assert!(
