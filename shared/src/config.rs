@@ -121,7 +121,8 @@ pub struct ReceiverSettings {
     /// or gives up (fail-closed); Redis answers in well under a millisecond when healthy.
     #[serde(deserialize_with = "duration::one")]
     pub redis_timeout: Duration,
-    /// Database connections for token lookups (cache misses only).
+    /// Database connections for token lookups (cache misses only), the read API and the
+    /// console.
     pub db_pool_size: u32,
     /// AMQP channels that publish leads; confirms are pipelined on each. One channel
     /// batches confirms best (measured: more channels lowered throughput on 2 cores); more

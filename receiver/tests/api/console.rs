@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use sea_orm::ConnectionTrait;
 
 /// Signs in with `token`; the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, token: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, token: &str) -> String {
     let body = format!("token={token}");
     let r = app
         .request(

@@ -9,6 +9,7 @@ mod helpers;
 mod import;
 mod intake;
 mod ops;
+mod plans;
 mod policy;
 mod process;
 mod rate_limit;
