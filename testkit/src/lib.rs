@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod reads;
 pub mod sms;
 pub mod statuses;
 pub mod webhooks;

@@ -20,9 +20,8 @@ use crate::helpers::{TestApp, spawn_app_with};
 use hyper::{Method, StatusCode};
 use leadctl::admin::{self, Catalog};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
+use testkit::reads::{Reads, table_reads};
 
 /// The tables that grow with an account.
 const LARGE: [&str; 11] = [
@@ -151,50 +150,6 @@ async fn seed(app: &TestApp, s: &Seed, from: i64, count: i64) {
     for sql in statements {
         exec(app, &sql).await;
     }
-}
-
-/// What requests did to one large table so far.
-#[derive(Debug, Clone, Copy)]
-struct Reads {
-    seq_scans: i64,
-    /// Index entries returned by index scans.
-    index_entries: i64,
-    /// Index blocks touched: entries a scan walks past and rejects are not counted as
-    /// returned, but their blocks are.
-    index_blocks: i64,
-}
-
-/// Per large table, what requests did to it so far.
-async fn reads(app: &TestApp) -> BTreeMap<&'static str, Reads> {
-    exec(app, "SELECT pg_stat_force_next_flush()").await;
-    let row = app
-        .db
-        .conn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT json_object_agg(t.relname, json_build_array(t.seq_scan, \
-               (SELECT coalesce(sum(i.idx_tup_read), 0) FROM pg_stat_user_indexes i \
-                WHERE i.relid = t.relid), \
-               (SELECT coalesce(sum(b.idx_blks_read + b.idx_blks_hit), 0) \
-                FROM pg_statio_user_indexes b WHERE b.relid = t.relid))) \
-             FROM pg_stat_user_tables t",
-        ))
-        .await
-        .expect("statistics")
-        .expect("a row");
-    let v: Value = row.try_get_by_index(0).expect("json");
-    LARGE
-        .iter()
-        .map(|t| {
-            let at = |i: usize| v[*t][i].as_i64().unwrap_or(0);
-            let r = Reads {
-                seq_scans: at(0),
-                index_entries: at(1),
-                index_blocks: at(2),
-            };
-            (*t, r)
-        })
-        .collect()
 }
 
 /// One GET, signed in to the console (`cookie`) or with the API token.
@@ -330,18 +285,19 @@ async fn pages_and_searches_read_a_grown_account_by_key() {
     let settle = format!("/api/v1/intakes/{intake}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     get(&app, &settle, &cookie).await;
-    let mut before = reads(&app).await;
+    let mut before = table_reads(&app.db.conn, &LARGE).await;
     let mut findings = Vec::new();
     for p in &paths {
         get(&app, p, &cookie).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         get(&app, &settle, &cookie).await;
-        let after = reads(&app).await;
+        let after = table_reads(&app.db.conn, &LARGE).await;
         for t in LARGE {
-            let (a, b) = (after[t], before[t]);
-            let scans = a.seq_scans - b.seq_scans;
-            let entries = a.index_entries - b.index_entries;
-            let blocks = a.index_blocks - b.index_blocks;
+            let Reads {
+                seq_scans: scans,
+                index_entries: entries,
+                index_blocks: blocks,
+            } = after[t] - before[t];
             if scans > 0 {
                 findings.push(format!("GET {p}: {scans} sequential scan(s) of {t}"));
             }
