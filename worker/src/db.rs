@@ -33,10 +33,10 @@ pub const SESSION_OPTIONS: [(&str, &str); 6] = [
 /// is planned once per connection and kept: by default PostgreSQL plans the first five
 /// executions of every prepared statement afresh (every SeaORM insert text, one per batch
 /// size) and keeps planning those whose custom plans it costs below the generic one (array
-/// keys). The delivery loop's records of attempts set it too. Not the whole session: the
-/// outbox's expansion and the message loops run as PostgreSQL chooses, on tables that
-/// swing from empty to hundreds of thousands of rows. `worker/tests/plans.rs` checks both;
-/// docs/performance.md has the figures.
+/// keys). The delivery loop's claims and records of attempts set it too. Not the whole
+/// session: the outbox's expansion and the message loops run as PostgreSQL chooses, on
+/// tables that swing from empty to hundreds of thousands of rows. `worker/tests/plans.rs`
+/// checks both; docs/performance.md has the figures.
 pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The pool options of a worker process with `pool_size` connections. Connections are made
