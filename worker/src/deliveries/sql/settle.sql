@@ -9,22 +9,30 @@ WITH r AS (
         id bigint, endpoint_id bigint, event_id uuid, status text, next_attempt_at timestamptz,
         status_code int, latency_ms int, response_body text, error text,
         attempted_at timestamptz, gone boolean)
+), batch AS (
+    -- The batch as arrays in one row, so that each delivery updated below finds its outcome
+    -- by its position: a join of the deliveries with `r` would pair every row of the batch
+    -- with every other (the sessions join by index only, and `r` has none).
+    SELECT array_agg(id) AS ids, array_agg(status) AS statuses,
+           array_agg(next_attempt_at) AS due, array_agg(status_code) AS codes,
+           array_agg(error) AS errors, array_agg(attempted_at) AS attempted
+    FROM r
 ), settled AS (
     UPDATE event_deliveries d
-    SET status = r.status,
+    SET status = b.statuses[array_position(b.ids, d.id)],
         attempts = d.attempts + 1,
-        next_attempt_at = r.next_attempt_at,
-        last_status = r.status_code,
-        last_error = r.error,
-        delivered_at = CASE WHEN r.status = 'delivered' THEN r.attempted_at END,
+        next_attempt_at = b.due[array_position(b.ids, d.id)],
+        last_status = b.codes[array_position(b.ids, d.id)],
+        last_error = b.errors[array_position(b.ids, d.id)],
+        delivered_at = CASE WHEN b.statuses[array_position(b.ids, d.id)] = 'delivered'
+                            THEN b.attempted[array_position(b.ids, d.id)] END,
         updated_at = now()
-    FROM r
+    FROM batch b
     -- Pending, said so that the plan cannot be a read of every pending delivery (the
-    -- partial index's predicate) however the statistics stand: each row by its key, `= ANY`
-    -- so that a plan made while the table was small cannot read it whole either (the
-    -- pairing with r is then of the batch with itself).
-    WHERE d.id = r.id AND d.next_attempt_at IS NOT NULL
-      AND d.id = ANY (ARRAY(SELECT id FROM r))
+    -- partial index's predicate) however the statistics stand; each row by its key, `= ANY`
+    -- of the batch's ids, so that a plan made while the table was small cannot read it
+    -- whole either.
+    WHERE d.id = ANY (b.ids) AND d.next_attempt_at IS NOT NULL
     RETURNING d.id, d.endpoint_id, d.status
 ), totals AS (
     -- The endpoints' counts of deliveries finished (webhook_endpoint_totals).
