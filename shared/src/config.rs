@@ -255,7 +255,7 @@ impl Default for WorkerSettings {
             db_pool_size: 16,
             db_max_lifetime: Duration::from_secs(600),
             batch_size: 128,
-            batch_linger: Duration::from_millis(5),
+            batch_linger: Duration::from_millis(20),
             shutdown_grace: Duration::from_secs(30),
             runtime_threads: 1,
         }
@@ -848,12 +848,12 @@ mod tests {
     fn the_batch_linger_is_a_bounded_duration_and_zero_turns_it_off() {
         assert_eq!(
             Settings::default().worker.batch_linger,
-            Duration::from_millis(5)
+            Duration::from_millis(20)
         );
         let off = Settings::load_from(env(&[("WORKER__BATCH_LINGER", "0ms")])).expect("0ms");
         assert_eq!(off.worker.batch_linger, Duration::ZERO);
-        let set = Settings::load_from(env(&[("WORKER__BATCH_LINGER", "20ms")])).expect("20ms");
-        assert_eq!(set.worker.batch_linger, Duration::from_millis(20));
+        let set = Settings::load_from(env(&[("WORKER__BATCH_LINGER", "30ms")])).expect("30ms");
+        assert_eq!(set.worker.batch_linger, Duration::from_millis(30));
         let e = load_error(&[("WORKER__BATCH_LINGER", "1s")]);
         assert_eq!(
             e,
