@@ -7,6 +7,10 @@
 //! 150 ms, after its commit): never before the last commit, at most one scrape after it.
 //! The intake records' `processed_at` is stamped inside the transaction, before its last
 //! statements, so it is used only for each lead's lag, not for the end.
+//!
+//! The run starts from a settled server, as each drain of the events section does
+//! ([`seed::settle`]): a checkpoint behind it and the broker's log rolled over, so that what
+//! the sections before it wrote is not flushed, or read back, during it.
 
 use crate::Ctx;
 use crate::env::default_retry_delays;
@@ -167,7 +171,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<E2eFigures> {
     let db = ctx.janitor.database().await?;
     let c = seed::account(&db.conn, "Bench e2e").await?;
     seed::contacts(&db.conn, &c, ctx.sizes.small_contacts).await?;
-    seed::analyze(&db.conn).await?;
+    // What the sections before wrote (in PostgreSQL and in the broker's log) is not left to
+    // fall on this run.
+    seed::settle(&db.conn).await?;
     let delays = default_retry_delays();
     let prefixes = ctx.janitor.prefixes(&delays);
 

@@ -146,47 +146,6 @@ impl EventsFigures {
     }
 }
 
-/// Every drain starts from the same state of the server: what the previous one wrote
-/// vacuumed (no hint bits or dead rows left to the next, no autovacuum under it) and
-/// analyzed, and a checkpoint behind it (the full-page writes after a checkpoint otherwise
-/// fall on whichever drain runs then).
-///
-/// The broker likewise: its quorum queues' write-ahead log rolls over at 512 MB, about
-/// every third full-size backlog, and the drain whose backlog it rolled over under read
-/// its messages back from segment files at up to twice the broker's CPU per lead. With
-/// three drains to a round, that was the same drain of every round. The log is rolled over
-/// (and its segments written) before every backlog is published, so that none crosses it.
-async fn settle(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
-    seed::analyze(db).await?;
-    db.execute_unprepared("CHECKPOINT")
-        .await
-        .context("Failed to take a checkpoint")?;
-    roll_broker_log().await;
-    Ok(())
-}
-
-/// Rolls the local broker's quorum-queue log over and waits for its segments (with
-/// `rabbitmqctl`); a broker it cannot reach is only reported, the drains then run as the
-/// log stands.
-async fn roll_broker_log() {
-    const ROLL: &str = "ra_log_wal:force_roll_over(ra_log_wal), \
-                        ra_log_segment_writer:await(ra_log_segment_writer).";
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args(["eval", ROLL])
-        .output()
-        .await;
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => eprintln!(
-            "bench: events: the broker's log was not rolled over: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => {
-            eprintln!("bench: events: the broker's log was not rolled over (rabbitmqctl: {e})")
-        }
-    }
-}
-
 /// Sets whether the bench's endpoint is enabled (the drains without events: not).
 async fn endpoint(db: &sea_orm::DatabaseConnection, enabled: bool) -> anyhow::Result<()> {
     db.execute_unprepared(&format!("UPDATE webhook_endpoints SET enabled = {enabled}"))
@@ -239,7 +198,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
     let (mut lag_ms, mut receipt_secs) = (Vec::new(), 0.0);
     for round in 1..=rounds + 1 {
         endpoint(&db.conn, false).await?;
-        settle(&db.conn).await?;
+        seed::settle(&db.conn).await?;
         let messages = if round == 1 { first.clone() } else { fresh()? };
         let label = format!("events-none-{round}");
         without.push(worker_bench::drain(ctx, &db, &messages, 1, &label, contacts).await?);
@@ -248,7 +207,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
         }
 
         endpoint(&db.conn, true).await?;
-        settle(&db.conn).await?;
+        seed::settle(&db.conn).await?;
         let messages = fresh()?;
         let from = receiver.count();
         let delivered = async {
@@ -302,7 +261,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<EventsFigures> {
 
         // The same writes with this worker's delivery loop off: what events cost the
         // intake path itself when other processes deliver them.
-        settle(&db.conn).await?;
+        seed::settle(&db.conn).await?;
         let messages = fresh()?;
         let label = format!("events-written-only-{round}");
         written.push(
