@@ -197,16 +197,16 @@ pub async fn analyze(db: &DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// A measured run (each drain of the events section, the e2e run) starts from the same
-/// state of the server: what ran before it vacuumed (no hint bits or dead rows left to the next, no autovacuum under it) and
-/// analyzed, and a checkpoint behind it (the full-page writes after a checkpoint otherwise
-/// fall on whichever run comes then).
+/// state of the server: what ran before it vacuumed (no hint bits or dead rows left to the
+/// next run, no autovacuum under it) and analyzed, and a checkpoint behind it (the
+/// full-page writes after a checkpoint otherwise fall on whichever run comes then).
 ///
 /// The broker likewise: its quorum queues' write-ahead log rolls over at 512 MB, about
 /// every third full-size backlog, and the drain whose backlog it rolled over under read
 /// its messages back from segment files at up to twice the broker's CPU per lead. With
 /// three drains to a round, that was the same drain of every round. The log is rolled over
-/// (and its segments written) before every backlog is published, so that none crosses it.
-pub async fn settle(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+/// (and its segments written) before every measured run, so that none crosses it.
+pub async fn settle(db: &DatabaseConnection) -> anyhow::Result<()> {
     analyze(db).await?;
     db.execute_unprepared("CHECKPOINT")
         .await
@@ -216,8 +216,8 @@ pub async fn settle(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// Rolls the local broker's quorum-queue log over and waits for its segments (with
-/// `rabbitmqctl`); a broker it cannot reach is only reported, the drains then run as the
-/// log stands.
+/// `rabbitmqctl`); a broker it cannot reach is only reported, and the run goes on with the
+/// log as it stands.
 async fn roll_broker_log() {
     const ROLL: &str = "ra_log_wal:force_roll_over(ra_log_wal), \
                         ra_log_segment_writer:await(ra_log_segment_writer).";
