@@ -9,14 +9,21 @@
 //! wait of a refused request is exact: the moment the oldest entry that must leave does.
 //!
 //! Time is Redis's own clock, so every receiver instance agrees on it.
+//!
+//! Concurrent single requests of one subject share a call: while one call of a subject is
+//! under way, the requests that arrive wait for the next, which counts them together, in
+//! arrival order, exactly as one call each would have (a campaign's burst on one token costs
+//! Redis a call per round trip instead of one per request).
 
 use super::intake_records::ClaimedKey;
 use crate::infra::redis_client::{RedisClient, RedisUnavailable};
 use shared::intake::QUEUED_RECORD_TTL_SECS;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// The span every limit counts over.
@@ -79,10 +86,12 @@ pub enum Reply {
     /// The first `admitted` requests are counted (and the records among them written);
     /// the others would be admitted after `waits[i]` each. `decision` is what the
     /// rate-limit headers say: the first refused request's wait when none was admitted.
+    /// `refused` is the first refused request's decision, if one was refused.
     Counted {
         decision: Decision,
         admitted: usize,
         waits: Vec<Duration>,
+        refused: Option<Decision>,
     },
 }
 
@@ -105,19 +114,57 @@ pub struct Batch<'a> {
     pub key: Option<KeyUse<'a>>,
 }
 
+/// Most requests one shared call counts.
+const MOST_SHARED: usize = 256;
+
+/// A single request waiting for the next call of its subject.
+struct Waiting {
+    record: Option<(String, String)>,
+    decision: oneshot::Sender<Result<Decision, RedisUnavailable>>,
+}
+
+/// The single requests of one subject and limit: whether a call of theirs is under way, and
+/// the requests that wait for the next.
+#[derive(Default)]
+struct Queue {
+    running: bool,
+    waiting: Vec<Waiting>,
+}
+
+/// Subject and limit → its queue, while it has requests.
+type Queues = Mutex<HashMap<(String, u32), Queue>>;
+
+/// The script and the queues of single requests, shared with the tasks that make the calls.
+struct Shared {
+    script: redis::Script,
+    queues: Queues,
+    /// Script calls made.
+    calls: AtomicU64,
+}
+
 /// The sliding-window limits: the script, loaded once per Redis server (EVALSHA afterwards),
 /// and the name of each subject's sorted set.
 pub struct Limiter {
-    script: redis::Script,
+    shared: Arc<Shared>,
     prefix: String,
 }
 
 impl Limiter {
     pub fn new(redis_prefix: &str) -> Self {
         Self {
-            script: redis::Script::new(ADMIT),
+            shared: Arc::new(Shared {
+                script: redis::Script::new(ADMIT),
+                queues: Mutex::default(),
+                calls: AtomicU64::new(0),
+            }),
             prefix: redis_prefix.to_owned(),
         }
+    }
+
+    /// Script calls made so far (read by the tests of call sharing).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn calls(&self) -> u64 {
+        self.shared.calls.load(Ordering::Relaxed)
     }
 
     /// The sorted set of `token_id`'s intake requests.
@@ -157,8 +204,116 @@ impl Limiter {
         }
     }
 
-    /// Runs the script on `batch`, named `op` in metrics and logs.
+    /// Runs the script on `batch`, named `op` in metrics and logs. A single request without
+    /// an `Idempotency-Key` shares its call with the other single requests of its subject
+    /// that arrive meanwhile (see the module's doc).
     pub async fn run(
+        &self,
+        redis: &RedisClient,
+        op: &'static str,
+        batch: Batch<'_>,
+    ) -> Result<Reply, RedisUnavailable> {
+        match (batch.key, batch.records.as_slice()) {
+            (None, [_]) => {
+                let Batch {
+                    subject,
+                    limit,
+                    mut records,
+                    ..
+                } = batch;
+                let record = records.pop().flatten();
+                let decision = self.single(redis, op, subject, limit, record).await?;
+                Ok(Reply::Counted {
+                    decision,
+                    admitted: usize::from(decision.admitted),
+                    waits: if decision.admitted {
+                        Vec::new()
+                    } else {
+                        vec![decision.wait]
+                    },
+                    refused: (!decision.admitted).then_some(decision),
+                })
+            }
+            _ => self.shared.call(redis, op, batch).await,
+        }
+    }
+
+    /// Counts one request in the next call of its subject's queue, starting the task that
+    /// makes the calls if none is under way.
+    async fn single(
+        &self,
+        redis: &RedisClient,
+        op: &'static str,
+        subject: &str,
+        limit: u32,
+        record: Option<(String, String)>,
+    ) -> Result<Decision, RedisUnavailable> {
+        let (decision, decided) = oneshot::channel();
+        let queue_key = (subject.to_owned(), limit);
+        let start = {
+            let mut queues = self.shared.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = queues.entry(queue_key.clone()).or_default();
+            queue.waiting.push(Waiting { record, decision });
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            tokio::spawn(self.shared.clone().drain(redis.clone(), op, queue_key));
+        }
+        // A dropped sender means the task ended without an answer: as if Redis had none.
+        decided.await.unwrap_or(Err(RedisUnavailable))
+    }
+}
+
+/// Ends a queue's task: removes the queue, so that its waiting requests (none when the task
+/// finished) learn that no answer comes and the next request starts a new task.
+struct Running<'a> {
+    queues: &'a Queues,
+    key: &'a (String, u32),
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.remove(self.key);
+    }
+}
+
+impl Shared {
+    /// Calls the script for the waiting requests of the queue `key` until none waits.
+    async fn drain(self: Arc<Self>, redis: RedisClient, op: &'static str, key: (String, u32)) {
+        let _running = Running {
+            queues: &self.queues,
+            key: &key,
+        };
+        loop {
+            let waiting: Vec<Waiting> = {
+                let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(queue) = queues.get_mut(&key) else {
+                    return;
+                };
+                let n = queue.waiting.len().min(MOST_SHARED);
+                if n == 0 {
+                    return;
+                }
+                queue.waiting.drain(..n).collect()
+            };
+            let (records, senders): (Vec<_>, Vec<_>) =
+                waiting.into_iter().map(|w| (w.record, w.decision)).unzip();
+            let batch = Batch {
+                subject: &key.0,
+                limit: key.1,
+                records,
+                key: None,
+            };
+            let reply = self.call(&redis, op, batch).await;
+            for (i, sender) in senders.into_iter().enumerate() {
+                let _ = sender.send(decision_of(&reply, i));
+            }
+        }
+    }
+
+    /// One call of the script on `batch`.
+    async fn call(
         &self,
         redis: &RedisClient,
         op: &'static str,
@@ -196,6 +351,7 @@ impl Limiter {
         for record in &records {
             invocation.arg(record.as_ref().map_or("", |(_, json)| json.as_str()));
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut conn = redis.conn();
         let reply: redis::Value = redis
             .run(op, async { invocation.invoke_async(&mut conn).await })
@@ -233,11 +389,45 @@ fn reply_of(reply: redis::Value, limit: u32) -> Result<Reply, RedisUnavailable> 
         .iter()
         .map(|us| Duration::from_micros(u64::try_from((*us).max(0)).unwrap_or(0)))
         .collect();
+    let refused = refused
+        .first()
+        .map(|us| Decision::from_script(limit, 0, 0, *us, now_us));
     Ok(Reply::Counted {
         decision,
         admitted,
         waits,
+        refused,
     })
+}
+
+/// The decision on the `i`-th request of a shared call, as a call of its own at its turn
+/// would have made it: an admitted one sees the requests admitted after it as not yet
+/// counted; a refused one, like the first refused (a refused request is not counted, so the
+/// ones after it wait as long).
+fn decision_of(
+    reply: &Result<Reply, RedisUnavailable>,
+    i: usize,
+) -> Result<Decision, RedisUnavailable> {
+    match reply {
+        Ok(Reply::Counted {
+            decision,
+            admitted,
+            refused,
+            ..
+        }) => {
+            if i < *admitted {
+                let later = u32::try_from(admitted - 1 - i).unwrap_or(u32::MAX);
+                Ok(Decision {
+                    remaining: decision.remaining.saturating_add(later),
+                    ..*decision
+                })
+            } else {
+                refused.ok_or(RedisUnavailable)
+            }
+        }
+        // Without a key the script never answers with one.
+        Ok(Reply::Known(_)) | Err(_) => Err(RedisUnavailable),
+    }
 }
 
 /// Client IPs refused for too many failed authentications, remembered in-process so a
@@ -278,5 +468,72 @@ impl AuthFailureBlocks {
         if map.len() < MAX_BLOCKS {
             map.insert(ip, (now + decision.wait, decision));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concurrent single requests of one subject share calls, and each gets the decision a
+    /// call of its own would have given at its turn: exactly `limit` admitted, their
+    /// `remaining` each value from `limit - 1` down to 0 once, the others refused with the
+    /// wait until the oldest counted request leaves the window.
+    #[tokio::test]
+    async fn concurrent_single_requests_share_calls_and_keep_their_own_decisions() {
+        let redis =
+            RedisClient::new(&testkit::redis_url(), Duration::from_secs(2)).expect("redis client");
+        let prefix = format!("test:shared-calls:{}:", Uuid::new_v4().simple());
+        let limiter = Arc::new(Limiter::new(&prefix));
+        let subject = limiter.intake_key(7);
+        const REQUESTS: usize = 64;
+        const LIMIT: u32 = 40;
+        let decisions = futures_util::future::join_all((0..REQUESTS).map(|_| {
+            let limiter = limiter.clone();
+            let redis = redis.clone();
+            let subject = subject.clone();
+            async move { limiter.count(&redis, "test", &subject, LIMIT).await }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every request decided");
+
+        let mut remaining: Vec<u32> = decisions
+            .iter()
+            .filter(|d| d.admitted)
+            .map(|d| d.remaining)
+            .collect();
+        remaining.sort_unstable();
+        assert_eq!(remaining, (0..LIMIT).collect::<Vec<_>>());
+        for refused in decisions.iter().filter(|d| !d.admitted) {
+            assert_eq!(refused.remaining, 0);
+            assert!(
+                refused.wait > WINDOW - Duration::from_secs(5) && refused.wait <= WINDOW,
+                "a refused request waits until the first counted one leaves: {:?}",
+                refused.wait
+            );
+        }
+        let mut conn = redis.conn();
+        let counted: u64 = redis::cmd("ZCARD")
+            .arg(&subject)
+            .query_async(&mut conn)
+            .await
+            .expect("zcard");
+        assert_eq!(
+            counted,
+            u64::from(LIMIT),
+            "only the admitted ones are counted"
+        );
+        assert!(
+            limiter.calls() < REQUESTS as u64,
+            "{} calls for {REQUESTS} concurrent requests",
+            limiter.calls()
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(&subject)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
     }
 }

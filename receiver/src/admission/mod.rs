@@ -11,7 +11,8 @@
 //! The records are written before the publish: nobody knows an intake id until the 202, and
 //! a failed publish deletes its record and releases the key's lock (a second round trip
 //! only on that rare path). A request with an `Idempotency-Key` completes its key after the
-//! broker's confirm; a plain request costs Redis exactly one call.
+//! broker's confirm; a plain request costs Redis at most one call, shared with the plain
+//! requests of its token that arrive while the one before is under way.
 //!
 //! When Redis cannot count a request, the configured fail mode (`RATE_LIMIT_FAIL_MODE`)
 //! decides, here and only here: open lets it through uncounted, closed refuses it. Nothing
@@ -218,6 +219,7 @@ impl Admission {
                 decision,
                 admitted,
                 waits,
+                ..
             }) => Ok(Admitted::Counted {
                 decision,
                 admitted,

@@ -5,6 +5,7 @@
 use crate::infra::prometheus;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,13 +17,15 @@ const COOL_DOWN: Duration = Duration::from_millis(500);
 #[error("Redis is unavailable")]
 pub struct RedisUnavailable;
 
+/// Cheap to clone: the clones share the connection and the cool-down.
+#[derive(Clone)]
 pub struct RedisClient {
     /// Reconnects by itself; created lazily so the receiver starts while Redis is down.
     conn: ConnectionManager,
     /// Bound on one call.
     timeout: Duration,
     /// Milliseconds after `epoch` until which calls fail at once.
-    skip_until_ms: AtomicU64,
+    skip_until_ms: Arc<AtomicU64>,
     /// Reference point of `skip_until_ms`.
     epoch: Instant,
 }
@@ -40,7 +43,7 @@ impl RedisClient {
         Ok(Self {
             conn,
             timeout,
-            skip_until_ms: AtomicU64::new(0),
+            skip_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         })
     }
