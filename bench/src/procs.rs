@@ -268,6 +268,8 @@ pub struct SystemCpu {
     pub postgres_secs: f64,
     /// RabbitMQ (`beam.smp`).
     pub broker_secs: f64,
+    /// Redis (`redis-server`).
+    pub redis_secs: f64,
 }
 
 impl SystemCpu {
@@ -311,6 +313,7 @@ impl SystemCpu {
             match comm {
                 "postgres" => s.postgres_secs += secs,
                 "beam.smp" => s.broker_secs += secs,
+                "redis-server" => s.redis_secs += secs,
                 _ => {}
             }
         }
@@ -324,6 +327,7 @@ impl SystemCpu {
             busy_secs: self.busy_secs - earlier.busy_secs,
             postgres_secs: (self.postgres_secs - earlier.postgres_secs).max(0.0),
             broker_secs: (self.broker_secs - earlier.broker_secs).max(0.0),
+            redis_secs: (self.redis_secs - earlier.redis_secs).max(0.0),
         }
     }
 
@@ -337,6 +341,7 @@ impl SystemCpu {
             "machine_busy": self.busy(),
             "postgres_cpu_us_per_lead": self.postgres_secs * 1e6 / per.max(1.0),
             "broker_cpu_us_per_lead": self.broker_secs * 1e6 / per.max(1.0),
+            "redis_cpu_us_per_lead": self.redis_secs * 1e6 / per.max(1.0),
         })
     }
 }

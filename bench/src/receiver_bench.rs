@@ -30,6 +30,8 @@ pub struct Level {
     pub receiver: LoadResult,
     /// Receiver CPU during its run.
     pub receiver_cpu_secs: f64,
+    /// Redis's CPU during the receiver's run (its rate limits and intake records).
+    pub redis_cpu_secs: f64,
     /// The hello-world's CPU during its run.
     pub hello_cpu_secs: f64,
     /// The publisher's CPU during the ceiling's run (the bench process, which does nothing
@@ -51,6 +53,11 @@ impl Level {
 
     pub fn cpu_us_per_request(&self) -> f64 {
         self.receiver_cpu_secs * 1e6 / self.receiver.answered().max(1) as f64
+    }
+
+    /// Redis's CPU per request of the receiver's run.
+    pub fn redis_cpu_us_per_request(&self) -> f64 {
+        self.redis_cpu_secs * 1e6 / self.receiver.answered().max(1) as f64
     }
 
     /// The HTTP stack alone: the hello-world's CPU per request of the same bytes.
@@ -79,6 +86,7 @@ impl Level {
             "publish_ceiling": self.ceiling.to_json(),
             "receiver": self.receiver.to_json(),
             "receiver_cpu_us_per_request": self.cpu_us_per_request(),
+            "redis_cpu_us_per_request": self.redis_cpu_us_per_request(),
             "hello_cpu_us_per_request": self.hello_cpu_us_per_request(),
             "publish_ceiling_cpu_us_per_message": self.ceiling_cpu_us_per_message(),
             "floor_cpu_us_per_request": self.floor_cpu_us_per_request(),
@@ -265,7 +273,9 @@ async fn level(
     eprintln!("bench: receiver: {connections} connections: receiver");
     receiver.check_alive()?;
     let before = receiver.stats()?;
+    let system_before = procs::SystemCpu::sample();
     let run = timed(receiver.addr, loads.requests.clone()).await?;
+    let system = procs::SystemCpu::sample().since(&system_before);
     let after = receiver.stats()?;
     publish::purge(&ctx.janitor.services().amqp_url, &loads.receiver_topology).await?;
     env::delete_redis(&ctx.janitor.services().redis_url, &loads.redis_prefix).await?;
@@ -282,6 +292,7 @@ async fn level(
         ceiling,
         receiver: run,
         receiver_cpu_secs: after.cpu_secs - before.cpu_secs,
+        redis_cpu_secs: system.redis_secs,
         hello_cpu_secs,
         ceiling_cpu_secs,
     })
@@ -317,10 +328,12 @@ mod tests {
             // 90% of the receiver's answers published a lead, at 60 µs per request.
             receiver: answers(100, &[(202, 90), (400, 10)]),
             receiver_cpu_secs: 0.006,
+            redis_cpu_secs: 0.002,
         };
         assert!((level.hello_cpu_us_per_request() - 10.0).abs() < 1e-9);
         assert!((level.ceiling_cpu_us_per_message() - 20.0).abs() < 1e-9);
         assert!((level.floor_cpu_us_per_request() - 28.0).abs() < 1e-9);
         assert!((level.cpu_us_per_request() - 60.0).abs() < 1e-9);
+        assert!((level.redis_cpu_us_per_request() - 20.0).abs() < 1e-9);
     }
 }

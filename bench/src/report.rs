@@ -476,11 +476,12 @@ fn e2e_rows(e: &E2eFigures) -> Vec<Row> {
         String::new(),
     ));
     rows.push(row(
-        "e2e PostgreSQL, RabbitMQ CPU µs/lead",
+        "e2e PostgreSQL, RabbitMQ, Redis CPU µs/lead",
         format!(
-            "{:.0}, {:.0} µs",
+            "{:.0}, {:.0}, {:.0} µs",
             e.system.postgres_secs * 1e6 / e.accepted.max(1) as f64,
-            e.system.broker_secs * 1e6 / e.accepted.max(1) as f64
+            e.system.broker_secs * 1e6 / e.accepted.max(1) as f64,
+            e.system.redis_secs * 1e6 / e.accepted.max(1) as f64
         ),
         format!(
             "broker alone: {:.0} µs/msg",
@@ -684,7 +685,11 @@ fn receiver_rows(r: &ReceiverFigures) -> Vec<Row> {
                 l.receiver.errors(),
                 l.receiver.server_errors()
             ),
-            format!("{:.0} µs/request", l.cpu_us_per_request()),
+            format!(
+                "{:.0} µs/request; Redis {:.0}",
+                l.cpu_us_per_request(),
+                l.redis_cpu_us_per_request()
+            ),
             String::new(),
         ));
         rows.push(row(
