@@ -264,37 +264,43 @@ impl Limiter {
     }
 }
 
-/// Ends a queue's task: removes the queue, so that its waiting requests (none when the task
-/// finished) learn that no answer comes and the next request starts a new task.
+/// A queue's task under way. Dropped before the task finished (a panic, or the runtime
+/// shutting down), it removes the queue, so that the requests waiting there learn that no
+/// answer comes (as if Redis had none) and the next request starts a new task.
 struct Running<'a> {
     queues: &'a Queues,
     key: &'a (String, u32),
+    finished: bool,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        queues.remove(self.key);
+        if !self.finished {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            queues.remove(self.key);
+        }
     }
 }
 
 impl Shared {
-    /// Calls the script for the waiting requests of the queue `key` until none waits.
+    /// Calls the script for the waiting requests of the queue `key` until none waits, then
+    /// removes the queue (in the same hold of the lock, so a request that arrives later
+    /// finds no queue and starts a task of its own).
     async fn drain(self: Arc<Self>, redis: RedisClient, op: &'static str, key: (String, u32)) {
-        let _running = Running {
+        let mut running = Running {
             queues: &self.queues,
             key: &key,
+            finished: false,
         };
         loop {
             let waiting: Vec<Waiting> = {
                 let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(queue) = queues.get_mut(&key) else {
+                let Some(queue) = queues.get_mut(&key).filter(|q| !q.waiting.is_empty()) else {
+                    queues.remove(&key);
+                    running.finished = true;
                     return;
                 };
                 let n = queue.waiting.len().min(MOST_SHARED);
-                if n == 0 {
-                    return;
-                }
                 queue.waiting.drain(..n).collect()
             };
             let (records, senders): (Vec<_>, Vec<_>) =
@@ -535,5 +541,84 @@ mod tests {
             .query_async(&mut conn)
             .await
             .expect("del");
+    }
+
+    /// Waves of requests that start and end calls of one subject from several threads: every
+    /// request gets its decision (none is answered as if Redis were down) and is counted once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_request_is_decided_while_calls_start_and_end_on_several_threads() {
+        let redis =
+            RedisClient::new(&testkit::redis_url(), Duration::from_secs(2)).expect("redis client");
+        let prefix = format!("test:shared-calls:{}:", Uuid::new_v4().simple());
+        let limiter = Arc::new(Limiter::new(&prefix));
+        let subject = limiter.intake_key(8);
+        let mut decided = 0;
+        for wave in 0..300 {
+            let handles: Vec<_> = (0..1 + wave % 4)
+                .map(|_| {
+                    let limiter = limiter.clone();
+                    let redis = redis.clone();
+                    let subject = subject.clone();
+                    tokio::spawn(
+                        async move { limiter.count(&redis, "test", &subject, 100_000).await },
+                    )
+                })
+                .collect();
+            for handle in handles {
+                let decision = handle.await.expect("task").expect("decided");
+                assert!(decision.admitted);
+                decided += 1;
+            }
+        }
+        let mut conn = redis.conn();
+        let counted: u64 = redis::cmd("ZCARD")
+            .arg(&subject)
+            .query_async(&mut conn)
+            .await
+            .expect("zcard");
+        assert_eq!(counted, decided);
+        let _: () = redis::cmd("DEL")
+            .arg(&subject)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+
+    /// A task that finished leaves alone the queue a later request made after it (the
+    /// request is answered by that queue's own task); one that ends unfinished removes its
+    /// queue, so the requests waiting there are answered at once, as if Redis had none.
+    #[tokio::test]
+    async fn only_an_unfinished_task_takes_its_queue_down() {
+        let key = ("subject".to_owned(), 10);
+        let queues: Queues = Mutex::default();
+        let (sender, mut decided) = oneshot::channel();
+        queues.lock().expect("lock").insert(
+            key.clone(),
+            Queue {
+                running: true,
+                waiting: vec![Waiting {
+                    record: None,
+                    decision: sender,
+                }],
+            },
+        );
+        drop(Running {
+            queues: &queues,
+            key: &key,
+            finished: true,
+        });
+        assert!(queues.lock().expect("lock").contains_key(&key));
+        assert!(decided.try_recv().is_err(), "still waiting for its answer");
+
+        drop(Running {
+            queues: &queues,
+            key: &key,
+            finished: false,
+        });
+        assert!(!queues.lock().expect("lock").contains_key(&key));
+        assert!(
+            matches!(decided.await, Err(oneshot::error::RecvError { .. })),
+            "answered at once: no decision comes"
+        );
     }
 }
