@@ -361,7 +361,10 @@ pub fn worker_env(
 
 /// Scrapes the workers' `/metrics` every 150 ms until they have finished `n` leads
 /// together (never a `count(*)` in a loop: that would take the database CPU being
-/// measured). Fails when a worker exits, when nothing moves for 60 s, or after `limit`.
+/// measured), and every 10 ms once the rate so far says the rest takes less than 300 ms,
+/// so that a drain's end is known to about 10 ms and not to a scrape interval (which is
+/// 8% of a 2-second drain). Fails when a worker exits, when nothing moves for 60 s, or
+/// after `limit`.
 pub async fn wait_finished(
     workers: &mut [Proc],
     n: f64,
@@ -407,7 +410,18 @@ pub async fn wait_finished(
                 (finished - base) / started.elapsed().as_secs_f64()
             );
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        let rate = (finished - base) / started.elapsed().as_secs_f64().max(1e-9);
+        tokio::time::sleep(scrape_pause(n - finished, rate)).await;
+    }
+}
+
+/// The pause before the next scrape: 150 ms, or 10 ms when `left` leads at `rate` per
+/// second take less than 300 ms.
+fn scrape_pause(left: f64, rate: f64) -> Duration {
+    if rate > 0.0 && left / rate < 0.3 {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(150)
     }
 }
 
@@ -540,4 +554,18 @@ async fn final_statuses(
         statuses.insert(status, n);
     }
     Ok(statuses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapes_come_often_only_near_the_end_of_a_drain() {
+        // 10,000 leads/s: 5,000 left is half a second, 2,000 a fifth.
+        assert_eq!(scrape_pause(5_000.0, 10_000.0), Duration::from_millis(150));
+        assert_eq!(scrape_pause(2_000.0, 10_000.0), Duration::from_millis(10));
+        // Nothing finished yet: no rate to judge by.
+        assert_eq!(scrape_pause(100.0, 0.0), Duration::from_millis(150));
+    }
 }
