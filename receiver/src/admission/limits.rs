@@ -481,17 +481,39 @@ impl AuthFailureBlocks {
 mod tests {
     use super::*;
 
+    /// A Redis client, a limiter with a prefix of its own, and the intake subject of `token_id`.
+    fn limiter_of_token(token_id: i64) -> (RedisClient, Arc<Limiter>, String) {
+        let redis =
+            RedisClient::new(&testkit::redis_url(), Duration::from_secs(2)).expect("redis client");
+        let prefix = format!("test:shared-calls:{}:", Uuid::new_v4().simple());
+        let limiter = Arc::new(Limiter::new(&prefix));
+        let subject = limiter.intake_key(token_id);
+        (redis, limiter, subject)
+    }
+
+    /// The requests counted in `subject`'s window; the window is removed.
+    async fn counted_then_removed(redis: &RedisClient, subject: &str) -> u64 {
+        let mut conn = redis.conn();
+        let counted: u64 = redis::cmd("ZCARD")
+            .arg(subject)
+            .query_async(&mut conn)
+            .await
+            .expect("zcard");
+        let _: () = redis::cmd("DEL")
+            .arg(subject)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+        counted
+    }
+
     /// Concurrent single requests of one subject share calls, and each gets the decision a
     /// call of its own would have given at its turn: exactly `limit` admitted, their
     /// `remaining` each value from `limit - 1` down to 0 once, the others refused with the
     /// wait until the oldest counted request leaves the window.
     #[tokio::test]
     async fn concurrent_single_requests_share_calls_and_keep_their_own_decisions() {
-        let redis =
-            RedisClient::new(&testkit::redis_url(), Duration::from_secs(2)).expect("redis client");
-        let prefix = format!("test:shared-calls:{}:", Uuid::new_v4().simple());
-        let limiter = Arc::new(Limiter::new(&prefix));
-        let subject = limiter.intake_key(7);
+        let (redis, limiter, subject) = limiter_of_token(7);
         const REQUESTS: usize = 64;
         const LIMIT: u32 = 40;
         let decisions = futures_util::future::join_all((0..REQUESTS).map(|_| {
@@ -520,12 +542,7 @@ mod tests {
                 refused.wait
             );
         }
-        let mut conn = redis.conn();
-        let counted: u64 = redis::cmd("ZCARD")
-            .arg(&subject)
-            .query_async(&mut conn)
-            .await
-            .expect("zcard");
+        let counted = counted_then_removed(&redis, &subject).await;
         assert_eq!(
             counted,
             u64::from(LIMIT),
@@ -536,22 +553,13 @@ mod tests {
             "{} calls for {REQUESTS} concurrent requests",
             limiter.calls()
         );
-        let _: () = redis::cmd("DEL")
-            .arg(&subject)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
     }
 
     /// Waves of requests that start and end calls of one subject from several threads: every
     /// request gets its decision (none is answered as if Redis were down) and is counted once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn every_request_is_decided_while_calls_start_and_end_on_several_threads() {
-        let redis =
-            RedisClient::new(&testkit::redis_url(), Duration::from_secs(2)).expect("redis client");
-        let prefix = format!("test:shared-calls:{}:", Uuid::new_v4().simple());
-        let limiter = Arc::new(Limiter::new(&prefix));
-        let subject = limiter.intake_key(8);
+        let (redis, limiter, subject) = limiter_of_token(8);
         let mut decided = 0;
         for wave in 0..300 {
             let handles: Vec<_> = (0..1 + wave % 4)
@@ -570,18 +578,8 @@ mod tests {
                 decided += 1;
             }
         }
-        let mut conn = redis.conn();
-        let counted: u64 = redis::cmd("ZCARD")
-            .arg(&subject)
-            .query_async(&mut conn)
-            .await
-            .expect("zcard");
+        let counted = counted_then_removed(&redis, &subject).await;
         assert_eq!(counted, decided);
-        let _: () = redis::cmd("DEL")
-            .arg(&subject)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
     }
 
     /// A task that finished leaves alone the queue a later request made after it (the
