@@ -19,6 +19,7 @@ use super::intake_records::ClaimedKey;
 use crate::infra::redis_client::{RedisClient, RedisUnavailable};
 use shared::intake::QUEUED_RECORD_TTL_SECS;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,15 +124,11 @@ struct Waiting {
     decision: oneshot::Sender<Result<Decision, RedisUnavailable>>,
 }
 
-/// The single requests of one subject and limit: whether a call of theirs is under way, and
-/// the requests that wait for the next.
-#[derive(Default)]
-struct Queue {
-    running: bool,
-    waiting: Vec<Waiting>,
-}
+/// The single requests of one subject and limit that wait for the next call.
+type Queue = Vec<Waiting>;
 
-/// Subject and limit → its queue, while it has requests.
+/// Subject and limit → its queue, while a task makes its calls (the task removes it when
+/// it finds it empty, so a queue here always has a task).
 type Queues = Mutex<HashMap<(String, u32), Queue>>;
 
 /// The script and the queues of single requests, shared with the tasks that make the calls.
@@ -249,15 +246,23 @@ impl Limiter {
         record: Option<(String, String)>,
     ) -> Result<Decision, RedisUnavailable> {
         let (decision, decided) = oneshot::channel();
-        let queue_key = (subject.to_owned(), limit);
+        let waiting = Waiting { record, decision };
         let start = {
             let mut queues = self.shared.queues.lock().unwrap_or_else(|e| e.into_inner());
-            let queue = queues.entry(queue_key.clone()).or_default();
-            queue.waiting.push(Waiting { record, decision });
-            !std::mem::replace(&mut queue.running, true)
+            match queues.entry((subject.to_owned(), limit)) {
+                Entry::Occupied(mut queue) => {
+                    queue.get_mut().push(waiting);
+                    None
+                }
+                Entry::Vacant(vacant) => {
+                    let key = vacant.key().clone();
+                    vacant.insert(vec![waiting]);
+                    Some(key)
+                }
+            }
         };
-        if start {
-            tokio::spawn(self.shared.clone().drain(redis.clone(), op, queue_key));
+        if let Some(key) = start {
+            tokio::spawn(self.shared.clone().drain(redis.clone(), op, key));
         }
         // A dropped sender means the task ended without an answer: as if Redis had none.
         decided.await.unwrap_or(Err(RedisUnavailable))
@@ -295,13 +300,13 @@ impl Shared {
         loop {
             let waiting: Vec<Waiting> = {
                 let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(queue) = queues.get_mut(&key).filter(|q| !q.waiting.is_empty()) else {
+                let Some(queue) = queues.get_mut(&key).filter(|q| !q.is_empty()) else {
                     queues.remove(&key);
                     running.finished = true;
                     return;
                 };
-                let n = queue.waiting.len().min(MOST_SHARED);
-                queue.waiting.drain(..n).collect()
+                let n = queue.len().min(MOST_SHARED);
+                queue.drain(..n).collect()
             };
             let (records, senders): (Vec<_>, Vec<_>) =
                 waiting.into_iter().map(|w| (w.record, w.decision)).unzip();
@@ -592,13 +597,10 @@ mod tests {
         let (sender, mut decided) = oneshot::channel();
         queues.lock().expect("lock").insert(
             key.clone(),
-            Queue {
-                running: true,
-                waiting: vec![Waiting {
-                    record: None,
-                    decision: sender,
-                }],
-            },
+            vec![Waiting {
+                record: None,
+                decision: sender,
+            }],
         );
         drop(Running {
             queues: &queues,
