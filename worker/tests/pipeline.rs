@@ -446,6 +446,11 @@ async fn four_hundred_intakes_of_25_numbers_over_two_workers_make_exactly_25_con
 async fn a_backlog_is_acknowledged_about_a_frame_per_batch_and_nothing_stays_unacknowledged() {
     const WARM: u64 = 512;
     const LEADS: u64 = 2048;
+    // The worker's warnings (a failed acknowledgement, a lost channel) in the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
     let ctx = Ctx::new().await;
     let settings = ctx.settings.clone();
     let publisher = Publisher::new(&settings).await;
@@ -488,8 +493,26 @@ async fn a_backlog_is_acknowledged_about_a_frame_per_batch_and_nothing_stays_una
         settings.worker.batch_size
     );
     // Stopping returns any unacknowledged delivery to the queue.
+    let last = w.metrics().await;
     w.stop().await;
-    assert_eq!(publisher.depth(&publisher.topology.intake_queue()).await, 0);
+    let left = publisher.depth(&publisher.topology.intake_queue()).await;
+    let counters: Vec<&str> = last
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            [
+                "worker_leads_total",
+                "worker_ack_frames_total",
+                "worker_broker_connects_total",
+            ]
+            .iter()
+            .any(|name| l.starts_with(name))
+        })
+        .collect();
+    assert_eq!(
+        left, 0,
+        "deliveries back in the queue after the stop; {counters:?}"
+    );
     testkit::delete_topology(&settings).await;
 }
 
