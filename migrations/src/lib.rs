@@ -26,6 +26,7 @@ mod m20261204_000013_contact_references_per_statement;
 mod m20261204_000014_event_batches;
 mod m20261204_000015_endpoint_totals;
 mod m20261206_000016_powerdialer_positions;
+mod m20261207_000017_event_batches_lz4;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000014_event_batches::Migration),
             Box::new(m20261204_000015_endpoint_totals::Migration),
             Box::new(m20261206_000016_powerdialer_positions::Migration),
+            Box::new(m20261207_000017_event_batches_lz4::Migration),
         ]
     }
 }

@@ -54,6 +54,9 @@ pub const CHANNEL: &str = "events_due";
 /// `"truncated": true`, and the receiver reads the rest from the read API.
 pub const MAX_BODY_BYTES: usize = 20 * 1024;
 
+/// The room an event's body is serialized into before it grows.
+const BODY_CAPACITY: usize = 2048;
+
 /// The types of events, by their wire names.
 #[derive(
     Debug,
@@ -143,11 +146,18 @@ impl Event {
         short: impl FnOnce() -> serde_json::Value,
     ) -> Result<Self, serde_json::Error> {
         let name = kind.as_str();
-        let mut body = serde_json::to_string(&Envelope {
-            kind: name,
-            timestamp: at,
-            data,
-        })?;
+        // Written at once into room for a typical body (a contact is about a kilobyte), not
+        // grown from serde_json's 128 bytes by copies.
+        let mut bytes = Vec::with_capacity(BODY_CAPACITY);
+        serde_json::to_writer(
+            &mut bytes,
+            &Envelope {
+                kind: name,
+                timestamp: at,
+                data,
+            },
+        )?;
+        let mut body = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
         if body.len() > MAX_BODY_BYTES {
             let mut short = short();
             if let Some(o) = short.as_object_mut() {

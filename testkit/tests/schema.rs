@@ -67,6 +67,51 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(status.is_empty());
 }
 
+/// Every array of an outbox row is compressed with lz4, not the server's default (pglz,
+/// whose attempts on the rows' id arrays cost the database more than the bodies' lz4).
+#[tokio::test]
+async fn the_outbox_arrays_are_compressed_with_lz4() {
+    let db = TestDb::empty().await;
+    Migrator::up(&db.conn, None).await.expect("up");
+    let rows = db
+        .conn
+        .query_all_raw(Statement::from_string(
+            db.conn.get_database_backend(),
+            "SELECT attname::text AS name, attcompression::text AS method FROM pg_attribute \
+             WHERE attrelid = 'event_batches'::regclass AND attnum > 0 AND NOT attisdropped \
+               AND attndims > 0 ORDER BY attnum",
+        ))
+        .await
+        .expect("columns");
+    let methods: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "name").expect("name"),
+                r.try_get::<String>("", "method").expect("method"),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = methods.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ids",
+            "account_ids",
+            "types",
+            "intake_ids",
+            "contact_ids",
+            "bodies"
+        ]
+    );
+    for (name, method) in &methods {
+        assert_eq!(
+            method, "l",
+            "{name} is compressed with {method:?}, not lz4 (l)"
+        );
+    }
+}
+
 /// Runs `sql` and returns the SQLSTATE of its failure, if it failed.
 async fn sqlstate(db: &DatabaseConnection, sql: &str) -> Option<String> {
     match db.execute_unprepared(sql).await {
