@@ -10,31 +10,25 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// The arrays of `event_batches` besides `bodies` (lz4 since `m20261204_000014`).
+const ARRAYS: [&str; 5] = ["ids", "account_ids", "types", "intake_ids", "contact_ids"];
+
+/// The statement that sets the compression `method` of every one of [`ARRAYS`].
+fn set_compression(method: &str) -> String {
+    let columns: Vec<String> = ARRAYS
+        .iter()
+        .map(|c| format!("ALTER COLUMN {c} SET COMPRESSION {method}"))
+        .collect();
+    format!("ALTER TABLE event_batches {};", columns.join(", "))
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(
-            manager,
-            "ALTER TABLE event_batches
-    ALTER COLUMN ids SET COMPRESSION lz4,
-    ALTER COLUMN account_ids SET COMPRESSION lz4,
-    ALTER COLUMN types SET COMPRESSION lz4,
-    ALTER COLUMN intake_ids SET COMPRESSION lz4,
-    ALTER COLUMN contact_ids SET COMPRESSION lz4;",
-        )
-        .await
+        crate::run_sql(manager, &set_compression("lz4")).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(
-            manager,
-            "ALTER TABLE event_batches
-    ALTER COLUMN ids SET COMPRESSION default,
-    ALTER COLUMN account_ids SET COMPRESSION default,
-    ALTER COLUMN types SET COMPRESSION default,
-    ALTER COLUMN intake_ids SET COMPRESSION default,
-    ALTER COLUMN contact_ids SET COMPRESSION default;",
-        )
-        .await
+        crate::run_sql(manager, &set_compression("default")).await
     }
 }
