@@ -380,6 +380,11 @@ pub struct WebhookSettings {
     /// burst): deliveries yield the machine to the leads and catch up at full speed once
     /// the backlog is gone. `0` holds them until then.
     pub backlog_rate: u32,
+    /// How long a backlog holds deliveries back entirely before [`Self::backlog_rate`]
+    /// applies (`30s`): a burst shorter than this gets the whole machine, and its events go
+    /// out at full speed right after it.
+    #[serde(deserialize_with = "duration::one")]
+    pub backlog_hold: Duration,
     /// How long events are kept, with their deliveries and attempts (`30d`); the delivery
     /// loops remove older ones (up to 20,000 a minute each) while the intake has no backlog.
     #[serde(deserialize_with = "duration::one")]
@@ -399,6 +404,7 @@ impl Default for WebhookSettings {
             concurrency: 256,
             poll_interval: Duration::from_secs(1),
             backlog_rate: 200,
+            backlog_hold: Duration::from_secs(30),
             retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
@@ -769,6 +775,7 @@ mod tests {
             ("WORKER__CONCURRENCY", "3"),
             ("RETRY__DELAYS", "10ms, 20ms"),
             ("WEBHOOKS__BACKLOG_RATE", "0"),
+            ("WEBHOOKS__BACKLOG_HOLD", "2m"),
             ("WEBHOOKS__RETENTION", "7d"),
         ]))
         .expect("load");
@@ -779,6 +786,11 @@ mod tests {
         assert_eq!(s.worker.concurrency, 3);
         assert_eq!(s.retry.delays, [10, 20].map(Duration::from_millis));
         assert_eq!(s.webhooks.backlog_rate, 0);
+        assert_eq!(s.webhooks.backlog_hold, Duration::from_secs(120));
+        assert_eq!(
+            WebhookSettings::default().backlog_hold,
+            Duration::from_secs(30)
+        );
         assert_eq!(s.webhooks.retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(WebhookSettings::default().backlog_rate, 200);
     }

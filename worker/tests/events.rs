@@ -42,9 +42,10 @@ impl Running {
         Self { stop, task }
     }
 
-    /// A delivery loop (10 deliveries a second while yielding) beside consumers that keep
-    /// leaving leads waiting, as in a burst, until the first value is stopped.
-    fn behind_a_backlog(ctx: &Ctx) -> (Self, Self) {
+    /// A delivery loop (10 deliveries a second while yielding, after `hold`) beside
+    /// consumers that keep leaving leads waiting, as in a burst, until the first value is
+    /// stopped.
+    fn behind_a_backlog(ctx: &Ctx, hold: Duration) -> (Self, Self) {
         let backlog = IntakeBacklog::new();
         let stop = CancellationToken::new();
         let signs = {
@@ -58,6 +59,7 @@ impl Running {
         };
         let s = WebhookSettings {
             backlog_rate: 10,
+            backlog_hold: hold,
             ..settings(&[1])
         };
         let loop_stop = CancellationToken::new();
@@ -487,7 +489,7 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
     let r = WebhookReceiver::start().await;
     endpoint(&ctx, &r.url("/"), "lead.processed").await;
     process_leads(&ctx, 300..360).await;
-    let (burst, loop_) = Running::behind_a_backlog(&ctx);
+    let (burst, loop_) = Running::behind_a_backlog(&ctx, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = r.count();
     assert!(
@@ -511,9 +513,38 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
 }
 
 #[tokio::test]
+async fn a_backlog_holds_deliveries_back_entirely_for_its_first_seconds_then_lets_them_trickle() {
+    let ctx = Ctx::new().await;
+    let r = WebhookReceiver::start().await;
+    endpoint(&ctx, &r.url("/"), "lead.processed").await;
+    process_leads(&ctx, 400..460).await;
+    let hold = Duration::from_secs(2);
+    let (burst, loop_) = Running::behind_a_backlog(&ctx, hold);
+    tokio::time::sleep(hold - Duration::from_millis(500)).await;
+    assert_eq!(r.count(), 0, "nothing starts during the hold");
+    let expanded = scalar(&ctx, "SELECT count(*)::text FROM events").await;
+    assert_eq!(expanded, "0", "and the outbox waits with the deliveries");
+    // After the hold: 10 a second (a first bucket of one, then one every tenth of a second,
+    // the loop looking again at most half a second late).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let trickled = r.count();
+    assert!(
+        (5..=30).contains(&trickled),
+        "10 per second once the hold is over, not all 60 at once: {trickled} in 2.5 s"
+    );
+    burst.stop().await;
+    let got = received(&r, 60).await;
+    let mut ids: Vec<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "each event once");
+    loop_.stop().await;
+}
+
+#[tokio::test]
 async fn with_nothing_due_the_delivery_loop_looks_on_its_timer_even_while_the_intake_is_behind() {
     let ctx = Ctx::new().await;
-    let (burst, loop_) = Running::behind_a_backlog(&ctx);
+    let (burst, loop_) = Running::behind_a_backlog(&ctx, Duration::ZERO);
     // Transactions of this test's database (each claim is one), as the server has counted
     // them so far (a session reports its counts at most once a second).
     let committed = || async {

@@ -12,16 +12,16 @@
 //! The retry schedule is in the table, so it survives restarts.
 //!
 //! Deliveries yield to the intake: while this worker's consumers leave leads waiting (a
-//! campaign's burst), the loop starts at most `WEBHOOKS__BACKLOG_RATE` attempts per second,
-//! so that the leads get the machine; the events wait (their lag grows) and go out at full
-//! speed once the backlog is gone. Retries are scheduled in the table, so nothing is lost
-//! while they wait.
+//! campaign's burst), the loop starts nothing for the first `WEBHOOKS__BACKLOG_HOLD` of the
+//! backlog and then at most `WEBHOOKS__BACKLOG_RATE` attempts per second, so that the leads
+//! get the machine; the events wait (their lag grows) and go out at full speed once the
+//! backlog is gone. Retries are scheduled in the table, so nothing is lost while they wait.
 //!
 //! A batch of leads writes its events as one outbox row (see [`shared::events::enqueue`]);
 //! a task beside the loop turns those rows into events and deliveries as they commit; while
-//! the intake has a backlog, one row at a time and no faster than the throttle lets their
-//! deliveries start (a tenth of a second to a second apart), so that what the events cost
-//! the database waits with them.
+//! the intake has a backlog, none during the hold, then one row at a time and no faster
+//! than the throttle lets their deliveries start (a tenth of a second to a second apart),
+//! so that what the events cost the database waits with them.
 //!
 //! Once a minute, outside a backlog, the loop removes the events older than
 //! `WEBHOOKS__RETENTION` with their deliveries and attempts (event ids are UUIDv7, so the
@@ -182,7 +182,19 @@ fn v7_floor(at: DateTime<Utc>) -> Uuid {
 }
 
 /// How long after the last sign of a backlog of leads the loop still yields to it.
-const YIELD_WINDOW: Duration = Duration::from_millis(500);
+const YIELD_WINDOW: Duration = crate::backlog::LAPSE;
+
+/// What the loop does for this worker's intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Yield {
+    /// No leads waiting: deliver at full speed.
+    No,
+    /// A backlog younger than `WEBHOOKS__BACKLOG_HOLD` (or any, with `WEBHOOKS__BACKLOG_RATE`
+    /// at 0): no attempt starts and the outbox waits.
+    Hold,
+    /// A backlog past the hold: `WEBHOOKS__BACKLOG_RATE` attempts a second.
+    Trickle,
+}
 
 /// The attempts the loop may start while it yields to the intake: a token bucket of
 /// `rate` per second holding a tenth of a second's worth (at least one).
@@ -350,8 +362,17 @@ impl Dispatcher {
         self
     }
 
-    fn intake_backlogged(&self) -> bool {
-        self.intake.as_ref().is_some_and(|b| b.within(YIELD_WINDOW))
+    /// What this worker's intake asks of the loop now.
+    fn yield_state(&self) -> Yield {
+        match self.intake.as_ref().and_then(IntakeBacklog::lasted) {
+            None => Yield::No,
+            Some(lasted)
+                if lasted < self.settings.backlog_hold || self.settings.backlog_rate == 0 =>
+            {
+                Yield::Hold
+            }
+            Some(_) => Yield::Trickle,
+        }
     }
 
     /// Delivers due events until `stop`; attempts under way finish and are recorded first.
@@ -360,6 +381,7 @@ impl Dispatcher {
             concurrency = self.settings.concurrency,
             endpoint_concurrency = self.settings.endpoint_concurrency,
             backlog_rate = self.settings.backlog_rate,
+            backlog_hold = ?self.settings.backlog_hold,
             "Delivering events"
         );
         let mut throttle = Throttle::new(self.settings.backlog_rate);
@@ -376,13 +398,15 @@ impl Dispatcher {
         let mut attempts = tokio::task::JoinSet::new();
         while !stop.is_cancelled() {
             while attempts.try_join_next().is_some() {}
-            let backlogged = self.intake_backlogged();
-            if backlogged != yielding {
-                yielding = backlogged;
+            let state = self.yield_state();
+            if (state != Yield::No) != yielding {
+                yielding = state != Yield::No;
                 metrics::gauge!(YIELDING).set(if yielding { 1.0 } else { 0.0 });
                 debug!(yielding, "Event deliveries and the intake's backlog");
             }
             let allowance = throttle.allowance(yielding, Instant::now());
+            // During the hold the bucket fills, but nothing starts.
+            let allowance = if state == Yield::Hold { 0 } else { allowance };
             // `None`: no free slot or allowance, so the claim did not look.
             let claimed = match self.claim(Utc::now(), allowance).await {
                 Ok(c) => c,
@@ -431,6 +455,9 @@ impl Dispatcher {
                 // which cost a claim each time). A delivery due but not claimed is for an
                 // endpoint at its bound: a freed slot wakes the loop for it.
                 self.pause().await.max(Duration::from_millis(20))
+            } else if state == Yield::Hold {
+                // Nothing starts until the hold is over or the backlog is gone.
+                YIELD_WINDOW
             } else if yielding {
                 // More may be due, but the leads come first: look again when the bucket
                 // is full (or the backlog may be gone).
@@ -463,14 +490,15 @@ impl Dispatcher {
     /// Turns the outbox's rows into events and deliveries until `stop`, waking `due` (the
     /// claiming loop) after each look that scheduled deliveries. It looks when a commit
     /// wrote events (the outbox statements notify), every poll interval, and again at once
-    /// while rows are left; while the intake has a backlog, one row at a time paced by
-    /// [`yield_pause`] (none when `WEBHOOKS__BACKLOG_RATE` is 0).
+    /// while rows are left; while the intake has a backlog, none during the hold
+    /// ([`Yield::Hold`]), then one row at a time paced by [`yield_pause`].
     async fn expand_loop(self, stop: CancellationToken, due: Arc<Notify>) {
         let mut wake = self.listen().await;
         while !stop.is_cancelled() {
-            let yielding = self.intake_backlogged();
+            let state = self.yield_state();
+            let yielding = state != Yield::No;
             let limit = if yielding { 1 } else { EXPAND_BATCH };
-            let (more, scheduled) = if yielding && self.settings.backlog_rate == 0 {
+            let (more, scheduled) = if state == Yield::Hold {
                 (false, 0)
             } else {
                 match shared::events::expand(&self.db, limit).await {
