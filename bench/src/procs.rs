@@ -445,7 +445,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// Worker and receiver tuning variables passed on to the children when set, so a tuning
 /// can be measured without a rebuild (`WORKER_CONCURRENCY=4 scripts/bench --only worker`;
 /// `RUST_LOG=warn` measures without the per-lead lines of the default `info`).
-const TUNING: [&str; 12] = [
+const TUNING: [&str; 13] = [
     "RUST_LOG",
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
@@ -458,6 +458,7 @@ const TUNING: [&str; 12] = [
     "SMS__CONCURRENCY",
     "SMS__POLL_INTERVAL",
     "WEBHOOKS__BACKLOG_RATE",
+    "WEBHOOKS__BACKLOG_HOLD",
 ];
 
 /// The [`TUNING`] variables set in the bench's own environment.
