@@ -103,6 +103,14 @@ async fn received(r: &WebhookReceiver, n: usize) -> Vec<Delivery> {
     .await
 }
 
+/// `got` holds `n` events, each once (by `webhook-id`).
+fn assert_each_once(got: &[Delivery], n: usize) {
+    let mut ids: Vec<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "each event once");
+}
+
 /// Processes a lead for each of the numbers +1212555NNNN, NNNN in `suffixes`.
 async fn process_leads(ctx: &Ctx, suffixes: std::ops::Range<u32>) {
     for i in suffixes {
@@ -483,13 +491,23 @@ async fn a_slow_endpoint_holds_only_its_own_slots() {
     loop_.stop().await;
 }
 
-#[tokio::test]
-async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
+/// Sixty `lead.processed` events for a receiver (numbers from `first`), then a delivery loop
+/// yielding to a backlog (after `hold`) and the backlog's signs.
+async fn sixty_events_behind_a_backlog(
+    first: u32,
+    hold: Duration,
+) -> (Ctx, WebhookReceiver, Running, Running) {
     let ctx = Ctx::new().await;
     let r = WebhookReceiver::start().await;
     endpoint(&ctx, &r.url("/"), "lead.processed").await;
-    process_leads(&ctx, 300..360).await;
-    let (burst, loop_) = Running::behind_a_backlog(&ctx, Duration::ZERO);
+    process_leads(&ctx, first..first + 60).await;
+    let (burst, loop_) = Running::behind_a_backlog(&ctx, hold);
+    (ctx, r, burst, loop_)
+}
+
+#[tokio::test]
+async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
+    let (_ctx, r, burst, loop_) = sixty_events_behind_a_backlog(300, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = r.count();
     assert!(
@@ -505,21 +523,14 @@ async fn while_the_intake_has_a_backlog_deliveries_yield_to_it_then_catch_up() {
         "at full speed once the backlog is gone: {:?}",
         caught_up.elapsed()
     );
-    let mut ids: Vec<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 60, "each event once");
+    assert_each_once(&got, 60);
     loop_.stop().await;
 }
 
 #[tokio::test]
 async fn a_backlog_holds_deliveries_back_entirely_for_its_first_seconds_then_lets_them_trickle() {
-    let ctx = Ctx::new().await;
-    let r = WebhookReceiver::start().await;
-    endpoint(&ctx, &r.url("/"), "lead.processed").await;
-    process_leads(&ctx, 400..460).await;
     let hold = Duration::from_secs(2);
-    let (burst, loop_) = Running::behind_a_backlog(&ctx, hold);
+    let (ctx, r, burst, loop_) = sixty_events_behind_a_backlog(400, hold).await;
     tokio::time::sleep(hold - Duration::from_millis(500)).await;
     assert_eq!(r.count(), 0, "nothing starts during the hold");
     let expanded = scalar(&ctx, "SELECT count(*)::text FROM events").await;
@@ -534,10 +545,7 @@ async fn a_backlog_holds_deliveries_back_entirely_for_its_first_seconds_then_let
     );
     burst.stop().await;
     let got = received(&r, 60).await;
-    let mut ids: Vec<&str> = got.iter().map(|d| d.webhook_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 60, "each event once");
+    assert_each_once(&got, 60);
     loop_.stop().await;
 }
 
