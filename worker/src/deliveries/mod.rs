@@ -399,8 +399,9 @@ impl Dispatcher {
         while !stop.is_cancelled() {
             while attempts.try_join_next().is_some() {}
             let state = self.yield_state();
-            if (state != Yield::No) != yielding {
-                yielding = state != Yield::No;
+            let now_yielding = state != Yield::No;
+            if now_yielding != yielding {
+                yielding = now_yielding;
                 metrics::gauge!(YIELDING).set(if yielding { 1.0 } else { 0.0 });
                 debug!(yielding, "Event deliveries and the intake's backlog");
             }
